@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+// Quern's architecture, bottom to top. Data flows one way:
+// spool → manifest → data stream → model → kernels → writer → spool.
+import PackageDescription
+
+let package = Package(
+    name: "Quern",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "quern", targets: ["quern"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // C libraries, each behind exactly one Swift door (see the *Door.swift files).
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive",
+                       providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        // POSIX door, structured errors, JSON, logging, clocks: what every layer needs.
+        .target(name: "QuernCore",
+                dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        // Tensors and the numeric kernels models run on (plain reference versions first).
+        .target(name: "QuernKernels", dependencies: ["QuernCore"]),
+        // safetensors (mmap), config decoding, one file per model family.
+        .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels"]),
+        // Archive streaming (libarchive), record decoders, compressed writers (zlib).
+        .target(name: "QuernData", dependencies: ["QuernCore", "CArchive", "CZlib"]),
+        // Manifest, job states and transitions, spool protocol, runner, watcher, status.
+        .target(name: "QuernSpool",
+                dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernKernels"]),
+        // The command line: parses arguments and calls QuernSpool; no logic of its own.
+        .executableTarget(name: "quern", dependencies: [
+            "QuernSpool",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "QuernCoreTests", dependencies: ["QuernCore"]),
+        .testTarget(name: "QuernKernelsTests", dependencies: ["QuernKernels"]),
+        .testTarget(name: "QuernModelsTests", dependencies: ["QuernModels"]),
+        .testTarget(name: "QuernDataTests", dependencies: ["QuernData"]),
+        .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool"]),
+        // Runs the built `quern` binary against temporary spools: real files, processes, signals.
+        .testTarget(name: "EndToEndTests", dependencies: ["QuernCore", "QuernData"]),
+    ]
+)

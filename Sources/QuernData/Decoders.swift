@@ -1,0 +1,459 @@
+import QuernCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Decodes the records of one archive member. One subclass per record format.
+class MemberDecoder {
+    let spec: RecordSpec
+    let member: String
+
+    init(spec: RecordSpec, member: String) {
+        self.spec = spec
+        self.member = member
+    }
+
+    static func make(spec: RecordSpec, limits: StreamLimits, member: String, source: BlockSource) throws -> MemberDecoder {
+        switch spec.format {
+        case .jsonl: return JSONLDecoder(spec: spec, member: member, lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: false))
+        case .txt: return TextDecoder(spec: spec, member: member, lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: false))
+        case .csv: return CSVDecoder(spec: spec, member: member, lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: true))
+        case .npy: return NPYDecoder(spec: spec, member: member, source: source, maxRowBytes: limits.maxLineBytes)
+        }
+    }
+
+    /// The next item, or nil when the member is exhausted.
+    func next(index: Int) throws -> StreamItem? { nil }
+
+    func failure(_ index: Int, _ line: Int?, _ code: QuernError.Code, _ message: String, id: String? = nil) -> StreamItem {
+        .failure(RecordFailure(index: index, id: id, member: member, line: line,
+                               error: QuernError(code, message, line: line, member: member)))
+    }
+
+    func fallbackID(_ line: Int) -> String { "\(member):\(line)" }
+
+    static func isBlank(_ b: UnsafeRawBufferPointer) -> Bool {
+        b.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+    }
+}
+
+/// Converts a JSON value to a record id: strings as they are, integers in decimal.
+func idString(_ v: JSONValue) -> String? {
+    switch v {
+    case .string(let s): return s
+    case .int(let i): return String(i)
+    default: return nil
+    }
+}
+
+/// JSON Lines: one object per line; blank lines are skipped.
+final class JSONLDecoder: MemberDecoder {
+    var lines: LineSplitter
+    let wanted: [[UInt8]]
+    let idSlot: Int?, textSlot: Int?, labelSlot: Int?, featuresSlot: Int?
+    let columnSlots: Range<Int>
+
+    init(spec: RecordSpec, member: String, lines: LineSplitter) {
+        self.lines = lines
+        var keys: [String] = []
+        func slot(_ name: String?, _ wanted: Bool) -> Int? {
+            guard wanted, let name else { return nil }
+            keys.append(name)
+            return keys.count - 1
+        }
+        idSlot = slot(spec.idField, true)
+        textSlot = slot(spec.textField, spec.wantsText)
+        labelSlot = slot(spec.labelField, spec.wantsLabel)
+        let columns = spec.wantsFeatures ? (spec.featureColumns ?? []) : []
+        featuresSlot = slot(columns.isEmpty ? (spec.featuresField ?? "features") : nil, spec.wantsFeatures)
+        let first = keys.count
+        keys += columns
+        columnSlots = first..<keys.count
+        wanted = keys.map { Array($0.utf8) }
+        super.init(spec: spec, member: member)
+    }
+
+    override func next(index: Int) throws -> StreamItem? {
+        while true {
+            let item: StreamItem?? = try lines.next { item -> StreamItem? in
+                switch item {
+                case .tooLong(let n):
+                    return failure(index, n, .lineTooLong, "line is longer than limits.max_line_bytes; it is skipped")
+                case .line(let bytes, let n):
+                    if MemberDecoder.isBlank(bytes) { return nil }
+                    return decode(bytes, line: n, index: index)
+                }
+            }
+            guard let item else { return nil }      // end of member
+            if let item { return item }              // else: blank line, keep going
+        }
+    }
+
+    func decode(_ bytes: UnsafeRawBufferPointer, line: Int, index: Int) -> StreamItem {
+        let values: [JSONValue?]
+        do {
+            values = try JSONParser.fields(of: bytes, wanted: wanted)
+        } catch let e as JSONSyntaxError {
+            let code: QuernError.Code = e.message.contains("UTF-8") ? .invalidUTF8 : .invalidRecord
+            return failure(index, line, code, "not valid JSON: \(e.message) at byte \(e.offset + 1)")
+        } catch {
+            return failure(index, line, .invalidRecord, "\(error)")
+        }
+        var id = fallbackID(line)
+        if let s = idSlot {
+            guard let v = values[s] else {
+                return failure(index, line, .missingValue, "record has no \"\(spec.idField!)\" field (input.id_field)")
+            }
+            guard let str = idString(v) else {
+                return failure(index, line, .invalidRecord, "\"\(spec.idField!)\" must be a string or an integer, not \(v.typeName)")
+            }
+            id = str
+        }
+        var record = Record(index: index, id: id, member: member, line: line)
+        if let s = textSlot {
+            guard let v = values[s]?.stringValue else {
+                let what = values[s].map { "is \($0.typeName), not a string" } ?? "is missing"
+                return failure(index, line, .missingValue, "text field \"\(spec.textField!)\" \(what)", id: id)
+            }
+            record.text = v
+        }
+        if let s = labelSlot {
+            guard let v = values[s], let label = idString(v) else {
+                return failure(index, line, .missingValue, "label field \"\(spec.labelField!)\" is missing or not a string/integer", id: id)
+            }
+            record.label = label
+        }
+        if let s = featuresSlot {
+            guard let arr = values[s]?.arrayValue else {
+                return failure(index, line, .missingValue, "features field \"\(wantedName(s))\" is missing or not an array of numbers", id: id)
+            }
+            record.features.reserveCapacity(arr.count)
+            for (i, v) in arr.enumerated() {
+                guard let d = v.doubleValue else {
+                    return failure(index, line, .invalidRecord, "feature \(i) of \"\(wantedName(s))\" is \(v.typeName), not a number", id: id)
+                }
+                let f = Float(d)
+                if !f.isFinite { return failure(index, line, .nonFinite, "feature \(i) (\(d)) does not fit in a float32", id: id) }
+                record.features.append(f)
+            }
+        }
+        for s in columnSlots {
+            guard let d = values[s]?.doubleValue else {
+                return failure(index, line, .missingValue, "feature field \"\(wantedName(s))\" is missing or not a number", id: id)
+            }
+            let f = Float(d)
+            if !f.isFinite { return failure(index, line, .nonFinite, "feature \"\(wantedName(s))\" (\(d)) does not fit in a float32", id: id) }
+            record.features.append(f)
+        }
+        return .record(record)
+    }
+
+    func wantedName(_ slot: Int) -> String { String(decoding: wanted[slot], as: UTF8.self) }
+}
+
+/// Plain text: one record per non-blank line; the line is the text.
+final class TextDecoder: MemberDecoder {
+    var lines: LineSplitter
+
+    init(spec: RecordSpec, member: String, lines: LineSplitter) {
+        self.lines = lines
+        super.init(spec: spec, member: member)
+    }
+
+    override func next(index: Int) throws -> StreamItem? {
+        while true {
+            let item: StreamItem?? = try lines.next { item -> StreamItem? in
+                switch item {
+                case .tooLong(let n):
+                    return failure(index, n, .lineTooLong, "line is longer than limits.max_line_bytes; it is skipped")
+                case .line(let bytes, let n):
+                    if MemberDecoder.isBlank(bytes) { return nil }
+                    let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    guard UTF8Check.isValid(p, bytes.count) else {
+                        return failure(index, n, .invalidUTF8, "line is not valid UTF-8")
+                    }
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    var r = Record(index: index, id: fallbackID(n), member: member, line: n)
+                    r.text = text
+                    return .record(r)
+                }
+            }
+            guard let item else { return nil }
+            if let item { return item }
+        }
+    }
+}
+
+/// CSV with a header row (RFC 4180: quoted fields may hold commas, quotes and newlines).
+final class CSVDecoder: MemberDecoder {
+    var lines: LineSplitter
+    var header: [String]?
+    var idCol: Int?, textCol: Int?, labelCol: Int?
+    var featureCols: [Int] = []
+
+    init(spec: RecordSpec, member: String, lines: LineSplitter) {
+        self.lines = lines
+        super.init(spec: spec, member: member)
+    }
+
+    /// Splits one CSV record into fields; nil if its quoting is malformed.
+    static func fields(_ b: UnsafeRawBufferPointer) -> [String]? {
+        var out: [String] = []
+        var i = 0
+        let n = b.count
+        while true {
+            if i < n && b[i] == 0x22 {
+                var field: [UInt8] = []
+                i += 1
+                while true {
+                    guard i < n else { return nil }  // unterminated quote
+                    if b[i] == 0x22 {
+                        if i + 1 < n && b[i + 1] == 0x22 { field.append(0x22); i += 2; continue }
+                        i += 1
+                        break
+                    }
+                    field.append(b[i])
+                    i += 1
+                }
+                guard i == n || b[i] == 0x2C else { return nil }  // text after closing quote
+                out.append(String(decoding: field, as: UTF8.self))
+            } else {
+                var j = i
+                while j < n && b[j] != 0x2C {
+                    if b[j] == 0x22 { return nil }  // bare quote inside an unquoted field
+                    j += 1
+                }
+                out.append(String(decoding: UnsafeRawBufferPointer(rebasing: b[i..<j]), as: UTF8.self))
+                i = j
+            }
+            if i >= n { return out }
+            i += 1  // the comma
+            if i == n { out.append(""); return out }
+        }
+    }
+
+    func setHeader(_ names: [String]) throws {
+        header = names
+        func column(_ name: String?, _ field: String) throws -> Int? {
+            guard let name else { return nil }
+            guard let i = names.firstIndex(of: name) else {
+                throw QuernError(.missingValue, "column \"\(name)\" is not in the header of \(member) (columns: \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? ", ..." : ""))", field: field, member: member)
+            }
+            return i
+        }
+        idCol = try column(spec.idField, "input.id_field")
+        textCol = spec.wantsText ? try column(spec.textField, "input.text_field") : nil
+        labelCol = spec.wantsLabel ? try column(spec.labelField, "input.label_field") : nil
+        if spec.wantsFeatures {
+            if let cols = spec.featureColumns {
+                featureCols = try cols.map { try column($0, "input.feature_columns")! }
+            } else {
+                let skip = Set([spec.idField, spec.labelField, spec.textField].compactMap { $0 })
+                featureCols = names.indices.filter { !skip.contains(names[$0]) }
+            }
+        }
+    }
+
+    override func next(index: Int) throws -> StreamItem? {
+        while true {
+            let item: StreamItem?? = try lines.next { item -> StreamItem? in
+                switch item {
+                case .tooLong(let n):
+                    return failure(index, n, .lineTooLong, "CSV record is longer than limits.max_line_bytes; it is skipped")
+                case .line(let bytes, let n):
+                    if MemberDecoder.isBlank(bytes) { return nil }
+                    let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    guard UTF8Check.isValid(p, bytes.count) else {
+                        if header == nil { throw QuernError(.invalidUTF8, "the CSV header of \(member) is not valid UTF-8", member: member) }
+                        return failure(index, n, .invalidUTF8, "CSV record is not valid UTF-8")
+                    }
+                    guard let fields = CSVDecoder.fields(bytes) else {
+                        if header == nil { throw QuernError(.invalidRecord, "the CSV header of \(member) has malformed quoting", line: n, member: member) }
+                        return failure(index, n, .invalidRecord, "malformed CSV quoting (RFC 4180: a quote inside a field is written \"\")")
+                    }
+                    if header == nil {
+                        try setHeader(fields)
+                        return nil
+                    }
+                    return decode(fields, line: n, index: index)
+                }
+            }
+            guard let item else { return nil }
+            if let item { return item }
+        }
+    }
+
+    func decode(_ fields: [String], line: Int, index: Int) -> StreamItem {
+        let header = header!
+        var id = fallbackID(line)
+        if let c = idCol, c < fields.count, !fields[c].isEmpty { id = fields[c] }
+        guard fields.count == header.count else {
+            return failure(index, line, .invalidRecord, "row has \(fields.count) fields; the header has \(header.count)", id: id)
+        }
+        if idCol != nil && fields[idCol!].isEmpty {
+            return failure(index, line, .missingValue, "the id column \"\(spec.idField!)\" is empty")
+        }
+        var record = Record(index: index, id: id, member: member, line: line)
+        if let c = textCol { record.text = fields[c] }
+        if let c = labelCol {
+            guard !fields[c].isEmpty else { return failure(index, line, .missingValue, "the label column \"\(header[c])\" is empty", id: id) }
+            record.label = fields[c]
+        }
+        record.features.reserveCapacity(featureCols.count)
+        for c in featureCols {
+            let text = fields[c]
+            guard let v = parseNumber(text) else {
+                return failure(index, line, text.isEmpty ? .missingValue : .invalidRecord,
+                               text.isEmpty ? "column \"\(header[c])\" is empty" : "column \"\(header[c])\" is not a number: \"\(text.prefix(40))\"", id: id)
+            }
+            guard v.isFinite else {
+                return failure(index, line, .nonFinite, "column \"\(header[c])\" is \(text), not a finite number", id: id)
+            }
+            record.features.append(v)
+        }
+        return .record(record)
+    }
+}
+
+/// Parses a decimal number the way `strtod` does, requiring the whole text (spaces
+/// around it allowed) to be the number.
+func parseNumber(_ text: String) -> Float? {
+    let trimmed = text.trimmingSpaces
+    if trimmed.isEmpty { return nil }
+    return trimmed.withCString { p -> Float? in
+        var end: UnsafeMutablePointer<CChar>?
+        let v = strtod(p, &end)
+        guard let end, end.pointee == 0, end != UnsafeMutablePointer(mutating: p) else { return nil }
+        return Float(v)
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// NumPy `.npy` (format 1.0–3.0, C order): each row of the first axis is one record of
+/// `prod(shape[1:])` features; ids are `member:ROW`, rows counted from 0 as NumPy does.
+final class NPYDecoder: MemberDecoder {
+    let source: BlockSource
+    let maxRowBytes: Int
+    var buffer: [UInt8] = []
+    var headerParsed = false
+    var rows = 0, rowLength = 0, itemSize = 0
+    var kind: Character = "f"
+    var row = 0
+
+    init(spec: RecordSpec, member: String, source: BlockSource, maxRowBytes: Int) {
+        self.source = source
+        self.maxRowBytes = maxRowBytes
+        super.init(spec: spec, member: member)
+    }
+
+    /// Fills the buffer to at least `n` bytes; false at the end of the member.
+    func fill(_ n: Int) throws -> Bool {
+        while buffer.count < n {
+            guard let b = try source.next() else { return false }
+            buffer.append(contentsOf: b)
+        }
+        return true
+    }
+
+    func parseHeader() throws {
+        func bad(_ why: String) -> QuernError {
+            QuernError(.invalidRecord, "\(member) is not a usable .npy file: \(why)", member: member)
+        }
+        guard try fill(10), buffer[0..<6].elementsEqual([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) else { throw bad("bad magic") }
+        let major = buffer[6]
+        let headerLength: Int, start: Int
+        if major == 1 {
+            headerLength = Int(buffer[8]) | Int(buffer[9]) << 8
+            start = 10
+        } else if major == 2 || major == 3 {
+            guard try fill(12) else { throw bad("truncated header") }
+            headerLength = (0..<4).reduce(0) { $0 | Int(buffer[8 + $1]) << (8 * $1) }
+            start = 12
+        } else { throw bad("unsupported format version \(major)") }
+        guard headerLength < 1 << 20, try fill(start + headerLength) else { throw bad("truncated header") }
+        let text = String(decoding: buffer[start..<(start + headerLength)], as: UTF8.self)
+        buffer.removeFirst(start + headerLength)
+        guard let descr = Self.value(of: "descr", in: text)?.trimmingCharacters(in: "'\" "),
+              let order = Self.value(of: "fortran_order", in: text),
+              let shapeText = Self.value(of: "shape", in: text) else { throw bad("header lacks descr/fortran_order/shape") }
+        if order.contains("True") { throw bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray") }
+        let sizes: [String: (Character, Int)] = ["<f4": ("f", 4), "<f8": ("f", 8), "|u1": ("u", 1), "|i1": ("i", 1),
+                                                  "<i2": ("i", 2), "<i4": ("i", 4), "<i8": ("i", 8), "<u2": ("u", 2)]
+        guard let (k, size) = sizes[descr] else { throw bad("dtype \(descr) is not supported (use float32, float64 or integers)") }
+        kind = k
+        itemSize = size
+        let dims = shapeText.filter { "0123456789,".contains($0) }.split(separator: ",").compactMap { Int($0) }
+        guard let first = dims.first else { throw bad("a 0-d array has no records") }
+        rows = first
+        rowLength = dims.dropFirst().reduce(1, *)
+        if rowLength * itemSize > maxRowBytes { throw bad("a row of \(rowLength * itemSize) bytes exceeds limits.max_line_bytes") }
+        headerParsed = true
+    }
+
+    /// The text after `'key':` in a NumPy header dict, up to the next top-level comma.
+    static func value(of key: String, in header: String) -> String? {
+        guard let r = header.range(of: "'\(key)':") else { return nil }
+        var depth = 0
+        var out = ""
+        for c in header[r.upperBound...] {
+            if c == "(" { depth += 1 }
+            if c == ")" { depth -= 1; if depth < 0 { break } }
+            if (c == "," && depth == 0) || c == "}" { break }
+            out.append(c)
+        }
+        if depth == 0, out.contains("(") { out += ")" }
+        return out.trimmingSpaces
+    }
+
+    override func next(index: Int) throws -> StreamItem? {
+        if !headerParsed { try parseHeader() }
+        guard row < rows else { return nil }
+        let bytes = rowLength * itemSize
+        guard try fill(bytes) else {
+            throw QuernError(.archiveCorrupt, "\(member) is truncated: \(rows) rows promised, \(row) present", member: member)
+        }
+        var record = Record(index: index, id: "\(member):\(row)", member: member, line: row)
+        record.features = [Float](unsafeUninitializedCapacity: rowLength) { out, count in
+            buffer.withUnsafeBytes { raw in
+                for i in 0..<rowLength {
+                    let at = i * itemSize
+                    switch (kind, itemSize) {
+                    case ("f", 4): out[i] = raw.loadUnaligned(fromByteOffset: at, as: Float.self)
+                    case ("f", 8): out[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Double.self))
+                    case ("u", 1): out[i] = Float(raw[at])
+                    case ("u", 2): out[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self))
+                    case ("i", 1): out[i] = Float(Int8(bitPattern: raw[at]))
+                    case ("i", 2): out[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Int16.self))
+                    case ("i", 4): out[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Int32.self))
+                    default: out[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Int64.self))
+                    }
+                }
+            }
+            count = rowLength
+        }
+        buffer.removeFirst(bytes)
+        row += 1
+        if let bad = record.features.firstIndex(where: { !$0.isFinite }) {
+            return failure(index, record.line, .nonFinite, "feature \(bad) is \(record.features[bad]), not a finite number", id: record.id)
+        }
+        return .record(record)
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s.removeFirst() }
+        while let l = s.last, set.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}

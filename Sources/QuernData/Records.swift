@@ -1,0 +1,289 @@
+import QuernCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum RecordFormat: String, Sendable, CaseIterable {
+    case jsonl, csv, txt, npy
+}
+
+/// What to take from each record: which fields, and what the task needs.
+public struct RecordSpec: Sendable {
+    public var format: RecordFormat
+    /// Glob over member paths (`*.jsonl`); nil takes every regular member.
+    public var members: String?
+    public var idField: String?
+    public var textField: String?
+    public var labelField: String?
+    /// JSONL: a field holding an array of numbers.
+    public var featuresField: String?
+    /// CSV columns (or JSONL numeric fields) that form the feature vector, in order.
+    /// Nil for CSV means every column except the id and label columns.
+    public var featureColumns: [String]?
+    public var wantsText = false
+    public var wantsFeatures = false
+    public var wantsLabel = false
+
+    public init(format: RecordFormat, members: String? = nil, idField: String? = nil, textField: String? = nil,
+                labelField: String? = nil, featuresField: String? = nil, featureColumns: [String]? = nil) {
+        self.format = format
+        self.members = members
+        self.idField = idField
+        self.textField = textField
+        self.labelField = labelField
+        self.featuresField = featuresField
+        self.featureColumns = featureColumns
+    }
+}
+
+/// Bounds that keep a hostile or broken input from exhausting memory or disk.
+public struct StreamLimits: Sendable {
+    /// Longest line (or CSV record, or NPY row) held in memory.
+    public var maxLineBytes = 16 << 20
+    /// Total decompressed bytes the job may read; nil is unbounded.
+    public var maxInputBytes: Int? = nil
+    /// A stream that expands more than this many times its compressed size is a bomb...
+    public var maxExpansionRatio = 1000.0
+    /// ...once it has produced at least this many bytes (small files compress very well).
+    public var ratioFloorBytes = 64 << 20
+
+    public init() {}
+}
+
+public struct Record: Sendable {
+    /// Position in the stream, counting failures too: the resume point of a checkpoint.
+    public var index: Int
+    public var id: String
+    public var member: String
+    /// 1-based line of the record in its member (the row number for NPY).
+    public var line: Int
+    public var text: String?
+    public var features: [Float] = []
+    public var label: String?
+}
+
+/// A record that could not be read: it goes to the job's error file, the job goes on.
+public struct RecordFailure: Error, Sendable {
+    public var index: Int
+    public var id: String?
+    public var member: String
+    public var line: Int?
+    public var error: QuernError
+}
+
+public enum StreamItem: Sendable {
+    case record(Record)
+    case failure(RecordFailure)
+}
+
+/// Streams records out of a file or archive: members in archive order, records in member
+/// order, each with an id. Memory is bounded by the longest line, not by the data set.
+/// Job-level problems (corrupt archive, decompression bomb) are thrown; record-level ones
+/// come back as `.failure` items.
+public final class RecordStream {
+    public let spec: RecordSpec
+    public let limits: StreamLimits
+    private let reader: ArchiveReader
+    private let totalBytes: Int
+    private var index = 0
+    private var decompressed = 0
+    private var member: MemberDecoder?
+    private var finished = false
+    public private(set) var membersRead = 0
+
+    public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits()) throws {
+        self.spec = spec
+        self.limits = limits
+        reader = try ArchiveReader(path: path)
+        totalBytes = Sys.fileSize(path: path)
+    }
+
+    /// (compressed bytes read, file size): how far through the input the stream is.
+    public var progress: (done: Int, total: Int) { (reader.compressedBytesRead, totalBytes) }
+
+    public func next() throws -> StreamItem? {
+        while !finished {
+            if let m = member {
+                if let item = try m.next(index: index) {
+                    index += 1
+                    return item
+                }
+                member = nil
+                continue
+            }
+            guard let entry = try reader.next() else { finished = true; break }
+            if entry.kind == .directory { continue }
+            if let glob = spec.members, !Sys.globMatch(glob, entry.name) { continue }
+            if let problem = unsafety(entry) {
+                defer { index += 1 }
+                return .failure(RecordFailure(index: index, id: nil, member: entry.name, line: nil,
+                                              error: QuernError(.unsafeMember, problem, member: entry.name)))
+            }
+            membersRead += 1
+            let source = BlockSource(reader: reader) { [unowned self] n in try self.account(n) }
+            member = try MemberDecoder.make(spec: spec, limits: limits, member: entry.name, source: source)
+        }
+        return nil
+    }
+
+    private func unsafety(_ entry: ArchiveReader.Entry) -> String? {
+        switch entry.kind {
+        case .symlink, .hardlink:
+            return "member \(entry.name) is a link; links are skipped, store the file itself"
+        case .other:
+            return "member \(entry.name) is not a regular file (device, fifo or socket); it is skipped"
+        default: break
+        }
+        if entry.name.hasPrefix("/") { return "member \(entry.name) has an absolute path; it is skipped" }
+        if entry.name.split(separator: "/").contains("..") {
+            return "member \(entry.name) has a '..' component; it is skipped"
+        }
+        return nil
+    }
+
+    private func account(_ n: Int) throws {
+        decompressed += n
+        if let max = limits.maxInputBytes, decompressed > max {
+            throw QuernError(.decompressionLimit,
+                             "the input decompresses to more than limits.max_input_bytes (\(max) bytes); raise the limit if this is expected",
+                             field: "limits.max_input_bytes")
+        }
+        let compressed = max(reader.compressedBytesRead, 1)
+        if decompressed > limits.ratioFloorBytes, Double(decompressed) > limits.maxExpansionRatio * Double(compressed) {
+            throw QuernError(.decompressionLimit,
+                             "the input expands more than \(Int(limits.maxExpansionRatio))x its compressed size (\(decompressed) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
+                             field: "limits.max_expansion_ratio")
+        }
+    }
+}
+
+extension Sys {
+    public static func fileSize(path: String) -> Int {
+        guard let st = fileStatus(path) else { return 0 }
+        return Int(st.st_size)
+    }
+}
+
+/// Pulls a member's data blocks from the archive, accounting every byte against the limits.
+final class BlockSource {
+    let reader: ArchiveReader
+    let account: (Int) throws -> Void
+    var done = false
+
+    init(reader: ArchiveReader, account: @escaping (Int) throws -> Void) {
+        self.reader = reader
+        self.account = account
+    }
+
+    func next() throws -> UnsafeRawBufferPointer? {
+        if done { return nil }
+        while let block = try reader.readBlock() {
+            if block.count == 0 { continue }
+            try account(block.count)
+            return block
+        }
+        done = true
+        return nil
+    }
+}
+
+/// Splits a byte stream into lines (or, for CSV, into records: a newline inside quotes
+/// does not end one). A line longer than the limit is reported, not buffered.
+struct LineSplitter {
+    enum Item {
+        case line(UnsafeRawBufferPointer, lineNumber: Int)
+        case tooLong(lineNumber: Int)
+    }
+
+    let source: BlockSource
+    let maxBytes: Int
+    let quoteAware: Bool
+    var block = UnsafeRawBufferPointer(start: nil, count: 0)
+    var cursor = 0
+    var carry: [UInt8] = []
+    var overflowing = false
+    var physicalLine = 1
+
+    init(source: BlockSource, maxBytes: Int, quoteAware: Bool) {
+        self.source = source
+        self.maxBytes = maxBytes
+        self.quoteAware = quoteAware
+    }
+
+    /// Offset of the record end (`\n`) in `block[from...]`, or nil; tracks quotes for CSV.
+    private var inQuotes = false
+    private var newlinesInRecord = 0
+    mutating func findEnd(from: Int) -> Int? {
+        guard let base = block.baseAddress else { return nil }
+        if !quoteAware {
+            guard let p = memchr(base + from, 0x0A, block.count - from) else { return nil }
+            return base.distance(to: UnsafeRawPointer(p))
+        }
+        let bytes = base.assumingMemoryBound(to: UInt8.self)
+        var i = from
+        while i < block.count {
+            let c = bytes[i]
+            if c == 0x22 { inQuotes.toggle() } else if c == 0x0A {
+                if !inQuotes { return i }
+                newlinesInRecord += 1
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Hands the next line to `body`; the bytes are valid only inside it. Nil at the end.
+    mutating func next<T>(_ body: (Item) throws -> T) throws -> T? {
+        while true {
+            if cursor >= block.count {
+                guard let b = try source.next() else {
+                    // End of member: whatever is carried is the last line (no final newline).
+                    if overflowing { overflowing = false; carry = []; return try body(.tooLong(lineNumber: takeLine())) }
+                    if carry.isEmpty { return nil }
+                    defer { carry = [] }
+                    let n = takeLine()
+                    return try carry.withUnsafeBytes { try body(.line(trimCR($0), lineNumber: n)) }
+                }
+                block = b
+                cursor = 0
+            }
+            if let end = findEnd(from: cursor) {
+                let start = cursor
+                cursor = end + 1
+                if overflowing {
+                    overflowing = false
+                    return try body(.tooLong(lineNumber: takeLine()))
+                }
+                if carry.isEmpty {
+                    if end - start > maxBytes { return try body(.tooLong(lineNumber: takeLine())) }
+                    let n = takeLine()
+                    return try body(.line(trimCR(UnsafeRawBufferPointer(rebasing: block[start..<end])), lineNumber: n))
+                }
+                carry.append(contentsOf: block[start..<end])
+                defer { carry.removeAll(keepingCapacity: carry.count < 1 << 20) }
+                if carry.count > maxBytes { return try body(.tooLong(lineNumber: takeLine())) }
+                let n = takeLine()
+                return try carry.withUnsafeBytes { try body(.line(trimCR($0), lineNumber: n)) }
+            }
+            // No record end in the rest of this block: carry it over (or drop it if too long).
+            if !overflowing {
+                carry.append(contentsOf: block[cursor..<block.count])
+                if carry.count > maxBytes { carry = []; overflowing = true }
+            }
+            cursor = block.count
+        }
+    }
+
+    private mutating func takeLine() -> Int {
+        let n = physicalLine
+        physicalLine += 1 + newlinesInRecord
+        newlinesInRecord = 0
+        return n
+    }
+
+    private func trimCR(_ b: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        if b.count > 0 && b[b.count - 1] == 0x0D { return UnsafeRawBufferPointer(rebasing: b[0..<(b.count - 1)]) }
+        return b
+    }
+}
