@@ -125,6 +125,11 @@ public enum Sys {
         }
     }
 
+    /// Blocking exclusive `flock`, for locks held only for microseconds.
+    public static func lock(_ fd: Int32, path: String? = nil) throws {
+        try retrying("flock", path) { flock(fd, LOCK_EX) }
+    }
+
     /// Non-blocking `flock`. Returns false when another open file description holds it.
     public static func tryLock(_ fd: Int32, exclusive: Bool = true, path: String? = nil) throws -> Bool {
         while true {
@@ -252,6 +257,113 @@ public enum Sys {
         }
         try rename(tmp, path)
         try fsyncDirectory(Path.dirname(path))
+    }
+}
+
+/// A read-only memory map of a whole file (model weights): pages come from the page
+/// cache on demand and are shared between processes scoring with the same model.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let bytes: UnsafeRawBufferPointer
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = try Sys.open(path, O_RDONLY)
+        defer { Sys.close(fd) }
+        let size = try Sys.fileSize(fd)
+        if size == 0 {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw SystemError(call: "mmap", errno: errno, path: path)
+        }
+        bytes = UnsafeRawBufferPointer(start: p, count: size)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+    }
+}
+
+/// An inotify watch on one directory, for the events that mean "a file arrived":
+/// a rename into it (`IN_MOVED_TO`) or a writer closing a file it created there.
+/// inotify can drop events (queue overflow), so callers also rescan periodically.
+public final class DirectoryWatch {
+    public let fd: Int32
+
+    /// Arrivals by default; `departures` watches names leaving the directory instead
+    /// (renamed away or deleted), which is how the benchmark sees a claim happen.
+    public init(_ path: String, departures: Bool = false) throws {
+        fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        if fd < 0 { throw SystemError(call: "inotify_init1", errno: errno, path: path) }
+        let mask = departures ? UInt32(IN_MOVED_FROM | IN_DELETE) : UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE)
+        if inotify_add_watch(fd, path, mask) < 0 {
+            let e = errno
+            Sys.close(fd)
+            throw SystemError(call: "inotify_add_watch", errno: e, path: path)
+        }
+    }
+
+    /// Reads and discards pending events; returns whether there were any.
+    @discardableResult
+    public func drain() -> Bool {
+        var any = false
+        var buf = [UInt8](repeating: 0, count: 64 * 1024)
+        while buf.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, $0.count) }) > 0 { any = true }
+        return any
+    }
+
+    deinit { Sys.close(fd) }
+}
+
+/// SIGTERM and SIGINT as a flag plus a wake-up descriptor: the handler only sets the
+/// flag and writes a byte to a pipe (both async-signal-safe); the daemon polls the pipe
+/// next to its inotify descriptor and checks the flag between batches.
+public enum StopSignal {
+    nonisolated(unsafe) private static var pipeFDs: [Int32] = [-1, -1]
+    nonisolated(unsafe) private static var flag: sig_atomic_t = 0
+    nonisolated(unsafe) private static var writeEnd: Int32 = -1
+
+    public static var requested: Bool { flag != 0 }
+    public static var wakeFD: Int32 { pipeFDs[0] }
+
+    public static func install() {
+        guard pipeFDs[0] < 0 else { return }
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        pipeFDs = fds
+        writeEnd = fds[1]
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in
+            StopSignal.flag = 1
+            var b: UInt8 = 1
+            _ = Glibc.write(StopSignal.writeEnd, &b, 1)
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = SA_RESTART
+        sigaction(SIGTERM, &action, nil)
+        sigaction(SIGINT, &action, nil)
+    }
+
+    /// Waits until `fd` is readable, a stop is requested, or `timeout` seconds pass.
+    /// Returns true if `fd` became readable.
+    public static func wait(for fd: Int32, timeout: Double) -> Bool {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+        if pipeFDs[0] >= 0 { fds.append(pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)) }
+        let ms = Int32(max(0, min(timeout, 3600)) * 1000)
+        let r = poll(&fds, nfds_t(fds.count), ms)
+        return r > 0 && fds[0].revents & Int16(POLLIN) != 0
+    }
+
+    /// Sleeps up to `seconds`, returning early on a stop request.
+    public static func sleep(_ seconds: Double) {
+        var fds = [pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)]
+        _ = poll(&fds, pipeFDs[0] >= 0 ? 1 : 0, Int32(seconds * 1000))
     }
 }
 

@@ -88,6 +88,7 @@ public final class RecordStream {
     private let totalBytes: Int
     private var index = 0
     private var decompressed = 0
+    var decompressedTotal: Int { decompressed }
     private var member: MemberDecoder?
     private var finished = false
     public private(set) var membersRead = 0
@@ -286,4 +287,9 @@ struct LineSplitter {
         if b.count > 0 && b[b.count - 1] == 0x0D { return UnsafeRawBufferPointer(rebasing: b[0..<(b.count - 1)]) }
         return b
     }
+}
+
+extension RecordStream {
+    /// Decompressed bytes read so far.
+    public var decompressedBytes: Int { decompressedTotal }
 }

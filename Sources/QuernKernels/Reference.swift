@@ -1,0 +1,57 @@
+import Foundation
+
+/// Plain, obviously-correct kernels. They are what the models run on until the fast
+/// kernel set lands, and afterwards the twins every fast kernel is tested against.
+public enum Reference {
+    /// `y[m, n] = Σ_k x[m, k] · w[n, k] + bias[n]`, then `activation`.
+    /// x: `[M, K]`, w: `[N, K]` (PyTorch's Linear layout), bias: `[N]` → `[M, N]`.
+    /// Accumulates in Double so the reference is tighter than any fp32 kernel it checks.
+    public static func linear(_ x: Tensor, _ w: Tensor, bias: Tensor?, activation: Activation = .none) -> Tensor {
+        let m = x.rows, k = x.rowLength, n = w.rows
+        precondition(w.rowLength == k, "linear: x is [\(m), \(k)] but w is \(w.shape)")
+        precondition(bias == nil || bias!.count == n, "linear: bias has \(bias!.count) values for \(n) outputs")
+        var out = [Float](repeating: 0, count: m * n)
+        x.data.withUnsafeBufferPointer { xp in
+            w.data.withUnsafeBufferPointer { wp in
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var acc = Double(bias?.data[j] ?? 0)
+                        for p in 0..<k { acc += Double(xp[i * k + p]) * Double(wp[j * k + p]) }
+                        out[i * n + j] = activation.apply(Float(acc))
+                    }
+                }
+            }
+        }
+        return Tensor(shape: [m, n], data: out)
+    }
+
+    /// Row-wise softmax over the last dimension, shifted by the row maximum so large
+    /// logits cannot overflow.
+    public static func softmax(_ x: Tensor) -> Tensor {
+        var out = x.data
+        let n = x.rowLength
+        for r in 0..<x.rows {
+            let row = r * n..<(r + 1) * n
+            let mx = out[row].max() ?? 0
+            var sum: Double = 0
+            for i in row { let e = exp(Double(out[i] - mx)); out[i] = Float(e); sum += e }
+            for i in row { out[i] = Float(Double(out[i]) / sum) }
+        }
+        return Tensor(shape: x.shape, data: out)
+    }
+}
+
+public enum Activation: String, Sendable, CaseIterable, Codable {
+    case none, relu, gelu, tanh, sigmoid
+
+    @inline(__always) public func apply(_ v: Float) -> Float {
+        switch self {
+        case .none: return v
+        case .relu: return max(v, 0)
+        // Exact GELU (erf form), as PyTorch's default and Hugging Face's "gelu".
+        case .gelu: return 0.5 * v * (1 + Float(erf(Double(v) / 2.0.squareRoot())))
+        case .tanh: return Foundation.tanh(v)
+        case .sigmoid: return 1 / (1 + Foundation.exp(-v))
+        }
+    }
+}

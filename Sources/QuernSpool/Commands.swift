@@ -1,0 +1,127 @@
+import Foundation
+import QuernCore
+import QuernData
+import QuernModels
+
+/// The behaviour behind `quern validate`, `submit` and `status`; the CLI only parses
+/// arguments and prints.
+public enum Commands {
+    /// Decodes a manifest and checks everything it names, without running it: paths
+    /// resolve inside the allowed roots, the model loads, the first records decode.
+    /// Relative paths resolve against `base` (the submitter's working directory).
+    public static func validate(manifestPath: String, base: String, roots: [String]) throws -> (Manifest, JSONValue) {
+        let bytes = try Sys.readFile(manifestPath)
+        var manifest = try Manifest.decode(bytes)
+        let policy = PathPolicy(base: base, roots: roots)
+        let input = try policy.resolve(manifest.input.path, field: "input.path")
+        let modelPath = try policy.resolve(manifest.model!, field: "model")
+        let model = try ModelDirectory.load(modelPath)
+        let stream = try RecordStream(path: input, spec: manifest.recordSpec, limits: manifest.limits.stream)
+        var sampled = 0, bad = 0
+        var firstProblem: JSONValue = .null
+        while sampled < 100, let item = try stream.next() {
+            sampled += 1
+            switch item {
+            case .record(let r):
+                if r.features.count != model.model.inputSize {
+                    bad += 1
+                    if firstProblem == .null {
+                        firstProblem = .string("\(r.member) line \(r.line): \(r.features.count) features, model takes \(model.model.inputSize)")
+                    }
+                }
+            case .failure(let f):
+                bad += 1
+                if firstProblem == .null { firstProblem = .string("\(f.member) line \(f.line ?? 0): \(f.error.message)") }
+            }
+        }
+        manifest.input.path = input
+        manifest.model = modelPath
+        let summary: JSONValue = ["valid": true, "task": .string(manifest.task.rawValue), "input": .string(input),
+                                  "model": .string(modelPath), "model_family": .string(model.model.family),
+                                  "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
+                                  "first_problem": firstProblem]
+        return (manifest, summary)
+    }
+
+    /// Validates, records the resolved absolute paths, and publishes into `incoming/`.
+    public static func submit(manifestPath: String, spool: Spool, roots: [String]) throws -> String {
+        let (manifest, _) = try validate(manifestPath: manifestPath, base: Sys.getcwd(), roots: roots + [spool.root])
+        let id = manifest.id ?? Path.stem(manifestPath)
+        guard Manifest.isValidID(id) else {
+            throw QuernError(.invalidID, "\"\(id)\" is not a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
+        }
+        for state in [JobState.active, .done] where Sys.exists(spool.path(state, id)) {
+            throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
+        }
+        var raw = manifest.raw
+        var input = raw["input"]!.objectValue!
+        input["path"] = .string(manifest.input.path)
+        raw["input"] = .object(input)
+        raw["model"] = manifest.model.map { .string($0) }
+        return try spool.submit(JSONWriter.pretty(.object(raw)), name: id + ".json")
+    }
+
+    /// Counts per state, the running jobs with their progress, and recent failures.
+    public static func status(spool: Spool, time: any TimeSource = SystemTime(), recent: Int = 5) throws -> JSONValue {
+        var counts = JSONObject()
+        counts["incoming"] = .int(Int64(try spool.pending().count))
+        for state in [JobState.active, .done, .failed] { counts[state.rawValue] = .int(Int64(try spool.jobs(state).count)) }
+        var active: [JSONValue] = []
+        for id in try spool.jobs(.active) {
+            let dir = spool.path(.active, id)
+            var o = JSONObject()
+            o["id"] = .string(id)
+            if let lease = try? JSONParser.parse(Sys.readFile(Path.join(dir, "lease.json"))).objectValue {
+                o["pid"] = lease["pid"] ?? .null
+                o["host"] = lease["host"] ?? .null
+                if let beat = lease["heartbeat"]?.doubleValue { o["heartbeat_age_seconds"] = .double(((time.now() - beat) * 10).rounded() / 10) }
+                o["progress"] = lease["progress"] ?? .null
+                if let host = lease["host"]?.stringValue, host == Sys.hostname, let pid = lease["pid"]?.intValue {
+                    o["alive"] = .bool(JobLock.takeOver(dir) == nil && Sys.processExists(Int32(pid)))
+                }
+            }
+            active.append(.object(o))
+        }
+        var failures: [(Double, JSONValue)] = []
+        for id in try spool.jobs(.failed) {
+            let path = Path.join(spool.path(.failed, id), "error.json")
+            guard let st = Sys.fileStatus(path), let e = try? JSONParser.parse(Sys.readFile(path)).objectValue else { continue }
+            failures.append((Double(st.st_mtim.tv_sec), ["id": .string(id), "code": e["code"] ?? .null,
+                                                          "message": e["message"] ?? .null, "failed_at": e["failed_at"] ?? .null]))
+        }
+        let recentFailures = failures.sorted { $0.0 > $1.0 }.prefix(recent).map(\.1)
+        return ["spool": .string(spool.root), "counts": .object(counts), "active": .array(active),
+                "recent_failures": .array(Array(recentFailures))]
+    }
+
+    /// `quern status` for a terminal.
+    public static func statusTable(_ status: JSONValue) -> String {
+        guard let o = status.objectValue, let counts = o["counts"]?.objectValue else { return "" }
+        var lines = ["spool \(o["spool"]?.stringValue ?? "")", ""]
+        lines.append("STATE      JOBS")
+        for state in ["incoming", "active", "done", "failed"] {
+            lines.append(state.padding(toLength: 11, withPad: " ", startingAt: 0) + String(counts[state]?.intValue ?? 0))
+        }
+        let active = o["active"]?.arrayValue ?? []
+        if !active.isEmpty {
+            lines += ["", "RUNNING"]
+            for a in active.compactMap(\.objectValue) {
+                let p = a["progress"]?.objectValue
+                let records = p?["records"]?.intValue ?? 0
+                let done = Double(p?["bytes_read"]?.intValue ?? 0), total = Double(max(p?["bytes_total"]?.intValue ?? 1, 1))
+                let alive = a["alive"]?.boolValue.map { $0 ? "" : "  (owner dead: will be resumed)" } ?? ""
+                lines.append("  \(a["id"]?.stringValue ?? "?")  pid \(a["pid"]?.intValue ?? 0)  " +
+                             progressBar(fraction: done / total, records: Int(records), rate: 0).replacingOccurrences(of: "  0/s", with: "") + alive)
+            }
+        }
+        let failures = o["recent_failures"]?.arrayValue ?? []
+        if !failures.isEmpty {
+            lines += ["", "RECENT FAILURES"]
+            for f in failures.compactMap(\.objectValue) {
+                lines.append("  \(f["id"]?.stringValue ?? "?")  \(f["code"]?.stringValue ?? "")  \(f["message"]?.stringValue ?? "")")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+

@@ -1,0 +1,137 @@
+import QuernCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Claims and runs jobs from one spool: the engine behind `quern watch` and
+/// `quern run --once`. One job at a time per process; run several processes (or hosts)
+/// on one spool to run several jobs at once — claiming keeps them apart.
+public final class Daemon {
+    public let spool: Spool
+    public let runner: JobRunner
+    let time: any TimeSource
+    /// Seconds between full rescans in `watch` (inotify can drop events).
+    public var rescanInterval: Double = 2
+
+    public private(set) var succeeded = 0
+    public private(set) var failed = 0
+
+    public init(spool: Spool, roots: [String], time: any TimeSource = SystemTime()) {
+        self.spool = spool
+        self.time = time
+        runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots), time: time)
+    }
+
+    /// Processes everything runnable now: orphaned claims and jobs first, then incoming
+    /// manifests in name order. Returns false if a stop was requested.
+    @discardableResult
+    public func drain() throws -> Bool {
+        for claim in try spool.adoptClaims() {
+            guard !StopSignal.requested else { return false }
+            Log.shared.info("finishing a claim left by a dead process", [("claim", .string(claim.dir))])
+            handle(claim)
+        }
+        for job in try spool.adoptOrphans() {
+            guard !StopSignal.requested else { return false }
+            Log.shared.info("resuming orphaned job", [("job", .string(job.id))])
+            record(runner.run(job))
+        }
+        while true {
+            let names = try spool.pending()
+            if names.isEmpty { return true }
+            var claimedAny = false
+            for name in names {
+                guard !StopSignal.requested else { return false }
+                guard let claim = try spool.claim(name) else { continue }  // another process won it
+                claimedAny = true
+                handle(claim)
+            }
+            if !claimedAny { return true }
+        }
+    }
+
+    /// Decides the id of a claimed manifest, refuses what cannot run, runs the rest.
+    func handle(_ claim: Claim) {
+        let stem = Path.stem(claim.sourceName.hasPrefix("claim.") ? "job" : claim.sourceName)
+        var id = Manifest.isValidID(stem) ? stem : Self.sanitize(stem)
+        let manifest: Manifest
+        do {
+            manifest = try Manifest.decode(Sys.readFile(claim.manifestPath))
+            if let mid = manifest.id { id = mid }
+            guard Manifest.isValidID(id) else {
+                throw QuernError(.invalidID, "the file name \"\(claim.sourceName)\" does not make a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
+            }
+        } catch {
+            reject(claim, id: id, error)
+            return
+        }
+        let job: ActiveJob
+        do {
+            job = try spool.activate(claim, id: id)
+        } catch {
+            reject(claim, id: id, error)
+            return
+        }
+        Log.shared.info("claimed job", [("job", .string(id)), ("task", .string(manifest.task.rawValue))])
+        record(runner.run(job))
+    }
+
+    func reject(_ claim: Claim, id: String, _ error: Error) {
+        let e = (error as? QuernError) ?? QuernError(.io, "\(error)")
+        do {
+            let logLine = Log.line(.error, "job refused: \(e.message)", [("job", .string(id)), ("code", .string(e.code.rawValue))])
+            try Sys.writeFileAtomically(Path.join(claim.dir, "job.log"), logLine)
+            let target = try spool.fail(dir: claim.dir, id: id, error: e, keep: ["manifest.json", "job.log"])
+            Log.shared.error("job refused: \(e.message)", [("job", .string(id)), ("code", .string(e.code.rawValue)),
+                                                          ("failed", .string(target))])
+        } catch {
+            Log.shared.error("cannot move a refused manifest to failed/: \(error)", [("claim", .string(claim.dir))])
+        }
+        failed += 1
+    }
+
+    func record(_ outcome: JobOutcome) {
+        switch outcome {
+        case .done(let path):
+            succeeded += 1
+            Log.shared.info("job done", [("path", .string(path))])
+        case .failed(let path, let e):
+            failed += 1
+            Log.shared.error("job failed: \(e.message)", [("path", .string(path)), ("code", .string(e.code.rawValue))])
+        case .interrupted:
+            break
+        }
+    }
+
+    static func sanitize(_ name: String) -> String {
+        let cleaned = String(name.map { c -> Character in
+            (c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-")) ? c : "_"
+        }.drop(while: { $0 == "." }).prefix(128))
+        return cleaned.isEmpty ? "job" : cleaned
+    }
+
+    /// `quern watch`: inotify on `incoming/` plus a periodic rescan, until SIGTERM/SIGINT.
+    public func watch() throws {
+        StopSignal.install()
+        let watch = try DirectoryWatch(spool.directory(.incoming))
+        Log.shared.info("watching spool", [("spool", .string(spool.root)), ("pid", .int(Int64(Sys.pid)))])
+        while !StopSignal.requested {
+            try drain()
+            if StopSignal.requested { break }
+            if StopSignal.wait(for: watch.fd, timeout: rescanInterval) { watch.drain() }
+        }
+        Log.shared.info("stopping: signal received", [("spool", .string(spool.root))])
+    }
+
+    /// `quern run --once`: process everything pending under the spool's run lock.
+    /// Returns nil if another run holds the lock.
+    public func runOnce() throws -> Bool? {
+        StopSignal.install()
+        let fd = try Sys.open(Path.join(spool.root, ".run.lock"), O_RDWR | O_CREAT)
+        defer { Sys.close(fd) }
+        guard try Sys.tryLock(fd) else { return nil }
+        try drain()
+        return failed == 0
+    }
+}

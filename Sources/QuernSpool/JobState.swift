@@ -1,0 +1,294 @@
+import QuernCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The states a job moves through, and every move between them. A job is one file
+/// (while incoming) or one directory under the spool; each transition is a single
+/// `rename(2)` of something fsynced first, then an fsync of both parent directories, so
+/// a crash at any instant leaves the job wholly in one state (Maildir and Postfix's
+/// `mail_queue_rename` are the models). Nothing else in Quern renames job files.
+public enum JobState: String, CaseIterable, Sendable {
+    /// `incoming/NAME.json`: published by a writer's rename (or `quern submit`); not yet
+    /// claimed. Dot-files and names not ending in `.json` are never jobs.
+    case incoming
+    /// `active/JOB/`: claimed by a process that holds the `flock` on `JOB/lease.lock`.
+    /// When that process dies the kernel drops the lock, which is how others know the
+    /// job is orphaned and may resume it from `checkpoint.json`.
+    case active
+    /// `done/JOB/`: finished. Results, errors, report and log appear here all at once.
+    case done
+    /// `failed/JOB/`: could not run. `error.json` says what to fix; `manifest.json` is
+    /// the manifest exactly as received.
+    case failed
+}
+
+/// Exclusive ownership of a job directory: an open, `flock`ed `lease.lock`.
+public final class JobLock: @unchecked Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { Sys.close(fd) }
+
+    /// Creates and locks `dir/lease.lock` (a fresh directory nobody else can see yet).
+    static func create(in dir: String) throws -> JobLock {
+        let fd = try Sys.open(Path.join(dir, "lease.lock"), O_RDWR | O_CREAT)
+        let lock = JobLock(fd: fd)
+        guard try Sys.tryLock(fd) else { throw QuernError(.internalError, "fresh lock in \(dir) is already held") }
+        return lock
+    }
+
+    /// Takes over `dir/lease.lock` if its holder is gone; nil if someone holds it. Checks
+    /// after locking that the file is still the one at that path: a job that was just
+    /// published elsewhere leaves this process holding a lock on a moved inode.
+    static func takeOver(_ dir: String) -> JobLock? {
+        let path = Path.join(dir, "lease.lock")
+        guard let fd = try? Sys.open(path, O_RDWR) else { return nil }
+        let lock = JobLock(fd: fd)
+        guard (try? Sys.tryLock(fd)) == true else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0, let now = Sys.fileStatus(path), now.st_ino == st.st_ino, now.st_dev == st.st_dev else {
+            return nil
+        }
+        return lock
+    }
+}
+
+/// A manifest taken out of `incoming/` into this process's private `tmp/claim.*`
+/// directory, before its id is known to be free.
+public struct Claim: Sendable {
+    public let dir: String
+    public let sourceName: String
+    let lock: JobLock
+    public var manifestPath: String { Path.join(dir, "manifest.json") }
+}
+
+/// A job in `active/`, owned by this process.
+public struct ActiveJob: Sendable {
+    public let id: String
+    public let dir: String
+    let lock: JobLock
+    /// True when this process adopted the job from a dead owner.
+    public let adopted: Bool
+    public var manifestPath: String { Path.join(dir, "manifest.json") }
+    public func file(_ name: String) -> String { Path.join(dir, name) }
+}
+
+/// A spool directory and the transitions between its states.
+public final class Spool: @unchecked Sendable {
+    public let root: String
+    let time: any TimeSource
+    /// Age after which a lease heartbeat from another host counts as dead.
+    public var staleAfter: Double = 120
+
+    public init(root: String, time: any TimeSource = SystemTime()) throws {
+        let absolute = Path.absolute(root, relativeTo: Sys.getcwd())
+        for dir in JobState.allCases.map(\.rawValue) + ["tmp"] {
+            try Sys.mkdirs(Path.join(absolute, dir))
+        }
+        self.root = (try? Sys.realpath(absolute)) ?? absolute
+        self.time = time
+    }
+
+    public func directory(_ state: JobState) -> String { Path.join(root, state.rawValue) }
+    public var tmp: String { Path.join(root, "tmp") }
+    public func path(_ state: JobState, _ id: String) -> String { Path.join(directory(state), id) }
+
+    /// Manifests waiting in `incoming/`, oldest name first.
+    public func pending() throws -> [String] {
+        try Sys.listDirectory(directory(.incoming)).filter { !$0.hasPrefix(".") && $0.hasSuffix(".json") }
+    }
+
+    public func jobs(_ state: JobState) throws -> [String] {
+        try Sys.listDirectory(directory(state)).filter { !$0.hasPrefix(".") }
+    }
+
+    /// Serialises the moves that create names in `active/`, `done/` and `failed/`, so
+    /// "is this id free?" and "take it" are one step even across daemons. Held for
+    /// microseconds.
+    func withNamesLock<T>(_ body: () throws -> T) throws -> T {
+        let fd = try Sys.open(Path.join(root, ".names.lock"), O_RDWR | O_CREAT)
+        defer { Sys.close(fd) }
+        try Sys.lock(fd, path: root)
+        return try body()
+    }
+
+    private var claimCounter = 0
+
+    // MARK: incoming → tmp (claim)
+
+    /// Atomically takes `incoming/name` for this process. Returns nil when another
+    /// process took it first (its rename won; ours finds no file).
+    public func claim(_ name: String) throws -> Claim? {
+        claimCounter += 1
+        let dir = Path.join(tmp, "claim.\(Sys.hostname).\(Sys.pid).\(claimCounter)")
+        try Sys.mkdir(dir)
+        let lock = try JobLock.create(in: dir)
+        try writeLease(in: dir, started: time.now())
+        do {
+            try Sys.rename(Path.join(directory(.incoming), name), Path.join(dir, "manifest.json"))
+        } catch let e as SystemError where e.errno == ENOENT {
+            try? Sys.removeTree(dir)
+            return nil
+        }
+        try Sys.fsyncDirectory(dir)
+        try Sys.fsyncDirectory(directory(.incoming))
+        return Claim(dir: dir, sourceName: name, lock: lock)
+    }
+
+    // MARK: tmp → active
+
+    /// Moves a claim to `active/id`. Refuses (`duplicate_id`) an id already active or done.
+    public func activate(_ claim: Claim, id: String) throws -> ActiveJob {
+        let target = path(.active, id)
+        try withNamesLock {
+            for state in [JobState.active, .done] where Sys.exists(path(state, id)) {
+                throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
+            }
+            try Sys.rename(claim.dir, target)
+        }
+        try Sys.fsyncDirectory(directory(.active))
+        try Sys.fsyncDirectory(tmp)
+        return ActiveJob(id: id, dir: target, lock: claim.lock, adopted: false)
+    }
+
+    // MARK: tmp/active → failed
+
+    /// Moves a claim or an active job to `failed/` with `error.json` (and any `extra`
+    /// files already in its directory). A name taken in `failed/` gets a `.2`, `.3`… suffix.
+    @discardableResult
+    public func fail(dir: String, id: String, error: QuernError, keep: Set<String>) throws -> String {
+        try Sys.writeFileAtomically(Path.join(dir, "error.json"), JSONWriter.pretty(errorJSON(error, id: id)))
+        for name in try Sys.listDirectory(dir) where !keep.contains(name) && name != "error.json" {
+            try Sys.removeTree(Path.join(dir, name))
+        }
+        try Sys.fsyncDirectory(dir)
+        let target: String = try withNamesLock {
+            var candidate = path(.failed, id)
+            var n = 2
+            while Sys.exists(candidate) {
+                candidate = path(.failed, "\(id).\(n)")
+                n += 1
+            }
+            try Sys.rename(dir, candidate)
+            return candidate
+        }
+        try Sys.fsyncDirectory(directory(.failed))
+        try Sys.fsyncDirectory(Path.dirname(dir))
+        return target
+    }
+
+    public func errorJSON(_ error: QuernError, id: String) -> JSONValue {
+        var o = JSONObject()
+        o["code"] = .string(error.code.rawValue)
+        o["message"] = .string(error.message)
+        if let f = error.field { o["field"] = .string(f) }
+        if let l = error.line { o["line"] = .int(Int64(l)) }
+        if let m = error.member { o["member"] = .string(m) }
+        o["id"] = .string(id)
+        o["failed_at"] = .string(Timestamp.iso8601(time.now()))
+        return .object(o)
+    }
+
+    // MARK: active → done
+
+    /// Publishes a finished job: everything in `keep` stays, the lease and checkpoint go,
+    /// then one rename makes the whole result visible in `done/`.
+    @discardableResult
+    public func complete(_ job: ActiveJob, keep: Set<String>) throws -> String {
+        for name in try Sys.listDirectory(job.dir) where !keep.contains(name) {
+            try Sys.removeTree(job.file(name))
+        }
+        try Sys.fsyncDirectory(job.dir)
+        let target = path(.done, job.id)
+        try withNamesLock {
+            if Sys.exists(target) {
+                throw QuernError(.duplicateID, "done/\(job.id) appeared while the job ran; results kept in active/\(job.id)")
+            }
+            try Sys.rename(job.dir, target)
+        }
+        try Sys.fsyncDirectory(directory(.done))
+        try Sys.fsyncDirectory(directory(.active))
+        return target
+    }
+
+    // MARK: recovery
+
+    /// Active jobs whose owner is gone (its lock is free), now owned by this process.
+    /// A lease from another host with a fresh heartbeat is left alone: flock does not
+    /// cross every network file system, heartbeats do.
+    public func adoptOrphans() throws -> [ActiveJob] {
+        var adopted: [ActiveJob] = []
+        for id in try jobs(.active) {
+            let dir = path(.active, id)
+            if let lease = try? JSONParser.parse(Sys.readFile(Path.join(dir, "lease.json"))).objectValue,
+               let host = lease["host"]?.stringValue, host != Sys.hostname,
+               let beat = lease["heartbeat"]?.doubleValue, time.now() - beat < staleAfter {
+                continue
+            }
+            guard let lock = JobLock.takeOver(dir) else { continue }
+            try writeLease(in: dir, started: time.now())
+            adopted.append(ActiveJob(id: id, dir: dir, lock: lock, adopted: true))
+        }
+        return adopted
+    }
+
+    /// Claims left in `tmp/` by a dead process (it died between claim and activation).
+    public func adoptClaims() throws -> [Claim] {
+        var claims: [Claim] = []
+        for name in try Sys.listDirectory(tmp) where name.hasPrefix("claim.") {
+            let dir = Path.join(tmp, name)
+            guard let lock = JobLock.takeOver(dir) else { continue }
+            if Sys.exists(Path.join(dir, "manifest.json")) {
+                claims.append(Claim(dir: dir, sourceName: name, lock: lock))
+            } else {
+                try? Sys.removeTree(dir)
+            }
+        }
+        // Submissions that died before publishing: never visible as jobs, safe to drop.
+        for name in try Sys.listDirectory(tmp) where name.hasPrefix("submit.") {
+            let p = Path.join(tmp, name)
+            if let st = Sys.linkStatus(p), time.now() - Double(st.st_mtim.tv_sec) > 3600 { try? Sys.removeTree(p) }
+        }
+        return claims
+    }
+
+    // MARK: lease
+
+    func writeLease(in dir: String, started: Double, progress: JSONValue? = nil) throws {
+        var o = JSONObject()
+        o["pid"] = .int(Int64(Sys.pid))
+        o["host"] = .string(Sys.hostname)
+        o["started"] = .double(started)
+        o["heartbeat"] = .double(time.now())
+        if let progress { o["progress"] = progress }
+        try Sys.writeFileAtomically(Path.join(dir, "lease.json"), JSONWriter.compact(.object(o)))
+    }
+
+    // MARK: submit → incoming
+
+    /// Publishes manifest bytes as `incoming/NAME.json`: written and fsynced in `tmp/`,
+    /// then linked into place without ever replacing an existing file.
+    public func submit(_ bytes: [UInt8], name: String) throws -> String {
+        let staged = Path.join(tmp, "submit.\(Sys.pid).\(Int(time.now() * 1e6))")
+        let fd = try Sys.open(staged, O_WRONLY | O_CREAT | O_EXCL)
+        do {
+            try Sys.writeAll(fd, bytes, path: staged)
+            try Sys.fsync(fd, path: staged)
+            Sys.close(fd)
+        } catch {
+            Sys.close(fd)
+            try? Sys.unlink(staged)
+            throw error
+        }
+        let target = Path.join(directory(.incoming), name)
+        do {
+            try Sys.linkNoReplace(staged, target)
+        } catch let e as SystemError where e.errno == EEXIST {
+            try? Sys.unlink(staged)
+            throw QuernError(.duplicateID, "incoming/\(name) already exists: a job with this name is waiting", field: "id")
+        }
+        try Sys.fsyncDirectory(directory(.incoming))
+        return target
+    }
+}

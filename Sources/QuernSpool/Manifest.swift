@@ -1,0 +1,313 @@
+import QuernCore
+import QuernData
+
+/// A job manifest, version 1 (DESIGN.md §3), decoded strictly: an unknown key, a wrong
+/// type or a bad value is an error naming the dotted field, so `error.json` tells the
+/// person exactly which line of their manifest to fix.
+public struct Manifest: Sendable {
+    public enum Task: String, Sendable, CaseIterable {
+        case predict, embed, score, evaluate, finetune, quantize, prune
+    }
+    public enum Precision: String, Sendable, CaseIterable { case fp32, int8 }
+    public enum OutputFormat: String, Sendable, CaseIterable { case jsonl, csv }
+
+    public struct Input: Sendable {
+        public var path: String
+        public var members: String?
+        public var format: RecordFormat
+        public var idField: String?
+        public var textField: String?
+        public var labelField: String?
+        public var featuresField: String?
+        public var featureColumns: [String]?
+    }
+
+    public struct Output: Sendable {
+        public var format: OutputFormat = .jsonl
+        public var compressionLevel = 6
+        /// Write every class probability, not only the top label and its score.
+        public var probabilities = true
+    }
+
+    public struct Limits: Sendable {
+        public var maxErrors = 100
+        public var stream = StreamLimits()
+    }
+
+    public var version = 1
+    public var id: String?
+    public var task: Task
+    public var model: String?
+    public var precision: Precision = .fp32
+    public var input: Input
+    public var batchSize = 64
+    public var output = Output()
+    public var limits = Limits()
+    /// Task-specific blocks, validated for shape; used by the training tasks.
+    public var train: JSONObject?
+    public var quantize: JSONObject?
+    public var prune: JSONObject?
+    /// The manifest as received, for provenance.
+    public var raw: JSONObject
+
+    public static let idPattern = "[A-Za-z0-9._-]{1,128}, not starting with '.'"
+
+    public static func isValidID(_ id: String) -> Bool {
+        guard (1...128).contains(id.utf8.count), !id.hasPrefix(".") else { return false }
+        return id.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+        }
+    }
+
+    /// Decodes manifest bytes. Errors carry `field` (dotted) and, for syntax errors, `line`.
+    public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes)
+        } catch let e as JSONSyntaxError {
+            let code: QuernError.Code = e.message.contains("UTF-8") ? .invalidUTF8 : .invalidJSON
+            throw QuernError(code, "the manifest is not valid JSON: \(e.message) (line \(e.line), column \(e.column))", line: e.line)
+        }
+        guard let root = value.objectValue else {
+            throw QuernError(.invalidType, "the manifest must be a JSON object, not \(value.typeName)")
+        }
+        var d = StrictObject(root, path: "")
+        let version = try d.int("version", required: true)!
+        guard version == 1 else {
+            throw QuernError(.unsupportedVersion, "manifest version \(version) is not supported; this Quern reads version 1", field: "version")
+        }
+        let id = try d.string("id")
+        if let id, !isValidID(id) {
+            throw QuernError(.invalidID, "id \"\(id)\" is not a valid job id (\(idPattern))", field: "id")
+        }
+        let task = try d.enumeration("task", Task.self, required: true)!
+        let model = try d.string("model")
+        let precision = try d.enumeration("precision", Precision.self) ?? .fp32
+        let batchSize = try d.int("batch_size", range: 1...65536) ?? 64
+
+        var i = try d.object("input", required: true)!
+        let path = try i.string("path", required: true)!
+        let members = try i.string("members")
+        let formatName = try i.string("format")
+        let format: RecordFormat
+        if let formatName {
+            guard let f = RecordFormat(rawValue: formatName) else {
+                throw QuernError(.unsupportedFormat, "input.format \"\(formatName)\" is not supported; use one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "input.format")
+            }
+            format = f
+        } else if let f = inferFormat(members ?? path) {
+            format = f
+        } else {
+            throw QuernError(.missingField, "input.format is missing and cannot be inferred from \"\(members ?? path)\"; set it to one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "input.format")
+        }
+        let input = Input(path: path, members: members, format: format,
+                          idField: try i.string("id_field"), textField: try i.string("text_field"),
+                          labelField: try i.string("label_field"), featuresField: try i.string("features_field"),
+                          featureColumns: try i.stringArray("feature_columns"))
+        try i.finish()
+
+        var output = Output()
+        if var o = try d.object("output") {
+            output.format = try o.enumeration("format", OutputFormat.self) ?? .jsonl
+            if let c = try o.string("compression"), c != "gzip" {
+                throw QuernError(.invalidValue, "output.compression \"\(c)\" is not supported; results are always gzip", field: "output.compression")
+            }
+            output.compressionLevel = try o.int("compression_level", range: 1...9) ?? 6
+            output.probabilities = try o.bool("probabilities") ?? true
+            try o.finish()
+        }
+        var limits = Limits()
+        if var l = try d.object("limits") {
+            limits.maxErrors = try l.int("max_errors", range: 0...Int(Int32.max)) ?? 100
+            limits.stream.maxLineBytes = try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? limits.stream.maxLineBytes
+            limits.stream.maxInputBytes = try l.int("max_input_bytes", range: 1...Int.max)
+            if let r = try l.number("max_expansion_ratio") {
+                guard r >= 1 else { throw QuernError(.invalidValue, "limits.max_expansion_ratio must be at least 1", field: "limits.max_expansion_ratio") }
+                limits.stream.maxExpansionRatio = r
+            }
+            try l.finish()
+        }
+        let train = try d.block("train", keys: ["epochs", "optimizer", "learning_rate", "validation_split", "batch_size", "weight_decay", "seed", "base_model"])
+        let quantize = try d.block("quantize", keys: ["scheme", "calibration", "percentile"])
+        let prune = try d.block("prune", keys: ["sparsity", "pattern", "schedule", "scope", "recovery_epochs"])
+        try d.finish()
+
+        var m = Manifest(version: 1, id: id, task: task, model: model, precision: precision, input: input,
+                         batchSize: batchSize, output: output, limits: limits, train: train, quantize: quantize,
+                         prune: prune, raw: root)
+        try m.checkTask()
+        m.raw = root
+        return m
+    }
+
+    static func inferFormat(_ name: String) -> RecordFormat? {
+        var lower = name.lowercased()
+        for s in [".gz", ".zst", ".xz", ".bz2"] where lower.hasSuffix(s) { lower.removeLast(s.count) }
+        for f in RecordFormat.allCases where lower.hasSuffix("." + f.rawValue) { return f }
+        if lower.hasSuffix(".ndjson") { return .jsonl }
+        if lower.hasSuffix(".text") { return .txt }
+        return nil
+    }
+
+    /// What each task needs from the manifest, checked before anything runs.
+    mutating func checkTask() throws {
+        switch task {
+        case .predict, .evaluate:
+            guard model != nil else { throw QuernError(.missingField, "task \(task.rawValue) needs \"model\" (a model directory)", field: "model") }
+            if task == .evaluate && input.labelField == nil && input.format != .npy {
+                throw QuernError(.missingField, "task evaluate needs input.label_field (the column or field holding the true label)", field: "input.label_field")
+            }
+            if task == .evaluate && input.format == .npy {
+                throw QuernError(.unsupportedFormat, "task evaluate needs labels, which .npy records do not carry; use csv or jsonl", field: "input.format")
+            }
+            if input.format == .txt {
+                throw QuernError(.unsupportedFormat, "task \(task.rawValue) on tabular models needs feature records (csv, jsonl or npy), not txt", field: "input.format")
+            }
+            if precision == .int8 {
+                throw QuernError(.invalidValue, "precision int8 needs the int8 kernel set, which this build does not have yet; use fp32", field: "precision")
+            }
+        case .embed, .score, .finetune, .quantize, .prune:
+            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern; available tasks: predict, evaluate", field: "task")
+        }
+    }
+
+    /// The record decoder settings this job needs.
+    public var recordSpec: RecordSpec {
+        var s = RecordSpec(format: input.format, members: input.members, idField: input.idField,
+                           textField: input.textField, labelField: input.labelField,
+                           featuresField: input.featuresField, featureColumns: input.featureColumns)
+        s.wantsFeatures = true
+        s.wantsLabel = task == .evaluate
+        return s
+    }
+}
+
+/// Walks one JSON object, taking keys as they are asked for; `finish()` then refuses
+/// any key nobody asked for, naming it.
+struct StrictObject {
+    let object: JSONObject
+    let path: String
+    var taken: Set<String> = []
+
+    init(_ object: JSONObject, path: String) {
+        self.object = object
+        self.path = path
+    }
+
+    func field(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    mutating func take(_ key: String, required: Bool) throws -> JSONValue? {
+        taken.insert(key)
+        guard let v = object[key], v != .null else {
+            if required { throw QuernError(.missingField, "\"\(field(key))\" is required", field: field(key)) }
+            return nil
+        }
+        return v
+    }
+
+    func typeError(_ key: String, _ expected: String, _ got: JSONValue) -> QuernError {
+        QuernError(.invalidType, "\"\(field(key))\" must be \(expected), not \(got.typeName)", field: field(key))
+    }
+
+    mutating func string(_ key: String, required: Bool = false) throws -> String? {
+        guard let v = try take(key, required: required) else { return nil }
+        guard let s = v.stringValue else { throw typeError(key, "a string", v) }
+        if s.isEmpty { throw QuernError(.invalidValue, "\"\(field(key))\" must not be empty", field: field(key)) }
+        return s
+    }
+
+    mutating func int(_ key: String, required: Bool = false, range: ClosedRange<Int>? = nil) throws -> Int? {
+        guard let v = try take(key, required: required) else { return nil }
+        guard let i = v.intValue else { throw typeError(key, "an integer", v) }
+        if let range, !range.contains(Int(i)) {
+            throw QuernError(.invalidValue, "\"\(field(key))\" is \(i); it must be between \(range.lowerBound) and \(range.upperBound)", field: field(key))
+        }
+        return Int(i)
+    }
+
+    mutating func number(_ key: String) throws -> Double? {
+        guard let v = try take(key, required: false) else { return nil }
+        guard let d = v.doubleValue else { throw typeError(key, "a number", v) }
+        return d
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        guard let v = try take(key, required: false) else { return nil }
+        guard let b = v.boolValue else { throw typeError(key, "true or false", v) }
+        return b
+    }
+
+    mutating func stringArray(_ key: String) throws -> [String]? {
+        guard let v = try take(key, required: false) else { return nil }
+        guard let a = v.arrayValue, let strings = Optional(a.compactMap(\.stringValue)), strings.count == a.count, !a.isEmpty else {
+            throw typeError(key, "a non-empty array of strings", v)
+        }
+        return strings
+    }
+
+    mutating func enumeration<E: RawRepresentable & CaseIterable>(_ key: String, _ type: E.Type, required: Bool = false) throws -> E? where E.RawValue == String {
+        guard let s = try string(key, required: required) else { return nil }
+        guard let e = E(rawValue: s) else {
+            let code: QuernError.Code = key == "task" ? .unsupportedTask : .invalidValue
+            throw QuernError(code, "\"\(field(key))\" is \"\(s)\"; it must be one of: \(E.allCases.map(\.rawValue).joined(separator: ", "))", field: field(key))
+        }
+        return e
+    }
+
+    mutating func object(_ key: String, required: Bool = false) throws -> StrictObject? {
+        guard let v = try take(key, required: required) else { return nil }
+        guard let o = v.objectValue else { throw typeError(key, "an object", v) }
+        return StrictObject(o, path: field(key))
+    }
+
+    /// A block whose keys are known but whose values the task checks later.
+    mutating func block(_ key: String, keys: Set<String>) throws -> JSONObject? {
+        guard var o = try object(key) else { return nil }
+        for k in keys { _ = try o.take(k, required: false) }
+        try o.finish()
+        return o.object
+    }
+
+    func finish() throws {
+        for key in object.keys where !taken.contains(key) {
+            let known = taken.sorted().joined(separator: ", ")
+            throw QuernError(.unknownKey, "unknown key \"\(field(key))\"; known keys here: \(known)", field: field(key))
+        }
+    }
+}
+
+/// Where a manifest's paths may point: the spool and the configured roots. Paths are
+/// resolved (symlinks included) before the check, so a link cannot smuggle a path out.
+public struct PathPolicy: Sendable {
+    public let base: String
+    public let roots: [String]
+
+    /// `base` resolves relative paths; `roots` (plus `base`) bound where they may lead.
+    public init(base: String, roots: [String]) {
+        self.base = (try? Sys.realpath(base)) ?? base
+        self.roots = ([base] + roots).map { (try? Sys.realpath($0)) ?? Path.normalize($0) }
+    }
+
+    /// Roots from `--root` flags and `QUERN_ROOTS` (colon-separated).
+    public static func configuredRoots(_ flags: [String]) -> [String] {
+        let env = Sys.environment("QUERN_ROOTS")?.split(separator: ":").map(String.init) ?? []
+        return (flags + env).map { Path.absolute($0, relativeTo: Sys.getcwd()) }
+    }
+
+    public func resolve(_ path: String, field: String) throws -> String {
+        if path.split(separator: "/").contains("..") {
+            throw QuernError(.pathEscape, "\"\(path)\" contains '..'; give a path inside the spool or a configured root (--root / QUERN_ROOTS)", field: field)
+        }
+        let absolute = Path.absolute(path, relativeTo: base)
+        let real: String
+        do {
+            real = try Sys.realpath(absolute)
+        } catch {
+            throw QuernError(.fileNotFound, "\(absolute) does not exist", field: field)
+        }
+        guard roots.contains(where: { Path.isInside(real, $0) }) else {
+            throw QuernError(.pathEscape, "\(absolute) is outside the spool and the configured roots (\(roots.joined(separator: ", "))); add its directory with --root or QUERN_ROOTS", field: field)
+        }
+        return real
+    }
+}

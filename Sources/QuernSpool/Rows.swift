@@ -1,0 +1,98 @@
+import QuernCore
+
+/// One output line before encoding: the record id plus the task's fields, in order.
+public struct ResultRow: Sendable {
+    public enum Value: Sendable {
+        case string(String)
+        case int(Int)
+        case float(Float)
+        case floats([Float])
+        case bool(Bool)
+    }
+
+    public var id: String
+    public var fields: [(String, Value)]
+
+    public init(id: String, fields: [(String, Value)]) {
+        self.id = id
+        self.fields = fields
+    }
+}
+
+/// Encodes rows as JSON Lines or CSV. For CSV the header comes from the first row
+/// (vectors become `name_0 … name_n` columns) and is part of the checkpoint, so a
+/// resumed job writes exactly the bytes an uninterrupted one would.
+public struct RowEncoder: Sendable {
+    public let format: Manifest.OutputFormat
+    public private(set) var header: [String]?
+
+    public init(format: Manifest.OutputFormat, header: [String]? = nil) {
+        self.format = format
+        self.header = header
+    }
+
+    public mutating func encode(_ row: ResultRow) -> [UInt8] {
+        switch format {
+        case .jsonl:
+            var w = JSONWriter()
+            w.raw("{")
+            w.key("id")
+            w.string(row.id)
+            for (name, value) in row.fields {
+                w.raw(",")
+                w.key(name)
+                switch value {
+                case .string(let s): w.string(s)
+                case .int(let i): w.int(i)
+                case .float(let f): w.float(f)
+                case .bool(let b): if b { w.raw("true") } else { w.raw("false") }
+                case .floats(let v):
+                    w.raw("[")
+                    for (i, f) in v.enumerated() {
+                        if i > 0 { w.raw(",") }
+                        w.float(f)
+                    }
+                    w.raw("]")
+                }
+            }
+            w.raw("}\n")
+            return w.bytes
+        case .csv:
+            var cells: [String] = [row.id]
+            var names: [String] = ["id"]
+            for (name, value) in row.fields {
+                switch value {
+                case .string(let s): cells.append(s); names.append(name)
+                case .int(let i): cells.append(String(i)); names.append(name)
+                case .float(let f): cells.append(f.isFinite ? f.description : ""); names.append(name)
+                case .bool(let b): cells.append(b ? "true" : "false"); names.append(name)
+                case .floats(let v):
+                    for (i, f) in v.enumerated() { cells.append(f.isFinite ? f.description : ""); names.append("\(name)_\(i)") }
+                }
+            }
+            var out: [UInt8] = []
+            if header == nil {
+                header = names
+                out += Self.csvLine(names)
+            }
+            return out + Self.csvLine(cells)
+        }
+    }
+
+    /// RFC 4180: quote a cell holding a comma, quote, CR or LF; double inner quotes.
+    static func csvLine(_ cells: [String]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (i, c) in cells.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            if c.utf8.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }) {
+                out.append(0x22)
+                for b in c.utf8 { if b == 0x22 { out.append(0x22) }; out.append(b) }
+                out.append(0x22)
+            } else {
+                out += Array(c.utf8)
+            }
+        }
+        out.append(0x0A)
+        return out
+    }
+}

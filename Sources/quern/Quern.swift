@@ -1,0 +1,155 @@
+import ArgumentParser
+import QuernCore
+import QuernModels
+import QuernSpool
+
+/// Exit codes (DESIGN.md §2): 0 success, 1 a job (or the manifest) failed,
+/// 2 usage or configuration error, 75 another run holds the spool lock.
+enum Exit {
+    static let failed = ExitCode(1)
+    static let usage = ExitCode(2)
+    static let locked = ExitCode(75)
+}
+
+struct SpoolOptions: ParsableArguments {
+    @Argument(help: "The spool directory (default: $QUERN_SPOOL, else ./spool).")
+    var spool: String?
+
+    @Option(name: .customLong("root"), help: "A directory manifests may read from besides the spool (repeatable; also $QUERN_ROOTS).")
+    var roots: [String] = []
+
+    func open() throws -> Spool {
+        let path = spool ?? Sys.environment("QUERN_SPOOL") ?? "spool"
+        do {
+            return try Spool(root: path)
+        } catch {
+            Log.shared.error("cannot open spool \(path): \(error)")
+            throw Exit.usage
+        }
+    }
+
+    var allowedRoots: [String] { PathPolicy.configuredRoots(roots) }
+}
+
+/// Prints a QuernError as JSON on stdout (for scripts) and as a log line on stderr.
+func report(_ error: Error, json: Bool = true) {
+    let e = (error as? QuernError) ?? (error as? SystemError)?.asQuernError ?? QuernError(.internalError, "\(error)")
+    var o = JSONObject()
+    o["code"] = .string(e.code.rawValue)
+    o["message"] = .string(e.message)
+    if let f = e.field { o["field"] = .string(f) }
+    if let l = e.line { o["line"] = .int(Int64(l)) }
+    if json { print(String(decoding: JSONWriter.pretty(.object(o)), as: UTF8.self), terminator: "") }
+    Log.shared.error(e.message, [("code", .string(e.code.rawValue))] + (e.field.map { [("field", JSONValue.string($0))] } ?? []))
+}
+
+@main
+struct Quern: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Batch machine-learning jobs from a spool directory.",
+        subcommands: [Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Bench.self])
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run as a daemon: claim and run jobs as they arrive; SIGTERM checkpoints and exits 0.")
+    @OptionGroup var options: SpoolOptions
+    @Option(help: "Seconds between full rescans of incoming/ (inotify can drop events).")
+    var rescan: Double = 2
+
+    func run() throws {
+        let daemon = Daemon(spool: try options.open(), roots: options.allowedRoots)
+        daemon.rescanInterval = rescan
+        try daemon.watch()
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "For cron: process everything pending, then exit (1 if a job failed, 75 if another run holds the spool).")
+    @Flag(help: "Process what is pending and exit (the only mode; required for clarity in crontabs).")
+    var once = false
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        guard once else { throw ValidationError("use `quern run --once`; `quern watch` is the daemon") }
+        let daemon = Daemon(spool: try options.open(), roots: options.allowedRoots)
+        guard let ok = try daemon.runOnce() else {
+            Log.shared.warning("another quern run holds the spool lock; exiting")
+            throw Exit.locked
+        }
+        if !ok { throw Exit.failed }
+    }
+}
+
+struct Submit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a manifest, then publish it atomically into the spool's incoming/.")
+    @Argument(help: "The manifest (JSON). Relative paths in it resolve against the current directory.")
+    var manifest: String
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        let spool = try options.open()
+        do {
+            let path = try Commands.submit(manifestPath: manifest, spool: spool, roots: options.allowedRoots)
+            print(path)
+        } catch {
+            report(error)
+            throw Exit.failed
+        }
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a manifest and the files it names without running it.")
+    @Argument(help: "The manifest (JSON).")
+    var manifest: String
+    @Option(name: .customLong("root"), help: "A directory the manifest may read from (repeatable; also $QUERN_ROOTS).")
+    var roots: [String] = []
+
+    func run() throws {
+        do {
+            let cwd = Sys.getcwd()
+            let (_, summary) = try Commands.validate(manifestPath: manifest, base: cwd,
+                                                     roots: PathPolicy.configuredRoots(roots) + [cwd])
+            print(String(decoding: JSONWriter.pretty(summary), as: UTF8.self), terminator: "")
+        } catch {
+            report(error)
+            throw Exit.failed
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Jobs per state, running jobs' progress, recent failures.")
+    @OptionGroup var options: SpoolOptions
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() throws {
+        let status = try Commands.status(spool: try options.open())
+        if json {
+            print(String(decoding: JSONWriter.pretty(status), as: UTF8.self), terminator: "")
+        } else {
+            print(Commands.statusTable(status))
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Describe a model directory: family, layers, shapes, dtype, size.")
+    @Argument(help: "A model directory (config.json + model.safetensors).")
+    var model: String
+
+    func run() throws {
+        do {
+            let m = try ModelDirectory.load(model)
+            var o = m.model.describe().objectValue ?? JSONObject()
+            o["path"] = .string(m.path)
+            o["weights_bytes"] = .int(Int64(m.weightsBytes))
+            o["weights_sha256"] = .string(m.weightsSHA256)
+            print(String(decoding: JSONWriter.pretty(.object(o)), as: UTF8.self), terminator: "")
+        } catch {
+            report(error)
+            throw Exit.failed
+        }
+    }
+}
