@@ -44,6 +44,6 @@ let package = Package(
         .testTarget(name: "QuernDataTests", dependencies: ["QuernData"]),
         .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool"]),
         // Runs the built `quern` binary against temporary spools: real files, processes, signals.
-        .testTarget(name: "EndToEndTests", dependencies: ["QuernCore", "QuernData"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["quern", "QuernCore", "QuernData"]),
     ]
 )

@@ -248,6 +248,8 @@ final class CSVDecoder: MemberDecoder {
         if spec.wantsFeatures {
             if let cols = spec.featureColumns {
                 featureCols = try cols.map { try column($0, "input.feature_columns")! }
+            } else if let cols = spec.modelFeatureNames, Set(cols).isSubset(of: names) {
+                featureCols = cols.map { names.firstIndex(of: $0)! }
             } else {
                 let skip = Set([spec.idField, spec.labelField, spec.textField].compactMap { $0 })
                 featureCols = names.indices.filter { !skip.contains(names[$0]) }

@@ -21,6 +21,9 @@ public struct RecordSpec: Sendable {
     /// CSV columns (or JSONL numeric fields) that form the feature vector, in order.
     /// Nil for CSV means every column except the id and label columns.
     public var featureColumns: [String]?
+    /// The feature names the model was trained on: for CSV without `featureColumns`,
+    /// these columns are taken by name when the header has them all.
+    public var modelFeatureNames: [String]?
     public var wantsText = false
     public var wantsFeatures = false
     public var wantsLabel = false

@@ -93,12 +93,11 @@ public final class Daemon {
 
     func record(_ outcome: JobOutcome) {
         switch outcome {
-        case .done(let path):
+        // The runner has already logged the outcome, in the job's log and here.
+        case .done:
             succeeded += 1
-            Log.shared.info("job done", [("path", .string(path))])
-        case .failed(let path, let e):
+        case .failed:
             failed += 1
-            Log.shared.error("job failed: \(e.message)", [("path", .string(path)), ("code", .string(e.code.rawValue))])
         case .interrupted:
             break
         }

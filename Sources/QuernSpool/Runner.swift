@@ -157,7 +157,9 @@ public final class JobRunner {
         var counts = checkpoint?.counts ?? Counts()
         let skip = checkpoint?.consumed ?? 0
 
-        let stream = try RecordStream(path: inputPath, spec: manifest.recordSpec, limits: manifest.limits.stream)
+        var spec = manifest.recordSpec
+        spec.modelFeatureNames = model.model.featureNames
+        let stream = try RecordStream(path: inputPath, spec: spec, limits: manifest.limits.stream)
         let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
         defer { heartbeat.stop() }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs Quern's main job on the bundled example: builds a release binary, submits the
+# example manifests in jobs/ (digits MLP on fixtures/) to a fresh spool, processes them
+# once as cron would, and shows what landed in done/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+swift build -c release --product quern 2>&1 | grep -v "^warning: 'main'" | tail -3
+Q=.build/release/quern
+SPOOL=${SPOOL:-/tmp/quern-example-spool}
+rm -rf "$SPOOL"
+for job in jobs/predict-digits.json jobs/evaluate-digits.json jobs/predict-digits-csv.json jobs/predict-digits-npy.json; do
+  $Q submit "$job" "$SPOOL" --root .
+done
+$Q run --once "$SPOOL" --root .
+$Q status "$SPOOL"
+echo
+echo "first results of done/predict-digits:"
+gzip -dc "$SPOOL/done/predict-digits/results.jsonl.gz" | head -3
+echo
+echo "accuracy from done/evaluate-digits/report.json:"
+grep -m1 '"accuracy"' "$SPOOL/done/evaluate-digits/report.json"

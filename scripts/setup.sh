@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system libraries Quern links (libarchive, zlib) and the tools its tests
+# use (zstd, zip, gzip, tar), if missing. Safe to run again; needs root or sudo for apt.
+set -euo pipefail
+need=()
+pkg-config --exists libarchive 2>/dev/null || need+=(libarchive-dev)
+pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v zstd >/dev/null || need+=(zstd)
+command -v zip >/dev/null || need+=(zip)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
