@@ -241,14 +241,25 @@ public enum Sys {
         return out
     }
 
+    /// How much a write must survive. Each fsync costs a journal commit (about 2.5 ms
+    /// on this class of disk), so each caller asks only for what its recovery needs.
+    public enum Durability: Sendable {
+        /// Readers see old or new; after a crash either may be there (leases, heartbeats).
+        case none
+        /// After a crash the file is old or wholly new, never empty or torn (checkpoints).
+        case content
+        /// The new file survives a crash once this returns (error.json, submissions).
+        case full
+    }
+
     /// Writes `bytes` to `path` so that readers see either the old file or the whole new
-    /// one: write a sibling temporary, fsync it, rename it over, fsync the directory.
-    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws {
+    /// one: write a sibling temporary, (fsync it), rename it over, (fsync the directory).
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], durability: Durability = .full) throws {
         let tmp = Path.dirname(path) + "/." + Path.basename(path) + ".tmp-\(pid)"
         let fd = try open(tmp, O_WRONLY | O_CREAT | O_TRUNC)
         do {
             try writeAll(fd, bytes, path: tmp)
-            try fsync(fd, path: tmp)
+            if durability != .none { try fsync(fd, path: tmp) }
             close(fd)
         } catch {
             close(fd)
@@ -256,7 +267,25 @@ public enum Sys {
             throw error
         }
         try rename(tmp, path)
-        try fsyncDirectory(Path.dirname(path))
+        if durability == .full { try fsyncDirectory(Path.dirname(path)) }
+    }
+
+    /// Writes a new file inside a directory that is not yet visible (a job about to be
+    /// published); the publisher fsyncs it with the rest before the rename.
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+        let fd = try open(path, O_WRONLY | O_CREAT | O_TRUNC)
+        defer { close(fd) }
+        try writeAll(fd, bytes, path: path)
+    }
+
+    /// fsyncs files by path. Done after all of them are written, the first fsync's
+    /// journal commit carries the others' metadata too, so the rest cost little.
+    public static func fsyncFiles(_ paths: [String]) throws {
+        for p in paths {
+            let fd = try open(p, O_RDONLY)
+            defer { close(fd) }
+            try fsync(fd, path: p)
+        }
     }
 }
 

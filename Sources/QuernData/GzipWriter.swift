@@ -90,7 +90,8 @@ public final class ChunkedGzipWriter {
     /// Makes everything written so far durable (before a checkpoint names it).
     public func sync() throws { try Sys.fsync(fd, path: path) }
 
-    /// Writes the final segment and the gzip trailer, fsyncs and closes the file.
+    /// Writes the final segment and the gzip trailer and closes the file. The publisher
+    /// fsyncs it together with the job's other files.
     public func finish() throws {
         try writeSegment(final: true)
         var trailer = [UInt8]()
@@ -98,7 +99,6 @@ public final class ChunkedGzipWriter {
             for shift in stride(from: 0, to: 32, by: 8) { trailer.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
         }
         try Sys.writeAll(fd, trailer, path: path)
-        try Sys.fsync(fd, path: path)
         Sys.close(fd)
         finished = true
     }

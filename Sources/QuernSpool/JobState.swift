@@ -43,7 +43,8 @@ public final class JobLock: @unchecked Sendable {
     /// published elsewhere leaves this process holding a lock on a moved inode.
     static func takeOver(_ dir: String) -> JobLock? {
         let path = Path.join(dir, "lease.lock")
-        guard let fd = try? Sys.open(path, O_RDWR) else { return nil }
+        // O_CREAT: a crash may have persisted the directory but not its lock file.
+        guard let fd = try? Sys.open(path, O_RDWR | O_CREAT) else { return nil }
         let lock = JobLock(fd: fd)
         guard (try? Sys.tryLock(fd)) == true else { return nil }
         var st = stat()
@@ -119,6 +120,8 @@ public final class Spool: @unchecked Sendable {
 
     /// Atomically takes `incoming/name` for this process. Returns nil when another
     /// process took it first (its rename won; ours finds no file).
+    /// No fsync: after a crash the manifest is either still in `incoming/` or in a claim
+    /// directory that `adoptClaims` finishes; both are safe.
     public func claim(_ name: String) throws -> Claim? {
         claimCounter += 1
         let dir = Path.join(tmp, "claim.\(Sys.hostname).\(Sys.pid).\(claimCounter)")
@@ -131,14 +134,13 @@ public final class Spool: @unchecked Sendable {
             try? Sys.removeTree(dir)
             return nil
         }
-        try Sys.fsyncDirectory(dir)
-        try Sys.fsyncDirectory(directory(.incoming))
         return Claim(dir: dir, sourceName: name, lock: lock)
     }
 
     // MARK: tmp → active
 
     /// Moves a claim to `active/id`. Refuses (`duplicate_id`) an id already active or done.
+    /// No fsync: a lost rename leaves the claim in `tmp/`, where `adoptClaims` finds it.
     public func activate(_ claim: Claim, id: String) throws -> ActiveJob {
         let target = path(.active, id)
         try withNamesLock {
@@ -147,8 +149,6 @@ public final class Spool: @unchecked Sendable {
             }
             try Sys.rename(claim.dir, target)
         }
-        try Sys.fsyncDirectory(directory(.active))
-        try Sys.fsyncDirectory(tmp)
         return ActiveJob(id: id, dir: target, lock: claim.lock, adopted: false)
     }
 
@@ -192,14 +192,17 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: active → done
 
-    /// Publishes a finished job: everything in `keep` stays, the lease and checkpoint go,
-    /// then one rename makes the whole result visible in `done/`.
+    /// Publishes a finished job: the files in `keep` are fsynced, everything else (lease,
+    /// checkpoint) goes, then one rename makes the whole result visible in `done/` and an
+    /// fsync of `done/` makes the publication durable. A crash before that fsync at worst
+    /// puts the job back in `active/`, where it is run again to the same bytes.
     @discardableResult
     public func complete(_ job: ActiveJob, keep: Set<String>) throws -> String {
-        for name in try Sys.listDirectory(job.dir) where !keep.contains(name) {
+        let names = try Sys.listDirectory(job.dir)
+        for name in names where !keep.contains(name) {
             try Sys.removeTree(job.file(name))
         }
-        try Sys.fsyncDirectory(job.dir)
+        try Sys.fsyncFiles(names.filter(keep.contains).map(job.file))
         let target = path(.done, job.id)
         try withNamesLock {
             if Sys.exists(target) {
@@ -208,7 +211,6 @@ public final class Spool: @unchecked Sendable {
             try Sys.rename(job.dir, target)
         }
         try Sys.fsyncDirectory(directory(.done))
-        try Sys.fsyncDirectory(directory(.active))
         return target
     }
 
@@ -262,7 +264,7 @@ public final class Spool: @unchecked Sendable {
         o["started"] = .double(started)
         o["heartbeat"] = .double(time.now())
         if let progress { o["progress"] = progress }
-        try Sys.writeFileAtomically(Path.join(dir, "lease.json"), JSONWriter.compact(.object(o)))
+        try Sys.writeFileAtomically(Path.join(dir, "lease.json"), JSONWriter.compact(.object(o)), durability: .none)
     }
 
     // MARK: submit → incoming

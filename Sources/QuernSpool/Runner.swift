@@ -139,7 +139,14 @@ public final class JobRunner {
         // Resume from the checkpoint an earlier owner left, if any.
         let resultsName = Self.resultsNames[manifest.output.format]!
         let checkpointPath = job.file("checkpoint.json")
-        var checkpoint = Sys.exists(checkpointPath) ? try Checkpoint.load(checkpointPath) : nil
+        var checkpoint: Checkpoint?
+        if Sys.exists(checkpointPath) {
+            do {
+                checkpoint = try Checkpoint.load(checkpointPath)
+            } catch {
+                log.log(.warning, "checkpoint unreadable; restarting the job from the beginning", [("error", .string("\(error)"))])
+            }
+        }
         if checkpoint != nil && !Sys.exists(job.file(resultsName + ".partial")) { checkpoint = nil }
         let resumes = (checkpoint?.resumes ?? -1) + 1
         if let c = checkpoint {
@@ -288,10 +295,9 @@ public final class JobRunner {
         report["outputs"] = .object(outputs)
         report["resumed"] = .int(Int64(resumes))
         report["host"] = .string(Sys.hostname)
-        try Sys.writeFileAtomically(job.file("report.json"), JSONWriter.pretty(.object(report)))
+        try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(.object(report)))
         log.log(.info, "job done", [("records", .int(Int64(counts.succeeded))), ("errors", .int(Int64(counts.failed))),
                                     ("seconds", .double((wall * 1000).rounded() / 1000))])
-        log.sync()
         let target = try spool.complete(job, keep: ["manifest.json", resultsName, Self.errorsName, "report.json", "job.log"])
         return .done(target)
     }
@@ -328,7 +334,7 @@ struct Checkpoint {
         o["errors_pending"] = .string(Data(errorsPending).base64EncodedString())
         if let h = csvHeader { o["csv_header"] = .array(h.map { .string($0) }) }
         o["task"] = taskState
-        try Sys.writeFileAtomically(path, JSONWriter.compact(.object(o)))
+        try Sys.writeFileAtomically(path, JSONWriter.compact(.object(o)), durability: .content)
     }
 
     static func load(_ path: String) throws -> Checkpoint {
