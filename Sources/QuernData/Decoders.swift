@@ -47,15 +47,43 @@ func idString(_ v: JSONValue) -> String? {
     }
 }
 
-/// JSON Lines: one object per line; blank lines are skipped.
-final class JSONLDecoder: MemberDecoder {
+/// A format whose records are lines (or, for CSV, quote-aware lines). Subclasses
+/// decode one line; blank lines and over-long lines are handled here.
+class LineDecoder: MemberDecoder {
     var lines: LineSplitter
+
+    init(spec: RecordSpec, member: String, lines: LineSplitter) {
+        self.lines = lines
+        super.init(spec: spec, member: member)
+    }
+
+    /// Decodes one non-blank line; nil means "not a record" (a CSV header).
+    func decode(line bytes: UnsafeRawBufferPointer, number: Int, index: Int) throws -> StreamItem? { nil }
+
+    override func next(index: Int) throws -> StreamItem? {
+        while true {
+            let item: StreamItem?? = try lines.next { item -> StreamItem? in
+                switch item {
+                case .tooLong(let n):
+                    return failure(index, n, .lineTooLong, "line is longer than limits.max_line_bytes; it is skipped")
+                case .line(let bytes, let n):
+                    if MemberDecoder.isBlank(bytes) { return nil }
+                    return try decode(line: bytes, number: n, index: index)
+                }
+            }
+            guard let item else { return nil }      // end of member
+            if let item { return item }              // blank line or header: keep going
+        }
+    }
+}
+
+/// JSON Lines: one object per line; blank lines are skipped.
+final class JSONLDecoder: LineDecoder {
     let wanted: [[UInt8]]
     let idSlot: Int?, textSlot: Int?, labelSlot: Int?, featuresSlot: Int?
     let columnSlots: Range<Int>
 
-    init(spec: RecordSpec, member: String, lines: LineSplitter) {
-        self.lines = lines
+    override init(spec: RecordSpec, member: String, lines: LineSplitter) {
         var keys: [String] = []
         func slot(_ name: String?, _ wanted: Bool) -> Int? {
             guard wanted, let name else { return nil }
@@ -71,26 +99,10 @@ final class JSONLDecoder: MemberDecoder {
         keys += columns
         columnSlots = first..<keys.count
         wanted = keys.map { Array($0.utf8) }
-        super.init(spec: spec, member: member)
+        super.init(spec: spec, member: member, lines: lines)
     }
 
-    override func next(index: Int) throws -> StreamItem? {
-        while true {
-            let item: StreamItem?? = try lines.next { item -> StreamItem? in
-                switch item {
-                case .tooLong(let n):
-                    return failure(index, n, .lineTooLong, "line is longer than limits.max_line_bytes; it is skipped")
-                case .line(let bytes, let n):
-                    if MemberDecoder.isBlank(bytes) { return nil }
-                    return decode(bytes, line: n, index: index)
-                }
-            }
-            guard let item else { return nil }      // end of member
-            if let item { return item }              // else: blank line, keep going
-        }
-    }
-
-    func decode(_ bytes: UnsafeRawBufferPointer, line: Int, index: Int) -> StreamItem {
+    override func decode(line bytes: UnsafeRawBufferPointer, number line: Int, index: Int) -> StreamItem? {
         let values: [JSONValue?]
         do {
             values = try JSONParser.fields(of: bytes, wanted: wanted)
@@ -153,49 +165,23 @@ final class JSONLDecoder: MemberDecoder {
 }
 
 /// Plain text: one record per non-blank line; the line is the text.
-final class TextDecoder: MemberDecoder {
-    var lines: LineSplitter
-
-    init(spec: RecordSpec, member: String, lines: LineSplitter) {
-        self.lines = lines
-        super.init(spec: spec, member: member)
-    }
-
-    override func next(index: Int) throws -> StreamItem? {
-        while true {
-            let item: StreamItem?? = try lines.next { item -> StreamItem? in
-                switch item {
-                case .tooLong(let n):
-                    return failure(index, n, .lineTooLong, "line is longer than limits.max_line_bytes; it is skipped")
-                case .line(let bytes, let n):
-                    if MemberDecoder.isBlank(bytes) { return nil }
-                    let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                    guard UTF8Check.isValid(p, bytes.count) else {
-                        return failure(index, n, .invalidUTF8, "line is not valid UTF-8")
-                    }
-                    let text = String(decoding: bytes, as: UTF8.self)
-                    var r = Record(index: index, id: fallbackID(n), member: member, line: n)
-                    r.text = text
-                    return .record(r)
-                }
-            }
-            guard let item else { return nil }
-            if let item { return item }
+final class TextDecoder: LineDecoder {
+    override func decode(line bytes: UnsafeRawBufferPointer, number n: Int, index: Int) -> StreamItem? {
+        let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        guard UTF8Check.isValid(p, bytes.count) else {
+            return failure(index, n, .invalidUTF8, "line is not valid UTF-8")
         }
+        var r = Record(index: index, id: fallbackID(n), member: member, line: n)
+        r.text = String(decoding: bytes, as: UTF8.self)
+        return .record(r)
     }
 }
 
 /// CSV with a header row (RFC 4180: quoted fields may hold commas, quotes and newlines).
-final class CSVDecoder: MemberDecoder {
-    var lines: LineSplitter
+final class CSVDecoder: LineDecoder {
     var header: [String]?
     var idCol: Int?, textCol: Int?, labelCol: Int?
     var featureCols: [Int] = []
-
-    init(spec: RecordSpec, member: String, lines: LineSplitter) {
-        self.lines = lines
-        super.init(spec: spec, member: member)
-    }
 
     /// Splits one CSV record into fields; nil if its quoting is malformed.
     static func fields(_ b: UnsafeRawBufferPointer) -> [String]? {
@@ -257,33 +243,21 @@ final class CSVDecoder: MemberDecoder {
         }
     }
 
-    override func next(index: Int) throws -> StreamItem? {
-        while true {
-            let item: StreamItem?? = try lines.next { item -> StreamItem? in
-                switch item {
-                case .tooLong(let n):
-                    return failure(index, n, .lineTooLong, "CSV record is longer than limits.max_line_bytes; it is skipped")
-                case .line(let bytes, let n):
-                    if MemberDecoder.isBlank(bytes) { return nil }
-                    let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                    guard UTF8Check.isValid(p, bytes.count) else {
-                        if header == nil { throw QuernError(.invalidUTF8, "the CSV header of \(member) is not valid UTF-8", member: member) }
-                        return failure(index, n, .invalidUTF8, "CSV record is not valid UTF-8")
-                    }
-                    guard let fields = CSVDecoder.fields(bytes) else {
-                        if header == nil { throw QuernError(.invalidRecord, "the CSV header of \(member) has malformed quoting", line: n, member: member) }
-                        return failure(index, n, .invalidRecord, "malformed CSV quoting (RFC 4180: a quote inside a field is written \"\")")
-                    }
-                    if header == nil {
-                        try setHeader(fields)
-                        return nil
-                    }
-                    return decode(fields, line: n, index: index)
-                }
-            }
-            guard let item else { return nil }
-            if let item { return item }
+    override func decode(line bytes: UnsafeRawBufferPointer, number n: Int, index: Int) throws -> StreamItem? {
+        let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        guard UTF8Check.isValid(p, bytes.count) else {
+            if header == nil { throw QuernError(.invalidUTF8, "the CSV header of \(member) is not valid UTF-8", member: member) }
+            return failure(index, n, .invalidUTF8, "CSV record is not valid UTF-8")
         }
+        guard let fields = CSVDecoder.fields(bytes) else {
+            if header == nil { throw QuernError(.invalidRecord, "the CSV header of \(member) has malformed quoting", line: n, member: member) }
+            return failure(index, n, .invalidRecord, "malformed CSV quoting (RFC 4180: a quote inside a field is written \"\")")
+        }
+        if header == nil {
+            try setHeader(fields)
+            return nil
+        }
+        return decode(fields, line: n, index: index)
     }
 
     func decode(_ fields: [String], line: Int, index: Int) -> StreamItem {
