@@ -283,6 +283,17 @@ public struct JSONParser {
         var escaped = false
         var ascii = true
         while pos < end {
+            // Eight bytes at a time while none is a quote, a backslash, a control
+            // character or non-ASCII: most of a text field goes by here.
+            while pos + 8 <= end {
+                let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+                let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+                let quote = w ^ (ones &* 0x22), backslash = w ^ (ones &* 0x5C)
+                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (w &- ones &* 0x20) | w
+                if special & highs != 0 { break }
+                pos += 8
+            }
+            guard pos < end else { break }
             let c = base[pos]
             if c == UInt8(ascii: "\"") {
                 if !ascii && !UTF8Check.isValid(base + start, pos - start) {

@@ -87,24 +87,53 @@ public enum StreamItem: Sendable {
 public final class RecordStream {
     public let spec: RecordSpec
     public let limits: StreamLimits
-    private let reader: ArchiveReader
+    private let prefetcher: ArchivePrefetcher
     private let totalBytes: Int
     private var index = 0
     private var decompressed = 0
     var decompressedTotal: Int { decompressed }
+    private var compressed = 0
     private var member: MemberDecoder?
+    private var source: BlockSource?
     private var finished = false
     public private(set) var membersRead = 0
 
     public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits()) throws {
         self.spec = spec
         self.limits = limits
-        reader = try ArchiveReader(path: path)
+        let reader = try ArchiveReader(path: path)
         totalBytes = Sys.fileSize(path: path)
+        prefetcher = ArchivePrefetcher(reader: reader) { entry in
+            if case .read = RecordStream.disposition(entry, spec: spec) { return true }
+            return false
+        }
     }
 
+    deinit { prefetcher.cancel() }
+
     /// (compressed bytes read, file size): how far through the input the stream is.
-    public var progress: (done: Int, total: Int) { (reader.compressedBytesRead, totalBytes) }
+    public var progress: (done: Int, total: Int) { (compressed, totalBytes) }
+
+    enum Disposition { case skip, unsafe(String), read }
+
+    /// What to do with a member: directories and members outside the glob are passed
+    /// over silently; links, devices, absolute paths and `..` are refused as unsafe.
+    static func disposition(_ entry: ArchiveReader.Entry, spec: RecordSpec) -> Disposition {
+        if entry.kind == .directory { return .skip }
+        if let glob = spec.members, !Sys.globMatch(glob, entry.name) { return .skip }
+        switch entry.kind {
+        case .symlink, .hardlink:
+            return .unsafe("member \(entry.name) is a link; links are skipped, store the file itself")
+        case .other:
+            return .unsafe("member \(entry.name) is not a regular file (device, fifo or socket); it is skipped")
+        default: break
+        }
+        if entry.name.hasPrefix("/") { return .unsafe("member \(entry.name) has an absolute path; it is skipped") }
+        if entry.name.split(separator: "/").contains("..") {
+            return .unsafe("member \(entry.name) has a '..' component; it is skipped")
+        }
+        return .read
+    }
 
     public func next() throws -> StreamItem? {
         while !finished {
@@ -113,48 +142,45 @@ public final class RecordStream {
                     index += 1
                     return item
                 }
+                // Let the producer finish the member if the decoder stopped early.
+                while try source?.next() != nil {}
                 member = nil
+                source = nil
                 continue
             }
-            guard let entry = try reader.next() else { finished = true; break }
-            if entry.kind == .directory { continue }
-            if let glob = spec.members, !Sys.globMatch(glob, entry.name) { continue }
-            if let problem = unsafety(entry) {
-                defer { index += 1 }
-                return .failure(RecordFailure(index: index, id: nil, member: entry.name, line: nil,
-                                              error: QuernError(.unsafeMember, problem, member: entry.name)))
+            switch prefetcher.next() {
+            case .entry(let entry, let read):
+                if case .unsafe(let problem) = Self.disposition(entry, spec: spec) {
+                    defer { index += 1 }
+                    return .failure(RecordFailure(index: index, id: nil, member: entry.name, line: nil,
+                                                  error: QuernError(.unsafeMember, problem, member: entry.name)))
+                }
+                guard read else { continue }
+                membersRead += 1
+                let s = BlockSource(prefetcher: prefetcher) { [unowned self] chunk in try self.account(chunk) }
+                source = s
+                member = try MemberDecoder.make(spec: spec, limits: limits, member: entry.name, source: s)
+            case .end:
+                finished = true
+            case .failure(let e):
+                finished = true
+                throw e
+            case .data, .endOfMember:
+                throw QuernError(.internalError, "archive stream out of order")
             }
-            membersRead += 1
-            let source = BlockSource(reader: reader) { [unowned self] n in try self.account(n) }
-            member = try MemberDecoder.make(spec: spec, limits: limits, member: entry.name, source: source)
         }
         return nil
     }
 
-    private func unsafety(_ entry: ArchiveReader.Entry) -> String? {
-        switch entry.kind {
-        case .symlink, .hardlink:
-            return "member \(entry.name) is a link; links are skipped, store the file itself"
-        case .other:
-            return "member \(entry.name) is not a regular file (device, fifo or socket); it is skipped"
-        default: break
-        }
-        if entry.name.hasPrefix("/") { return "member \(entry.name) has an absolute path; it is skipped" }
-        if entry.name.split(separator: "/").contains("..") {
-            return "member \(entry.name) has a '..' component; it is skipped"
-        }
-        return nil
-    }
-
-    private func account(_ n: Int) throws {
-        decompressed += n
+    private func account(_ chunk: ArchivePrefetcher.Chunk) throws {
+        decompressed += chunk.count
+        compressed = chunk.compressedAfter
         if let max = limits.maxInputBytes, decompressed > max {
             throw QuernError(.decompressionLimit,
                              "the input decompresses to more than limits.max_input_bytes (\(max) bytes); raise the limit if this is expected",
                              field: "limits.max_input_bytes")
         }
-        let compressed = max(reader.compressedBytesRead, 1)
-        if decompressed > limits.ratioFloorBytes, Double(decompressed) > limits.maxExpansionRatio * Double(compressed) {
+        if decompressed > limits.ratioFloorBytes, Double(decompressed) > limits.maxExpansionRatio * Double(max(compressed, 1)) {
             throw QuernError(.decompressionLimit,
                              "the input expands more than \(Int(limits.maxExpansionRatio))x its compressed size (\(decompressed) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
                              field: "limits.max_expansion_ratio")
@@ -169,26 +195,42 @@ extension Sys {
     }
 }
 
-/// Pulls a member's data blocks from the archive, accounting every byte against the limits.
+/// Hands one member's data to its decoder, chunk by chunk, accounting every byte
+/// against the limits. A chunk stays valid until the next call.
 final class BlockSource {
-    let reader: ArchiveReader
-    let account: (Int) throws -> Void
+    let prefetcher: ArchivePrefetcher
+    let account: (ArchivePrefetcher.Chunk) throws -> Void
+    var current: ArchivePrefetcher.Chunk?
     var done = false
 
-    init(reader: ArchiveReader, account: @escaping (Int) throws -> Void) {
-        self.reader = reader
+    init(prefetcher: ArchivePrefetcher, account: @escaping (ArchivePrefetcher.Chunk) throws -> Void) {
+        self.prefetcher = prefetcher
         self.account = account
     }
 
+    deinit { if let c = current { prefetcher.recycle(c) } }
+
     func next() throws -> UnsafeRawBufferPointer? {
-        if done { return nil }
-        while let block = try reader.readBlock() {
-            if block.count == 0 { continue }
-            try account(block.count)
-            return block
+        if let c = current {
+            prefetcher.recycle(c)
+            current = nil
         }
-        done = true
-        return nil
+        if done { return nil }
+        switch prefetcher.next() {
+        case .data(let chunk):
+            current = chunk
+            try account(chunk)
+            return chunk.bytes
+        case .endOfMember:
+            done = true
+            return nil
+        case .failure(let e):
+            done = true
+            throw e
+        case .entry, .end:
+            done = true
+            throw QuernError(.internalError, "archive stream out of order")
+        }
     }
 }
 

@@ -143,7 +143,7 @@ public struct SpoolBenchmark {
         }
         let size = Sys.fileSize(path: archive)
         _ = try shell("cat '\(archive)' > /dev/null")  // page cache warm for both
-        var tarTimes: [Double] = [], quernTimes: [Double] = []
+        var tarTimes: [Double] = [], quernTimes: [Double] = [], rawTimes: [Double] = []
         var records = 0, bytes = 0
         for _ in 0..<3 {
             let t0 = time.monotonic()
@@ -160,12 +160,21 @@ public struct SpoolBenchmark {
             }
             bytes = stream.decompressedBytes
             quernTimes.append(time.monotonic() - t1)
+
+            // Breakdown: libarchive alone (decompress + untar), no record decoding.
+            let t2 = time.monotonic()
+            let reader = try ArchiveReader(path: archive)
+            while try reader.next() != nil {
+                while try reader.readBlock() != nil {}
+            }
+            rawTimes.append(time.monotonic() - t2)
         }
         let tarBest = tarTimes.min()!, quernBest = quernTimes.min()!
         print("")
         print("streaming \(Path.basename(archive)) (\(size >> 20) MB compressed, \(bytes >> 20) MB JSONL, \(records) records), best of 3:")
         print(String(format: "  tar xzf - -O > /dev/null        %.2f s   %.0f MB/s", tarBest, Double(bytes) / tarBest / 1e6))
         print(String(format: "  quern stream + JSONL decode     %.2f s   %.0f MB/s   %.2f M records/s", quernBest, Double(bytes) / quernBest / 1e6, Double(records) / quernBest / 1e6))
+        print(String(format: "  (libarchive read alone           %.2f s   %.0f MB/s)", rawTimes.min()!, Double(bytes) / rawTimes.min()! / 1e6))
         print(String(format: "  ratio quern/tar speed: %.2f   target >= 0.8", tarBest / quernBest))
     }
 
