@@ -303,7 +303,8 @@ public struct PathPolicy: Sendable {
         do {
             real = try Sys.realpath(absolute)
         } catch {
-            throw QuernError(.fileNotFound, "\(absolute) does not exist", field: field)
+            let hint = path.hasPrefix("/") ? "" : " (a relative path resolves against \(base); `quern submit` records paths absolute)"
+            throw QuernError(.fileNotFound, "\(field) \(absolute) does not exist\(hint)", field: field)
         }
         guard roots.contains(where: { Path.isInside(real, $0) }) else {
             throw QuernError(.pathEscape, "\(absolute) is outside the spool and the configured roots (\(roots.joined(separator: ", "))); add its directory with --root or QUERN_ROOTS", field: field)

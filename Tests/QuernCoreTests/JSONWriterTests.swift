@@ -15,7 +15,8 @@ struct JSONWriterTests {
         let encoded = JSONWriter.compact(.string(s))
         #expect(try JSONParser.parse(encoded) == .string(s))
         // Every control character is escaped: a written string never spans lines.
-        #expect(!encoded.contains(where: { $0 < 0x20 }))
+        let hasControlBytes = encoded.contains(where: { $0 < 0x20 })
+        #expect(!hasControlBytes)
     }
 
     @Test func stringEscapesAreTheShortOnes() {

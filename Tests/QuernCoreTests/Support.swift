@@ -3,12 +3,17 @@ import Testing
 import QuernCore
 
 /// A fresh directory under the system temp dir for one test, removed afterwards.
-func withTempDir<T>(_ body: (String) throws -> T) throws -> T {
-    var template = Array((NSTemporaryDirectory() + "/quern-core-XXXXXX").utf8CString)
-    guard let p = mkdtemp(&template) else { throw QuernError(.io, "mkdtemp failed: errno \(errno)") }
-    let dir = String(cString: p)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    return try body(dir)
+/// A fresh directory under the system temp dir for one test. Tests write
+/// `let tmp = try TempDir(); defer { tmp.remove() }` (no closure: Swift 6.3 can mix up
+/// closures written inside `#expect` within another closure).
+final class TempDir {
+    let path: String
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "/quern-core-XXXXXX").utf8CString)
+        guard let p = mkdtemp(&template) else { throw QuernError(.io, "mkdtemp failed: errno \(errno)") }
+        path = String(cString: p)
+    }
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 /// Runs a command-line tool and returns its standard output; fails on a non-zero exit.

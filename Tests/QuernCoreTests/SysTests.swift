@@ -57,115 +57,124 @@ struct PathTests {
 @Suite("Sys files")
 struct SysFileTests {
     @Test func writeFileAtomicallyThenReadFile() throws {
-        try withTempDir { dir in
-            let path = dir + "/state.json"
-            try Sys.writeFileAtomically(path, bytes("first version, longer"))
-            #expect(try Sys.readFile(path) == bytes("first version, longer"))
-            try Sys.writeFileAtomically(path, bytes("v2"))
-            #expect(try Sys.readFile(path) == bytes("v2"))
-            // No temporary file is left next to it.
-            #expect(try Sys.listDirectory(dir) == ["state.json"])
-            // Permissions are the usual 0644 (minus umask), not a temp file's 0600.
-            let st = try #require(Sys.fileStatus(path))
-            #expect(st.st_mode & 0o600 == 0o600)
-        }
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        let path = dir + "/state.json"
+        try Sys.writeFileAtomically(path, bytes("first version, longer"))
+        #expect(try Sys.readFile(path) == bytes("first version, longer"))
+        try Sys.writeFileAtomically(path, bytes("v2"))
+        #expect(try Sys.readFile(path) == bytes("v2"))
+        // No temporary file is left next to it.
+        #expect(try Sys.listDirectory(dir) == ["state.json"])
+        // Permissions are the usual 0644 (minus umask), not a temp file's 0600.
+        let st = try #require(Sys.fileStatus(path))
+        #expect(st.st_mode & 0o600 == 0o600)
     }
 
     @Test func emptyAndLargeFiles() throws {
-        try withTempDir { dir in
-            try Sys.writeFileAtomically(dir + "/empty", [])
-            #expect(try Sys.readFile(dir + "/empty") == [])
-            let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-            try Sys.writeFileAtomically(dir + "/big", big)
-            #expect(try Sys.readFile(dir + "/big") == big)
-            #expect(Sys.fileStatus(dir + "/big").map { Int($0.st_size) } == big.count)
-        }
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        try Sys.writeFileAtomically(dir + "/empty", [])
+        #expect(try Sys.readFile(dir + "/empty") == [])
+        let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try Sys.writeFileAtomically(dir + "/big", big)
+        #expect(try Sys.readFile(dir + "/big") == big)
+        let size = try #require(Sys.fileStatus(dir + "/big")).st_size
+        #expect(Int(size) == big.count)
     }
 
     @Test func readFileRefusesFilesOverTheLimit() throws {
-        try withTempDir { dir in
-            try Sys.writeFileAtomically(dir + "/f", [UInt8](repeating: 1, count: 100_000))
-            #expect(try Sys.readFile(dir + "/f", limit: 100_000).count == 100_000)
-            let e = #expect(throws: QuernError.self) { try Sys.readFile(dir + "/f", limit: 1000) }
-            #expect(e?.code == .invalidValue)
-        }
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        try Sys.writeFileAtomically(dir + "/f", [UInt8](repeating: 1, count: 100_000))
+        #expect(try Sys.readFile(dir + "/f", limit: 100_000).count == 100_000)
+        let e = #expect(throws: QuernError.self) { try Sys.readFile(dir + "/f", limit: 1000) }
+        #expect(e?.code == .invalidValue)
     }
 
     @Test func missingFilesAndDirectoriesThrowWithErrno() throws {
-        try withTempDir { dir in
-            let e = #expect(throws: SystemError.self) { try Sys.readFile(dir + "/nope") }
-            #expect(e?.errno == ENOENT)
-            #expect(e?.asQuernError.code == .fileNotFound)
-            #expect(throws: SystemError.self) { try Sys.writeFileAtomically(dir + "/no/such/dir/f", [1]) }
-        }
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        let e = #expect(throws: SystemError.self) { try Sys.readFile(dir + "/nope") }
+        #expect(e?.errno == ENOENT)
+        #expect(e?.asQuernError.code == .fileNotFound)
+        #expect(throws: SystemError.self) { try Sys.writeFileAtomically(dir + "/no/such/dir/f", [1]) }
     }
 
     @Test func mkdirsListAndRemoveTree() throws {
-        try withTempDir { dir in
-            try Sys.mkdirs(dir + "/a/b/c")
-            try Sys.mkdirs(dir + "/a/b/c")
-            #expect(Sys.isDirectory(dir + "/a/b/c"))
-            try Sys.writeFileAtomically(dir + "/a/b/z", [1])
-            try Sys.writeFileAtomically(dir + "/a/b/m", [1])
-            #expect(try Sys.listDirectory(dir + "/a/b") == ["c", "m", "z"])
-            #expect(Sys.isRegularFile(dir + "/a/b/z"))
-            try Sys.removeTree(dir + "/a")
-            #expect(!Sys.exists(dir + "/a"))
-        }
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        try Sys.mkdirs(dir + "/a/b/c")
+        try Sys.mkdirs(dir + "/a/b/c")
+        #expect(Sys.isDirectory(dir + "/a/b/c"))
+        try Sys.writeFileAtomically(dir + "/a/b/z", [1])
+        try Sys.writeFileAtomically(dir + "/a/b/m", [1])
+        #expect(try Sys.listDirectory(dir + "/a/b") == ["c", "m", "z"])
+        #expect(Sys.isRegularFile(dir + "/a/b/z"))
+        try Sys.removeTree(dir + "/a")
+        #expect(!Sys.exists(dir + "/a"))
     }
 
     @Test func linkNoReplaceNeverReplaces() throws {
-        try withTempDir { dir in
-            try Sys.writeFileAtomically(dir + "/old", bytes("old"))
-            try Sys.writeFileAtomically(dir + "/new", bytes("new"))
-            let e = #expect(throws: SystemError.self) { try Sys.linkNoReplace(dir + "/new", dir + "/old") }
-            #expect(e?.errno == EEXIST)
-            #expect(try Sys.readFile(dir + "/old") == bytes("old"))
-            try Sys.linkNoReplace(dir + "/new", dir + "/fresh")
-            #expect(try Sys.readFile(dir + "/fresh") == bytes("new"))
-            #expect(!Sys.exists(dir + "/new"))
-        }
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        try Sys.writeFileAtomically(dir + "/old", bytes("old"))
+        try Sys.writeFileAtomically(dir + "/new", bytes("new"))
+        let e = #expect(throws: SystemError.self) { try Sys.linkNoReplace(dir + "/new", dir + "/old") }
+        #expect(e?.errno == EEXIST)
+        #expect(try Sys.readFile(dir + "/old") == bytes("old"))
+        try Sys.linkNoReplace(dir + "/new", dir + "/fresh")
+        #expect(try Sys.readFile(dir + "/fresh") == bytes("new"))
+        #expect(!Sys.exists(dir + "/new"))
     }
 }
 
 @Suite("SHA256Stream")
 struct SHA256Tests {
     @Test func knownDigests() throws {
-        try withTempDir { dir in
-            // Verified with `printf 'abc' | sha256sum` (FIPS 180-2 test vector).
-            try Sys.writeFileAtomically(dir + "/abc", bytes("abc"))
-            let abc = try SHA256Stream.file(dir + "/abc")
-            #expect(abc.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-            #expect(abc.bytes == 3)
-            try Sys.writeFileAtomically(dir + "/empty", [])
-            let empty = try SHA256Stream.file(dir + "/empty")
-            #expect(empty.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-            #expect(empty.bytes == 0)
-        }
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        // Verified with `printf 'abc' | sha256sum` (FIPS 180-2 test vector).
+        try Sys.writeFileAtomically(dir + "/abc", bytes("abc"))
+        let abc = try SHA256Stream.file(dir + "/abc")
+        #expect(abc.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(abc.bytes == 3)
+        try Sys.writeFileAtomically(dir + "/empty", [])
+        let empty = try SHA256Stream.file(dir + "/empty")
+        #expect(empty.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(empty.bytes == 0)
     }
 
     @Test func matchesSha256sumOnAFileLargerThanTheReadBuffer() throws {
-        try withTempDir { dir in
-            var rng = SystemRandomNumberGenerator()
-            let data = (0..<(3 << 20) + 12345).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            let path = dir + "/random.bin"
-            try Sys.writeFileAtomically(path, data)
-            let output = String(decoding: try run(["sha256sum", path]), as: UTF8.self)
-            let expected = String(output.prefix(64))
-            let got = try SHA256Stream.file(path)
-            #expect(got.sha256 == expected)
-            #expect(got.bytes == data.count)
-            // Incremental hashing in uneven pieces gives the same digest.
-            var h = SHA256Stream()
-            var i = 0
-            for step in [1, 7, 4096, 1 << 20, 3] where i < data.count {
-                let j = min(data.count, i + step)
-                h.update(Array(data[i..<j]))
-                i = j
-            }
-            h.update(Array(data[i...]))
-            #expect(h.hex() == expected)
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<(3 << 20) + 12345).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let path = dir + "/random.bin"
+        try Sys.writeFileAtomically(path, data)
+        let output = String(decoding: try run(["sha256sum", path]), as: UTF8.self)
+        let expected = String(output.prefix(64))
+        let got = try SHA256Stream.file(path)
+        #expect(got.sha256 == expected)
+        #expect(got.bytes == data.count)
+        // Incremental hashing in uneven pieces gives the same digest.
+        var h = SHA256Stream()
+        var i = 0
+        for step in [1, 7, 4096, 1 << 20, 3] where i < data.count {
+            let j = min(data.count, i + step)
+            h.update(Array(data[i..<j]))
+            i = j
         }
+        h.update(Array(data[i...]))
+        #expect(h.hex() == expected)
     }
 
     @Test func missingFileThrows() {
