@@ -53,7 +53,7 @@ public final class Daemon {
 
     /// Decides the id of a claimed manifest, refuses what cannot run, runs the rest.
     func handle(_ claim: Claim) {
-        let stem = Path.stem(claim.sourceName.hasPrefix("claim.") ? "job" : claim.sourceName)
+        let stem = Path.stem(claim.sourceName)
         var id = Manifest.isValidID(stem) ? stem : Self.sanitize(stem)
         let manifest: Manifest
         do {

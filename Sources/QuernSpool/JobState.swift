@@ -127,7 +127,7 @@ public final class Spool: @unchecked Sendable {
         let dir = Path.join(tmp, "claim.\(Sys.hostname).\(Sys.pid).\(claimCounter)")
         try Sys.mkdir(dir)
         let lock = try JobLock.create(in: dir)
-        try writeLease(in: dir, started: time.now())
+        try writeLease(in: dir, started: time.now(), source: name)
         do {
             try Sys.rename(Path.join(directory(.incoming), name), Path.join(dir, "manifest.json"))
         } catch let e as SystemError where e.errno == ENOENT {
@@ -242,7 +242,10 @@ public final class Spool: @unchecked Sendable {
             let dir = Path.join(tmp, name)
             guard let lock = JobLock.takeOver(dir) else { continue }
             if Sys.exists(Path.join(dir, "manifest.json")) {
-                claims.append(Claim(dir: dir, sourceName: name, lock: lock))
+                // The lease names the file the claim came from: its stem may be the job id.
+                let lease = try? JSONParser.parse(Sys.readFile(Path.join(dir, "lease.json"))).objectValue
+                let source = lease?["source"]?.stringValue ?? "job.json"
+                claims.append(Claim(dir: dir, sourceName: source, lock: lock))
             } else {
                 try? Sys.removeTree(dir)
             }
@@ -257,8 +260,9 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: lease
 
-    func writeLease(in dir: String, started: Double, progress: JSONValue? = nil) throws {
+    func writeLease(in dir: String, started: Double, progress: JSONValue? = nil, source: String? = nil) throws {
         var o = JSONObject()
+        if let source { o["source"] = .string(source) }
         o["pid"] = .int(Int64(Sys.pid))
         o["host"] = .string(Sys.hostname)
         o["started"] = .double(started)

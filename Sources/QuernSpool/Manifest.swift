@@ -136,7 +136,6 @@ public struct Manifest: Sendable {
                          batchSize: batchSize, output: output, limits: limits, train: train, quantize: quantize,
                          prune: prune, raw: root)
         try m.checkTask()
-        m.raw = root
         return m
     }
 

@@ -132,9 +132,6 @@ public final class JobRunner {
         let loadSeconds = time.monotonic() - loadStart
         let task = TabularTask(model: model.model, evaluate: manifest.task == .evaluate,
                                probabilities: manifest.output.probabilities)
-        if manifest.task == .evaluate && model.model.labels.isEmpty == false && manifest.input.labelField == nil {
-            throw QuernError(.missingField, "evaluate needs input.label_field", field: "input.label_field")
-        }
 
         // Resume from the checkpoint an earlier owner left, if any.
         let resultsName = Self.resultsNames[manifest.output.format]!
