@@ -91,6 +91,7 @@ public struct JSONParser {
         try bytes.withUnsafeBytes { raw in
             var p = JSONParser(raw)
             do {
+                p.skipSpace()
                 let v = try p.parseValue()
                 p.skipSpace()
                 if p.pos != p.end { throw p.error("unexpected data after the JSON value") }
@@ -299,11 +300,15 @@ public struct JSONParser {
                 if !ascii && !UTF8Check.isValid(base + start, pos - start) {
                     throw JSONSyntaxError(message: "invalid UTF-8 in string", offset: start)
                 }
+                // Escapes are checked here too, so a skipped value is held to the same
+                // rules as a parsed one (rare: most strings have none).
+                if escaped { _ = try decodeString(start, pos, escaped: true) }
                 pos += 1
                 return (start, pos - 1, escaped)
             }
             if c == UInt8(ascii: "\\") {
                 escaped = true
+                if pos + 1 < end, base[pos + 1] >= 0x80 { throw error("bad escape") }
                 pos += 2
                 continue
             }
@@ -416,8 +421,11 @@ public struct JSONParser {
             if pos == es { throw error("invalid number: digits must follow the exponent") }
             if expNeg { exponent = -exponent }
         }
-        if isInteger && digits <= 18 {
-            return .int(negative ? -Int64(mantissa) : Int64(mantissa))
+        // Up to 19 digits the mantissa is exact in a UInt64; keep it an integer while it
+        // fits Int64 (19-digit snowflake ids are common).
+        if isInteger && digits <= 19 {
+            if !negative && mantissa <= UInt64(Int64.max) { return .int(Int64(mantissa)) }
+            if negative && mantissa <= UInt64(Int64.max) + 1 { return .int(Int64(truncatingIfNeeded: 0 &- mantissa)) }
         }
         // Exact fast path (Clinger): mantissa and power of ten both exact in a Double.
         let e10 = exponent - fracDigits

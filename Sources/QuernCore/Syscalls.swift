@@ -377,6 +377,13 @@ public enum StopSignal {
         action.sa_flags = SA_RESTART
         sigaction(SIGTERM, &action, nil)
         sigaction(SIGINT, &action, nil)
+        // A parent may have started us with these blocked (the mask is inherited);
+        // a daemon that cannot be stopped cleanly is worse than one that can.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// Waits until `fd` is readable, a stop is requested, or `timeout` seconds pass.

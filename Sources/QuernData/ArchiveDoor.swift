@@ -21,6 +21,8 @@ public final class ArchiveReader {
     }
 
     private var handle: OpaquePointer?
+    /// Set for gzip files: zlib inflates (checking CRCs) and libarchive reads the result.
+    private var inflater: GzipInflater?
     public let path: String
     public let layout: Layout
 
@@ -55,7 +57,20 @@ public final class ArchiveReader {
             // An empty plain file is a valid (empty) input, not an error.
             archive_read_support_format_empty(a)
         }
-        if archive_read_open_filename(a, path, blockSize) != ARCHIVE_OK {
+        let opened: Int32
+        if GzipInflater.isGzip(path) {
+            let inflater = try GzipInflater(path: path)
+            self.inflater = inflater
+            opened = archive_read_open(a, Unmanaged.passUnretained(inflater).toOpaque(), nil, { _, client, buffer in
+                let inflater = Unmanaged<GzipInflater>.fromOpaque(client!).takeUnretainedValue()
+                guard let bytes = try? inflater.read() else { return -1 }  // inflater.error says why
+                buffer?.pointee = bytes.baseAddress
+                return bytes.count
+            }, nil)
+        } else {
+            opened = archive_read_open_filename(a, path, blockSize)
+        }
+        if opened != ARCHIVE_OK {
             let e = failure("open")
             archive_read_free(a)
             handle = nil
@@ -68,6 +83,7 @@ public final class ArchiveReader {
     }
 
     private func failure(_ call: String) -> QuernError {
+        if let e = inflater?.error { return e }
         let detail = archive_error_string(handle).map { String(cString: $0) } ?? "unknown error"
         let errnoValue = archive_errno(handle)
         if errnoValue == ENOENT { return QuernError(.fileNotFound, "\(path): \(detail)") }
@@ -116,7 +132,8 @@ public final class ArchiveReader {
     /// Bytes read from the file so far (compressed): the denominator of the bomb check
     /// and the numerator of progress.
     public var compressedBytesRead: Int {
-        Int(archive_filter_bytes(handle, -1))
+        if let inflater { return inflater.compressedConsumed }
+        return Int(archive_filter_bytes(handle, -1))
     }
 }
 

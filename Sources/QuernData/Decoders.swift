@@ -367,11 +367,21 @@ final class NPYDecoder: MemberDecoder {
         guard let (k, size) = sizes[descr] else { throw bad("dtype \(descr) is not supported (use float32, float64 or integers)") }
         kind = k
         itemSize = size
-        let dims = shapeText.filter { "0123456789,".contains($0) }.split(separator: ",").compactMap { Int($0) }
+        let parts = shapeText.filter { !"() ".contains($0) }.split(separator: ",")
+        var dims: [Int] = []
+        for p in parts {
+            guard let d = Int(p), d >= 0 else { throw bad("shape \(shapeText) is not a tuple of sizes") }
+            dims.append(d)
+        }
         guard let first = dims.first else { throw bad("a 0-d array has no records") }
         rows = first
-        rowLength = dims.dropFirst().reduce(1, *)
-        if rowLength * itemSize > maxRowBytes { throw bad("a row of \(rowLength * itemSize) bytes exceeds limits.max_line_bytes") }
+        var rowBytes = itemSize
+        for d in dims.dropFirst() {
+            let (p, overflow) = rowBytes.multipliedReportingOverflow(by: d)
+            if overflow || p > maxRowBytes { throw bad("a row of shape \(Array(dims.dropFirst())) exceeds limits.max_line_bytes") }
+            rowBytes = p
+        }
+        rowLength = rowBytes / itemSize
         headerParsed = true
     }
 

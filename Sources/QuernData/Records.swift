@@ -249,6 +249,7 @@ struct LineSplitter {
     var cursor = 0
     var carry: [UInt8] = []
     var overflowing = false
+    var atStart = true
     var physicalLine = 1
 
     init(source: BlockSource, maxBytes: Int, quoteAware: Bool) {
@@ -283,6 +284,8 @@ struct LineSplitter {
     mutating func next<T>(_ body: (Item) throws -> T) throws -> T? {
         while true {
             if cursor >= block.count {
+                let first = atStart
+                atStart = false
                 guard let b = try source.next() else {
                     // End of member: whatever is carried is the last line (no final newline).
                     if overflowing { overflowing = false; carry = []; return try body(.tooLong(lineNumber: takeLine())) }
@@ -293,6 +296,8 @@ struct LineSplitter {
                 }
                 block = b
                 cursor = 0
+                // A UTF-8 byte-order mark (Excel's CSVs) is not part of the first line.
+                if first, b.count >= 3, b[0] == 0xEF, b[1] == 0xBB, b[2] == 0xBF { cursor = 3 }
             }
             if let end = findEnd(from: cursor) {
                 let start = cursor

@@ -1,6 +1,10 @@
 import CZlib
 import QuernCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The one door to zlib.
 public enum Zlib {
     public static func crc32(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
@@ -78,5 +82,96 @@ public enum Zlib {
             }
         }
         return out
+    }
+}
+
+/// Streams a gzip file's decompressed bytes and verifies every member's CRC-32 and
+/// length, which libarchive's gzip filter does not (it skips the trailer). Gzip inputs
+/// are therefore inflated here and handed to libarchive already decompressed.
+public final class GzipInflater {
+    private let fd: Int32
+    private let path: String
+    private var stream = z_stream()
+    private let input: UnsafeMutableRawBufferPointer
+    private let output: UnsafeMutableRawBufferPointer
+    private var inputEOF = false
+    private var memberEnded = false
+    private var finished = false
+    /// Compressed bytes consumed so far (for progress and the expansion-ratio check).
+    public private(set) var compressedConsumed = 0
+    /// The error behind a failed read, for the caller to report (libarchive sees only -1).
+    public private(set) var error: QuernError?
+
+    public init(path: String, inputSize: Int = 256 << 10, outputSize: Int = 1 << 20) throws {
+        self.path = path
+        fd = try Sys.open(path, O_RDONLY)
+        input = .allocate(byteCount: inputSize, alignment: 64)
+        output = .allocate(byteCount: outputSize, alignment: 64)
+        // 15 + 16: gzip wrapper only, with its trailer checked.
+        guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            Sys.close(fd)
+            throw QuernError(.internalError, "inflateInit2 failed")
+        }
+    }
+
+    deinit {
+        inflateEnd(&stream)
+        Sys.close(fd)
+        input.deallocate()
+        output.deallocate()
+    }
+
+    /// Whether the file starts with the gzip magic bytes.
+    public static func isGzip(_ path: String) -> Bool {
+        guard let fd = try? Sys.open(path, O_RDONLY) else { return false }
+        defer { Sys.close(fd) }
+        var magic = [UInt8](repeating: 0, count: 2)
+        let n = (try? magic.withUnsafeMutableBytes { try Sys.read(fd, $0) }) ?? 0
+        return n == 2 && magic == [0x1F, 0x8B]
+    }
+
+    private func fail(_ message: String) -> QuernError {
+        let e = QuernError(.archiveCorrupt, "\(Path.basename(path)): \(message)")
+        error = e
+        return e
+    }
+
+    private func refill() throws {
+        let n = try Sys.read(fd, input)
+        if n == 0 { inputEOF = true }
+        stream.next_in = input.baseAddress!.assumingMemoryBound(to: Bytef.self)
+        stream.avail_in = uInt(n)
+    }
+
+    /// The next decompressed bytes (valid until the next call); empty at the end.
+    public func read() throws -> UnsafeRawBufferPointer {
+        while !finished {
+            if stream.avail_in == 0 && !inputEOF { try refill() }
+            if memberEnded {
+                // Another member may follow (concatenated gzip); anything else ends the data.
+                if stream.avail_in == 0 && inputEOF { finished = true; break }
+                if stream.avail_in > 0 && stream.next_in[0] != 0x1F { finished = true; break }
+                inflateReset(&stream)
+                memberEnded = false
+            }
+            if stream.avail_in == 0 && inputEOF {
+                throw fail("gzip data is truncated (the file ends inside a compressed member)")
+            }
+            stream.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            stream.avail_out = uInt(output.count)
+            let before = stream.avail_in
+            let r = inflate(&stream, Z_NO_FLUSH)
+            compressedConsumed += Int(before - stream.avail_in)
+            let produced = output.count - Int(stream.avail_out)
+            switch r {
+            case Z_STREAM_END: memberEnded = true
+            case Z_OK, Z_BUF_ERROR: break
+            default:
+                let detail = stream.msg.map { String(cString: $0) } ?? "error \(r)"
+                throw fail("gzip data is corrupt (\(detail))")
+            }
+            if produced > 0 { return UnsafeRawBufferPointer(rebasing: output[0..<produced]) }
+        }
+        return UnsafeRawBufferPointer(start: nil, count: 0)
     }
 }

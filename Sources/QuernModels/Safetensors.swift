@@ -29,8 +29,9 @@ public final class SafetensorsFile {
         map = try MappedFile(path: path)
         let b = map.bytes
         guard b.count >= 8 else { throw bad("shorter than its 8-byte header length") }
-        let headerLength = Int(b.loadUnaligned(as: UInt64.self).littleEndian)
-        guard headerLength <= 100 << 20, 8 + headerLength <= b.count else { throw bad("header length \(headerLength) runs past the end of the file") }
+        let rawLength = b.loadUnaligned(as: UInt64.self).littleEndian
+        guard rawLength <= 100 << 20, 8 + Int(rawLength) <= b.count else { throw bad("header length \(rawLength) runs past the end of the file") }
+        let headerLength = Int(rawLength)
         dataStart = 8 + headerLength
         let header: JSONValue
         do {
@@ -47,19 +48,31 @@ public final class SafetensorsFile {
                 for (k, v) in value.objectValue?.pairs ?? [] { metadata[k] = v.stringValue ?? "" }
                 continue
             }
+            /// Every element an integer >= 0, or nil.
+            func naturals(_ v: JSONValue?) -> [Int]? {
+                guard let a = v?.arrayValue else { return nil }
+                let ints = a.compactMap { $0.intValue }.filter { $0 >= 0 }.map(Int.init)
+                return ints.count == a.count ? ints : nil
+            }
             guard let o = value.objectValue, let dtype = o["dtype"]?.stringValue,
-                  let shape = o["shape"]?.arrayValue?.compactMap({ $0.intValue }).map(Int.init),
-                  let offs = o["data_offsets"]?.arrayValue?.compactMap({ $0.intValue }).map(Int.init), offs.count == 2 else {
-                throw bad("entry \"\(name)\" lacks dtype, shape or data_offsets")
+                  let shape = naturals(o["shape"]), let offs = naturals(o["data_offsets"]), offs.count == 2 else {
+                throw bad("entry \"\(name)\" lacks dtype, shape (non-negative integers) or data_offsets")
             }
             guard let item = Self.itemSizes[dtype] else { throw bad("tensor \"\(name)\" has unknown dtype \(dtype)") }
             guard offs[0] <= offs[1], offs[1] <= dataSize else { throw bad("tensor \"\(name)\" bytes \(offs) lie outside the data (\(dataSize) bytes)") }
-            guard shape.reduce(1, *) * item == offs[1] - offs[0] else {
+            var bytes = item
+            for d in shape {
+                let (p, overflow) = bytes.multipliedReportingOverflow(by: d)
+                guard !overflow else { throw bad("tensor \"\(name)\" shape \(shape) is too large") }
+                bytes = p
+            }
+            guard bytes == offs[1] - offs[0] else {
                 throw bad("tensor \"\(name)\" has shape \(shape) of \(dtype) but \(offs[1] - offs[0]) bytes")
             }
             entries[name] = Entry(name: name, dtype: dtype, shape: shape, range: offs[0]..<offs[1])
         }
-        let sorted = entries.values.sorted { $0.range.lowerBound < $1.range.lowerBound }
+        // Empty tensors occupy no bytes and cannot overlap anything.
+        let sorted = entries.values.filter { !$0.range.isEmpty }.sorted { $0.range.lowerBound < $1.range.lowerBound }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.range.upperBound > b.range.lowerBound {
             throw bad("tensors \"\(a.name)\" and \"\(b.name)\" overlap")
         }

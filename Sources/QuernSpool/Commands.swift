@@ -77,7 +77,7 @@ public enum Commands {
                 if let beat = lease["heartbeat"]?.doubleValue { o["heartbeat_age_seconds"] = .double(((time.now() - beat) * 10).rounded() / 10) }
                 o["progress"] = lease["progress"] ?? .null
                 if let host = lease["host"]?.stringValue, host == Sys.hostname, let pid = lease["pid"]?.intValue {
-                    o["alive"] = .bool(JobLock.takeOver(dir) == nil && Sys.processExists(Int32(pid)))
+                    o["alive"] = .bool(JobLock.isHeld(dir) && Sys.processExists(Int32(pid)))
                 }
             }
             active.append(.object(o))

@@ -38,12 +38,21 @@ public final class JobLock: @unchecked Sendable {
         return lock
     }
 
+    /// Whether a live process holds `dir/lease.lock` (for `status`; never creates it).
+    static func isHeld(_ dir: String) -> Bool {
+        guard let fd = try? Sys.open(Path.join(dir, "lease.lock"), O_RDWR) else { return false }
+        defer { Sys.close(fd) }
+        return (try? Sys.tryLock(fd)) == false
+    }
+
     /// Takes over `dir/lease.lock` if its holder is gone; nil if someone holds it. Checks
     /// after locking that the file is still the one at that path: a job that was just
     /// published elsewhere leaves this process holding a lock on a moved inode.
+    /// Callers hold the spool's names lock, under which a job directory without its
+    /// lock file can only be one whose publisher died between unlinking the lock and
+    /// the rename; such a job is orphaned, and the lock is recreated.
     static func takeOver(_ dir: String) -> JobLock? {
         let path = Path.join(dir, "lease.lock")
-        // O_CREAT: a crash may have persisted the directory but not its lock file.
         guard let fd = try? Sys.open(path, O_RDWR | O_CREAT) else { return nil }
         let lock = JobLock(fd: fd)
         guard (try? Sys.tryLock(fd)) == true else { return nil }
@@ -114,8 +123,6 @@ public final class Spool: @unchecked Sendable {
         return try body()
     }
 
-    private var claimCounter = 0
-
     // MARK: incoming → tmp (claim)
 
     /// Atomically takes `incoming/name` for this process. Returns nil when another
@@ -123,11 +130,15 @@ public final class Spool: @unchecked Sendable {
     /// No fsync: after a crash the manifest is either still in `incoming/` or in a claim
     /// directory that `adoptClaims` finishes; both are safe.
     public func claim(_ name: String) throws -> Claim? {
-        claimCounter += 1
-        let dir = Path.join(tmp, "claim.\(Sys.hostname).\(Sys.pid).\(claimCounter)")
-        try Sys.mkdir(dir)
-        let lock = try JobLock.create(in: dir)
-        try writeLease(in: dir, started: time.now(), source: name)
+        // A random suffix keeps claim directories apart across hosts, processes, threads
+        // and Spool instances without shared state. The directory is made under a dot
+        // name and renamed once its lock is held, so no one ever sees a claim unlocked.
+        let suffix = "\(Sys.hostname).\(Sys.pid).\(Self.uniqueSuffix())"
+        let staging = Path.join(tmp, ".claiming.\(suffix)"), dir = Path.join(tmp, "claim.\(suffix)")
+        try Sys.mkdir(staging)
+        let lock = try JobLock.create(in: staging)
+        try writeLease(in: staging, started: time.now(), source: name)
+        try Sys.rename(staging, dir)
         do {
             try Sys.rename(Path.join(directory(.incoming), name), Path.join(dir, "manifest.json"))
         } catch let e as SystemError where e.errno == ENOENT {
@@ -154,14 +165,12 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: tmp/active → failed
 
-    /// Moves a claim or an active job to `failed/` with `error.json` (and any `extra`
+    /// Moves a claim or an active job to `failed/` with `error.json` (and the `keep`
     /// files already in its directory). A name taken in `failed/` gets a `.2`, `.3`… suffix.
     @discardableResult
     public func fail(dir: String, id: String, error: QuernError, keep: Set<String>) throws -> String {
         try Sys.writeFileAtomically(Path.join(dir, "error.json"), JSONWriter.pretty(errorJSON(error, id: id)))
-        for name in try Sys.listDirectory(dir) where !keep.contains(name) && name != "error.json" {
-            try Sys.removeTree(Path.join(dir, name))
-        }
+        try removeAllBut(keep.union(["error.json"]), in: dir)
         try Sys.fsyncDirectory(dir)
         let target: String = try withNamesLock {
             var candidate = path(.failed, id)
@@ -170,12 +179,22 @@ public final class Spool: @unchecked Sendable {
                 candidate = path(.failed, "\(id).\(n)")
                 n += 1
             }
+            try? Sys.unlink(Path.join(dir, "lease.lock"))
             try Sys.rename(dir, candidate)
             return candidate
         }
         try Sys.fsyncDirectory(directory(.failed))
         try Sys.fsyncDirectory(Path.dirname(dir))
         return target
+    }
+
+    /// Removes a job directory's files except `keep` and `lease.lock`. The lock file is
+    /// unlinked only under the names lock, in the same step as the directory's rename,
+    /// which is what lets `JobLock.takeOver` read a missing lock as a crash.
+    func removeAllBut(_ keep: Set<String>, in dir: String) throws {
+        for name in try Sys.listDirectory(dir) where !keep.contains(name) && name != "lease.lock" {
+            try Sys.removeTree(Path.join(dir, name))
+        }
     }
 
     public func errorJSON(_ error: QuernError, id: String) -> JSONValue {
@@ -198,16 +217,14 @@ public final class Spool: @unchecked Sendable {
     /// puts the job back in `active/`, where it is run again to the same bytes.
     @discardableResult
     public func complete(_ job: ActiveJob, keep: Set<String>) throws -> String {
-        let names = try Sys.listDirectory(job.dir)
-        for name in names where !keep.contains(name) {
-            try Sys.removeTree(job.file(name))
-        }
-        try Sys.fsyncFiles(names.filter(keep.contains).map(job.file))
+        try removeAllBut(keep, in: job.dir)
+        try Sys.fsyncFiles(try Sys.listDirectory(job.dir).filter(keep.contains).map(job.file))
         let target = path(.done, job.id)
         try withNamesLock {
             if Sys.exists(target) {
                 throw QuernError(.duplicateID, "done/\(job.id) appeared while the job ran; results kept in active/\(job.id)")
             }
+            try Sys.unlink(job.file("lease.lock"))
             try Sys.rename(job.dir, target)
         }
         try Sys.fsyncDirectory(directory(.done))
@@ -220,6 +237,10 @@ public final class Spool: @unchecked Sendable {
     /// A lease from another host with a fresh heartbeat is left alone: flock does not
     /// cross every network file system, heartbeats do.
     public func adoptOrphans() throws -> [ActiveJob] {
+        try withNamesLock { try adoptOrphansLocked() }
+    }
+
+    private func adoptOrphansLocked() throws -> [ActiveJob] {
         var adopted: [ActiveJob] = []
         for id in try jobs(.active) {
             let dir = path(.active, id)
@@ -237,6 +258,10 @@ public final class Spool: @unchecked Sendable {
 
     /// Claims left in `tmp/` by a dead process (it died between claim and activation).
     public func adoptClaims() throws -> [Claim] {
+        try withNamesLock { try adoptClaimsLocked() }
+    }
+
+    private func adoptClaimsLocked() throws -> [Claim] {
         var claims: [Claim] = []
         for name in try Sys.listDirectory(tmp) where name.hasPrefix("claim.") {
             let dir = Path.join(tmp, name)
@@ -250,12 +275,16 @@ public final class Spool: @unchecked Sendable {
                 try? Sys.removeTree(dir)
             }
         }
-        // Submissions that died before publishing: never visible as jobs, safe to drop.
-        for name in try Sys.listDirectory(tmp) where name.hasPrefix("submit.") {
+        // Submissions and claims that died before publishing: never visible as jobs.
+        for name in try Sys.listDirectory(tmp) where name.hasPrefix("submit.") || name.hasPrefix(".claiming.") {
             let p = Path.join(tmp, name)
             if let st = Sys.linkStatus(p), time.now() - Double(st.st_mtim.tv_sec) > 3600 { try? Sys.removeTree(p) }
         }
         return claims
+    }
+
+    static func uniqueSuffix() -> String {
+        String(UInt64.random(in: 0...UInt64.max), radix: 36)
     }
 
     // MARK: lease
@@ -276,7 +305,7 @@ public final class Spool: @unchecked Sendable {
     /// Publishes manifest bytes as `incoming/NAME.json`: written and fsynced in `tmp/`,
     /// then linked into place without ever replacing an existing file.
     public func submit(_ bytes: [UInt8], name: String) throws -> String {
-        let staged = Path.join(tmp, "submit.\(Sys.pid).\(Int(time.now() * 1e6))")
+        let staged = Path.join(tmp, "submit.\(Sys.pid).\(Self.uniqueSuffix())")
         let fd = try Sys.open(staged, O_WRONLY | O_CREAT | O_EXCL)
         do {
             try Sys.writeAll(fd, bytes, path: staged)

@@ -74,6 +74,8 @@ public final class JobRunner {
     /// Seconds between checkpoints; 0 checkpoints after every batch.
     public var checkpointInterval: Double = 2
     public var heartbeatInterval: Double = 2
+    /// The error file of the job being run, finished and kept if the job fails.
+    private var openErrors: ChunkedGzipWriter?
 
     public init(spool: Spool, policy: PathPolicy, time: any TimeSource = SystemTime()) {
         self.spool = spool
@@ -106,8 +108,11 @@ public final class JobRunner {
     func finishFailed(_ job: ActiveJob, _ error: QuernError, log: JobLog?) -> JobOutcome {
         log?.log(.error, "job failed: \(error.message)", [("code", .string(error.code.rawValue))])
         log?.sync()
-        let partialErrors = job.file(Self.errorsName + ".partial")
-        if Sys.exists(partialErrors) { try? Sys.rename(partialErrors, job.file(Self.errorsName)) }
+        // Bad records seen before the failure are kept: they often explain it.
+        if let errors = openErrors, (try? errors.finish()) != nil {
+            try? Sys.rename(errors.path, job.file(Self.errorsName))
+        }
+        openErrors = nil
         do {
             let target = try spool.fail(dir: job.dir, id: job.id, error: error,
                                         keep: ["manifest.json", "job.log", Self.errorsName])
@@ -157,6 +162,7 @@ public final class JobRunner {
                                             resume: checkpoint.map { ($0.results, $0.resultsPending) })
         let errors = try ChunkedGzipWriter(path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel,
                                            resume: checkpoint.map { ($0.errors, $0.errorsPending) })
+        openErrors = errors
         var encoder = RowEncoder(format: manifest.output.format, header: checkpoint?.csvHeader)
         var counts = checkpoint?.counts ?? Counts()
         let skip = checkpoint?.consumed ?? 0
@@ -247,6 +253,7 @@ public final class JobRunner {
             try flush()
             try writeCheckpoint()
             Log.shared.endProgress()
+            openErrors = nil
             log.log(.info, "stopped by signal; checkpointed", [("records_done", .int(Int64(consumed)))])
             log.sync()
             return .interrupted
@@ -263,6 +270,7 @@ public final class JobRunner {
         // Publish: finish both files, name them, write the report, one rename to done/.
         try results.finish()
         try errors.finish()
+        openErrors = nil
         try Sys.rename(job.file(resultsName + ".partial"), job.file(resultsName))
         try Sys.rename(job.file(Self.errorsName + ".partial"), job.file(Self.errorsName))
         let processSeconds = time.monotonic() - processStart
