@@ -47,7 +47,9 @@ public struct StreamLimits: Sendable {
     /// Total decompressed bytes the job may read; nil is unbounded.
     public var maxInputBytes: Int? = nil
     /// A stream that expands more than this many times its compressed size is a bomb...
-    public var maxExpansionRatio = 1000.0
+    /// (real JSONL/CSV gzips 5–20×; deflate's ceiling is about 1030×, so 200 leaves a
+    /// wide margin on both sides)
+    public var maxExpansionRatio = 200.0
     /// ...once it has produced at least this many bytes (small files compress very well).
     public var ratioFloorBytes = 64 << 20
 

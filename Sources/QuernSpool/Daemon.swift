@@ -43,7 +43,14 @@ public final class Daemon {
             var claimedAny = false
             for name in names {
                 guard !StopSignal.requested else { return false }
-                guard let claim = try spool.claim(name) else { continue }  // another process won it
+                let claim: Claim?
+                do {
+                    claim = try spool.claim(name)
+                } catch {
+                    Log.shared.error("cannot claim \(name): \(error)", [("spool", .string(spool.root))])
+                    continue
+                }
+                guard let claim else { continue }  // another process won it
                 claimedAny = true
                 handle(claim)
             }
@@ -116,7 +123,14 @@ public final class Daemon {
         let watch = try DirectoryWatch(spool.directory(.incoming))
         Log.shared.info("watching spool", [("spool", .string(spool.root)), ("pid", .int(Int64(Sys.pid)))])
         while !StopSignal.requested {
-            try drain()
+            do {
+                try drain()
+            } catch {
+                // A spool-level I/O problem (a full disk, a directory gone) must not end
+                // the daemon: say so, back off, and try again on the next scan.
+                Log.shared.error("spool scan failed: \(error)", [("spool", .string(spool.root))])
+                StopSignal.sleep(rescanInterval)
+            }
             if StopSignal.requested { break }
             if StopSignal.wait(for: watch.fd, timeout: rescanInterval) { watch.drain() }
         }

@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import QuernCore
+import QuernData
+
+@Suite("RecordStream: NPY")
+struct NPYTests {
+    @Test func float32Matrix() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let path = try tmp.write("m.npy", npy(descr: "<f4", shape: "(3, 2)", data: f32([1, 2, 3.5, -4, 0, 1e-3])))
+        let d = records(path, spec(.npy, id: nil))
+        #expect(d.ids == ["m.npy:0", "m.npy:1", "m.npy:2"])
+        #expect(d.records.map(\.features) == [[1, 2], [3.5, -4], [0, 1e-3]])
+        #expect(d.records.map(\.member) == ["m.npy", "m.npy", "m.npy"])
+    }
+
+    @Test func float64AndHigherDimensions() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let path = try tmp.write("d.npy", npy(descr: "<f8", shape: "(2, 2, 2)", data: f64([0.5, -1, 2, 3, 1e10, -0.25, 7, 8])))
+        let d = records(path, spec(.npy, id: nil))
+        #expect(d.records.map(\.features) == [[0.5, -1, 2, 3], [1e10, -0.25, 7, 8]])
+    }
+
+    @Test func unsignedBytesAndOneDimensionalArrays() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let path = try tmp.write("u.npy", npy(descr: "|u1", shape: "(4,)", data: [0, 1, 128, 255]))
+        let d = records(path, spec(.npy, id: nil))
+        #expect(d.records.map(\.features) == [[0], [1], [128], [255]])
+        let m = try tmp.write("u2.npy", npy(descr: "|u1", shape: "(2, 3)", data: [1, 2, 3, 4, 5, 6]))
+        #expect(records(m, spec(.npy, id: nil)).records.map(\.features) == [[1, 2, 3], [4, 5, 6]])
+    }
+
+    @Test func version2HeaderAndSignedIntegers() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let data = le(Int32(-5)) + le(Int32(7)) + le(Int32(Int32.max)) + le(Int32(0))
+        let path = try tmp.write("i.npy", npy(descr: "<i4", shape: "(2, 2)", data: data, major: 2))
+        #expect(records(path, spec(.npy, id: nil)).records.map(\.features) == [[-5, 7], [Float(Int32.max), 0]])
+    }
+
+    @Test func nonFiniteRowsAreFailuresAndTheStreamGoesOn() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let path = try tmp.write("n.npy", npy(descr: "<f4", shape: "(3, 2)", data: f32([1, 2, .nan, 0, 5, 6])))
+        let d = records(path, spec(.npy, id: nil))
+        #expect(d.codes == [nil, .nonFinite, nil])
+        #expect(d.ids == ["n.npy:0", "n.npy:1", "n.npy:2"])
+    }
+
+    @Test func aTruncatedFileIsThrownAfterTheRowsItHas() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let path = try tmp.write("t.npy", npy(descr: "<f4", shape: "(3, 2)", data: f32([1, 2, 3, 4, 5])))
+        let d = drain(path, spec(.npy, id: nil))
+        #expect(d.records.map(\.features) == [[1, 2], [3, 4]])
+        #expect(d.quernError?.code == .archiveCorrupt)
+        #expect(d.quernError?.member == "t.npy")
+
+        let headerOnly = try tmp.write("h.npy", Array(npy(descr: "<f4", shape: "(3, 2)", data: []).prefix(30)))
+        #expect(drain(headerOnly, spec(.npy, id: nil)).error != nil)
+    }
+
+    @Test func unusableHeadersAreThrown() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let fortran = try tmp.write("f.npy", npy(descr: "<f4", shape: "(1, 2)", data: f32([1, 2]), fortran: true))
+        #expect(drain(fortran, spec(.npy, id: nil)).quernError != nil)
+        let complex = try tmp.write("c.npy", npy(descr: "<c8", shape: "(1, 1)", data: f32([1, 2])))
+        #expect(drain(complex, spec(.npy, id: nil)).quernError != nil)
+        let notNPY = try tmp.write("x.npy", "{\"id\":1}\n")
+        #expect(drain(notNPY, spec(.npy, id: nil)).quernError != nil)
+    }
+
+    @Test
+    func hugeShapesAreRefusedNotACrash() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        for shape in ["(1, 4294967296, 4294967296)", "(2, 4611686018427387904)", "(99999999999999999999, 2)"] {
+            let path = try tmp.write("o.npy", npy(descr: "<f8", shape: shape, data: f64([1, 2])))
+            #expect(drain(path, spec(.npy, id: nil)).quernError != nil, "\(shape)")
+        }
+    }
+
+    @Test func npyMembersOfATarArchive() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        try tmp.write("src/a.npy", npy(descr: "<f4", shape: "(2, 1)", data: f32([1, 2])))
+        try tmp.write("src/b.npy", npy(descr: "<f4", shape: "(1, 1)", data: f32([3])))
+        try shell("tar -czf ../n.tar.gz a.npy b.npy", cwd: tmp.path + "/src")
+        let d = records(tmp.path + "/n.tar.gz", spec(.npy, id: nil, members: "*.npy"))
+        #expect(d.ids == ["a.npy:0", "a.npy:1", "b.npy:0"])
+        #expect(d.records.map(\.features) == [[1], [2], [3]])
+    }
+
+    @Test func theDigitsFixtureMatchesItsJSONLTwin() throws {
+        let n = records(repoRoot + "/fixtures/data/digits-test.npy", spec(.npy, id: nil))
+        let j = records(repoRoot + "/fixtures/data/digits-test.jsonl", spec(.jsonl, label: "label"))
+        #expect(n.records.count == 450)
+        #expect(j.records.count == 450)
+        #expect(n.records.map(\.features) == j.records.map(\.features))
+        #expect(n.records.first?.features.count == 64)
+        #expect(n.records.last?.id == "digits-test.npy:449")
+    }
+}
