@@ -38,11 +38,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "QuernCoreTests", dependencies: ["QuernCore"]),
+        // Temporary directories, tool runners and byte builders shared by the unit tests.
+        .target(name: "QuernTestSupport", dependencies: ["QuernCore"], path: "Tests/QuernTestSupport"),
+        .testTarget(name: "QuernCoreTests", dependencies: ["QuernCore", "QuernTestSupport"]),
         .testTarget(name: "QuernKernelsTests", dependencies: ["QuernKernels"]),
-        .testTarget(name: "QuernModelsTests", dependencies: ["QuernModels"]),
-        .testTarget(name: "QuernDataTests", dependencies: ["QuernData"]),
-        .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool"]),
+        .testTarget(name: "QuernModelsTests", dependencies: ["QuernModels", "QuernTestSupport"]),
+        .testTarget(name: "QuernDataTests", dependencies: ["QuernData", "QuernTestSupport"]),
+        .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool", "QuernTestSupport"]),
         // Runs the built `quern` binary against temporary spools: real files, processes, signals.
         .testTarget(name: "EndToEndTests", dependencies: ["quern", "QuernCore", "QuernData"]),
     ]

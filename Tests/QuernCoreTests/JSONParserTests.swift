@@ -1,4 +1,5 @@
 import Testing
+import QuernTestSupport
 import QuernCore
 
 @Suite("JSONParser: whole documents")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import QuernTestSupport
 import QuernCore
 import QuernData
 

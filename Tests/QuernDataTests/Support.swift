@@ -1,65 +1,8 @@
 import Foundation
 import Testing
 import QuernCore
+import QuernTestSupport
 import QuernData
-
-let repoRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().path
-
-/// A fresh directory under the system temp dir for one test. Tests write
-/// `let tmp = try TempDir(); defer { tmp.remove() }` (no closure: Swift 6.3 can mix up
-/// closures written inside `#expect` within another closure).
-final class TempDir {
-    let path: String
-    init() throws {
-        var template = Array((NSTemporaryDirectory() + "/quern-data-XXXXXX").utf8CString)
-        guard let p = mkdtemp(&template) else { throw QuernError(.io, "mkdtemp failed: errno \(errno)") }
-        path = String(cString: p)
-    }
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-
-    /// Writes a file (creating parent directories) and returns its path.
-    @discardableResult
-    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
-        let p = path + "/" + name
-        try Sys.mkdirs(Path.dirname(p))
-        try Sys.writeFile(p, bytes)
-        return p
-    }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String { try write(name, Array(text.utf8)) }
-}
-
-/// Runs a tool (through /usr/bin/env) and returns its standard output; throws on a non-zero exit.
-@discardableResult
-func run(_ arguments: [String], cwd: String? = nil, stdin: String? = nil) throws -> [UInt8] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    let out = Pipe()
-    process.standardOutput = out
-    if let stdin {
-        let input = Pipe()
-        process.standardInput = input
-        try process.run()
-        input.fileHandleForWriting.write(Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-    } else {
-        try process.run()
-    }
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw QuernError(.internalError, "\(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
-    }
-    return Array(data)
-}
-
-/// Runs a shell command line in `cwd`.
-@discardableResult
-func shell(_ command: String, cwd: String) throws -> [UInt8] { try run(["sh", "-c", command], cwd: cwd) }
 
 extension StreamItem {
     var record: Record? { if case .record(let r) = self { r } else { nil } }
@@ -150,6 +93,3 @@ func npy(descr: String, shape: String, data: [UInt8], major: UInt8 = 1, fortran:
     return out + Array(header.utf8) + data
 }
 
-func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
-func f32(_ values: [Float]) -> [UInt8] { values.flatMap { le($0.bitPattern) } }
-func f64(_ values: [Double]) -> [UInt8] { values.flatMap { le($0.bitPattern) } }
