@@ -16,7 +16,7 @@ $Q run --once "$SPOOL" --root .
 $Q status "$SPOOL"
 echo
 echo "first results of done/predict-digits:"
-gzip -dc "$SPOOL/done/predict-digits/results.jsonl.gz" | head -3
+gzip -dc "$SPOOL/done/predict-digits/results.jsonl.gz" | head -3 || true   # head closes the pipe early
 echo
 echo "accuracy from done/evaluate-digits/report.json:"
 grep -m1 '"accuracy"' "$SPOOL/done/evaluate-digits/report.json"
