@@ -5,7 +5,7 @@ import PackageDescription
 
 let package = Package(
     name: "Quern",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "quern", targets: ["quern"]),
     ],
@@ -23,8 +23,12 @@ let package = Package(
         // POSIX door, structured errors, JSON, logging, clocks: what every layer needs.
         .target(name: "QuernCore",
                 dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
-        // Tensors and the numeric kernels models run on (plain reference versions first).
-        .target(name: "QuernKernels", dependencies: ["QuernCore"]),
+        // SIMD inner loops (AVX2/AVX-512/VNNI) with scalar twins and a CPU-feature probe;
+        // C because Swift has no per-function target attribute.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // Tensors, thread pool, GEMM drivers (packing, blocking, threading), dispatch,
+        // and the plain reference kernels every fast one is tested against.
+        .target(name: "QuernKernels", dependencies: ["QuernCore", "CKernels"]),
         // safetensors (mmap), config decoding, one file per model family.
         .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels"]),
         // Archive streaming (libarchive), record decoders, compressed writers (zlib).
@@ -32,9 +36,11 @@ let package = Package(
         // Manifest, job states and transitions, spool protocol, runner, watcher, status.
         .target(name: "QuernSpool",
                 dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernKernels"]),
-        // The command line: parses arguments and calls QuernSpool; no logic of its own.
+        // `quern bench`: the spool and the kernels measured against reference systems.
+        .target(name: "QuernBench", dependencies: ["QuernSpool", "QuernKernels", "QuernModels", "QuernData"]),
+        // The command line: parses arguments and calls the libraries; no logic of its own.
         .executableTarget(name: "quern", dependencies: [
-            "QuernSpool",
+            "QuernSpool", "QuernBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -47,8 +47,8 @@ public struct MLP: TabularModel {
     }
 
     struct Dense: Sendable {
-        let weight: Tensor   // [out, in]
-        let bias: Tensor     // [out]
+        let weight: PackedWeights   // [out, in], packed for the GEMM micro-kernel
+        let bias: [Float]           // [out]
         let activation: Activation
     }
 
@@ -78,7 +78,7 @@ public struct MLP: TabularModel {
         for (i, layer) in config.layers.enumerated() {
             let w = try weights.float32("layers.\(i).weight", shape: [layer.outFeatures, inFeatures])
             let b = try weights.float32("layers.\(i).bias", shape: [layer.outFeatures])
-            layers.append(Dense(weight: w, bias: b, activation: layer.activation))
+            layers.append(Dense(weight: PackedWeights(w), bias: b.data, activation: layer.activation))
             expected.formUnion(["layers.\(i).weight", "layers.\(i).bias"])
             inFeatures = layer.outFeatures
         }
@@ -116,6 +116,7 @@ public struct MLP: TabularModel {
 
     /// x: `[batch, inputSize]` → `[batch, outputs]`.
     public func forward(_ x: Tensor) -> Tensor {
+        guard x.rows > 0 else { return Tensor(zeros: [0, config.layers.last!.outFeatures]) }
         var h = x
         if let (mean, scale) = normalizer {
             let n = inputSize
@@ -124,7 +125,16 @@ public struct MLP: TabularModel {
             }
         }
         for layer in layers {
-            h = Reference.linear(h, layer.weight, bias: layer.bias, activation: layer.activation)
+            var out = Tensor(zeros: [h.rows, layer.weight.n])
+            h.data.withUnsafeBufferPointer { x in
+                layer.bias.withUnsafeBufferPointer { b in
+                    out.data.withUnsafeMutableBufferPointer { y in
+                        SGEMM.linear(x.baseAddress!, m: h.rows, layer.weight, bias: b.baseAddress,
+                                     activation: layer.activation, into: y.baseAddress!)
+                    }
+                }
+            }
+            h = out
         }
         return h
     }

@@ -1,11 +1,13 @@
 import ArgumentParser
 import QuernCore
+import QuernBench
+import QuernKernels
 import QuernSpool
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
-        subcommands: [SpoolBench.self])
+        subcommands: [SpoolBench.self, KernelBench.self])
 }
 
 struct SpoolBench: ParsableCommand {
@@ -23,5 +25,22 @@ struct SpoolBench: ParsableCommand {
     func run() throws {
         let bench = SpoolBenchmark(workdir: workdir, quernBinary: CommandLine.arguments[0])
         try bench.run(streamMB: streamMB, drops: drops, jobs: jobs)
+    }
+}
+
+struct KernelBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kernels",
+        abstract: "fp32 GEMM GFLOP/s against OpenBLAS (numpy) on MiniLM shapes, 1024³ and small M.")
+    @Option(help: "The OpenBLAS anchor script (shared/bench/gemm_anchor.py).")
+    var anchor: String = "../shared/bench/gemm_anchor.py"
+    @Option(help: "Thread counts to measure, comma-separated (default: 1 and all cores).")
+    var threads: String?
+    @Option(help: "Seconds of repetitions per measurement.")
+    var seconds: Double = 0.5
+
+    func run() throws {
+        let counts = threads.map { $0.split(separator: ",").compactMap { Int($0) } }
+            ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
+        try KernelBenchmark(anchorScript: anchor, seconds: seconds).run(shapes: KernelBenchmark.defaultShapes, threadCounts: counts)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import QuernCore
 import QuernData
 import QuernModels
+import QuernSpool
 
 /// `quern bench spool`: the spool's own costs, measured against the real binary and
 /// against `tar` on the same file, printed as a table with ratios.

@@ -1,0 +1,142 @@
+#include "ckernels.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+enum { MR = QUERN_SGEMM_MR, NR = QUERN_SGEMM_NR };
+
+// ---- scalar twins -------------------------------------------------------------
+
+void quern_sgemm_tile_scalar(size_t k, const float *a, const float *b, float *c, size_t ldc,
+                             size_t m, size_t n, int accumulate) {
+    float acc[MR][NR] = {{0}};
+    for (size_t p = 0; p < k; p++)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc[i][j] += a[p * MR + i] * b[p * NR + j];
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+static inline float act_scalar(float v, int act) {
+    switch (act) {
+    case 1: return v > 0 ? v : 0;
+    case 2: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case 3: return tanhf(v);
+    case 4: return 1.0f / (1.0f + expf(-v));
+    default: return v;
+    }
+}
+
+void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            c[i * ldc + j] = act_scalar(c[i * ldc + j] + (bias ? bias[j] : 0), act);
+}
+
+#if defined(__x86_64__)
+
+// ---- AVX2 + FMA -----------------------------------------------------------------
+
+// The full 6×16 tile: 12 accumulators (6 rows × 2 vectors of 8), per step two B loads,
+// six A broadcasts and twelve FMAs, which keeps both FMA pipes busy past their 4-cycle
+// latency. k is unrolled by 4 to amortise loop overhead.
+TARGET_AVX2 static void tile_6x16(size_t k, const float *a, const float *b, float *c, size_t ldc,
+                                  int accumulate) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+#define STEP(P)                                                                 \
+    do {                                                                        \
+        __m256 b0 = _mm256_loadu_ps(b + (P) * NR), b1 = _mm256_loadu_ps(b + (P) * NR + 8); \
+        __m256 a0 = _mm256_broadcast_ss(a + (P) * MR + 0);                      \
+        __m256 a1 = _mm256_broadcast_ss(a + (P) * MR + 1);                      \
+        c00 = _mm256_fmadd_ps(a0, b0, c00); c01 = _mm256_fmadd_ps(a0, b1, c01); \
+        c10 = _mm256_fmadd_ps(a1, b0, c10); c11 = _mm256_fmadd_ps(a1, b1, c11); \
+        a0 = _mm256_broadcast_ss(a + (P) * MR + 2);                             \
+        a1 = _mm256_broadcast_ss(a + (P) * MR + 3);                             \
+        c20 = _mm256_fmadd_ps(a0, b0, c20); c21 = _mm256_fmadd_ps(a0, b1, c21); \
+        c30 = _mm256_fmadd_ps(a1, b0, c30); c31 = _mm256_fmadd_ps(a1, b1, c31); \
+        a0 = _mm256_broadcast_ss(a + (P) * MR + 4);                             \
+        a1 = _mm256_broadcast_ss(a + (P) * MR + 5);                             \
+        c40 = _mm256_fmadd_ps(a0, b0, c40); c41 = _mm256_fmadd_ps(a0, b1, c41); \
+        c50 = _mm256_fmadd_ps(a1, b0, c50); c51 = _mm256_fmadd_ps(a1, b1, c51); \
+    } while (0)
+    size_t p = 0;
+    for (; p + 4 <= k; p += 4) {
+        STEP(0); STEP(1); STEP(2); STEP(3);
+        a += 4 * MR;
+        b += 4 * NR;
+    }
+    for (; p < k; p++) {
+        STEP(0);
+        a += MR;
+        b += NR;
+    }
+#undef STEP
+    __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + i * ldc;
+        if (accumulate) {
+            rows[i][0] = _mm256_add_ps(rows[i][0], _mm256_loadu_ps(ci));
+            rows[i][1] = _mm256_add_ps(rows[i][1], _mm256_loadu_ps(ci + 8));
+        }
+        _mm256_storeu_ps(ci, rows[i][0]);
+        _mm256_storeu_ps(ci + 8, rows[i][1]);
+    }
+}
+
+TARGET_AVX2 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b, float *c, size_t ldc,
+                                       size_t m, size_t n, int accumulate) {
+    if (m == MR && n == NR) {
+        tile_6x16(k, a, b, c, ldc, accumulate);
+        return;
+    }
+    // Edge tile: compute the whole tile into a buffer, then move the valid corner.
+    float tmp[MR * NR];
+    if (accumulate)
+        for (size_t i = 0; i < m; i++) memcpy(tmp + i * NR, c + i * ldc, n * sizeof(float));
+    tile_6x16(k, a, b, tmp, NR, accumulate);
+    for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(float));
+}
+
+// Bias and ReLU are vectorised; GELU, tanh and sigmoid still go through libm per value
+// (exact, but slow next to the GEMM for large N: a vector erf is the next step here).
+TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+    if (act == 2 || act == 3 || act == 4) {
+        quern_bias_act_scalar(c, ldc, m, n, bias, act);
+        return;
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    for (size_t i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256 v = _mm256_loadu_ps(ci + j);
+            if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
+            if (act == 1) v = _mm256_max_ps(v, zero);
+            _mm256_storeu_ps(ci + j, v);
+        }
+        for (; j < n; j++) ci[j] = act_scalar(ci[j] + (bias ? bias[j] : 0), act);
+    }
+}
+
+#else
+
+void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b, float *c, size_t ldc,
+                           size_t m, size_t n, int accumulate) {
+    quern_sgemm_tile_scalar(k, a, b, c, ldc, m, n, accumulate);
+}
+void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+    quern_bias_act_scalar(c, ldc, m, n, bias, act);
+}
+
+#endif

@@ -1,0 +1,100 @@
+import Foundation
+import QuernCore
+import QuernKernels
+
+/// `quern bench kernels`: GFLOP/s of Quern's GEMM against OpenBLAS (numpy, through
+/// shared/bench/gemm_anchor.py) on the same shapes and thread counts, in the same run.
+public struct KernelBenchmark {
+    public struct Shape: Sendable, CustomStringConvertible {
+        public let m, k, n: Int
+        public var description: String { "\(m)x\(k)x\(n)" }
+        public init(_ m: Int, _ k: Int, _ n: Int) { self.m = m; self.k = k; self.n = n }
+    }
+
+    /// all-MiniLM-L6-v2's matmuls for 2048 tokens, 1024³, and single/few-row inference.
+    public static let defaultShapes = [Shape(2048, 384, 384), Shape(2048, 384, 1536), Shape(2048, 1536, 384),
+                                       Shape(1024, 1024, 1024), Shape(1, 384, 1536), Shape(8, 384, 1536),
+                                       Shape(16, 384, 1536), Shape(16, 1536, 384)]
+
+    let anchor: String?
+    let seconds: Double
+
+    public init(anchorScript: String?, seconds: Double = 0.5) {
+        anchor = anchorScript
+        self.seconds = seconds
+    }
+
+    /// Best time of repeated runs filling about `seconds`.
+    func time(_ body: () -> Void) -> Double {
+        let clock = SystemTime()
+        body()
+        var best = Double.infinity
+        let start = clock.monotonic()
+        var runs = 0
+        while runs < 3 || (clock.monotonic() - start < seconds && runs < 10_000) {
+            let t0 = clock.monotonic()
+            body()
+            best = min(best, clock.monotonic() - t0)
+            runs += 1
+        }
+        return best
+    }
+
+    public func run(shapes: [Shape], threadCounts: [Int]) throws {
+        print("quern bench kernels  (isa \(ISA.active.rawValue); cpu: \(cpuModel()))")
+        print("fp32 GEMM y = x·wᵀ, GFLOP/s (best of repeated runs), OpenBLAS via numpy in the same run\n")
+        print("shape MxKxN          threads   quern  openblas   ratio")
+        for threads in threadCounts {
+            let pool = ThreadPool(threads: threads)
+            let reference = try anchorGFLOPs(shapes: shapes, threads: threads)
+            for (i, s) in shapes.enumerated() {
+                var rng = SplitMix(seed: 7)
+                let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
+                let w = PackedWeights((0..<(s.n * s.k)).map { _ in Float(rng.unit()) - 0.5 }, n: s.n, k: s.k)
+                var y = [Float](repeating: 0, count: s.m * s.n)
+                let t = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        time { SGEMM.linear(xp.baseAddress!, m: s.m, w, bias: nil, into: yp.baseAddress!, pool: pool) }
+                    }
+                }
+                let ours = 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+                let theirs = reference[i]
+                let ratio = theirs.map { String(format: "%6.2f", ours / $0) } ?? "     -"
+                let theirsText = theirs.map { String(format: "%8.1f", $0) } ?? "       -"
+                print(String(format: "%-20@ %7d %7.1f ", s.description as NSString, threads, ours) + theirsText + "  " + ratio)
+            }
+        }
+    }
+
+    /// OpenBLAS GFLOP/s per shape from the anchor script (nil entries if it is absent).
+    func anchorGFLOPs(shapes: [Shape], threads: Int) throws -> [Double?] {
+        guard let anchor, FileManager.default.fileExists(atPath: anchor) else { return shapes.map { _ in nil } }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", anchor] + shapes.map { "\($0.m),\($0.k),\($0.n)" }
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = String(threads)
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        var results: [Double?] = []
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let v = try? JSONParser.parse(String(line)).objectValue?["gflops"]?.doubleValue
+            results.append(v ?? nil)
+        }
+        return shapes.indices.map { $0 < results.count ? results[$0] : nil }
+    }
+
+    func cpuModel() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
+        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    }
+}
+
+extension SplitMix {
+    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

@@ -1,0 +1,165 @@
+import CKernels
+
+/// Weights `[N, K]` (PyTorch's Linear layout) packed once, at model load, into panels of
+/// `NR` output columns: panel `j` holds, for each `p` in `0..<K`, the 16 values
+/// `w[16j + 0..<16][p]` contiguously (zero-padded past `N`). A K-block of a panel is then
+/// one contiguous run, which is what the micro-kernel streams through.
+public struct PackedWeights: Sendable {
+    public let n: Int
+    public let k: Int
+    let panels: AlignedBuffer<Float>
+    static let nr = Int(QUERN_SGEMM_NR)
+
+    public init(_ w: Tensor) {
+        precondition(w.shape.count == 2, "PackedWeights: weights must be [N, K], got \(w.shape)")
+        self.init(w.data, n: w.shape[0], k: w.shape[1])
+    }
+
+    public init(_ w: [Float], n: Int, k: Int) {
+        precondition(w.count == n * k)
+        self.n = n
+        self.k = k
+        let nr = Self.nr
+        let panelCount = (n + nr - 1) / nr
+        panels = AlignedBuffer(count: panelCount * k * nr)
+        let dst = panels.pointer
+        w.withUnsafeBufferPointer { src in
+            for j in 0..<panelCount {
+                let base = dst + j * k * nr
+                for c in 0..<min(nr, n - j * nr) {
+                    let row = src.baseAddress! + (j * nr + c) * k
+                    for p in 0..<k { base[p * nr + c] = row[p] }
+                }
+            }
+        }
+    }
+
+    func panel(_ j: Int) -> UnsafePointer<Float> { UnsafePointer(panels.pointer + j * k * Self.nr) }
+}
+
+/// fp32 GEMM with a fused epilogue: `y[M, N] = act(x[M, K] · wᵀ + bias)`.
+///
+/// BLIS-style blocking in Swift around a C register tile (6×16 on AVX2): K is split into
+/// blocks of `kc` so an A micro-panel plus a B micro-panel sit in L1; M into blocks of
+/// `mc` rows whose packed A stays in L2 while every B panel streams past it. Bias and
+/// activation are applied to each tile right after its last K block, while it is hot.
+/// Threads take whole row blocks (large M) or groups of column panels (small M).
+public enum SGEMM {
+    static let mr = Int(QUERN_SGEMM_MR), nr = Int(QUERN_SGEMM_NR)
+    static let kc = 256, mc = 96
+    /// Column panels per group: 16 × 16 columns × 96 rows × 4 bytes = 96 KiB of C in L2.
+    static let panelsPerGroup = 16
+
+    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
+                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+                              isa: ISA = .active, pool: ThreadPool = .shared) {
+        let k = w.k, n = w.n
+        guard m > 0, n > 0 else { return }
+        let tile = isa == .scalar ? quern_sgemm_tile_scalar : quern_sgemm_tile_avx2
+        let epilogue = isa == .scalar ? quern_bias_act_scalar : quern_bias_act_avx2
+        let act = activation.code
+        let panelCount = (n + nr - 1) / nr
+
+        let rowsPadded = { (rows: Int) in (rows + mr - 1) / mr * mr }
+
+        /// Rows [r0, r0+rows) × panels [p0, p1). A for those rows is packed once for all
+        /// of K (block `pc` starts at `scratch + rowsPadded·pc`); then, group by group of
+        /// column panels, every K block runs over the group, so the group's C tiles stay
+        /// in L2 between K blocks instead of making a round trip to memory for each.
+        func block(rows r0: Int, _ rows: Int, panels p0: Int, _ p1: Int, scratch: UnsafeMutablePointer<Float>) {
+            let padded = rowsPadded(rows)
+            var pc = 0
+            while pc < k {
+                let kcur = min(kc, k - pc)
+                packA(x, lda: k, rows: r0, rows, cols: pc, kcur, into: scratch + padded * pc)
+                pc += kcur
+            }
+            var g = p0
+            while g < p1 {
+                let gEnd = min(p1, g + panelsPerGroup)
+                pc = 0
+                repeat {
+                    let kcur = min(kc, k - pc)
+                    let a = scratch + padded * pc
+                    let last = pc + kcur >= k
+                    for j in g..<gEnd {
+                        let cols = min(nr, n - j * nr)
+                        let b = w.panel(j) + pc * nr
+                        var i = 0
+                        while i < rows {
+                            let mcur = min(mr, rows - i)
+                            let c = y + (r0 + i) * n + j * nr
+                            tile(kcur, a + i * kcur, b, c, n, mcur, cols, pc > 0 ? 1 : 0)
+                            if last && (bias != nil || act != 0) {
+                                epilogue(c, n, mcur, cols, bias.map { $0 + j * nr }, act)
+                            }
+                            i += mr
+                        }
+                    }
+                    pc += kcur
+                } while pc < k
+                g = gEnd
+            }
+        }
+
+        let threads = pool.threads
+        if m >= mc * threads || m >= 2 * mr * threads {
+            // Large M: row blocks of mc (or fewer, so every thread gets work).
+            let rowsPerTask = min(mc, max(mr, (m / (threads * 2) + mr - 1) / mr * mr))
+            let tasks = (m + rowsPerTask - 1) / rowsPerTask
+            pool.parallelFor(tasks) { t in
+                let r0 = t * rowsPerTask, rows = min(rowsPerTask, m - r0)
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(rowsPadded(rows) * k, 1))
+                defer { scratch.deallocate() }
+                block(rows: r0, rows, panels: 0, panelCount, scratch: scratch)
+            }
+        } else {
+            // Small M (1…tens of rows): split the output columns; each task packs the few
+            // rows of A it needs (tiny next to streaming its share of the weights).
+            let groups = min(panelCount, threads * 4)
+            let perGroup = (panelCount + groups - 1) / groups
+            let tasks = (panelCount + perGroup - 1) / perGroup
+            pool.parallelFor(tasks) { t in
+                let p0 = t * perGroup, p1 = min(panelCount, p0 + perGroup)
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(rowsPadded(m) * k, 1))
+                defer { scratch.deallocate() }
+                block(rows: 0, m, panels: p0, p1, scratch: scratch)
+            }
+        }
+    }
+
+    /// Packs rows [r0, r0+rows) × columns [c0, c0+cols) of row-major x (leading dimension
+    /// lda) into MR-row panels: panel q holds, for each column p, rows 6q…6q+5 (zeros past
+    /// the last row).
+    @inline(__always)
+    static func packA(_ x: UnsafePointer<Float>, lda: Int, rows r0: Int, _ rows: Int, cols c0: Int, _ cols: Int,
+                      into dst: UnsafeMutablePointer<Float>) {
+        var q = 0
+        while q < rows {
+            let panel = dst + q * cols
+            let valid = min(mr, rows - q)
+            for i in 0..<mr {
+                if i < valid {
+                    let src = x + (r0 + q + i) * lda + c0
+                    for p in 0..<cols { panel[p * mr + i] = src[p] }
+                } else {
+                    for p in 0..<cols { panel[p * mr + i] = 0 }
+                }
+            }
+            q += mr
+        }
+    }
+}
+
+extension Activation {
+    /// The code the C epilogues take.
+    var code: Int32 {
+        switch self {
+        case .none: 0
+        case .relu: 1
+        case .gelu: 2
+        case .tanh: 3
+        case .sigmoid: 4
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Testing
+@testable import QuernKernels
+
+/// fp32 kernels sum in a different order than the Double-accumulating reference: allow
+/// this much relative error against Σ|x·w| for each output (a few ulps per term).
+let sgemmRelativeTolerance: Float = 2e-6
+/// GELU/tanh/sigmoid through libm in float: absolute slack on top.
+let activationAbsoluteTolerance: Float = 2e-6
+
+struct Rand {
+    var state: UInt64
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
+    }
+}
+
+@Suite("SGEMM against the reference")
+struct SGEMMTests {
+    static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 3, 17), (3, 17, 5), (7, 255, 33), (17, 1000, 3),
+                                            (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47), (200, 70, 19)]
+
+    func check(m: Int, k: Int, n: Int, isa: ISA, activation: Activation, withBias: Bool, pool: ThreadPool) {
+        var r = Rand(state: UInt64(m * 1_000_003 + k * 1009 + n))
+        let x = (0..<(m * k)).map { _ in r.next() }
+        let w = (0..<(n * k)).map { _ in r.next() }
+        let bias = (0..<n).map { _ in r.next() }
+        let xt = Tensor(shape: [m, k], data: x), wt = Tensor(shape: [n, k], data: w)
+        let expected = Reference.linear(xt, wt, bias: withBias ? Tensor(shape: [n], data: bias) : nil, activation: activation)
+        let packed = PackedWeights(wt)
+        var y = [Float](repeating: .nan, count: m * n)
+        x.withUnsafeBufferPointer { xp in
+            bias.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    SGEMM.linear(xp.baseAddress!, m: m, packed, bias: withBias ? bp.baseAddress! : nil,
+                                 activation: activation, into: yp.baseAddress!, isa: isa, pool: pool)
+                }
+            }
+        }
+        var worst: Float = 0
+        for i in 0..<m {
+            for j in 0..<n {
+                var magnitude: Float = withBias ? abs(bias[j]) : 0
+                for p in 0..<k { magnitude += abs(x[i * k + p] * w[j * k + p]) }
+                let err = abs(y[i * n + j] - expected.data[i * n + j])
+                let allowed = sgemmRelativeTolerance * magnitude + activationAbsoluteTolerance
+                worst = max(worst, err / allowed)
+            }
+        }
+        #expect(worst <= 1, "\(isa) \(m)x\(k)x\(n) \(activation) bias=\(withBias): error \(worst)× the tolerance")
+    }
+
+    @Test("every supported ISA, odd shapes, one and two threads", arguments: ISA.supported.filter { $0 <= .avx2 })
+    func allShapes(isa: ISA) {
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            for (m, k, n) in Self.shapes {
+                check(m: m, k: k, n: n, isa: isa, activation: .none, withBias: false, pool: pool)
+            }
+        }
+    }
+
+    @Test("fused bias and activations", arguments: [Activation.none, .relu, .gelu, .tanh, .sigmoid])
+    func epilogues(activation: Activation) {
+        let pool = ThreadPool(threads: 2)
+        for isa in ISA.supported where isa <= .avx2 {
+            for (m, k, n) in [(5, 40, 37), (64, 96, 48)] {
+                check(m: m, k: k, n: n, isa: isa, activation: activation, withBias: true, pool: pool)
+            }
+        }
+    }
+
+    @Test("fast path equals its scalar twin within tolerance on MiniLM-sized shapes")
+    func fastEqualsScalar() {
+        guard ISA.supported.contains(.avx2) else { return }
+        let pool = ThreadPool(threads: 2)
+        check(m: 130, k: 384, n: 1536, isa: .avx2, activation: .gelu, withBias: true, pool: pool)
+    }
+
+    @Test("K = 0 gives the bias")
+    func emptyK() {
+        let packed = PackedWeights([], n: 3, k: 0)
+        var y = [Float](repeating: .nan, count: 6)
+        let bias: [Float] = [1, 2, 3]
+        let x: [Float] = [0]
+        x.withUnsafeBufferPointer { xp in
+            bias.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    SGEMM.linear(xp.baseAddress!, m: 2, packed, bias: bp.baseAddress!, into: yp.baseAddress!)
+                }
+            }
+        }
+        #expect(y == [1, 2, 3, 1, 2, 3])
+    }
+}
+
+@Suite("ThreadPool")
+struct ThreadPoolTests {
+    final class Counts: @unchecked Sendable {
+        var hits: [Int]
+        init(_ n: Int) { hits = Array(repeating: 0, count: n) }
+    }
+
+    @Test("each index runs exactly once, over many back-to-back calls")
+    func exactlyOnce() {
+        let pool = ThreadPool(threads: 3)
+        for n in [1, 2, 3, 7, 64, 1000] {
+            for _ in 0..<200 {
+                let counts = Counts(n)
+                counts.hits.withUnsafeMutableBufferPointer { hits in
+                    let h = hits
+                    pool.parallelFor(n) { i in h[i] += 1 }  // distinct indices: no data race
+                }
+                #expect(counts.hits.allSatisfy { $0 == 1 })
+            }
+        }
+    }
+
+    @Test("workers that went to sleep wake up for the next call")
+    func wakesSleepers() async throws {
+        let pool = ThreadPool(threads: 2)
+        for _ in 0..<3 {
+            try await Task.sleep(for: .milliseconds(60))  // longer than the spin phase
+            let counts = Counts(8)
+            counts.hits.withUnsafeMutableBufferPointer { hits in
+                let h = hits
+                pool.parallelFor(8) { i in h[i] += 1 }
+            }
+            #expect(counts.hits == Array(repeating: 1, count: 8))
+        }
+    }
+}
