@@ -94,17 +94,55 @@ TARGET_AVX2 static void tile_6x16(size_t k, const float *a, const float *b, floa
     }
 }
 
+// A tile of only M (< 6) rows: the same loop with M×2 accumulators, so one- to
+// five-row products (single records, the last rows of a batch) do no wasted FMAs.
+// Always inlined with a constant M, which keeps the accumulators in registers.
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+tile_rows(const int M, size_t k, const float *a, const float *b, float *c, size_t ldc, int accumulate) {
+    __m256 acc[MR][2];
+    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (size_t p = 0; p < k; p++) {
+        __m256 b0 = _mm256_loadu_ps(b + p * NR), b1 = _mm256_loadu_ps(b + p * NR + 8);
+        for (int i = 0; i < M; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + p * MR + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < M; i++) {
+        float *ci = c + i * ldc;
+        if (accumulate) {
+            acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
+            acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
+        }
+        _mm256_storeu_ps(ci, acc[i][0]);
+        _mm256_storeu_ps(ci + 8, acc[i][1]);
+    }
+}
+
+TARGET_AVX2 static void tile_any(size_t m, size_t k, const float *a, const float *b, float *c, size_t ldc,
+                                 int accumulate) {
+    switch (m) {
+    case 1: tile_rows(1, k, a, b, c, ldc, accumulate); break;
+    case 2: tile_rows(2, k, a, b, c, ldc, accumulate); break;
+    case 3: tile_rows(3, k, a, b, c, ldc, accumulate); break;
+    case 4: tile_rows(4, k, a, b, c, ldc, accumulate); break;
+    case 5: tile_rows(5, k, a, b, c, ldc, accumulate); break;
+    default: tile_6x16(k, a, b, c, ldc, accumulate); break;
+    }
+}
+
 TARGET_AVX2 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b, float *c, size_t ldc,
                                        size_t m, size_t n, int accumulate) {
-    if (m == MR && n == NR) {
-        tile_6x16(k, a, b, c, ldc, accumulate);
+    if (n == NR) {
+        tile_any(m, k, a, b, c, ldc, accumulate);
         return;
     }
-    // Edge tile: compute the whole tile into a buffer, then move the valid corner.
+    // Narrow edge tile: compute full-width rows into a buffer, then move the valid columns.
     float tmp[MR * NR];
     if (accumulate)
         for (size_t i = 0; i < m; i++) memcpy(tmp + i * NR, c + i * ldc, n * sizeof(float));
-    tile_6x16(k, a, b, tmp, NR, accumulate);
+    tile_any(m, k, a, b, tmp, NR, accumulate);
     for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(float));
 }
 

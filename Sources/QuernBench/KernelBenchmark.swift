@@ -19,7 +19,7 @@ public struct KernelBenchmark {
     let anchor: String?
     let seconds: Double
 
-    public init(anchorScript: String?, seconds: Double = 0.5) {
+    public init(anchorScript: String?, seconds: Double = 1) {
         anchor = anchorScript
         self.seconds = seconds
     }
@@ -43,7 +43,8 @@ public struct KernelBenchmark {
     public func run(shapes: [Shape], threadCounts: [Int]) throws {
         print("quern bench kernels  (isa \(ISA.active.rawValue); cpu: \(cpuModel()))")
         print("fp32 GEMM y = x·wᵀ, GFLOP/s (best of repeated runs), OpenBLAS via numpy in the same run\n")
-        print("shape MxKxN          threads   quern  openblas   ratio")
+        print("shape MxKxN        threads   quern  openblas   ratio")
+        var measured: [Int: [Int: Double]] = [:]  // threads → shape index → GFLOP/s
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
             let reference = try anchorGFLOPs(shapes: shapes, threads: threads)
@@ -58,10 +59,17 @@ public struct KernelBenchmark {
                     }
                 }
                 let ours = 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+                measured[threads, default: [:]][i] = ours
                 let theirs = reference[i]
                 let ratio = theirs.map { String(format: "%6.2f", ours / $0) } ?? "     -"
                 let theirsText = theirs.map { String(format: "%8.1f", $0) } ?? "       -"
-                print(String(format: "%-20@ %7d %7.1f ", s.description as NSString, threads, ours) + theirsText + "  " + ratio)
+                print(s.description.padding(18) + String(format: " %7d %7.1f ", threads, ours) + theirsText + "  " + ratio)
+            }
+        }
+        if let one = measured[1], let most = threadCounts.max(), most > 1, let all = measured[most] {
+            print("\nparallel efficiency, \(most) threads over 1 (target >= 1.8 for M >= 512):")
+            for (i, s) in shapes.enumerated() where s.m >= 512 {
+                if let a = one[i], let b = all[i] { print("  " + s.description.padding(18) + String(format: " %.2fx", b / a)) }
             }
         }
     }
@@ -93,6 +101,10 @@ public struct KernelBenchmark {
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
         return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
     }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }
 
 extension SplitMix {

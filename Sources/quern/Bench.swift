@@ -36,7 +36,7 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Thread counts to measure, comma-separated (default: 1 and all cores).")
     var threads: String?
     @Option(help: "Seconds of repetitions per measurement.")
-    var seconds: Double = 0.5
+    var seconds: Double = 1
 
     func run() throws {
         let counts = threads.map { $0.split(separator: ",").compactMap { Int($0) } }
