@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "activation.h"
 #include <math.h>
 #include <string.h>
 
@@ -23,20 +24,11 @@ void quern_sgemm_tile_scalar(size_t k, const float *a, const float *b, float *c,
             c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-static inline float act_scalar(float v, int act) {
-    switch (act) {
-    case 1: return v > 0 ? v : 0;
-    case 2: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case 3: return tanhf(v);
-    case 4: return 1.0f / (1.0f + expf(-v));
-    default: return v;
-    }
-}
 
 void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++)
-            c[i * ldc + j] = act_scalar(c[i * ldc + j] + (bias ? bias[j] : 0), act);
+            c[i * ldc + j] = quern_act_scalar(c[i * ldc + j] + (bias ? bias[j] : 0), act);
 }
 
 #if defined(__x86_64__)
@@ -163,7 +155,7 @@ TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, c
             if (act == 1) v = _mm256_max_ps(v, zero);
             _mm256_storeu_ps(ci + j, v);
         }
-        for (; j < n; j++) ci[j] = act_scalar(ci[j] + (bias ? bias[j] : 0), act);
+        for (; j < n; j++) ci[j] = quern_act_scalar(ci[j] + (bias ? bias[j] : 0), act);
     }
 }
 

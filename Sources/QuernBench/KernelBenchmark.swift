@@ -42,6 +42,7 @@ public struct KernelBenchmark {
 
     public func run(shapes: [Shape], threadCounts: [Int]) throws {
         print("quern bench kernels  (isa \(ISA.active.rawValue); cpu: \(cpuModel()))")
+        print("target: fp32 >= 1.0x OpenBLAS on every shape; int8 >= 3x our fp32 (VNNI); 2 threads >= 1.8x one for M >= 512")
         print("fp32 GEMM y = x·wᵀ, GFLOP/s (best of repeated runs), OpenBLAS via numpy in the same run\n")
         print("shape MxKxN        threads   quern  openblas   ratio")
         var measured: [Int: [Int: Double]] = [:]  // threads → shape index → GFLOP/s
@@ -64,6 +65,25 @@ public struct KernelBenchmark {
                 let ratio = theirs.map { String(format: "%6.2f", ours / $0) } ?? "     -"
                 let theirsText = theirs.map { String(format: "%8.1f", $0) } ?? "       -"
                 print(s.description.padding(18) + String(format: " %7d %7.1f ", threads, ours) + theirsText + "  " + ratio)
+            }
+        }
+        print("\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights), GOP/s vs our fp32:")
+        print("shape MxKxN        threads    int8    fp32   ratio")
+        for threads in threadCounts {
+            let pool = ThreadPool(threads: threads)
+            for (i, s) in shapes.enumerated() where s.m >= 16 {
+                var rng = SplitMix(seed: 11)
+                let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
+                let w = QuantizedWeights(quantizing: Tensor(shape: [s.n, s.k], data: (0..<(s.n * s.k)).map { _ in Float(rng.unit()) - 0.5 }))
+                var y = [Float](repeating: 0, count: s.m * s.n)
+                let t = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        time { QGEMM.linear(xp.baseAddress!, m: s.m, w, bias: nil, into: yp.baseAddress!, pool: pool) }
+                    }
+                }
+                let ops = 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+                let fp32 = measured[threads]?[i] ?? .nan
+                print(s.description.padding(18) + String(format: " %7d %7.1f %7.1f %7.2f", threads, ops, fp32, ops / fp32))
             }
         }
         if let one = measured[1], let most = threadCounts.max(), most > 1, let all = measured[most] {

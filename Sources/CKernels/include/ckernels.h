@@ -41,4 +41,35 @@ void quern_sgemm_tile_scalar(size_t k, const float *a, const float *b, float *c,
 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act);
 void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act);
 
+// ---- int8 GEMM (u8 activations × s8 weights → s32) -------------------------------
+// Exact on every path: no intermediate can saturate, so every ISA returns the same
+// int32 sums as the scalar twin, bit for bit.
+// AVX2 layout (pairs of K widened to 16 bits, multiplied with vpmaddwd):
+//   a: packed A panel, kp = ceil(k/2) steps of MR 32-bit words; word i of step p holds
+//      (uint16)a[i][2p] | (uint16)a[i][2p+1] << 16 (zero past k)
+//   b: packed B panel, kp steps of NR pairs of int16: pair j of step p is
+//      (w[j][2p], w[j][2p+1]) (zero past k)
+//   c: int32, row-major, ldc; only the m×n corner is touched
+enum { QUERN_QGEMM_MR = 6, QUERN_QGEMM_NR = 16 };
+void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
+                           size_t m, size_t n, int accumulate);
+void quern_qgemm_tile_scalar(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
+                             size_t m, size_t n, int accumulate);
+
+// Dynamic per-row quantization of fp32 activations to asymmetric u8: for each row,
+// scale = (max - min) / 255 over a range widened to include 0, zero point so that 0.0 is
+// exact; q = clamp(round(x / scale) + zp, 0, 255). Rows of length k, leading dimension lda.
+void quern_quantize_rows_u8_scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                   float *scale, int32_t *zero_point);
+void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                 float *scale, int32_t *zero_point);
+
+// Dequantizing epilogue: y[i][j] = act(rs[i]·cs[j]·(acc[i][j] − zp[i]·colsum[j]) + bias[j]).
+void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                           const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                           const int32_t *colsum, const float *bias, int act);
+void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                             const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                             const int32_t *colsum, const float *bias, int act);
+
 #endif

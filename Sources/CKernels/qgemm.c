@@ -1,0 +1,218 @@
+#include "ckernels.h"
+#include "activation.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+enum { MR = QUERN_QGEMM_MR, NR = QUERN_QGEMM_NR };
+
+// ---- scalar twins -------------------------------------------------------------
+
+void quern_qgemm_tile_scalar(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
+                             size_t m, size_t n, int accumulate) {
+    int32_t acc[MR][NR] = {{0}};
+    for (size_t p = 0; p < kp; p++)
+        for (int i = 0; i < MR; i++) {
+            int32_t a0 = (int32_t)(a[p * MR + i] & 0xFFFF), a1 = (int32_t)(a[p * MR + i] >> 16);
+            for (int j = 0; j < NR; j++)
+                acc[i][j] += a0 * b[(p * NR + j) * 2] + a1 * b[(p * NR + j) * 2 + 1];
+        }
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+void quern_quantize_rows_u8_scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                   float *scale, int32_t *zero_point) {
+    for (size_t i = 0; i < m; i++) {
+        const float *row = x + i * lda;
+        float lo = 0, hi = 0;  // the range always holds 0, so zero padding is exact
+        for (size_t p = 0; p < k; p++) {
+            lo = row[p] < lo ? row[p] : lo;
+            hi = row[p] > hi ? row[p] : hi;
+        }
+        float s = (hi - lo) / 255.0f;
+        if (!(s > 0)) s = 1.0f;  // an all-zero row
+        int32_t zp = (int32_t)lrintf(-lo / s);
+        zp = zp < 0 ? 0 : (zp > 255 ? 255 : zp);
+        float inv = 1.0f / s;
+        for (size_t p = 0; p < k; p++) {
+            int32_t v = (int32_t)lrintf(row[p] * inv) + zp;
+            q[i * ldq + p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        }
+        scale[i] = s;
+        zero_point[i] = zp;
+    }
+}
+
+
+void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                             const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                             const int32_t *colsum, const float *bias, int act) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            int32_t centered = acc[i * ldacc + j] - row_zp[i] * colsum[j];
+            float v = row_scale[i] * col_scale[j] * (float)centered + (bias ? bias[j] : 0);
+            y[i * ldy + j] = quern_act_scalar(v, act);
+        }
+}
+
+#if defined(__x86_64__)
+
+// ---- AVX2 ---------------------------------------------------------------------------
+
+// M rows × 16 columns: per K pair, two 256-bit loads of B (8 columns × 2 int16 each),
+// one 32-bit broadcast of A per row, two vpmaddwd (8 × two products each) and two adds.
+// 16-bit operands times 16-bit operands summed in pairs fit int32 exactly.
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+qtile_rows(const int M, size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc, int accumulate) {
+    __m256i acc[MR][2];
+    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    for (size_t p = 0; p < kp; p++) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2 + 16));
+        for (int i = 0; i < M; i++) {
+            __m256i ai = _mm256_set1_epi32((int32_t)a[p * MR + i]);
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b0));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b1));
+        }
+    }
+    for (int i = 0; i < M; i++) {
+        int32_t *ci = c + i * ldc;
+        if (accumulate) {
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_loadu_si256((const __m256i *)ci));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_loadu_si256((const __m256i *)(ci + 8)));
+        }
+        _mm256_storeu_si256((__m256i *)ci, acc[i][0]);
+        _mm256_storeu_si256((__m256i *)(ci + 8), acc[i][1]);
+    }
+}
+
+TARGET_AVX2 static void qtile_any(size_t m, size_t kp, const uint32_t *a, const int16_t *b, int32_t *c,
+                                  size_t ldc, int accumulate) {
+    switch (m) {
+    case 1: qtile_rows(1, kp, a, b, c, ldc, accumulate); break;
+    case 2: qtile_rows(2, kp, a, b, c, ldc, accumulate); break;
+    case 3: qtile_rows(3, kp, a, b, c, ldc, accumulate); break;
+    case 4: qtile_rows(4, kp, a, b, c, ldc, accumulate); break;
+    case 5: qtile_rows(5, kp, a, b, c, ldc, accumulate); break;
+    default: qtile_rows(6, kp, a, b, c, ldc, accumulate); break;
+    }
+}
+
+TARGET_AVX2 void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
+                                       size_t m, size_t n, int accumulate) {
+    if (n == NR) {
+        qtile_any(m, kp, a, b, c, ldc, accumulate);
+        return;
+    }
+    int32_t tmp[MR * NR];
+    if (accumulate)
+        for (size_t i = 0; i < m; i++) memcpy(tmp + i * NR, c + i * ldc, n * sizeof(int32_t));
+    qtile_any(m, kp, a, b, tmp, NR, accumulate);
+    for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(int32_t));
+}
+
+// Same arithmetic as the scalar twin (min/max, then round-to-nearest-even through the
+// default MXCSR mode, which is what lrintf does), so both give identical bytes.
+TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                             float *scale, int32_t *zero_point) {
+    for (size_t i = 0; i < m; i++) {
+        const float *row = x + i * lda;
+        __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+        size_t p = 0;
+        for (; p + 8 <= k; p += 8) {
+            __m256 v = _mm256_loadu_ps(row + p);
+            vlo = _mm256_min_ps(vlo, v);
+            vhi = _mm256_max_ps(vhi, v);
+        }
+        float lo_lanes[8], hi_lanes[8];
+        _mm256_storeu_ps(lo_lanes, vlo);
+        _mm256_storeu_ps(hi_lanes, vhi);
+        float lo = 0, hi = 0;
+        for (int l = 0; l < 8; l++) {
+            lo = lo_lanes[l] < lo ? lo_lanes[l] : lo;
+            hi = hi_lanes[l] > hi ? hi_lanes[l] : hi;
+        }
+        for (; p < k; p++) {
+            lo = row[p] < lo ? row[p] : lo;
+            hi = row[p] > hi ? row[p] : hi;
+        }
+        float s = (hi - lo) / 255.0f;
+        if (!(s > 0)) s = 1.0f;
+        int32_t zp = (int32_t)lrintf(-lo / s);
+        zp = zp < 0 ? 0 : (zp > 255 ? 255 : zp);
+        float inv = 1.0f / s;
+        const __m256 vinv = _mm256_set1_ps(inv);
+        const __m256i vzp = _mm256_set1_epi32(zp);
+        uint8_t *out = q + i * ldq;
+        p = 0;
+        for (; p + 32 <= k; p += 32) {
+            __m256i a = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p), vinv)), vzp);
+            __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 8), vinv)), vzp);
+            __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 16), vinv)), vzp);
+            __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 24), vinv)), vzp);
+            // Saturating packs work within 128-bit lanes; the final permute restores order.
+            __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+            __m256i bytes = _mm256_packus_epi16(ab, cd);
+            bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(out + p), bytes);
+        }
+        for (; p < k; p++) {
+            int32_t v = (int32_t)lrintf(row[p] * inv) + zp;
+            out[p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        }
+        scale[i] = s;
+        zero_point[i] = zp;
+    }
+}
+
+TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                                       const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                                       const int32_t *colsum, const float *bias, int act) {
+    if (act >= 2) {
+        quern_dequantize_scalar(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, act);
+        return;
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    for (size_t i = 0; i < m; i++) {
+        __m256i zp = _mm256_set1_epi32(row_zp[i]);
+        __m256 rs = _mm256_set1_ps(row_scale[i]);
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256i centered = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + i * ldacc + j)),
+                                                _mm256_mullo_epi32(zp, _mm256_loadu_si256((const __m256i *)(colsum + j))));
+            __m256 v = _mm256_mul_ps(_mm256_mul_ps(rs, _mm256_loadu_ps(col_scale + j)), _mm256_cvtepi32_ps(centered));
+            if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
+            if (act == 1) v = _mm256_max_ps(v, zero);
+            _mm256_storeu_ps(y + i * ldy + j, v);
+        }
+        for (; j < n; j++) {
+            int32_t centered = acc[i * ldacc + j] - row_zp[i] * colsum[j];
+            float v = row_scale[i] * col_scale[j] * (float)centered + (bias ? bias[j] : 0);
+            y[i * ldy + j] = quern_act_scalar(v, act);
+        }
+    }
+}
+
+#else
+
+void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
+                           size_t m, size_t n, int accumulate) {
+    quern_qgemm_tile_scalar(kp, a, b, c, ldc, m, n, accumulate);
+}
+void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                           const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                           const int32_t *colsum, const float *bias, int act) {
+    quern_dequantize_scalar(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, act);
+}
+void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                 float *scale, int32_t *zero_point) {
+    quern_quantize_rows_u8_scalar(x, m, k, lda, q, ldq, scale, zero_point);
+}
+
+#endif

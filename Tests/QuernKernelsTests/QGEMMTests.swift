@@ -1,0 +1,99 @@
+import Testing
+@testable import QuernKernels
+
+/// Slack on top of the analytic quantization error bound (float rounding in the epilogue).
+let quantizedAbsoluteSlack: Float = 1e-4
+
+@Suite("int8 GEMM")
+struct QGEMMTests {
+    static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 3, 17), (3, 17, 5), (7, 255, 33), (17, 1000, 3),
+                                            (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47)]
+
+    func random(_ count: Int, seed: UInt64) -> [Float] {
+        var r = Rand(state: seed)
+        return (0..<count).map { _ in r.next() }
+    }
+
+    @Test("integer sums equal the scalar integer reference exactly, every ISA",
+          arguments: ISA.supported.filter { $0 <= .avx2 })
+    func exactIntegers(isa: ISA) {
+        for (m, k, n) in Self.shapes {
+            var r = Rand(state: UInt64(m * 31 + k * 7 + n))
+            // Extremes included: 255 × -127 everywhere would overflow any 16-bit shortcut.
+            let q = (0..<(m * k)).map { i in i % 5 == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: Int(r.next() * 1000) & 0xFF) }
+            let wq = (0..<(n * k)).map { i in i % 7 == 0 ? Int8(-127) : Int8(max(-127, min(127, Int(r.next() * 127)))) }
+            let w = QuantizedWeights(values: wq, scales: Array(repeating: 1, count: n), n: n, k: k)
+            let got = QGEMM.integerSums(q, m: m, w, isa: isa)
+            var expected = [Int32](repeating: 0, count: m * n)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s: Int32 = 0
+                    for p in 0..<k { s += Int32(q[i * k + p]) * Int32(wq[j * k + p]) }
+                    expected[i * n + j] = s
+                }
+            }
+            #expect(got == expected, "\(isa) \(m)x\(k)x\(n)")
+        }
+    }
+
+    @Test("dequantized output within the quantization error bound of fp32, every ISA",
+          arguments: ISA.supported.filter { $0 <= .avx2 })
+    func againstFP32(isa: ISA) {
+        let pool = ThreadPool(threads: 2)
+        for (m, k, n) in Self.shapes {
+            let x = random(m * k, seed: UInt64(m + k)), wf = random(n * k, seed: UInt64(n * k + 3)), bias = random(n, seed: 9)
+            let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: wf))
+            let exact = Reference.linear(Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: wf),
+                                         bias: Tensor(shape: [n], data: bias))
+            var y = [Float](repeating: .nan, count: m * n)
+            x.withUnsafeBufferPointer { xp in
+                bias.withUnsafeBufferPointer { bp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        QGEMM.linear(xp.baseAddress!, m: m, w, bias: bp.baseAddress!, into: yp.baseAddress!, isa: isa, pool: pool)
+                    }
+                }
+            }
+            for i in 0..<m {
+                let row = x[(i * k)..<((i + 1) * k)]
+                let sx = (max(row.max()!, 0) - min(row.min()!, 0)) / 255
+                for j in 0..<n {
+                    let sw = w.scales[j]
+                    var bound: Float = 0
+                    for p in 0..<k {
+                        bound += abs(x[i * k + p]) * sw / 2 + abs(wf[j * k + p]) * sx / 2 + sx * sw / 4
+                    }
+                    let err = abs(y[i * n + j] - exact.data[i * n + j])
+                    #expect(err <= bound * 1.01 + quantizedAbsoluteSlack, "\(isa) \(m)x\(k)x\(n) [\(i),\(j)]: \(err) > \(bound)")
+                }
+            }
+        }
+    }
+
+    @Test("row quantization: every path gives identical bytes, zero is exact, values within half a step",
+          arguments: ISA.supported.filter { $0 <= .avx2 })
+    func rowQuantization(isa: ISA) {
+        for (m, k) in [(1, 1), (3, 7), (5, 33), (4, 100), (2, 1000)] {
+            var x = random(m * k, seed: UInt64(m * k))
+            x[0] = 0
+            if k > 3 { x[3] = 1e-9 }
+            let fast = QGEMM.quantizeRows(x, m: m, k: k, isa: isa)
+            let plain = QGEMM.quantizeRows(x, m: m, k: k, isa: .scalar)
+            #expect(fast.q == plain.q && fast.scale == plain.scale && fast.zeroPoint == plain.zeroPoint)
+            #expect(Int32(fast.q[0]) == fast.zeroPoint[0])  // 0.0 maps to the zero point exactly
+            for i in 0..<m {
+                for p in 0..<k {
+                    let back = Float(Int32(fast.q[i * k + p]) - fast.zeroPoint[i]) * fast.scale[i]
+                    #expect(abs(back - x[i * k + p]) <= fast.scale[i] * 0.5001)
+                }
+            }
+        }
+    }
+
+    @Test("per-channel weight quantization is symmetric and stays in [-127, 127]")
+    func weightQuantization() {
+        let w = QuantizedWeights(quantizing: Tensor(shape: [2, 3], data: [0.5, -1, 0.25, 0, 0, 0]))
+        #expect(w.values == [64, -127, 32, 0, 0, 0])
+        #expect(w.scales[0] == Float(1) / 127)
+        #expect(w.scales[1] == 1)  // an all-zero channel keeps a harmless scale
+    }
+}
