@@ -26,16 +26,41 @@ public enum Reference {
     }
 
     /// Row-wise softmax over the last dimension, shifted by the row maximum so large
-    /// logits cannot overflow.
-    public static func softmax(_ x: Tensor) -> Tensor {
+    /// logits cannot overflow. `keep` masks positions out (probability 0); a row with
+    /// every position masked becomes zeros.
+    public static func softmax(_ x: Tensor, keep: [Bool]? = nil) -> Tensor {
         var out = x.data
         let n = x.rowLength
         for r in 0..<x.rows {
             let row = r * n..<(r + 1) * n
-            let mx = out[row].max() ?? 0
+            let kept = row.filter { keep?[$0 - r * n] ?? true }
+            guard let mx = kept.map({ out[$0] }).max() else {
+                for i in row { out[i] = 0 }
+                continue
+            }
             var sum: Double = 0
-            for i in row { let e = exp(Double(out[i] - mx)); out[i] = Float(e); sum += e }
+            for i in row {
+                let e = (keep?[i - r * n] ?? true) ? exp(Double(out[i] - mx)) : 0
+                out[i] = Float(e)
+                sum += e
+            }
             for i in row { out[i] = Float(Double(out[i]) / sum) }
+        }
+        return Tensor(shape: x.shape, data: out)
+    }
+
+    /// Layer norm over the last dimension (population variance), accumulated in Double.
+    public static func layerNorm(_ x: Tensor, gamma: [Float]?, beta: [Float]?, eps: Float) -> Tensor {
+        var out = x.data
+        let n = x.rowLength
+        for r in 0..<x.rows {
+            let row = x.data[(r * n)..<((r + 1) * n)].map(Double.init)
+            let mean = row.reduce(0, +) / Double(n)
+            let variance = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(n)
+            let inv = 1 / (variance + Double(eps)).squareRoot()
+            for j in 0..<n {
+                out[r * n + j] = Float((row[j] - mean) * inv * Double(gamma?[j] ?? 1) + Double(beta?[j] ?? 0))
+            }
         }
         return Tensor(shape: x.shape, data: out)
     }

@@ -72,4 +72,16 @@ void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t 
                              const float *row_scale, const int32_t *row_zp, const float *col_scale,
                              const int32_t *colsum, const float *bias, int act);
 
+// ---- normalisation and softmax ------------------------------------------------------
+// Layer norm over the last dimension: y = (x − mean) / sqrt(var + eps) · gamma + beta
+// (population variance, two passes); gamma/beta may be NULL. x and y may alias.
+void quern_layernorm_avx2(const float *x, size_t rows, size_t n, size_t ld, const float *gamma,
+                          const float *beta, float eps, float *y);
+void quern_layernorm_scalar(const float *x, size_t rows, size_t n, size_t ld, const float *gamma,
+                            const float *beta, float eps, float *y);
+// In-place softmax of each row, shifted by the row maximum; keep (length n, may be NULL)
+// masks positions out (probability 0). A row with every position masked becomes zeros.
+void quern_softmax_avx2(float *x, size_t rows, size_t n, size_t ld, const uint8_t *keep);
+void quern_softmax_scalar(float *x, size_t rows, size_t n, size_t ld, const uint8_t *keep);
+
 #endif

@@ -1,0 +1,19 @@
+import CKernels
+
+/// Row-wise normalisations on the kernel set, dispatched like the GEMMs.
+public enum Norms {
+    /// Layer norm over the last dimension of `[rows, n]`, in place when `y == x`.
+    public static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, n: Int, gamma: UnsafePointer<Float>?,
+                                 beta: UnsafePointer<Float>?, eps: Float, into y: UnsafeMutablePointer<Float>,
+                                 isa: ISA = .active) {
+        guard rows > 0, n > 0 else { return }
+        (isa == .scalar ? quern_layernorm_scalar : quern_layernorm_avx2)(x, rows, n, n, gamma, beta, eps, y)
+    }
+
+    /// Softmax of each row of `[rows, n]` in place; `keep` (n flags) masks key positions.
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, rows: Int, n: Int, keep: UnsafePointer<UInt8>? = nil,
+                               isa: ISA = .active) {
+        guard rows > 0, n > 0 else { return }
+        (isa == .scalar ? quern_softmax_scalar : quern_softmax_avx2)(x, rows, n, n, keep)
+    }
+}
