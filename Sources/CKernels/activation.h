@@ -7,7 +7,8 @@
 static inline float quern_act_scalar(float v, int act) {
     switch (act) {
     case 1: return v > 0 ? v : 0;
-    case 2: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    // erfc, not 1 + erf: no cancellation for negative inputs.
+    case 2: return 0.5f * v * erfcf(v * -0.70710678118654752f);
     case 3: return tanhf(v);
     case 4: return 1.0f / (1.0f + expf(-v));
     default: return v;

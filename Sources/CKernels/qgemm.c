@@ -1,5 +1,6 @@
 #include "ckernels.h"
 #include "activation.h"
+#include "vecmath.h"
 #include <math.h>
 #include <string.h>
 
@@ -174,7 +175,7 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
 TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                                        const float *row_scale, const int32_t *row_zp, const float *col_scale,
                                        const int32_t *colsum, const float *bias, int act) {
-    if (act >= 2) {
+    if (act >= 3) {
         quern_dequantize_scalar(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, act);
         return;
     }
@@ -189,6 +190,7 @@ TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t 
             __m256 v = _mm256_mul_ps(_mm256_mul_ps(rs, _mm256_loadu_ps(col_scale + j)), _mm256_cvtepi32_ps(centered));
             if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
             if (act == 1) v = _mm256_max_ps(v, zero);
+            if (act == 2) v = gelu_avx2(v);
             _mm256_storeu_ps(y + i * ldy + j, v);
         }
         for (; j < n; j++) {

@@ -1,5 +1,6 @@
 #include "ckernels.h"
 #include "activation.h"
+#include "vecmath.h"
 #include <math.h>
 #include <string.h>
 
@@ -138,10 +139,10 @@ TARGET_AVX2 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b,
     for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(float));
 }
 
-// Bias and ReLU are vectorised; GELU, tanh and sigmoid still go through libm per value
-// (exact, but slow next to the GEMM for large N: a vector erf is the next step here).
+// Bias, ReLU and GELU are vectorised; tanh and sigmoid (rare in the models Quern runs)
+// go through libm per value.
 TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
-    if (act == 2 || act == 3 || act == 4) {
+    if (act == 3 || act == 4) {
         quern_bias_act_scalar(c, ldc, m, n, bias, act);
         return;
     }
@@ -153,6 +154,7 @@ TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, c
             __m256 v = _mm256_loadu_ps(ci + j);
             if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
             if (act == 1) v = _mm256_max_ps(v, zero);
+            if (act == 2) v = gelu_avx2(v);
             _mm256_storeu_ps(ci + j, v);
         }
         for (; j < n; j++) ci[j] = quern_act_scalar(ci[j] + (bias ? bias[j] : 0), act);

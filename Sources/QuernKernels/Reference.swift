@@ -74,7 +74,7 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
         case .none: return v
         case .relu: return max(v, 0)
         // Exact GELU (erf form), as PyTorch's default and Hugging Face's "gelu".
-        case .gelu: return 0.5 * v * (1 + Float(erf(Double(v) / 2.0.squareRoot())))
+        case .gelu: return Float(0.5 * Double(v) * erfc(-Double(v) / 2.0.squareRoot()))
         case .tanh: return Foundation.tanh(v)
         case .sigmoid: return 1 / (1 + Foundation.exp(-v))
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import QuernKernels
 
@@ -127,6 +128,34 @@ struct ThreadPoolTests {
                 pool.parallelFor(8) { i in h[i] += 1 }
             }
             #expect(counts.hits == Array(repeating: 1, count: 8))
+        }
+    }
+}
+
+@Suite("vector GELU")
+struct GELUTests {
+    /// The erfc fit is good to 1.2e-7 relative; float rounding adds a few ulps.
+    static let geluRelativeTolerance: Float = 1e-6
+    /// Far left tail: rounding x/√2 to float alone moves erfc by 2z²·ε relative (≈ 1e-5 at
+    /// x = −12), on values below 1e-20; an absolute floor far under any activation's scale.
+    static let geluAbsoluteTolerance: Double = 1e-9
+
+    @Test("exact GELU epilogue against erf in Double over [-12, 12]", arguments: ISA.supported.filter { $0 <= .avx2 })
+    func geluAccuracy(isa: ISA) {
+        let inputs = (0...2400).map { Float($0 - 1200) / 100 }
+        let identity = PackedWeights([1], n: 1, k: 1)
+        var y = [Float](repeating: .nan, count: inputs.count)
+        inputs.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                SGEMM.linear(xp.baseAddress!, m: inputs.count, identity, bias: nil, activation: .gelu,
+                             into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 1))
+            }
+        }
+        for (x, got) in zip(inputs, y) {
+            let exact = Double(x) * 0.5 * erfc(-Double(x) / 2.0.squareRoot())
+            let err = abs(Double(got) - exact)
+            #expect(err <= Double(Self.geluRelativeTolerance) * abs(exact) + Self.geluAbsoluteTolerance,
+                    "gelu(\(x)) = \(got), exact \(exact)")
         }
     }
 }

@@ -1,0 +1,58 @@
+// Vector math for the AVX2 kernels (internal to CKernels): exp and the exact-GELU
+// activation, each checked against libm by the tests.
+#ifndef QUERN_VECMATH_H
+#define QUERN_VECMATH_H
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define QUERN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+// exp(x) for a vector: x = k·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for exactness),
+// e^r by a degree-6 polynomial (Cephes' expf coefficients), 2^k through the exponent
+// bits. About 1 ulp on [-87, 88]; below that it flushes to 0, which softmax wants.
+QUERN_TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// GELU(x) = x·Φ(x) = x · erfc(−x/√2) / 2, with erfc from the Chebyshev-fitted form
+// t·exp(−z² + P(t)), t = 1/(1 + z/2) (Numerical Recipes' erfcc: relative error below
+// 1.2e-7 everywhere), so negative inputs keep their small values accurately instead of
+// suffering 1 − erf cancellation.
+QUERN_TARGET_AVX2 static inline __m256 gelu_avx2(__m256 x) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    __m256 w = _mm256_mul_ps(x, _mm256_set1_ps(-0.70710678118654752f));     // w = −x/√2
+    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), w);                   // |w|
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(half, a, one));
+    __m256 p = _mm256_set1_ps(0.17087277f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+    __m256 erfc_a = _mm256_mul_ps(t, exp_avx2(_mm256_fnmadd_ps(a, a, p)));  // erfc(|w|)
+    // erfc(w) = erfc(|w|) for w ≥ 0, 2 − erfc(|w|) for w < 0.
+    __m256 negative = _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ);
+    __m256 erfc_w = _mm256_blendv_ps(erfc_a, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_a), negative);
+    return _mm256_mul_ps(_mm256_mul_ps(half, x), erfc_w);
+}
+
+#endif
+#endif
