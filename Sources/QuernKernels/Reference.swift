@@ -66,6 +66,39 @@ public enum Reference {
     }
 }
 
+extension Reference {
+    /// Direct convolution, NCHW, accumulated in Double: x `[B, C, H, W]`, weight
+    /// `[outC, C, kH, kW]`, zero padding.
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int,
+                              activation: Activation = .none) -> Tensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (oc, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let oh = (h + 2 * padding - kh) / stride + 1, ow = (w + 2 * padding - kw) / stride + 1
+        var out = Tensor(zeros: [n, oc, oh, ow])
+        for b in 0..<n {
+            for o in 0..<oc {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var acc = Double(bias?.data[o] ?? 0)
+                        for ci in 0..<c {
+                            for ky in 0..<kh {
+                                for kx in 0..<kw {
+                                    let iy = oy * stride + ky - padding, ix = ox * stride + kx - padding
+                                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                                    acc += Double(x.data[((b * c + ci) * h + iy) * w + ix]) *
+                                        Double(weight.data[((o * c + ci) * kh + ky) * kw + kx])
+                                }
+                            }
+                        }
+                        out.data[((b * oc + o) * oh + oy) * ow + ox] = activation.apply(Float(acc))
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
 public enum Activation: String, Sendable, CaseIterable, Codable {
     case none, relu, gelu, tanh, sigmoid
 
