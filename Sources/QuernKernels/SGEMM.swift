@@ -47,6 +47,8 @@ public struct PackedWeights: Sendable {
 public enum SGEMM {
     static let mr = Int(QUERN_SGEMM_MR), nr = Int(QUERN_SGEMM_NR)
     static let kc = 256, mc = 96
+    /// Bytes of packed A one task keeps hot: half of a 512 KiB L2.
+    static let l2Budget = 256 << 10
     /// Column panels per group: 16 × 16 columns × 96 rows × 4 bytes = 96 KiB of C in L2.
     static let panelsPerGroup = 16
 
@@ -104,8 +106,11 @@ public enum SGEMM {
 
         let threads = pool.threads
         if m >= mc * threads || m >= 2 * mr * threads {
-            // Large M: row blocks of mc (or fewer, so every thread gets work).
-            let rowsPerTask = min(mc, max(mr, (m / (threads * 2) + mr - 1) / mr * mr))
+            // Large M: row blocks of at most mc rows, fewer for long K so that a block's
+            // packed A (all of K) stays within half of L2, and fewer again so every
+            // thread gets work.
+            let l2Rows = max(mr, (l2Budget / (k * MemoryLayout<Float>.size)) / mr * mr)
+            let rowsPerTask = min(mc, l2Rows, max(mr, (m / (threads * 2) + mr - 1) / mr * mr))
             let tasks = (m + rowsPerTask - 1) / rowsPerTask
             pool.parallelFor(tasks) { t in
                 let r0 = t * rowsPerTask, rows = min(rowsPerTask, m - r0)
