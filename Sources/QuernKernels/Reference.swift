@@ -99,6 +99,42 @@ extension Reference {
     }
 }
 
+extension Reference {
+    /// Multi-head self-attention in Double; layouts as `Attention.forward`.
+    public static func attention(qkv: [Float], batch: Int, seq: Int, heads: Int, headDim: Int, keep: [UInt8]?) -> [Float] {
+        let hidden = heads * headDim, row = 3 * hidden
+        var out = [Float](repeating: 0, count: batch * seq * hidden)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                for i in 0..<seq {
+                    let kept = (0..<seq).filter { keep?[b * seq + $0] ?? 1 != 0 }
+                    guard !kept.isEmpty else { continue }
+                    var scores: [Double] = []
+                    for j in kept {
+                        var dot = 0.0
+                        for d in 0..<headDim {
+                            dot += Double(qkv[(b * seq + i) * row + h * headDim + d]) *
+                                Double(qkv[(b * seq + j) * row + hidden + h * headDim + d])
+                        }
+                        scores.append(dot / Double(headDim).squareRoot())
+                    }
+                    let mx = scores.max()!
+                    let e = scores.map { Foundation.exp($0 - mx) }
+                    let sum = e.reduce(0, +)
+                    for d in 0..<headDim {
+                        var acc = 0.0
+                        for (t, j) in kept.enumerated() {
+                            acc += e[t] / sum * Double(qkv[(b * seq + j) * row + 2 * hidden + h * headDim + d])
+                        }
+                        out[(b * seq + i) * hidden + h * headDim + d] = Float(acc)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
 public enum Activation: String, Sendable, CaseIterable, Codable {
     case none, relu, gelu, tanh, sigmoid
 

@@ -1,0 +1,40 @@
+import Testing
+@testable import QuernKernels
+
+/// Float GEMMs + vector exp against the Double reference, for values of order 1.
+let attentionTolerance: Float = 2e-5
+
+@Suite("attention and embeddings")
+struct AttentionTests {
+    @Test("multi-head attention with padding masks against the reference",
+          arguments: [(1, 1, 1, 4), (2, 7, 2, 8), (3, 33, 4, 16), (2, 128, 12, 32)])
+    func attention(_ p: (Int, Int, Int, Int)) {
+        let (batch, seq, heads, headDim) = p
+        var r = Rand(state: UInt64(batch * 1000 + seq))
+        let qkv = (0..<(batch * seq * 3 * heads * headDim)).map { _ in r.next() * 2 }
+        // Sequence b has seq - 3b real tokens (at least one).
+        let keep = (0..<(batch * seq)).map { i in UInt8(i % seq < max(1, seq - 3 * (i / seq)) ? 1 : 0) }
+        let expected = Reference.attention(qkv: qkv, batch: batch, seq: seq, heads: heads, headDim: headDim, keep: keep)
+        for isa in ISA.supported where isa <= .avx2 {
+            var out = [Float](repeating: .nan, count: batch * seq * heads * headDim)
+            qkv.withUnsafeBufferPointer { q in
+                keep.withUnsafeBufferPointer { k in
+                    out.withUnsafeMutableBufferPointer { o in
+                        Attention.forward(qkv: q.baseAddress!, batch: batch, seq: seq, heads: heads, headDim: headDim,
+                                          keep: k.baseAddress, into: o.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
+                    }
+                }
+            }
+            let worst = zip(out, expected).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= attentionTolerance, "\(isa) \(p): worst error \(worst)")
+        }
+    }
+
+    @Test("embedding gather copies rows and refuses out-of-range ids")
+    func gather() {
+        let table = Tensor(shape: [3, 2], data: [0, 1, 10, 11, 20, 21])
+        #expect(Embedding.gather(table, ids: [2, 0, 2])?.data == [20, 21, 0, 1, 20, 21])
+        #expect(Embedding.gather(table, ids: [3]) == nil)
+        #expect(Embedding.gather(table, ids: [-1]) == nil)
+    }
+}
