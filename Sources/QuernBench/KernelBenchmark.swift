@@ -86,6 +86,28 @@ public struct KernelBenchmark {
                 print(s.description.padding(18) + String(format: " %7d %7.1f %7.1f %7.2f", threads, ops, fp32, ops / fp32))
             }
         }
+        print("\nfp32 CSR sparse GEMM (unstructured pruning) vs our dense fp32, speed-up:")
+        print("shape MxKxN        threads  density  sparse GFLOP/s-equiv  speed-up")
+        for threads in threadCounts {
+            let pool = ThreadPool(threads: threads)
+            for (i, s) in shapes.enumerated() where s.m >= 512 && s.k <= 1536 && s.m * s.k * s.n < 1 << 31 {
+                for density in [0.5, 0.3, 0.2, 0.1] {
+                    var rng = SplitMix(seed: 5)
+                    let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
+                    let w = (0..<(s.n * s.k)).map { _ in rng.unit() < density ? Float(rng.unit()) - 0.5 : 0 }
+                    let sparse = SparseWeights(Tensor(shape: [s.n, s.k], data: w))
+                    var y = [Float](repeating: 0, count: s.m * s.n)
+                    let t = x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            time { SparseGEMM.linear(xp.baseAddress!, m: s.m, sparse, bias: nil, into: yp.baseAddress!, pool: pool) }
+                        }
+                    }
+                    let equivalent = 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+                    let dense = measured[threads]?[i] ?? .nan
+                    print(s.description.padding(18) + String(format: " %7d  %7.2f  %20.1f  %8.2f", threads, density, equivalent, equivalent / dense))
+                }
+            }
+        }
         if let one = measured[1], let most = threadCounts.max(), most > 1, let all = measured[most] {
             print("\nparallel efficiency, \(most) threads over 1 (target >= 1.8 for M >= 512):")
             for (i, s) in shapes.enumerated() where s.m >= 512 {

@@ -84,4 +84,14 @@ void quern_layernorm_scalar(const float *x, size_t rows, size_t n, size_t ld, co
 void quern_softmax_avx2(float *x, size_t rows, size_t n, size_t ld, const uint8_t *keep);
 void quern_softmax_scalar(float *x, size_t rows, size_t n, size_t ld, const uint8_t *keep);
 
+// ---- sparse fp32 (CSR weights) -------------------------------------------------------
+// For output rows n in [n0, n1) of CSR weights (rowptr, cols, vals: row n's nonzeros are
+// rowptr[n]..rowptr[n+1]), yt[n][0:mb] = Σ vals[e] · xt[cols[e]][0:mb]: a block of mb
+// input rows held transposed (xt: [K][ldx], yt: [N][ldy]), so each nonzero is one
+// vectorised AXPY over the block. mb ≤ 64.
+void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
+                         const float *vals, size_t n0, size_t n1, float *yt, size_t ldy);
+void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
+                           const float *vals, size_t n0, size_t n1, float *yt, size_t ldy);
+
 #endif
