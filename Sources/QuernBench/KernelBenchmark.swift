@@ -40,6 +40,25 @@ public struct KernelBenchmark {
         return best
     }
 
+    /// GFLOP/s (2·M·K·N per run) of `kernel` on a random `[M, K]` input into `[M, N]`.
+    func gflops(_ s: Shape, seed: UInt64, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {
+        var rng = SplitMix(seed: seed)
+        let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
+        var y = [Float](repeating: 0, count: s.m * s.n)
+        let t = x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in time { kernel(xp.baseAddress!, yp.baseAddress!) } }
+        }
+        return 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+    }
+
+    /// Random `[N, K]` weights with about `density` of them nonzero.
+    func weights(_ s: Shape, seed: UInt64, density: Double = 1) -> Tensor {
+        var rng = SplitMix(seed: seed)
+        return Tensor(shape: [s.n, s.k], data: (0..<(s.n * s.k)).map { _ in
+            density >= 1 || rng.unit() < density ? Float(rng.unit()) - 0.5 : 0
+        })
+    }
+
     public func run(shapes: [Shape], threadCounts: [Int]) throws {
         print("quern bench kernels  (isa \(ISA.active.rawValue); cpu: \(cpuModel()))")
         print("target: fp32 >= 1.0x OpenBLAS on every shape; int8 >= 3x our fp32 (VNNI); 2 threads >= 1.8x one for M >= 512")
@@ -50,16 +69,8 @@ public struct KernelBenchmark {
             let pool = ThreadPool(threads: threads)
             let reference = try anchorGFLOPs(shapes: shapes, threads: threads)
             for (i, s) in shapes.enumerated() {
-                var rng = SplitMix(seed: 7)
-                let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
-                let w = PackedWeights((0..<(s.n * s.k)).map { _ in Float(rng.unit()) - 0.5 }, n: s.n, k: s.k)
-                var y = [Float](repeating: 0, count: s.m * s.n)
-                let t = x.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        time { SGEMM.linear(xp.baseAddress!, m: s.m, w, bias: nil, into: yp.baseAddress!, pool: pool) }
-                    }
-                }
-                let ours = 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+                let w = PackedWeights(weights(s, seed: 7))
+                let ours = gflops(s, seed: 7) { SGEMM.linear($0, m: s.m, w, bias: nil, into: $1, pool: pool) }
                 measured[threads, default: [:]][i] = ours
                 let theirs = reference[i]
                 let ratio = theirs.map { String(format: "%6.2f", ours / $0) } ?? "     -"
@@ -72,16 +83,8 @@ public struct KernelBenchmark {
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
             for (i, s) in shapes.enumerated() where s.m >= 16 {
-                var rng = SplitMix(seed: 11)
-                let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
-                let w = QuantizedWeights(quantizing: Tensor(shape: [s.n, s.k], data: (0..<(s.n * s.k)).map { _ in Float(rng.unit()) - 0.5 }))
-                var y = [Float](repeating: 0, count: s.m * s.n)
-                let t = x.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        time { QGEMM.linear(xp.baseAddress!, m: s.m, w, bias: nil, into: yp.baseAddress!, pool: pool) }
-                    }
-                }
-                let ops = 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+                let w = QuantizedWeights(quantizing: weights(s, seed: 11))
+                let ops = gflops(s, seed: 11) { QGEMM.linear($0, m: s.m, w, bias: nil, into: $1, pool: pool) }
                 let fp32 = measured[threads]?[i] ?? .nan
                 print(s.description.padding(18) + String(format: " %7d %7.1f %7.1f %7.2f", threads, ops, fp32, ops / fp32))
             }
@@ -92,17 +95,8 @@ public struct KernelBenchmark {
             let pool = ThreadPool(threads: threads)
             for (i, s) in shapes.enumerated() where s.m >= 512 && s.k <= 1536 && s.m * s.k * s.n < 1 << 31 {
                 for density in [0.5, 0.3, 0.2, 0.1] {
-                    var rng = SplitMix(seed: 5)
-                    let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
-                    let w = (0..<(s.n * s.k)).map { _ in rng.unit() < density ? Float(rng.unit()) - 0.5 : 0 }
-                    let sparse = SparseWeights(Tensor(shape: [s.n, s.k], data: w))
-                    var y = [Float](repeating: 0, count: s.m * s.n)
-                    let t = x.withUnsafeBufferPointer { xp in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            time { SparseGEMM.linear(xp.baseAddress!, m: s.m, sparse, bias: nil, into: yp.baseAddress!, pool: pool) }
-                        }
-                    }
-                    let equivalent = 2.0 * Double(s.m * s.k * s.n) / t / 1e9
+                    let sparse = SparseWeights(weights(s, seed: 5, density: density))
+                    let equivalent = gflops(s, seed: 5) { SparseGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
                     let dense = measured[threads]?[i] ?? .nan
                     print(s.description.padding(18) + String(format: " %7d  %7.2f  %20.1f  %8.2f", threads, density, equivalent, equivalent / dense))
                 }
