@@ -18,7 +18,49 @@ void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t
     }
 }
 
+static inline int32_t dot_pair(uint32_t x, uint32_t w) {
+    return (int32_t)(x & 0xFFFF) * (int16_t)(w & 0xFFFF) + (int32_t)(x >> 16) * (int16_t)(w >> 16);
+}
+
+void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
+                            const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy) {
+    for (size_t n = n0; n < n1; n++) {
+        int32_t *y = yt + n * ldy;
+        for (size_t r = 0; r < mb; r++) y[r] = 0;
+        for (int32_t e = rowptr[n]; e < rowptr[n + 1]; e++) {
+            const uint32_t *x0 = xt + (size_t)(2 * groups[e]) * ldx, *x1 = x0 + ldx;
+            for (size_t r = 0; r < mb; r++) y[r] += dot_pair(x0[r], lo[e]) + dot_pair(x1[r], hi[e]);
+        }
+    }
+}
+
 #if defined(__x86_64__)
+
+// A 64-row block in eight int32 accumulators; per nonzero 1×4 block, two broadcasts of
+// the weight pairs and sixteen vpmaddwd over the two K pairs' transposed activations.
+TARGET_AVX2 void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
+                                      const int32_t *groups, const uint32_t *lo, const uint32_t *hi, size_t n0,
+                                      size_t n1, int32_t *yt, size_t ldy) {
+    if (mb != 64) {
+        quern_spmm_q1x4_scalar(xt, ldx, mb, rowptr, groups, lo, hi, n0, n1, yt, ldy);
+        return;
+    }
+    for (size_t n = n0; n < n1; n++) {
+        __m256i acc[8];
+        for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_si256();
+        for (int32_t e = rowptr[n]; e < rowptr[n + 1]; e++) {
+            const uint32_t *x0 = xt + (size_t)(2 * groups[e]) * ldx, *x1 = x0 + ldx;
+            __m256i wl = _mm256_set1_epi32((int32_t)lo[e]), wh = _mm256_set1_epi32((int32_t)hi[e]);
+            for (int c = 0; c < 8; c++) {
+                __m256i a = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x0 + 8 * c)), wl);
+                __m256i b = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x1 + 8 * c)), wh);
+                acc[c] = _mm256_add_epi32(acc[c], _mm256_add_epi32(a, b));
+            }
+        }
+        int32_t *y = yt + n * ldy;
+        for (int c = 0; c < 8; c++) _mm256_storeu_si256((__m256i *)(y + 8 * c), acc[c]);
+    }
+}
 
 // Eight accumulators cover a 64-row block; each nonzero costs eight loads and eight
 // FMAs, and the block's transposed input (K × 64 floats) stays in L2 across all rows n.
@@ -53,6 +95,11 @@ TARGET_AVX2 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, con
 }
 
 #else
+
+void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
+                          const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy) {
+    quern_spmm_q1x4_scalar(xt, ldx, mb, rowptr, groups, lo, hi, n0, n1, yt, ldy);
+}
 
 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
                          const float *vals, size_t n0, size_t n1, float *yt, size_t ldy) {

@@ -59,6 +59,19 @@ public struct KernelBenchmark {
         })
     }
 
+    /// Keeps about `keep` of the 1×4 blocks of each row (by a fixed pseudo-random choice).
+    func blockPruned(_ w: Tensor, keep: Double) -> Tensor {
+        var rng = SplitMix(seed: 17)
+        var out = w
+        let k = w.shape[1]
+        for r in 0..<w.shape[0] {
+            for g in 0..<((k + 3) / 4) where rng.unit() >= keep {
+                for t in 0..<4 where 4 * g + t < k { out.data[r * k + 4 * g + t] = 0 }
+            }
+        }
+        return out
+    }
+
     public func run(shapes: [Shape], threadCounts: [Int]) throws {
         print("quern bench kernels  (isa \(ISA.active.rawValue); cpu: \(cpuModel()))")
         print("target: fp32 >= 1.0x OpenBLAS on every shape; int8 >= 3x our fp32 (VNNI); 2 threads >= 1.8x one for M >= 512")
@@ -99,6 +112,22 @@ public struct KernelBenchmark {
                     let equivalent = gflops(s, seed: 5) { SparseGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
                     let dense = measured[threads]?[i] ?? .nan
                     print(s.description.padding(18) + String(format: " %7d  %7.2f  %20.1f  %8.2f", threads, density, equivalent, equivalent / dense))
+                }
+            }
+        }
+        print("\nint8 1x4 block-sparse GEMM vs our dense int8, speed-up (target: >= 2x at 80 % sparsity, >= 3x at 90 %):")
+        print("shape MxKxN        threads  blocks kept  sparse GOP/s-equiv  dense int8  speed-up")
+        for threads in threadCounts {
+            let pool = ThreadPool(threads: threads)
+            for s in shapes where s.m >= 512 && s.k <= 1536 && s.m * s.k * s.n < 1 << 31 {
+                let dense = QuantizedWeights(quantizing: weights(s, seed: 13))
+                let denseOps = gflops(s, seed: 13) { QGEMM.linear($0, m: s.m, dense, bias: nil, into: $1, pool: pool) }
+                for kept in [0.2, 0.1] {
+                    let pruned = QuantizedWeights(quantizing: blockPruned(weights(s, seed: 13), keep: kept))
+                    let sparse = BlockSparseWeights(pruned)
+                    let ops = gflops(s, seed: 13) { SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
+                    print(s.description.padding(18) + String(format: " %7d  %11.2f  %18.1f  %10.1f  %8.2f",
+                                                             threads, sparse.blockDensity, ops, denseOps, ops / denseOps))
                 }
             }
         }

@@ -76,3 +76,100 @@ public enum SparseGEMM {
         }
     }
 }
+
+/// Pruned int8 weights in 1×4 blocks (four consecutive inputs of one output, the unit
+/// of the int8 dot product): only blocks with a nonzero weight are stored and multiplied.
+/// Quantization (per-channel scales, column sums) is that of the dense `QuantizedWeights`,
+/// so sparse and dense int8 give bit-identical results.
+public struct BlockSparseWeights: Sendable {
+    public let n: Int
+    public let k: Int
+    let rowptr: [Int32]
+    let groups: [Int32]
+    /// Each block's weights as two int16 pairs: (w0, w1) and (w2, w3).
+    let lo: [UInt32]
+    let hi: [UInt32]
+    let dense: QuantizedWeights
+
+    public var blocks: Int { groups.count }
+    /// Fraction of 1×4 blocks kept.
+    public var blockDensity: Double { Double(blocks) / Double(max(n * ((k + 3) / 4), 1)) }
+
+    public init(_ w: QuantizedWeights) {
+        n = w.n
+        k = w.k
+        dense = w
+        var rowptr: [Int32] = [0], groups: [Int32] = [], lo: [UInt32] = [], hi: [UInt32] = []
+        func pair(_ a: Int8, _ b: Int8) -> UInt32 { UInt32(UInt16(bitPattern: Int16(a))) | UInt32(UInt16(bitPattern: Int16(b))) << 16 }
+        let rows = w.n, width = w.k
+        for r in 0..<rows {
+            for g in 0..<((width + 3) / 4) {
+                let v = (0..<4).map { t in 4 * g + t < width ? w.values[r * width + 4 * g + t] : 0 }
+                if v.allSatisfy({ $0 == 0 }) { continue }
+                groups.append(Int32(g))
+                lo.append(pair(v[0], v[1]))
+                hi.append(pair(v[2], v[3]))
+            }
+            rowptr.append(Int32(groups.count))
+        }
+        self.rowptr = rowptr
+        self.groups = groups
+        self.lo = lo
+        self.hi = hi
+    }
+}
+
+public enum SparseQGEMM {
+    static let block = 64
+
+    /// `y[M, N] ≈ act(x · wᵀ + bias)` with block-sparse int8 weights and per-row dynamic
+    /// u8 activations, as `QGEMM.linear` computes it (bit-identical output).
+    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: BlockSparseWeights, bias: UnsafePointer<Float>?,
+                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+                              isa: ISA = .active, pool: ThreadPool = .shared) {
+        let k = w.k, n = w.n
+        guard m > 0, n > 0 else { return }
+        let kernel = isa == .scalar ? quern_spmm_q1x4_scalar : quern_spmm_q1x4_avx2
+        let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
+        let dequantize = isa == .scalar ? quern_dequantize_scalar : quern_dequantize_avx2
+        let pairs = 2 * ((k + 3) / 4)   // whole 1×4 groups, so pair 2g+1 always exists
+        let blocks = (m + block - 1) / block
+        w.rowptr.withUnsafeBufferPointer { rowptr in
+            w.groups.withUnsafeBufferPointer { groups in
+                w.lo.withUnsafeBufferPointer { lo in
+                    w.hi.withUnsafeBufferPointer { hi in
+                        pool.parallelFor(blocks) { b in
+                            let m0 = b * block, mb = min(block, m - m0)
+                            let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(mb * k, 1))
+                            let xt = UnsafeMutablePointer<UInt32>.allocate(capacity: pairs * block)
+                            let yt = UnsafeMutablePointer<Int32>.allocate(capacity: n * block)
+                            let acc = UnsafeMutablePointer<Int32>.allocate(capacity: mb * n)
+                            let scale = UnsafeMutablePointer<Float>.allocate(capacity: mb)
+                            let zp = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
+                            defer {
+                                q.deallocate(); xt.deallocate(); yt.deallocate(); acc.deallocate()
+                                scale.deallocate(); zp.deallocate()
+                            }
+                            quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
+                            for p in 0..<pairs {
+                                for r in 0..<block {
+                                    guard r < mb else { xt[p * block + r] = 0; continue }
+                                    let a = 2 * p < k ? UInt32(q[r * k + 2 * p]) : 0
+                                    let c = 2 * p + 1 < k ? UInt32(q[r * k + 2 * p + 1]) : 0
+                                    xt[p * block + r] = a | c << 16
+                                }
+                            }
+                            kernel(xt, block, mb, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress, hi.baseAddress,
+                                   0, n, yt, block)
+                            for r in 0..<mb {
+                                for j in 0..<n { acc[r * n + j] = yt[j * block + r] }
+                            }
+                            dequantize(acc, n, mb, n, y + m0 * n, n, scale, zp, w.dense.paddedScales.pointer,
+                                       w.dense.colsum.pointer, bias, activation.code)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

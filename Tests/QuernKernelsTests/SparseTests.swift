@@ -38,3 +38,43 @@ struct SparseTests {
         }
     }
 }
+
+@Suite("block-sparse int8 GEMM")
+struct BlockSparseTests {
+    @Test("1×4 block-sparse int8 equals dense int8 bit for bit, every path",
+          arguments: [0.0, 0.1, 0.2, 0.5, 1.0])
+    func equalsDense(blockDensity: Double) {
+        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33)] {
+            var r = Rand(state: UInt64(m + k + n) + UInt64(blockDensity * 1000))
+            let x = (0..<(m * k)).map { _ in r.next() }
+            var state: UInt64 = 99
+            var w = [Float](repeating: 0, count: n * k)
+            for row in 0..<n {
+                for g in 0..<((k + 3) / 4) {
+                    state = state &* 6364136223846793005 &+ 1
+                    guard Double(state >> 11) / Double(1 << 53) < blockDensity else { continue }
+                    for t in 0..<4 where 4 * g + t < k { w[row * k + 4 * g + t] = r.next() }
+                }
+            }
+            let bias = (0..<n).map { _ in r.next() }
+            let quantized = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: w))
+            let sparse = BlockSparseWeights(quantized)
+            for isa in ISA.supported where isa <= .avx2 {
+                var dense = [Float](repeating: .nan, count: m * n), got = [Float](repeating: .nan, count: m * n)
+                x.withUnsafeBufferPointer { xp in
+                    bias.withUnsafeBufferPointer { bp in
+                        dense.withUnsafeMutableBufferPointer { yp in
+                            QGEMM.linear(xp.baseAddress!, m: m, quantized, bias: bp.baseAddress!, activation: .gelu,
+                                         into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
+                        }
+                        got.withUnsafeMutableBufferPointer { yp in
+                            SparseQGEMM.linear(xp.baseAddress!, m: m, sparse, bias: bp.baseAddress!, activation: .gelu,
+                                               into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
+                        }
+                    }
+                }
+                #expect(got == dense, "\(isa) \(m)x\(k)x\(n) block density \(blockDensity)")
+            }
+        }
+    }
+}

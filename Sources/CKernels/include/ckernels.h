@@ -94,4 +94,14 @@ void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *
 void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
                            const float *vals, size_t n0, size_t n1, float *yt, size_t ldy);
 
+// ---- block-sparse int8 (1×4 blocks) ---------------------------------------------------
+// Output row n of the weights keeps only its nonzero 1×4 blocks: block e covers inputs
+// 4·groups[e] … 4·groups[e]+3, with weights as two int16 pairs (w0,w1) in lo[e] and
+// (w2,w3) in hi[e]. xt holds a block of mb (≤ 64) u8 activation rows transposed as K pairs:
+// word xt[p·ldx + r] = q[r][2p] | q[r][2p+1] << 16. yt[n·ldy + r] = Σ q·w, exact in int32.
+void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
+                          const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy);
+void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
+                            const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy);
+
 #endif
