@@ -60,13 +60,9 @@ public enum SparseGEMM {
                         let xt = UnsafeMutablePointer<Float>.allocate(capacity: max(k * block, 1))
                         let yt = UnsafeMutablePointer<Float>.allocate(capacity: n * block)
                         defer { xt.deallocate(); yt.deallocate() }
-                        for i in 0..<mb {
-                            for p in 0..<k { xt[p * block + i] = x[(m0 + i) * k + p] }
-                        }
+                        quern_transpose_f32(x + m0 * k, k, mb, k, xt, block)
                         kernel(xt, block, mb, rowptr.baseAddress!, cols.baseAddress, vals.baseAddress, 0, n, yt, block)
-                        for i in 0..<mb {
-                            for j in 0..<n { y[(m0 + i) * n + j] = yt[j * block + i] }
-                        }
+                        quern_transpose_f32(yt, block, n, mb, y + m0 * n, n)
                         if bias != nil || activation != .none {
                             epilogue(y + m0 * n, n, mb, n, bias, activation.code)
                         }
@@ -151,19 +147,11 @@ public enum SparseQGEMM {
                                 scale.deallocate(); zp.deallocate()
                             }
                             quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
-                            for p in 0..<pairs {
-                                for r in 0..<block {
-                                    guard r < mb else { xt[p * block + r] = 0; continue }
-                                    let a = 2 * p < k ? UInt32(q[r * k + 2 * p]) : 0
-                                    let c = 2 * p + 1 < k ? UInt32(q[r * k + 2 * p + 1]) : 0
-                                    xt[p * block + r] = a | c << 16
-                                }
-                            }
+                            quern_pack_pairs_t(q, k, mb, k, pairs, xt, block)
                             kernel(xt, block, mb, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress, hi.baseAddress,
                                    0, n, yt, block)
-                            for r in 0..<mb {
-                                for j in 0..<n { acc[r * n + j] = yt[j * block + r] }
-                            }
+                            // Back to row-major sums, then the same epilogue as dense int8.
+                            quern_transpose_i32(yt, block, n, mb, acc, n)
                             dequantize(acc, n, mb, n, y + m0 * n, n, scale, zp, w.dense.paddedScales.pointer,
                                        w.dense.colsum.pointer, bias, activation.code)
                         }

@@ -104,4 +104,12 @@ void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32
 void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
                             const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy);
 
+// ---- layout helpers for the sparse kernels (plain C: the compiler vectorises them) ----
+// out[c·ldo + r] = in[r·ldi + c] for an r × c block (rows × cols of `in`).
+void quern_transpose_f32(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo);
+// Packs mb u8 rows of length k (leading dimension ldq) as transposed K pairs:
+// xt[p·ldx + r] = q[r][2p] | q[r][2p+1] << 16, zero past k and for rows mb…ldx−1.
+void quern_pack_pairs_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_t pairs, uint32_t *xt, size_t ldx);
+void quern_transpose_i32(const int32_t *in, size_t ldi, size_t rows, size_t cols, int32_t *out, size_t ldo);
+
 #endif
