@@ -8,6 +8,10 @@ public struct KernelBenchmark {
     public struct Shape: Sendable, CustomStringConvertible {
         public let m, k, n: Int
         public var description: String { "\(m)x\(k)x\(n)" }
+        /// Batch-sized shapes: where sparsity and thread scaling are judged.
+        var isLarge: Bool { m >= 512 }
+        /// The shape as the tables' first column.
+        var column: String { description.padding(toLength: 18, withPad: " ", startingAt: 0) }
         public init(_ m: Int, _ k: Int, _ n: Int) { self.m = m; self.k = k; self.n = n }
     }
 
@@ -88,7 +92,7 @@ public struct KernelBenchmark {
                 let theirs = reference[i]
                 let ratio = theirs.map { String(format: "%6.2f", ours / $0) } ?? "     -"
                 let theirsText = theirs.map { String(format: "%8.1f", $0) } ?? "       -"
-                print(s.description.padding(18) + String(format: " %7d %7.1f ", threads, ours) + theirsText + "  " + ratio)
+                print(s.column + String(format: " %7d %7.1f ", threads, ours) + theirsText + "  " + ratio)
             }
         }
         print("\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights), GOP/s vs our fp32:")
@@ -99,19 +103,19 @@ public struct KernelBenchmark {
                 let w = QuantizedWeights(quantizing: weights(s, seed: 11))
                 let ops = gflops(s, seed: 11) { QGEMM.linear($0, m: s.m, w, bias: nil, into: $1, pool: pool) }
                 let fp32 = measured[threads]?[i] ?? .nan
-                print(s.description.padding(18) + String(format: " %7d %7.1f %7.1f %7.2f", threads, ops, fp32, ops / fp32))
+                print(s.column + String(format: " %7d %7.1f %7.1f %7.2f", threads, ops, fp32, ops / fp32))
             }
         }
         print("\nfp32 CSR sparse GEMM (unstructured pruning) vs our dense fp32, speed-up:")
         print("shape MxKxN        threads  density  sparse GFLOP/s-equiv  speed-up")
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
-            for (i, s) in shapes.enumerated() where s.m >= 512 && s.k <= 1536 && s.m * s.k * s.n < 1 << 31 {
+            for (i, s) in shapes.enumerated() where s.isLarge {
                 for density in [0.5, 0.3, 0.2, 0.1] {
                     let sparse = SparseWeights(weights(s, seed: 5, density: density))
                     let equivalent = gflops(s, seed: 5) { SparseGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
                     let dense = measured[threads]?[i] ?? .nan
-                    print(s.description.padding(18) + String(format: " %7d  %7.2f  %20.1f  %8.2f", threads, density, equivalent, equivalent / dense))
+                    print(s.column + String(format: " %7d  %7.2f  %20.1f  %8.2f", threads, density, equivalent, equivalent / dense))
                 }
             }
         }
@@ -119,22 +123,22 @@ public struct KernelBenchmark {
         print("shape MxKxN        threads  blocks kept  sparse GOP/s-equiv  dense int8  speed-up")
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
-            for s in shapes where s.m >= 512 && s.k <= 1536 && s.m * s.k * s.n < 1 << 31 {
+            for s in shapes where s.isLarge {
                 let dense = QuantizedWeights(quantizing: weights(s, seed: 13))
                 let denseOps = gflops(s, seed: 13) { QGEMM.linear($0, m: s.m, dense, bias: nil, into: $1, pool: pool) }
                 for kept in [0.2, 0.1] {
                     let pruned = QuantizedWeights(quantizing: blockPruned(weights(s, seed: 13), keep: kept))
                     let sparse = BlockSparseWeights(pruned)
                     let ops = gflops(s, seed: 13) { SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
-                    print(s.description.padding(18) + String(format: " %7d  %11.2f  %18.1f  %10.1f  %8.2f",
+                    print(s.column + String(format: " %7d  %11.2f  %18.1f  %10.1f  %8.2f",
                                                              threads, sparse.blockDensity, ops, denseOps, ops / denseOps))
                 }
             }
         }
         if let one = measured[1], let most = threadCounts.max(), most > 1, let all = measured[most] {
             print("\nparallel efficiency, \(most) threads over 1 (target >= 1.8 for M >= 512):")
-            for (i, s) in shapes.enumerated() where s.m >= 512 {
-                if let a = one[i], let b = all[i] { print("  " + s.description.padding(18) + String(format: " %.2fx", b / a)) }
+            for (i, s) in shapes.enumerated() where s.isLarge {
+                if let a = one[i], let b = all[i] { print("  " + s.column + String(format: " %.2fx", b / a)) }
             }
         }
     }
@@ -166,10 +170,6 @@ public struct KernelBenchmark {
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
         return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
     }
-}
-
-extension String {
-    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }
 
 extension SplitMix {

@@ -157,6 +157,12 @@ public enum Sys {
         return Int(st.st_size)
     }
 
+    /// Size of the file at `path`, 0 if it cannot be read.
+    public static func fileSize(path: String) -> Int {
+        guard let st = fileStatus(path) else { return 0 }
+        return Int(st.st_size)
+    }
+
     public static func exists(_ path: String) -> Bool { linkStatus(path) != nil }
 
     public static func isDirectory(_ path: String) -> Bool {

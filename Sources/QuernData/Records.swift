@@ -92,8 +92,8 @@ public final class RecordStream {
     private let prefetcher: ArchivePrefetcher
     private let totalBytes: Int
     private var index = 0
-    private var decompressed = 0
-    var decompressedTotal: Int { decompressed }
+    /// Decompressed bytes read so far.
+    public private(set) var decompressedBytes = 0
     private var compressed = 0
     private var member: MemberDecoder?
     private var source: BlockSource?
@@ -175,25 +175,19 @@ public final class RecordStream {
     }
 
     private func account(_ chunk: ArchivePrefetcher.Chunk) throws {
-        decompressed += chunk.count
+        decompressedBytes += chunk.count
         compressed = chunk.compressedAfter
-        if let max = limits.maxInputBytes, decompressed > max {
+        if let max = limits.maxInputBytes, decompressedBytes > max {
             throw QuernError(.decompressionLimit,
                              "the input decompresses to more than limits.max_input_bytes (\(max) bytes); raise the limit if this is expected",
                              field: "limits.max_input_bytes")
         }
-        if decompressed > limits.ratioFloorBytes, Double(decompressed) > limits.maxExpansionRatio * Double(max(compressed, 1)) {
+        if decompressedBytes > limits.ratioFloorBytes,
+           Double(decompressedBytes) > limits.maxExpansionRatio * Double(max(compressed, 1)) {
             throw QuernError(.decompressionLimit,
-                             "the input expands more than \(Int(limits.maxExpansionRatio))x its compressed size (\(decompressed) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
+                             "the input expands more than \(Int(limits.maxExpansionRatio))x its compressed size (\(decompressedBytes) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
                              field: "limits.max_expansion_ratio")
         }
-    }
-}
-
-extension Sys {
-    public static func fileSize(path: String) -> Int {
-        guard let st = fileStatus(path) else { return 0 }
-        return Int(st.st_size)
     }
 }
 
@@ -339,9 +333,4 @@ struct LineSplitter {
         if b.count > 0 && b[b.count - 1] == 0x0D { return UnsafeRawBufferPointer(rebasing: b[0..<(b.count - 1)]) }
         return b
     }
-}
-
-extension RecordStream {
-    /// Decompressed bytes read so far.
-    public var decompressedBytes: Int { decompressedTotal }
 }
