@@ -27,6 +27,21 @@ void quern_qgemm_tile_scalar(size_t kp, const uint32_t *a, const int16_t *b, int
             c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+void quern_qgemm4_tile_scalar(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                              size_t m, size_t n, int accumulate) {
+    int32_t acc[MR][NR] = {{0}};
+    for (size_t q = 0; q < kq; q++)
+        for (int i = 0; i < MR; i++) {
+            uint32_t word = a[q * MR + i];
+            for (int j = 0; j < NR; j++)
+                for (int t = 0; t < 4; t++)
+                    acc[i][j] += (int32_t)((word >> (8 * t)) & 0xFF) * b[(q * NR + j) * 4 + t];
+        }
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
 void quern_quantize_rows_u8_scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                    float *scale, int32_t *zero_point) {
     for (size_t i = 0; i < m; i++) {
@@ -175,11 +190,6 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
 TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                                        const float *row_scale, const int32_t *row_zp, const float *col_scale,
                                        const int32_t *colsum, const float *bias, int act) {
-    if (act >= 3) {
-        quern_dequantize_scalar(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, act);
-        return;
-    }
-    const __m256 zero = _mm256_setzero_ps();
     for (size_t i = 0; i < m; i++) {
         __m256i zp = _mm256_set1_epi32(row_zp[i]);
         __m256 rs = _mm256_set1_ps(row_scale[i]);
@@ -189,9 +199,7 @@ TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t 
                                                 _mm256_mullo_epi32(zp, _mm256_loadu_si256((const __m256i *)(colsum + j))));
             __m256 v = _mm256_mul_ps(_mm256_mul_ps(rs, _mm256_loadu_ps(col_scale + j)), _mm256_cvtepi32_ps(centered));
             if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
-            if (act == 1) v = _mm256_max_ps(v, zero);
-            if (act == 2) v = gelu_avx2(v);
-            _mm256_storeu_ps(y + i * ldy + j, v);
+            _mm256_storeu_ps(y + i * ldy + j, act_avx2(v, act));
         }
         for (; j < n; j++) {
             int32_t centered = acc[i * ldacc + j] - row_zp[i] * colsum[j];
@@ -200,6 +208,48 @@ TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t 
         }
     }
 }
+
+// ---- VNNI: groups of four K (body in qgemm_quads_body.h) ---------------------------
+
+#define QUADS_TARGET __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
+#define QUADS_ROWS quads_rows_avx512vnni
+#define QUADS_NAME quern_qgemm4_tile_avx512vnni
+#define DPBUSD(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
+#include "qgemm_quads_body.h"
+#undef QUADS_TARGET
+#undef QUADS_ROWS
+#undef QUADS_NAME
+#undef DPBUSD
+
+#define QUADS_TARGET __attribute__((target("avx2,fma,avxvnni")))
+#define QUADS_ROWS quads_rows_avxvnni
+#define QUADS_NAME quern_qgemm4_tile_avxvnni
+#define DPBUSD(acc, a, b) _mm256_dpbusd_avx_epi32(acc, a, b)
+#include "qgemm_quads_body.h"
+#undef QUADS_TARGET
+#undef QUADS_ROWS
+#undef QUADS_NAME
+#undef DPBUSD
+
+// vpdpbusd on AVX2: the even and odd bytes of each 16-bit lane, widened (A unsigned, B
+// sign-extended), then two vpmaddwd: together the four products of each 32-bit group.
+TARGET_AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i a, __m256i b) {
+    __m256i a_even = _mm256_and_si256(a, _mm256_set1_epi16(0x00FF));
+    __m256i a_odd = _mm256_srli_epi16(a, 8);
+    __m256i b_even = _mm256_srai_epi16(_mm256_slli_epi16(b, 8), 8);
+    __m256i b_odd = _mm256_srai_epi16(b, 8);
+    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(a_even, b_even), _mm256_madd_epi16(a_odd, b_odd));
+    return _mm256_add_epi32(acc, sum);
+}
+#define QUADS_TARGET TARGET_AVX2
+#define QUADS_ROWS quads_rows_avx2
+#define QUADS_NAME quern_qgemm4_tile_avx2
+#define DPBUSD(acc, a, b) dpbusd_avx2(acc, a, b)
+#include "qgemm_quads_body.h"
+#undef QUADS_TARGET
+#undef QUADS_ROWS
+#undef QUADS_NAME
+#undef DPBUSD
 
 #else
 
@@ -215,6 +265,19 @@ void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n,
 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                  float *scale, int32_t *zero_point) {
     quern_quantize_rows_u8_scalar(x, m, k, lda, q, ldq, scale, zero_point);
+}
+
+void quern_qgemm4_tile_avx512vnni(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                                  size_t m, size_t n, int accumulate) {
+    quern_qgemm4_tile_scalar(kq, a, b, c, ldc, m, n, accumulate);
+}
+void quern_qgemm4_tile_avxvnni(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                               size_t m, size_t n, int accumulate) {
+    quern_qgemm4_tile_scalar(kq, a, b, c, ldc, m, n, accumulate);
+}
+void quern_qgemm4_tile_avx2(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                            size_t m, size_t n, int accumulate) {
+    quern_qgemm4_tile_scalar(kq, a, b, c, ldc, m, n, accumulate);
 }
 
 #endif

@@ -139,27 +139,83 @@ TARGET_AVX2 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b,
     for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(float));
 }
 
-// Bias, ReLU and GELU are vectorised; tanh and sigmoid (rare in the models Quern runs)
-// go through libm per value.
 TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
-    if (act == 3 || act == 4) {
-        quern_bias_act_scalar(c, ldc, m, n, bias, act);
-        return;
-    }
-    const __m256 zero = _mm256_setzero_ps();
     for (size_t i = 0; i < m; i++) {
         float *ci = c + i * ldc;
         size_t j = 0;
         for (; j + 8 <= n; j += 8) {
             __m256 v = _mm256_loadu_ps(ci + j);
             if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
-            if (act == 1) v = _mm256_max_ps(v, zero);
-            if (act == 2) v = gelu_avx2(v);
-            _mm256_storeu_ps(ci + j, v);
+            _mm256_storeu_ps(ci + j, act_avx2(v, act));
         }
         for (; j < n; j++) ci[j] = quern_act_scalar(ci[j] + (bias ? bias[j] : 0), act);
     }
 }
+
+// ---- AVX-512: 6×32 tiles over two panels (body in sgemm_wide_body.h) ----------------
+
+#define WIDE_TARGET __attribute__((target("avx2,fma,avx512f")))
+#define WIDE_ROWS wide_rows_avx512
+#define WIDE_NAME quern_sgemm_tile2_avx512
+#define VF __m512
+#define VF_ZERO() _mm512_setzero_ps()
+#define VF_LOAD(p) _mm512_loadu_ps(p)
+#define VF_BCAST(p) _mm512_set1_ps(*(p))
+#define VF_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VF_ADD(a, b) _mm512_add_ps(a, b)
+#define VF_STORE(p, v) _mm512_storeu_ps(p, v)
+#include "sgemm_wide_body.h"
+#undef WIDE_TARGET
+#undef WIDE_ROWS
+#undef WIDE_NAME
+#undef VF
+#undef VF_ZERO
+#undef VF_LOAD
+#undef VF_BCAST
+#undef VF_FMA
+#undef VF_ADD
+#undef VF_STORE
+
+// The same body with a zmm emulated as two ymm halves, for tests on AVX2 machines.
+typedef struct { __m256 lo, hi; } emu_v16f;
+TARGET_AVX2 static inline emu_v16f emu_zero(void) { return (emu_v16f){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+TARGET_AVX2 static inline emu_v16f emu_load(const float *p) {
+    return (emu_v16f){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+TARGET_AVX2 static inline emu_v16f emu_bcast(const float *p) {
+    return (emu_v16f){_mm256_broadcast_ss(p), _mm256_broadcast_ss(p)};
+}
+TARGET_AVX2 static inline emu_v16f emu_fma(emu_v16f a, emu_v16f b, emu_v16f c) {
+    return (emu_v16f){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+TARGET_AVX2 static inline emu_v16f emu_add(emu_v16f a, emu_v16f b) {
+    return (emu_v16f){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
+}
+TARGET_AVX2 static inline void emu_store(float *p, emu_v16f v) {
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+}
+#define WIDE_TARGET TARGET_AVX2
+#define WIDE_ROWS wide_rows_emulated
+#define WIDE_NAME quern_sgemm_tile2_avx512_emulated
+#define VF emu_v16f
+#define VF_ZERO() emu_zero()
+#define VF_LOAD(p) emu_load(p)
+#define VF_BCAST(p) emu_bcast(p)
+#define VF_FMA(a, b, c) emu_fma(a, b, c)
+#define VF_ADD(a, b) emu_add(a, b)
+#define VF_STORE(p, v) emu_store(p, v)
+#include "sgemm_wide_body.h"
+#undef WIDE_TARGET
+#undef WIDE_ROWS
+#undef WIDE_NAME
+#undef VF
+#undef VF_ZERO
+#undef VF_LOAD
+#undef VF_BCAST
+#undef VF_FMA
+#undef VF_ADD
+#undef VF_STORE
 
 #else
 
@@ -169,6 +225,21 @@ void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b, float *c, s
 }
 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
     quern_bias_act_scalar(c, ldc, m, n, bias, act);
+}
+
+// Without x86 the wide tile is two scalar tiles (same semantics).
+static void tile2_scalar(size_t k, const float *a, const float *b0, const float *b1, float *c, size_t ldc,
+                         size_t m, size_t n, int accumulate) {
+    quern_sgemm_tile_scalar(k, a, b0, c, ldc, m, n < NR ? n : NR, accumulate);
+    if (n > NR) quern_sgemm_tile_scalar(k, a, b1, c + NR, ldc, m, n - NR, accumulate);
+}
+void quern_sgemm_tile2_avx512(size_t k, const float *a, const float *b0, const float *b1, float *c, size_t ldc,
+                              size_t m, size_t n, int accumulate) {
+    tile2_scalar(k, a, b0, b1, c, ldc, m, n, accumulate);
+}
+void quern_sgemm_tile2_avx512_emulated(size_t k, const float *a, const float *b0, const float *b1, float *c,
+                                       size_t ldc, size_t m, size_t n, int accumulate) {
+    tile2_scalar(k, a, b0, b1, c, ldc, m, n, accumulate);
 }
 
 #endif

@@ -1,5 +1,5 @@
-// Vector math for the AVX2 kernels (internal to CKernels): exp and the exact-GELU
-// activation, each checked against libm by the tests.
+// Vector math for the AVX2 kernels (internal to CKernels): exp and the activations
+// (exact GELU, tanh, sigmoid), each checked against libm by the tests.
 #ifndef QUERN_VECMATH_H
 #define QUERN_VECMATH_H
 #if defined(__x86_64__)
@@ -52,6 +52,42 @@ QUERN_TARGET_AVX2 static inline __m256 gelu_avx2(__m256 x) {
     __m256 negative = _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ);
     __m256 erfc_w = _mm256_blendv_ps(erfc_a, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_a), negative);
     return _mm256_mul_ps(_mm256_mul_ps(half, x), erfc_w);
+}
+
+// tanh(x): for |x| < 0.625 the odd polynomial x + x³·P(x²) (Cephes' tanhf), which keeps
+// full relative accuracy near 0; above, 1 − 2/(e^{2|x|} + 1) with the sign restored.
+QUERN_TARGET_AVX2 static inline __m256 tanh_avx2(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 a = _mm256_andnot_ps(sign, x);
+    __m256 s = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-5.70498872745E-3f);
+    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(2.06390887954E-2f));
+    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-5.37397155531E-2f));
+    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(1.33314422036E-1f));
+    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-3.33332819422E-1f));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, s), x, x);
+    __m256 e = exp_avx2(_mm256_add_ps(a, a));
+    __m256 large = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+    large = _mm256_or_ps(large, _mm256_and_ps(sign, x));
+    __m256 use_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
+    return _mm256_blendv_ps(large, small, use_small);
+}
+
+// sigmoid(x) = 1 / (1 + e^{−x}); exp_avx2's clamping gives 0 and 1 at the far ends.
+QUERN_TARGET_AVX2 static inline __m256 sigmoid_avx2(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// The activation codes of ckernels.h (0 none, 1 relu, 2 gelu, 3 tanh, 4 sigmoid).
+QUERN_TARGET_AVX2 static inline __m256 act_avx2(__m256 v, int act) {
+    switch (act) {
+    case 1: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case 2: return gelu_avx2(v);
+    case 3: return tanh_avx2(v);
+    case 4: return sigmoid_avx2(v);
+    default: return v;
+    }
 }
 
 #endif

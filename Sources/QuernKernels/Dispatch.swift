@@ -13,15 +13,22 @@ public enum ISA: String, CaseIterable, Sendable, Comparable {
     var rank: Int { ISA.allCases.firstIndex(of: self)! }
     public static func < (a: ISA, b: ISA) -> Bool { a.rank < b.rank }
 
-    /// Paths this CPU can run.
+    static let features = quern_cpu_features()
+    static func has(_ feature: Int) -> Bool { features & UInt32(feature) != 0 }
+
+    /// Paths this CPU can run. `.vnni` means int8 dot products in hardware, either
+    /// AVX512-VNNI or AVX-VNNI (Alder Lake and later clients, which lack AVX-512), so
+    /// `.vnni` does not imply AVX-512: fp32 asks `hasAVX512` separately.
     public static let supported: [ISA] = {
-        let f = quern_cpu_features()
         var out: [ISA] = [.scalar]
-        if f & UInt32(QUERN_CPU_AVX2) != 0 { out.append(.avx2) }
-        if f & UInt32(QUERN_CPU_AVX512) != 0 { out.append(.avx512) }
-        if f & UInt32(QUERN_CPU_VNNI) != 0 { out.append(.vnni) }
+        if has(QUERN_CPU_AVX2) { out.append(.avx2) }
+        if has(QUERN_CPU_AVX512) { out.append(.avx512) }
+        if has(QUERN_CPU_VNNI) || has(QUERN_CPU_AVXVNNI) { out.append(.vnni) }
         return out
     }()
+
+    /// Whether this path may use AVX-512 registers.
+    var usesAVX512: Bool { self >= .avx512 && ISA.has(QUERN_CPU_AVX512) }
 
     /// The path kernels use by default: the best supported, or `QUERN_ISA` if it is
     /// supported (a path the CPU lacks would die with SIGILL, so it falls back, loudly).

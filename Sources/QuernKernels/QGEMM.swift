@@ -3,22 +3,38 @@ import CKernels
 /// Weights `[N, K]` quantized per output channel to symmetric int8 in [-127, 127] with an
 /// fp32 scale each (`w ≈ scale[n] · q[n, k]`), plus what the int8 GEMM needs, made once
 /// at load: column sums (to fold the activations' zero point out of the integer sums) and
-/// the panels the tile kernel streams (pairs of K widened to int16, 16 columns a panel).
+/// the panels the tile kernel streams, 16 columns a panel, in the layout of the path the
+/// weights will run on.
 public struct QuantizedWeights: Sendable {
+    /// How a panel holds K: in pairs widened to int16 (AVX2's vpmaddwd) or in groups of
+    /// four int8 (VNNI's vpdpbusd). Either layout runs on every path (the tile kernels
+    /// of both have scalar and AVX2 forms); the preferred one is the fast one here.
+    public enum Layout: Sendable, CaseIterable {
+        case pairs, quads
+
+        public static var preferred: Layout { ISA.active == .vnni ? .quads : .pairs }
+        /// K values per step of a panel.
+        var group: Int { self == .pairs ? 2 : 4 }
+    }
+
     public let n: Int
     public let k: Int
     /// The stored form: `[N, K]` row-major.
     public let values: [Int8]
     public let scales: [Float]
+    public let layout: Layout
     let colsum: AlignedBuffer<Int32>
     let paddedScales: AlignedBuffer<Float>
-    let panels: AlignedBuffer<Int16>
+    /// Every step of a panel is 64 bytes in both layouts: 16 columns × 2 int16 or × 4 int8.
+    let panels: AlignedBuffer<UInt8>
     static let nr = Int(QUERN_QGEMM_NR)
+    static let stepBytes = 64
 
-    var pairs: Int { (k + 1) / 2 }
+    /// Steps of K per panel.
+    var steps: Int { (k + layout.group - 1) / layout.group }
 
     /// Symmetric per-channel quantization of fp32 weights: scale = max|w[n, :]| / 127.
-    public init(quantizing w: Tensor) {
+    public init(quantizing w: Tensor, layout: Layout = .preferred) {
         precondition(w.shape.count == 2, "QuantizedWeights: weights must be [N, K], got \(w.shape)")
         let n = w.shape[0], k = w.shape[1]
         var q = [Int8](repeating: 0, count: n * k)
@@ -30,21 +46,23 @@ public struct QuantizedWeights: Sendable {
             scales[r] = s
             for (i, v) in row.enumerated() { q[r * k + i] = Int8(max(-127, min(127, (v / s).rounded()))) }
         }
-        self.init(values: q, scales: scales, n: n, k: k)
+        self.init(values: q, scales: scales, n: n, k: k, layout: layout)
     }
 
-    public init(values: [Int8], scales: [Float], n: Int, k: Int) {
+    public init(values: [Int8], scales: [Float], n: Int, k: Int, layout: Layout = .preferred) {
         precondition(values.count == n * k && scales.count == n)
         self.n = n
         self.k = k
         self.values = values
         self.scales = scales
+        self.layout = layout
         let nr = Self.nr
         let panelCount = (n + nr - 1) / nr
-        let kp = (k + 1) / 2
+        let group = layout.group
+        let steps = (k + group - 1) / group
         colsum = AlignedBuffer(count: panelCount * nr)
         paddedScales = AlignedBuffer(count: panelCount * nr)
-        panels = AlignedBuffer(count: panelCount * kp * nr * 2)
+        panels = AlignedBuffer(count: panelCount * steps * Self.stepBytes)
         for r in 0..<n {
             var sum: Int32 = 0
             for i in 0..<k { sum += Int32(values[r * k + i]) }
@@ -52,15 +70,22 @@ public struct QuantizedWeights: Sendable {
             paddedScales.pointer[r] = scales[r]
         }
         for j in 0..<panelCount {
-            let base = panels.pointer + j * kp * nr * 2
+            let bytes = UnsafeMutableRawPointer(panels.pointer + j * steps * Self.stepBytes)
             for c in 0..<min(nr, n - j * nr) {
                 let row = (j * nr + c) * k
-                for p in 0..<k { base[(p / 2 * nr + c) * 2 + p % 2] = Int16(values[row + p]) }
+                for p in 0..<k {
+                    // Value p of column c: step p / group, slot p % group within the column's group.
+                    let slot = (p / group * nr + c) * group + p % group
+                    switch layout {
+                    case .pairs: bytes.storeBytes(of: Int16(values[row + p]), toByteOffset: slot * 2, as: Int16.self)
+                    case .quads: bytes.storeBytes(of: values[row + p], toByteOffset: slot, as: Int8.self)
+                    }
+                }
             }
         }
     }
 
-    func panel(_ j: Int) -> UnsafePointer<Int16> { UnsafePointer(panels.pointer + j * pairs * Self.nr * 2) }
+    func panel(_ j: Int) -> UnsafeRawPointer { UnsafeRawPointer(panels.pointer + j * steps * Self.stepBytes) }
 }
 
 /// int8 GEMM with dynamic activation quantization: `y[M, N] ≈ act(x[M, K] · wᵀ + bias)`.
@@ -73,9 +98,9 @@ public enum QGEMM {
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: QuantizedWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
                               isa: ISA = .active, pool: ThreadPool = .shared) {
-        let k = w.k, n = w.n, kp = w.pairs
+        let k = w.k, n = w.n, kp = w.steps
         guard m > 0, n > 0 else { return }
-        let tile = isa == .scalar ? quern_qgemm_tile_scalar : quern_qgemm_tile_avx2
+        let tile = tileKernel(w.layout, isa)
         let dequantize = isa == .scalar ? quern_dequantize_scalar : quern_dequantize_avx2
         let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
         let act = activation.code
@@ -95,7 +120,7 @@ public enum QGEMM {
             let out = PackedRows(packed: .allocate(capacity: max(padded * kp, 1)), scale: .allocate(capacity: rows),
                                  zeroPoint: .allocate(capacity: rows))
             quantize(x + r0 * k, rows, k, k, q, k, out.scale, out.zeroPoint)
-            packA(q, rows: rows, k: k, into: out.packed)
+            packA(q, rows: rows, k: k, layout: w.layout, into: out.packed)
             return out
         }
 
@@ -142,23 +167,50 @@ public enum QGEMM {
         }
     }
 
-    /// Packs u8 rows into MR-row panels of K pairs: word i of step p is
-    /// `q[i][2p] | q[i][2p+1] << 16` (zeros past the last row or column).
-    static func packA(_ q: UnsafePointer<UInt8>, rows: Int, k: Int, into dst: UnsafeMutablePointer<UInt32>) {
-        let kp = (k + 1) / 2
+    /// The int32 tile kernel for a weight layout on a path: `(steps, a, b, c, ldc, m, n,
+    /// accumulate)`. Quad-packed weights on a machine without VNNI run the VNNI body with
+    /// vpdpbusd emulated (exact, slower than the pair kernel).
+    typealias Tile = (Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeMutablePointer<Int32>, Int, Int, Int, Int32) -> Void
+
+    static func tileKernel(_ layout: QuantizedWeights.Layout, _ isa: ISA) -> Tile {
+        switch (layout, isa) {
+        case (.pairs, .scalar):
+            return { quern_qgemm_tile_scalar($0, $1, $2.assumingMemoryBound(to: Int16.self), $3, $4, $5, $6, $7) }
+        case (.pairs, _):
+            return { quern_qgemm_tile_avx2($0, $1, $2.assumingMemoryBound(to: Int16.self), $3, $4, $5, $6, $7) }
+        case (.quads, .scalar):
+            return { quern_qgemm4_tile_scalar($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
+        case (.quads, .vnni) where ISA.has(QUERN_CPU_VNNI):
+            return { quern_qgemm4_tile_avx512vnni($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
+        case (.quads, .vnni):
+            return { quern_qgemm4_tile_avxvnni($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
+        case (.quads, _):
+            return { quern_qgemm4_tile_avx2($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
+        }
+    }
+
+    /// Packs u8 rows into MR-row panels of K groups (pairs or quads): word i of step p
+    /// holds `q[i][g·p …]` little-endian, as 16-bit halves for pairs and bytes for quads
+    /// (zeros past the last row or column).
+    static func packA(_ q: UnsafePointer<UInt8>, rows: Int, k: Int, layout: QuantizedWeights.Layout,
+                      into dst: UnsafeMutablePointer<UInt32>) {
+        let group = layout.group, width = UInt32(32 / group)
+        let steps = (k + group - 1) / group
         var r = 0
         while r < rows {
-            let panel = dst + r * kp
+            let panel = dst + r * steps
             for i in 0..<mr {
                 if r + i < rows {
                     let src = q + (r + i) * k
-                    for p in 0..<kp {
-                        let lo = UInt32(src[2 * p])
-                        let hi = 2 * p + 1 < k ? UInt32(src[2 * p + 1]) : 0
-                        panel[p * mr + i] = lo | hi << 16
+                    for p in 0..<steps {
+                        var word: UInt32 = 0
+                        for t in 0..<group where group * p + t < k {
+                            word |= UInt32(src[group * p + t]) << (width * UInt32(t))
+                        }
+                        panel[p * mr + i] = word
                     }
                 } else {
-                    for p in 0..<kp { panel[p * mr + i] = 0 }
+                    for p in 0..<steps { panel[p * mr + i] = 0 }
                 }
             }
             r += mr
@@ -184,14 +236,14 @@ public enum QGEMM {
     /// The exact integer sums `Σ_k q_x[i][k] · q_w[j][k]` through the tile kernel, for
     /// tests that hold every path to the scalar integer reference.
     public static func integerSums(_ q: [UInt8], m: Int, _ w: QuantizedWeights, isa: ISA) -> [Int32] {
-        let k = w.k, n = w.n, kp = w.pairs
+        let k = w.k, n = w.n, kp = w.steps
         let padded = (m + mr - 1) / mr * mr
         var packed = [UInt32](repeating: 0, count: max(padded * kp, 1))
         var out = [Int32](repeating: 0, count: m * n)
-        let tile = isa == .scalar ? quern_qgemm_tile_scalar : quern_qgemm_tile_avx2
+        let tile = tileKernel(w.layout, isa)
         q.withUnsafeBufferPointer { qp in
             packed.withUnsafeMutableBufferPointer { pp in
-                packA(qp.baseAddress!, rows: m, k: k, into: pp.baseAddress!)
+                packA(qp.baseAddress!, rows: m, k: k, layout: w.layout, into: pp.baseAddress!)
                 out.withUnsafeMutableBufferPointer { op in
                     for j in 0..<((n + nr - 1) / nr) {
                         var i = 0

@@ -52,13 +52,41 @@ public enum SGEMM {
     /// Column panels per group: 16 × 16 columns × 96 rows × 4 bytes = 96 KiB of C in L2.
     static let panelsPerGroup = 16
 
+    /// The micro-kernels of one path: a 6×16 tile over one panel or, with AVX-512, a
+    /// 6×32 tile over two adjacent panels.
+    struct Kernels {
+        typealias Tile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?,
+                                         Int, Int, Int, Int32) -> Void
+        typealias WideTile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
+                                             UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
+        let tile: Tile
+        let wide: WideTile?
+        let epilogue: @convention(c) (UnsafeMutablePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?, Int32) -> Void
+
+        static func path(_ isa: ISA) -> Kernels {
+            isa == .scalar
+                ? Kernels(tile: quern_sgemm_tile_scalar, wide: nil, epilogue: quern_bias_act_scalar)
+                : Kernels(tile: quern_sgemm_tile_avx2, wide: isa.usesAVX512 ? quern_sgemm_tile2_avx512 : nil,
+                          epilogue: quern_bias_act_avx2)
+        }
+        /// The AVX-512 tile's body with emulated zmm registers: runs on AVX2, for tests.
+        static let avx512Emulated = Kernels(tile: quern_sgemm_tile_avx2, wide: quern_sgemm_tile2_avx512_emulated,
+                                            epilogue: quern_bias_act_avx2)
+    }
+
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
                               isa: ISA = .active, pool: ThreadPool = .shared) {
+        linear(x, m: m, w, bias: bias, activation: activation, into: y, kernels: .path(isa), pool: pool)
+    }
+
+    static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
+                       activation: Activation, into y: UnsafeMutablePointer<Float>, kernels: Kernels,
+                       pool: ThreadPool) {
         let k = w.k, n = w.n
         guard m > 0, n > 0 else { return }
-        let tile = isa == .scalar ? quern_sgemm_tile_scalar : quern_sgemm_tile_avx2
-        let epilogue = isa == .scalar ? quern_bias_act_scalar : quern_bias_act_avx2
+        let tile = kernels.tile, wide = kernels.wide, epilogue = kernels.epilogue
+        let step = wide == nil ? 1 : 2
         let act = activation.code
         let panelCount = (n + nr - 1) / nr
 
@@ -84,14 +112,19 @@ public enum SGEMM {
                     let kcur = min(kc, k - pc)
                     let a = scratch + padded * pc
                     let last = pc + kcur >= k
-                    for j in g..<gEnd {
-                        let cols = min(nr, n - j * nr)
+                    for j in stride(from: g, to: gEnd, by: step) {
+                        let cols = min(step * nr, n - j * nr)
                         let b = w.panel(j) + pc * nr
+                        let b1 = j + 1 < gEnd ? w.panel(j + 1) + pc * nr : nil
                         var i = 0
                         while i < rows {
                             let mcur = min(mr, rows - i)
                             let c = y + (r0 + i) * n + j * nr
-                            tile(kcur, a + i * kcur, b, c, n, mcur, cols, pc > 0 ? 1 : 0)
+                            if let wide {
+                                wide(kcur, a + i * kcur, b, b1, c, n, mcur, cols, pc > 0 ? 1 : 0)
+                            } else {
+                                tile(kcur, a + i * kcur, b, c, n, mcur, cols, pc > 0 ? 1 : 0)
+                            }
                             if last && (bias != nil || act != 0) {
                                 epilogue(c, n, mcur, cols, bias.map { $0 + j * nr }, act)
                             }

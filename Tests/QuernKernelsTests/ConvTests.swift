@@ -11,7 +11,7 @@ struct ConvTests {
         let x = Tensor(shape: [batch, inC, h, w], data: (0..<(batch * inC * h * w)).map { _ in r.next() })
         let weight = Tensor(shape: [outC, inC, k, k], data: (0..<(outC * inC * k * k)).map { _ in r.next() })
         let bias = Tensor(shape: [outC], data: (0..<outC).map { _ in r.next() })
-        for isa in ISA.supported where isa <= .avx2 {
+        for isa in ISA.supported {
             let conv = Conv2D(weight: weight, bias: bias, stride: stride, padding: padding, activation: .relu)
             let got = conv.forward(x, isa: isa, pool: ThreadPool(threads: 2))
             let expected = Reference.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, activation: .relu)

@@ -10,7 +10,7 @@ let softmaxTolerance: Float = 2e-6
 struct NormsTests {
     static let widths = [1, 3, 8, 17, 384, 1000]
 
-    @Test("layer norm: every path against the reference", arguments: ISA.supported.filter { $0 <= .avx2 })
+    @Test("layer norm: every path against the reference", arguments: ISA.supported)
     func layerNorm(isa: ISA) {
         for n in Self.widths {
             var r = Rand(state: UInt64(n))
@@ -36,7 +36,7 @@ struct NormsTests {
         }
     }
 
-    @Test("softmax: every path, large logits, masks", arguments: ISA.supported.filter { $0 <= .avx2 })
+    @Test("softmax: every path, large logits, masks", arguments: ISA.supported)
     func softmax(isa: ISA) {
         for n in Self.widths {
             var r = Rand(state: UInt64(n) + 99)

@@ -14,15 +14,17 @@ struct QGEMMTests {
         return (0..<count).map { _ in r.next() }
     }
 
-    @Test("integer sums equal the scalar integer reference exactly, every ISA",
-          arguments: ISA.supported.filter { $0 <= .avx2 })
-    func exactIntegers(isa: ISA) {
+    /// Both weight layouts on every path: pairs (vpmaddwd) and quads (vpdpbusd, emulated
+    /// with vpmaddwd where the CPU has no VNNI, so the VNNI tile's body runs here too).
+    @Test("integer sums equal the scalar integer reference exactly, every layout and ISA",
+          arguments: QuantizedWeights.Layout.allCases, ISA.supported)
+    func exactIntegers(layout: QuantizedWeights.Layout, isa: ISA) {
         for (m, k, n) in Self.shapes {
             var r = Rand(state: UInt64(m * 31 + k * 7 + n))
             // Extremes included: 255 × -127 everywhere would overflow any 16-bit shortcut.
             let q = (0..<(m * k)).map { i in i % 5 == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: Int(r.next() * 1000) & 0xFF) }
             let wq = (0..<(n * k)).map { i in i % 7 == 0 ? Int8(-127) : Int8(max(-127, min(127, Int(r.next() * 127)))) }
-            let w = QuantizedWeights(values: wq, scales: Array(repeating: 1, count: n), n: n, k: k)
+            let w = QuantizedWeights(values: wq, scales: Array(repeating: 1, count: n), n: n, k: k, layout: layout)
             let got = QGEMM.integerSums(q, m: m, w, isa: isa)
             var expected = [Int32](repeating: 0, count: m * n)
             for i in 0..<m {
@@ -32,17 +34,17 @@ struct QGEMMTests {
                     expected[i * n + j] = s
                 }
             }
-            #expect(got == expected, "\(isa) \(m)x\(k)x\(n)")
+            #expect(got == expected, "\(layout) \(isa) \(m)x\(k)x\(n)")
         }
     }
 
-    @Test("dequantized output within the quantization error bound of fp32, every ISA",
-          arguments: ISA.supported.filter { $0 <= .avx2 })
-    func againstFP32(isa: ISA) {
+    @Test("dequantized output within the quantization error bound of fp32, every layout and ISA",
+          arguments: QuantizedWeights.Layout.allCases, ISA.supported)
+    func againstFP32(layout: QuantizedWeights.Layout, isa: ISA) {
         let pool = ThreadPool(threads: 2)
         for (m, k, n) in Self.shapes {
             let x = random(m * k, seed: UInt64(m + k)), wf = random(n * k, seed: UInt64(n * k + 3)), bias = random(n, seed: 9)
-            let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: wf))
+            let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: wf), layout: layout)
             let exact = Reference.linear(Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: wf),
                                          bias: Tensor(shape: [n], data: bias))
             var y = [Float](repeating: .nan, count: m * n)
@@ -70,7 +72,7 @@ struct QGEMMTests {
     }
 
     @Test("row quantization: every path gives identical bytes, zero is exact, values within half a step",
-          arguments: ISA.supported.filter { $0 <= .avx2 })
+          arguments: ISA.supported)
     func rowQuantization(isa: ISA) {
         for (m, k) in [(1, 1), (3, 7), (5, 33), (4, 100), (2, 1000)] {
             var x = random(m * k, seed: UInt64(m * k))

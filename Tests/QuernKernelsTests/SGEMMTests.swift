@@ -21,7 +21,8 @@ struct SGEMMTests {
     static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 3, 17), (3, 17, 5), (7, 255, 33), (17, 1000, 3),
                                             (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47), (200, 70, 19)]
 
-    func check(m: Int, k: Int, n: Int, isa: ISA, activation: Activation, withBias: Bool, pool: ThreadPool) {
+    func check(m: Int, k: Int, n: Int, isa: ISA, activation: Activation, withBias: Bool, pool: ThreadPool,
+               kernels: SGEMM.Kernels? = nil) {
         var r = Rand(state: UInt64(m * 1_000_003 + k * 1009 + n))
         let x = (0..<(m * k)).map { _ in r.next() }
         let w = (0..<(n * k)).map { _ in r.next() }
@@ -34,7 +35,7 @@ struct SGEMMTests {
             bias.withUnsafeBufferPointer { bp in
                 y.withUnsafeMutableBufferPointer { yp in
                     SGEMM.linear(xp.baseAddress!, m: m, packed, bias: withBias ? bp.baseAddress! : nil,
-                                 activation: activation, into: yp.baseAddress!, isa: isa, pool: pool)
+                                 activation: activation, into: yp.baseAddress!, kernels: kernels ?? .path(isa), pool: pool)
                 }
             }
         }
@@ -51,7 +52,7 @@ struct SGEMMTests {
         #expect(worst <= 1, "\(isa) \(m)x\(k)x\(n) \(activation) bias=\(withBias): error \(worst)× the tolerance")
     }
 
-    @Test("every supported ISA, odd shapes, one and two threads", arguments: ISA.supported.filter { $0 <= .avx2 })
+    @Test("every supported ISA, odd shapes, one and two threads", arguments: ISA.supported)
     func allShapes(isa: ISA) {
         for threads in [1, 2] {
             let pool = ThreadPool(threads: threads)
@@ -61,10 +62,26 @@ struct SGEMMTests {
         }
     }
 
+    /// The AVX-512 tile's body compiled with each zmm as two ymm halves: the same
+    /// indexing, two-panel pairing and edge handling as the real one, runnable here.
+    @Test("AVX-512 tile body (emulated zmm), odd shapes, one and two threads")
+    func avx512Body() {
+        guard ISA.supported.contains(.avx2) else { return }
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            for (m, k, n) in Self.shapes + [(130, 384, 1536), (9, 600, 50)] {
+                check(m: m, k: k, n: n, isa: .avx2, activation: .none, withBias: false, pool: pool,
+                      kernels: .avx512Emulated)
+            }
+            check(m: 37, k: 300, n: 70, isa: .avx2, activation: .gelu, withBias: true, pool: pool,
+                  kernels: .avx512Emulated)
+        }
+    }
+
     @Test("fused bias and activations", arguments: [Activation.none, .relu, .gelu, .tanh, .sigmoid])
     func epilogues(activation: Activation) {
         let pool = ThreadPool(threads: 2)
-        for isa in ISA.supported where isa <= .avx2 {
+        for isa in ISA.supported {
             for (m, k, n) in [(5, 40, 37), (64, 96, 48)] {
                 check(m: m, k: k, n: n, isa: isa, activation: activation, withBias: true, pool: pool)
             }
@@ -132,30 +149,56 @@ struct ThreadPoolTests {
     }
 }
 
-@Suite("vector GELU")
-struct GELUTests {
+@Suite("vector activations")
+struct ActivationTests {
     /// The erfc fit is good to 1.2e-7 relative; float rounding adds a few ulps.
     static let geluRelativeTolerance: Float = 1e-6
     /// Far left tail: rounding x/√2 to float alone moves erfc by 2z²·ε relative (≈ 1e-5 at
     /// x = −12), on values below 1e-20; an absolute floor far under any activation's scale.
     static let geluAbsoluteTolerance: Double = 1e-9
+    /// tanh and sigmoid: exp is good to about 1 ulp, the division and subtraction add a
+    /// few; the absolute floor covers sigmoid's far left tail.
+    static let tanhSigmoidRelativeTolerance: Double = 1e-6
+    static let tanhSigmoidAbsoluteTolerance: Double = 1e-12
 
-    @Test("exact GELU epilogue against erf in Double over [-12, 12]", arguments: ISA.supported.filter { $0 <= .avx2 })
-    func geluAccuracy(isa: ISA) {
-        let inputs = (0...2400).map { Float($0 - 1200) / 100 }
-        let identity = PackedWeights([1], n: 1, k: 1)
-        var y = [Float](repeating: .nan, count: inputs.count)
-        inputs.withUnsafeBufferPointer { xp in
+    /// Runs `inputs` through the epilogue, 16 columns a row so the vector code is used
+    /// (an identity weight matrix makes the GEMM exact).
+    func apply(_ activation: Activation, to inputs: [Float], isa: ISA) -> [Float] {
+        let width = 16
+        var x = inputs
+        while x.count % width != 0 { x.append(0) }
+        let identity = PackedWeights((0..<(width * width)).map { $0 / width == $0 % width ? 1 : 0 }, n: width, k: width)
+        var y = [Float](repeating: .nan, count: x.count)
+        x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                SGEMM.linear(xp.baseAddress!, m: inputs.count, identity, bias: nil, activation: .gelu,
+                SGEMM.linear(xp.baseAddress!, m: x.count / width, identity, bias: nil, activation: activation,
                              into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 1))
             }
         }
-        for (x, got) in zip(inputs, y) {
+        return Array(y.prefix(inputs.count))
+    }
+
+    @Test("exact GELU against erf in Double over [-12, 12]", arguments: ISA.supported)
+    func gelu(isa: ISA) {
+        let inputs = (0...2400).map { Float($0 - 1200) / 100 }
+        for (x, got) in zip(inputs, apply(.gelu, to: inputs, isa: isa)) {
             let exact = Double(x) * 0.5 * erfc(-Double(x) / 2.0.squareRoot())
             let err = abs(Double(got) - exact)
             #expect(err <= Double(Self.geluRelativeTolerance) * abs(exact) + Self.geluAbsoluteTolerance,
                     "gelu(\(x)) = \(got), exact \(exact)")
+        }
+    }
+
+    @Test("tanh and sigmoid against Double over [-30, 30], tiny inputs included", arguments: ISA.supported)
+    func tanhSigmoid(isa: ISA) {
+        let inputs = (0...6000).map { Float($0 - 3000) / 100 } + [1e-7, -3e-5, 0.6249, 0.6251, -0.625, 1e-30]
+        let th = apply(.tanh, to: inputs, isa: isa), sg = apply(.sigmoid, to: inputs, isa: isa)
+        for (i, x) in inputs.enumerated() {
+            let t = Foundation.tanh(Double(x)), s = 1 / (1 + Foundation.exp(-Double(x)))
+            #expect(abs(Double(th[i]) - t) <= Self.tanhSigmoidRelativeTolerance * abs(t) + Self.tanhSigmoidAbsoluteTolerance,
+                    "tanh(\(x)) = \(th[i]), exact \(t)")
+            #expect(abs(Double(sg[i]) - s) <= Self.tanhSigmoidRelativeTolerance * abs(s) + Self.tanhSigmoidAbsoluteTolerance,
+                    "sigmoid(\(x)) = \(sg[i]), exact \(s)")
         }
     }
 }

@@ -20,7 +20,7 @@ struct SparseTests {
                                             bias: Tensor(shape: [n], data: bias), activation: .relu)
             let sparse = SparseWeights(Tensor(shape: [n, k], data: w))
             #expect(sparse.nonzeros == w.filter { $0 != 0 }.count)
-            for isa in ISA.supported where isa <= .avx2 {
+            for isa in ISA.supported {
                 var y = [Float](repeating: .nan, count: m * n)
                 x.withUnsafeBufferPointer { xp in
                     bias.withUnsafeBufferPointer { bp in
@@ -59,7 +59,7 @@ struct BlockSparseTests {
             let bias = (0..<n).map { _ in r.next() }
             let quantized = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: w))
             let sparse = BlockSparseWeights(quantized)
-            for isa in ISA.supported where isa <= .avx2 {
+            for isa in ISA.supported {
                 var dense = [Float](repeating: .nan, count: m * n), got = [Float](repeating: .nan, count: m * n)
                 x.withUnsafeBufferPointer { xp in
                     bias.withUnsafeBufferPointer { bp in

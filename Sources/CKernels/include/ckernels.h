@@ -36,6 +36,14 @@ void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b, float *c, s
 void quern_sgemm_tile_scalar(size_t k, const float *a, const float *b, float *c, size_t ldc,
                              size_t m, size_t n, int accumulate);
 
+// AVX-512: a 6×32 tile over two adjacent B panels b0 and b1 (b1 NULL when only one is
+// left), n ≤ 32, same A packing. `_emulated` has the identical body with each zmm
+// emulated by two ymm halves: it runs on AVX2 machines so tests cover the body anywhere.
+void quern_sgemm_tile2_avx512(size_t k, const float *a, const float *b0, const float *b1, float *c, size_t ldc,
+                              size_t m, size_t n, int accumulate);
+void quern_sgemm_tile2_avx512_emulated(size_t k, const float *a, const float *b0, const float *b1, float *c,
+                                       size_t ldc, size_t m, size_t n, int accumulate);
+
 // Epilogue on an m×n block of C (row-major, ldc): c = act(c + bias[col]).
 // bias may be NULL. act: 0 none, 1 relu, 2 gelu (exact, erf), 3 tanh, 4 sigmoid.
 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act);
@@ -55,6 +63,21 @@ void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32
                            size_t m, size_t n, int accumulate);
 void quern_qgemm_tile_scalar(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
                              size_t m, size_t n, int accumulate);
+
+// VNNI layout (groups of four K, multiplied with vpdpbusd):
+//   a: kq = ceil(k/4) steps of MR 32-bit words; word i of step q holds the four u8
+//      a[i][4q…4q+3], lowest byte first (zero past k)
+//   b: kq steps of NR groups of four int8: group j of step q is w[j][4q…4q+3]
+// _avx512vnni (EVEX) and _avxvnni (VEX) differ in one instruction; _avx2 emulates it
+// with vpmaddwd, so the shared body is tested on any AVX2 machine.
+void quern_qgemm4_tile_scalar(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                              size_t m, size_t n, int accumulate);
+void quern_qgemm4_tile_avx512vnni(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                                  size_t m, size_t n, int accumulate);
+void quern_qgemm4_tile_avxvnni(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                               size_t m, size_t n, int accumulate);
+void quern_qgemm4_tile_avx2(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                            size_t m, size_t n, int accumulate);
 
 // Dynamic per-row quantization of fp32 activations to asymmetric u8: for each row,
 // scale = (max - min) / 255 over a range widened to include 0, zero point so that 0.0 is
