@@ -26,3 +26,12 @@ void quern_transpose_i32(const int32_t *in, size_t ldi, size_t rows, size_t cols
             for (size_t r = r0; r < r0 + 8 && r < rows; r++)
                 for (size_t c = c0; c < c0 + 8 && c < cols; c++) out[c * ldo + r] = in[r * ldi + c];
 }
+
+void quern_transpose_u8_i16(const uint8_t *q, size_t ldq, size_t rows, size_t cols, int16_t *out, size_t ldo) {
+    for (size_t r0 = 0; r0 < rows; r0 += 8)
+        for (size_t c0 = 0; c0 < cols; c0 += 8)
+            for (size_t r = r0; r < r0 + 8 && r < rows; r++)
+                for (size_t c = c0; c < c0 + 8 && c < cols; c++) out[c * ldo + r] = q[r * ldq + c];
+    for (size_t c = 0; c < cols; c++)
+        for (size_t r = rows; r < ldo; r++) out[c * ldo + r] = 0;
+}

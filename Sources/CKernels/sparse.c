@@ -34,7 +34,52 @@ void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int
     }
 }
 
+void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
+                            const uint32_t *w, size_t n0, size_t n1, int32_t *yt, size_t ldy) {
+    for (size_t n = n0; n < n1; n++) {
+        int32_t *y = yt + n * ldy;
+        for (size_t r = 0; r < mb; r++) y[r] = 0;
+        for (int32_t e = rowptr[n]; e < rowptr[n + 1]; e++) {
+            const int16_t *x0 = xt + (size_t)cols[2 * e] * ldx, *x1 = xt + (size_t)cols[2 * e + 1] * ldx;
+            int32_t w0 = (int16_t)(w[e] & 0xFFFF), w1 = (int16_t)(w[e] >> 16);
+            for (size_t r = 0; r < mb; r++) y[r] += x0[r] * w0 + x1[r] * w1;
+        }
+    }
+}
+
 #if defined(__x86_64__)
+
+// Per pair of nonzeros, the two input columns' 64 rows are interleaved 16 at a time
+// (vpunpcklwd/hi) so one vpmaddwd against the broadcast weight pair does two MACs per
+// row. The interleave works within 128-bit lanes, so accumulator 2c holds rows
+// 16c+{0..3, 8..11} and 2c+1 rows 16c+{4..7, 12..15}; a lane permute restores order.
+TARGET_AVX2 void quern_spmm_qcsr_avx2(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
+                                      const int32_t *cols, const uint32_t *w, size_t n0, size_t n1, int32_t *yt,
+                                      size_t ldy) {
+    if (mb != 64) {
+        quern_spmm_qcsr_scalar(xt, ldx, mb, rowptr, cols, w, n0, n1, yt, ldy);
+        return;
+    }
+    for (size_t n = n0; n < n1; n++) {
+        __m256i acc[8];
+        for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_si256();
+        for (int32_t e = rowptr[n]; e < rowptr[n + 1]; e++) {
+            const int16_t *x0 = xt + (size_t)cols[2 * e] * ldx, *x1 = xt + (size_t)cols[2 * e + 1] * ldx;
+            __m256i wv = _mm256_set1_epi32((int32_t)w[e]);
+            for (int c = 0; c < 4; c++) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(x0 + 16 * c));
+                __m256i b = _mm256_loadu_si256((const __m256i *)(x1 + 16 * c));
+                acc[2 * c] = _mm256_add_epi32(acc[2 * c], _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wv));
+                acc[2 * c + 1] = _mm256_add_epi32(acc[2 * c + 1], _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wv));
+            }
+        }
+        int32_t *y = yt + n * ldy;
+        for (int c = 0; c < 4; c++) {
+            _mm256_storeu_si256((__m256i *)(y + 16 * c), _mm256_permute2x128_si256(acc[2 * c], acc[2 * c + 1], 0x20));
+            _mm256_storeu_si256((__m256i *)(y + 16 * c + 8), _mm256_permute2x128_si256(acc[2 * c], acc[2 * c + 1], 0x31));
+        }
+    }
+}
 
 // A 64-row block in eight int32 accumulators; per nonzero 1×4 block, two broadcasts of
 // the weight pairs and sixteen vpmaddwd over the two K pairs' transposed activations.
@@ -95,6 +140,11 @@ TARGET_AVX2 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, con
 }
 
 #else
+
+void quern_spmm_qcsr_avx2(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
+                          const uint32_t *w, size_t n0, size_t n1, int32_t *yt, size_t ldy) {
+    quern_spmm_qcsr_scalar(xt, ldx, mb, rowptr, cols, w, n0, n1, yt, ldy);
+}
 
 void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
                           const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy) {

@@ -95,7 +95,8 @@ public struct KernelBenchmark {
                 print(s.column + String(format: " %7d %7.1f ", threads, ours) + theirsText + "  " + ratio)
             }
         }
-        print("\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights), GOP/s vs our fp32:")
+        let layout = QuantizedWeights.Layout.preferred == .quads ? "K quads, vpdpbusd" : "K pairs, vpmaddwd"
+        print("\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights; \(layout)), GOP/s vs our fp32:")
         print("shape MxKxN        threads    int8    fp32   ratio")
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
@@ -132,6 +133,21 @@ public struct KernelBenchmark {
                     let ops = gflops(s, seed: 13) { SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
                     print(s.column + String(format: " %7d  %11.2f  %18.1f  %10.1f  %8.2f",
                                                              threads, sparse.blockDensity, ops, denseOps, ops / denseOps))
+                }
+            }
+        }
+        print("\nint8 CSR sparse GEMM (unstructured pruning) vs our dense int8, speed-up:")
+        print("shape MxKxN        threads  density  sparse GOP/s-equiv  dense int8  speed-up")
+        for threads in threadCounts {
+            let pool = ThreadPool(threads: threads)
+            for s in shapes where s.isLarge {
+                let dense = QuantizedWeights(quantizing: weights(s, seed: 17))
+                let denseOps = gflops(s, seed: 17) { QGEMM.linear($0, m: s.m, dense, bias: nil, into: $1, pool: pool) }
+                for density in [0.5, 0.3, 0.2, 0.1] {
+                    let sparse = SparseQuantizedWeights(QuantizedWeights(quantizing: weights(s, seed: 17, density: density)))
+                    let ops = gflops(s, seed: 17) { SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
+                    print(s.column + String(format: " %7d  %7.2f  %18.1f  %10.1f  %8.2f",
+                                                             threads, sparse.density, ops, denseOps, ops / denseOps))
                 }
             }
         }

@@ -115,49 +115,125 @@ public struct BlockSparseWeights: Sendable {
     }
 }
 
+/// Pruned int8 weights in compressed sparse rows (unstructured pruning), each row's
+/// nonzeros taken two at a time (the unit of vpmaddwd; an odd row ends with a zero).
+/// Quantization is that of the dense `QuantizedWeights`: sparse and dense int8 give
+/// bit-identical results.
+public struct SparseQuantizedWeights: Sendable {
+    public let n: Int
+    public let k: Int
+    /// Row n's pairs are rowptr[n]..<rowptr[n+1]; pair e covers inputs cols[2e], cols[2e+1].
+    let rowptr: [Int32]
+    let cols: [Int32]
+    /// Each pair's two weights as int16: w0 | w1 << 16.
+    let pairs: [UInt32]
+    let dense: QuantizedWeights
+    public let nonzeros: Int
+
+    public var density: Double { Double(nonzeros) / Double(max(n * k, 1)) }
+
+    public init(_ w: QuantizedWeights) {
+        n = w.n
+        k = w.k
+        dense = w
+        var rowptr: [Int32] = [0], cols: [Int32] = [], pairs: [UInt32] = [], nonzeros = 0
+        for r in 0..<w.n {
+            let kept = (0..<w.k).filter { w.values[r * w.k + $0] != 0 }
+            nonzeros += kept.count
+            var i = 0
+            while i < kept.count {
+                let c0 = kept[i], c1 = i + 1 < kept.count ? kept[i + 1] : kept[i]
+                let w0 = w.values[r * w.k + c0], w1: Int8 = i + 1 < kept.count ? w.values[r * w.k + c1] : 0
+                cols += [Int32(c0), Int32(c1)]
+                pairs.append(UInt32(UInt16(bitPattern: Int16(w0))) | UInt32(UInt16(bitPattern: Int16(w1))) << 16)
+                i += 2
+            }
+            rowptr.append(Int32(pairs.count))
+        }
+        self.rowptr = rowptr
+        self.cols = cols
+        self.pairs = pairs
+        self.nonzeros = nonzeros
+    }
+}
+
+/// Sparse int8 GEMM: `y[M, N] ≈ act(x · wᵀ + bias)` with per-row dynamic u8 activations,
+/// as `QGEMM.linear` computes it (bit-identical output). Rows of x go in blocks of 64:
+/// each block is quantized, laid out transposed for the sparse kernel, multiplied, and
+/// its integer sums go through the dense int8 epilogue.
 public enum SparseQGEMM {
     static let block = 64
 
-    /// `y[M, N] ≈ act(x · wᵀ + bias)` with block-sparse int8 weights and per-row dynamic
-    /// u8 activations, as `QGEMM.linear` computes it (bit-identical output).
+    /// 1×4 block-sparse weights.
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: BlockSparseWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
                               isa: ISA = .active, pool: ThreadPool = .shared) {
-        let k = w.k, n = w.n
-        guard m > 0, n > 0 else { return }
         let kernel = isa == .scalar ? quern_spmm_q1x4_scalar : quern_spmm_q1x4_avx2
-        let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
-        let dequantize = isa == .scalar ? quern_dequantize_scalar : quern_dequantize_avx2
-        let pairs = 2 * ((k + 3) / 4)   // whole 1×4 groups, so pair 2g+1 always exists
-        let blocks = (m + block - 1) / block
+        let pairCount = 2 * ((w.k + 3) / 4)   // whole 1×4 groups, so pair 2g+1 always exists
         w.rowptr.withUnsafeBufferPointer { rowptr in
             w.groups.withUnsafeBufferPointer { groups in
                 w.lo.withUnsafeBufferPointer { lo in
                     w.hi.withUnsafeBufferPointer { hi in
-                        pool.parallelFor(blocks) { b in
-                            let m0 = b * block, mb = min(block, m - m0)
-                            let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(mb * k, 1))
-                            let xt = UnsafeMutablePointer<UInt32>.allocate(capacity: pairs * block)
-                            let yt = UnsafeMutablePointer<Int32>.allocate(capacity: n * block)
-                            let acc = UnsafeMutablePointer<Int32>.allocate(capacity: mb * n)
-                            let scale = UnsafeMutablePointer<Float>.allocate(capacity: mb)
-                            let zp = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
-                            defer {
-                                q.deallocate(); xt.deallocate(); yt.deallocate(); acc.deallocate()
-                                scale.deallocate(); zp.deallocate()
-                            }
-                            quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
-                            quern_pack_pairs_t(q, k, mb, k, pairs, xt, block)
+                        blocks(x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
+                               layoutBytes: pairCount * block * 4) { q, mb, layout, sums in
+                            let xt = layout.assumingMemoryBound(to: UInt32.self)
+                            quern_pack_pairs_t(q, w.k, mb, w.k, pairCount, xt, block)
                             kernel(xt, block, mb, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress, hi.baseAddress,
-                                   0, n, yt, block)
-                            // Back to row-major sums, then the same epilogue as dense int8.
-                            quern_transpose_i32(yt, block, n, mb, acc, n)
-                            dequantize(acc, n, mb, n, y + m0 * n, n, scale, zp, w.dense.paddedScales.pointer,
-                                       w.dense.colsum.pointer, bias, activation.code)
+                                   0, w.n, sums, block)
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// Unstructured (CSR) sparse weights.
+    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: SparseQuantizedWeights, bias: UnsafePointer<Float>?,
+                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+                              isa: ISA = .active, pool: ThreadPool = .shared) {
+        let kernel = isa == .scalar ? quern_spmm_qcsr_scalar : quern_spmm_qcsr_avx2
+        w.rowptr.withUnsafeBufferPointer { rowptr in
+            w.cols.withUnsafeBufferPointer { cols in
+                w.pairs.withUnsafeBufferPointer { pairs in
+                    blocks(x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
+                           layoutBytes: w.k * block * 2) { q, mb, layout, sums in
+                        let xt = layout.assumingMemoryBound(to: Int16.self)
+                        quern_transpose_u8_i16(q, w.k, mb, w.k, xt, block)
+                        kernel(xt, block, mb, rowptr.baseAddress!, cols.baseAddress, pairs.baseAddress, 0, w.n, sums, block)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The shared driver. `sparse(q, mb, layout, sums)` lays out the block's u8 rows `q`
+    /// in `layout` (layoutBytes) and writes the transposed integer sums `[N][64]`.
+    static func blocks(_ x: UnsafePointer<Float>, m: Int, _ dense: QuantizedWeights, bias: UnsafePointer<Float>?,
+                       activation: Activation, into y: UnsafeMutablePointer<Float>, isa: ISA, pool: ThreadPool,
+                       layoutBytes: Int,
+                       sparse: (UnsafePointer<UInt8>, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) -> Void) {
+        let k = dense.k, n = dense.n
+        guard m > 0, n > 0 else { return }
+        let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
+        let dequantize = isa == .scalar ? quern_dequantize_scalar : quern_dequantize_avx2
+        pool.parallelFor((m + block - 1) / block) { b in
+            let m0 = b * block, mb = min(block, m - m0)
+            let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(mb * k, 1))
+            let layout = UnsafeMutableRawPointer.allocate(byteCount: max(layoutBytes, 1), alignment: 64)
+            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: n * block)
+            let acc = UnsafeMutablePointer<Int32>.allocate(capacity: mb * n)
+            let scale = UnsafeMutablePointer<Float>.allocate(capacity: mb)
+            let zp = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
+            defer {
+                q.deallocate(); layout.deallocate(); sums.deallocate(); acc.deallocate()
+                scale.deallocate(); zp.deallocate()
+            }
+            quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
+            sparse(q, mb, layout, sums)
+            // Back to row-major sums, then the same epilogue as dense int8.
+            quern_transpose_i32(sums, block, n, mb, acc, n)
+            dequantize(acc, n, mb, n, y + m0 * n, n, scale, zp, dense.paddedScales.pointer, dense.colsum.pointer,
+                       bias, activation.code)
         }
     }
 }

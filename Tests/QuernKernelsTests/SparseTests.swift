@@ -78,3 +78,40 @@ struct BlockSparseTests {
         }
     }
 }
+
+@Suite("CSR int8 GEMM")
+struct SparseQuantizedTests {
+    @Test("unstructured sparse int8 equals dense int8 bit for bit, every path, odd rows included",
+          arguments: [0.0, 0.05, 0.2, 0.5, 1.0])
+    func equalsDense(density: Double) {
+        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33), (65, 1, 7)] {
+            var r = Rand(state: UInt64(m * 3 + k + n) + UInt64(density * 1000))
+            let x = (0..<(m * k)).map { _ in r.next() }
+            var state: UInt64 = 7
+            let w = (0..<(n * k)).map { _ -> Float in
+                state = state &* 6364136223846793005 &+ 1
+                return Double(state >> 11) / Double(1 << 53) < density ? r.next() : 0
+            }
+            let bias = (0..<n).map { _ in r.next() }
+            let quantized = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: w))
+            let sparse = SparseQuantizedWeights(quantized)
+            #expect(sparse.nonzeros == quantized.values.filter { $0 != 0 }.count)
+            for isa in ISA.supported {
+                var dense = [Float](repeating: .nan, count: m * n), got = [Float](repeating: .nan, count: m * n)
+                x.withUnsafeBufferPointer { xp in
+                    bias.withUnsafeBufferPointer { bp in
+                        dense.withUnsafeMutableBufferPointer { yp in
+                            QGEMM.linear(xp.baseAddress!, m: m, quantized, bias: bp.baseAddress!, activation: .relu,
+                                         into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
+                        }
+                        got.withUnsafeMutableBufferPointer { yp in
+                            SparseQGEMM.linear(xp.baseAddress!, m: m, sparse, bias: bp.baseAddress!, activation: .relu,
+                                               into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
+                        }
+                    }
+                }
+                #expect(got == dense, "\(isa) \(m)x\(k)x\(n) density \(density)")
+            }
+        }
+    }
+}

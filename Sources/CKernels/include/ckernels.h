@@ -127,12 +127,24 @@ void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32
 void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
                             const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy);
 
+// ---- sparse int8 (CSR weights) ---------------------------------------------------------
+// Output row n's nonzeros come in pairs, rowptr[n]…rowptr[n+1] (a row with an odd count
+// ends with a zero weight): pair e covers inputs cols[2e] and cols[2e+1] with weights
+// (w0, w1) as int16 in w[e]. xt holds a block of mb (≤ 64) u8 activation rows transposed
+// and widened: xt[c·ldx + r] = q[r][c]. yt[n·ldy + r] = Σ q·w, exact in int32.
+void quern_spmm_qcsr_avx2(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
+                          const uint32_t *w, size_t n0, size_t n1, int32_t *yt, size_t ldy);
+void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
+                            const uint32_t *w, size_t n0, size_t n1, int32_t *yt, size_t ldy);
+
 // ---- layout helpers for the sparse kernels (plain C: the compiler vectorises them) ----
 // out[c·ldo + r] = in[r·ldi + c] for an r × c block (rows × cols of `in`).
 void quern_transpose_f32(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo);
 // Packs mb u8 rows of length k (leading dimension ldq) as transposed K pairs:
 // xt[p·ldx + r] = q[r][2p] | q[r][2p+1] << 16, zero past k and for rows mb…ldx−1.
 void quern_pack_pairs_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_t pairs, uint32_t *xt, size_t ldx);
+// out[c·ldo + r] = q[r·ldq + c] widened to int16, zero for rows rows…ldo−1.
+void quern_transpose_u8_i16(const uint8_t *q, size_t ldq, size_t rows, size_t cols, int16_t *out, size_t ldo);
 void quern_transpose_i32(const int32_t *in, size_t ldi, size_t rows, size_t cols, int32_t *out, size_t ldo);
 
 #endif
