@@ -29,6 +29,9 @@ let package = Package(
         // Tensors, thread pool, GEMM drivers (packing, blocking, threading), dispatch,
         // and the plain reference kernels every fast one is tested against.
         .target(name: "QuernKernels", dependencies: ["QuernCore", "CKernels"]),
+        // Layers, reverse-mode autograd tape, losses, optimizers and schedules: training
+        // on the kernel set.
+        .target(name: "QuernNN", dependencies: ["QuernCore", "QuernKernels", "CKernels"]),
         // safetensors (mmap), config decoding, one file per model family.
         .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels"]),
         // Archive streaming (libarchive), record decoders, compressed writers (zlib).
@@ -48,6 +51,7 @@ let package = Package(
         .target(name: "QuernTestSupport", dependencies: ["QuernCore"], path: "Tests/QuernTestSupport"),
         .testTarget(name: "QuernCoreTests", dependencies: ["QuernCore", "QuernTestSupport"]),
         .testTarget(name: "QuernKernelsTests", dependencies: ["QuernKernels"]),
+        .testTarget(name: "QuernNNTests", dependencies: ["QuernNN"]),
         .testTarget(name: "QuernModelsTests", dependencies: ["QuernModels", "QuernTestSupport"]),
         .testTarget(name: "QuernDataTests", dependencies: ["QuernData", "QuernTestSupport"]),
         .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool", "QuernTestSupport"]),

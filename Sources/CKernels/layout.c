@@ -35,3 +35,29 @@ void quern_transpose_u8_i16(const uint8_t *q, size_t ldq, size_t rows, size_t co
     for (size_t c = 0; c < cols; c++)
         for (size_t r = rows; r < ldo; r++) out[c * ldo + r] = 0;
 }
+
+void quern_qgemm_pack_a(const uint8_t *q, size_t ldq, size_t rows, size_t k, int group, uint32_t *dst) {
+    const size_t mr = QUERN_QGEMM_MR, steps = (k + group - 1) / group;
+    for (size_t r = 0; r < rows; r += mr) {
+        uint32_t *panel = dst + r * steps;
+        for (size_t i = 0; i < mr; i++) {
+            const uint8_t *src = q + (r + i) * ldq;
+            if (r + i >= rows) {
+                for (size_t p = 0; p < steps; p++) panel[p * mr + i] = 0;
+                continue;
+            }
+            size_t whole = k / group, p = 0;
+            if (group == 2)
+                for (; p < whole; p++) panel[p * mr + i] = (uint32_t)src[2 * p] | (uint32_t)src[2 * p + 1] << 16;
+            else
+                for (; p < whole; p++)
+                    panel[p * mr + i] = (uint32_t)src[4 * p] | (uint32_t)src[4 * p + 1] << 8 |
+                                        (uint32_t)src[4 * p + 2] << 16 | (uint32_t)src[4 * p + 3] << 24;
+            if (p < steps) {  // the last, partial group: zeros past k
+                uint32_t word = 0;
+                for (size_t t = 0; group * p + t < k; t++) word |= (uint32_t)src[group * p + t] << ((32 / group) * t);
+                panel[p * mr + i] = word;
+            }
+        }
+    }
+}

@@ -194,27 +194,7 @@ public enum QGEMM {
     /// (zeros past the last row or column).
     static func packA(_ q: UnsafePointer<UInt8>, rows: Int, k: Int, layout: QuantizedWeights.Layout,
                       into dst: UnsafeMutablePointer<UInt32>) {
-        let group = layout.group, width = UInt32(32 / group)
-        let steps = (k + group - 1) / group
-        var r = 0
-        while r < rows {
-            let panel = dst + r * steps
-            for i in 0..<mr {
-                if r + i < rows {
-                    let src = q + (r + i) * k
-                    for p in 0..<steps {
-                        var word: UInt32 = 0
-                        for t in 0..<group where group * p + t < k {
-                            word |= UInt32(src[group * p + t]) << (width * UInt32(t))
-                        }
-                        panel[p * mr + i] = word
-                    }
-                } else {
-                    for p in 0..<steps { panel[p * mr + i] = 0 }
-                }
-            }
-            r += mr
-        }
+        quern_qgemm_pack_a(q, k, rows, k, Int32(layout.group), dst)
     }
 
     /// Per-row u8 quantization through one path, for tests comparing paths byte for byte.

@@ -34,6 +34,24 @@ public struct PackedWeights: Sendable {
         }
     }
 
+    /// Packs the transpose of row-major `a` `[rows, cols]`: the weights `[cols, rows]`, so
+    /// `SGEMM.linear(x, w)` computes `x · a` (training's backward products). Reading `a`
+    /// row by row is what panels want, so this costs no more than packing `a` itself.
+    public init(transposing a: UnsafePointer<Float>, rows: Int, cols: Int) {
+        n = cols
+        k = rows
+        let nr = Self.nr
+        let panelCount = (n + nr - 1) / nr
+        panels = AlignedBuffer(count: panelCount * k * nr)
+        for j in 0..<panelCount {
+            let base = panels.pointer + j * k * nr
+            let width = min(nr, n - j * nr)
+            for p in 0..<k {
+                (base + p * nr).update(from: a + p * cols + j * nr, count: width)
+            }
+        }
+    }
+
     func panel(_ j: Int) -> UnsafePointer<Float> { UnsafePointer(panels.pointer + j * k * Self.nr) }
 }
 

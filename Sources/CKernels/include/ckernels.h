@@ -145,6 +145,9 @@ void quern_transpose_f32(const float *in, size_t ldi, size_t rows, size_t cols, 
 void quern_pack_pairs_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_t pairs, uint32_t *xt, size_t ldx);
 // out[c·ldo + r] = q[r·ldq + c] widened to int16, zero for rows rows…ldo−1.
 void quern_transpose_u8_i16(const uint8_t *q, size_t ldq, size_t rows, size_t cols, int16_t *out, size_t ldo);
+// Packs u8 rows (length k, leading dimension ldq) into int8 GEMM A panels of MR rows:
+// group 2 for the K-pair layout, 4 for the K-quad layout (see the tile kernels above).
+void quern_qgemm_pack_a(const uint8_t *q, size_t ldq, size_t rows, size_t k, int group, uint32_t *dst);
 void quern_transpose_i32(const int32_t *in, size_t ldi, size_t rows, size_t cols, int32_t *out, size_t ldo);
 
 #endif

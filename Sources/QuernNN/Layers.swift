@@ -1,0 +1,228 @@
+import QuernKernels
+
+/// A piece of a network: parameters plus a forward function recorded on a tape.
+/// Initialisation follows PyTorch's defaults (uniform ±1/√fan_in for Linear and Conv2d
+/// weights and biases), drawn from a seeded generator so runs repeat.
+public protocol Layer: AnyObject {
+    func forward(_ x: Var, on tape: Tape) -> Var
+    var parameters: [Parameter] { get }
+}
+
+public final class Sequential: Layer {
+    public var layers: [any Layer]
+
+    public init(_ layers: [any Layer]) { self.layers = layers }
+
+    public func forward(_ x: Var, on tape: Tape) -> Var {
+        layers.reduce(x) { $1.forward($0, on: tape) }
+    }
+
+    public var parameters: [Parameter] { layers.flatMap(\.parameters) }
+
+    /// The same network for inference with every batch norm folded into the Linear or
+    /// Conv2d in front of it (w·γ/σ per output channel, (b − μ)·γ/σ + β): one op fewer
+    /// per layer and the same outputs.
+    public func foldingBatchNorm() -> Sequential {
+        var out: [any Layer] = []
+        for layer in layers {
+            if let bn = layer as? BatchNorm, let last = out.last, let folded = bn.fold(into: last) {
+                out[out.count - 1] = folded
+            } else {
+                out.append(layer)
+            }
+        }
+        return Sequential(out)
+    }
+}
+
+public final class Linear: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let activation: Activation
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, activation: Activation = .none,
+                random: inout SeededRandom, name: String = "linear") {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        weight = Parameter("\(name).weight", Tensor(shape: [outFeatures, inFeatures],
+                                                   data: (0..<(outFeatures * inFeatures)).map { _ in random.uniform(bound) }))
+        self.bias = bias ? Parameter("\(name).bias", Tensor(shape: [outFeatures],
+                                                           data: (0..<outFeatures).map { _ in random.uniform(bound) })) : nil
+        self.activation = activation
+    }
+
+    public init(weight: Parameter, bias: Parameter?, activation: Activation = .none) {
+        self.weight = weight
+        self.bias = bias
+        self.activation = activation
+    }
+
+    public func forward(_ x: Var, on tape: Tape) -> Var {
+        tape.linear(x, tape.parameter(weight), bias.map { tape.parameter($0) }, activation: activation)
+    }
+
+    public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+}
+
+public final class Conv2d: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let stride: Int
+    public let padding: Int
+    public let activation: Activation
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                bias: Bool = true, activation: Activation = .none, random: inout SeededRandom, name: String = "conv") {
+        let fanIn = inChannels * kernel * kernel
+        let bound = 1 / Float(fanIn).squareRoot()
+        weight = Parameter("\(name).weight", Tensor(shape: [outChannels, inChannels, kernel, kernel],
+                                                   data: (0..<(outChannels * fanIn)).map { _ in random.uniform(bound) }))
+        self.bias = bias ? Parameter("\(name).bias", Tensor(shape: [outChannels],
+                                                           data: (0..<outChannels).map { _ in random.uniform(bound) })) : nil
+        self.stride = stride
+        self.padding = padding
+        self.activation = activation
+    }
+
+    public init(weight: Parameter, bias: Parameter?, stride: Int, padding: Int, activation: Activation = .none) {
+        self.weight = weight
+        self.bias = bias
+        self.stride = stride
+        self.padding = padding
+        self.activation = activation
+    }
+
+    public func forward(_ x: Var, on tape: Tape) -> Var {
+        tape.conv2d(x, tape.parameter(weight), bias.map { tape.parameter($0) }, stride: stride, padding: padding,
+                    activation: activation)
+    }
+
+    public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+}
+
+public final class Pooling: Layer {
+    public let kind: Pool2D.Kind
+    public let size: Int
+    public let stride: Int
+
+    public init(_ kind: Pool2D.Kind, size: Int, stride: Int? = nil) {
+        self.kind = kind
+        self.size = size
+        self.stride = stride ?? size
+    }
+
+    public func forward(_ x: Var, on tape: Tape) -> Var { tape.pool2d(x, kind, size: size, stride: stride) }
+    public var parameters: [Parameter] { [] }
+}
+
+/// `[B, …] → [B, product of the rest]`.
+public final class Flatten: Layer {
+    public init() {}
+    public func forward(_ x: Var, on tape: Tape) -> Var { tape.reshape(x, [tape.shape(x)[0], -1]) }
+    public var parameters: [Parameter] { [] }
+}
+
+public final class Dropout: Layer {
+    public let p: Float
+    public init(_ p: Float) { self.p = p }
+    public func forward(_ x: Var, on tape: Tape) -> Var { tape.dropout(x, p: p) }
+    public var parameters: [Parameter] { [] }
+}
+
+public final class ActivationLayer: Layer {
+    public let activation: Activation
+    public init(_ activation: Activation) { self.activation = activation }
+    public func forward(_ x: Var, on tape: Tape) -> Var {
+        switch activation {
+        case .none: x
+        case .gelu: tape.gelu(x)
+        default: tape.elementwise(x, activation)
+        }
+    }
+    public var parameters: [Parameter] { [] }
+}
+
+public final class BatchNorm: Layer {
+    public let gamma: Parameter
+    public let beta: Parameter
+    public let statistics: BatchNormStatistics
+    public let eps: Float
+
+    public init(_ channels: Int, eps: Float = 1e-5, name: String = "bn") {
+        gamma = Parameter("\(name).weight", Tensor(shape: [channels], data: [Float](repeating: 1, count: channels)))
+        beta = Parameter("\(name).bias", Tensor(zeros: [channels]))
+        statistics = BatchNormStatistics(channels: channels)
+        self.eps = eps
+    }
+
+    public func forward(_ x: Var, on tape: Tape) -> Var {
+        tape.batchNorm(x, gamma: tape.parameter(gamma), beta: tape.parameter(beta), stats: statistics, eps: eps)
+    }
+
+    public var parameters: [Parameter] { [gamma, beta] }
+
+    /// This norm folded into a preceding Linear or Conv2d (nil for anything else, or when
+    /// that layer's activation sits between them).
+    func fold(into layer: any Layer) -> (any Layer)? {
+        var scale = [Float](repeating: 0, count: gamma.value.count)
+        for c in 0..<scale.count { scale[c] = gamma.value.data[c] / (statistics.variance[c] + eps).squareRoot() }
+        func folded(_ weight: Parameter, _ bias: Parameter?) -> (Parameter, Parameter) {
+            let channels = scale.count, per = weight.value.count / channels
+            var w = weight.value
+            for c in 0..<channels { for i in 0..<per { w.data[c * per + i] *= scale[c] } }
+            var b = [Float](repeating: 0, count: channels)
+            for c in 0..<channels {
+                let original: Float = bias?.value.data[c] ?? 0
+                b[c] = (original - statistics.mean[c]) * scale[c] + beta.value.data[c]
+            }
+            return (Parameter(weight.name, w), Parameter(bias?.name ?? weight.name.replacingSuffix("weight", "bias"),
+                                                        Tensor(shape: [channels], data: b)))
+        }
+        if let linear = layer as? Linear, linear.activation == .none, linear.weight.value.shape[0] == scale.count {
+            let (w, b) = folded(linear.weight, linear.bias)
+            return Linear(weight: w, bias: b)
+        }
+        if let conv = layer as? Conv2d, conv.activation == .none, conv.weight.value.shape[0] == scale.count {
+            let (w, b) = folded(conv.weight, conv.bias)
+            return Conv2d(weight: w, bias: b, stride: conv.stride, padding: conv.padding)
+        }
+        return nil
+    }
+}
+
+public final class LayerNorm: Layer {
+    public let gamma: Parameter
+    public let beta: Parameter
+    public let eps: Float
+
+    public init(_ features: Int, eps: Float = 1e-5, name: String = "ln") {
+        gamma = Parameter("\(name).weight", Tensor(shape: [features], data: [Float](repeating: 1, count: features)))
+        beta = Parameter("\(name).bias", Tensor(zeros: [features]))
+        self.eps = eps
+    }
+
+    public func forward(_ x: Var, on tape: Tape) -> Var {
+        tape.layerNorm(x, gamma: tape.parameter(gamma), beta: tape.parameter(beta), eps: eps)
+    }
+
+    public var parameters: [Parameter] { [gamma, beta] }
+}
+
+/// A lookup table `[vocabulary, dimension]`; its input is ids, not a tensor.
+public final class Embedding {
+    public let table: Parameter
+
+    public init(_ vocabulary: Int, _ dimension: Int, random: inout SeededRandom, name: String = "embedding") {
+        // PyTorch draws N(0, 1); a uniform of the same variance (±√3) keeps this simple.
+        table = Parameter("\(name).weight", Tensor(shape: [vocabulary, dimension],
+                                                  data: (0..<(vocabulary * dimension)).map { _ in random.uniform(1.7320508) }))
+    }
+
+    public func forward(_ ids: [Int], on tape: Tape) -> Var { tape.embedding(ids, table: tape.parameter(table)) }
+    public var parameters: [Parameter] { [table] }
+}
+
+extension String {
+    func replacingSuffix(_ old: String, _ new: String) -> String {
+        hasSuffix(old) ? String(dropLast(old.count)) + new : self + "." + new
+    }
+}
