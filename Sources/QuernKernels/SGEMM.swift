@@ -131,7 +131,8 @@ public enum SGEMM {
                     let a = scratch + padded * pc
                     let last = pc + kcur >= k
                     for j in stride(from: g, to: gEnd, by: step) {
-                        let cols = min(step * nr, n - j * nr)
+                        // The wide tile covers two panels only when both are in this group.
+                        let cols = min(min(step, gEnd - j) * nr, n - j * nr)
                         let b = w.panel(j) + pc * nr
                         let b1 = j + 1 < gEnd ? w.panel(j + 1) + pc * nr : nil
                         var i = 0
