@@ -132,6 +132,13 @@ public struct SparseQuantizedWeights: Sendable {
 
     public var density: Double { Double(nonzeros) / Double(max(n * k, 1)) }
 
+    /// Below this density the CSR int8 kernel beats dense int8. Measured with `quern bench
+    /// kernels` on Zen 3 (AVX2): 0.62–0.97× at 0.5, 1.25–1.59× at 0.3, 1.5–2.3× at 0.2.
+    public static let densityThreshold = 0.35
+
+    /// Whether these weights should run sparse rather than dense.
+    public var preferred: Bool { density < Self.densityThreshold }
+
     public init(_ w: QuantizedWeights) {
         n = w.n
         k = w.k
