@@ -33,14 +33,14 @@ let package = Package(
         // on the kernel set.
         .target(name: "QuernNN", dependencies: ["QuernCore", "QuernKernels", "CKernels"]),
         // safetensors (mmap), config decoding, one file per model family.
-        .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels"]),
+        .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels", "QuernNN"]),
         // Archive streaming (libarchive), record decoders, compressed writers (zlib).
         .target(name: "QuernData", dependencies: ["QuernCore", "CArchive", "CZlib"]),
         // Manifest, job states and transitions, spool protocol, runner, watcher, status.
         .target(name: "QuernSpool",
                 dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernKernels"]),
         // `quern bench`: the spool and the kernels measured against reference systems.
-        .target(name: "QuernBench", dependencies: ["QuernSpool", "QuernKernels", "QuernModels", "QuernData"]),
+        .target(name: "QuernBench", dependencies: ["QuernSpool", "QuernKernels", "QuernNN", "QuernModels", "QuernData"]),
         // The command line: parses arguments and calls the libraries; no logic of its own.
         .executableTarget(name: "quern", dependencies: [
             "QuernSpool", "QuernBench",

@@ -16,60 +16,75 @@ public protocol TabularModel: Sendable {
     func describe() -> JSONValue
 }
 
-/// The `model_type` field every config.json carries, decoded first to pick the family.
-struct ModelTypeProbe: Decodable {
-    let modelType: String?
-    enum CodingKeys: String, CodingKey { case modelType = "model_type" }
-}
-
 /// A Hugging-Face-style model directory: `config.json` + `model.safetensors`.
 public struct ModelDirectory {
     public let path: String
-    public let model: any TabularModel
+    public let config: StackConfig
+    public let model: StackModel
     public let weightsSHA256: String
     public let weightsBytes: Int
 
-    /// Families by `model_type`; each entry decodes its config and loads its weights.
-    static let registry: [String: @Sendable (Data, SafetensorsFile) throws -> any TabularModel] = [
-        "mlp": { try MLP(config: $0, weights: $1) },
+    /// Families by `model_type`: each decodes its config.
+    static let registry: [String: @Sendable ([UInt8]) throws -> StackConfig] = [
+        "mlp": MLP.config,
+        "cnn": CNN.config,
     ]
 
     public static var families: [String] { registry.keys.sorted() }
 
-    public static func load(_ path: String) throws -> ModelDirectory {
-        let configPath = Path.join(path, "config.json"), weightsPath = Path.join(path, "model.safetensors")
+    /// config.json alone: enough to build a network from scratch (a directory without
+    /// model.safetensors is an architecture to train).
+    public static func readConfig(_ path: String) throws -> StackConfig {
         guard Sys.isDirectory(path) else {
             throw QuernError(.fileNotFound, "model directory \(path) does not exist", field: "model")
         }
-        for p in [configPath, weightsPath] where !Sys.isRegularFile(p) {
-            throw QuernError(.modelInvalid, "model directory \(path) has no \(Path.basename(p)); a model is config.json + model.safetensors", field: "model")
+        let configPath = Path.join(path, "config.json")
+        guard Sys.isRegularFile(configPath) else {
+            throw QuernError(.modelInvalid, "model directory \(path) has no config.json; a model is config.json + model.safetensors", field: "model")
         }
-        let config = Data(try Sys.readFile(configPath))
+        let bytes = try Sys.readFile(configPath)
         let type: String
         do {
-            guard let t = try JSONDecoder().decode(ModelTypeProbe.self, from: config).modelType else {
+            guard let t = try JSONParser.parse(bytes).objectValue?["model_type"]?.stringValue else {
                 throw QuernError(.modelInvalid, "\(configPath) has no \"model_type\"", field: "model")
             }
             type = t
         } catch let e as QuernError { throw e } catch {
             throw QuernError(.modelInvalid, "\(configPath) is not valid JSON: \(error)", field: "model")
         }
-        guard let make = registry[type] else {
+        guard let decode = registry[type] else {
             throw QuernError(.modelInvalid, "model_type \"\(type)\" is not supported; known families: \(families.joined(separator: ", "))", field: "model")
         }
-        let weights = try SafetensorsFile(path: weightsPath)
-        let model: any TabularModel
         do {
-            model = try make(config, weights)
-        } catch let e as QuernError {
-            var e = e
+            return try decode(bytes)
+        } catch var e as QuernError {
             e.field = e.field ?? "model"
             throw e
-        } catch let e as DecodingError {
-            throw QuernError(.modelInvalid, "\(configPath): \(describe(e))", field: "model")
+        }
+    }
+
+    public static func hasWeights(_ path: String) -> Bool { Sys.isRegularFile(Path.join(path, "model.safetensors")) }
+
+    /// Loads a model for inference; `precision: .int8` quantizes an fp32 model's weights
+    /// at load (per output channel), an int8 model runs int8 either way.
+    public static func load(_ path: String, precision: LinearOperator.Precision = .fp32) throws -> ModelDirectory {
+        let config = try readConfig(path)
+        let weightsPath = Path.join(path, "model.safetensors")
+        guard Sys.isRegularFile(weightsPath) else {
+            throw QuernError(.modelInvalid, "model directory \(path) has no model.safetensors; a model is config.json + model.safetensors", field: "model")
+        }
+        let weights = try SafetensorsFile(path: weightsPath)
+        let model: StackModel
+        do {
+            model = try StackModel(family: config.family, inputShape: config.inputShape, specs: config.specs, labels: config.labels,
+                                   featureNames: config.featureNames, problemType: config.problemType, weights: weights,
+                                   precision: config.quantization != nil ? .int8 : precision)
+        } catch var e as QuernError {
+            e.field = e.field ?? "model"
+            throw e
         }
         let digest = try SHA256Stream.file(weightsPath)
-        return ModelDirectory(path: path, model: model, weightsSHA256: digest.sha256, weightsBytes: digest.bytes)
+        return ModelDirectory(path: path, config: config, model: model, weightsSHA256: digest.sha256, weightsBytes: digest.bytes)
     }
 
     static func describe(_ e: DecodingError) -> String {

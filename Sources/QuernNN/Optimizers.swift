@@ -37,13 +37,19 @@ public final class SGD: Optimizer {
 
     public func step(lr: Float) {
         steps += 1
+        let (mu, wd) = (momentum, weightDecay)
         for (i, p) in parameters.enumerated() {
-            for j in 0..<p.grad.count {
-                let g = p.grad[j] + weightDecay * p.value.data[j]
-                velocity[i][j] = momentum * velocity[i][j] + g
-                p.value.data[j] -= lr * velocity[i][j]
+            p.value.data.withUnsafeMutableBufferPointer { w in
+                p.grad.withUnsafeMutableBufferPointer { g in
+                    velocity[i].withUnsafeMutableBufferPointer { v in
+                        for j in 0..<g.count {
+                            v[j] = mu * v[j] + g[j] + wd * w[j]
+                            w[j] -= lr * v[j]
+                            g[j] = 0
+                        }
+                    }
+                }
             }
-            p.zeroGrad()
         }
     }
 
@@ -82,20 +88,28 @@ public final class Adam: Optimizer {
 
     public func step(lr: Float) {
         steps += 1
-        let c1 = 1 - pow(beta1, Float(steps)), c2 = 1 - pow(beta2, Float(steps))
+        let (b1, b2, eps) = (beta1, beta2, self.eps)
+        let c1 = 1 - pow(b1, Float(steps)), c2 = 1 - pow(b2, Float(steps))
+        // Decoupled decay shrinks the weight before the Adam update; coupled decay adds
+        // to the gradient.
+        let shrink = decoupled ? 1 - lr * weightDecay : 1, coupled = decoupled ? 0 : weightDecay
         for (i, p) in parameters.enumerated() {
-            for j in 0..<p.grad.count {
-                var g = p.grad[j]
-                if decoupled {
-                    p.value.data[j] -= lr * weightDecay * p.value.data[j]
-                } else {
-                    g += weightDecay * p.value.data[j]
+            p.value.data.withUnsafeMutableBufferPointer { w in
+                p.grad.withUnsafeMutableBufferPointer { g in
+                    m[i].withUnsafeMutableBufferPointer { m in
+                        v[i].withUnsafeMutableBufferPointer { v in
+                            for j in 0..<g.count {
+                                let grad = g[j] + coupled * w[j]
+                                w[j] *= shrink
+                                m[j] = b1 * m[j] + (1 - b1) * grad
+                                v[j] = b2 * v[j] + (1 - b2) * grad * grad
+                                w[j] -= lr * (m[j] / c1) / ((v[j] / c2).squareRoot() + eps)
+                                g[j] = 0
+                            }
+                        }
+                    }
                 }
-                m[i][j] = beta1 * m[i][j] + (1 - beta1) * g
-                v[i][j] = beta2 * v[i][j] + (1 - beta2) * g * g
-                p.value.data[j] -= lr * (m[i][j] / c1) / ((v[i][j] / c2).squareRoot() + eps)
             }
-            p.zeroGrad()
         }
     }
 

@@ -7,7 +7,7 @@ import QuernSpool
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
-        subcommands: [SpoolBench.self, KernelBench.self])
+        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self])
 }
 
 struct SpoolBench: ParsableCommand {
@@ -42,5 +42,30 @@ struct KernelBench: ParsableCommand {
         let counts = threads.map { $0.split(separator: ",").compactMap { Int($0) } }
             ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
         try KernelBenchmark(anchorScript: anchor, seconds: seconds).run(shapes: KernelBenchmark.defaultShapes, threadCounts: counts)
+    }
+}
+
+struct TrainBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train",
+        abstract: "Seconds per training epoch (digits MLP, LeNet-style CNN) against PyTorch on CPU.")
+    @Option(help: "The PyTorch anchor script.")
+    var anchor: String = "scripts/bench/train_anchor.py"
+    @Option(help: "Python with torch (scripts/setup-torch.sh makes it).")
+    var python: String = "/tmp/quern-torch/bin/python"
+    @Option(help: "Models, comma-separated (mlp, cnn).")
+    var models: String = "mlp,cnn"
+    @Option(help: "Batch sizes, comma-separated.")
+    var batches: String = "32,128"
+    @Option(help: "Thread counts, comma-separated (default: 1 and all cores).")
+    var threads: String?
+    @Option(help: "Timed epochs (after one warm-up).")
+    var epochs: Int = 5
+
+    func run() throws {
+        let counts = threads.map { $0.split(separator: ",").compactMap { Int($0) } }
+            ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
+        let chosen = models.split(separator: ",").compactMap { TrainingBenchmark.Model(rawValue: String($0)) }
+        TrainingBenchmark(anchorScript: anchor, python: python, epochs: epochs)
+            .run(models: chosen, batches: batches.split(separator: ",").compactMap { Int($0) }, threadCounts: counts)
     }
 }

@@ -194,10 +194,10 @@ struct StrictLoadingTests {
     }
 
     @Test func unknownModelTypeNamesTheKnownFamilies() throws {
-        let e = try #require(try loadError(config: #"{"model_type": "cnn"}"#))
+        let e = try #require(try loadError(config: #"{"model_type": "transformer"}"#))
         #expect(e.code == .modelInvalid)
-        #expect(e.message.contains("\"cnn\""))
-        #expect(e.message.contains("mlp"))
+        #expect(e.message.contains("\"transformer\""))
+        #expect(e.message.contains("cnn, mlp"))
     }
 
     @Test func regressionModelsHaveNoLabels() throws {

@@ -1,0 +1,70 @@
+/// A `[N, K]` weight matrix in the form it runs fastest: dense fp32, int8, or one of the
+/// sparse formats, chosen once at load. Layers of every model family (Linear, and Conv2d
+/// through im2col) call `apply` without caring which.
+public enum LinearOperator: Sendable {
+    case fp32(PackedWeights)
+    case int8(QuantizedWeights)
+    case sparse(SparseWeights)
+    case sparseInt8(SparseQuantizedWeights)
+    case blockSparseInt8(BlockSparseWeights)
+
+    public enum Precision: String, Sendable { case fp32, int8 }
+
+    /// The fastest operator for fp32 weights `[N, K]` at a precision: sparse formats when
+    /// the measured density thresholds say they win (1×4 blocks for int8 when whole blocks
+    /// are zero, CSR otherwise), dense kernels otherwise.
+    public static func choose(_ w: Tensor, precision: Precision) -> LinearOperator {
+        let zeros = w.data.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
+        let density = 1 - Double(zeros) / Double(max(w.count, 1))
+        switch precision {
+        case .fp32:
+            if density < SparseWeights.densityThreshold { return .sparse(SparseWeights(w)) }
+            return .fp32(PackedWeights(w))
+        case .int8:
+            return choose(QuantizedWeights(quantizing: w))
+        }
+    }
+
+    /// The fastest operator for already quantized weights.
+    public static func choose(_ q: QuantizedWeights) -> LinearOperator {
+        let blocks = BlockSparseWeights(q)
+        // Block-sparse wins by 2–3× at 80–90 % block sparsity (see `quern bench kernels`);
+        // require at least half of the blocks empty before leaving the dense kernel.
+        if blocks.blockDensity < 0.5 { return .blockSparseInt8(blocks) }
+        let csr = SparseQuantizedWeights(q)
+        if csr.preferred { return .sparseInt8(csr) }
+        return .int8(q)
+    }
+
+    public var outFeatures: Int {
+        switch self {
+        case .fp32(let w): w.n
+        case .int8(let w): w.n
+        case .sparse(let w): w.n
+        case .sparseInt8(let w): w.n
+        case .blockSparseInt8(let w): w.n
+        }
+    }
+
+    public var kind: String {
+        switch self {
+        case .fp32: "fp32"
+        case .int8: "int8"
+        case .sparse: "fp32-csr"
+        case .sparseInt8: "int8-csr"
+        case .blockSparseInt8: "int8-block1x4"
+        }
+    }
+
+    /// `y[M, N] = act(x[M, K] · wᵀ + bias)`.
+    public func apply(_ x: UnsafePointer<Float>, m: Int, bias: UnsafePointer<Float>?, activation: Activation,
+                      into y: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared) {
+        switch self {
+        case .fp32(let w): SGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
+        case .int8(let w): QGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
+        case .sparse(let w): SparseGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
+        case .sparseInt8(let w): SparseQGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
+        case .blockSparseInt8(let w): SparseQGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
+        }
+    }
+}
