@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "QuernCoreTests", dependencies: ["QuernCore", "QuernTestSupport"]),
         .testTarget(name: "QuernKernelsTests", dependencies: ["QuernKernels"]),
         .testTarget(name: "QuernNNTests", dependencies: ["QuernNN"]),
-        .testTarget(name: "QuernModelsTests", dependencies: ["QuernModels", "QuernTestSupport"]),
+        .testTarget(name: "QuernModelsTests", dependencies: ["QuernModels", "QuernNN", "QuernTestSupport"]),
         .testTarget(name: "QuernDataTests", dependencies: ["QuernData", "QuernTestSupport"]),
         .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool", "QuernTestSupport"]),
         // Runs the built `quern` binary against temporary spools: real files, processes, signals.
