@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "QuernData", dependencies: ["QuernCore", "CArchive", "CZlib"]),
         // Manifest, job states and transitions, spool protocol, runner, watcher, status.
         .target(name: "QuernSpool",
-                dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernKernels"]),
+                dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernNN", "QuernKernels"]),
         // `quern bench`: the spool and the kernels measured against reference systems.
         .target(name: "QuernBench", dependencies: ["QuernSpool", "QuernKernels", "QuernNN", "QuernModels", "QuernData"]),
         // The command line: parses arguments and calls the libraries; no logic of its own.

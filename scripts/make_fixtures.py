@@ -293,6 +293,56 @@ def main() -> int:
     }
     write_tar_gz(DATA_DIR / "digits.tar.gz", shards)
 
+    # ---- training data for finetune jobs: the train split as CSV in a tar.gz, and both
+    # splits as IDX (MNIST's format: big-endian header, then u8 pixels / labels).
+    train_ids = [f"train-{i:04d}" for i in range(len(X_train))]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", *FEATURE_NAMES, "label"])
+    for rid, feats, label in zip(train_ids, X_train, y_train):
+        w.writerow([rid, *(int(v) for v in feats), int(label)])
+    write_tar_gz(DATA_DIR / "digits-train.tar.gz", {"digits/train.csv": buf.getvalue().encode("utf-8")})
+
+    def idx_images(X) -> bytes:
+        n = len(X)
+        return struct.pack(">IIII", 0x0803, n, 8, 8) + X.astype(np.uint8).tobytes()
+
+    def idx_labels(y) -> bytes:
+        return struct.pack(">II", 0x0801, len(y)) + np.asarray(y, dtype=np.uint8).tobytes()
+
+    write_tar_gz(DATA_DIR / "digits-idx.tar.gz", {
+        "train-images-idx3-ubyte": idx_images(X_train), "train-labels-idx1-ubyte": idx_labels(y_train),
+        "test-images-idx3-ubyte": idx_images(X_test), "test-labels-idx1-ubyte": idx_labels(y_test),
+    })
+
+    # ---- architectures to train from scratch (config.json only, no weights)
+    arch = {
+        "digits-mlp-arch": {
+            "model_type": "mlp", "input_size": N_FEATURES,
+            "layers": [{"out_features": 64, "activation": "relu"}, {"out_features": N_LABELS}],
+        },
+        "digits-cnn-arch": {
+            "model_type": "cnn", "input_shape": [1, 8, 8],
+            "layers": [
+                {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1, "activation": "relu"},
+                {"type": "maxpool2d", "kernel_size": 2},
+                {"type": "conv2d", "out_channels": 32, "kernel_size": 3, "padding": 1, "activation": "relu"},
+                {"type": "maxpool2d", "kernel_size": 2},
+                {"type": "flatten"},
+                {"type": "dropout", "p": 0.3},
+                {"type": "linear", "out_features": 64, "activation": "relu"},
+                {"type": "dropout", "p": 0.3},
+                {"type": "linear", "out_features": N_LABELS},
+            ],
+        },
+    }
+    for name, cfg in arch.items():
+        d = ROOT / "fixtures" / "models" / name
+        d.mkdir(parents=True, exist_ok=True)
+        cfg = {**cfg, "id2label": id2label, "problem_type": "single_label_classification"}
+        with open(d / "config.json", "w", newline="", encoding="utf-8") as f:
+            f.write(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
     # ---- reference outputs from the safetensors file, independent of sklearn
     probs = forward_fp32(loaded, X_test.astype(np.float32))
     pred_ref = probs.argmax(axis=1)

@@ -10,7 +10,8 @@
 #     at load time, so `import torch` fails without the nvidia-* packages even on a CPU
 #     (tried: "libcublasLt.so.*[0-9] not found"). We install torch --no-deps, then every
 #     requirement it declares except triton (~1 GB, only used by torch.compile's GPU
-#     backend): ~4.5 GB instead of ~5.5 GB.
+#     backend): ~4.4 GB instead of ~5.4 GB. pip then prints an "ERROR: ... dependency
+#     conflicts ... triton" notice: expected, not a failure.
 # QUERN_TORCH_SOURCE=pytorch|local|pypi forces one of them.
 set -euo pipefail
 VENV=${QUERN_TORCH_VENV:-/tmp/quern-torch}

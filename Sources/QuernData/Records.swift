@@ -6,6 +6,9 @@ import Glibc
 
 public enum RecordFormat: String, Sendable, CaseIterable {
     case jsonl, csv, txt, npy
+
+    /// Formats whose records bring their label without a `label_field`.
+    public var carriesLabels: Bool { false }
 }
 
 /// What to take from each record: which fields, and what the task needs.

@@ -106,9 +106,12 @@ public final class SafetensorsFile {
 public enum Safetensors {
     /// Serialises fp32 tensors (name → shape, values) in the safetensors layout: 8-byte
     /// little-endian header length, JSON header padded to 8 bytes, data in name order.
-    public static func encode(_ tensors: [String: ([Int], [Float])]) -> [UInt8] {
+    public static func encode(_ tensors: [String: ([Int], [Float])], metadata: [String: String] = [:]) -> [UInt8] {
         var header = JSONObject()
-        header["__metadata__"] = ["format": "pt"]
+        var meta = JSONObject()
+        meta["format"] = "pt"
+        for (k, v) in metadata.sorted(by: { $0.key < $1.key }) { meta[k] = .string(v) }
+        header["__metadata__"] = .object(meta)
         var data: [UInt8] = []
         for name in tensors.keys.sorted() {
             let (shape, values) = tensors[name]!

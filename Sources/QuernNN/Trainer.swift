@@ -118,14 +118,16 @@ public final class Trainer {
                                         totalSteps: total, decay: options.decay)
     }
 
-    /// One pass over `data` in a seeded order; returns mean loss and accuracy.
-    public func trainEpoch(_ data: LabeledSamples, epoch: Int) -> (loss: Double, accuracy: Double) {
+    /// One pass over `data` in a seeded order; returns mean loss and accuracy, or nil if
+    /// `shouldStop` said so between batches (the epoch is then redone on resume).
+    public func trainEpoch(_ data: LabeledSamples, epoch: Int, shouldStop: () -> Bool = { false }) -> (loss: Double, accuracy: Double)? {
         var order = Array(0..<data.count)
         var random = SeededRandom(seed: options.seed &+ 0x5EED &* UInt64(epoch + 1))
         order.shuffle(using: &random)
         var lossSum = 0.0, correct = 0
         var start = 0
         while start < order.count {
+            if shouldStop() { return nil }
             let end = min(start + options.batchSize, order.count)
             let (x, labels) = data.batch(order[start..<end])
             let tape = Tape(training: true, seed: options.seed ^ UInt64(step) &* 0x9E37_79B9, pool: pool)

@@ -15,7 +15,12 @@ public enum Commands {
         let policy = PathPolicy(base: base, roots: roots)
         let input = try policy.resolve(manifest.input.path, field: "input.path")
         let modelPath = try policy.resolve(manifest.model!, field: "model")
-        let model = try ModelDirectory.load(modelPath)
+        // finetune may start from an architecture alone (config.json without weights).
+        let config = try ModelDirectory.readConfig(modelPath)
+        if manifest.task != .finetune || ModelDirectory.hasWeights(modelPath) {
+            _ = try ModelDirectory.load(modelPath, precision: manifest.precision == .int8 ? .int8 : .fp32)
+        }
+        let inputSize = config.inputShape.reduce(1, *)
         let stream = try RecordStream(path: input, spec: manifest.recordSpec, limits: manifest.limits.stream)
         var sampled = 0, bad = 0
         var firstProblem: JSONValue = .null
@@ -23,10 +28,10 @@ public enum Commands {
             sampled += 1
             switch item {
             case .record(let r):
-                if r.features.count != model.model.inputSize {
+                if r.features.count != inputSize {
                     bad += 1
                     if firstProblem == .null {
-                        firstProblem = .string("\(r.member) line \(r.line): \(r.features.count) features, model takes \(model.model.inputSize)")
+                        firstProblem = .string("\(r.member) line \(r.line): \(r.features.count) features, model takes \(inputSize)")
                     }
                 }
             case .failure(let f):
@@ -37,7 +42,7 @@ public enum Commands {
         manifest.input.path = input
         manifest.model = modelPath
         let summary: JSONValue = ["valid": true, "task": .string(manifest.task.rawValue), "input": .string(input),
-                                  "model": .string(modelPath), "model_family": .string(model.model.family),
+                                  "model": .string(modelPath), "model_family": .string(config.family),
                                   "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
                                   "first_problem": firstProblem]
         return (manifest, summary)

@@ -29,6 +29,25 @@ public struct Manifest: Sendable {
         public var probabilities = true
     }
 
+    /// The `train` block. Defaults follow common practice for small classifiers: AdamW
+    /// at 1e-3 with decay 0.01, cosine schedule, 10 % held out for validation.
+    public struct Training: Sendable, Equatable {
+        public var epochs = 10
+        public var optimizer = "adamw"
+        public var learningRate = 1e-3
+        public var weightDecay: Double?
+        public var momentum = 0.9
+        public var batchSize: Int?
+        public var validationSplit = 0.1
+        public var schedule = "cosine"
+        public var warmup = 0.0
+        public var clipNorm: Double?
+        public var patience: Int?
+        public var seed = 0
+        /// Standardise inputs with the training data's mean and deviation (new models).
+        public var normalize = true
+    }
+
     public struct Limits: Sendable {
         public var maxErrors = 100
         public var stream = StreamLimits()
@@ -43,7 +62,9 @@ public struct Manifest: Sendable {
     public var batchSize = 64
     public var output = Output()
     public var limits = Limits()
-    /// Task-specific blocks, validated for shape; used by the training tasks.
+    /// Training settings (`finetune`, and recovery training of `prune`).
+    public var training = Training()
+    /// Task-specific blocks, validated for shape; used by the model tasks.
     public var train: JSONObject?
     public var quantize: JSONObject?
     public var prune: JSONObject?
@@ -127,14 +148,55 @@ public struct Manifest: Sendable {
             }
             try l.finish()
         }
-        let train = try d.block("train", keys: ["epochs", "optimizer", "learning_rate", "validation_split", "batch_size", "weight_decay", "seed", "base_model"])
+        var training = Training()
+        var train: JSONObject?
+        if var t = try d.object("train") {
+            training.epochs = try t.int("epochs", range: 1...100_000) ?? training.epochs
+            if let o = try t.string("optimizer") {
+                guard ["sgd", "adam", "adamw"].contains(o) else {
+                    throw QuernError(.invalidValue, "train.optimizer \"\(o)\" is not one of: sgd, adam, adamw", field: "train.optimizer")
+                }
+                training.optimizer = o
+            }
+            func positive(_ key: String) throws -> Double? {
+                guard let v = try t.number(key) else { return nil }
+                guard v > 0, v.isFinite else { throw QuernError(.invalidValue, "train.\(key) must be a positive number", field: "train.\(key)") }
+                return v
+            }
+            func fraction(_ key: String) throws -> Double? {
+                guard let v = try t.number(key) else { return nil }
+                guard v >= 0, v < 1 else { throw QuernError(.invalidValue, "train.\(key) must be in [0, 1)", field: "train.\(key)") }
+                return v
+            }
+            training.learningRate = try positive("learning_rate") ?? training.learningRate
+            if let wd = try t.number("weight_decay") {
+                guard wd >= 0 else { throw QuernError(.invalidValue, "train.weight_decay must be at least 0", field: "train.weight_decay") }
+                training.weightDecay = wd
+            }
+            training.momentum = try fraction("momentum") ?? training.momentum
+            training.batchSize = try t.int("batch_size", range: 1...65536)
+            training.validationSplit = try fraction("validation_split") ?? training.validationSplit
+            if let s = try t.string("schedule") {
+                guard ["constant", "linear", "cosine"].contains(s) else {
+                    throw QuernError(.invalidValue, "train.schedule \"\(s)\" is not one of: constant, linear, cosine", field: "train.schedule")
+                }
+                training.schedule = s
+            }
+            training.warmup = try fraction("warmup") ?? training.warmup
+            training.clipNorm = try positive("clip_norm")
+            training.patience = try t.int("patience", range: 1...100_000)
+            training.seed = try t.int("seed", range: 0...Int(Int32.max)) ?? 0
+            training.normalize = try t.bool("normalize") ?? true
+            try t.finish()
+            train = t.object
+        }
         let quantize = try d.block("quantize", keys: ["scheme", "calibration", "percentile"])
         let prune = try d.block("prune", keys: ["sparsity", "pattern", "schedule", "scope", "recovery_epochs"])
         try d.finish()
 
         var m = Manifest(version: 1, id: id, task: task, model: model, precision: precision, input: input,
-                         batchSize: batchSize, output: output, limits: limits, train: train, quantize: quantize,
-                         prune: prune, raw: root)
+                         batchSize: batchSize, output: output, limits: limits, training: training, train: train,
+                         quantize: quantize, prune: prune, raw: root)
         try m.checkTask()
         return m
     }
@@ -162,11 +224,21 @@ public struct Manifest: Sendable {
             if input.format == .txt {
                 throw QuernError(.unsupportedFormat, "task \(task.rawValue) on tabular models needs feature records (csv, jsonl or npy), not txt", field: "input.format")
             }
-            if precision == .int8 {
-                throw QuernError(.invalidValue, "precision int8 needs the int8 kernel set, which this build does not have yet; use fp32", field: "precision")
+        case .finetune:
+            guard model != nil else {
+                throw QuernError(.missingField, "task finetune needs \"model\": a model directory (config.json alone trains from scratch; with model.safetensors it fine-tunes those weights)", field: "model")
             }
-        case .embed, .score, .finetune, .quantize, .prune:
-            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern; available tasks: predict, evaluate", field: "task")
+            if input.labelField == nil && !input.format.carriesLabels {
+                throw QuernError(.missingField, "task finetune needs input.label_field (the column or field holding the true label)", field: "input.label_field")
+            }
+            if input.format == .txt || input.format == .npy {
+                throw QuernError(.unsupportedFormat, "task finetune needs labelled feature records (csv, jsonl or idx), not \(input.format.rawValue)", field: "input.format")
+            }
+            if precision == .int8 {
+                throw QuernError(.invalidValue, "finetune trains in fp32; quantize the result with a quantize job", field: "precision")
+            }
+        case .embed, .score, .quantize, .prune:
+            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern; available tasks: predict, evaluate, finetune", field: "task")
         }
     }
 
@@ -176,7 +248,7 @@ public struct Manifest: Sendable {
                            textField: input.textField, labelField: input.labelField,
                            featuresField: input.featuresField, featureColumns: input.featureColumns)
         s.wantsFeatures = true
-        s.wantsLabel = task == .evaluate
+        s.wantsLabel = task == .evaluate || task == .finetune
         return s
     }
 }

@@ -132,8 +132,19 @@ public final class JobRunner {
         guard Sys.isRegularFile(inputPath) else {
             throw QuernError(.fileNotFound, "input.path \(inputPath) is not a regular file", field: "input.path")
         }
+        if manifest.task == .finetune {
+            let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
+            defer { heartbeat.stop() }
+            // Records are re-read from the start on resume, so the error file starts anew.
+            let errors = try ChunkedGzipWriter(path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel)
+            openErrors = errors
+            let outcome = try FinetuneJob(job: job, manifest: manifest, log: log, time: time)
+                .run(inputPath: inputPath, modelPath: modelPath, spool: spool, heartbeat: heartbeat, errors: errors)
+            openErrors = nil
+            return outcome
+        }
         let loadStart = time.monotonic()
-        let model = try ModelDirectory.load(modelPath)
+        let model = try ModelDirectory.load(modelPath, precision: manifest.precision == .int8 ? .int8 : .fp32)
         let loadSeconds = time.monotonic() - loadStart
         let task = TabularTask(model: model.model, evaluate: manifest.task == .evaluate,
                                probabilities: manifest.output.probabilities)
