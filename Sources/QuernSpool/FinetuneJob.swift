@@ -162,7 +162,7 @@ struct FinetuneJob {
         try Sys.rename(errors.path, job.file(JobRunner.errorsName))
         try publishModel(config: config, tensors: best, normalizer: normalizer)
         let title = "\(job.id): \(config.family), \(train.count) training / \(validation.count) validation samples"
-        try Sys.writeFileAtomically(job.file("training.svg"), Array(TrainingPlot.svg(state.history, title: title).utf8),
+        try Sys.writeFileAtomically(job.file("training.svg"), Array(TrainingPlot.svg(state.history, title: title, best: state.bestEpoch).utf8),
                                     durability: .content)
 
         var report = JSONObject()

@@ -4,7 +4,8 @@ import QuernNN
 /// `training.svg`: loss (left) and accuracy (right) per epoch, training and validation,
 /// as a self-contained SVG any browser opens. Plain SVG text, no dependencies.
 enum TrainingPlot {
-    static func svg(_ history: [EpochRecord], title: String) -> String {
+    /// `best`: the epoch whose weights were published, marked with a dashed line.
+    static func svg(_ history: [EpochRecord], title: String, best: Int? = nil) -> String {
         let panelW = 360.0, panelH = 240.0, margin = 48.0, gap = 40.0
         let width = margin * 2 + panelW * 2 + gap, height = panelH + margin * 2 + 24
         var out = """
@@ -16,17 +17,20 @@ enum TrainingPlot {
         let epochs = history.map { Double($0.epoch) }
         let losses = history.map(\.trainLoss) + history.compactMap(\.validationLoss)
         let maxLoss = max(losses.filter(\.isFinite).max() ?? 1, 1e-9)
-        out += panel(x: margin, y: margin, w: panelW, h: panelH, label: "loss", yMax: maxLoss, epochs: epochs,
+        out += panel(x: margin, y: margin, w: panelW, h: panelH, label: "loss", yMax: maxLoss, epochs: epochs, best: best,
+                     legendLow: false,
                      series: [("train", history.map(\.trainLoss), "#1f77b4"),
                               ("validation", history.map { $0.validationLoss ?? .nan }, "#ff7f0e")])
         out += panel(x: margin + panelW + gap, y: margin, w: panelW, h: panelH, label: "accuracy", yMax: 1, epochs: epochs,
+                     best: best, legendLow: true,
                      series: [("train", history.map(\.trainAccuracy), "#1f77b4"),
                               ("validation", history.map { $0.validationAccuracy ?? .nan }, "#ff7f0e")])
         return out + "</svg>\n"
     }
 
+    /// Curves start high for loss and low for accuracy: the legend goes where they are not.
     static func panel(x: Double, y: Double, w: Double, h: Double, label: String, yMax: Double, epochs: [Double],
-                      series: [(String, [Double], String)]) -> String {
+                      best: Int?, legendLow: Bool, series: [(String, [Double], String)]) -> String {
         let first = epochs.first ?? 1, last = max(epochs.last ?? 1, first + 1)
         func px(_ e: Double) -> Double { x + (e - first) / (last - first) * w }
         func py(_ v: Double) -> Double { y + h - min(max(v / yMax, 0), 1) * h }
@@ -41,6 +45,10 @@ enum TrainingPlot {
         }
         s += "\n<text x=\"\(f(x + w / 2))\" y=\"\(f(y + h + 34))\" text-anchor=\"middle\">epoch</text>"
         s += "<text x=\"\(f(x))\" y=\"\(f(y - 8))\">\(label)</text>\n"
+        if let best {
+            s += "<line x1=\"\(f(px(Double(best))))\" y1=\"\(f(y))\" x2=\"\(f(px(Double(best))))\" y2=\"\(f(y + h))\" stroke=\"#2ca02c\" stroke-dasharray=\"4 3\"/>"
+            s += "<text x=\"\(f(px(Double(best)) + 4))\" y=\"\(f(y + h / 2))\" fill=\"#2ca02c\">best</text>\n"
+        }
         for (i, (name, values, color)) in series.enumerated() {
             let points = zip(epochs, values).filter { $0.1.isFinite }.map { "\(f(px($0.0))),\(f(py($0.1)))" }
             guard !points.isEmpty else { continue }
@@ -49,7 +57,7 @@ enum TrainingPlot {
                 let xy = p.split(separator: ",")
                 s += "<circle cx=\"\(xy[0])\" cy=\"\(xy[1])\" r=\"2.5\" fill=\"\(color)\"/>"
             }
-            let ly = y + 14 + Double(i) * 16
+            let ly = legendLow ? y + h - 30 + Double(i) * 16 : y + 14 + Double(i) * 16
             s += "\n<line x1=\"\(f(x + w - 110))\" y1=\"\(f(ly - 4))\" x2=\"\(f(x + w - 90))\" y2=\"\(f(ly - 4))\" stroke=\"\(color)\" stroke-width=\"2\"/>"
             s += "<text x=\"\(f(x + w - 84))\" y=\"\(f(ly))\">\(name)</text>\n"
         }
