@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension EndToEnd {
+    @Suite("finetune jobs")
+    struct TrainingTests {
+        /// scikit-learn's MLPClassifier on the same split (scripts/make_fixtures.py): the
+        /// accuracy a Quern-trained mlp must reach on the test rows.
+        static let sklearnMLPAccuracy = 0.9733
+        static let finetuneFiles = ["errors.jsonl.gz", "job.log", "manifest.json", "model", "report.json", "training.svg"]
+
+        /// The example manifest from jobs/, with paths made absolute and overrides merged
+        /// into its `train` block.
+        static func manifest(_ name: String, id: String, train: [String: Any] = [:]) throws -> Data {
+            var m = try JSON.object(Files.read(E2E.repoRoot + "/jobs/\(name).json"), what: name)
+            m["id"] = id
+            m["model"] = E2E.repoRoot + "/" + (m["model"] as! String)
+            var input = m["input"] as! [String: Any]
+            input["path"] = E2E.repoRoot + "/" + (input["path"] as! String)
+            m["input"] = input
+            var t = m["train"] as? [String: Any] ?? [:]
+            for (k, v) in train { t[k] = v }
+            m["train"] = t
+            return try JSON.encode(m)
+        }
+
+        @Test("finetune an mlp from its architecture: model/, report and plot; the model beats sklearn's MLP on the test split")
+        func mlpFromScratch() async throws {
+            let scratch = try Scratch("finetune")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            try spool.drop("ft.json", try Self.manifest("finetune-digits-mlp", id: "ft-mlp"))
+            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 300)
+            #expect(run.status == 0, "\(run)")
+            let done = spool.job("done", "ft-mlp")
+            #expect(Files.list(done) == Self.finetuneFiles)
+            #expect(Files.list(done + "/model") == ["config.json", "model.safetensors"])
+            let report = try Files.json(done + "/report.json")
+            #expect(JSON.string(report, "task") == "finetune")
+            #expect(JSON.int(report, "records.succeeded") == 1347)
+            #expect(JSON.int(report, "records.train")! + JSON.int(report, "records.validation")! == 1347)
+            let history = try #require(JSON.get(report, "training.history") as? [[String: Any]])
+            #expect(history.count == 30)
+            #expect(JSON.double(history.last!, "train_loss")! < JSON.double(history.first!, "train_loss")!)
+            let svg = try Files.text(done + "/training.svg")
+            #expect(svg.hasPrefix("<svg") && svg.contains("polyline"))
+
+            // The published model is an ordinary model directory: evaluate it on the test rows.
+            try spool.drop("ev.json", try Manifests.bytes(Manifests.predict(
+                id: "ev-mlp", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id", "label_field": "label"],
+                task: "evaluate", model: done + "/model")))
+            let evaluate = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 300)
+            #expect(evaluate.status == 0, "\(evaluate)")
+            let metrics = try Files.json(spool.job("done", "ev-mlp") + "/report.json")
+            let accuracy = try #require(JSON.double(metrics, "metrics.accuracy"))
+            #expect(accuracy >= Self.sklearnMLPAccuracy, "test accuracy \(accuracy)")
+        }
+
+        /// kill -9 during a cnn finetune: the next daemon resumes at the epoch the job was
+        /// in and publishes weights byte-identical to an uninterrupted run's.
+        @Test("kill -9 during finetune, resume from the epoch checkpoint, byte-identical model")
+        func killAndResume() async throws {
+            let scratch = try Scratch("ft-crash")
+            defer { scratch.remove() }
+            let manifest = try Self.manifest("finetune-digits-cnn", id: "ft-cnn", train: ["epochs": 4])
+
+            let reference = try SpoolDir(scratch.file("reference"))
+            try reference.drop("ft.json", manifest)
+            let straight = try await scratch.quern(["run", "--once", reference.root] + rootArgs(scratch), timeout: 600)
+            #expect(straight.status == 0, "\(straight)")
+
+            let spool = try SpoolDir(scratch.file("spool"))
+            try spool.drop("ft.json", manifest)
+            let first = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-killed")
+            let checkpoint = spool.job("active", "ft-cnn") + "/training.checkpoint"
+            try await E2E.waitUntil("a training checkpoint", timeout: 300, poll: 0.02) {
+                guard first.isRunning else { throw E2EFailure("daemon exited before the kill: \(first.stderrTail)") }
+                if !spool.jobs("done").isEmpty { throw E2EFailure("the job finished before it could be killed") }
+                return Files.exists(checkpoint)
+            }
+            #expect(kill(first.pid, SIGKILL) == 0)
+            let killed = try await first.wait(timeout: 20)
+            #expect(killed.signaled && killed.status == SIGKILL)
+            #expect(spool.jobs("done").isEmpty && spool.jobs("active") == ["ft-cnn"])
+
+            let resumed = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
+            #expect(resumed.status == 0, "\(resumed)")
+            let done = spool.job("done", "ft-cnn"), ref = reference.job("done", "ft-cnn")
+            #expect(Files.list(done) == Self.finetuneFiles)
+            #expect(try Files.read(done + "/model/model.safetensors") == (try Files.read(ref + "/model/model.safetensors")),
+                    "resumed weights differ from the uninterrupted run's")
+            #expect(try Files.read(done + "/model/config.json") == (try Files.read(ref + "/model/config.json")))
+            let report = try Files.json(done + "/report.json"), refReport = try Files.json(ref + "/report.json")
+            #expect(JSON.int(report, "resumed") == 1)
+            #expect(JSON.double(report, "metrics.validation_accuracy") == JSON.double(refReport, "metrics.validation_accuracy"))
+            let log = try Files.text(done + "/job.log")
+            #expect(log.contains("resuming training from checkpoint"), "job.log:\n\(log)")
+        }
+    }
+}
