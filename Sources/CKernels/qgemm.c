@@ -66,6 +66,16 @@ void quern_quantize_rows_u8_scalar(const float *x, size_t m, size_t k, size_t ld
 }
 
 
+void quern_quantize_rows_u8_fixed(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                  float scale, int32_t zero_point) {
+    const float inv = 1.0f / scale;
+    for (size_t i = 0; i < m; i++)
+        for (size_t p = 0; p < k; p++) {
+            int32_t v = (int32_t)lrintf(x[i * lda + p] * inv) + zero_point;
+            q[i * ldq + p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        }
+}
+
 void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                              const float *row_scale, const int32_t *row_zp, const float *col_scale,
                              const int32_t *colsum, const float *bias, int act) {
@@ -133,6 +143,33 @@ TARGET_AVX2 void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16
     for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(int32_t));
 }
 
+// q = clamp(round(x · inv) + zp, 0, 255) for one row, 32 values a step.
+TARGET_AVX2 static inline void quantize_row_avx2(const float *row, size_t k, float inv, int32_t zp, uint8_t *out) {
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i vzp = _mm256_set1_epi32(zp);
+    size_t p = 0;
+    for (; p + 32 <= k; p += 32) {
+        __m256i a = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p), vinv)), vzp);
+        __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 8), vinv)), vzp);
+        __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 16), vinv)), vzp);
+        __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 24), vinv)), vzp);
+        // Saturating packs work within 128-bit lanes; the final permute restores order.
+        __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+        __m256i bytes = _mm256_packus_epi16(ab, cd);
+        bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(out + p), bytes);
+    }
+    for (; p < k; p++) {
+        int32_t v = (int32_t)lrintf(row[p] * inv) + zp;
+        out[p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+    }
+}
+
+TARGET_AVX2 void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                                   float scale, int32_t zero_point) {
+    for (size_t i = 0; i < m; i++) quantize_row_avx2(x + i * lda, k, 1.0f / scale, zero_point, q + i * ldq);
+}
+
 // Same arithmetic as the scalar twin (min/max, then round-to-nearest-even through the
 // default MXCSR mode, which is what lrintf does), so both give identical bytes.
 TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
@@ -162,26 +199,7 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
         if (!(s > 0)) s = 1.0f;
         int32_t zp = (int32_t)lrintf(-lo / s);
         zp = zp < 0 ? 0 : (zp > 255 ? 255 : zp);
-        float inv = 1.0f / s;
-        const __m256 vinv = _mm256_set1_ps(inv);
-        const __m256i vzp = _mm256_set1_epi32(zp);
-        uint8_t *out = q + i * ldq;
-        p = 0;
-        for (; p + 32 <= k; p += 32) {
-            __m256i a = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p), vinv)), vzp);
-            __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 8), vinv)), vzp);
-            __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 16), vinv)), vzp);
-            __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 24), vinv)), vzp);
-            // Saturating packs work within 128-bit lanes; the final permute restores order.
-            __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-            __m256i bytes = _mm256_packus_epi16(ab, cd);
-            bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            _mm256_storeu_si256((__m256i *)(out + p), bytes);
-        }
-        for (; p < k; p++) {
-            int32_t v = (int32_t)lrintf(row[p] * inv) + zp;
-            out[p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
-        }
+        quantize_row_avx2(row, k, 1.0f / s, zp, q + i * ldq);
         scale[i] = s;
         zero_point[i] = zp;
     }
@@ -265,6 +283,10 @@ void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n,
 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                  float *scale, int32_t *zero_point) {
     quern_quantize_rows_u8_scalar(x, m, k, lda, q, ldq, scale, zero_point);
+}
+void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                       float scale, int32_t zero_point) {
+    quern_quantize_rows_u8_fixed(x, m, k, lda, q, ldq, scale, zero_point);
 }
 
 void quern_qgemm4_tile_avx512vnni(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,

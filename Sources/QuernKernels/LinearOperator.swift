@@ -7,6 +7,8 @@ public enum LinearOperator: Sendable {
     case sparse(SparseWeights)
     case sparseInt8(SparseQuantizedWeights)
     case blockSparseInt8(BlockSparseWeights)
+    /// int8 with a calibrated (static) activation range.
+    case int8Static(QuantizedWeights, QGEMM.InputRange)
 
     public enum Precision: String, Sendable { case fp32, int8 }
 
@@ -43,6 +45,7 @@ public enum LinearOperator: Sendable {
         case .sparse(let w): w.n
         case .sparseInt8(let w): w.n
         case .blockSparseInt8(let w): w.n
+        case .int8Static(let w, _): w.n
         }
     }
 
@@ -53,6 +56,7 @@ public enum LinearOperator: Sendable {
         case .sparse: "fp32-csr"
         case .sparseInt8: "int8-csr"
         case .blockSparseInt8: "int8-block1x4"
+        case .int8Static: "int8-static"
         }
     }
 
@@ -65,6 +69,8 @@ public enum LinearOperator: Sendable {
         case .sparse(let w): SparseGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
         case .sparseInt8(let w): SparseQGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
         case .blockSparseInt8(let w): SparseQGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
+        case .int8Static(let w, let range):
+            QGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, input: range, pool: pool)
         }
     }
 }

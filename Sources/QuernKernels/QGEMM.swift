@@ -95,9 +95,29 @@ public struct QuantizedWeights: Sendable {
 public enum QGEMM {
     static let mr = Int(QUERN_QGEMM_MR), nr = Int(QUERN_QGEMM_NR)
 
+    /// A calibrated activation range: static quantization uses it for every row instead
+    /// of measuring each row.
+    public struct InputRange: Sendable, Equatable {
+        public let scale: Float
+        public let zeroPoint: Int32
+
+        /// The u8 grid for [lo, hi] widened to include 0 (so zero padding stays exact).
+        public init(lo: Float, hi: Float) {
+            let l = min(lo, 0), h = max(hi, 0)
+            let s = (h - l) / 255
+            scale = s > 0 ? s : 1
+            zeroPoint = Int32(max(0, min(255, (-l / scale).rounded())))
+        }
+
+        public init(scale: Float, zeroPoint: Int32) {
+            self.scale = scale
+            self.zeroPoint = zeroPoint
+        }
+    }
+
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: QuantizedWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
-                              isa: ISA = .active, pool: ThreadPool = .shared) {
+                              input range: InputRange? = nil, isa: ISA = .active, pool: ThreadPool = .shared) {
         let k = w.k, n = w.n, kp = w.steps
         guard m > 0, n > 0 else { return }
         let tile = tileKernel(w.layout, isa)
@@ -119,7 +139,14 @@ public enum QGEMM {
             defer { q.deallocate() }
             let out = PackedRows(packed: .allocate(capacity: max(padded * kp, 1)), scale: .allocate(capacity: rows),
                                  zeroPoint: .allocate(capacity: rows))
-            quantize(x + r0 * k, rows, k, k, q, k, out.scale, out.zeroPoint)
+            if let range {
+                let fixed = isa == .scalar ? quern_quantize_rows_u8_fixed : quern_quantize_rows_u8_fixed_avx2
+                fixed(x + r0 * k, rows, k, k, q, k, range.scale, range.zeroPoint)
+                out.scale.update(repeating: range.scale, count: rows)
+                out.zeroPoint.update(repeating: range.zeroPoint, count: rows)
+            } else {
+                quantize(x + r0 * k, rows, k, k, q, k, out.scale, out.zeroPoint)
+            }
             packA(q, rows: rows, k: k, layout: w.layout, into: out.packed)
             return out
         }

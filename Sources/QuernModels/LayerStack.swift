@@ -61,6 +61,14 @@ public enum LayerSpec: Sendable, Equatable {
         }
     }
 
+    /// Linear and conv2d: the layers with a weight matrix (quantized and pruned).
+    public var hasWeightMatrix: Bool {
+        switch self {
+        case .linear, .conv2d: true
+        default: false
+        }
+    }
+
     var json: JSONValue {
         switch self {
         case .linear(let out, let a): ["type": "linear", "out_features": .int(Int64(out)), "activation": .string(a.rawValue)]
@@ -114,6 +122,8 @@ public struct StackModel: TabularModel {
     public let normalizer: (mean: [Float], scale: [Float])?
     public let precision: LinearOperator.Precision
     let compiled: [Compiled]
+    /// Layers stored as int8 (a quantized model), by index.
+    public let quantized: [Int: QuantizedLayer]
     /// Per layer: (weights, of which zero), from the fp32 tensors, for `quern inspect`.
     let weightCounts: [(Int, Int)]
 
@@ -164,41 +174,68 @@ public struct StackModel: TabularModel {
     /// Strict loading: every tensor the specs imply must exist with its shape (the
     /// error names the tensor and both shapes), and the file may hold nothing else.
     public init(family: String, inputShape: [Int], specs: [LayerSpec], labels: [String], featureNames: [String]?,
-                problemType: String?, weights: SafetensorsFile, precision: LinearOperator.Precision = .fp32) throws {
-        let (tensors, normalizer) = try Self.loadTensors(weights, inputShape: inputShape, specs: specs, family: family)
+                problemType: String?, weights: SafetensorsFile, precision: LinearOperator.Precision = .fp32,
+                quantizedFile: Bool = false) throws {
+        let loaded = try Self.loadTensors(weights, inputShape: inputShape, specs: specs, family: family,
+                                          quantized: precision == .int8 && quantizedFile)
         try self.init(family: family, inputShape: inputShape, specs: specs, labels: labels, featureNames: featureNames,
-                      problemType: problemType, tensors: tensors, normalizer: normalizer, precision: precision)
+                      problemType: problemType, tensors: loaded.tensors, quantized: loaded.quantized,
+                      normalizer: loaded.normalizer, precision: precision)
     }
 
-    /// The tensors the specs imply, checked strictly, and the normalizer if present.
-    public static func loadTensors(_ weights: SafetensorsFile, inputShape: [Int], specs: [LayerSpec],
-                                   family: String) throws -> ([String: Tensor], ([Float], [Float])?) {
+    /// The tensors the specs imply, checked strictly: fp32 everywhere, or, for a model
+    /// whose config has a `quantization` block, I8 weights with per-channel
+    /// `weight_scale` (and, for static quantization, each layer's calibrated
+    /// `input_scale` / `input_zero_point`).
+    public static func loadTensors(_ weights: SafetensorsFile, inputShape: [Int], specs: [LayerSpec], family: String,
+                                   quantized isQuantized: Bool = false) throws -> LoadedWeights {
         guard !specs.isEmpty, inputShape.allSatisfy({ $0 > 0 }) else {
             throw QuernError(.modelInvalid, "a \(family) needs a positive input shape and at least one layer")
         }
-        var tensors: [String: Tensor] = [:]
+        var out = LoadedWeights()
+        var expected: Set<String> = []
         for (name, shape) in try Self.expectedTensors(inputShape, specs) {
-            tensors[name] = try weights.float32(name, shape: shape)
+            expected.insert(name)
+            let layer = Int(name.split(separator: ".")[1])!
+            if isQuantized && name.hasSuffix(".weight") && specs[layer].hasWeightMatrix {
+                let (_, values) = try weights.int8(name, shape: shape)
+                let scaleName = "layers.\(layer).weight_scale"
+                let scales = try weights.float32(scaleName, shape: [shape[0]])
+                expected.insert(scaleName)
+                var range: QGEMM.InputRange?
+                if weights.entries["layers.\(layer).input_scale"] != nil {
+                    let s = try weights.float32("layers.\(layer).input_scale", shape: [1]).data[0]
+                    let z = try weights.float32("layers.\(layer).input_zero_point", shape: [1]).data[0]
+                    guard s > 0, s.isFinite, z >= 0, z <= 255 else {
+                        throw QuernError(.modelInvalid, "layers.\(layer): input_scale \(s) / input_zero_point \(z) are not a u8 range")
+                    }
+                    range = QGEMM.InputRange(scale: s, zeroPoint: Int32(z))
+                    expected.formUnion(["layers.\(layer).input_scale", "layers.\(layer).input_zero_point"])
+                }
+                let n = shape[0]
+                out.quantized[layer] = QuantizedLayer(weights: QuantizedWeights(values: values, scales: scales.data, n: n,
+                                                                                k: values.count / n), input: range, shape: shape)
+            } else {
+                out.tensors[name] = try weights.float32(name, shape: shape)
+            }
         }
-        var expected = Set(tensors.keys)
-        var normalizer: ([Float], [Float])?
         if weights.entries["normalizer.mean"] != nil || weights.entries["normalizer.scale"] != nil {
             let n = inputShape.reduce(1, *)
             let mean = try weights.float32("normalizer.mean", shape: [n]), scale = try weights.float32("normalizer.scale", shape: [n])
-            normalizer = (mean.data, scale.data)
+            out.normalizer = (mean.data, scale.data)
             expected.formUnion(["normalizer.mean", "normalizer.scale"])
         }
         let extra = Set(weights.entries.keys).subtracting(expected)
         if !extra.isEmpty {
             throw QuernError(.modelMismatch, "model.safetensors has tensors the config does not use: \(extra.sorted().prefix(5).joined(separator: ", "))")
         }
-        return (tensors, normalizer)
+        return out
     }
 
     /// From tensors in memory (a network just trained, quantized or pruned).
     public init(family: String, inputShape: [Int], specs: [LayerSpec], labels: [String], featureNames: [String]?,
-                problemType: String?, tensors: [String: Tensor], normalizer: ([Float], [Float])?,
-                precision: LinearOperator.Precision = .fp32) throws {
+                problemType: String?, tensors: [String: Tensor], quantized: [Int: QuantizedLayer] = [:],
+                normalizer: ([Float], [Float])?, precision: LinearOperator.Precision = .fp32) throws {
         if let (_, scale) = normalizer, let z = scale.firstIndex(where: { $0 == 0 || !$0.isFinite }) {
             throw QuernError(.modelInvalid, "normalizer.scale[\(z)] is \(scale[z]); scales must be finite and non-zero")
         }
@@ -212,12 +249,24 @@ public struct StackModel: TabularModel {
         self.featureNames = featureNames
         self.problemType = problemType
         self.normalizer = normalizer
-        self.precision = precision
+        self.precision = quantized.isEmpty ? precision : .int8
+        self.quantized = quantized
         var compiled: [Compiled] = []
         var counts: [(Int, Int)] = []
         for (i, s) in specs.enumerated() {
             func t(_ suffix: String) -> Tensor { tensors["layers.\(i).\(suffix)"]! }
-            if case .linear = s, let w = tensors["layers.\(i).weight"] {
+            /// The layer's weight matrix `[out, in·k·k]` as an operator.
+            func op(_ out: Int) -> LinearOperator {
+                if let q = quantized[i] {
+                    if let range = q.input { return .int8Static(q.weights, range) }
+                    return .choose(q.weights)
+                }
+                let w = t("weight")
+                return .choose(Tensor(shape: [out, w.count / out], data: w.data), precision: precision)
+            }
+            if let q = quantized[i] {
+                counts.append((q.weights.values.count, q.weights.values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }))
+            } else if case .linear = s, let w = tensors["layers.\(i).weight"] {
                 counts.append((w.count, w.data.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }))
             } else if case .conv2d = s, let w = tensors["layers.\(i).weight"] {
                 counts.append((w.count, w.data.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }))
@@ -225,13 +274,10 @@ public struct StackModel: TabularModel {
                 counts.append((0, 0))
             }
             switch s {
-            case .linear(_, let a):
-                compiled.append(.linear(.choose(t("weight"), precision: precision), bias: t("bias").data, activation: a))
+            case .linear(let out, let a):
+                compiled.append(.linear(op(out), bias: t("bias").data, activation: a))
             case .conv2d(let out, let k, let stride, let padding, let a):
-                let w = t("weight")
-                let flat = Tensor(shape: [out, w.count / out], data: w.data)
-                compiled.append(.conv(.choose(flat, precision: precision), bias: t("bias").data, kernel: k, stride: stride,
-                                      padding: padding, activation: a))
+                compiled.append(.conv(op(out), bias: t("bias").data, kernel: k, stride: stride, padding: padding, activation: a))
             case .pool(let kind, let size, let stride): compiled.append(.pool(kind, size: size, stride: stride))
             case .batchNorm(let eps):
                 let gamma = t("weight").data, beta = t("bias").data, mean = t("running_mean").data, variance = t("running_var").data
@@ -253,7 +299,11 @@ public struct StackModel: TabularModel {
     }
 
     /// x: `[batch, inputSize]` → `[batch, outputs]`.
-    public func forward(_ x: Tensor) -> Tensor {
+    public func forward(_ x: Tensor) -> Tensor { forward(x, observe: nil) }
+
+    /// The forward pass; `observe(i, values)` sees the input of every linear and conv2d
+    /// layer i (static quantization calibrates on it).
+    public func forward(_ x: Tensor, observe: ((Int, [Float]) -> Void)?) -> Tensor {
         let batch = x.rows
         var h = x.data
         var shape = inputShape
@@ -263,8 +313,9 @@ public struct StackModel: TabularModel {
                 for r in 0..<batch { for j in 0..<n { p[r * n + j] = (p[r * n + j] - mean[j]) / scale[j] } }
             }
         }
-        for (layer, spec) in zip(compiled, specs) {
+        for (index, (layer, spec)) in zip(compiled, specs).enumerated() {
             let next = (try? spec.outputShape(shape, at: 0)) ?? shape
+            if let observe, spec.hasWeightMatrix { observe(index, h) }
             switch layer {
             case .linear(let op, let bias, let a):
                 h = Self.apply(op, h, rows: batch, bias: bias, activation: a)
@@ -430,6 +481,28 @@ extension StackModel {
             }
         }
         return out
+    }
+}
+
+/// What `loadTensors` read: fp32 tensors, int8 layers, the input normalizer.
+public struct LoadedWeights {
+    public var tensors: [String: Tensor] = [:]
+    public var quantized: [Int: QuantizedLayer] = [:]
+    public var normalizer: ([Float], [Float])?
+    public init() {}
+}
+
+/// An int8 layer: per-channel weights, the stored tensor shape, and a calibrated input
+/// range when quantized statically (nil: activations quantized per row at run time).
+public struct QuantizedLayer: Sendable {
+    public let weights: QuantizedWeights
+    public let input: QGEMM.InputRange?
+    public let shape: [Int]
+
+    public init(weights: QuantizedWeights, input: QGEMM.InputRange?, shape: [Int]) {
+        self.weights = weights
+        self.input = input
+        self.shape = shape
     }
 }
 

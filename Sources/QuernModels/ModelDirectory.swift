@@ -78,7 +78,8 @@ public struct ModelDirectory {
         do {
             model = try StackModel(family: config.family, inputShape: config.inputShape, specs: config.specs, labels: config.labels,
                                    featureNames: config.featureNames, problemType: config.problemType, weights: weights,
-                                   precision: config.quantization != nil ? .int8 : precision)
+                                   precision: config.quantization != nil ? .int8 : precision,
+                                   quantizedFile: config.quantization != nil)
         } catch var e as QuernError {
             e.field = e.field ?? "model"
             throw e

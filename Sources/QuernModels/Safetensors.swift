@@ -101,12 +101,38 @@ public final class SafetensorsFile {
         }
         return Tensor(shape: e.shape, data: values)
     }
+
+    /// Reads an I8 tensor (quantized weights), checking its shape if given.
+    public func int8(_ name: String, shape expected: [Int]? = nil) throws -> (shape: [Int], values: [Int8]) {
+        guard let e = entries[name] else {
+            throw QuernError(.modelMismatch, "\(Path.basename(path)) has no tensor \"\(name)\"")
+        }
+        if let expected, expected != e.shape {
+            throw QuernError(.modelMismatch, "tensor \"\(name)\" has shape \(e.shape); the config implies \(expected)")
+        }
+        guard e.dtype == "I8" else {
+            throw QuernError(.modelMismatch, "tensor \"\(name)\" is \(e.dtype); a quantized model stores I8 weights")
+        }
+        let raw = UnsafeRawBufferPointer(rebasing: map.bytes[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])
+        return (e.shape, raw.map { Int8(bitPattern: $0) })
+    }
+}
+
+/// A tensor to write: fp32 values, or int8 ones (quantized weights).
+public enum TensorData: Sendable {
+    case f32([Float])
+    case i8([Int8])
 }
 
 public enum Safetensors {
     /// Serialises fp32 tensors (name → shape, values) in the safetensors layout: 8-byte
     /// little-endian header length, JSON header padded to 8 bytes, data in name order.
     public static func encode(_ tensors: [String: ([Int], [Float])], metadata: [String: String] = [:]) -> [UInt8] {
+        encode(typed: tensors.mapValues { ($0.0, TensorData.f32($0.1)) }, metadata: metadata)
+    }
+
+    /// Serialises fp32 and int8 tensors.
+    public static func encode(typed tensors: [String: ([Int], TensorData)], metadata: [String: String] = [:]) -> [UInt8] {
         var header = JSONObject()
         var meta = JSONObject()
         meta["format"] = "pt"
@@ -115,10 +141,19 @@ public enum Safetensors {
         var data: [UInt8] = []
         for name in tensors.keys.sorted() {
             let (shape, values) = tensors[name]!
-            precondition(shape.reduce(1, *) == values.count, "\(name): shape \(shape) vs \(values.count) values")
             let start = data.count
-            for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data += $0 } }
-            header[name] = ["dtype": "F32", "shape": .array(shape.map { .int(Int64($0)) }),
+            let dtype: String
+            switch values {
+            case .f32(let v):
+                precondition(shape.reduce(1, *) == v.count, "\(name): shape \(shape) vs \(v.count) values")
+                dtype = "F32"
+                for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { data += $0 } }
+            case .i8(let v):
+                precondition(shape.reduce(1, *) == v.count, "\(name): shape \(shape) vs \(v.count) values")
+                dtype = "I8"
+                data += v.map { UInt8(bitPattern: $0) }
+            }
+            header[name] = ["dtype": .string(dtype), "shape": .array(shape.map { .int(Int64($0)) }),
                             "data_offsets": [.int(Int64(start)), .int(Int64(data.count))]]
         }
         var h = JSONWriter.compact(.object(header))

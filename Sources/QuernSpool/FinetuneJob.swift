@@ -66,13 +66,19 @@ struct FinetuneJob {
         var base: [String: Tensor]?
         var normalizer: ([Float], [Float])?
         if ModelDirectory.hasWeights(modelPath) {
+            guard config.quantization == nil else {
+                throw QuernError(.modelInvalid, "finetune starts from fp32 weights; this model is int8 (quantize after training)", field: "model")
+            }
             let weights = try SafetensorsFile(path: Path.join(modelPath, "model.safetensors"))
-            (base, normalizer) = try StackModel.loadTensors(weights, inputShape: config.inputShape, specs: config.specs, family: config.family)
+            let loaded = try StackModel.loadTensors(weights, inputShape: config.inputShape, specs: config.specs, family: config.family)
+            (base, normalizer) = (loaded.tensors, loaded.normalizer)
         }
         let settings = manifest.training
 
         // 1. Every record into memory; bad ones into the error file.
-        let (samples, counts) = try readSamples(inputPath: inputPath, config: config, errors: errors)
+        let records = try ModelJobInput.read(manifest: manifest, config: config, inputPath: inputPath, errors: errors, labels: true)
+        let samples = LabeledSamples(inputs: records.inputs, sampleShape: config.inputShape, labels: records.labels!)
+        let counts = records.counts
         var (train, validation) = samples.split(validation: settings.validationSplit, seed: UInt64(settings.seed))
         guard train.count > 0 else {
             throw QuernError(.emptyInput, "no records left to train on after holding out train.validation_split", field: "train.validation_split")
@@ -203,58 +209,6 @@ struct FinetuneJob {
         return .done(target)
     }
 
-    /// Reads every record: features and a known label make a sample; anything else is a
-    /// record error.
-    func readSamples(inputPath: String, config: StackConfig, errors: ChunkedGzipWriter) throws -> (LabeledSamples, Counts) {
-        let classIndex = Dictionary(config.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-        let size = config.inputShape.reduce(1, *)
-        var spec = manifest.recordSpec
-        spec.modelFeatureNames = config.featureNames
-        let stream = try RecordStream(path: inputPath, spec: spec, limits: manifest.limits.stream)
-        var inputs: [Float] = [], labels: [Int] = []
-        var counts = Counts()
-        func fail(_ id: String?, _ member: String, _ line: Int?, _ e: QuernError) throws {
-            counts.failed += 1
-            var o = JSONObject()
-            if let id { o["id"] = .string(id) }
-            o["member"] = .string(member)
-            if let line { o["line"] = .int(Int64(line)) }
-            o["code"] = .string(e.code.rawValue)
-            o["message"] = .string(e.message)
-            var entry = JSONWriter.compact(.object(o))
-            entry.append(0x0A)
-            try errors.append(entry)
-            if counts.failed > manifest.limits.maxErrors {
-                throw QuernError(.tooManyErrors, "more than limits.max_errors (\(manifest.limits.maxErrors)) bad records; the last: \(e.message). See errors.jsonl.gz", field: "limits.max_errors")
-            }
-        }
-        while let item = try stream.next() {
-            if StopSignal.requested { break }
-            switch item {
-            case .record(let r):
-                guard r.features.count == size else {
-                    try fail(r.id, r.member, r.line, QuernError(.featureCount, "record has \(r.features.count) features; the model takes \(size)"))
-                    continue
-                }
-                guard let label = r.label, let k = classIndex[label] else {
-                    let what = r.label.map { "label \"\($0)\" is not one of the model's classes (\(config.labels.prefix(10).joined(separator: ", ")))" }
-                        ?? "record has no label"
-                    try fail(r.id, r.member, r.line, QuernError(r.label == nil ? .missingValue : .unknownLabel, what))
-                    continue
-                }
-                inputs += r.features
-                labels.append(k)
-                counts.succeeded += 1
-            case .failure(let f):
-                try fail(f.id, f.member, f.line, f.error)
-            }
-        }
-        guard counts.succeeded > 0 else {
-            throw QuernError(.emptyInput, "the input holds no usable labelled records", field: "input.path")
-        }
-        return (LabeledSamples(inputs: inputs, sampleShape: config.inputShape, labels: labels), counts)
-    }
-
     /// Per-input mean and standard deviation of the training samples (a deviation of 0,
     /// a constant input, becomes 1 so it passes through centred).
     static func standardizer(_ data: LabeledSamples) -> ([Float], [Float]) {
@@ -343,20 +297,10 @@ struct FinetuneJob {
     }
 
     func publishModel(config: StackConfig, tensors: [String: Tensor], normalizer: ([Float], [Float])?) throws {
-        let partial = job.file("model.partial"), final = job.file("model")
-        try? Sys.removeTree(partial)
-        try Sys.mkdirs(partial)
-        var out = tensors.mapValues { ($0.shape, $0.data) }
-        if let (mean, scale) = normalizer {
-            out["normalizer.mean"] = ([mean.count], mean)
-            out["normalizer.scale"] = ([scale.count], scale)
-        }
         var published = config
         published.quantization = nil
-        try Sys.writeFileAtomically(Path.join(partial, "config.json"), JSONWriter.pretty(published.json), durability: .content)
-        try Sys.writeFileAtomically(Path.join(partial, "model.safetensors"), Safetensors.encode(out), durability: .content)
-        try? Sys.removeTree(final)
-        try Sys.rename(partial, final)
+        try ModelJobInput.publish(job: job, config: published, tensors: tensors.mapValues { ($0.shape, .f32($0.data)) },
+                                  normalizer: normalizer)
     }
 
     // MARK: history as JSON

@@ -48,6 +48,16 @@ public struct Manifest: Sendable {
         public var normalize = true
     }
 
+    /// The `quantize` block: dynamic (activations quantized per row at run time) or
+    /// static (each layer's input range calibrated on the job's records).
+    public struct Quantization: Sendable, Equatable {
+        public var scheme = "dynamic"
+        public var calibration = "minmax"
+        public var percentile = 99.99
+        /// Records used for calibration (the first ones of the input).
+        public var samples = 2048
+    }
+
     public struct Limits: Sendable {
         public var maxErrors = 100
         public var stream = StreamLimits()
@@ -64,6 +74,7 @@ public struct Manifest: Sendable {
     public var limits = Limits()
     /// Training settings (`finetune`, and recovery training of `prune`).
     public var training = Training()
+    public var quantization = Quantization()
     /// Task-specific blocks, validated for shape; used by the model tasks.
     public var train: JSONObject?
     public var quantize: JSONObject?
@@ -190,13 +201,37 @@ public struct Manifest: Sendable {
             try t.finish()
             train = t.object
         }
-        let quantize = try d.block("quantize", keys: ["scheme", "calibration", "percentile"])
+        var quantization = Quantization()
+        var quantize: JSONObject?
+        if var q = try d.object("quantize") {
+            if let scheme = try q.string("scheme") {
+                guard ["dynamic", "static"].contains(scheme) else {
+                    throw QuernError(.invalidValue, "quantize.scheme \"\(scheme)\" is not one of: dynamic, static", field: "quantize.scheme")
+                }
+                quantization.scheme = scheme
+            }
+            if let c = try q.string("calibration") {
+                guard ["minmax", "percentile"].contains(c) else {
+                    throw QuernError(.invalidValue, "quantize.calibration \"\(c)\" is not one of: minmax, percentile", field: "quantize.calibration")
+                }
+                quantization.calibration = c
+            }
+            if let p = try q.number("percentile") {
+                guard p > 50, p <= 100 else {
+                    throw QuernError(.invalidValue, "quantize.percentile must be in (50, 100], e.g. 99.99", field: "quantize.percentile")
+                }
+                quantization.percentile = p
+            }
+            quantization.samples = try q.int("samples", range: 1...10_000_000) ?? quantization.samples
+            try q.finish()
+            quantize = q.object
+        }
         let prune = try d.block("prune", keys: ["sparsity", "pattern", "schedule", "scope", "recovery_epochs"])
         try d.finish()
 
         var m = Manifest(version: 1, id: id, task: task, model: model, precision: precision, input: input,
-                         batchSize: batchSize, output: output, limits: limits, training: training, train: train,
-                         quantize: quantize, prune: prune, raw: root)
+                         batchSize: batchSize, output: output, limits: limits, training: training,
+                         quantization: quantization, train: train, quantize: quantize, prune: prune, raw: root)
         try m.checkTask()
         return m
     }
@@ -237,8 +272,13 @@ public struct Manifest: Sendable {
             if precision == .int8 {
                 throw QuernError(.invalidValue, "finetune trains in fp32; quantize the result with a quantize job", field: "precision")
             }
-        case .embed, .score, .quantize, .prune:
-            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern; available tasks: predict, evaluate, finetune", field: "task")
+        case .quantize:
+            guard model != nil else { throw QuernError(.missingField, "task quantize needs \"model\" (an fp32 model directory)", field: "model") }
+            if input.format == .txt {
+                throw QuernError(.unsupportedFormat, "task quantize needs feature records (csv, jsonl, npy or idx) to calibrate and measure on", field: "input.format")
+            }
+        case .embed, .score, .prune:
+            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern; available tasks: predict, evaluate, finetune, quantize", field: "task")
         }
     }
 
@@ -248,7 +288,8 @@ public struct Manifest: Sendable {
                            textField: input.textField, labelField: input.labelField,
                            featuresField: input.featuresField, featureColumns: input.featureColumns)
         s.wantsFeatures = true
-        s.wantsLabel = task == .evaluate || task == .finetune
+        // quantize and prune measure accuracy when the records are labelled.
+        s.wantsLabel = task == .evaluate || task == .finetune || ((task == .quantize || task == .prune) && input.labelField != nil)
         return s
     }
 }

@@ -132,14 +132,22 @@ public final class JobRunner {
         guard Sys.isRegularFile(inputPath) else {
             throw QuernError(.fileNotFound, "input.path \(inputPath) is not a regular file", field: "input.path")
         }
-        if manifest.task == .finetune {
+        if [.finetune, .quantize].contains(manifest.task) {
             let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
             defer { heartbeat.stop() }
-            // Records are re-read from the start on resume, so the error file starts anew.
+            // These tasks re-read their records from the start on resume, so the error file starts anew.
             let errors = try ChunkedGzipWriter(path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel)
             openErrors = errors
-            let outcome = try FinetuneJob(job: job, manifest: manifest, log: log, time: time)
-                .run(inputPath: inputPath, modelPath: modelPath, spool: spool, heartbeat: heartbeat, errors: errors)
+            let outcome: JobOutcome
+            switch manifest.task {
+            case .finetune:
+                outcome = try FinetuneJob(job: job, manifest: manifest, log: log, time: time)
+                    .run(inputPath: inputPath, modelPath: modelPath, spool: spool, heartbeat: heartbeat, errors: errors)
+            default:
+                log.log(.info, "job started", [("task", .string(manifest.task.rawValue)), ("model", .string(modelPath))])
+                outcome = try QuantizeJob(job: job, manifest: manifest, log: log, time: time)
+                    .run(inputPath: inputPath, modelPath: modelPath, spool: spool, errors: errors)
+            }
             openErrors = nil
             return outcome
         }

@@ -99,3 +99,36 @@ struct QGEMMTests {
         #expect(w.scales[1] == 1)  // an all-zero channel keeps a harmless scale
     }
 }
+
+@Suite("static int8 (calibrated input range)")
+struct StaticQuantizationTests {
+    @Test("every path gives identical outputs, within the quantization bound of fp32 inside the range")
+    func staticRange() {
+        let (m, k, n) = (37, 100, 21)
+        var r = Rand(state: 77)
+        let x = (0..<(m * k)).map { _ in r.next() }, wf = (0..<(n * k)).map { _ in r.next() }
+        let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: wf))
+        let range = QGEMM.InputRange(lo: -1, hi: 1)
+        #expect(range.zeroPoint == 128 || range.zeroPoint == 127)
+        let exact = Reference.linear(Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: wf), bias: nil)
+        var outputs: [[Float]] = []
+        for isa in ISA.supported {
+            var y = [Float](repeating: .nan, count: m * n)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    QGEMM.linear(xp.baseAddress!, m: m, w, bias: nil, into: yp.baseAddress!, input: range, isa: isa,
+                                 pool: ThreadPool(threads: 2))
+                }
+            }
+            outputs.append(y)
+        }
+        #expect(outputs.allSatisfy { $0 == outputs[0] })
+        for i in 0..<m {
+            for j in 0..<n {
+                var bound: Float = 0
+                for p in 0..<k { bound += abs(x[i * k + p]) * w.scales[j] / 2 + abs(wf[j * k + p]) * range.scale / 2 + range.scale * w.scales[j] / 4 }
+                #expect(abs(outputs[0][i * n + j] - exact.data[i * n + j]) <= bound * 1.01 + quantizedAbsoluteSlack)
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import QuernCore
+import QuernData
+import QuernKernels
+import QuernModels
+
+/// What the model-making tasks (finetune, quantize, prune) share: reading every record
+/// into memory, measuring a model on them, and publishing a model directory.
+struct ModelJobInput {
+    var inputs: [Float] = []
+    /// Class indices, when the records carry labels.
+    var labels: [Int]?
+    var counts = Counts()
+
+    var count: Int { counts.succeeded }
+
+    /// Reads every record. A record with the wrong feature count, or (when `labels`) a
+    /// missing or unknown label, goes to the error file instead.
+    static func read(manifest: Manifest, config: StackConfig, inputPath: String, errors: ChunkedGzipWriter,
+                     labels wantLabels: Bool) throws -> ModelJobInput {
+        let classIndex = Dictionary(config.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        let size = config.inputShape.reduce(1, *)
+        var spec = manifest.recordSpec
+        spec.modelFeatureNames = config.featureNames
+        spec.wantsLabel = wantLabels
+        let stream = try RecordStream(path: inputPath, spec: spec, limits: manifest.limits.stream)
+        var out = ModelJobInput()
+        var labels: [Int] = []
+        func fail(_ id: String?, _ member: String, _ line: Int?, _ e: QuernError) throws {
+            out.counts.failed += 1
+            var o = JSONObject()
+            if let id { o["id"] = .string(id) }
+            o["member"] = .string(member)
+            if let line { o["line"] = .int(Int64(line)) }
+            o["code"] = .string(e.code.rawValue)
+            o["message"] = .string(e.message)
+            var entry = JSONWriter.compact(.object(o))
+            entry.append(0x0A)
+            try errors.append(entry)
+            if out.counts.failed > manifest.limits.maxErrors {
+                throw QuernError(.tooManyErrors, "more than limits.max_errors (\(manifest.limits.maxErrors)) bad records; the last: \(e.message). See errors.jsonl.gz", field: "limits.max_errors")
+            }
+        }
+        while let item = try stream.next() {
+            if StopSignal.requested { break }
+            switch item {
+            case .record(let r):
+                guard r.features.count == size else {
+                    try fail(r.id, r.member, r.line, QuernError(.featureCount, "record has \(r.features.count) features; the model takes \(size)"))
+                    continue
+                }
+                if wantLabels {
+                    guard let label = r.label, let k = classIndex[label] else {
+                        let what = r.label.map { "label \"\($0)\" is not one of the model's classes (\(config.labels.prefix(10).joined(separator: ", ")))" }
+                            ?? "record has no label"
+                        try fail(r.id, r.member, r.line, QuernError(r.label == nil ? .missingValue : .unknownLabel, what))
+                        continue
+                    }
+                    labels.append(k)
+                }
+                out.inputs += r.features
+                out.counts.succeeded += 1
+            case .failure(let f):
+                try fail(f.id, f.member, f.line, f.error)
+            }
+        }
+        guard out.counts.succeeded > 0 else {
+            throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path")
+        }
+        if wantLabels { out.labels = labels }
+        return out
+    }
+
+    /// Top-1 predictions of `model` on these records, the accuracy when labelled, and the
+    /// throughput (records per second, best of `repeats` passes, batches of 256).
+    func measure(_ model: StackModel, repeats: Int = 3) -> (predictions: [Int], accuracy: Double?, recordsPerSecond: Double) {
+        let size = model.inputSize, clock = SystemTime()
+        var predictions = [Int](repeating: 0, count: count)
+        var best = Double.infinity
+        for _ in 0..<max(repeats, 1) {
+            let t0 = clock.monotonic()
+            var start = 0
+            while start < count {
+                let end = min(start + 256, count)
+                let y = model.forward(Tensor(shape: [end - start, size], data: Array(inputs[(start * size)..<(end * size)])))
+                let classes = y.rowLength
+                for r in 0..<(end - start) {
+                    var top = 0
+                    for c in 1..<max(classes, 1) where y.data[r * classes + c] > y.data[r * classes + top] { top = c }
+                    predictions[start + r] = top
+                }
+                start = end
+            }
+            best = min(best, clock.monotonic() - t0)
+        }
+        let accuracy = labels.map { l in Double(zip(predictions, l).filter { $0 == $1 }.count) / Double(max(count, 1)) }
+        return (predictions, accuracy, Double(count) / max(best, 1e-9))
+    }
+
+    /// Writes `model/` (config.json + model.safetensors) into the job directory, whole or
+    /// not at all: built in `model.partial/`, then renamed.
+    static func publish(job: ActiveJob, config: StackConfig, tensors: [String: ([Int], TensorData)],
+                        normalizer: ([Float], [Float])?) throws {
+        let partial = job.file("model.partial"), final = job.file("model")
+        try? Sys.removeTree(partial)
+        try Sys.mkdirs(partial)
+        var out = tensors
+        if let (mean, scale) = normalizer {
+            out["normalizer.mean"] = ([mean.count], .f32(mean))
+            out["normalizer.scale"] = ([scale.count], .f32(scale))
+        }
+        try Sys.writeFileAtomically(Path.join(partial, "config.json"), JSONWriter.pretty(config.json), durability: .content)
+        try Sys.writeFileAtomically(Path.join(partial, "model.safetensors"), Safetensors.encode(typed: out), durability: .content)
+        try? Sys.removeTree(final)
+        try Sys.rename(partial, final)
+    }
+}
