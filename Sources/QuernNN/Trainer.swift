@@ -101,6 +101,8 @@ public final class Trainer {
     public private(set) var schedule: LearningRateSchedule
     /// Optimizer steps taken so far (drives the schedule).
     public var step = 0
+    /// Runs after every optimizer step (pruning masks re-apply themselves here).
+    public var afterStep: (() -> Void)?
 
     public init(model: Sequential, options: TrainingOptions, samplesPerEpoch: Int, pool: ThreadPool = .shared) {
         self.model = model
@@ -136,6 +138,7 @@ public final class Trainer {
             tape.backward(loss)
             if let clip = options.clipNorm { clipGradientNorm(optimizer.parameters, maxNorm: clip) }
             optimizer.step(lr: schedule.rate(at: step))
+            afterStep?()
             step += 1
             lossSum += Double(tape.value(loss).data[0]) * Double(labels.count)
             correct += countCorrect(tape.value(logits), labels)

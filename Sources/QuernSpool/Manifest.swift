@@ -58,6 +58,16 @@ public struct Manifest: Sendable {
         public var samples = 2048
     }
 
+    /// The `prune` block.
+    public struct Pruning: Sendable, Equatable {
+        public var sparsity = 0.8
+        public var pattern = "unstructured"
+        public var scope = "layer"
+        /// `oneshot` prunes once; `cubic` prunes gradually during recovery training.
+        public var schedule = "cubic"
+        public var recoveryEpochs = 10
+    }
+
     public struct Limits: Sendable {
         public var maxErrors = 100
         public var stream = StreamLimits()
@@ -75,6 +85,7 @@ public struct Manifest: Sendable {
     /// Training settings (`finetune`, and recovery training of `prune`).
     public var training = Training()
     public var quantization = Quantization()
+    public var pruning = Pruning()
     /// Task-specific blocks, validated for shape; used by the model tasks.
     public var train: JSONObject?
     public var quantize: JSONObject?
@@ -226,12 +237,33 @@ public struct Manifest: Sendable {
             try q.finish()
             quantize = q.object
         }
-        let prune = try d.block("prune", keys: ["sparsity", "pattern", "schedule", "scope", "recovery_epochs"])
+        var pruning = Pruning()
+        var prune: JSONObject?
+        if var p = try d.object("prune") {
+            if let v = try p.number("sparsity") {
+                guard v >= 0, v < 1 else { throw QuernError(.invalidValue, "prune.sparsity must be in [0, 1), e.g. 0.8", field: "prune.sparsity") }
+                pruning.sparsity = v
+            }
+            func choice(_ key: String, _ allowed: [String]) throws -> String? {
+                guard let v = try p.string(key) else { return nil }
+                guard allowed.contains(v) else {
+                    throw QuernError(.invalidValue, "prune.\(key) \"\(v)\" is not one of: \(allowed.joined(separator: ", "))", field: "prune.\(key)")
+                }
+                return v
+            }
+            pruning.pattern = try choice("pattern", ["unstructured", "1x4", "2:4"]) ?? pruning.pattern
+            pruning.scope = try choice("scope", ["layer", "global"]) ?? pruning.scope
+            pruning.schedule = try choice("schedule", ["oneshot", "cubic"]) ?? pruning.schedule
+            pruning.recoveryEpochs = try p.int("recovery_epochs", range: 0...100_000) ?? pruning.recoveryEpochs
+            try p.finish()
+            prune = p.object
+        }
         try d.finish()
 
         var m = Manifest(version: 1, id: id, task: task, model: model, precision: precision, input: input,
                          batchSize: batchSize, output: output, limits: limits, training: training,
-                         quantization: quantization, train: train, quantize: quantize, prune: prune, raw: root)
+                         quantization: quantization, pruning: pruning, train: train, quantize: quantize, prune: prune,
+                         raw: root)
         try m.checkTask()
         return m
     }
@@ -277,8 +309,16 @@ public struct Manifest: Sendable {
             if input.format == .txt {
                 throw QuernError(.unsupportedFormat, "task quantize needs feature records (csv, jsonl, npy or idx) to calibrate and measure on", field: "input.format")
             }
-        case .embed, .score, .prune:
-            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern; available tasks: predict, evaluate, finetune, quantize", field: "task")
+        case .prune:
+            guard model != nil else { throw QuernError(.missingField, "task prune needs \"model\" (an fp32 model directory)", field: "model") }
+            if input.format == .txt {
+                throw QuernError(.unsupportedFormat, "task prune needs feature records (csv, jsonl, npy or idx)", field: "input.format")
+            }
+            if pruning.recoveryEpochs > 0 && input.labelField == nil && !input.format.carriesLabels {
+                throw QuernError(.missingField, "prune.recovery_epochs > 0 trains on the records, which needs input.label_field (or set recovery_epochs to 0)", field: "input.label_field")
+            }
+        case .embed, .score:
+            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern (it arrives with the bert family); available tasks: predict, evaluate, finetune, quantize, prune", field: "task")
         }
     }
 

@@ -132,7 +132,7 @@ public final class JobRunner {
         guard Sys.isRegularFile(inputPath) else {
             throw QuernError(.fileNotFound, "input.path \(inputPath) is not a regular file", field: "input.path")
         }
-        if [.finetune, .quantize].contains(manifest.task) {
+        if [.finetune, .quantize, .prune].contains(manifest.task) {
             let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
             defer { heartbeat.stop() }
             // These tasks re-read their records from the start on resume, so the error file starts anew.
@@ -142,6 +142,10 @@ public final class JobRunner {
             switch manifest.task {
             case .finetune:
                 outcome = try FinetuneJob(job: job, manifest: manifest, log: log, time: time)
+                    .run(inputPath: inputPath, modelPath: modelPath, spool: spool, heartbeat: heartbeat, errors: errors)
+            case .prune:
+                log.log(.info, "job started", [("task", "prune"), ("model", .string(modelPath))])
+                outcome = try PruneJob(job: job, manifest: manifest, log: log, time: time)
                     .run(inputPath: inputPath, modelPath: modelPath, spool: spool, heartbeat: heartbeat, errors: errors)
             default:
                 log.log(.info, "job started", [("task", .string(manifest.task.rawValue)), ("model", .string(modelPath))])
