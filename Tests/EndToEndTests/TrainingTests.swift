@@ -102,3 +102,62 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd {
+    @Suite("quantize and prune jobs")
+    struct ModelTransformTests {
+        static let modelFiles = ["errors.jsonl.gz", "job.log", "manifest.json", "model", "report.json"]
+
+        /// Evaluates a model directory on the digits test rows through the spool.
+        static func testAccuracy(_ model: String, spool: SpoolDir, scratch: Scratch, id: String) async throws -> Double {
+            try spool.drop("\(id).json", try Manifests.bytes(Manifests.predict(
+                id: id, input: E2E.digitsCSV, format: "csv", input: ["id_field": "id", "label_field": "label"],
+                task: "evaluate", model: model)))
+            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 300)
+            guard run.status == 0 else { throw E2EFailure("evaluate \(id): \(run)") }
+            return try #require(JSON.double(try Files.json(spool.job("done", id) + "/report.json"), "metrics.accuracy"))
+        }
+
+        @Test("static int8 quantization loses at most half a point of test accuracy; the int8 model is under half the size")
+        func quantize() async throws {
+            let scratch = try Scratch("quantize")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            try spool.drop("q.json", try TrainingTests.manifest("quantize-digits-mlp", id: "q"))
+            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 300)
+            #expect(run.status == 0, "\(run)")
+            let done = spool.job("done", "q")
+            #expect(Files.list(done) == Self.modelFiles)
+            let report = try Files.json(done + "/report.json")
+            #expect(JSON.string(report, "quantization.scheme") == "static")
+            let config = try Files.json(done + "/model/config.json")
+            #expect(JSON.string(config, "quantization.scheme") == "static")
+            #expect(JSON.int(report, "metrics.int8_bytes")! * 2 < JSON.int(report, "metrics.fp32_bytes")!)
+            let fp32 = try await Self.testAccuracy(E2E.model, spool: spool, scratch: scratch, id: "ev-fp32")
+            let int8 = try await Self.testAccuracy(done + "/model", spool: spool, scratch: scratch, id: "ev-int8")
+            #expect(int8 >= fp32 - 0.005, "int8 \(int8) vs fp32 \(fp32)")
+            let inspect = try await scratch.quern(["inspect", done + "/model"])
+            #expect(inspect.status == 0 && inspect.stdout.contains("int8-static"), "\(inspect)")
+        }
+
+        @Test("80 % pruning with cubic recovery loses at most one point of test accuracy")
+        func prune() async throws {
+            let scratch = try Scratch("prune")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            try spool.drop("p.json", try TrainingTests.manifest("prune-digits-mlp", id: "p"))
+            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
+            #expect(run.status == 0, "\(run)")
+            let done = spool.job("done", "p")
+            #expect(Files.list(done) == Self.modelFiles + ["training.svg"])
+            let report = try Files.json(done + "/report.json")
+            let sparsity = try #require(JSON.double(report, "pruning.sparsity"))
+            #expect(abs(sparsity - 0.8) < 0.01)
+            let layers = try #require(JSON.get(report, "pruning.layers") as? [[String: Any]])
+            #expect(layers.count == 2 && layers.allSatisfy { abs((JSON.double($0, "sparsity") ?? 0) - 0.8) < 0.01 })
+            let fp32 = try await Self.testAccuracy(E2E.model, spool: spool, scratch: scratch, id: "ev-dense")
+            let pruned = try await Self.testAccuracy(done + "/model", spool: spool, scratch: scratch, id: "ev-pruned")
+            #expect(pruned >= fp32 - 0.01, "pruned \(pruned) vs dense \(fp32)")
+        }
+    }
+}
