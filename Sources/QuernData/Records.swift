@@ -5,10 +5,11 @@ import Glibc
 #endif
 
 public enum RecordFormat: String, Sendable, CaseIterable {
-    case jsonl, csv, txt, npy
+    case jsonl, csv, txt, npy, idx
 
-    /// Formats whose records bring their label without a `label_field`.
-    public var carriesLabels: Bool { false }
+    /// Formats whose records bring their label without a `label_field`: IDX images are
+    /// labelled by the 1-D IDX member paired with them (MNIST's layout).
+    public var carriesLabels: Bool { self == .idx }
 }
 
 /// What to take from each record: which fields, and what the task needs.
@@ -30,6 +31,12 @@ public struct RecordSpec: Sendable {
     public var wantsText = false
     public var wantsFeatures = false
     public var wantsLabel = false
+    /// Applied to every feature of image formats (IDX, NPY): x·scale + offset, e.g.
+    /// 1/255 to bring 8-bit pixels to [0, 1].
+    public var featureScale: Float = 1
+    public var featureOffset: Float = 0
+    /// IDX labels by pairing key (see `IDXDecoder.pairKey`), read before the images.
+    var idxLabels: [String: [String]] = [:]
 
     public init(format: RecordFormat, members: String? = nil, idField: String? = nil, textField: String? = nil,
                 labelField: String? = nil, featuresField: String? = nil, featureColumns: [String]? = nil) {
@@ -104,6 +111,8 @@ public final class RecordStream {
     public private(set) var membersRead = 0
 
     public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits()) throws {
+        var spec = spec
+        if spec.format == .idx && spec.wantsLabel { spec.idxLabels = try IDXDecoder.readLabels(path: path, spec: spec) }
         self.spec = spec
         self.limits = limits
         let reader = try ArchiveReader(path: path)

@@ -20,6 +20,9 @@ public struct Manifest: Sendable {
         public var labelField: String?
         public var featuresField: String?
         public var featureColumns: [String]?
+        /// Image formats (idx, npy): features become x·scale + offset.
+        public var scale: Double = 1
+        public var offset: Double = 0
     }
 
     public struct Output: Sendable {
@@ -146,7 +149,14 @@ public struct Manifest: Sendable {
         let input = Input(path: path, members: members, format: format,
                           idField: try i.string("id_field"), textField: try i.string("text_field"),
                           labelField: try i.string("label_field"), featuresField: try i.string("features_field"),
-                          featureColumns: try i.stringArray("feature_columns"))
+                          featureColumns: try i.stringArray("feature_columns"),
+                          scale: try i.number("scale") ?? 1, offset: try i.number("offset") ?? 0)
+        guard input.scale.isFinite, input.offset.isFinite, input.scale != 0 else {
+            throw QuernError(.invalidValue, "input.scale must be a non-zero number and input.offset a number", field: "input.scale")
+        }
+        if (input.scale != 1 || input.offset != 0) && input.format != .idx && input.format != .npy {
+            throw QuernError(.invalidValue, "input.scale and input.offset apply to image formats (idx, npy); \(input.format.rawValue) features are taken as they are", field: "input.scale")
+        }
         try i.finish()
 
         var output = Output()
@@ -282,7 +292,7 @@ public struct Manifest: Sendable {
         switch task {
         case .predict, .evaluate:
             guard model != nil else { throw QuernError(.missingField, "task \(task.rawValue) needs \"model\" (a model directory)", field: "model") }
-            if task == .evaluate && input.labelField == nil && input.format != .npy {
+            if task == .evaluate && input.labelField == nil && input.format != .npy && !input.format.carriesLabels {
                 throw QuernError(.missingField, "task evaluate needs input.label_field (the column or field holding the true label)", field: "input.label_field")
             }
             if task == .evaluate && input.format == .npy {
@@ -328,6 +338,8 @@ public struct Manifest: Sendable {
                            textField: input.textField, labelField: input.labelField,
                            featuresField: input.featuresField, featureColumns: input.featureColumns)
         s.wantsFeatures = true
+        s.featureScale = Float(input.scale)
+        s.featureOffset = Float(input.offset)
         // quantize and prune measure accuracy when the records are labelled.
         s.wantsLabel = task == .evaluate || task == .finetune || ((task == .quantize || task == .prune) && input.labelField != nil)
         return s
