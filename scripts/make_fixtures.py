@@ -28,6 +28,7 @@ import json
 import struct
 import sys
 import tarfile
+import zlib
 import warnings
 from pathlib import Path
 
@@ -314,6 +315,38 @@ def main() -> int:
         "train-images-idx3-ubyte": idx_images(X_train), "train-labels-idx1-ubyte": idx_labels(y_train),
         "test-images-idx3-ubyte": idx_images(X_test), "test-labels-idx1-ubyte": idx_labels(y_test),
     })
+
+    # ---- the test split as PNG images in label directories (ImageFolder layout), 8-bit
+    # grayscale, pixels x16 (0..16 -> 0..255); scanline filters cycle through all five
+    # types so a reader's unfiltering is fully exercised.
+    def png(pixels: np.ndarray) -> bytes:
+        h, w = pixels.shape
+        rows = pixels.astype(np.int32)
+        raw = bytearray()
+        for y in range(h):
+            f = y % 5
+            raw.append(f)
+            for x in range(w):
+                a = rows[y, x - 1] if x > 0 else 0
+                b = rows[y - 1, x] if y > 0 else 0
+                c = rows[y - 1, x - 1] if x > 0 and y > 0 else 0
+                if f == 0: pred = 0
+                elif f == 1: pred = a
+                elif f == 2: pred = b
+                elif f == 3: pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                raw.append((int(rows[y, x]) - pred) & 0xFF)
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(raw), 9)) + chunk(b"IEND", b"")
+
+    images = np.minimum(X_test.reshape(-1, 8, 8) * 16, 255).astype(np.uint8)
+    write_tar_gz(DATA_DIR / "digits-png.tar.gz",
+                 {f"test/{int(label)}/{rid}.png": png(img) for rid, img, label in zip(ids, images, y_test)})
 
     # ---- architectures to train from scratch (config.json only, no weights)
     arch = {

@@ -5,11 +5,12 @@ import Glibc
 #endif
 
 public enum RecordFormat: String, Sendable, CaseIterable {
-    case jsonl, csv, txt, npy, idx
+    case jsonl, csv, txt, npy, idx, png
 
     /// Formats whose records bring their label without a `label_field`: IDX images are
-    /// labelled by the 1-D IDX member paired with them (MNIST's layout).
-    public var carriesLabels: Bool { self == .idx }
+    /// labelled by the 1-D IDX member paired with them (MNIST's layout), PNG images by
+    /// the directory they are in (`train/7/img.png` is a 7, as torchvision's ImageFolder).
+    public var carriesLabels: Bool { self == .idx || self == .png }
 }
 
 /// What to take from each record: which fields, and what the task needs.

@@ -50,6 +50,35 @@ public enum Zlib {
         return out
     }
 
+    /// Inflates a zlib stream (PNG's IDAT data) that must produce exactly `expected`
+    /// bytes: more is refused as soon as it appears, so a hostile image cannot expand
+    /// past its declared size.
+    public static func inflateZlib(_ data: [UInt8], expected: Int) throws -> [UInt8] {
+        var stream = z_stream()
+        guard inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw QuernError(.internalError, "inflateInit failed")
+        }
+        defer { inflateEnd(&stream) }
+        var out = [UInt8](repeating: 0, count: expected + 1)
+        let result: (Int32, Int) = data.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { o in
+                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
+                stream.avail_in = uInt(input.count)
+                stream.next_out = o.baseAddress
+                stream.avail_out = uInt(o.count)
+                let r = inflate(&stream, Z_FINISH)
+                return (r, o.count - Int(stream.avail_out))
+            }
+        }
+        guard result.0 == Z_STREAM_END, result.1 == expected else {
+            throw QuernError(.invalidRecord, result.1 > expected
+                             ? "image data inflates to more than its declared size"
+                             : "image data is corrupt or truncated (zlib \(result.0), \(result.1) of \(expected) bytes)")
+        }
+        out.removeLast()
+        return out
+    }
+
     /// Decompresses a whole gzip file held in memory (all members); for tests and small
     /// files only: streams are read through `ArchiveReader`.
     public static func gunzip(_ data: [UInt8]) throws -> [UInt8] {

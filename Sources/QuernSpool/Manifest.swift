@@ -154,8 +154,8 @@ public struct Manifest: Sendable {
         guard input.scale.isFinite, input.offset.isFinite, input.scale != 0 else {
             throw QuernError(.invalidValue, "input.scale must be a non-zero number and input.offset a number", field: "input.scale")
         }
-        if (input.scale != 1 || input.offset != 0) && input.format != .idx && input.format != .npy {
-            throw QuernError(.invalidValue, "input.scale and input.offset apply to image formats (idx, npy); \(input.format.rawValue) features are taken as they are", field: "input.scale")
+        if (input.scale != 1 || input.offset != 0) && ![RecordFormat.idx, .npy, .png].contains(input.format) {
+            throw QuernError(.invalidValue, "input.scale and input.offset apply to image formats (idx, png, npy); \(input.format.rawValue) features are taken as they are", field: "input.scale")
         }
         try i.finish()
 
