@@ -61,3 +61,55 @@ void quern_qgemm_pack_a(const uint8_t *q, size_t ldq, size_t rows, size_t k, int
         }
     }
 }
+
+// Row (b, oy, ox) of the patch matrix holds input window (b, ·, oy·s − p …, ox·s − p …),
+// column c·kh·kw + ky·kw + kx; pixels outside the image are 0.
+void quern_im2col_f32(const float *x, size_t batch, size_t channels, size_t height, size_t width, size_t kh,
+                      size_t kw, size_t stride, size_t pad, float *cols) {
+    const size_t oh = (height + 2 * pad - kh) / stride + 1, ow = (width + 2 * pad - kw) / stride + 1;
+    const size_t patch = channels * kh * kw;
+    for (size_t b = 0; b < batch; b++)
+        for (size_t oy = 0; oy < oh; oy++)
+            for (size_t ox = 0; ox < ow; ox++) {
+                float *row = cols + ((b * oh + oy) * ow + ox) * patch;
+                for (size_t c = 0; c < channels; c++) {
+                    const float *plane = x + (b * channels + c) * height * width;
+                    for (size_t ky = 0; ky < kh; ky++) {
+                        const ptrdiff_t iy = (ptrdiff_t)(oy * stride + ky) - (ptrdiff_t)pad;
+                        float *dst = row + (c * kh + ky) * kw;
+                        if (iy < 0 || iy >= (ptrdiff_t)height) {
+                            for (size_t kx = 0; kx < kw; kx++) dst[kx] = 0;
+                            continue;
+                        }
+                        for (size_t kx = 0; kx < kw; kx++) {
+                            const ptrdiff_t ix = (ptrdiff_t)(ox * stride + kx) - (ptrdiff_t)pad;
+                            dst[kx] = (ix < 0 || ix >= (ptrdiff_t)width) ? 0 : plane[iy * (ptrdiff_t)width + ix];
+                        }
+                    }
+                }
+            }
+}
+
+// The adjoint of im2col: each patch entry is added back to the pixel it came from.
+void quern_col2im_f32(const float *cols, size_t batch, size_t channels, size_t height, size_t width, size_t kh,
+                      size_t kw, size_t stride, size_t pad, float *dx) {
+    const size_t oh = (height + 2 * pad - kh) / stride + 1, ow = (width + 2 * pad - kw) / stride + 1;
+    const size_t patch = channels * kh * kw;
+    for (size_t b = 0; b < batch; b++)
+        for (size_t oy = 0; oy < oh; oy++)
+            for (size_t ox = 0; ox < ow; ox++) {
+                const float *row = cols + ((b * oh + oy) * ow + ox) * patch;
+                for (size_t c = 0; c < channels; c++) {
+                    float *plane = dx + (b * channels + c) * height * width;
+                    for (size_t ky = 0; ky < kh; ky++) {
+                        const ptrdiff_t iy = (ptrdiff_t)(oy * stride + ky) - (ptrdiff_t)pad;
+                        if (iy < 0 || iy >= (ptrdiff_t)height) continue;
+                        const float *src = row + (c * kh + ky) * kw;
+                        for (size_t kx = 0; kx < kw; kx++) {
+                            const ptrdiff_t ix = (ptrdiff_t)(ox * stride + kx) - (ptrdiff_t)pad;
+                            if (ix >= 0 && ix < (ptrdiff_t)width) plane[iy * (ptrdiff_t)width + ix] += src[kx];
+                        }
+                    }
+                }
+            }
+}

@@ -65,6 +65,8 @@ public struct PackedWeights: Sendable {
 public enum SGEMM {
     static let mr = Int(QUERN_SGEMM_MR), nr = Int(QUERN_SGEMM_NR)
     static let kc = 256, mc = 96
+    /// Products smaller than this many multiply-adds run on the calling thread.
+    public static let parallelMinimumMACs = 1 << 18
     /// Bytes of packed A one task keeps hot: half of a 512 KiB L2.
     static let l2Budget = 256 << 10
     /// Column panels per group: 16 × 16 columns × 96 rows × 4 bytes = 96 KiB of C in L2.
@@ -103,6 +105,9 @@ public enum SGEMM {
                        pool: ThreadPool) {
         let k = w.k, n = w.n
         guard m > 0, n > 0 else { return }
+        // Below about 5 µs of work a hand-off to another thread costs more than it saves
+        // (training's small layers call many such products back to back).
+        let pool = Double(m) * Double(n) * Double(k) < Double(SGEMM.parallelMinimumMACs) ? .single : pool
         let tile = kernels.tile, wide = kernels.wide, epilogue = kernels.epilogue
         let step = wide == nil ? 1 : 2
         let act = activation.code

@@ -34,6 +34,9 @@ public final class ThreadPool: @unchecked Sendable {
 
     private static let spinIterations = 20_000
 
+    /// Runs everything on the caller: for work too small to be worth a hand-off.
+    public static let single = ThreadPool(threads: 1)
+
     public init(threads: Int) {
         self.threads = max(1, threads)
         pthread_mutex_init(&mutex, nil)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKernels
 import QuernKernels
 
 /// The differentiable ops. Each computes its value with the kernel set and records how
@@ -342,12 +343,19 @@ extension Tape {
 
 /// dL/dz from dL/dy for y = act(z), for activations whose derivative is a function of y.
 func activationBackward(_ activation: Activation, output y: [Float], grad g: [Float]) -> [Float] {
-    switch activation {
-    case .none: return g
-    case .relu: return (0..<g.count).map { y[$0] > 0 ? g[$0] : 0 }
-    case .tanh: return (0..<g.count).map { g[$0] * (1 - y[$0] * y[$0]) }
-    case .sigmoid: return (0..<g.count).map { g[$0] * y[$0] * (1 - y[$0]) }
-    case .gelu: preconditionFailure("GELU is differentiated from its input (Tape.gelu)")
+    if activation == .none { return g }
+    precondition(activation != .gelu, "GELU is differentiated from its input (Tape.gelu)")
+    return [Float](unsafeUninitializedCapacity: g.count) { out, count in
+        y.withUnsafeBufferPointer { y in
+            g.withUnsafeBufferPointer { g in
+                switch activation {
+                case .relu: for i in 0..<g.count { out[i] = y[i] > 0 ? g[i] : 0 }
+                case .tanh: for i in 0..<g.count { out[i] = g[i] * (1 - y[i] * y[i]) }
+                default: for i in 0..<g.count { out[i] = g[i] * y[i] * (1 - y[i]) }
+                }
+            }
+        }
+        count = g.count
     }
 }
 
@@ -378,38 +386,22 @@ struct ConvGeometry {
 
     /// `[B·oH·oW, C·kH·kW]`: row (b, oy, ox) holds the window under output (oy, ox).
     func im2col(_ x: [Float]) -> [Float] {
-        var out = [Float](repeating: 0, count: rows * patch)
-        walk { row, col, source in if let source { out[row * patch + col] = x[source] } }
-        return out
+        [Float](unsafeUninitializedCapacity: rows * patch) { out, count in
+            x.withUnsafeBufferPointer { xp in
+                quern_im2col_f32(xp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, out.baseAddress!)
+            }
+            count = rows * patch
+        }
     }
 
     /// The adjoint of im2col: every patch entry is added back to the pixel it came from.
     func col2im(_ columns: [Float]) -> [Float] {
         var dx = [Float](repeating: 0, count: batch * channels * height * width)
-        walk { row, col, source in if let source { dx[source] += columns[row * patch + col] } }
-        return dx
-    }
-
-    private func walk(_ visit: (Int, Int, Int?) -> Void) {
-        let oh = outH, ow = outW
-        for b in 0..<batch {
-            for oy in 0..<oh {
-                for ox in 0..<ow {
-                    let row = (b * oh + oy) * ow + ox
-                    var col = 0
-                    for c in 0..<channels {
-                        for ky in 0..<kernelH {
-                            let iy = oy * stride + ky - padding
-                            for kx in 0..<kernelW {
-                                let ix = ox * stride + kx - padding
-                                let inside = iy >= 0 && iy < height && ix >= 0 && ix < width
-                                visit(row, col, inside ? ((b * channels + c) * height + iy) * width + ix : nil)
-                                col += 1
-                            }
-                        }
-                    }
-                }
+        columns.withUnsafeBufferPointer { cp in
+            dx.withUnsafeMutableBufferPointer { dp in
+                quern_col2im_f32(cp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, dp.baseAddress!)
             }
         }
+        return dx
     }
 }
