@@ -9,7 +9,9 @@ swift build -c release --product quern 2>&1 | grep -v "^warning: 'main'" | tail 
 Q=.build/release/quern
 SPOOL=${SPOOL:-/tmp/quern-example-spool}
 rm -rf "$SPOOL"
-for job in jobs/predict-digits.json jobs/evaluate-digits.json jobs/predict-digits-csv.json jobs/predict-digits-npy.json; do
+for job in jobs/predict-digits.json jobs/evaluate-digits.json jobs/predict-digits-csv.json jobs/predict-digits-npy.json \
+           jobs/predict-digits-int8.json jobs/evaluate-digits-png.json jobs/finetune-digits-mlp.json \
+           jobs/finetune-digits-cnn.json jobs/finetune-digits-cnn-idx.json jobs/quantize-digits-mlp.json jobs/prune-digits-mlp.json; do
   $Q submit "$job" "$SPOOL" --root .
 done
 $Q run --once "$SPOOL" --root .
@@ -20,3 +22,11 @@ gzip -dc "$SPOOL/done/predict-digits/results.jsonl.gz" | head -3 || true   # hea
 echo
 echo "accuracy from done/evaluate-digits/report.json:"
 grep -m1 '"accuracy"' "$SPOOL/done/evaluate-digits/report.json"
+echo
+echo "trained, quantized and pruned models (done/*/model, plots in done/*/training.svg):"
+show() { printf '  %-24s %s\n' "$1" "$(grep -m1 "\"$2\"" "$SPOOL/done/$1/report.json" | tr -d ' ,')"; }
+show finetune-digits-mlp validation_accuracy
+show finetune-digits-cnn validation_accuracy
+show finetune-digits-cnn-idx validation_accuracy
+show quantize-digits-mlp int8_accuracy
+show prune-digits-mlp sparsity
