@@ -84,7 +84,7 @@ extension EndToEnd {
                                  .failed(code: "unsupported_version", field: "version")))
             cases.append(BadCase("t-unknown-task", try predict("t-unknown-task", goodCSV, "csv", task: "transmogrify"),
                                  .failed(code: "unsupported_task", field: "task")))
-            cases.append(BadCase("t-task-not-built", try predict("t-task-not-built", goodCSV, "csv", task: "finetune"),
+            cases.append(BadCase("t-task-not-built", try predict("t-task-not-built", goodCSV, "csv", task: "embed"),
                                  .failed(code: "unsupported_task", field: "task")))
             cases.append(BadCase("t-bad-value",
                                  try predict("t-bad-value", goodCSV, "csv", ["output": ["compression_level": 12]]),
