@@ -91,57 +91,21 @@ void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t 
 
 // ---- AVX2 ---------------------------------------------------------------------------
 
-// M rows × 16 columns: per K pair, two 256-bit loads of B (8 columns × 2 int16 each),
-// one 32-bit broadcast of A per row, two vpmaddwd (8 × two products each) and two adds.
-// 16-bit operands times 16-bit operands summed in pairs fit int32 exactly.
-TARGET_AVX2 static inline __attribute__((always_inline)) void
-qtile_rows(const int M, size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc, int accumulate) {
-    __m256i acc[MR][2];
-    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-    for (size_t p = 0; p < kp; p++) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2));
-        __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2 + 16));
-        for (int i = 0; i < M; i++) {
-            __m256i ai = _mm256_set1_epi32((int32_t)a[p * MR + i]);
-            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b0));
-            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b1));
-        }
-    }
-    for (int i = 0; i < M; i++) {
-        int32_t *ci = c + i * ldc;
-        if (accumulate) {
-            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_loadu_si256((const __m256i *)ci));
-            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_loadu_si256((const __m256i *)(ci + 8)));
-        }
-        _mm256_storeu_si256((__m256i *)ci, acc[i][0]);
-        _mm256_storeu_si256((__m256i *)(ci + 8), acc[i][1]);
-    }
+// K pairs widened to int16: vpmaddwd sums two 16-bit products per int32 lane.
+TARGET_AVX2 static inline __m256i madd_pairs(__m256i acc, __m256i a, __m256i b) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
 }
-
-TARGET_AVX2 static void qtile_any(size_t m, size_t kp, const uint32_t *a, const int16_t *b, int32_t *c,
-                                  size_t ldc, int accumulate) {
-    switch (m) {
-    case 1: qtile_rows(1, kp, a, b, c, ldc, accumulate); break;
-    case 2: qtile_rows(2, kp, a, b, c, ldc, accumulate); break;
-    case 3: qtile_rows(3, kp, a, b, c, ldc, accumulate); break;
-    case 4: qtile_rows(4, kp, a, b, c, ldc, accumulate); break;
-    case 5: qtile_rows(5, kp, a, b, c, ldc, accumulate); break;
-    default: qtile_rows(6, kp, a, b, c, ldc, accumulate); break;
-    }
-}
-
-TARGET_AVX2 void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
-                                       size_t m, size_t n, int accumulate) {
-    if (n == NR) {
-        qtile_any(m, kp, a, b, c, ldc, accumulate);
-        return;
-    }
-    int32_t tmp[MR * NR];
-    if (accumulate)
-        for (size_t i = 0; i < m; i++) memcpy(tmp + i * NR, c + i * ldc, n * sizeof(int32_t));
-    qtile_any(m, kp, a, b, tmp, NR, accumulate);
-    for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(int32_t));
-}
+#define QUADS_TARGET TARGET_AVX2
+#define QUADS_ROWS pairs_rows_avx2
+#define QUADS_NAME quern_qgemm_tile_avx2
+#define QUADS_BTYPE int16_t
+#define DPBUSD(acc, a, b) madd_pairs(acc, a, b)
+#include "qgemm_tile_body.h"
+#undef QUADS_TARGET
+#undef QUADS_ROWS
+#undef QUADS_NAME
+#undef QUADS_BTYPE
+#undef DPBUSD
 
 // q = clamp(round(x · inv) + zp, 0, 255) for one row, 32 values a step.
 TARGET_AVX2 static inline void quantize_row_avx2(const float *row, size_t k, float inv, int32_t zp, uint8_t *out) {
@@ -227,26 +191,30 @@ TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t 
     }
 }
 
-// ---- VNNI: groups of four K (body in qgemm_quads_body.h) ---------------------------
+// ---- VNNI: groups of four K (body in qgemm_tile_body.h) ---------------------------
 
 #define QUADS_TARGET __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
 #define QUADS_ROWS quads_rows_avx512vnni
 #define QUADS_NAME quern_qgemm4_tile_avx512vnni
+#define QUADS_BTYPE int8_t
 #define DPBUSD(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
-#include "qgemm_quads_body.h"
+#include "qgemm_tile_body.h"
 #undef QUADS_TARGET
 #undef QUADS_ROWS
 #undef QUADS_NAME
+#undef QUADS_BTYPE
 #undef DPBUSD
 
 #define QUADS_TARGET __attribute__((target("avx2,fma,avxvnni")))
 #define QUADS_ROWS quads_rows_avxvnni
 #define QUADS_NAME quern_qgemm4_tile_avxvnni
+#define QUADS_BTYPE int8_t
 #define DPBUSD(acc, a, b) _mm256_dpbusd_avx_epi32(acc, a, b)
-#include "qgemm_quads_body.h"
+#include "qgemm_tile_body.h"
 #undef QUADS_TARGET
 #undef QUADS_ROWS
 #undef QUADS_NAME
+#undef QUADS_BTYPE
 #undef DPBUSD
 
 // vpdpbusd on AVX2: the even and odd bytes of each 16-bit lane, widened (A unsigned, B
@@ -262,11 +230,13 @@ TARGET_AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i a, __m256i b)
 #define QUADS_TARGET TARGET_AVX2
 #define QUADS_ROWS quads_rows_avx2
 #define QUADS_NAME quern_qgemm4_tile_avx2
+#define QUADS_BTYPE int8_t
 #define DPBUSD(acc, a, b) dpbusd_avx2(acc, a, b)
-#include "qgemm_quads_body.h"
+#include "qgemm_tile_body.h"
 #undef QUADS_TARGET
 #undef QUADS_ROWS
 #undef QUADS_NAME
+#undef QUADS_BTYPE
 #undef DPBUSD
 
 #else

@@ -111,13 +111,15 @@ public enum LayerSpec: Sendable, Equatable {
 /// operators chosen at load (fp32, int8, sparse); training builds a QuernNN network of
 /// the same layers; `tensors(of:)` exports one back.
 public struct StackModel: TabularModel {
-    public let family: String
+    /// The architecture and labels, as config.json gives them.
+    public let config: StackConfig
+    public var family: String { config.family }
     /// Shape of one input sample: `[features]` or `[channels, height, width]`.
-    public let inputShape: [Int]
-    public let specs: [LayerSpec]
-    public let labels: [String]
-    public let featureNames: [String]?
-    public let problemType: String?
+    public var inputShape: [Int] { config.inputShape }
+    public var specs: [LayerSpec] { config.specs }
+    public var labels: [String] { config.labels }
+    public var featureNames: [String]? { config.featureNames }
+    public var problemType: String? { config.problemType }
     /// Per-input standardisation `(x − mean) / scale`, stored as `normalizer.*` tensors.
     public let normalizer: (mean: [Float], scale: [Float])?
     public let precision: LinearOperator.Precision
@@ -173,14 +175,11 @@ public struct StackModel: TabularModel {
 
     /// Strict loading: every tensor the specs imply must exist with its shape (the
     /// error names the tensor and both shapes), and the file may hold nothing else.
-    public init(family: String, inputShape: [Int], specs: [LayerSpec], labels: [String], featureNames: [String]?,
-                problemType: String?, weights: SafetensorsFile, precision: LinearOperator.Precision = .fp32,
-                quantizedFile: Bool = false) throws {
-        let loaded = try Self.loadTensors(weights, inputShape: inputShape, specs: specs, family: family,
-                                          quantized: precision == .int8 && quantizedFile)
-        try self.init(family: family, inputShape: inputShape, specs: specs, labels: labels, featureNames: featureNames,
-                      problemType: problemType, tensors: loaded.tensors, quantized: loaded.quantized,
-                      normalizer: loaded.normalizer, precision: precision)
+    public init(config: StackConfig, weights: SafetensorsFile, precision: LinearOperator.Precision = .fp32) throws {
+        let loaded = try Self.loadTensors(weights, inputShape: config.inputShape, specs: config.specs, family: config.family,
+                                          quantized: config.quantization != nil)
+        try self.init(config: config, tensors: loaded.tensors, quantized: loaded.quantized, normalizer: loaded.normalizer,
+                      precision: precision)
     }
 
     /// The tensors the specs imply, checked strictly: fp32 everywhere, or, for a model
@@ -233,21 +232,16 @@ public struct StackModel: TabularModel {
     }
 
     /// From tensors in memory (a network just trained, quantized or pruned).
-    public init(family: String, inputShape: [Int], specs: [LayerSpec], labels: [String], featureNames: [String]?,
-                problemType: String?, tensors: [String: Tensor], quantized: [Int: QuantizedLayer] = [:],
+    public init(config: StackConfig, tensors: [String: Tensor], quantized: [Int: QuantizedLayer] = [:],
                 normalizer: ([Float], [Float])?, precision: LinearOperator.Precision = .fp32) throws {
+        let (inputShape, specs, labels) = (config.inputShape, config.specs, config.labels)
         if let (_, scale) = normalizer, let z = scale.firstIndex(where: { $0 == 0 || !$0.isFinite }) {
             throw QuernError(.modelInvalid, "normalizer.scale[\(z)] is \(scale[z]); scales must be finite and non-zero")
         }
-        if let names = featureNames, names.count != inputShape.reduce(1, *) {
+        if let names = config.featureNames, names.count != inputShape.reduce(1, *) {
             throw QuernError(.modelInvalid, "feature_names has \(names.count) names for \(inputShape.reduce(1, *)) inputs")
         }
-        self.family = family
-        self.inputShape = inputShape
-        self.specs = specs
-        self.labels = labels
-        self.featureNames = featureNames
-        self.problemType = problemType
+        self.config = config
         self.normalizer = normalizer
         self.precision = quantized.isEmpty ? precision : .int8
         self.quantized = quantized

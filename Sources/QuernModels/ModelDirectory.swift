@@ -76,10 +76,7 @@ public struct ModelDirectory {
         let weights = try SafetensorsFile(path: weightsPath)
         let model: StackModel
         do {
-            model = try StackModel(family: config.family, inputShape: config.inputShape, specs: config.specs, labels: config.labels,
-                                   featureNames: config.featureNames, problemType: config.problemType, weights: weights,
-                                   precision: config.quantization != nil ? .int8 : precision,
-                                   quantizedFile: config.quantization != nil)
+            model = try StackModel(config: config, weights: weights, precision: config.quantization != nil ? .int8 : precision)
         } catch var e as QuernError {
             e.field = e.field ?? "model"
             throw e

@@ -13,6 +13,19 @@ struct ModelJobInput {
 
     var count: Int { counts.succeeded }
 
+    /// An fp32 model and its tensors, for the tasks that transform weights (an int8 model
+    /// cannot be quantized or pruned again: its fp32 weights are gone).
+    static func loadFP32(_ path: String, task: String) throws -> (ModelDirectory, LoadedWeights) {
+        let source = try ModelDirectory.load(path)
+        guard source.config.quantization == nil else {
+            throw QuernError(.modelInvalid, "\(task) works on fp32 models; this one is int8 (prune and fine-tune before quantizing)", field: "model")
+        }
+        let weights = try SafetensorsFile(path: Path.join(path, "model.safetensors"))
+        let loaded = try StackModel.loadTensors(weights, inputShape: source.config.inputShape, specs: source.config.specs,
+                                                family: source.config.family)
+        return (source, loaded)
+    }
+
     /// Reads every record. A record with the wrong feature count, or (when `labels`) a
     /// missing or unknown label, goes to the error file instead.
     static func read(manifest: Manifest, config: StackConfig, inputPath: String, errors: ChunkedGzipWriter,
@@ -27,15 +40,7 @@ struct ModelJobInput {
         var labels: [Int] = []
         func fail(_ id: String?, _ member: String, _ line: Int?, _ e: QuernError) throws {
             out.counts.failed += 1
-            var o = JSONObject()
-            if let id { o["id"] = .string(id) }
-            o["member"] = .string(member)
-            if let line { o["line"] = .int(Int64(line)) }
-            o["code"] = .string(e.code.rawValue)
-            o["message"] = .string(e.message)
-            var entry = JSONWriter.compact(.object(o))
-            entry.append(0x0A)
-            try errors.append(entry)
+            try errors.append(JobRunner.errorLine(id: id, member: member, line: line, e))
             if out.counts.failed > manifest.limits.maxErrors {
                 throw QuernError(.tooManyErrors, "more than limits.max_errors (\(manifest.limits.maxErrors)) bad records; the last: \(e.message). See errors.jsonl.gz", field: "limits.max_errors")
             }

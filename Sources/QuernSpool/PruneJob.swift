@@ -20,13 +20,7 @@ struct PruneJob {
 
     func run(inputPath: String, modelPath: String, spool: Spool, heartbeat: Heartbeat, errors: ChunkedGzipWriter) throws -> JobOutcome {
         let started = time.monotonic(), startedAt = time.now()
-        let source = try ModelDirectory.load(modelPath)
-        guard source.config.quantization == nil else {
-            throw QuernError(.modelInvalid, "prune works on fp32 models; this one is int8 (prune first, then quantize)", field: "model")
-        }
-        let weights = try SafetensorsFile(path: Path.join(modelPath, "model.safetensors"))
-        let loaded = try StackModel.loadTensors(weights, inputShape: source.config.inputShape, specs: source.config.specs,
-                                                family: source.config.family)
+        let (source, loaded) = try ModelJobInput.loadFP32(modelPath, task: "prune")
         let settings = manifest.pruning, training = manifest.training
         let labelled = manifest.input.labelField != nil
         let records = try ModelJobInput.read(manifest: manifest, config: source.config, inputPath: inputPath, errors: errors,
@@ -92,9 +86,7 @@ struct PruneJob {
 
         // The pruned model, as the loader will run it.
         let tensors = StackModel.tensors(of: net)
-        let pruned = try StackModel(family: source.config.family, inputShape: source.config.inputShape, specs: source.config.specs,
-                                    labels: source.config.labels, featureNames: source.config.featureNames,
-                                    problemType: source.config.problemType, tensors: tensors, normalizer: loaded.normalizer)
+        let pruned = try StackModel(config: source.config, tensors: tensors, normalizer: loaded.normalizer)
         let after = evaluation.measure(pruned)
         try errors.finish()
         try Sys.rename(errors.path, job.file(JobRunner.errorsName))

@@ -19,13 +19,7 @@ struct QuantizeJob {
 
     func run(inputPath: String, modelPath: String, spool: Spool, errors: ChunkedGzipWriter) throws -> JobOutcome {
         let started = time.monotonic(), startedAt = time.now()
-        let source = try ModelDirectory.load(modelPath)
-        guard source.config.quantization == nil else {
-            throw QuernError(.modelInvalid, "the model is already int8; quantize an fp32 model", field: "model")
-        }
-        let weights = try SafetensorsFile(path: Path.join(modelPath, "model.safetensors"))
-        let fp32 = try StackModel.loadTensors(weights, inputShape: source.config.inputShape, specs: source.config.specs,
-                                              family: source.config.family)
+        let (source, fp32) = try ModelJobInput.loadFP32(modelPath, task: "quantize")
         let labelled = manifest.input.labelField != nil
         let records = try ModelJobInput.read(manifest: manifest, config: source.config, inputPath: inputPath, errors: errors,
                                              labels: labelled)
@@ -78,9 +72,8 @@ struct QuantizeJob {
             if settings.calibration == "percentile" { block["percentile"] = .double(settings.percentile) }
         }
         config.quantization = .object(block)
-        let int8 = try StackModel(family: config.family, inputShape: config.inputShape, specs: config.specs, labels: config.labels,
-                                  featureNames: config.featureNames, problemType: config.problemType, tensors: fp32.tensors,
-                                  quantized: quantized, normalizer: fp32.normalizer, precision: .int8)
+        let int8 = try StackModel(config: config, tensors: fp32.tensors, quantized: quantized, normalizer: fp32.normalizer,
+                                  precision: .int8)
 
         // Measure both on the job's records.
         let before = records.measure(source.model), after = records.measure(int8)

@@ -87,6 +87,19 @@ public final class JobRunner {
     static let resultsNames: [Manifest.OutputFormat: String] = [.jsonl: "results.jsonl.gz", .csv: "results.csv.gz"]
     static let errorsName = "errors.jsonl.gz"
 
+    /// One line of errors.jsonl.gz: where the bad record was and what was wrong with it.
+    static func errorLine(id: String?, member: String, line: Int?, _ e: QuernError) -> [UInt8] {
+        var o = JSONObject()
+        if let id { o["id"] = .string(id) }
+        o["member"] = .string(member)
+        if let line { o["line"] = .int(Int64(line)) }
+        o["code"] = .string(e.code.rawValue)
+        o["message"] = .string(e.message)
+        var entry = JSONWriter.compact(.object(o))
+        entry.append(0x0A)
+        return entry
+    }
+
     public func run(_ job: ActiveJob) -> JobOutcome {
         let log: JobLog
         do {
@@ -198,15 +211,7 @@ public final class JobRunner {
 
         func recordError(_ index: Int, id: String?, member: String, line: Int?, _ e: QuernError) throws {
             counts.failed += 1
-            var o = JSONObject()
-            if let id { o["id"] = .string(id) }
-            o["member"] = .string(member)
-            if let line { o["line"] = .int(Int64(line)) }
-            o["code"] = .string(e.code.rawValue)
-            o["message"] = .string(e.message)
-            var entry = JSONWriter.compact(.object(o))
-            entry.append(0x0A)
-            try errors.append(entry)
+            try errors.append(Self.errorLine(id: id, member: member, line: line, e))
             if counts.failed > manifest.limits.maxErrors {
                 let at = line.map { "\(member), line \($0)" } ?? member
                 throw QuernError(.tooManyErrors, "more than limits.max_errors (\(manifest.limits.maxErrors)) bad records; the last, at \(at): \(e.message). See errors.jsonl.gz, fix the input or raise the limit", field: "limits.max_errors")

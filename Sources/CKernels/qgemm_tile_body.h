@@ -1,23 +1,27 @@
-// The int8 tile for VNNI (u8 × s8 in groups of four K, vpdpbusd), written once and
-// included by qgemm.c three times: with AVX512-VNNI's EVEX `vpdpbusd ymm`, with
-// AVX-VNNI's VEX form, and with vpdpbusd emulated by AVX2 (two vpmaddwd over the even
-// and odd bytes). The emulated copy runs on any AVX2 machine, so the body is tested
-// everywhere; only the one instruction differs between the copies.
+// The int8 tile, written once: MR rows × 16 int32 columns in 12 ymm accumulators; per
+// K step a 32-bit broadcast of A per row, two 256-bit loads of B (64 bytes a step in
+// both layouts) and one multiply-accumulate per accumulator. qgemm.c includes it four
+// times, which differ only in that multiply-accumulate and the B layout:
+//   - K pairs widened to int16, vpmaddwd + vpaddd (AVX2);
+//   - K quads of int8, vpdpbusd: AVX512-VNNI's EVEX form, AVX-VNNI's VEX form, and an
+//     AVX2 emulation (two vpmaddwd over the even and odd bytes) that runs on any AVX2
+//     machine, so the VNNI body is tested everywhere.
+// 256-bit vectors on every copy: AVX-VNNI has only 16 vector registers and the tile
+// needs 15; on client cores a ymm vpdpbusd has the same throughput as a zmm one.
+// Every form is exact: u8·s8 (or u8·s16 in pairs) products are summed into int32
+// without saturation (unlike vpdpbusds or vpmaddubsw).
 //
-// 256-bit vectors on every copy: AVX-VNNI has only 16 vector registers and the 6×16
-// tile needs 15; on client cores a ymm vpdpbusd has the same throughput as a zmm one.
-// vpdpbusd is exact here: each u8·s8 product fits 16 bits and the four are summed into
-// the int32 accumulator without saturation (unlike vpdpbusds or vpmaddubsw).
-//
-// The includer defines QUADS_TARGET, QUADS_ROWS, QUADS_NAME and DPBUSD(acc, a, b).
+// The includer defines QUADS_TARGET, QUADS_ROWS, QUADS_NAME, QUADS_BTYPE (the B element
+// type) and DPBUSD(acc, a, b).
 
 QUADS_TARGET static inline __attribute__((always_inline)) void
-QUADS_ROWS(const int M, size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc, int accumulate) {
+QUADS_ROWS(const int M, size_t kq, const uint32_t *a, const QUADS_BTYPE *b, int32_t *c, size_t ldc, int accumulate) {
+    const uint8_t *bytes = (const uint8_t *)b;
     __m256i acc[MR][2];
     for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
     for (size_t q = 0; q < kq; q++) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + q * NR * 4));
-        __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + q * NR * 4 + 32));
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(bytes + q * 64));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(bytes + q * 64 + 32));
         for (int i = 0; i < M; i++) {
             __m256i ai = _mm256_set1_epi32((int32_t)a[q * MR + i]);
             acc[i][0] = DPBUSD(acc[i][0], ai, b0);
@@ -35,7 +39,7 @@ QUADS_ROWS(const int M, size_t kq, const uint32_t *a, const int8_t *b, int32_t *
     }
 }
 
-QUADS_TARGET void QUADS_NAME(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc, size_t m,
+QUADS_TARGET void QUADS_NAME(size_t kq, const uint32_t *a, const QUADS_BTYPE *b, int32_t *c, size_t ldc, size_t m,
                              size_t n, int accumulate) {
     int full = n == NR;
     int32_t tmp[MR * NR];
