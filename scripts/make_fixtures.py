@@ -354,6 +354,13 @@ def main() -> int:
             "model_type": "mlp", "input_size": N_FEATURES,
             "layers": [{"out_features": 64, "activation": "relu"}, {"out_features": N_LABELS}],
         },
+        # Wide enough that pruning pays: its 512x512 layer runs on the sparse kernel
+        # once pruned (the loader keeps layers under 64k weights dense).
+        "digits-mlp-wide-arch": {
+            "model_type": "mlp", "input_size": N_FEATURES,
+            "layers": [{"out_features": 512, "activation": "relu"}, {"out_features": 512, "activation": "relu"},
+                       {"out_features": N_LABELS}],
+        },
         "digits-cnn-arch": {
             "model_type": "cnn", "input_shape": [1, 8, 8],
             "layers": [

@@ -13,10 +13,12 @@ public struct SparseWeights: Sendable {
     public var nonzeros: Int { vals.count }
     public var density: Double { Double(nonzeros) / Double(max(n * k, 1)) }
 
-    /// Below this density the CSR kernel beats the dense packed GEMM. Measured with
-    /// `quern bench kernels` on Zen 3 (AVX2), one thread: break-even between 0.3 and 0.5
-    /// depending on the shape (0.80–1.35× at 0.3, 1.34–1.74× at 0.2, 2.3–3.1× at 0.1).
-    public static let densityThreshold = 0.25
+    /// Below this density the CSR kernel beats the dense packed GEMM in whole models.
+    /// `quern bench kernels` (Zen 3, AVX2, M = 2048) puts break-even between 0.3 and 0.5
+    /// (0.94–1.25× at 0.3, 1.37–1.66× at 0.2, 2.4–3.3× at 0.1), but a pruned 512×512
+    /// layer in batches of 1024 rows ran at 0.77–0.90× dense at 0.2 and 1.4–1.8× at 0.1
+    /// (prune jobs on a wide digits mlp), so models switch only below 0.15.
+    public static let densityThreshold = 0.15
 
     /// Whether these weights should run sparse rather than dense.
     public var preferred: Bool { density < Self.densityThreshold }

@@ -13,6 +13,10 @@ struct ModelJobInput {
 
     var count: Int { counts.succeeded }
 
+    /// Rows a forward call takes when measuring: batch-job sized, large enough that the
+    /// sparse kernels' 64-row blocks keep both threads busy.
+    static let measureBatch = 1024
+
     /// An fp32 model and its tensors, for the tasks that transform weights (an int8 model
     /// cannot be quantized or pruned again: its fp32 weights are gone).
     static func loadFP32(_ path: String, task: String) throws -> (ModelDirectory, LoadedWeights) {
@@ -76,16 +80,20 @@ struct ModelJobInput {
     }
 
     /// Top-1 predictions of `model` on these records, the accuracy when labelled, and the
-    /// throughput (records per second, best of `repeats` passes, batches of 256).
-    func measure(_ model: StackModel, repeats: Int = 3) -> (predictions: [Int], accuracy: Double?, recordsPerSecond: Double) {
+    /// throughput (records per second in batches of `measureBatch`: the best pass of at least three
+    /// and of as many as fit in `seconds`, so a short input is still timed reliably).
+    func measure(_ model: StackModel, seconds: Double = 0.5) -> (predictions: [Int], accuracy: Double?, recordsPerSecond: Double) {
         let size = model.inputSize, clock = SystemTime()
         var predictions = [Int](repeating: 0, count: count)
         var best = Double.infinity
-        for _ in 0..<max(repeats, 1) {
+        let start = clock.monotonic()
+        var passes = 0
+        while passes < 3 || (clock.monotonic() - start < seconds && passes < 1000) {
+            passes += 1
             let t0 = clock.monotonic()
             var start = 0
             while start < count {
-                let end = min(start + 256, count)
+                let end = min(start + Self.measureBatch, count)
                 let y = model.forward(Tensor(shape: [end - start, size], data: Array(inputs[(start * size)..<(end * size)])))
                 let classes = y.rowLength
                 for r in 0..<(end - start) {
