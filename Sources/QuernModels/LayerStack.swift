@@ -245,10 +245,38 @@ public struct StackModel: TabularModel {
         self.normalizer = normalizer
         self.precision = quantized.isEmpty ? precision : .int8
         self.quantized = quantized
+        // A batch norm right after an fp32 linear or conv2d without activation is folded
+        // into it (w·γ/σ per output channel, (b − μ)·γ/σ + β): one pass over the data fewer.
+        var tensors = tensors
+        var folded: Set<Int> = []
+        for (i, s) in specs.enumerated() where i > 0 {
+            guard case .batchNorm(let eps) = s, quantized[i - 1] == nil else { continue }
+            switch specs[i - 1] {
+            case .linear(_, .none), .conv2d(_, _, _, _, .none): break
+            default: continue
+            }
+            let gamma = tensors["layers.\(i).weight"]!.data, beta = tensors["layers.\(i).bias"]!.data
+            let mean = tensors["layers.\(i).running_mean"]!.data, variance = tensors["layers.\(i).running_var"]!.data
+            var w = tensors["layers.\(i - 1).weight"]!, b = tensors["layers.\(i - 1).bias"]!
+            let per = w.count / gamma.count
+            for c in 0..<gamma.count {
+                let scale = gamma[c] / (variance[c] + eps).squareRoot()
+                for j in 0..<per { w.data[c * per + j] *= scale }
+                b.data[c] = (b.data[c] - mean[c]) * scale + beta[c]
+            }
+            tensors["layers.\(i - 1).weight"] = w
+            tensors["layers.\(i - 1).bias"] = b
+            folded.insert(i)
+        }
         var compiled: [Compiled] = []
         var counts: [(Int, Int)] = []
         for (i, s) in specs.enumerated() {
             func t(_ suffix: String) -> Tensor { tensors["layers.\(i).\(suffix)"]! }
+            if folded.contains(i) {
+                compiled.append(.identity)
+                counts.append((0, 0))
+                continue
+            }
             /// The layer's weight matrix `[out, in·k·k]` as an operator.
             func op(_ out: Int) -> LinearOperator {
                 if let q = quantized[i] {

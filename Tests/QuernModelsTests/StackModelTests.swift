@@ -75,6 +75,31 @@ struct StackModelTests {
         #expect(description["layers"]?.arrayValue?.count == 9)
     }
 
+    @Test("a batch norm after a conv or linear without activation is folded at load; outputs unchanged")
+    func foldedBatchNorm() throws {
+        let config = #"""
+        {"model_type": "cnn", "input_shape": [2, 6, 6],
+         "layers": [{"type": "conv2d", "out_channels": 3, "kernel_size": 3},
+                    {"type": "batchnorm"},
+                    {"type": "activation", "activation": "relu"},
+                    {"type": "flatten"},
+                    {"type": "linear", "out_features": 5},
+                    {"type": "batchnorm"},
+                    {"type": "linear", "out_features": 2}]}
+        """#
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let (_, net) = try writeModel(config, seed: 8, into: tmp.path + "/m")
+        let model = try ModelDirectory.load(tmp.path + "/m").model
+        var r = SeededRandom(seed: 3)
+        let x = Tensor(shape: [4, 72], data: (0..<288).map { _ in r.uniform(2) })
+        let tape = Tape(training: false)
+        let slow = tape.value(net.forward(tape.constant(Tensor(shape: [4, 2, 6, 6], data: x.data)), on: tape))
+        for (a, b) in zip(model.forward(x).data, slow.data) { #expect(abs(a - b) <= inferenceTolerance * max(1, abs(b))) }
+        let layers = try #require(model.describe().objectValue?["layers"]?.arrayValue)
+        #expect(layers.count == 7)
+    }
+
     @Test("config errors name the layer")
     func configErrors() throws {
         let cases: [(String, String)] = [
