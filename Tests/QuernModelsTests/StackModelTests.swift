@@ -40,6 +40,7 @@ struct StackModelTests {
                 bn.statistics.mean = bn.statistics.mean.map { _ in r.uniform(0.5) }
                 bn.statistics.variance = bn.statistics.variance.map { _ in 0.5 + r.unit() }
                 bn.gamma.value.data = bn.gamma.value.data.map { _ in 1 + r.uniform(0.3) }
+                bn.beta.value.data = bn.beta.value.data.map { _ in r.uniform(0.5) }
             }
         }
         try Sys.mkdirs(dir)
