@@ -483,6 +483,28 @@ extension StackModel {
         return Sequential(layers)
     }
 
+    /// Sets a network's weights (and batch-norm statistics) from tensors named as
+    /// `tensors(of:)` names them.
+    public static func assign(_ tensors: [String: Tensor], to net: Sequential) {
+        for (i, layer) in net.layers.enumerated() {
+            func value(_ suffix: String) -> Tensor? { tensors["layers.\(i).\(suffix)"] }
+            switch layer {
+            case let l as Linear:
+                if let w = value("weight") { l.weight.value = w }
+                if let b = l.bias, let v = value("bias") { b.value = v }
+            case let c as Conv2d:
+                if let w = value("weight") { c.weight.value = w }
+                if let b = c.bias, let v = value("bias") { b.value = v }
+            case let bn as BatchNorm:
+                if let g = value("weight") { bn.gamma.value = g }
+                if let b = value("bias") { bn.beta.value = b }
+                if let m = value("running_mean") { bn.statistics.mean = m.data }
+                if let v = value("running_var") { bn.statistics.variance = v.data }
+            default: break
+            }
+        }
+    }
+
     /// The tensors of a network built by `network`, named as model.safetensors names them.
     public static func tensors(of net: Sequential) -> [String: Tensor] {
         var out: [String: Tensor] = [:]

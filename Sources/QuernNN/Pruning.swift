@@ -90,6 +90,13 @@ public struct Pruner {
         }
     }
 
+    /// Masks saved by a checkpoint, put back (and enforced) on resume.
+    public mutating func restore(masks saved: [[Float]]) {
+        precondition(saved.count == masks.count && zip(saved, masks).allSatisfy { $0.count == $1.count }, "Pruner: masks do not fit")
+        masks = saved
+        enforce()
+    }
+
     /// Holds pruned weights at zero (call after every optimizer step).
     public func enforce() {
         for (i, p) in parameters.enumerated() {

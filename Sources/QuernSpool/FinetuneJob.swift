@@ -241,59 +241,16 @@ struct FinetuneJob {
 
     func save(_ path: String, state: State, net: Sequential, trainer: Trainer, best: [String: Tensor],
               normalizer: ([Float], [Float])?) throws {
-        var tensors: [String: ([Int], [Float])] = [:]
-        for (name, t) in StackModel.tensors(of: net) { tensors["model/" + name] = (t.shape, t.data) }
-        for (name, t) in best { tensors["best/" + name] = (t.shape, t.data) }
-        let optimizer = trainer.optimizer.state
-        for (i, b) in optimizer.buffers.enumerated() { tensors["optimizer/\(i)"] = ([b.count], b) }
-        if let (mean, scale) = normalizer {
-            tensors["normalizer.mean"] = ([mean.count], mean)
-            tensors["normalizer.scale"] = ([scale.count], scale)
-        }
-        var meta = JSONObject()
-        meta["state"] = state.json
-        meta["optimizer_step"] = .int(Int64(optimizer.step))
-        meta["optimizer_buffers"] = .int(Int64(optimizer.buffers.count))
-        let bytes = Safetensors.encode(tensors, metadata: ["quern_training": String(decoding: JSONWriter.compact(.object(meta)), as: UTF8.self)])
-        try Sys.writeFileAtomically(path, bytes, durability: .content)
+        var extra: [String: Tensor] = [:]
+        for (name, t) in best { extra["best/" + name] = t }
+        try TrainingCheckpoint.save(path, net: net, optimizer: trainer.optimizer, extra: extra, state: state.json)
     }
 
     func restore(_ path: String, net: Sequential, trainer: Trainer) throws -> (State, [String: Tensor]) {
-        let file = try SafetensorsFile(path: path)
-        guard let raw = file.metadata["quern_training"], let meta = try JSONParser.parse(Array(raw.utf8)).objectValue,
-              let stateJSON = meta["state"], let step = meta["optimizer_step"]?.intValue,
-              let bufferCount = meta["optimizer_buffers"]?.intValue else {
-            throw QuernError(.internalError, "\(path) has no training state")
-        }
-        let state = try State(json: stateJSON)
-        var current: [String: Tensor] = [:], best: [String: Tensor] = [:]
-        for name in file.entries.keys {
-            if name.hasPrefix("model/") { current[String(name.dropFirst(6))] = try file.float32(name) }
-            if name.hasPrefix("best/") { best[String(name.dropFirst(5))] = try file.float32(name) }
-        }
-        let shaped = StackModel.tensors(of: net)
-        guard Set(shaped.keys) == Set(current.keys) else { throw QuernError(.internalError, "\(path) holds a different network") }
-        for (i, layer) in net.layers.enumerated() {
-            func value(_ suffix: String) -> Tensor? { current["layers.\(i).\(suffix)"] }
-            switch layer {
-            case let l as Linear:
-                l.weight.value = value("weight")!
-                if let b = l.bias { b.value = value("bias")! }
-            case let c as Conv2d:
-                c.weight.value = value("weight")!
-                if let b = c.bias { b.value = value("bias")! }
-            case let bn as BatchNorm:
-                bn.gamma.value = value("weight")!
-                bn.beta.value = value("bias")!
-                bn.statistics.mean = value("running_mean")!.data
-                bn.statistics.variance = value("running_var")!.data
-            default: break
-            }
-        }
-        var buffers: [[Float]] = []
-        for i in 0..<Int(bufferCount) { buffers.append(try file.float32("optimizer/\(i)").data) }
-        trainer.optimizer.state = OptimizerState(step: Int(step), buffers: buffers)
-        return (state, best)
+        let (json, extra) = try TrainingCheckpoint.load(path, net: net, optimizer: trainer.optimizer)
+        var best: [String: Tensor] = [:]
+        for (name, t) in extra where name.hasPrefix("best/") { best[String(name.dropFirst(5))] = t }
+        return (try State(json: json), best)
     }
 
     func publishModel(config: StackConfig, tensors: [String: Tensor], normalizer: ([Float], [Float])?) throws {

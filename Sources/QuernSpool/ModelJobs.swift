@@ -2,6 +2,7 @@ import QuernCore
 import QuernData
 import QuernKernels
 import QuernModels
+import QuernNN
 
 /// What the model-making tasks (finetune, quantize, prune) share: reading every record
 /// into memory, measuring a model on them, and publishing a model directory.
@@ -125,5 +126,47 @@ struct ModelJobInput {
         try Sys.writeFileAtomically(Path.join(partial, "model.safetensors"), Safetensors.encode(typed: out), durability: .content)
         try? Sys.removeTree(final)
         try Sys.rename(partial, final)
+    }
+}
+
+/// The state of a training run at an epoch boundary, in one safetensors file written
+/// atomically: the network's tensors (`model/…`), the optimizer's buffers
+/// (`optimizer/i`), whatever else the task keeps (`extra`, e.g. the best weights or
+/// pruning masks), and the task's bookkeeping as JSON in the metadata.
+enum TrainingCheckpoint {
+    static func save(_ path: String, net: Sequential, optimizer: any Optimizer, extra: [String: Tensor], state: JSONValue) throws {
+        var tensors: [String: ([Int], [Float])] = [:]
+        for (name, t) in StackModel.tensors(of: net) { tensors["model/" + name] = (t.shape, t.data) }
+        for (name, t) in extra { tensors[name] = (t.shape, t.data) }
+        let o = optimizer.state
+        for (i, b) in o.buffers.enumerated() { tensors["optimizer/\(i)"] = ([b.count], b) }
+        var meta = JSONObject()
+        meta["state"] = state
+        meta["optimizer_step"] = .int(Int64(o.step))
+        meta["optimizer_buffers"] = .int(Int64(o.buffers.count))
+        let bytes = Safetensors.encode(tensors, metadata: ["quern_training": String(decoding: JSONWriter.compact(.object(meta)), as: UTF8.self)])
+        try Sys.writeFileAtomically(path, bytes, durability: .content)
+    }
+
+    /// Restores the network and optimizer in place; returns the task's state and extras.
+    static func load(_ path: String, net: Sequential, optimizer: any Optimizer) throws -> (JSONValue, [String: Tensor]) {
+        let file = try SafetensorsFile(path: path)
+        guard let raw = file.metadata["quern_training"], let meta = try JSONParser.parse(Array(raw.utf8)).objectValue,
+              let state = meta["state"], let step = meta["optimizer_step"]?.intValue,
+              let bufferCount = meta["optimizer_buffers"]?.intValue else {
+            throw QuernError(.internalError, "\(path) has no training state")
+        }
+        var model: [String: Tensor] = [:], extra: [String: Tensor] = [:]
+        for name in file.entries.keys where !name.hasPrefix("optimizer/") {
+            if name.hasPrefix("model/") { model[String(name.dropFirst(6))] = try file.float32(name) } else { extra[name] = try file.float32(name) }
+        }
+        guard Set(StackModel.tensors(of: net).keys) == Set(model.keys) else {
+            throw QuernError(.internalError, "\(path) holds a different network")
+        }
+        StackModel.assign(model, to: net)
+        var buffers: [[Float]] = []
+        for i in 0..<Int(bufferCount) { buffers.append(try file.float32("optimizer/\(i)").data) }
+        optimizer.state = OptimizerState(step: Int(step), buffers: buffers)
+        return (state, extra)
     }
 }

@@ -61,7 +61,29 @@ struct PruneJob {
             // Gradual: reach the target by three quarters of the epochs, then recover at it.
             let ramp = max(1.0, Double(recovery) * 0.75)
             if settings.schedule == "oneshot" { pruner.prune(to: settings.sparsity) }
-            for epoch in 0..<recovery {
+            // Each recovery epoch ends in a checkpoint (weights, optimizer, masks, history):
+            // a killed job resumes at the epoch it was in.
+            let checkpointPath = job.file("training.checkpoint")
+            var firstEpoch = 0
+            if Sys.exists(checkpointPath) {
+                do {
+                    let (state, extra) = try TrainingCheckpoint.load(checkpointPath, net: net, optimizer: trainer.optimizer)
+                    let masks = try (0..<matrices.count).map { i -> [Float] in
+                        guard let m = extra["mask/\(i)"] else { throw QuernError(.internalError, "checkpoint lacks mask \(i)") }
+                        return m.data
+                    }
+                    pruner.restore(masks: masks)
+                    guard let o = state.objectValue, let done = o["epochs_done"]?.intValue, let step = o["step"]?.intValue,
+                          let h = o["history"]?.arrayValue else { throw QuernError(.internalError, "checkpoint state is incomplete") }
+                    history = try h.map(FinetuneJob.epochRecord)
+                    firstEpoch = Int(done)
+                    trainer.step = Int(step)
+                    log.log(.info, "resuming recovery training from checkpoint", [("epochs_done", .int(done))])
+                } catch {
+                    throw QuernError(.internalError, "the prune checkpoint is unreadable (\(error)); delete \(checkpointPath) to start the job over")
+                }
+            }
+            for epoch in firstEpoch..<recovery {
                 if settings.schedule == "cubic" {
                     pruner.prune(to: Pruner.cubic(progress: Double(epoch + 1) / ramp, final: settings.sparsity))
                 }
@@ -69,7 +91,7 @@ struct PruneJob {
                 trainer.afterStep = { frozen.enforce() }
                 let t0 = time.monotonic()
                 guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: { StopSignal.requested }) else {
-                    log.log(.info, "stopped by signal; the prune job restarts from the beginning")
+                    log.log(.info, "stopped by signal; recovery resumes at epoch \(epoch + 1)")
                     log.sync()
                     return .interrupted
                 }
@@ -77,6 +99,10 @@ struct PruneJob {
                 history.append(EpochRecord(epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy, validationLoss: v.loss,
                                            validationAccuracy: v.accuracy, learningRate: trainer.schedule.rate(at: trainer.step),
                                            seconds: time.monotonic() - t0))
+                let masks = Dictionary(uniqueKeysWithValues: pruner.masks.enumerated().map { ("mask/\($0)", Tensor(shape: [$1.count], data: $1)) })
+                try TrainingCheckpoint.save(checkpointPath, net: net, optimizer: trainer.optimizer, extra: masks,
+                                            state: ["epochs_done": .int(Int64(epoch + 1)), "step": .int(Int64(trainer.step)),
+                                                    "history": .array(history.map(FinetuneJob.json))])
                 log.log(.info, "recovery epoch done", [("epoch", .int(Int64(epoch + 1))),
                                                        ("sparsity", .double(overall(pruner))),
                                                        ("validation_accuracy", .double(v.accuracy))])
@@ -84,6 +110,7 @@ struct PruneJob {
             }
         }
 
+        try? Sys.unlink(job.file("training.checkpoint"))
         // The pruned model, as the loader will run it.
         let tensors = StackModel.tensors(of: net)
         let pruned = try StackModel(config: source.config, tensors: tensors, normalizer: loaded.normalizer)

@@ -161,3 +161,50 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.ModelTransformTests {
+    /// kill -9 during a prune job's recovery training: the next run resumes at the epoch
+    /// it was in (weights, optimizer and masks from the checkpoint) and publishes the same
+    /// bytes as an uninterrupted run. The base is a wide mlp trained here, so each
+    /// recovery epoch takes long enough to be interrupted.
+    @Test("kill -9 during prune recovery, resume from the epoch checkpoint, byte-identical model")
+    func pruneKillAndResume() async throws {
+        let scratch = try Scratch("prune-crash")
+        defer { scratch.remove() }
+        let base = try SpoolDir(scratch.file("base"))
+        try base.drop("wide.json", try EndToEnd.TrainingTests.manifest("finetune-digits-mlp-wide", id: "wide", train: ["epochs": 2]))
+        let trained = try await scratch.quern(["run", "--once", base.root] + rootArgs(scratch), timeout: 600)
+        #expect(trained.status == 0, "\(trained)")
+        var m = try JSON.object(try EndToEnd.TrainingTests.manifest("prune-digits-mlp", id: "pw"), what: "prune manifest")
+        m["model"] = base.job("done", "wide") + "/model"
+        m["prune"] = ["sparsity": 0.9, "schedule": "cubic", "recovery_epochs": 6]
+        let manifest = try JSON.encode(m)
+
+        let reference = try SpoolDir(scratch.file("reference"))
+        try reference.drop("pw.json", manifest)
+        let straight = try await scratch.quern(["run", "--once", reference.root] + rootArgs(scratch), timeout: 600)
+        #expect(straight.status == 0, "\(straight)")
+
+        let spool = try SpoolDir(scratch.file("spool"))
+        try spool.drop("pw.json", manifest)
+        let first = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-killed")
+        let checkpoint = spool.job("active", "pw") + "/training.checkpoint"
+        try await E2E.waitUntil("a recovery checkpoint", timeout: 300, poll: 0.01) {
+            guard first.isRunning else { throw E2EFailure("daemon exited before the kill: \(first.stderrTail)") }
+            if !spool.jobs("done").isEmpty { throw E2EFailure("the job finished before it could be killed") }
+            return Files.exists(checkpoint)
+        }
+        #expect(kill(first.pid, SIGKILL) == 0)
+        _ = try await first.wait(timeout: 20)
+        #expect(spool.jobs("done").isEmpty && spool.jobs("active") == ["pw"])
+        let resumed = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
+        #expect(resumed.status == 0, "\(resumed)")
+        let done = spool.job("done", "pw"), ref = reference.job("done", "pw")
+        #expect(try Files.read(done + "/model/model.safetensors") == (try Files.read(ref + "/model/model.safetensors")),
+                "resumed pruned weights differ from the uninterrupted run's")
+        let log = try Files.text(done + "/job.log")
+        #expect(log.contains("resuming recovery training from checkpoint"), "job.log:\n\(log)")
+        let report = try Files.json(done + "/report.json")
+        #expect(abs((JSON.double(report, "pruning.sparsity") ?? 0) - 0.9) < 0.01)
+    }
+}
