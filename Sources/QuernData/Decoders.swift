@@ -326,6 +326,7 @@ final class NPYDecoder: MemberDecoder {
     var rows = 0, rowLength = 0, itemSize = 0
     var kind: Character = "f"
     var row = 0
+    var dimensions = 0
 
     init(spec: RecordSpec, member: String, source: BlockSource, maxRowBytes: Int) {
         self.source = source
@@ -377,6 +378,7 @@ final class NPYDecoder: MemberDecoder {
         }
         guard let first = dims.first else { throw bad("a 0-d array has no records") }
         rows = first
+        dimensions = dims.count
         var rowBytes = itemSize
         for d in dims.dropFirst() {
             let (p, overflow) = rowBytes.multipliedReportingOverflow(by: d)
@@ -402,14 +404,34 @@ final class NPYDecoder: MemberDecoder {
         return out.trimmingSpaces
     }
 
+    var labels: [String]?
+    var isLabelsMember = false
+
     override func next(index: Int) throws -> StreamItem? {
-        if !headerParsed { try parseHeader() }
+        if !headerParsed {
+            try parseHeader()
+            if spec.wantsLabel {
+                if rowLength == 1 && spec.idxLabels[IDXDecoder.pairKey(member)] != nil && dimensions == 1 {
+                    isLabelsMember = true  // a labels member: read in the first pass
+                } else {
+                    guard let l = spec.idxLabels[IDXDecoder.pairKey(member)] else {
+                        throw QuernError(.missingValue, "\(member) has no labels member (a 1-D array such as y_\(Path.basename(member).replacingOccurrences(of: "x_", with: "")) next to it)", member: member)
+                    }
+                    guard l.count == rows else {
+                        throw QuernError(.invalidRecord, "\(member) has \(rows) rows but its labels member has \(l.count) labels", member: member)
+                    }
+                    labels = l
+                }
+            }
+        }
+        if isLabelsMember { return nil }
         guard row < rows else { return nil }
         let bytes = rowLength * itemSize
         guard try fill(bytes) else {
             throw QuernError(.archiveCorrupt, "\(member) is truncated: \(rows) rows promised, \(row) present", member: member)
         }
         var record = Record(index: index, id: "\(member):\(row)", member: member, line: row)
+        record.label = labels?[row]
         record.features = [Float](unsafeUninitializedCapacity: rowLength) { out, count in
             buffer.withUnsafeBytes { raw in
                 for i in 0..<rowLength {
@@ -480,6 +502,12 @@ final class IDXDecoder: MemberDecoder {
     static func pairKey(_ name: String) -> String {
         var s = name.lowercased()
         for token in ["labels", "images", "idx1", "idx3", "label", "image"] { s = s.replacingOccurrences(of: token, with: "") }
+        // NumPy's convention: x_train.npy holds the inputs, y_train.npy the labels.
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        if var last = parts.last.map(String.init), last.hasPrefix("x_") || last.hasPrefix("y_") {
+            last.removeFirst(2)
+            return (parts.dropLast().map(String.init) + [last]).joined(separator: "/")
+        }
         return s
     }
 
@@ -714,6 +742,37 @@ final class PNGDecoder: MemberDecoder {
         var out = [Float](repeating: 0, count: kept * width * height)
         for ch in 0..<kept {
             for i in 0..<(width * height) { out[ch * width * height + i] = Float(pixels[i * channels + ch]) }
+        }
+        return out
+    }
+}
+
+extension NPYDecoder {
+    /// First pass for labelled NPY input: every 1-D array member (inside the member glob)
+    /// as label strings (integers as decimal) by pairing key.
+    static func readLabels(path: String, spec: RecordSpec, limits: StreamLimits) throws -> [String: [String]] {
+        var labelSpec = spec
+        labelSpec.wantsLabel = false
+        labelSpec.featureScale = 1
+        labelSpec.featureOffset = 0
+        let stream = try RecordStream(path: path, spec: labelSpec, limits: limits)
+        var byMember: [String: [String]] = [:], oneDimensional: Set<String> = []
+        var widths: [String: Int] = [:]
+        while let item = try stream.next() {
+            guard case .record(let r) = item else { continue }
+            widths[r.member] = r.features.count
+            if r.features.count == 1 {
+                let v = r.features[0]
+                byMember[r.member, default: []].append(v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v))
+                oneDimensional.insert(r.member)
+            }
+        }
+        var out: [String: [String]] = [:]
+        // Only 1-D members whose pair is a wider array are labels (a lone column of
+        // features stays features).
+        let wide = Set(widths.filter { $0.value > 1 }.keys.map(IDXDecoder.pairKey))
+        for (member, labels) in byMember where wide.contains(IDXDecoder.pairKey(member)) {
+            out[IDXDecoder.pairKey(member)] = labels
         }
         return out
     }

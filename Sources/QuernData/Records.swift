@@ -7,10 +7,11 @@ import Glibc
 public enum RecordFormat: String, Sendable, CaseIterable {
     case jsonl, csv, txt, npy, idx, png
 
-    /// Formats whose records bring their label without a `label_field`: IDX images are
-    /// labelled by the 1-D IDX member paired with them (MNIST's layout), PNG images by
+    /// Formats whose records bring their label without a `label_field`: IDX and NPY
+    /// arrays are labelled by the 1-D member paired with them (`train-images-idx3-ubyte`
+    /// with `train-labels-idx1-ubyte`, `x_train.npy` with `y_train.npy`), PNG images by
     /// the directory they are in (`train/7/img.png` is a 7, as torchvision's ImageFolder).
-    public var carriesLabels: Bool { self == .idx || self == .png }
+    public var carriesLabels: Bool { self == .idx || self == .png || self == .npy }
 }
 
 /// What to take from each record: which fields, and what the task needs.
@@ -36,7 +37,7 @@ public struct RecordSpec: Sendable {
     /// 1/255 to bring 8-bit pixels to [0, 1].
     public var featureScale: Float = 1
     public var featureOffset: Float = 0
-    /// IDX labels by pairing key (see `IDXDecoder.pairKey`), read before the images.
+    /// IDX and NPY labels by pairing key (see `IDXDecoder.pairKey`), read before the arrays.
     var idxLabels: [String: [String]] = [:]
 
     public init(format: RecordFormat, members: String? = nil, idField: String? = nil, textField: String? = nil,
@@ -114,6 +115,7 @@ public final class RecordStream {
     public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits()) throws {
         var spec = spec
         if spec.format == .idx && spec.wantsLabel { spec.idxLabels = try IDXDecoder.readLabels(path: path, spec: spec) }
+        if spec.format == .npy && spec.wantsLabel { spec.idxLabels = try NPYDecoder.readLabels(path: path, spec: spec, limits: limits) }
         self.spec = spec
         self.limits = limits
         let reader = try ArchiveReader(path: path)

@@ -295,9 +295,6 @@ public struct Manifest: Sendable {
             if task == .evaluate && input.labelField == nil && input.format != .npy && !input.format.carriesLabels {
                 throw QuernError(.missingField, "task evaluate needs input.label_field (the column or field holding the true label)", field: "input.label_field")
             }
-            if task == .evaluate && input.format == .npy {
-                throw QuernError(.unsupportedFormat, "task evaluate needs labels, which .npy records do not carry; use csv or jsonl", field: "input.format")
-            }
             if input.format == .txt {
                 throw QuernError(.unsupportedFormat, "task \(task.rawValue) on tabular models needs feature records (csv, jsonl or npy), not txt", field: "input.format")
             }
@@ -308,8 +305,8 @@ public struct Manifest: Sendable {
             if input.labelField == nil && !input.format.carriesLabels {
                 throw QuernError(.missingField, "task finetune needs input.label_field (the column or field holding the true label)", field: "input.label_field")
             }
-            if input.format == .txt || input.format == .npy {
-                throw QuernError(.unsupportedFormat, "task finetune needs labelled feature records (csv, jsonl or idx), not \(input.format.rawValue)", field: "input.format")
+            if input.format == .txt {
+                throw QuernError(.unsupportedFormat, "task finetune needs labelled feature records (csv, jsonl, npy, idx or png), not txt", field: "input.format")
             }
             if precision == .int8 {
                 throw QuernError(.invalidValue, "finetune trains in fp32; quantize the result with a quantize job", field: "precision")

@@ -106,3 +106,27 @@ struct NPYTests {
         #expect(n.records.last?.id == "digits-test.npy:449")
     }
 }
+
+@Suite("RecordStream: labelled NPY pairs")
+struct NPYLabelTests {
+    @Test("x_train.npy rows take their labels from y_train.npy, whatever the member order")
+    func pairs() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        try Sys.mkdirs(tmp.path + "/d")
+        try Sys.writeFile(tmp.path + "/d/y_train.npy", npy(descr: "<i8", shape: "(3,)", data: le(Int64(7)) + le(Int64(0)) + le(Int64(3))))
+        try Sys.writeFile(tmp.path + "/d/x_train.npy", npy(descr: "<f4", shape: "(3, 2)", data: f32([1, 2, 3, 4, 5, 6])))
+        try run(["tar", "-czf", tmp.path + "/a.tar.gz", "-C", tmp.path + "/d", "y_train.npy", "x_train.npy"])
+        var s = spec(.npy, id: nil)
+        s.wantsLabel = true
+        let d = records(tmp.path + "/a.tar.gz", s)
+        #expect(d.records.map(\.features) == [[1, 2], [3, 4], [5, 6]])
+        #expect(d.records.map(\.label) == ["7", "0", "3"])
+        // Without labels wanted, the 1-D array is ordinary records again.
+        #expect(records(tmp.path + "/a.tar.gz", spec(.npy, id: nil)).records.count == 6)
+        // A missing pair is a clear error.
+        try run(["tar", "-czf", tmp.path + "/b.tar.gz", "-C", tmp.path + "/d", "x_train.npy"])
+        let missing = drain(tmp.path + "/b.tar.gz", s)
+        #expect(missing.quernError?.code == .missingValue)
+    }
+}

@@ -150,12 +150,14 @@ struct ManifestTests {
         BadManifest("quantize scheme unknown", .invalidValue, "quantize.scheme") { $0["quantize"] = ["scheme": "fp8"] },
         BadManifest("train optimizer unknown", .invalidValue, "train.optimizer") { $0["train"] = ["optimizer": "lion"] },
         BadManifest("scale on csv", .invalidValue, "input.scale") { setInput(&$0, "scale", 0.5) },
+        BadManifest("finetune on txt", .unsupportedFormat, "input.format") {
+            $0["task"] = "finetune"; setInput(&$0, "format", "txt"); setInput(&$0, "label_field", "label")
+        },
         BadManifest("max_line_bytes too small", .invalidValue, "limits.max_line_bytes") { $0["limits"] = ["max_line_bytes": 10] },
         BadManifest("expansion ratio below 1", .invalidValue, "limits.max_expansion_ratio") { $0["limits"] = ["max_expansion_ratio": 0.5] },
         BadManifest("empty members glob", .invalidValue, "input.members") { setInput(&$0, "members", "") },
         BadManifest("input format parquet", .unsupportedFormat, "input.format") { setInput(&$0, "format", "parquet") },
         BadManifest("predict on text", .unsupportedFormat, "input.format") { setInput(&$0, "path", "notes.text") },
-        BadManifest("evaluate on npy", .unsupportedFormat, "input.format") { $0["task"] = "evaluate"; setInput(&$0, "path", "x.npy") },
         BadManifest("not JSON", .invalidJSON, nil, text: "{\n  \"version\": 1,\n  \"task\": predict\n}"),
         BadManifest("trailing comma", .invalidJSON, nil, text: "{\"version\": 1,}"),
         BadManifest("not an object", .invalidType, nil, text: "[1, 2]"),
