@@ -113,3 +113,21 @@ void quern_col2im_f32(const float *cols, size_t batch, size_t channels, size_t h
                 }
             }
 }
+
+void quern_sgemm_pack_a(const float *x, size_t lda, size_t rows, size_t cols, float *dst) {
+    const size_t mr = QUERN_SGEMM_MR;
+    for (size_t q = 0; q < rows; q += mr) {
+        float *panel = dst + q * cols;
+        const size_t valid = rows - q < mr ? rows - q : mr;
+        if (valid == mr) {
+            const float *r0 = x + q * lda, *r1 = r0 + lda, *r2 = r1 + lda, *r3 = r2 + lda, *r4 = r3 + lda, *r5 = r4 + lda;
+            for (size_t p = 0; p < cols; p++) {
+                float *d = panel + p * mr;
+                d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]; d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p];
+            }
+        } else {
+            for (size_t p = 0; p < cols; p++)
+                for (size_t i = 0; i < mr; i++) panel[p * mr + i] = i < valid ? x[(q + i) * lda + p] : 0;
+        }
+    }
+}

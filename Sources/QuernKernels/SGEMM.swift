@@ -193,23 +193,9 @@ public enum SGEMM {
     /// Packs rows [r0, r0+rows) × columns [c0, c0+cols) of row-major x (leading dimension
     /// lda) into MR-row panels: panel q holds, for each column p, rows 6q…6q+5 (zeros past
     /// the last row).
-    @inline(__always)
     static func packA(_ x: UnsafePointer<Float>, lda: Int, rows r0: Int, _ rows: Int, cols c0: Int, _ cols: Int,
                       into dst: UnsafeMutablePointer<Float>) {
-        var q = 0
-        while q < rows {
-            let panel = dst + q * cols
-            let valid = min(mr, rows - q)
-            for i in 0..<mr {
-                if i < valid {
-                    let src = x + (r0 + q + i) * lda + c0
-                    for p in 0..<cols { panel[p * mr + i] = src[p] }
-                } else {
-                    for p in 0..<cols { panel[p * mr + i] = 0 }
-                }
-            }
-            q += mr
-        }
+        quern_sgemm_pack_a(x + r0 * lda + c0, lda, rows, cols, dst)
     }
 }
 

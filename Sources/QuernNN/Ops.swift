@@ -117,28 +117,30 @@ extension Tape {
         let columns = geometry.im2col(xv.data)
         let flat = Products.abT(columns, rows, patch, wv.data, outC, bias: b.map { values[$0.id].data },
                                 activation: activation, pool: pool)
-        // [B·P, O] → [B, O, P]
-        var y = [Float](repeating: 0, count: flat.count)
-        for bi in 0..<geometry.batch {
-            for p in 0..<positions {
-                for o in 0..<outC { y[(bi * outC + o) * positions + p] = flat[(bi * positions + p) * outC + o] }
-            }
-        }
+        // [B·P, O] → [B, O, P]: one transpose per image.
+        let y = Self.transposeImages(flat, batch: geometry.batch, rows: positions, cols: outC)
         let pool = self.pool
         let shape = [geometry.batch, outC, geometry.outH, geometry.outW]
         return record(Tensor(shape: shape, data: y), inputs: [x, w] + (b.map { [$0] } ?? [])) { tape, g in
-            var gFlat = [Float](repeating: 0, count: g.count)
-            for bi in 0..<geometry.batch {
-                for o in 0..<outC {
-                    for p in 0..<positions { gFlat[(bi * positions + p) * outC + o] = g[(bi * outC + o) * positions + p] }
-                }
-            }
+            let gFlat = Tape.transposeImages(g, batch: geometry.batch, rows: outC, cols: positions)
             let dz = activationBackward(activation, output: flat, grad: gFlat)
             if tape.needsGradient(w) { tape.accumulate(w, Products.aTb(dz, rows, outC, columns, patch, pool: pool)) }
             if let b, tape.needsGradient(b) { tape.accumulate(b, Products.columnSums(dz, rows: rows, cols: outC)) }
             if tape.needsGradient(x) {
                 tape.accumulate(x, geometry.col2im(Products.ab(dz, rows, outC, wv.data, patch, pool: pool)))
             }
+        }
+    }
+
+    /// Per image, a rows × cols matrix becomes cols × rows.
+    static func transposeImages(_ a: [Float], batch: Int, rows: Int, cols: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: a.count) { out, count in
+            a.withUnsafeBufferPointer { src in
+                for b in 0..<batch {
+                    quern_transpose_f32(src.baseAddress! + b * rows * cols, cols, rows, cols, out.baseAddress! + b * rows * cols, rows)
+                }
+            }
+            count = a.count
         }
     }
 

@@ -155,6 +155,10 @@ void quern_transpose_u8_i16(const uint8_t *q, size_t ldq, size_t rows, size_t co
 // Packs u8 rows (length k, leading dimension ldq) into int8 GEMM A panels of MR rows:
 // group 2 for the K-pair layout, 4 for the K-quad layout (see the tile kernels above).
 void quern_qgemm_pack_a(const uint8_t *q, size_t ldq, size_t rows, size_t k, int group, uint32_t *dst);
+// Packs rows × cols of row-major x (leading dimension lda) into fp32 GEMM A panels of
+// MR rows: panel q holds, for each column p, rows MR·q … MR·q+MR−1 (zeros past the end).
+void quern_sgemm_pack_a(const float *x, size_t lda, size_t rows, size_t cols, float *dst);
+
 // Convolution patches of NCHW images: cols is [batch·oH·oW, C·kh·kw] (im2col), and its
 // adjoint, which adds each entry of cols back into dx (zeroed by the caller).
 void quern_im2col_f32(const float *x, size_t batch, size_t channels, size_t height, size_t width, size_t kh,
