@@ -28,6 +28,31 @@ extension EndToEnd {
             return try JSON.encode(m)
         }
 
+        /// Runs `manifest` to the end on a reference spool, then on a second spool under a
+        /// daemon that is killed with SIGKILL as soon as the job's first epoch checkpoint
+        /// exists; returns both spools (the second with the job left in active/).
+        static func runStraightAndKilled(_ manifest: Data, id: String, scratch: Scratch) async throws -> (SpoolDir, SpoolDir) {
+            let reference = try SpoolDir(scratch.file("reference"))
+            try reference.drop("\(id).json", manifest)
+            let straight = try await scratch.quern(["run", "--once", reference.root] + rootArgs(scratch), timeout: 600)
+            #expect(straight.status == 0, "\(straight)")
+
+            let spool = try SpoolDir(scratch.file("spool"))
+            try spool.drop("\(id).json", manifest)
+            let first = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-killed")
+            let checkpoint = spool.job("active", id) + "/training.checkpoint"
+            try await E2E.waitUntil("an epoch checkpoint", timeout: 300, poll: 0.01) {
+                guard first.isRunning else { throw E2EFailure("daemon exited before the kill: \(first.stderrTail)") }
+                if !spool.jobs("done").isEmpty { throw E2EFailure("the job finished before it could be killed") }
+                return Files.exists(checkpoint)
+            }
+            #expect(kill(first.pid, SIGKILL) == 0)
+            let killed = try await first.wait(timeout: 20)
+            #expect(killed.signaled && killed.status == SIGKILL)
+            #expect(spool.jobs("done").isEmpty && spool.jobs("active") == [id])
+            return (reference, spool)
+        }
+
         @Test("finetune an mlp from its architecture: model/, report and plot; the model beats sklearn's MLP on the test split")
         func mlpFromScratch() async throws {
             let scratch = try Scratch("finetune")
@@ -68,24 +93,7 @@ extension EndToEnd {
             defer { scratch.remove() }
             let manifest = try Self.manifest("finetune-digits-cnn", id: "ft-cnn", train: ["epochs": 4])
 
-            let reference = try SpoolDir(scratch.file("reference"))
-            try reference.drop("ft.json", manifest)
-            let straight = try await scratch.quern(["run", "--once", reference.root] + rootArgs(scratch), timeout: 600)
-            #expect(straight.status == 0, "\(straight)")
-
-            let spool = try SpoolDir(scratch.file("spool"))
-            try spool.drop("ft.json", manifest)
-            let first = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-killed")
-            let checkpoint = spool.job("active", "ft-cnn") + "/training.checkpoint"
-            try await E2E.waitUntil("a training checkpoint", timeout: 300, poll: 0.02) {
-                guard first.isRunning else { throw E2EFailure("daemon exited before the kill: \(first.stderrTail)") }
-                if !spool.jobs("done").isEmpty { throw E2EFailure("the job finished before it could be killed") }
-                return Files.exists(checkpoint)
-            }
-            #expect(kill(first.pid, SIGKILL) == 0)
-            let killed = try await first.wait(timeout: 20)
-            #expect(killed.signaled && killed.status == SIGKILL)
-            #expect(spool.jobs("done").isEmpty && spool.jobs("active") == ["ft-cnn"])
+            let (reference, spool) = try await Self.runStraightAndKilled(manifest, id: "ft-cnn", scratch: scratch)
 
             let resumed = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
             #expect(resumed.status == 0, "\(resumed)")
@@ -180,23 +188,7 @@ extension EndToEnd.ModelTransformTests {
         m["prune"] = ["sparsity": 0.9, "schedule": "cubic", "recovery_epochs": 6]
         let manifest = try JSON.encode(m)
 
-        let reference = try SpoolDir(scratch.file("reference"))
-        try reference.drop("pw.json", manifest)
-        let straight = try await scratch.quern(["run", "--once", reference.root] + rootArgs(scratch), timeout: 600)
-        #expect(straight.status == 0, "\(straight)")
-
-        let spool = try SpoolDir(scratch.file("spool"))
-        try spool.drop("pw.json", manifest)
-        let first = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-killed")
-        let checkpoint = spool.job("active", "pw") + "/training.checkpoint"
-        try await E2E.waitUntil("a recovery checkpoint", timeout: 300, poll: 0.01) {
-            guard first.isRunning else { throw E2EFailure("daemon exited before the kill: \(first.stderrTail)") }
-            if !spool.jobs("done").isEmpty { throw E2EFailure("the job finished before it could be killed") }
-            return Files.exists(checkpoint)
-        }
-        #expect(kill(first.pid, SIGKILL) == 0)
-        _ = try await first.wait(timeout: 20)
-        #expect(spool.jobs("done").isEmpty && spool.jobs("active") == ["pw"])
+        let (reference, spool) = try await EndToEnd.TrainingTests.runStraightAndKilled(manifest, id: "pw", scratch: scratch)
         let resumed = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
         #expect(resumed.status == 0, "\(resumed)")
         let done = spool.job("done", "pw"), ref = reference.job("done", "pw")
