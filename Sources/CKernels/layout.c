@@ -131,3 +131,46 @@ void quern_sgemm_pack_a(const float *x, size_t lda, size_t rows, size_t cols, fl
         }
     }
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// One 8×8 block: unpack pairs, shuffle quads, swap 128-bit halves (24 shuffles, 16
+// loads/stores) instead of 64 scalar moves.
+__attribute__((target("avx2"))) static inline void transpose8x8(const float *in, size_t ldi, float *out, size_t ldo) {
+    __m256 r0 = _mm256_loadu_ps(in), r1 = _mm256_loadu_ps(in + ldi), r2 = _mm256_loadu_ps(in + 2 * ldi),
+           r3 = _mm256_loadu_ps(in + 3 * ldi), r4 = _mm256_loadu_ps(in + 4 * ldi), r5 = _mm256_loadu_ps(in + 5 * ldi),
+           r6 = _mm256_loadu_ps(in + 6 * ldi), r7 = _mm256_loadu_ps(in + 7 * ldi);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+           t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE), s2 = _mm256_shuffle_ps(t1, t3, 0x44),
+           s3 = _mm256_shuffle_ps(t1, t3, 0xEE), s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(out, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(out + ldo, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(out + 2 * ldo, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(out + 3 * ldo, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(out + 4 * ldo, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(out + 5 * ldo, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(out + 6 * ldo, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(out + 7 * ldo, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+__attribute__((target("avx2"))) void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t rows, size_t cols,
+                                                               float *out, size_t ldo) {
+    size_t r0 = 0;
+    for (; r0 + 8 <= rows; r0 += 8) {
+        size_t c0 = 0;
+        for (; c0 + 8 <= cols; c0 += 8) transpose8x8(in + r0 * ldi + c0, ldi, out + c0 * ldo + r0, ldo);
+        for (size_t r = r0; r < r0 + 8; r++)
+            for (size_t c = c0; c < cols; c++) out[c * ldo + r] = in[r * ldi + c];
+    }
+    for (size_t r = r0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) out[c * ldo + r] = in[r * ldi + c];
+}
+#else
+void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo) {
+    quern_transpose_f32(in, ldi, rows, cols, out, ldo);
+}
+#endif

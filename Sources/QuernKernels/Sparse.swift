@@ -16,8 +16,8 @@ public struct SparseWeights: Sendable {
     /// Below this density the CSR kernel beats the dense packed GEMM in whole models.
     /// `quern bench kernels` (Zen 3, AVX2, M = 2048) puts break-even between 0.3 and 0.5
     /// (0.94–1.25× at 0.3, 1.37–1.66× at 0.2, 2.4–3.3× at 0.1), but a pruned 512×512
-    /// layer in batches of 1024 rows ran at 0.77–0.90× dense at 0.2 and 1.4–1.8× at 0.1
-    /// (prune jobs on a wide digits mlp), so models switch only below 0.15.
+    /// layer in batches of 1024 rows ran at 0.77–1.30× dense at 0.2 (noise around 1) and
+    /// 1.4–1.8× at 0.1 (prune jobs on a wide digits mlp), so models switch below 0.15.
     public static let densityThreshold = 0.15
 
     /// Whether these weights should run sparse rather than dense.
@@ -53,6 +53,7 @@ public enum SparseGEMM {
         guard m > 0, n > 0 else { return }
         let kernel = isa == .scalar ? quern_spmm_csr_scalar : quern_spmm_csr_avx2
         let epilogue = isa == .scalar ? quern_bias_act_scalar : quern_bias_act_avx2
+        let transpose = isa == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
         let blocks = (m + block - 1) / block
         w.rowptr.withUnsafeBufferPointer { rowptr in
             w.cols.withUnsafeBufferPointer { cols in
@@ -62,9 +63,9 @@ public enum SparseGEMM {
                         let xt = UnsafeMutablePointer<Float>.allocate(capacity: max(k * block, 1))
                         let yt = UnsafeMutablePointer<Float>.allocate(capacity: n * block)
                         defer { xt.deallocate(); yt.deallocate() }
-                        quern_transpose_f32(x + m0 * k, k, mb, k, xt, block)
+                        transpose(x + m0 * k, k, mb, k, xt, block)
                         kernel(xt, block, mb, rowptr.baseAddress!, cols.baseAddress, vals.baseAddress, 0, n, yt, block)
-                        quern_transpose_f32(yt, block, n, mb, y + m0 * n, n)
+                        transpose(yt, block, n, mb, y + m0 * n, n)
                         if bias != nil || activation != .none {
                             epilogue(y + m0 * n, n, mb, n, bias, activation.code)
                         }

@@ -137,7 +137,7 @@ extension Tape {
         [Float](unsafeUninitializedCapacity: a.count) { out, count in
             a.withUnsafeBufferPointer { src in
                 for b in 0..<batch {
-                    quern_transpose_f32(src.baseAddress! + b * rows * cols, cols, rows, cols, out.baseAddress! + b * rows * cols, rows)
+                    transposeF32(src.baseAddress! + b * rows * cols, cols, rows, cols, out.baseAddress! + b * rows * cols, rows)
                 }
             }
             count = a.count

@@ -32,7 +32,7 @@ enum Products {
         var out = [Float](repeating: 0, count: rows * cols)
         a.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                quern_transpose_f32(src.baseAddress!, cols, rows, cols, dst.baseAddress!, rows)
+                transposeF32(src.baseAddress!, cols, rows, cols, dst.baseAddress!, rows)
             }
         }
         return out
@@ -65,3 +65,6 @@ enum Products {
         return out
     }
 }
+
+/// The fastest matrix transpose this CPU runs (`out[c·ldo + r] = in[r·ldi + c]`).
+let transposeF32 = ISA.active == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2

@@ -1,4 +1,5 @@
 import Testing
+import CKernels
 @testable import QuernKernels
 
 @Suite("sparse GEMM")
@@ -112,6 +113,26 @@ struct SparseQuantizedTests {
                 }
                 #expect(got == dense, "\(isa) \(m)x\(k)x\(n) density \(density)")
             }
+        }
+    }
+}
+
+@Suite("layout helpers")
+struct LayoutTests {
+    @Test("the AVX2 transpose equals the scalar one on odd shapes")
+    func transpose() {
+        guard ISA.supported.contains(.avx2) else { return }
+        for (rows, cols) in [(1, 1), (7, 9), (8, 8), (17, 33), (64, 384), (100, 3)] {
+            var r = Rand(state: UInt64(rows * cols))
+            let a = (0..<(rows * cols)).map { _ in r.next() }
+            var fast = [Float](repeating: .nan, count: rows * cols), plain = fast
+            a.withUnsafeBufferPointer { ap in
+                fast.withUnsafeMutableBufferPointer { quern_transpose_f32_avx2(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows) }
+                plain.withUnsafeMutableBufferPointer { quern_transpose_f32(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows) }
+            }
+            #expect(fast == plain, "\(rows)x\(cols)")
+            #expect(plain[0] == a[0] && plain[rows * cols - 1] == a[rows * cols - 1])
+            if rows > 1 && cols > 1 { #expect(plain[1] == a[cols]) }
         }
     }
 }

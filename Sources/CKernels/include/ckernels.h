@@ -147,6 +147,8 @@ void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int3
 // ---- layout helpers for the sparse kernels (plain C: the compiler vectorises them) ----
 // out[c·ldo + r] = in[r·ldi + c] for an r × c block (rows × cols of `in`).
 void quern_transpose_f32(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo);
+// The same with 8×8 AVX2 register transposes (identical output).
+void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo);
 // Packs mb u8 rows of length k (leading dimension ldq) as transposed K pairs:
 // xt[p·ldx + r] = q[r][2p] | q[r][2p+1] << 16, zero past k and for rows mb…ldx−1.
 void quern_pack_pairs_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_t pairs, uint32_t *xt, size_t ldx);
