@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "QuernKernels", dependencies: ["QuernCore", "CKernels"]),
         // Layers, reverse-mode autograd tape, losses, optimizers and schedules: training
         // on the kernel set.
-        .target(name: "QuernNN", dependencies: ["QuernCore", "QuernKernels", "CKernels"]),
+        .target(name: "QuernNN", dependencies: ["QuernCore", "QuernKernels"]),
         // safetensors (mmap), config decoding, one file per model family.
         .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels", "QuernNN"]),
         // Archive streaming (libarchive), record decoders, compressed writers (zlib).

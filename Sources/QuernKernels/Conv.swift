@@ -1,3 +1,4 @@
+import CKernels
 /// 2-D convolution and pooling on NCHW tensors.
 ///
 /// Convolution is im2col + the packed fp32 GEMM: for each image, the patch matrix
@@ -48,23 +49,7 @@ public struct Conv2D: Sendable {
             for b in 0..<batch {
                 let image = xp.baseAddress! + b * inChannels * h * w
                 columns.withUnsafeMutableBufferPointer { cols in
-                    var row = cols.baseAddress!
-                    for oy in 0..<oh {
-                        for ox in 0..<ow {
-                            var col = 0
-                            for c in 0..<inChannels {
-                                for ky in 0..<kernelH {
-                                    let iy = oy * stride + ky - padding
-                                    for kx in 0..<kernelW {
-                                        let ix = ox * stride + kx - padding
-                                        row[col] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? image[(c * h + iy) * w + ix] : 0
-                                        col += 1
-                                    }
-                                }
-                            }
-                            row += patch
-                        }
-                    }
+                    quern_im2col_f32(image, 1, inChannels, h, w, kernelH, kernelW, stride, padding, cols.baseAddress!)
                 }
                 columns.withUnsafeBufferPointer { cols in
                     product.withUnsafeMutableBufferPointer { prod in
@@ -74,14 +59,62 @@ public struct Conv2D: Sendable {
                         }
                     }
                 }
-                for p in 0..<positions {
-                    for c in 0..<outChannels {
-                        out.data[(b * outChannels + c) * positions + p] = product[p * outChannels + c]
+                // [positions, outC] → [outC, positions]
+                let transpose = isa == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
+                product.withUnsafeBufferPointer { prod in
+                    out.data.withUnsafeMutableBufferPointer { o in
+                        transpose(prod.baseAddress!, outChannels, positions, outChannels,
+                                  o.baseAddress! + b * outChannels * positions, positions)
                     }
                 }
             }
         }
         return out
+    }
+}
+
+/// The data layouts convolution moves between, shared by inference (`Conv2D`, the model
+/// families) and training (QuernNN): im2col and its adjoint, and per-image transposes
+/// between `[positions, channels]` GEMM output and NCHW.
+public enum ConvLayout {
+    /// The fastest transpose this CPU runs: `out[c·ldo + r] = in[r·ldi + c]`.
+    public static let transpose = ISA.active == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
+
+    /// `[B·oH·oW, C·kh·kw]` patches of NCHW images `x` (zero outside the image).
+    public static func im2col(_ x: [Float], batch: Int, channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int,
+                              stride: Int, padding: Int) -> [Float] {
+        let oh = (height + 2 * padding - kernelH) / stride + 1, ow = (width + 2 * padding - kernelW) / stride + 1
+        let count = batch * oh * ow * channels * kernelH * kernelW
+        return [Float](unsafeUninitializedCapacity: count) { out, n in
+            x.withUnsafeBufferPointer { xp in
+                quern_im2col_f32(xp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, out.baseAddress!)
+            }
+            n = count
+        }
+    }
+
+    /// The adjoint of `im2col`: every patch entry added back to the pixel it came from.
+    public static func col2im(_ columns: [Float], batch: Int, channels: Int, height: Int, width: Int, kernelH: Int,
+                              kernelW: Int, stride: Int, padding: Int) -> [Float] {
+        var dx = [Float](repeating: 0, count: batch * channels * height * width)
+        columns.withUnsafeBufferPointer { cp in
+            dx.withUnsafeMutableBufferPointer { dp in
+                quern_col2im_f32(cp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, dp.baseAddress!)
+            }
+        }
+        return dx
+    }
+
+    /// Per image, a `rows × cols` matrix becomes `cols × rows`.
+    public static func transposeImages(_ a: [Float], batch: Int, rows: Int, cols: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: a.count) { out, count in
+            a.withUnsafeBufferPointer { src in
+                for b in 0..<batch {
+                    transpose(src.baseAddress! + b * rows * cols, cols, rows, cols, out.baseAddress! + b * rows * cols, rows)
+                }
+            }
+            count = a.count
+        }
     }
 }
 

@@ -342,16 +342,11 @@ public struct StackModel: TabularModel {
             case .linear(let op, let bias, let a):
                 h = Self.apply(op, h, rows: batch, bias: bias, activation: a)
             case .conv(let op, let bias, let k, let stride, let padding, let a):
-                let geometry = (channels: shape[0], height: shape[1], width: shape[2])
-                let columns = im2col(h, batch: batch, geometry, kernel: k, stride: stride, padding: padding)
+                let columns = ConvLayout.im2col(h, batch: batch, channels: shape[0], height: shape[1], width: shape[2],
+                                                kernelH: k, kernelW: k, stride: stride, padding: padding)
                 let positions = next[1] * next[2]
                 let flat = Self.apply(op, columns, rows: batch * positions, bias: bias, activation: a)
-                h = [Float](repeating: 0, count: batch * next[0] * positions)
-                for b in 0..<batch {
-                    for p in 0..<positions {
-                        for o in 0..<next[0] { h[(b * next[0] + o) * positions + p] = flat[(b * positions + p) * next[0] + o] }
-                    }
-                }
+                h = ConvLayout.transposeImages(flat, batch: batch, rows: positions, cols: next[0])
             case .pool(let kind, let size, let stride):
                 h = Pool2D.forward(Tensor(shape: [batch] + shape, data: h), kind: kind, size: size, stride: stride).data
             case .channelAffine(let scale, let shift):
@@ -380,35 +375,6 @@ public struct StackModel: TabularModel {
             }
         }
         return y
-    }
-
-    func im2col(_ x: [Float], batch: Int, _ g: (channels: Int, height: Int, width: Int), kernel k: Int, stride: Int,
-                padding: Int) -> [Float] {
-        let oh = (g.height + 2 * padding - k) / stride + 1, ow = (g.width + 2 * padding - k) / stride + 1
-        let patch = g.channels * k * k
-        var out = [Float](repeating: 0, count: batch * oh * ow * patch)
-        var row = 0
-        for b in 0..<batch {
-            for oy in 0..<oh {
-                for ox in 0..<ow {
-                    var col = 0
-                    for c in 0..<g.channels {
-                        for ky in 0..<k {
-                            let iy = oy * stride + ky - padding
-                            for kx in 0..<k {
-                                let ix = ox * stride + kx - padding
-                                if iy >= 0 && iy < g.height && ix >= 0 && ix < g.width {
-                                    out[row * patch + col] = x[((b * g.channels + c) * g.height + iy) * g.width + ix]
-                                }
-                                col += 1
-                            }
-                        }
-                    }
-                    row += 1
-                }
-            }
-        }
-        return out
     }
 
     public func describe() -> JSONValue {

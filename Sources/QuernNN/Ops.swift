@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CKernels
 import QuernKernels
 
 /// The differentiable ops. Each computes its value with the kernel set and records how
@@ -118,29 +117,17 @@ extension Tape {
         let flat = Products.abT(columns, rows, patch, wv.data, outC, bias: b.map { values[$0.id].data },
                                 activation: activation, pool: pool)
         // [B·P, O] → [B, O, P]: one transpose per image.
-        let y = Self.transposeImages(flat, batch: geometry.batch, rows: positions, cols: outC)
+        let y = ConvLayout.transposeImages(flat, batch: geometry.batch, rows: positions, cols: outC)
         let pool = self.pool
         let shape = [geometry.batch, outC, geometry.outH, geometry.outW]
         return record(Tensor(shape: shape, data: y), inputs: [x, w] + (b.map { [$0] } ?? [])) { tape, g in
-            let gFlat = Tape.transposeImages(g, batch: geometry.batch, rows: outC, cols: positions)
+            let gFlat = ConvLayout.transposeImages(g, batch: geometry.batch, rows: outC, cols: positions)
             let dz = activationBackward(activation, output: flat, grad: gFlat)
             if tape.needsGradient(w) { tape.accumulate(w, Products.aTb(dz, rows, outC, columns, patch, pool: pool)) }
             if let b, tape.needsGradient(b) { tape.accumulate(b, Products.columnSums(dz, rows: rows, cols: outC)) }
             if tape.needsGradient(x) {
                 tape.accumulate(x, geometry.col2im(Products.ab(dz, rows, outC, wv.data, patch, pool: pool)))
             }
-        }
-    }
-
-    /// Per image, a rows × cols matrix becomes cols × rows.
-    static func transposeImages(_ a: [Float], batch: Int, rows: Int, cols: Int) -> [Float] {
-        [Float](unsafeUninitializedCapacity: a.count) { out, count in
-            a.withUnsafeBufferPointer { src in
-                for b in 0..<batch {
-                    transposeF32(src.baseAddress! + b * rows * cols, cols, rows, cols, out.baseAddress! + b * rows * cols, rows)
-                }
-            }
-            count = a.count
         }
     }
 
@@ -388,22 +375,13 @@ struct ConvGeometry {
 
     /// `[B·oH·oW, C·kH·kW]`: row (b, oy, ox) holds the window under output (oy, ox).
     func im2col(_ x: [Float]) -> [Float] {
-        [Float](unsafeUninitializedCapacity: rows * patch) { out, count in
-            x.withUnsafeBufferPointer { xp in
-                quern_im2col_f32(xp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, out.baseAddress!)
-            }
-            count = rows * patch
-        }
+        ConvLayout.im2col(x, batch: batch, channels: channels, height: height, width: width, kernelH: kernelH,
+                          kernelW: kernelW, stride: stride, padding: padding)
     }
 
     /// The adjoint of im2col: every patch entry is added back to the pixel it came from.
     func col2im(_ columns: [Float]) -> [Float] {
-        var dx = [Float](repeating: 0, count: batch * channels * height * width)
-        columns.withUnsafeBufferPointer { cp in
-            dx.withUnsafeMutableBufferPointer { dp in
-                quern_col2im_f32(cp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, dp.baseAddress!)
-            }
-        }
-        return dx
+        ConvLayout.col2im(columns, batch: batch, channels: channels, height: height, width: width, kernelH: kernelH,
+                          kernelW: kernelW, stride: stride, padding: padding)
     }
 }

@@ -1,4 +1,3 @@
-import CKernels
 import QuernKernels
 
 /// The three matrix products training needs, all on the packed fp32 GEMM (row-major
@@ -32,7 +31,7 @@ enum Products {
         var out = [Float](repeating: 0, count: rows * cols)
         a.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                transposeF32(src.baseAddress!, cols, rows, cols, dst.baseAddress!, rows)
+                ConvLayout.transpose(src.baseAddress!, cols, rows, cols, dst.baseAddress!, rows)
             }
         }
         return out
@@ -65,6 +64,3 @@ enum Products {
         return out
     }
 }
-
-/// The fastest matrix transpose this CPU runs (`out[c·ldo + r] = in[r·ldi + c]`).
-let transposeF32 = ISA.active == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
