@@ -255,15 +255,10 @@ public struct StackModel: TabularModel {
             case .linear(_, .none), .conv2d(_, _, _, _, .none): break
             default: continue
             }
-            let gamma = tensors["layers.\(i).weight"]!.data, beta = tensors["layers.\(i).bias"]!.data
-            let mean = tensors["layers.\(i).running_mean"]!.data, variance = tensors["layers.\(i).running_var"]!.data
             var w = tensors["layers.\(i - 1).weight"]!, b = tensors["layers.\(i - 1).bias"]!
-            let per = w.count / gamma.count
-            for c in 0..<gamma.count {
-                let scale = gamma[c] / (variance[c] + eps).squareRoot()
-                for j in 0..<per { w.data[c * per + j] *= scale }
-                b.data[c] = (b.data[c] - mean[c]) * scale + beta[c]
-            }
+            foldBatchNorm(weight: &w.data, bias: &b.data, gamma: tensors["layers.\(i).weight"]!.data,
+                          beta: tensors["layers.\(i).bias"]!.data, mean: tensors["layers.\(i).running_mean"]!.data,
+                          variance: tensors["layers.\(i).running_var"]!.data, eps: eps)
             tensors["layers.\(i - 1).weight"] = w
             tensors["layers.\(i - 1).bias"] = b
             folded.insert(i)

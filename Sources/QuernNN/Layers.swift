@@ -163,29 +163,35 @@ public final class BatchNorm: Layer {
     /// This norm folded into a preceding Linear or Conv2d (nil for anything else, or when
     /// that layer's activation sits between them).
     func fold(into layer: any Layer) -> (any Layer)? {
-        var scale = [Float](repeating: 0, count: gamma.value.count)
-        for c in 0..<scale.count { scale[c] = gamma.value.data[c] / (statistics.variance[c] + eps).squareRoot() }
+        let channels = gamma.value.count
         func folded(_ weight: Parameter, _ bias: Parameter?) -> (Parameter, Parameter) {
-            let channels = scale.count, per = weight.value.count / channels
             var w = weight.value
-            for c in 0..<channels { for i in 0..<per { w.data[c * per + i] *= scale[c] } }
-            var b = [Float](repeating: 0, count: channels)
-            for c in 0..<channels {
-                let original: Float = bias?.value.data[c] ?? 0
-                b[c] = (original - statistics.mean[c]) * scale[c] + beta.value.data[c]
-            }
-            return (Parameter(weight.name, w), Parameter(bias?.name ?? weight.name.replacingSuffix("weight", "bias"),
-                                                        Tensor(shape: [channels], data: b)))
+            var b = Tensor(shape: [channels], data: bias?.value.data ?? [Float](repeating: 0, count: channels))
+            foldBatchNorm(weight: &w.data, bias: &b.data, gamma: gamma.value.data, beta: beta.value.data,
+                          mean: statistics.mean, variance: statistics.variance, eps: eps)
+            return (Parameter(weight.name, w), Parameter(bias?.name ?? weight.name.replacingSuffix("weight", "bias"), b))
         }
-        if let linear = layer as? Linear, linear.activation == .none, linear.weight.value.shape[0] == scale.count {
+        if let linear = layer as? Linear, linear.activation == .none, linear.weight.value.shape[0] == channels {
             let (w, b) = folded(linear.weight, linear.bias)
             return Linear(weight: w, bias: b)
         }
-        if let conv = layer as? Conv2d, conv.activation == .none, conv.weight.value.shape[0] == scale.count {
+        if let conv = layer as? Conv2d, conv.activation == .none, conv.weight.value.shape[0] == channels {
             let (w, b) = folded(conv.weight, conv.bias)
             return Conv2d(weight: w, bias: b, stride: conv.stride, padding: conv.padding)
         }
         return nil
+    }
+}
+
+/// Folds a batch norm into the linear or conv layer before it, in place: each output
+/// channel's weights scale by γ/σ and its bias becomes (b − μ)·γ/σ + β, σ = √(var + eps).
+public func foldBatchNorm(weight: inout [Float], bias: inout [Float], gamma: [Float], beta: [Float], mean: [Float],
+                          variance: [Float], eps: Float) {
+    let per = weight.count / gamma.count
+    for c in 0..<gamma.count {
+        let scale = gamma[c] / (variance[c] + eps).squareRoot()
+        for j in 0..<per { weight[c * per + j] *= scale }
+        bias[c] = (bias[c] - mean[c]) * scale + beta[c]
     }
 }
 
