@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "vecmath.h"
 
 void quern_transpose_f32(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo) {
     // 8×8 tiles keep both sides' cache lines in use.
@@ -133,11 +134,9 @@ void quern_sgemm_pack_a(const float *x, size_t lda, size_t rows, size_t cols, fl
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
 // One 8×8 block: unpack pairs, shuffle quads, swap 128-bit halves (24 shuffles, 16
 // loads/stores) instead of 64 scalar moves.
-__attribute__((target("avx2"))) static inline void transpose8x8(const float *in, size_t ldi, float *out, size_t ldo) {
+TARGET_AVX2 static inline void transpose8x8(const float *in, size_t ldi, float *out, size_t ldo) {
     __m256 r0 = _mm256_loadu_ps(in), r1 = _mm256_loadu_ps(in + ldi), r2 = _mm256_loadu_ps(in + 2 * ldi),
            r3 = _mm256_loadu_ps(in + 3 * ldi), r4 = _mm256_loadu_ps(in + 4 * ldi), r5 = _mm256_loadu_ps(in + 5 * ldi),
            r6 = _mm256_loadu_ps(in + 6 * ldi), r7 = _mm256_loadu_ps(in + 7 * ldi);
@@ -157,7 +156,7 @@ __attribute__((target("avx2"))) static inline void transpose8x8(const float *in,
     _mm256_storeu_ps(out + 7 * ldo, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
-__attribute__((target("avx2"))) void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t rows, size_t cols,
+TARGET_AVX2 void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t rows, size_t cols,
                                                                float *out, size_t ldo) {
     size_t r0 = 0;
     for (; r0 + 8 <= rows; r0 += 8) {

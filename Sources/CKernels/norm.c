@@ -5,7 +5,6 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 // ---- scalar twins -------------------------------------------------------------

@@ -6,7 +6,6 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 enum { MR = QUERN_QGEMM_MR, NR = QUERN_QGEMM_NR };
@@ -101,11 +100,6 @@ TARGET_AVX2 static inline __m256i madd_pairs(__m256i acc, __m256i a, __m256i b) 
 #define QUADS_BTYPE int16_t
 #define DPBUSD(acc, a, b) madd_pairs(acc, a, b)
 #include "qgemm_tile_body.h"
-#undef QUADS_TARGET
-#undef QUADS_ROWS
-#undef QUADS_NAME
-#undef QUADS_BTYPE
-#undef DPBUSD
 
 // q = clamp(round(x · inv) + zp, 0, 255) for one row, 32 values a step.
 TARGET_AVX2 static inline void quantize_row_avx2(const float *row, size_t k, float inv, int32_t zp, uint8_t *out) {
@@ -199,11 +193,6 @@ TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t 
 #define QUADS_BTYPE int8_t
 #define DPBUSD(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
 #include "qgemm_tile_body.h"
-#undef QUADS_TARGET
-#undef QUADS_ROWS
-#undef QUADS_NAME
-#undef QUADS_BTYPE
-#undef DPBUSD
 
 #define QUADS_TARGET __attribute__((target("avx2,fma,avxvnni")))
 #define QUADS_ROWS quads_rows_avxvnni
@@ -211,11 +200,6 @@ TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t 
 #define QUADS_BTYPE int8_t
 #define DPBUSD(acc, a, b) _mm256_dpbusd_avx_epi32(acc, a, b)
 #include "qgemm_tile_body.h"
-#undef QUADS_TARGET
-#undef QUADS_ROWS
-#undef QUADS_NAME
-#undef QUADS_BTYPE
-#undef DPBUSD
 
 // vpdpbusd on AVX2: the even and odd bytes of each 16-bit lane, widened (A unsigned, B
 // sign-extended), then two vpmaddwd: together the four products of each 32-bit group.
@@ -233,11 +217,6 @@ TARGET_AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i a, __m256i b)
 #define QUADS_BTYPE int8_t
 #define DPBUSD(acc, a, b) dpbusd_avx2(acc, a, b)
 #include "qgemm_tile_body.h"
-#undef QUADS_TARGET
-#undef QUADS_ROWS
-#undef QUADS_NAME
-#undef QUADS_BTYPE
-#undef DPBUSD
 
 #else
 

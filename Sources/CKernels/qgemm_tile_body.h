@@ -12,7 +12,7 @@
 // without saturation (unlike vpdpbusds or vpmaddubsw).
 //
 // The includer defines QUADS_TARGET, QUADS_ROWS, QUADS_NAME, QUADS_BTYPE (the B element
-// type) and DPBUSD(acc, a, b).
+// type) and DPBUSD(acc, a, b); this file undefines them at its end.
 
 QUADS_TARGET static inline __attribute__((always_inline)) void
 QUADS_ROWS(const int M, size_t kq, const uint32_t *a, const QUADS_BTYPE *b, int32_t *c, size_t ldc, int accumulate) {
@@ -58,3 +58,10 @@ QUADS_TARGET void QUADS_NAME(size_t kq, const uint32_t *a, const QUADS_BTYPE *b,
     if (!full)
         for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(int32_t));
 }
+
+// Each inclusion defines these anew.
+#undef QUADS_TARGET
+#undef QUADS_ROWS
+#undef QUADS_NAME
+#undef QUADS_BTYPE
+#undef DPBUSD

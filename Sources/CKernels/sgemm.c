@@ -6,7 +6,6 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 enum { MR = QUERN_SGEMM_MR, NR = QUERN_SGEMM_NR };
@@ -165,16 +164,6 @@ TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, c
 #define VF_ADD(a, b) _mm512_add_ps(a, b)
 #define VF_STORE(p, v) _mm512_storeu_ps(p, v)
 #include "sgemm_wide_body.h"
-#undef WIDE_TARGET
-#undef WIDE_ROWS
-#undef WIDE_NAME
-#undef VF
-#undef VF_ZERO
-#undef VF_LOAD
-#undef VF_BCAST
-#undef VF_FMA
-#undef VF_ADD
-#undef VF_STORE
 
 // The same body with a zmm emulated as two ymm halves, for tests on AVX2 machines.
 typedef struct { __m256 lo, hi; } emu_v16f;
@@ -206,16 +195,6 @@ TARGET_AVX2 static inline void emu_store(float *p, emu_v16f v) {
 #define VF_ADD(a, b) emu_add(a, b)
 #define VF_STORE(p, v) emu_store(p, v)
 #include "sgemm_wide_body.h"
-#undef WIDE_TARGET
-#undef WIDE_ROWS
-#undef WIDE_NAME
-#undef VF
-#undef VF_ZERO
-#undef VF_LOAD
-#undef VF_BCAST
-#undef VF_FMA
-#undef VF_ADD
-#undef VF_STORE
 
 #else
 

@@ -4,9 +4,9 @@
 // edge handling and accumulation are tested even where AVX-512 is absent; only the
 // instructions themselves differ between the copies.
 //
-// The includer defines: WIDE_TARGET (function attribute), WIDE_ROWS and WIDE_NAME (the
+// The includer defines WIDE_TARGET (function attribute), WIDE_ROWS and WIDE_NAME (the
 // two function names), VF (a 16-float vector) and VF_ZERO, VF_LOAD, VF_BCAST, VF_FMA,
-// VF_ADD, VF_STORE.
+// VF_ADD, VF_STORE; this file undefines them at its end.
 //
 // Two B panels (32 columns) per tile: 12 accumulators, so six rows × two vectors keep
 // two FMA pipes of latency 4 busy, and each A broadcast feeds two FMAs.
@@ -55,3 +55,15 @@ WIDE_TARGET void WIDE_NAME(size_t k, const float *a, const float *b0, const floa
     if (!full)
         for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * 2 * NR, n * sizeof(float));
 }
+
+// Each inclusion defines these anew.
+#undef WIDE_TARGET
+#undef WIDE_ROWS
+#undef WIDE_NAME
+#undef VF
+#undef VF_ZERO
+#undef VF_LOAD
+#undef VF_BCAST
+#undef VF_FMA
+#undef VF_ADD
+#undef VF_STORE

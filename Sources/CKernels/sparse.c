@@ -1,9 +1,9 @@
 #include "ckernels.h"
+#include "vecmath.h"
 #include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,

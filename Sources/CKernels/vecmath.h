@@ -5,12 +5,13 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define QUERN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+// The attribute every AVX2 function in CKernels carries (one definition for all files).
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
 
 // exp(x) for a vector: x = k·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for exactness),
 // e^r by a degree-6 polynomial (Cephes' expf coefficients), 2^k through the exponent
 // bits. About 1 ulp on [-87, 88]; below that it flushes to 0, which softmax wants.
-QUERN_TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
+TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
     const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
     x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
     __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
@@ -32,7 +33,7 @@ QUERN_TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
 // t·exp(−z² + P(t)), t = 1/(1 + z/2) (Numerical Recipes' erfcc: relative error below
 // 1.2e-7 everywhere), so negative inputs keep their small values accurately instead of
 // suffering 1 − erf cancellation.
-QUERN_TARGET_AVX2 static inline __m256 gelu_avx2(__m256 x) {
+TARGET_AVX2 static inline __m256 gelu_avx2(__m256 x) {
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
     __m256 w = _mm256_mul_ps(x, _mm256_set1_ps(-0.70710678118654752f));     // w = −x/√2
     __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), w);                   // |w|
@@ -56,7 +57,7 @@ QUERN_TARGET_AVX2 static inline __m256 gelu_avx2(__m256 x) {
 
 // tanh(x): for |x| < 0.625 the odd polynomial x + x³·P(x²) (Cephes' tanhf), which keeps
 // full relative accuracy near 0; above, 1 − 2/(e^{2|x|} + 1) with the sign restored.
-QUERN_TARGET_AVX2 static inline __m256 tanh_avx2(__m256 x) {
+TARGET_AVX2 static inline __m256 tanh_avx2(__m256 x) {
     const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     __m256 a = _mm256_andnot_ps(sign, x);
     __m256 s = _mm256_mul_ps(x, x);
@@ -74,13 +75,13 @@ QUERN_TARGET_AVX2 static inline __m256 tanh_avx2(__m256 x) {
 }
 
 // sigmoid(x) = 1 / (1 + e^{−x}); exp_avx2's clamping gives 0 and 1 at the far ends.
-QUERN_TARGET_AVX2 static inline __m256 sigmoid_avx2(__m256 x) {
+TARGET_AVX2 static inline __m256 sigmoid_avx2(__m256 x) {
     const __m256 one = _mm256_set1_ps(1.0f);
     return _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
 }
 
 // The activation codes of ckernels.h (0 none, 1 relu, 2 gelu, 3 tanh, 4 sigmoid).
-QUERN_TARGET_AVX2 static inline __m256 act_avx2(__m256 v, int act) {
+TARGET_AVX2 static inline __m256 act_avx2(__m256 v, int act) {
     switch (act) {
     case 1: return _mm256_max_ps(v, _mm256_setzero_ps());
     case 2: return gelu_avx2(v);
