@@ -76,6 +76,12 @@ public enum SparseGEMM {
     }
 }
 
+/// Two int8 weights widened to int16 and packed as one 32-bit word (w0 low, w1 high):
+/// the operand vpmaddwd multiplies against a pair of activations.
+func pair(_ a: Int8, _ b: Int8) -> UInt32 {
+    UInt32(UInt16(bitPattern: Int16(a))) | UInt32(UInt16(bitPattern: Int16(b))) << 16
+}
+
 /// Pruned int8 weights in 1×4 blocks (four consecutive inputs of one output, the unit
 /// of the int8 dot product): only blocks with a nonzero weight are stored and multiplied.
 /// Quantization (per-channel scales, column sums) is that of the dense `QuantizedWeights`,
@@ -99,7 +105,6 @@ public struct BlockSparseWeights: Sendable {
         k = w.k
         dense = w
         var rowptr: [Int32] = [0], groups: [Int32] = [], lo: [UInt32] = [], hi: [UInt32] = []
-        func pair(_ a: Int8, _ b: Int8) -> UInt32 { UInt32(UInt16(bitPattern: Int16(a))) | UInt32(UInt16(bitPattern: Int16(b))) << 16 }
         let rows = w.n, width = w.k
         for r in 0..<rows {
             for g in 0..<((width + 3) / 4) {
@@ -155,7 +160,7 @@ public struct SparseQuantizedWeights: Sendable {
                 let c0 = kept[i], c1 = i + 1 < kept.count ? kept[i + 1] : kept[i]
                 let w0 = w.values[r * w.k + c0], w1: Int8 = i + 1 < kept.count ? w.values[r * w.k + c1] : 0
                 cols += [Int32(c0), Int32(c1)]
-                pairs.append(UInt32(UInt16(bitPattern: Int16(w0))) | UInt32(UInt16(bitPattern: Int16(w1))) << 16)
+                pairs.append(pair(w0, w1))
                 i += 2
             }
             rowptr.append(Int32(pairs.count))

@@ -20,4 +20,14 @@ public struct Tensor: Sendable, Equatable {
     public var rowLength: Int { shape.dropFirst().reduce(1, *) }
 
     public func row(_ i: Int) -> ArraySlice<Float> { data[(i * rowLength)..<((i + 1) * rowLength)] }
+
+    /// Index of each row's largest value (the first on ties): a classifier's predictions.
+    public func argmaxRows() -> [Int] {
+        let n = rowLength
+        return (0..<rows).map { r in
+            var best = 0
+            for c in 1..<max(n, 1) where data[r * n + c] > data[r * n + best] { best = c }
+            return best
+        }
+    }
 }

@@ -164,13 +164,6 @@ public final class Trainer {
     }
 
     func countCorrect(_ logits: Tensor, _ labels: [Int]) -> Int {
-        let classes = logits.rowLength
-        var correct = 0
-        for (r, label) in labels.enumerated() {
-            var best = 0
-            for c in 1..<max(classes, 1) where logits.data[r * classes + c] > logits.data[r * classes + best] { best = c }
-            if best == label { correct += 1 }
-        }
-        return correct
+        zip(logits.argmaxRows(), labels).filter { $0 == $1 }.count
     }
 }

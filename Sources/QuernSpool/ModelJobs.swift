@@ -96,12 +96,7 @@ struct ModelJobInput {
             while start < count {
                 let end = min(start + Self.measureBatch, count)
                 let y = model.forward(Tensor(shape: [end - start, size], data: Array(inputs[(start * size)..<(end * size)])))
-                let classes = y.rowLength
-                for r in 0..<(end - start) {
-                    var top = 0
-                    for c in 1..<max(classes, 1) where y.data[r * classes + c] > y.data[r * classes + top] { top = c }
-                    predictions[start + r] = top
-                }
+                for (r, top) in y.argmaxRows().enumerated() { predictions[start + r] = top }
                 start = end
             }
             best = min(best, clock.monotonic() - t0)

@@ -39,8 +39,7 @@ struct KernelBench: ParsableCommand {
     var seconds: Double = 1
 
     func run() throws {
-        let counts = threads.map { $0.split(separator: ",").compactMap { Int($0) } }
-            ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
+        let counts = threadCounts(threads)
         try KernelBenchmark(anchorScript: anchor, seconds: seconds).run(shapes: KernelBenchmark.defaultShapes, threadCounts: counts)
     }
 }
@@ -62,10 +61,14 @@ struct TrainBench: ParsableCommand {
     var epochs: Int = 5
 
     func run() throws {
-        let counts = threads.map { $0.split(separator: ",").compactMap { Int($0) } }
-            ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
+        let counts = threadCounts(threads)
         let chosen = models.split(separator: ",").compactMap { TrainingBenchmark.Model(rawValue: String($0)) }
         TrainingBenchmark(anchorScript: anchor, python: python, epochs: epochs)
             .run(models: chosen, batches: batches.split(separator: ",").compactMap { Int($0) }, threadCounts: counts)
     }
+}
+
+/// `--threads 1,2` as a list; by default one thread and all cores.
+func threadCounts(_ option: String?) -> [Int] {
+    option.map { $0.split(separator: ",").compactMap { Int($0) } } ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
 }
