@@ -40,6 +40,19 @@ struct SparseTests {
     }
 }
 
+/// Runs a linear kernel `(x, bias, y)` on x `[m, k]` and returns y `[m, n]` (NaN-filled
+/// first, so an output the kernel skips cannot pass as correct).
+func linearOutputs(_ x: [Float], m: Int, n: Int, bias: [Float],
+                   _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+    var y = [Float](repeating: .nan, count: m * n)
+    x.withUnsafeBufferPointer { xp in
+        bias.withUnsafeBufferPointer { bp in
+            y.withUnsafeMutableBufferPointer { body(xp.baseAddress!, bp.baseAddress!, $0.baseAddress!) }
+        }
+    }
+    return y
+}
+
 @Suite("block-sparse int8 GEMM")
 struct BlockSparseTests {
     @Test("1×4 block-sparse int8 equals dense int8 bit for bit, every path",
@@ -61,18 +74,11 @@ struct BlockSparseTests {
             let quantized = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: w))
             let sparse = BlockSparseWeights(quantized)
             for isa in ISA.supported {
-                var dense = [Float](repeating: .nan, count: m * n), got = [Float](repeating: .nan, count: m * n)
-                x.withUnsafeBufferPointer { xp in
-                    bias.withUnsafeBufferPointer { bp in
-                        dense.withUnsafeMutableBufferPointer { yp in
-                            QGEMM.linear(xp.baseAddress!, m: m, quantized, bias: bp.baseAddress!, activation: .gelu,
-                                         into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
-                        }
-                        got.withUnsafeMutableBufferPointer { yp in
-                            SparseQGEMM.linear(xp.baseAddress!, m: m, sparse, bias: bp.baseAddress!, activation: .gelu,
-                                               into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
-                        }
-                    }
+                let dense = linearOutputs(x, m: m, n: n, bias: bias) {
+                    QGEMM.linear($0, m: m, quantized, bias: $1, activation: .gelu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
+                }
+                let got = linearOutputs(x, m: m, n: n, bias: bias) {
+                    SparseQGEMM.linear($0, m: m, sparse, bias: $1, activation: .gelu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
                 }
                 #expect(got == dense, "\(isa) \(m)x\(k)x\(n) block density \(blockDensity)")
             }
@@ -98,18 +104,11 @@ struct SparseQuantizedTests {
             let sparse = SparseQuantizedWeights(quantized)
             #expect(sparse.nonzeros == quantized.values.filter { $0 != 0 }.count)
             for isa in ISA.supported {
-                var dense = [Float](repeating: .nan, count: m * n), got = [Float](repeating: .nan, count: m * n)
-                x.withUnsafeBufferPointer { xp in
-                    bias.withUnsafeBufferPointer { bp in
-                        dense.withUnsafeMutableBufferPointer { yp in
-                            QGEMM.linear(xp.baseAddress!, m: m, quantized, bias: bp.baseAddress!, activation: .relu,
-                                         into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
-                        }
-                        got.withUnsafeMutableBufferPointer { yp in
-                            SparseQGEMM.linear(xp.baseAddress!, m: m, sparse, bias: bp.baseAddress!, activation: .relu,
-                                               into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
-                        }
-                    }
+                let dense = linearOutputs(x, m: m, n: n, bias: bias) {
+                    QGEMM.linear($0, m: m, quantized, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
+                }
+                let got = linearOutputs(x, m: m, n: n, bias: bias) {
+                    SparseQGEMM.linear($0, m: m, sparse, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
                 }
                 #expect(got == dense, "\(isa) \(m)x\(k)x\(n) density \(density)")
             }
