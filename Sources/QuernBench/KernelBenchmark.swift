@@ -98,11 +98,13 @@ public struct KernelBenchmark {
         let layout = QuantizedWeights.Layout.preferred == .quads ? "K quads, vpdpbusd" : "K pairs, vpmaddwd"
         print("\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights; \(layout)), GOP/s vs our fp32:")
         print("shape MxKxN        threads    int8    fp32   ratio")
+        var measuredInt8: [Int: [Int: Double]] = [:]  // threads → shape index → GOP/s; the sparse tables reuse it
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
             for (i, s) in shapes.enumerated() where s.m >= 16 {
                 let w = QuantizedWeights(quantizing: weights(s, seed: 11))
                 let ops = gflops(s, seed: 11) { QGEMM.linear($0, m: s.m, w, bias: nil, into: $1, pool: pool) }
+                measuredInt8[threads, default: [:]][i] = ops
                 let fp32 = measured[threads]?[i] ?? .nan
                 print(s.column + String(format: " %7d %7.1f %7.1f %7.2f", threads, ops, fp32, ops / fp32))
             }
@@ -124,9 +126,8 @@ public struct KernelBenchmark {
         print("shape MxKxN        threads  blocks kept  sparse GOP/s-equiv  dense int8  speed-up")
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
-            for s in shapes where s.isLarge {
-                let dense = QuantizedWeights(quantizing: weights(s, seed: 13))
-                let denseOps = gflops(s, seed: 13) { QGEMM.linear($0, m: s.m, dense, bias: nil, into: $1, pool: pool) }
+            for (i, s) in shapes.enumerated() where s.isLarge {
+                let denseOps = measuredInt8[threads]?[i] ?? .nan
                 for kept in [0.2, 0.1] {
                     let pruned = QuantizedWeights(quantizing: blockPruned(weights(s, seed: 13), keep: kept))
                     let sparse = BlockSparseWeights(pruned)
@@ -140,9 +141,8 @@ public struct KernelBenchmark {
         print("shape MxKxN        threads  density  sparse GOP/s-equiv  dense int8  speed-up")
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
-            for s in shapes where s.isLarge {
-                let dense = QuantizedWeights(quantizing: weights(s, seed: 17))
-                let denseOps = gflops(s, seed: 17) { QGEMM.linear($0, m: s.m, dense, bias: nil, into: $1, pool: pool) }
+            for (i, s) in shapes.enumerated() where s.isLarge {
+                let denseOps = measuredInt8[threads]?[i] ?? .nan
                 for density in [0.5, 0.3, 0.2, 0.1] {
                     let sparse = SparseQuantizedWeights(QuantizedWeights(quantizing: weights(s, seed: 17, density: density)))
                     let ops = gflops(s, seed: 17) { SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
