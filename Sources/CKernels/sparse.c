@@ -7,10 +7,11 @@
 #endif
 
 void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
-                           const float *vals, size_t n0, size_t n1, float *yt, size_t ldy) {
+                           const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate) {
     for (size_t n = n0; n < n1; n++) {
         float *y = yt + n * ldy;
-        for (size_t i = 0; i < mb; i++) y[i] = 0;
+        if (!accumulate)
+            for (size_t i = 0; i < mb; i++) y[i] = 0;
         for (int32_t e = rowptr[n]; e < rowptr[n + 1]; e++) {
             const float *x = xt + (size_t)cols[e] * ldx;
             for (size_t i = 0; i < mb; i++) y[i] += vals[e] * x[i];
@@ -108,20 +109,35 @@ TARGET_AVX2 void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb,
 }
 
 // Eight accumulators cover a 64-row block; each nonzero costs eight loads and eight
-// FMAs, and the block's transposed input (K × 64 floats) stays in L2 across all rows n.
+// FMAs. The loads are the bound, so the caller keeps the rows of xt a panel touches in
+// L1 (64 K-rows × 64 floats = 16 KB) and accumulates panel after panel into yt.
 TARGET_AVX2 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr,
                                      const int32_t *cols, const float *vals, size_t n0, size_t n1, float *yt,
-                                     size_t ldy) {
-    if (mb != 64) {  // tail blocks: rare, small
-        quern_spmm_csr_scalar(xt, ldx, mb, rowptr, cols, vals, n0, n1, yt, ldy);
+                                     size_t ldy, int accumulate) {
+    if (mb != 64) {  // small or ragged blocks: the caller pads the usual ones to 64
+        quern_spmm_csr_scalar(xt, ldx, mb, rowptr, cols, vals, n0, n1, yt, ldy, accumulate);
         return;
     }
     for (size_t n = n0; n < n1; n++) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        __m256 a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
-        for (int32_t e = rowptr[n]; e < rowptr[n + 1]; e++) {
+        int32_t e = rowptr[n], end = rowptr[n + 1];
+        float *y = yt + n * ldy;
+        if (e == end) {
+            if (!accumulate)
+                for (int c = 0; c < 64; c += 8) _mm256_storeu_ps(y + c, _mm256_setzero_ps());
+            continue;
+        }
+        __m256 a0, a1, a2, a3, a4, a5, a6, a7;
+        if (accumulate) {
+            a0 = _mm256_loadu_ps(y + 0); a1 = _mm256_loadu_ps(y + 8);
+            a2 = _mm256_loadu_ps(y + 16); a3 = _mm256_loadu_ps(y + 24);
+            a4 = _mm256_loadu_ps(y + 32); a5 = _mm256_loadu_ps(y + 40);
+            a6 = _mm256_loadu_ps(y + 48); a7 = _mm256_loadu_ps(y + 56);
+        } else {
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm256_setzero_ps();
+        }
+        for (; e < end; e++) {
             const float *x = xt + (size_t)cols[e] * ldx;
-            __m256 v = _mm256_set1_ps(vals[e]);
+            __m256 v = _mm256_broadcast_ss(vals + e);
             a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 0), a0);
             a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 8), a1);
             a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 16), a2);
@@ -131,7 +147,6 @@ TARGET_AVX2 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, con
             a6 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 48), a6);
             a7 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 56), a7);
         }
-        float *y = yt + n * ldy;
         _mm256_storeu_ps(y + 0, a0); _mm256_storeu_ps(y + 8, a1);
         _mm256_storeu_ps(y + 16, a2); _mm256_storeu_ps(y + 24, a3);
         _mm256_storeu_ps(y + 32, a4); _mm256_storeu_ps(y + 40, a5);
@@ -152,8 +167,8 @@ void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32
 }
 
 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
-                         const float *vals, size_t n0, size_t n1, float *yt, size_t ldy) {
-    quern_spmm_csr_scalar(xt, ldx, mb, rowptr, cols, vals, n0, n1, yt, ldy);
+                         const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate) {
+    quern_spmm_csr_scalar(xt, ldx, mb, rowptr, cols, vals, n0, n1, yt, ldy, accumulate);
 }
 
 #endif

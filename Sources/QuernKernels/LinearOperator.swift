@@ -15,11 +15,14 @@ public enum LinearOperator: Sendable {
     /// The fastest operator for fp32 weights `[N, K]` at a precision: sparse formats when
     /// the measured density thresholds say they win (1×4 blocks for int8 when whole blocks
     /// are zero, CSR otherwise), dense kernels otherwise.
-    /// Sparse kernels transpose each 64-row block in and out; on small matrices that
-    /// costs more than the skipped multiplications save (a pruned 64×64 layer ran at
-    /// 0.65× its dense speed), so they are used from this many weights up (the bench's
-    /// speed-ups were measured on 384×384 and larger).
-    public static let sparseMinimumWeights = 1 << 16
+    /// Sparse kernels transpose each 64-row block in and out; on tiny matrices that costs
+    /// more than the skipped multiplications save, so they are used from this many weights
+    /// up. fp32: since ragged blocks are zero-padded for the vector kernel, a digits mlp
+    /// whose 64×64 layer is 80 % pruned runs 1.09–1.12× faster with it sparse (it had run
+    /// at 0.65× when ragged blocks took the scalar kernel).
+    public static let sparseMinimumWeights = 1 << 12
+    /// int8: the sparse int8 kernels' speed-ups were measured on 384×384 and larger only.
+    public static let sparseInt8MinimumWeights = 1 << 16
 
     public static func choose(_ w: Tensor, precision: Precision) -> LinearOperator {
         let zeros = w.data.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
@@ -35,7 +38,7 @@ public enum LinearOperator: Sendable {
 
     /// The fastest operator for already quantized weights.
     public static func choose(_ q: QuantizedWeights) -> LinearOperator {
-        guard q.values.count >= sparseMinimumWeights else { return .int8(q) }
+        guard q.values.count >= sparseInt8MinimumWeights else { return .int8(q) }
         let blocks = BlockSparseWeights(q)
         // Block-sparse wins by 2–3× at 80–90 % block sparsity (see `quern bench kernels`);
         // require at least half of the blocks empty before leaving the dense kernel.

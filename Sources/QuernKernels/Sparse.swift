@@ -3,22 +3,30 @@ import CKernels
 /// Pruned weights `[N, K]` in compressed sparse rows: only the nonzeros are stored and
 /// multiplied. `SparseGEMM` runs them; `SparseWeights.preferred` says whether sparse
 /// beats the dense packed GEMM at a given density.
+///
+/// The rows are cut into panels of `panelWidth` inputs, each panel a CSR of its own
+/// (panel-major): the kernel walks one panel at a time, so the 64 K-rows of a transposed
+/// 64-row input block it reads (16 KB) stay in L1 instead of streaming from L2 for every
+/// nonzero, which had held the kernel to about a third of its FMA rate.
 public struct SparseWeights: Sendable {
     public let n: Int
     public let k: Int
+    /// Panel p's row r holds nonzeros rowptr[p·(n+1) + r] ..< rowptr[p·(n+1) + r + 1].
     let rowptr: [Int32]
+    /// Input index (absolute, not within the panel) and weight of each nonzero.
     let cols: [Int32]
     let vals: [Float]
+
+    static let panelWidth = 64
+    var panels: Int { (k + Self.panelWidth - 1) / Self.panelWidth }
 
     public var nonzeros: Int { vals.count }
     public var density: Double { Double(nonzeros) / Double(max(n * k, 1)) }
 
     /// Below this density the CSR kernel beats the dense packed GEMM in whole models.
-    /// `quern bench kernels` (Zen 3, AVX2, M = 2048) puts break-even between 0.3 and 0.5
-    /// (0.94–1.25× at 0.3, 1.37–1.66× at 0.2, 2.4–3.3× at 0.1), but a pruned 512×512
-    /// layer in batches of 1024 rows ran at 0.77–1.30× dense at 0.2 (noise around 1) and
-    /// 1.4–1.8× at 0.1 (prune jobs on a wide digits mlp), so models switch below 0.15.
-    public static let densityThreshold = 0.15
+    /// Measured on Zen 3 (AVX2) with prune jobs on the wide digits mlp (a 512×512 layer
+    /// dominates) and `quern bench kernels` (M = 2048): see the README's pruning table.
+    public static let densityThreshold = 0.25
 
     /// Whether these weights should run sparse rather than dense.
     public var preferred: Bool { density < Self.densityThreshold }
@@ -27,14 +35,19 @@ public struct SparseWeights: Sendable {
         precondition(w.shape.count == 2, "SparseWeights: weights must be [N, K], got \(w.shape)")
         n = w.shape[0]
         k = w.shape[1]
-        var rowptr: [Int32] = [0], cols: [Int32] = [], vals: [Float] = []
-        for r in 0..<n {
-            for c in 0..<k where w.data[r * k + c] != 0 {
-                cols.append(Int32(c))
-                vals.append(w.data[r * k + c])
-            }
+        var rowptr: [Int32] = [], cols: [Int32] = [], vals: [Float] = []
+        let width = Self.panelWidth
+        for p in 0..<((k + width - 1) / width) {
             rowptr.append(Int32(vals.count))
+            for r in 0..<n {
+                for c in (p * width)..<min(k, (p + 1) * width) where w.data[r * k + c] != 0 {
+                    cols.append(Int32(c))
+                    vals.append(w.data[r * k + c])
+                }
+                rowptr.append(Int32(vals.count))
+            }
         }
+        if rowptr.isEmpty { rowptr = [Int32](repeating: 0, count: n + 1) }
         self.rowptr = rowptr
         self.cols = cols
         self.vals = vals
@@ -43,9 +56,14 @@ public struct SparseWeights: Sendable {
 
 public enum SparseGEMM {
     static let block = 64
+    /// Blocks narrower than this run the scalar kernel; wider ones are zero-padded to 64
+    /// rows for the vector kernel (the padding's products are computed and dropped).
+    static let padFrom = 16
 
     /// `y[M, N] = act(x[M, K] · wᵀ + bias)` with CSR weights. Rows of x go in blocks of 64,
-    /// transposed so each nonzero is one AXPY over the block; blocks run across the pool.
+    /// transposed so each nonzero is one AXPY over the block. Tasks are (block, slice of
+    /// output rows) pairs: with few blocks the output rows are split too, so both cores
+    /// have work on a batch of a hundred records.
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: SparseWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
                               isa: ISA = .active, pool: ThreadPool = .shared) {
@@ -55,19 +73,30 @@ public enum SparseGEMM {
         let epilogue = isa == .scalar ? quern_bias_act_scalar : quern_bias_act_avx2
         let transpose = isa == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
         let blocks = (m + block - 1) / block
+        let slices = min(max(1, (4 * pool.threads + blocks - 1) / blocks), max(1, n / 32))
+        let sliceRows = (n + slices - 1) / slices
+        let panels = w.panels
         w.rowptr.withUnsafeBufferPointer { rowptr in
             w.cols.withUnsafeBufferPointer { cols in
                 w.vals.withUnsafeBufferPointer { vals in
-                    pool.parallelFor(blocks) { b in
-                        let m0 = b * block, mb = min(block, m - m0)
+                    pool.parallelFor(blocks * slices) { task in
+                        let b = task / slices, n0 = (task % slices) * sliceRows, n1 = min(n, n0 + sliceRows)
+                        guard n0 < n1 else { return }
+                        let m0 = b * block, rows = min(block, m - m0)
+                        let mb = rows >= padFrom ? block : rows
                         let xt = UnsafeMutablePointer<Float>.allocate(capacity: max(k * block, 1))
                         let yt = UnsafeMutablePointer<Float>.allocate(capacity: n * block)
                         defer { xt.deallocate(); yt.deallocate() }
-                        transpose(x + m0 * k, k, mb, k, xt, block)
-                        kernel(xt, block, mb, rowptr.baseAddress!, cols.baseAddress, vals.baseAddress, 0, n, yt, block)
-                        transpose(yt, block, n, mb, y + m0 * n, n)
+                        if rows < mb { xt.initialize(repeating: 0, count: k * block) }
+                        transpose(x + m0 * k, k, rows, k, xt, block)
+                        for p in 0..<panels {
+                            kernel(xt, block, mb, rowptr.baseAddress! + p * (n + 1), cols.baseAddress, vals.baseAddress,
+                                   n0, n1, yt, block, p == 0 ? 0 : 1)
+                        }
+                        if panels == 0 { yt.initialize(repeating: 0, count: n * block) }
+                        transpose(yt + n0 * block, block, n1 - n0, rows, y + m0 * n + n0, n)
                         if bias != nil || activation != .none {
-                            epilogue(y + m0 * n, n, mb, n, bias, activation.code)
+                            epilogue(y + m0 * n + n0, n, rows, n1 - n0, bias.map { $0 + n0 }, activation.code)
                         }
                     }
                 }
@@ -190,10 +219,10 @@ public enum SparseQGEMM {
                 w.lo.withUnsafeBufferPointer { lo in
                     w.hi.withUnsafeBufferPointer { hi in
                         blocks(x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
-                               layoutBytes: pairCount * block * 4) { q, mb, layout, sums in
+                               layoutBytes: pairCount * block * 4) { q, mb, width, layout, sums in
                             let xt = layout.assumingMemoryBound(to: UInt32.self)
                             quern_pack_pairs_t(q, w.k, mb, w.k, pairCount, xt, block)
-                            kernel(xt, block, mb, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress, hi.baseAddress,
+                            kernel(xt, block, width, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress, hi.baseAddress,
                                    0, w.n, sums, block)
                         }
                     }
@@ -211,22 +240,24 @@ public enum SparseQGEMM {
             w.cols.withUnsafeBufferPointer { cols in
                 w.pairs.withUnsafeBufferPointer { pairs in
                     blocks(x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
-                           layoutBytes: w.k * block * 2) { q, mb, layout, sums in
+                           layoutBytes: w.k * block * 2) { q, mb, width, layout, sums in
                         let xt = layout.assumingMemoryBound(to: Int16.self)
                         quern_transpose_u8_i16(q, w.k, mb, w.k, xt, block)
-                        kernel(xt, block, mb, rowptr.baseAddress!, cols.baseAddress, pairs.baseAddress, 0, w.n, sums, block)
+                        kernel(xt, block, width, rowptr.baseAddress!, cols.baseAddress, pairs.baseAddress, 0, w.n, sums, block)
                     }
                 }
             }
         }
     }
 
-    /// The shared driver. `sparse(q, mb, layout, sums)` lays out the block's u8 rows `q`
-    /// in `layout` (layoutBytes) and writes the transposed integer sums `[N][64]`.
+    /// The shared driver. `sparse(q, mb, width, layout, sums)` lays out the block's mb u8
+    /// rows `q` in `layout` (layoutBytes, zeroed when width > mb) and writes the transposed
+    /// integer sums `[N][64]` of `width` columns: blocks of 16 rows or more are padded to
+    /// 64 for the vector kernels, as in `SparseGEMM`.
     static func blocks(_ x: UnsafePointer<Float>, m: Int, _ dense: QuantizedWeights, bias: UnsafePointer<Float>?,
                        activation: Activation, into y: UnsafeMutablePointer<Float>, isa: ISA, pool: ThreadPool,
                        layoutBytes: Int,
-                       sparse: (UnsafePointer<UInt8>, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) -> Void) {
+                       sparse: (UnsafePointer<UInt8>, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) -> Void) {
         let k = dense.k, n = dense.n
         guard m > 0, n > 0 else { return }
         let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
@@ -243,8 +274,10 @@ public enum SparseQGEMM {
                 q.deallocate(); layout.deallocate(); sums.deallocate(); acc.deallocate()
                 scale.deallocate(); zp.deallocate()
             }
+            let width = mb >= SparseGEMM.padFrom ? block : mb
+            if width > mb { layout.initializeMemory(as: UInt8.self, repeating: 0, count: max(layoutBytes, 1)) }
             quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
-            sparse(q, mb, layout, sums)
+            sparse(q, mb, width, layout, sums)
             // Back to row-major sums, then the same epilogue as dense int8.
             quern_transpose_i32(sums, block, n, mb, acc, n)
             dequantize(acc, n, mb, n, y + m0 * n, n, scale, zp, dense.paddedScales.pointer, dense.colsum.pointer,

@@ -80,29 +80,44 @@ struct ModelJobInput {
         return out
     }
 
-    /// Top-1 predictions of `model` on these records, the accuracy when labelled, and the
-    /// throughput (records per second in batches of `measureBatch`: the best pass of at least three
-    /// and of as many as fit in `seconds`, so a short input is still timed reliably).
-    func measure(_ model: StackModel, seconds: Double = 0.5) -> (predictions: [Int], accuracy: Double?, recordsPerSecond: Double) {
-        let size = model.inputSize, clock = SystemTime()
+    /// Top-1 predictions of `model` on these records and the accuracy when labelled.
+    func evaluate(_ model: StackModel) -> (predictions: [Int], accuracy: Double?) {
+        let size = model.inputSize
         var predictions = [Int](repeating: 0, count: count)
-        var best = Double.infinity
-        let start = clock.monotonic()
+        forEachBatch(size: size) { start, batch in
+            for (r, top) in model.forward(batch).argmaxRows().enumerated() { predictions[start + r] = top }
+        }
+        let accuracy = labels.map { l in Double(zip(predictions, l).filter { $0 == $1 }.count) / Double(max(count, 1)) }
+        return (predictions, accuracy)
+    }
+
+    /// Records per second of each model over these records, in batches of `measureBatch`.
+    /// The models take turns pass by pass (at least three passes each, as many as fit in
+    /// `seconds`) and each keeps its best pass, so a machine that slows down or speeds up
+    /// mid-measurement (a neighbour on the VM, frequency changes) affects all alike and a
+    /// ratio of two results compares like with like.
+    func throughput(of models: [StackModel], seconds: Double = 1) -> [Double] {
+        let clock = SystemTime(), start = clock.monotonic()
+        var best = [Double](repeating: .infinity, count: models.count)
         var passes = 0
         while passes < 3 || (clock.monotonic() - start < seconds && passes < 1000) {
             passes += 1
-            let t0 = clock.monotonic()
-            var start = 0
-            while start < count {
-                let end = min(start + Self.measureBatch, count)
-                let y = model.forward(Tensor(shape: [end - start, size], data: Array(inputs[(start * size)..<(end * size)])))
-                for (r, top) in y.argmaxRows().enumerated() { predictions[start + r] = top }
-                start = end
+            for (i, model) in models.enumerated() {
+                let t0 = clock.monotonic()
+                forEachBatch(size: model.inputSize) { _, batch in _ = model.forward(batch) }
+                best[i] = min(best[i], clock.monotonic() - t0)
             }
-            best = min(best, clock.monotonic() - t0)
         }
-        let accuracy = labels.map { l in Double(zip(predictions, l).filter { $0 == $1 }.count) / Double(max(count, 1)) }
-        return (predictions, accuracy, Double(count) / max(best, 1e-9))
+        return best.map { Double(count) / max($0, 1e-9) }
+    }
+
+    private func forEachBatch(size: Int, _ body: (Int, Tensor) -> Void) {
+        var start = 0
+        while start < count {
+            let end = min(start + Self.measureBatch, count)
+            body(start, Tensor(shape: [end - start, size], data: Array(inputs[(start * size)..<(end * size)])))
+            start = end
+        }
     }
 
     /// Writes `model/` (config.json + model.safetensors) into the job directory, whole or

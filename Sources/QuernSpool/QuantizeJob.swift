@@ -76,7 +76,8 @@ struct QuantizeJob {
                                   precision: .int8)
 
         // Measure both on the job's records.
-        let before = records.measure(source.model), after = records.measure(int8)
+        let before = records.evaluate(source.model), after = records.evaluate(int8)
+        let speed = records.throughput(of: [source.model, int8])
         let agreement = Double(zip(before.predictions, after.predictions).filter { $0 == $1 }.count) / Double(max(records.count, 1))
         try errors.finish()
         try Sys.rename(errors.path, job.file(JobRunner.errorsName))
@@ -101,9 +102,9 @@ struct QuantizeJob {
         metrics["int8_accuracy"] = after.accuracy.map { .double($0) } ?? .null
         if let a = before.accuracy, let b = after.accuracy { metrics["accuracy_change_points"] = .double((b - a) * 100) }
         metrics["top1_agreement"] = .double(agreement)
-        metrics["fp32_records_per_second"] = .double(before.recordsPerSecond)
-        metrics["int8_records_per_second"] = .double(after.recordsPerSecond)
-        metrics["speedup"] = .double(after.recordsPerSecond / max(before.recordsPerSecond, 1e-9))
+        metrics["fp32_records_per_second"] = .double(speed[0])
+        metrics["int8_records_per_second"] = .double(speed[1])
+        metrics["speedup"] = .double(speed[1] / max(speed[0], 1e-9))
         metrics["fp32_bytes"] = .int(Int64(fp32Bytes))
         metrics["int8_bytes"] = .int(Int64(int8Bytes))
         report["metrics"] = .object(metrics)

@@ -37,10 +37,20 @@ struct KernelBench: ParsableCommand {
     var threads: String?
     @Option(help: "Seconds of repetitions per measurement.")
     var seconds: Double = 1
+    @Option(help: "Shapes MxKxN, comma-separated (default: MiniLM's matmuls, 1024³ and small M).")
+    var shapes: String?
 
     func run() throws {
         let counts = threadCounts(threads)
-        try KernelBenchmark(anchorScript: anchor, seconds: seconds).run(shapes: KernelBenchmark.defaultShapes, threadCounts: counts)
+        var chosen = KernelBenchmark.defaultShapes
+        if let shapes {
+            chosen = try shapes.split(separator: ",").map { text in
+                let d = text.split(separator: "x").compactMap { Int($0) }
+                guard d.count == 3, d.allSatisfy({ $0 > 0 }) else { throw ValidationError("--shapes: \"\(text)\" is not MxKxN") }
+                return KernelBenchmark.Shape(d[0], d[1], d[2])
+            }
+        }
+        try KernelBenchmark(anchorScript: anchor, seconds: seconds).run(shapes: chosen, threadCounts: counts)
     }
 }
 

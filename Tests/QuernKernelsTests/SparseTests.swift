@@ -7,7 +7,9 @@ struct SparseTests {
     @Test("CSR GEMM against the dense reference, densities 0 to 1, every path",
           arguments: [0.0, 0.05, 0.2, 0.5, 1.0])
     func csr(density: Double) {
-        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 100, 33)] {
+        // Shapes reach: the scalar kernel (m < 16 rows), zero-padded blocks (63, 20, 100), K in
+        // several panels with a partial last one, and output rows split into slices (100 × 200).
+        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 100, 33), (20, 130, 70), (100, 70, 200)] {
             var r = Rand(state: UInt64(m * k * n) + UInt64(density * 100))
             let x = (0..<(m * k)).map { _ in r.next() }
             var state: UInt64 = 12345
@@ -58,7 +60,7 @@ struct BlockSparseTests {
     @Test("1×4 block-sparse int8 equals dense int8 bit for bit, every path",
           arguments: [0.0, 0.1, 0.2, 0.5, 1.0])
     func equalsDense(blockDensity: Double) {
-        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33)] {
+        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33), (20, 70, 30)] {
             var r = Rand(state: UInt64(m + k + n) + UInt64(blockDensity * 1000))
             let x = (0..<(m * k)).map { _ in r.next() }
             var state: UInt64 = 99
@@ -91,7 +93,7 @@ struct SparseQuantizedTests {
     @Test("unstructured sparse int8 equals dense int8 bit for bit, every path, odd rows included",
           arguments: [0.0, 0.05, 0.2, 0.5, 1.0])
     func equalsDense(density: Double) {
-        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33), (65, 1, 7)] {
+        for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33), (65, 1, 7), (20, 70, 30)] {
             var r = Rand(state: UInt64(m * 3 + k + n) + UInt64(density * 1000))
             let x = (0..<(m * k)).map { _ in r.next() }
             var state: UInt64 = 7

@@ -118,11 +118,13 @@ void quern_softmax_scalar(float *x, size_t rows, size_t n, size_t ld, const uint
 // For output rows n in [n0, n1) of CSR weights (rowptr, cols, vals: row n's nonzeros are
 // rowptr[n]..rowptr[n+1]), yt[n][0:mb] = Σ vals[e] · xt[cols[e]][0:mb]: a block of mb
 // input rows held transposed (xt: [K][ldx], yt: [N][ldy]), so each nonzero is one
-// vectorised AXPY over the block. mb ≤ 64.
+// vectorised AXPY over the block. mb ≤ 64. With `accumulate`, the sums are added to what
+// yt holds (the caller walks K in panels, one rowptr per panel, so the panel of xt it
+// touches stays in L1).
 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
-                         const float *vals, size_t n0, size_t n1, float *yt, size_t ldy);
+                         const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate);
 void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
-                           const float *vals, size_t n0, size_t n1, float *yt, size_t ldy);
+                           const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate);
 
 // ---- block-sparse int8 (1×4 blocks) ---------------------------------------------------
 // Output row n of the weights keeps only its nonzero 1×4 blocks: block e covers inputs
