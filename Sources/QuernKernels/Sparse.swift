@@ -23,10 +23,11 @@ public struct SparseWeights: Sendable {
     public var nonzeros: Int { vals.count }
     public var density: Double { Double(nonzeros) / Double(max(n * k, 1)) }
 
-    /// Below this density the CSR kernel beats the dense packed GEMM in whole models.
-    /// Measured on Zen 3 (AVX2) with prune jobs on the wide digits mlp (a 512×512 layer
-    /// dominates) and `quern bench kernels` (M = 2048): see the README's pruning table.
-    public static let densityThreshold = 0.25
+    /// Below this density the CSR kernel beats the dense packed GEMM. `quern bench kernels`
+    /// on Zen 3 (AVX2, M = 1024–2048): 1.07–1.38× dense at 0.5, 1.43–1.98× at 0.3,
+    /// 1.87–2.26× at 0.2; a wide digits mlp pruned to 0.2 ran 1.54–1.78× its dense self.
+    /// 0.35 keeps a margin over the noise of one measurement.
+    public static let densityThreshold = 0.35
 
     /// Whether these weights should run sparse rather than dense.
     public var preferred: Bool { density < Self.densityThreshold }
