@@ -130,3 +130,36 @@ public enum Commands {
     }
 }
 
+
+extension Commands {
+    /// `quern tokenize`: the token ids of each JSONL line's text field (and of a pair when
+    /// `pairField` is given), one JSON object per line, as the model's tokenizer makes them.
+    /// For checking Quern's tokenizer against others and for looking at what a model sees.
+    public static func tokenize(model: String, input: String?, field: String, pairField: String?, maxLength: Int?,
+                                write: ([UInt8]) -> Void) throws {
+        let tokenizer = try WordPieceTokenizer.load(directory: model)
+        let session = WordPieceTokenizer.Session(tokenizer)
+        let bytes = try Sys.readFile(input ?? "/dev/stdin", limit: 1 << 34)
+        var line = 0
+        for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            line += 1
+            guard !raw.isEmpty else { continue }
+            guard let o = try? JSONParser.parse(Array(raw)).objectValue, let text = o[field]?.stringValue else {
+                throw QuernError(.invalidRecord, "line \(line): not a JSON object with a string \"\(field)\"")
+            }
+            let e: WordPieceTokenizer.Encoding
+            if let pairField {
+                guard let second = o[pairField]?.stringValue else {
+                    throw QuernError(.invalidRecord, "line \(line): no string \"\(pairField)\"")
+                }
+                e = session.encode(text, second, maxLength: maxLength)
+            } else {
+                e = session.encode(text, maxLength: maxLength)
+            }
+            var out = JSONObject()
+            out["ids"] = .array(e.ids.map { JSONValue.int(Int64($0)) })
+            if pairField != nil { out["type_ids"] = .array(e.typeIDs.map { JSONValue.int(Int64($0)) }) }
+            write(JSONWriter.compact(.object(out)) + [0x0A])
+        }
+    }
+}

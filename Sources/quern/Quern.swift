@@ -47,7 +47,7 @@ func report(_ error: Error, json: Bool = true) {
 struct Quern: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Batch machine-learning jobs from a spool directory.",
-        subcommands: [Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Bench.self])
+        subcommands: [Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self])
 }
 
 struct Watch: ParsableCommand {
@@ -130,6 +130,35 @@ struct Status: ParsableCommand {
             print(String(decoding: JSONWriter.pretty(status), as: UTF8.self), terminator: "")
         } else {
             print(Commands.statusTable(status))
+        }
+    }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Token ids of JSONL texts with a model's tokenizer (tokenizer.json or vocab.txt), one JSON line each.")
+    @Argument(help: "A model directory with tokenizer.json or vocab.txt.")
+    var model: String
+    @Option(help: "JSONL input (default: standard input).")
+    var input: String?
+    @Option(help: "The text field.")
+    var field: String = "text"
+    @Option(help: "A second text field: encode each line as a sentence pair.")
+    var pairField: String?
+    @Option(help: "Truncate to this many tokens, special tokens included.")
+    var maxLength: Int?
+
+    func run() throws {
+        do {
+            var out: [UInt8] = []
+            try Commands.tokenize(model: model, input: input, field: field, pairField: pairField, maxLength: maxLength) {
+                out += $0
+                if out.count >= 1 << 20 { try? Sys.writeAll(1, out); out.removeAll(keepingCapacity: true) }
+            }
+            try Sys.writeAll(1, out)
+        } catch {
+            report(error)
+            throw Exit.failed
         }
     }
 }
