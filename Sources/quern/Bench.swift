@@ -7,7 +7,7 @@ import QuernSpool
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
-        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self])
+        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self])
 }
 
 struct SpoolBench: ParsableCommand {
@@ -81,4 +81,23 @@ struct TrainBench: ParsableCommand {
 /// `--threads 1,2` as a list; by default one thread and all cores.
 func threadCounts(_ option: String?) -> [Int] {
     option.map { $0.split(separator: ",").compactMap { Int($0) } } ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
+}
+
+struct TokenizeBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tokenize",
+        abstract: "Texts per second of the WordPiece tokenizer against Hugging Face tokenizers, one thread.")
+    @Option(help: "A model directory with tokenizer.json (scripts/fetch-minilm.sh).")
+    var model: String = "models/all-MiniLM-L6-v2"
+    @Option(help: "JSONL texts (a \"text\" field).")
+    var corpus: String = "../shared/corpora/debdesc.jsonl"
+    @Option(help: "The tokenizers anchor script.")
+    var anchor: String = "scripts/bench/tokenize_anchor.py"
+    @Option(help: "Python with tokenizers (../shared/bench/setup-anchors.sh makes it).")
+    var python: String = "/tmp/quern-anchors/venv/bin/python"
+    @Option(help: "Texts per measurement.")
+    var limit: Int = 20000
+
+    func run() throws {
+        try TokenizerBenchmark(model: model, corpus: corpus, anchorScript: anchor, python: python, limit: limit).run()
+    }
 }

@@ -1,0 +1,80 @@
+import Foundation
+import QuernCore
+import QuernModels
+
+/// `quern bench tokenize`: texts and tokens per second of Quern's WordPiece tokenizer
+/// against Hugging Face `tokenizers` (scripts/bench/tokenize_anchor.py) on one thread,
+/// on the same texts: corpus lines as they are, and joined eight at a time (longer
+/// texts, about 80 tokens).
+public struct TokenizerBenchmark {
+    let model: String
+    let corpus: String
+    let anchor: String?
+    let python: String
+    let limit: Int
+    let repeats = 3
+
+    public init(model: String, corpus: String, anchorScript: String?, python: String, limit: Int) {
+        self.model = model
+        self.corpus = corpus
+        anchor = anchorScript
+        self.python = python
+        self.limit = limit
+    }
+
+    /// The texts as the anchor builds them: the first `limit · join` lines, `join` per text.
+    func texts(join: Int) throws -> [String] {
+        var raw: [String] = []
+        for line in try Sys.readFile(corpus, limit: 1 << 32).split(separator: 0x0A) where raw.count < limit * join {
+            guard let t = try JSONParser.parse(Array(line)).objectValue?["text"]?.stringValue else { continue }
+            raw.append(t)
+        }
+        return stride(from: 0, to: raw.count, by: join).prefix(limit).map { raw[$0..<min($0 + join, raw.count)].joined(separator: " ") }
+    }
+
+    func anchorRun(join: Int) -> JSONObject? {
+        guard let anchor, FileManager.default.fileExists(atPath: anchor), FileManager.default.fileExists(atPath: python) else { return nil }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [anchor, model, corpus, "--limit", String(limit), "--join", String(join)]
+        let out = Pipe()
+        p.standardOutput = out
+        guard (try? p.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else { return nil }
+        return try? JSONParser.parse(String(line)).objectValue
+    }
+
+    public func run() throws {
+        let tokenizer = try WordPieceTokenizer.load(directory: model)
+        print("quern bench tokenize  (one thread; \(model))")
+        print("target: Quern >= 1.0x Hugging Face tokenizers single-threaded, identical ids (scripts/check-tokenizer.py)\n")
+        print("texts                    count   tokens   quern texts/s  tokenizers texts/s  ratio   quern tokens/s")
+        for join in [1, 8] {
+            let inputs = try texts(join: join)
+            let session = WordPieceTokenizer.Session(tokenizer)
+            let clock = SystemTime()
+            var best = Double.infinity, tokens = 0
+            for _ in 0..<repeats {
+                tokens = 0
+                let t0 = clock.monotonic()
+                for t in inputs { tokens += session.encode(t).ids.count }
+                best = min(best, clock.monotonic() - t0)
+            }
+            let ours = Double(inputs.count) / best
+            let reference = anchorRun(join: join)
+            // The faster of the two ways `tokenizers` offers: encode_batch and a loop of encode.
+            let theirs = [reference?["batch_texts_per_second"]?.doubleValue, reference?["loop_texts_per_second"]?.doubleValue]
+                .compactMap { $0 }.max()
+            if let refTokens = reference?["tokens"]?.intValue, Int(refTokens) != tokens {
+                print("warning: token counts differ (quern \(tokens), tokenizers \(refTokens))")
+            }
+            let label = join == 1 ? "corpus lines" : "\(join) lines joined"
+            print(label.padding(toLength: 22, withPad: " ", startingAt: 0)
+                  + String(format: " %7d %8d %15.0f ", inputs.count, tokens, ours)
+                  + (theirs.map { String(format: "%19.0f %6.2f", $0, ours / $0) } ?? "                  -      -")
+                  + String(format: " %16.0f", Double(tokens) / best))
+        }
+    }
+}
