@@ -161,24 +161,9 @@ public struct KernelBenchmark {
 
     /// OpenBLAS GFLOP/s per shape from the anchor script (nil entries if it is absent).
     func anchorGFLOPs(shapes: [Shape], threads: Int) throws -> [Double?] {
-        guard let anchor, FileManager.default.fileExists(atPath: anchor) else { return shapes.map { _ in nil } }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", anchor] + shapes.map { "\($0.m),\($0.k),\($0.n)" }
-        var env = ProcessInfo.processInfo.environment
-        env["OPENBLAS_NUM_THREADS"] = String(threads)
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        var results: [Double?] = []
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-            let v = try? JSONParser.parse(String(line)).objectValue?["gflops"]?.doubleValue
-            results.append(v ?? nil)
-        }
-        return shapes.indices.map { $0 < results.count ? results[$0] : nil }
+        let lines = Anchor.jsonLines(python: "python3", script: anchor, arguments: shapes.map { "\($0.m),\($0.k),\($0.n)" },
+                                     environment: ["OPENBLAS_NUM_THREADS": String(threads)]) ?? []
+        return shapes.indices.map { $0 < lines.count ? lines[$0]["gflops"]?.doubleValue : nil }
     }
 
     func cpuModel() -> String {

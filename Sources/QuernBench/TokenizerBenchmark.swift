@@ -33,17 +33,7 @@ public struct TokenizerBenchmark {
     }
 
     func anchorRun(join: Int) -> JSONObject? {
-        guard let anchor, FileManager.default.fileExists(atPath: anchor), FileManager.default.fileExists(atPath: python) else { return nil }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [anchor, model, corpus, "--limit", String(limit), "--join", String(join)]
-        let out = Pipe()
-        p.standardOutput = out
-        guard (try? p.run()) != nil else { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else { return nil }
-        return try? JSONParser.parse(String(line)).objectValue
+        Anchor.jsonLines(python: python, script: anchor, arguments: [model, corpus, "--limit", String(limit), "--join", String(join)])?.last
     }
 
     public func run() throws {

@@ -61,18 +61,9 @@ public struct TrainingBenchmark {
     }
 
     func anchorEpochSeconds(_ model: Model, batch: Int, threads: Int) -> (Double, Double, String)? {
-        guard let anchor, FileManager.default.fileExists(atPath: anchor), FileManager.default.fileExists(atPath: python) else { return nil }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [anchor, "--model", model.rawValue, "--batch", String(batch), "--threads", String(threads),
-                       "--epochs", String(epochs), "--samples", String(samples)]
-        let out = Pipe()
-        p.standardOutput = out
-        guard (try? p.run()) != nil else { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last,
-              let o = try? JSONParser.parse(String(line)).objectValue,
+        guard let o = Anchor.jsonLines(python: python, script: anchor, arguments: [
+                "--model", model.rawValue, "--batch", String(batch), "--threads", String(threads),
+                "--epochs", String(epochs), "--samples", String(samples)])?.last,
               let best = o["epoch_seconds_best"]?.doubleValue, let median = o["epoch_seconds_median"]?.doubleValue else { return nil }
         return (best, median, o["torch"]?.stringValue ?? "?")
     }
