@@ -70,6 +70,20 @@ public enum LinearOperator: Sendable {
         }
     }
 
+    /// `y[M, N] = act(x[M, K] · wᵀ + bias)` on arrays (y sized by the caller; nothing to
+    /// do for zero rows).
+    public func apply(_ x: [Float], m: Int, bias: [Float], activation: Activation, into y: inout [Float],
+                      pool: ThreadPool = .shared) {
+        guard m > 0 else { return }
+        x.withUnsafeBufferPointer { xp in
+            bias.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    apply(xp.baseAddress!, m: m, bias: bp.baseAddress, activation: activation, into: yp.baseAddress!, pool: pool)
+                }
+            }
+        }
+    }
+
     /// `y[M, N] = act(x[M, K] · wᵀ + bias)`.
     public func apply(_ x: UnsafePointer<Float>, m: Int, bias: UnsafePointer<Float>?, activation: Activation,
                       into y: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared) {

@@ -57,9 +57,10 @@ public struct SparseWeights: Sendable {
 
 public enum SparseGEMM {
     static let block = 64
-    /// Blocks narrower than this run the scalar kernel; wider ones are zero-padded to 64
-    /// rows for the vector kernel (the padding's products are computed and dropped).
-    static let padFrom = 16
+    /// The block width the kernels run for a block of `rows` input rows: blocks of 16 rows
+    /// or more are zero-padded to 64 for the vector kernels (the padding's products are
+    /// computed and dropped); narrower ones run the scalar kernel at their own width.
+    static func kernelWidth(rows: Int) -> Int { rows >= 16 ? block : rows }
 
     /// `y[M, N] = act(x[M, K] · wᵀ + bias)` with CSR weights. Rows of x go in blocks of 64,
     /// transposed so each nonzero is one AXPY over the block. Tasks are (block, slice of
@@ -84,7 +85,7 @@ public enum SparseGEMM {
                         let b = task / slices, n0 = (task % slices) * sliceRows, n1 = min(n, n0 + sliceRows)
                         guard n0 < n1 else { return }
                         let m0 = b * block, rows = min(block, m - m0)
-                        let mb = rows >= padFrom ? block : rows
+                        let mb = kernelWidth(rows: rows)
                         let xt = UnsafeMutablePointer<Float>.allocate(capacity: max(k * block, 1))
                         let yt = UnsafeMutablePointer<Float>.allocate(capacity: n * block)
                         defer { xt.deallocate(); yt.deallocate() }
@@ -253,8 +254,7 @@ public enum SparseQGEMM {
 
     /// The shared driver. `sparse(q, mb, width, layout, sums)` lays out the block's mb u8
     /// rows `q` in `layout` (layoutBytes, zeroed when width > mb) and writes the transposed
-    /// integer sums `[N][64]` of `width` columns: blocks of 16 rows or more are padded to
-    /// 64 for the vector kernels, as in `SparseGEMM`.
+    /// integer sums `[N][64]` of `width` columns (`SparseGEMM.kernelWidth`).
     static func blocks(_ x: UnsafePointer<Float>, m: Int, _ dense: QuantizedWeights, bias: UnsafePointer<Float>?,
                        activation: Activation, into y: UnsafeMutablePointer<Float>, isa: ISA, pool: ThreadPool,
                        layoutBytes: Int,
@@ -275,7 +275,7 @@ public enum SparseQGEMM {
                 q.deallocate(); layout.deallocate(); sums.deallocate(); acc.deallocate()
                 scale.deallocate(); zp.deallocate()
             }
-            let width = mb >= SparseGEMM.padFrom ? block : mb
+            let width = SparseGEMM.kernelWidth(rows: mb)
             if width > mb { layout.initializeMemory(as: UInt8.self, repeating: 0, count: max(layoutBytes, 1)) }
             quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
             sparse(q, mb, width, layout, sums)

@@ -180,16 +180,3 @@ public final class BertEncoder: @unchecked Sendable {
         }
     }
 }
-
-extension LinearOperator {
-    /// `apply` on arrays.
-    func apply(_ x: [Float], m: Int, bias: [Float], activation: Activation, into y: inout [Float], pool: ThreadPool) {
-        x.withUnsafeBufferPointer { xp in
-            bias.withUnsafeBufferPointer { bp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    apply(xp.baseAddress!, m: m, bias: bp.baseAddress, activation: activation, into: yp.baseAddress!, pool: pool)
-                }
-            }
-        }
-    }
-}

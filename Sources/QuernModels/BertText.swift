@@ -134,8 +134,8 @@ public struct BertTextRules: Sendable, Equatable {
             || (0xF900...0xFAFF).contains(v) || (0x2F800...0x2FA1F).contains(v)
     }
 
-    /// What each ASCII byte is to the rules: 0 part of a word, 1 word break, 2 dropped,
-    /// 3 a word of its own; the byte itself after lowercasing is `asciiLower`.
+    /// What each ASCII byte is to the rules: 0 part of a word (lowercased when the rules
+    /// say so), 1 word break, 2 dropped, 3 a word of its own.
     static func asciiClasses(_ rules: BertTextRules) -> [UInt8] {
         (0..<128).map { (b: Int) -> UInt8 in
             let byte = UInt8(b)

@@ -361,14 +361,7 @@ public struct StackModel: TabularModel {
 
     static func apply(_ op: LinearOperator, _ x: [Float], rows: Int, bias: [Float], activation: Activation) -> [Float] {
         var y = [Float](repeating: 0, count: rows * op.outFeatures)
-        guard rows > 0 else { return y }
-        x.withUnsafeBufferPointer { xp in
-            bias.withUnsafeBufferPointer { bp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    op.apply(xp.baseAddress!, m: rows, bias: bp.baseAddress, activation: activation, into: yp.baseAddress!)
-                }
-            }
-        }
+        op.apply(x, m: rows, bias: bias, activation: activation, into: &y)
         return y
     }
 

@@ -54,7 +54,7 @@ public struct WordPieceTokenizer: Sendable {
             if i < bytes.count || end > start { tokens.append((Array(bytes[start..<end]), Int32(tokens.count))) }
             start = i + 1
         }
-        let byToken = Dictionary(tokens.map { (String(decoding: $0.0, as: UTF8.self), $0.1) }, uniquingKeysWith: { a, _ in a })
+        let byToken = Self.ids(tokens)
         func id(_ t: String) throws -> Int32 {
             guard let v = byToken[t] else { throw QuernError(.modelInvalid, "\(source) has no \(t) token", field: "model") }
             return v
@@ -92,7 +92,7 @@ public struct WordPieceTokenizer: Sendable {
             guard let i = v.intValue else { throw fail("vocab entry \(k) has no integer id") }
             return (Array(k.utf8), Int32(i))
         }
-        let byToken = Dictionary(tokens.map { (String(decoding: $0.0, as: UTF8.self), $0.1) }, uniquingKeysWith: { a, _ in a })
+        let byToken = Self.ids(tokens)
         let unkName = model["unk_token"]?.stringValue ?? "[UNK]"
         guard let unk = byToken[unkName] else { throw fail("unk_token \(unkName) is not in the vocabulary") }
 
@@ -145,6 +145,11 @@ public struct WordPieceTokenizer: Sendable {
         try self.init(vocab: tokens, rules: rules, unk: unk, prefix: model["continuing_subword_prefix"]?.stringValue ?? "##",
                       maxChars: Int(model["max_input_chars_per_word"]?.intValue ?? 100), specials: specials,
                       cls: cls, sep: sep, pairType: pairType, maxLength: maxLength, pad: pad)
+    }
+
+    /// Token text → id, for finding the special tokens at load (the first of a repeated token wins).
+    static func ids(_ tokens: [([UInt8], Int32)]) -> [String: Int32] {
+        Dictionary(tokens.map { (String(decoding: $0.0, as: UTF8.self), $0.1) }, uniquingKeysWith: { a, _ in a })
     }
 
     init(vocab: [([UInt8], Int32)], rules: BertTextRules, unk: Int32, prefix: String, maxChars: Int,

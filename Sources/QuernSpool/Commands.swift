@@ -136,7 +136,7 @@ extension Commands {
     /// `pairField` is given), one JSON object per line, as the model's tokenizer makes them.
     /// For checking Quern's tokenizer against others and for looking at what a model sees.
     public static func tokenize(model: String, input: String?, field: String, pairField: String?, maxLength: Int?,
-                                write: ([UInt8]) -> Void) throws {
+                                write: ([UInt8]) throws -> Void) throws {
         let tokenizer = try WordPieceTokenizer.load(directory: model)
         let session = WordPieceTokenizer.Session(tokenizer)
         let bytes = try Sys.readFile(input ?? "/dev/stdin", limit: 1 << 34)
@@ -159,7 +159,7 @@ extension Commands {
             var out = JSONObject()
             out["ids"] = .array(e.ids.map { JSONValue.int(Int64($0)) })
             if pairField != nil { out["type_ids"] = .array(e.typeIDs.map { JSONValue.int(Int64($0)) }) }
-            write(JSONWriter.compact(.object(out)) + [0x0A])
+            try write(JSONWriter.compact(.object(out)) + [0x0A])
         }
     }
 }

@@ -82,11 +82,9 @@ struct ModelJobInput {
 
     /// Top-1 predictions of `model` on these records and the accuracy when labelled.
     func evaluate(_ model: StackModel) -> (predictions: [Int], accuracy: Double?) {
-        let size = model.inputSize
-        var predictions = [Int](repeating: 0, count: count)
-        forEachBatch(size: size) { start, batch in
-            for (r, top) in model.forward(batch).argmaxRows().enumerated() { predictions[start + r] = top }
-        }
+        var predictions: [Int] = []
+        predictions.reserveCapacity(count)
+        for batch in batches(size: model.inputSize) { predictions += model.forward(batch).argmaxRows() }
         let accuracy = labels.map { l in Double(zip(predictions, l).filter { $0 == $1 }.count) / Double(max(count, 1)) }
         return (predictions, accuracy)
     }
@@ -97,6 +95,11 @@ struct ModelJobInput {
     /// mid-measurement (a neighbour on the VM, frequency changes) affects all alike and a
     /// ratio of two results compares like with like.
     func throughput(of models: [StackModel], seconds: Double = 1) -> [Double] {
+        // Built once: every pass of every model runs on the same tensors (the models compared
+        // take the same records), and copying records into batches is not a model's speed.
+        guard let size = models.first?.inputSize else { return [] }
+        precondition(models.allSatisfy { $0.inputSize == size }, "throughput compares models of one input size")
+        let prepared = batches(size: size)
         let clock = SystemTime(), start = clock.monotonic()
         var best = [Double](repeating: .infinity, count: models.count)
         var passes = 0
@@ -104,19 +107,18 @@ struct ModelJobInput {
             passes += 1
             for (i, model) in models.enumerated() {
                 let t0 = clock.monotonic()
-                forEachBatch(size: model.inputSize) { _, batch in _ = model.forward(batch) }
+                for batch in prepared { _ = model.forward(batch) }
                 best[i] = min(best[i], clock.monotonic() - t0)
             }
         }
         return best.map { Double(count) / max($0, 1e-9) }
     }
 
-    private func forEachBatch(size: Int, _ body: (Int, Tensor) -> Void) {
-        var start = 0
-        while start < count {
+    /// The records in order, in batches of `measureBatch` rows of `size` features.
+    private func batches(size: Int) -> [Tensor] {
+        stride(from: 0, to: count, by: Self.measureBatch).map { start in
             let end = min(start + Self.measureBatch, count)
-            body(start, Tensor(shape: [end - start, size], data: Array(inputs[(start * size)..<(end * size)])))
-            start = end
+            return Tensor(shape: [end - start, size], data: Array(inputs[(start * size)..<(end * size)]))
         }
     }
 

@@ -153,7 +153,7 @@ struct Tokenize: ParsableCommand {
             var out: [UInt8] = []
             try Commands.tokenize(model: model, input: input, field: field, pairField: pairField, maxLength: maxLength) {
                 out += $0
-                if out.count >= 1 << 20 { try? Sys.writeAll(1, out); out.removeAll(keepingCapacity: true) }
+                if out.count >= 1 << 20 { try Sys.writeAll(1, out); out.removeAll(keepingCapacity: true) }
             }
             try Sys.writeAll(1, out)
         } catch {

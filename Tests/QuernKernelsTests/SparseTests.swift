@@ -24,14 +24,8 @@ struct SparseTests {
             let sparse = SparseWeights(Tensor(shape: [n, k], data: w))
             #expect(sparse.nonzeros == w.filter { $0 != 0 }.count)
             for isa in ISA.supported {
-                var y = [Float](repeating: .nan, count: m * n)
-                x.withUnsafeBufferPointer { xp in
-                    bias.withUnsafeBufferPointer { bp in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            SparseGEMM.linear(xp.baseAddress!, m: m, sparse, bias: bp.baseAddress!, activation: .relu,
-                                              into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
-                        }
-                    }
+                let y = linearOutputs(x, m: m, n: n, bias: bias) {
+                    SparseGEMM.linear($0, m: m, sparse, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
                 }
                 for i in 0..<(m * n) {
                     #expect(abs(y[i] - expected.data[i]) <= sgemmRelativeTolerance * Float(k) + 1e-6,
