@@ -25,7 +25,7 @@ The expected outputs come from a float64 numpy forward pass over the float32 wei
 with exact GELU (math.erf), attention masked over padding, token type ids from the
 tokenizer (so pairs use segment 1 for the second text) and truncation to 64 tokens.
 The mean-pooled vectors of single texts can be cross-checked with
-/work/shared/bench/bert_reference.py (plain fp32 numpy).
+../shared/bench/bert_reference.py (plain fp32 numpy).
 
 Deterministic (fixed seeds). Usage, from the repo root, rewriting all outputs:
     /tmp/quern-anchors/venv/bin/python scripts/make_tiny_bert.py
@@ -44,7 +44,7 @@ EXPECTED = os.path.join(ROOT, "fixtures/text/tiny-bert-expected.jsonl")
 HARD = os.path.join(ROOT, "fixtures/text/tokenizer-hard-cases.jsonl")
 # Short package descriptions; only the first lines are read. If the shared corpus is
 # missing the script stops rather than silently writing a different text set.
-DEBDESC = "/work/shared/corpora/debdesc.jsonl"
+DEBDESC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpora", "debdesc.jsonl")
 
 # Different seeds: the two models must not share weights, or a loader that mixed them
 # up would still pass. With random weights a classifier tends to pick one label for

@@ -82,7 +82,7 @@ class LineDecoder: MemberDecoder {
 /// JSON Lines: one object per line; blank lines are skipped.
 final class JSONLDecoder: LineDecoder {
     let wanted: [[UInt8]]
-    let idSlot: Int?, textSlot: Int?, labelSlot: Int?, featuresSlot: Int?
+    let idSlot: Int?, textSlot: Int?, pairSlot: Int?, labelSlot: Int?, featuresSlot: Int?
     let columnSlots: Range<Int>
 
     override init(spec: RecordSpec, member: String, lines: LineSplitter) {
@@ -94,6 +94,7 @@ final class JSONLDecoder: LineDecoder {
         }
         idSlot = slot(spec.idField, true)
         textSlot = slot(spec.textField, spec.wantsText)
+        pairSlot = slot(spec.pairField, spec.wantsText)
         labelSlot = slot(spec.labelField, spec.wantsLabel)
         let columns = spec.wantsFeatures ? (spec.featureColumns ?? []) : []
         featuresSlot = slot(columns.isEmpty ? (spec.featuresField ?? "features") : nil, spec.wantsFeatures)
@@ -131,6 +132,13 @@ final class JSONLDecoder: LineDecoder {
                 return failure(index, line, .missingValue, "text field \"\(spec.textField!)\" \(what)", id: id)
             }
             record.text = v
+        }
+        if let s = pairSlot {
+            guard let v = values[s]?.stringValue else {
+                let what = values[s].map { "is \($0.typeName), not a string" } ?? "is missing"
+                return failure(index, line, .missingValue, "pair text field \"\(spec.pairField!)\" \(what)", id: id)
+            }
+            record.pair = v
         }
         if let s = labelSlot {
             guard let v = values[s], let label = idString(v) else {
@@ -182,7 +190,7 @@ final class TextDecoder: LineDecoder {
 /// CSV with a header row (RFC 4180: quoted fields may hold commas, quotes and newlines).
 final class CSVDecoder: LineDecoder {
     var header: [String]?
-    var idCol: Int?, textCol: Int?, labelCol: Int?
+    var idCol: Int?, textCol: Int?, pairCol: Int?, labelCol: Int?
     var featureCols: [Int] = []
 
     /// Splits one CSV record into fields; nil if its quoting is malformed.
@@ -232,6 +240,7 @@ final class CSVDecoder: LineDecoder {
         }
         idCol = try column(spec.idField, "input.id_field")
         textCol = spec.wantsText ? try column(spec.textField, "input.text_field") : nil
+        pairCol = spec.wantsText ? try column(spec.pairField, "input.pair_field") : nil
         labelCol = spec.wantsLabel ? try column(spec.labelField, "input.label_field") : nil
         if spec.wantsFeatures {
             if let cols = spec.featureColumns {
@@ -239,7 +248,7 @@ final class CSVDecoder: LineDecoder {
             } else if let cols = spec.modelFeatureNames, Set(cols).isSubset(of: names) {
                 featureCols = cols.map { names.firstIndex(of: $0)! }
             } else {
-                let skip = Set([spec.idField, spec.labelField, spec.textField].compactMap { $0 })
+                let skip = Set([spec.idField, spec.labelField, spec.textField, spec.pairField].compactMap { $0 })
                 featureCols = names.indices.filter { !skip.contains(names[$0]) }
             }
         }
@@ -274,6 +283,7 @@ final class CSVDecoder: LineDecoder {
         }
         var record = Record(index: index, id: id, member: member, line: line)
         if let c = textCol { record.text = fields[c] }
+        if let c = pairCol { record.pair = fields[c] }
         if let c = labelCol {
             guard !fields[c].isEmpty else { return failure(index, line, .missingValue, "the label column \"\(header[c])\" is empty", id: id) }
             record.label = fields[c]

@@ -21,6 +21,8 @@ public struct RecordSpec: Sendable {
     public var members: String?
     public var idField: String?
     public var textField: String?
+    /// The second text of a sentence pair (cross-encoders, pair scoring).
+    public var pairField: String?
     public var labelField: String?
     /// JSONL: a field holding an array of numbers.
     public var featuresField: String?
@@ -76,6 +78,8 @@ public struct Record: Sendable {
     /// 1-based line of the record in its member (the row number for NPY).
     public var line: Int
     public var text: String?
+    /// The second text of a pair, when the spec names `pairField`.
+    public var pair: String?
     public var features: [Float] = []
     public var label: String?
 }

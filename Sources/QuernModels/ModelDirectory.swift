@@ -30,11 +30,13 @@ public struct ModelDirectory {
         "cnn": CNN.config,
     ]
 
-    public static var families: [String] { registry.keys.sorted() }
+    /// Families whose models take text (their own loaders: `BertModel`).
+    public static let textFamilies = ["bert"]
 
-    /// config.json alone: enough to build a network from scratch (a directory without
-    /// model.safetensors is an architecture to train).
-    public static func readConfig(_ path: String) throws -> StackConfig {
+    public static var families: [String] { (registry.keys + textFamilies).sorted() }
+
+    /// `model_type` of a model directory's config.json.
+    public static func modelType(_ path: String) throws -> String {
         guard Sys.isDirectory(path) else {
             throw QuernError(.fileNotFound, "model directory \(path) does not exist", field: "model")
         }
@@ -42,15 +44,23 @@ public struct ModelDirectory {
         guard Sys.isRegularFile(configPath) else {
             throw QuernError(.modelInvalid, "model directory \(path) has no config.json; a model is config.json + model.safetensors", field: "model")
         }
-        let bytes = try Sys.readFile(configPath)
-        let type: String
         do {
-            guard let t = try JSONParser.parse(bytes).objectValue?["model_type"]?.stringValue else {
+            guard let t = try JSONParser.parse(Sys.readFile(configPath)).objectValue?["model_type"]?.stringValue else {
                 throw QuernError(.modelInvalid, "\(configPath) has no \"model_type\"", field: "model")
             }
-            type = t
+            return t
         } catch let e as QuernError { throw e } catch {
             throw QuernError(.modelInvalid, "\(configPath) is not valid JSON: \(error)", field: "model")
+        }
+    }
+
+    /// config.json alone: enough to build a network from scratch (a directory without
+    /// model.safetensors is an architecture to train).
+    public static func readConfig(_ path: String) throws -> StackConfig {
+        let type = try modelType(path)
+        let bytes = try Sys.readFile(Path.join(path, "config.json"))
+        if textFamilies.contains(type) {
+            throw QuernError(.modelInvalid, "\(path) is a \(type) text encoder; this takes a tabular or image model (\(registry.keys.sorted().joined(separator: ", ")))", field: "model")
         }
         guard let decode = registry[type] else {
             throw QuernError(.modelInvalid, "model_type \"\(type)\" is not supported; known families: \(families.joined(separator: ", "))", field: "model")

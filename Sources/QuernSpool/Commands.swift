@@ -16,19 +16,27 @@ public enum Commands {
         let input = try policy.resolve(manifest.input.path, field: "input.path")
         let modelPath = try policy.resolve(manifest.model!, field: "model")
         // finetune may start from an architecture alone (config.json without weights).
-        let config = try ModelDirectory.readConfig(modelPath)
-        if manifest.task != .finetune || ModelDirectory.hasWeights(modelPath) {
-            _ = try ModelDirectory.load(modelPath, precision: manifest.precision == .int8 ? .int8 : .fp32)
+        let family: String
+        let spec: RecordSpec
+        var inputSize: Int?
+        if ModelDirectory.textFamilies.contains(try ModelDirectory.modelType(modelPath)) || [.embed, .score].contains(manifest.task) {
+            let job = try RecordJob.load(manifest: manifest, modelPath: modelPath, policy: policy)
+            (family, spec) = (job.family, job.spec)
+        } else {
+            let config = try ModelDirectory.readConfig(modelPath)
+            if manifest.task != .finetune || ModelDirectory.hasWeights(modelPath) {
+                _ = try ModelDirectory.load(modelPath, precision: manifest.precision == .int8 ? .int8 : .fp32)
+            }
+            (family, spec, inputSize) = (config.family, manifest.recordSpec, config.inputShape.reduce(1, *))
         }
-        let inputSize = config.inputShape.reduce(1, *)
-        let stream = try RecordStream(path: input, spec: manifest.recordSpec, limits: manifest.limits.stream)
+        let stream = try RecordStream(path: input, spec: spec, limits: manifest.limits.stream)
         var sampled = 0, bad = 0
         var firstProblem: JSONValue = .null
         while sampled < 100, let item = try stream.next() {
             sampled += 1
             switch item {
             case .record(let r):
-                if r.features.count != inputSize {
+                if let inputSize, r.features.count != inputSize {
                     bad += 1
                     if firstProblem == .null {
                         firstProblem = .string("\(r.member) line \(r.line): \(r.features.count) features, model takes \(inputSize)")
@@ -42,7 +50,7 @@ public enum Commands {
         manifest.input.path = input
         manifest.model = modelPath
         let summary: JSONValue = ["valid": true, "task": .string(manifest.task.rawValue), "input": .string(input),
-                                  "model": .string(modelPath), "model_family": .string(config.family),
+                                  "model": .string(modelPath), "model_family": .string(family),
                                   "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
                                   "first_problem": firstProblem]
         return (manifest, summary)

@@ -17,6 +17,8 @@ public struct Manifest: Sendable {
         public var format: RecordFormat
         public var idField: String?
         public var textField: String?
+        /// The second text of each pair (`score` of pairs, cross-encoder `predict`).
+        public var pairField: String?
         public var labelField: String?
         public var featuresField: String?
         public var featureColumns: [String]?
@@ -71,6 +73,16 @@ public struct Manifest: Sendable {
         public var recoveryEpochs = 10
     }
 
+    /// The `score` block: each text against a set of queries, best `top_k` kept.
+    public struct Scoring: Sendable, Equatable {
+        /// A JSONL, CSV or TXT file of query texts (a path, resolved like input.path).
+        public var queries: String?
+        public var topK = 10
+        /// Fields of the query file; default to input.text_field / input.id_field.
+        public var textField: String?
+        public var idField: String?
+    }
+
     public struct Limits: Sendable {
         public var maxErrors = 100
         public var stream = StreamLimits()
@@ -89,6 +101,10 @@ public struct Manifest: Sendable {
     public var training = Training()
     public var quantization = Quantization()
     public var pruning = Pruning()
+    public var scoring = Scoring()
+    /// Text models: tokens per sequence, specials included (default: the model's own,
+    /// e.g. sentence_bert_config.json's max_seq_length).
+    public var maxLength: Int?
     /// Task-specific blocks, validated for shape; used by the model tasks.
     public var train: JSONObject?
     public var quantize: JSONObject?
@@ -148,7 +164,7 @@ public struct Manifest: Sendable {
         }
         let input = Input(path: path, members: members, format: format,
                           idField: try i.string("id_field"), textField: try i.string("text_field"),
-                          labelField: try i.string("label_field"), featuresField: try i.string("features_field"),
+                          pairField: try i.string("pair_field"), labelField: try i.string("label_field"), featuresField: try i.string("features_field"),
                           featureColumns: try i.stringArray("feature_columns"),
                           scale: try i.number("scale") ?? 1, offset: try i.number("offset") ?? 0)
         guard input.scale.isFinite, input.offset.isFinite, input.scale != 0 else {
@@ -268,11 +284,20 @@ public struct Manifest: Sendable {
             try p.finish()
             prune = p.object
         }
+        var scoring = Scoring()
+        if var sc = try d.object("score") {
+            scoring.queries = try sc.string("queries")
+            scoring.topK = try sc.int("top_k", range: 1...10_000) ?? scoring.topK
+            scoring.textField = try sc.string("text_field")
+            scoring.idField = try sc.string("id_field")
+            try sc.finish()
+        }
+        let maxLength = try d.int("max_length", range: 2...65536)
         try d.finish()
 
         var m = Manifest(version: 1, id: id, task: task, model: model, precision: precision, input: input,
                          batchSize: batchSize, output: output, limits: limits, training: training,
-                         quantization: quantization, pruning: pruning, train: train, quantize: quantize, prune: prune,
+                         quantization: quantization, pruning: pruning, scoring: scoring, maxLength: maxLength, train: train, quantize: quantize, prune: prune,
                          raw: root)
         try m.checkTask()
         return m
@@ -294,9 +319,6 @@ public struct Manifest: Sendable {
             guard model != nil else { throw QuernError(.missingField, "task \(task.rawValue) needs \"model\" (a model directory)", field: "model") }
             if task == .evaluate && input.labelField == nil && input.format != .npy && !input.format.carriesLabels {
                 throw QuernError(.missingField, "task evaluate needs input.label_field (the column or field holding the true label)", field: "input.label_field")
-            }
-            if input.format == .txt {
-                throw QuernError(.unsupportedFormat, "task \(task.rawValue) on tabular models needs feature records (csv, jsonl or npy), not txt", field: "input.format")
             }
         case .finetune:
             guard model != nil else {
@@ -325,11 +347,44 @@ public struct Manifest: Sendable {
                 throw QuernError(.missingField, "prune.recovery_epochs > 0 trains on the records, which needs input.label_field (or set recovery_epochs to 0)", field: "input.label_field")
             }
         case .embed, .score:
-            throw QuernError(.unsupportedTask, "task \(task.rawValue) is not available in this build of Quern (it arrives with the bert family); available tasks: predict, evaluate, finetune, quantize, prune", field: "task")
+            guard model != nil else { throw QuernError(.missingField, "task \(task.rawValue) needs \"model\" (a text encoder directory, e.g. all-MiniLM-L6-v2)", field: "model") }
+            guard Self.textFormats.contains(input.format) else {
+                throw QuernError(.unsupportedFormat, "task \(task.rawValue) reads texts: input.format must be jsonl, csv or txt, not \(input.format.rawValue)", field: "input.format")
+            }
+            if task == .score {
+                switch (input.pairField, scoring.queries) {
+                case (nil, nil):
+                    throw QuernError(.missingField, "task score needs input.pair_field (score each text against its pair) or score.queries (each text against a query file)", field: "score.queries")
+                case (.some, .some):
+                    throw QuernError(.invalidValue, "task score takes input.pair_field or score.queries, not both", field: "score.queries")
+                default: break
+                }
+                if input.pairField != nil && input.format == .txt {
+                    throw QuernError(.unsupportedFormat, "pairs need two fields: use jsonl or csv with input.pair_field, not txt", field: "input.format")
+                }
+            }
+        }
+        if scoring != Scoring() && task != .score {
+            throw QuernError(.invalidValue, "the score block applies to task score only", field: "score")
         }
     }
 
-    /// The record decoder settings this job needs.
+    static let textFormats: [RecordFormat] = [.jsonl, .csv, .txt]
+
+    /// The record decoder settings this job needs: texts for text models (`text_field`
+    /// defaults to "text"), features otherwise.
+    public func recordSpec(text: Bool) -> RecordSpec {
+        var s = recordSpec
+        if text {
+            s.wantsText = true
+            s.wantsFeatures = false
+            s.textField = input.textField ?? "text"
+            s.pairField = input.pairField
+        }
+        return s
+    }
+
+    /// The record decoder settings of a tabular job (features).
     public var recordSpec: RecordSpec {
         var s = RecordSpec(format: input.format, members: input.members, idField: input.idField,
                            textField: input.textField, labelField: input.labelField,

@@ -7,6 +7,7 @@ public struct ResultRow: Sendable {
         case int(Int)
         case float(Float)
         case floats([Float])
+        case strings([String])
         case bool(Bool)
     }
 
@@ -53,6 +54,13 @@ public struct RowEncoder: Sendable {
                         w.float(f)
                     }
                     w.raw("]")
+                case .strings(let v):
+                    w.raw("[")
+                    for (i, t) in v.enumerated() {
+                        if i > 0 { w.raw(",") }
+                        w.string(t)
+                    }
+                    w.raw("]")
                 }
             }
             w.raw("}\n")
@@ -68,6 +76,8 @@ public struct RowEncoder: Sendable {
                 case .bool(let b): cells.append(b ? "true" : "false"); names.append(name)
                 case .floats(let v):
                     for (i, f) in v.enumerated() { cells.append(f.isFinite ? f.description : ""); names.append("\(name)_\(i)") }
+                case .strings(let v):
+                    for (i, t) in v.enumerated() { cells.append(t); names.append("\(name)_\(i)") }
                 }
             }
             var out: [UInt8] = []

@@ -169,10 +169,9 @@ public final class JobRunner {
             return outcome
         }
         let loadStart = time.monotonic()
-        let model = try ModelDirectory.load(modelPath, precision: manifest.precision == .int8 ? .int8 : .fp32)
+        let model = try RecordJob.load(manifest: manifest, modelPath: modelPath, policy: policy)
         let loadSeconds = time.monotonic() - loadStart
-        let task = TabularTask(model: model.model, evaluate: manifest.task == .evaluate,
-                               probabilities: manifest.output.probabilities)
+        let task = model.task
 
         // Resume from the checkpoint an earlier owner left, if any.
         let resultsName = Self.resultsNames[manifest.output.format]!
@@ -203,9 +202,7 @@ public final class JobRunner {
         var counts = checkpoint?.counts ?? Counts()
         let skip = checkpoint?.consumed ?? 0
 
-        var spec = manifest.recordSpec
-        spec.modelFeatureNames = model.model.featureNames
-        let stream = try RecordStream(path: inputPath, spec: spec, limits: manifest.limits.stream)
+        let stream = try RecordStream(path: inputPath, spec: model.spec, limits: manifest.limits.stream)
         let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
         defer { heartbeat.stop() }
 
@@ -223,7 +220,7 @@ public final class JobRunner {
         var lastProgress = 0.0
         let processStart = time.monotonic()
         var batch: [Record] = []
-        batch.reserveCapacity(manifest.batchSize)
+        batch.reserveCapacity(task.window)
 
         func writeCheckpoint() throws {
             try results.sync()
@@ -268,7 +265,7 @@ public final class JobRunner {
             case .record(let r):
                 if r.index < skip { continue }
                 batch.append(r)
-                if batch.count >= manifest.batchSize { try flush() }
+                if batch.count >= task.window { try flush() }
             case .failure(let f):
                 if f.index < skip { continue }
                 try flush()  // keep error order equal to input order
@@ -313,7 +310,7 @@ public final class JobRunner {
         report["id"] = .string(job.id)
         report["task"] = .string(manifest.task.rawValue)
         report["status"] = "done"
-        report["model"] = ["path": .string(modelPath), "family": .string(model.model.family),
+        report["model"] = ["path": .string(modelPath), "family": .string(model.family),
                            "sha256": .string(model.weightsSHA256), "bytes": .int(Int64(model.weightsBytes))]
         report["precision"] = .string(manifest.precision.rawValue)
         report["input"] = ["path": .string(inputPath), "bytes": .int(Int64(Sys.fileSize(path: inputPath))),

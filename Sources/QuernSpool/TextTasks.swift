@@ -1,0 +1,223 @@
+import QuernCore
+import QuernData
+import QuernKernels
+import QuernModels
+
+/// Texts to model inputs: each record's text (and pair) tokenized, truncated to the
+/// job's length, then run through the encoder in length-sorted batches.
+final class TextEncoder {
+    let model: BertModel
+    let session: WordPieceTokenizer.Session
+    let batchSize: Int
+    let pool: ThreadPool
+
+    init(model: BertModel, batchSize: Int, pool: ThreadPool = .shared) {
+        self.model = model
+        session = WordPieceTokenizer.Session(model.tokenizer)
+        self.batchSize = batchSize
+        self.pool = pool
+    }
+
+    /// Records to hand to a task at a time: enough to sort by length and to keep every
+    /// thread on whole batches.
+    static func window(batchSize: Int) -> Int { max(batchSize * 32, 1024) }
+
+    func encode(_ text: String) -> WordPieceTokenizer.Encoding { session.encode(text, maxLength: model.maxLength) }
+
+    /// The record's text, or its pair as one sequence when `pairs` (cross-encoders).
+    func encode(_ r: Record, pairs: Bool) -> Result<WordPieceTokenizer.Encoding, QuernError> {
+        guard let text = r.text else {
+            return .failure(QuernError(.missingValue, "record has no text", line: r.line, member: r.member))
+        }
+        if pairs {
+            guard let b = r.pair else { return .failure(QuernError(.missingValue, "record has no pair text", line: r.line, member: r.member)) }
+            return .success(session.encode(text, b, maxLength: model.maxLength))
+        }
+        return .success(encode(text))
+    }
+
+    /// Encodes and runs the records: the model output and, per record, its row in that
+    /// output or its error.
+    func run(_ batch: [Record], pairs: Bool = false) -> (BertModel.Output, [Result<Int, QuernError>]) {
+        var encodings: [WordPieceTokenizer.Encoding] = []
+        encodings.reserveCapacity(batch.count)
+        let rows = batch.map { r -> Result<Int, QuernError> in
+            encode(r, pairs: pairs).map { e in
+                encodings.append(e)
+                return encodings.count - 1
+            }
+        }
+        return (model.run(encodings, batchSize: batchSize, pool: pool), rows)
+    }
+
+    /// `predict`/`evaluate` outputs: the head's scores per record (pairs for cross-encoders).
+    func outputs(pairs: Bool) -> PredictTask.Outputs {
+        { [self] batch in
+            let (out, rows) = run(batch, pairs: pairs)
+            let c = model.outputs
+            return rows.map { $0.map { Array(out.scores[($0 * c)..<(($0 + 1) * c)]) } }
+        }
+    }
+}
+
+/// `embed`: one vector per text, pooled and normalised as the model directory says.
+final class EmbedTask: JobTask {
+    let encoder: TextEncoder
+    var window: Int { TextEncoder.window(batchSize: encoder.batchSize) }
+
+    init(encoder: TextEncoder) { self.encoder = encoder }
+
+    func run(_ batch: [Record]) -> [Result<ResultRow, QuernError>] {
+        let (out, rows) = encoder.run(batch)
+        let h = encoder.model.dimension
+        return zip(batch, rows).map { r, row in
+            row.map { ResultRow(id: r.id, fields: [("embedding", .floats(Array(out.embeddings[($0 * h)..<(($0 + 1) * h)])))]) }
+        }
+    }
+
+    var state: JSONValue { .null }
+    func restore(_ state: JSONValue) throws {}
+    func metrics() -> JSONValue? { ["dimension": .int(Int64(encoder.model.dimension)), "max_length": .int(Int64(encoder.model.maxLength))] }
+}
+
+/// `score`: each text against its pair (cosine of the two embeddings, or a
+/// cross-encoder's single output), or against every query of a query file (cosine,
+/// best `top_k` kept, best first).
+final class ScoreTask: JobTask {
+    enum Mode {
+        case pairs
+        case crossEncoder
+        case queries(ids: [String], vectors: [Float], topK: Int)
+    }
+
+    let encoder: TextEncoder
+    let mode: Mode
+    var window: Int { TextEncoder.window(batchSize: encoder.batchSize) }
+    private var scored = 0, sum = 0.0
+
+    init(encoder: TextEncoder, mode: Mode) {
+        self.encoder = encoder
+        self.mode = mode
+    }
+
+    /// Reads and embeds a query file. Queries stay in memory, so there is a cap.
+    static func queries(path: String, spec: RecordSpec, encoder: TextEncoder, limits: StreamLimits,
+                        maxQueries: Int = 1_000_000) throws -> (ids: [String], vectors: [Float]) {
+        let stream = try RecordStream(path: path, spec: spec, limits: limits)
+        var records: [Record] = []
+        while let item = try stream.next() {
+            switch item {
+            case .record(let r):
+                records.append(r)
+                if records.count > maxQueries {
+                    throw QuernError(.invalidValue, "score.queries holds more than \(maxQueries) queries; split the job", field: "score.queries")
+                }
+            case .failure(let f):
+                throw QuernError(f.error.code, "score.queries \(f.member), line \(f.line ?? 0): \(f.error.message)", field: "score.queries")
+            }
+        }
+        guard !records.isEmpty else { throw QuernError(.emptyInput, "score.queries \(path) holds no queries", field: "score.queries") }
+        let (out, rows) = encoder.run(records)
+        let h = encoder.model.dimension
+        var vectors = [Float](repeating: 0, count: records.count * h)
+        for (i, row) in rows.enumerated() {
+            guard case .success(let k) = row else { continue }
+            unitVector(out.embeddings, at: k * h, count: h, into: &vectors, at: i * h)
+        }
+        return (records.map(\.id), vectors)
+    }
+
+    /// Copies a vector scaled to unit length (cosine becomes a dot product).
+    static func unitVector(_ v: [Float], at a: Int, count h: Int, into out: inout [Float], at b: Int) {
+        var norm = 0.0
+        for d in 0..<h { norm += Double(v[a + d]) * Double(v[a + d]) }
+        let s = norm > 0 ? Float(1 / norm.squareRoot()) : 0
+        for d in 0..<h { out[b + d] = v[a + d] * s }
+    }
+
+    func run(_ batch: [Record]) -> [Result<ResultRow, QuernError>] {
+        let h = encoder.model.dimension
+        switch mode {
+        case .crossEncoder:
+            let (out, rows) = encoder.run(batch, pairs: true)
+            return zip(batch, rows).map { r, row in row.map { self.row(r.id, score: out.scores[$0]) } }
+        case .pairs:
+            // Both sides in one run: the texts, then their pairs (missing pairs fail the record).
+            var sides: [Record] = []
+            sides.reserveCapacity(batch.count * 2)
+            var failures: [Int: QuernError] = [:]
+            for (i, r) in batch.enumerated() {
+                guard let b = r.pair else {
+                    failures[i] = QuernError(.missingValue, "record has no pair text", line: r.line, member: r.member)
+                    continue
+                }
+                var second = r
+                second.text = b
+                sides.append(r)
+                sides.append(second)
+            }
+            let (out, rows) = encoder.run(sides)
+            var k = 0
+            return batch.indices.map { i in
+                if let e = failures[i] { return .failure(e) }
+                defer { k += 2 }
+                guard case .success(let a) = rows[k], case .success(let b) = rows[k + 1] else {
+                    return .failure(QuernError(.missingValue, "record has no text", line: batch[i].line, member: batch[i].member))
+                }
+                return .success(row(batch[i].id, score: Self.cosine(out.embeddings, a * h, b * h, h)))
+            }
+        case .queries(let ids, let vectors, let topK):
+            let (out, rows) = encoder.run(batch)
+            let q = ids.count, keep = min(topK, q)
+            var unit = [Float](repeating: 0, count: h)
+            return zip(batch, rows).map { r, row in
+                row.map { k in
+                    Self.unitVector(out.embeddings, at: k * h, count: h, into: &unit, at: 0)
+                    var sims = [Float](repeating: 0, count: q)
+                    vectors.withUnsafeBufferPointer { v in
+                        for j in 0..<q {
+                            var s: Float = 0
+                            for d in 0..<h { s += unit[d] * v[j * h + d] }
+                            sims[j] = s
+                        }
+                    }
+                    // Best first; ties keep query file order.
+                    let best = sims.indices.sorted { sims[$0] > sims[$1] || (sims[$0] == sims[$1] && $0 < $1) }.prefix(keep)
+                    scored += 1
+                    sum += Double(sims[best.first!])
+                    return ResultRow(id: r.id, fields: [("matches", .strings(best.map { ids[$0] })),
+                                                        ("scores", .floats(best.map { sims[$0] }))])
+                }
+            }
+        }
+    }
+
+    func row(_ id: String, score: Float) -> ResultRow {
+        scored += 1
+        sum += Double(score)
+        return ResultRow(id: id, fields: [("score", .float(score))])
+    }
+
+    static func cosine(_ v: [Float], _ a: Int, _ b: Int, _ h: Int) -> Float {
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for d in 0..<h {
+            dot += Double(v[a + d]) * Double(v[b + d])
+            na += Double(v[a + d]) * Double(v[a + d])
+            nb += Double(v[b + d]) * Double(v[b + d])
+        }
+        return na > 0 && nb > 0 ? Float(dot / (na * nb).squareRoot()) : 0
+    }
+
+    var state: JSONValue { ["scored": .int(Int64(scored)), "sum": .double(sum)] }
+    func restore(_ state: JSONValue) throws {
+        scored = Int(state.objectValue?["scored"]?.intValue ?? 0)
+        sum = state.objectValue?["sum"]?.doubleValue ?? 0
+    }
+    func metrics() -> JSONValue? {
+        let mean = JSONValue.double(sum / Double(max(scored, 1)))
+        if case .queries(let ids, _, let k) = mode {
+            return ["scored": .int(Int64(scored)), "queries": .int(Int64(ids.count)), "top_k": .int(Int64(k)), "mean_best_score": mean]
+        }
+        return ["scored": .int(Int64(scored)), "mean_score": mean]
+    }
+}
