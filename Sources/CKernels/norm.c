@@ -26,6 +26,14 @@ void quern_layernorm_scalar(const float *x, size_t rows, size_t n, size_t ld, co
     }
 }
 
+void quern_residual_layernorm_scalar(float *x, const float *d, size_t rows, size_t n, const float *gamma,
+                                     const float *beta, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < n; j++) x[r * n + j] += d[r * n + j];
+        quern_layernorm_scalar(x + r * n, 1, n, n, gamma, beta, eps, x + r * n);
+    }
+}
+
 void quern_softmax_scalar(float *x, size_t rows, size_t n, size_t ld, const uint8_t *keep) {
     for (size_t r = 0; r < rows; r++) {
         float *xr = x + r * ld;
@@ -128,8 +136,25 @@ TARGET_AVX2 void quern_softmax_avx2(float *x, size_t rows, size_t n, size_t ld, 
     }
 }
 
+// Row by row, so the sum is still in L1 when the norm reads it.
+TARGET_AVX2 void quern_residual_layernorm_avx2(float *x, const float *d, size_t rows, size_t n, const float *gamma,
+                                               const float *beta, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        float *xr = x + r * n;
+        const float *dr = d + r * n;
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(xr + j, _mm256_add_ps(_mm256_loadu_ps(xr + j), _mm256_loadu_ps(dr + j)));
+        for (; j < n; j++) xr[j] += dr[j];
+        quern_layernorm_avx2(xr, 1, n, n, gamma, beta, eps, xr);
+    }
+}
+
 #else
 
+void quern_residual_layernorm_avx2(float *x, const float *d, size_t rows, size_t n, const float *gamma,
+                                   const float *beta, float eps) {
+    quern_residual_layernorm_scalar(x, d, rows, n, gamma, beta, eps);
+}
 void quern_layernorm_avx2(const float *x, size_t rows, size_t n, size_t ld, const float *gamma,
                           const float *beta, float eps, float *y) {
     quern_layernorm_scalar(x, rows, n, ld, gamma, beta, eps, y);

@@ -10,6 +10,14 @@ public enum Norms {
         (isa == .scalar ? quern_layernorm_scalar : quern_layernorm_avx2)(x, rows, n, n, gamma, beta, eps, y)
     }
 
+    /// `x = layerNorm(x + d)` over `[rows, n]`: a residual connection and its norm in one pass.
+    public static func residualLayerNorm(_ x: UnsafeMutablePointer<Float>, adding d: UnsafePointer<Float>, rows: Int, n: Int,
+                                         gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, eps: Float,
+                                         isa: ISA = .active) {
+        guard rows > 0, n > 0 else { return }
+        (isa == .scalar ? quern_residual_layernorm_scalar : quern_residual_layernorm_avx2)(x, d, rows, n, gamma, beta, eps)
+    }
+
     /// Softmax of each row of `[rows, n]` in place; `keep` (n flags) masks key positions.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, rows: Int, n: Int, keep: UnsafePointer<UInt8>? = nil,
                                isa: ISA = .active) {

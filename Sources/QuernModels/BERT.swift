@@ -103,78 +103,113 @@ public final class BertEncoder: @unchecked Sendable {
         }
     }
 
-    /// Token states `[batch · seq, hidden]` for sequences padded to the longest (`seq`),
-    /// with the mask of real tokens.
-    public func hiddenStates(_ batch: [WordPieceTokenizer.Encoding], pool: ThreadPool = .shared) -> (states: [Float], seq: Int, keep: [UInt8]) {
-        let b = batch.count, seq = batch.map(\.ids.count).max() ?? 0, h = config.hidden
-        let rows = b * seq
-        var x = [Float](repeating: 0, count: rows * h)
-        var keep = [UInt8](repeating: 0, count: rows)
-        // Embeddings: word + position + type, then layer norm (padding rows stay zero).
-        for (i, e) in batch.enumerated() {
-            for (s, id) in e.ids.enumerated() {
-                let row = (i * seq + s) * h
-                keep[i * seq + s] = 1
-                let w = Int(id) * h, p = s * h, t = Int(e.typeIDs.isEmpty ? 0 : e.typeIDs[s]) * h
-                for d in 0..<h { x[row + d] = words.data[w + d] + positions.data[p + d] + types.data[t + d] }
-            }
+    /// The scratch of forward passes, kept between them: a job runs thousands of
+    /// batches, and fresh arrays for each would fault in and zero new pages every time.
+    public final class Workspace: @unchecked Sendable {
+        var rows = 0
+        var x = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+        var qkv = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+        var context = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+        var projected = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+        var inner = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+
+        public init() {}
+
+        func reserve(rows needed: Int, hidden h: Int, intermediate: Int) {
+            guard needed > rows else { return }
+            free()
+            rows = max(needed, rows * 5 / 4)
+            x = .allocate(capacity: rows * h)
+            qkv = .allocate(capacity: rows * 3 * h)
+            context = .allocate(capacity: rows * h)
+            projected = .allocate(capacity: rows * h)
+            inner = .allocate(capacity: rows * intermediate)
         }
-        let eps = config.layerNormEps
-        func layerNorm(_ v: inout [Float], _ n: ([Float], [Float])) {
-            v.withUnsafeMutableBufferPointer { p in
-                Norms.layerNorm(p.baseAddress!, rows: rows, n: h, gamma: n.0, beta: n.1, eps: eps, into: p.baseAddress!)
-            }
+
+        private func free() {
+            for p in [x, qkv, context, projected, inner] { p.deallocate() }
         }
-        layerNorm(&x, embeddingNorm)
-        var qkv = [Float](repeating: 0, count: rows * 3 * h)
-        var context = [Float](repeating: 0, count: rows * h)
-        var projected = [Float](repeating: 0, count: rows * h)
-        var inner = [Float](repeating: 0, count: rows * config.intermediate)
-        for layer in layers {
-            layer.qkv.apply(x, m: rows, bias: layer.qkvBias, activation: .none, into: &qkv, pool: pool)
-            qkv.withUnsafeBufferPointer { q in
-                keep.withUnsafeBufferPointer { k in
-                    context.withUnsafeMutableBufferPointer { c in
-                        Attention.forward(qkv: q.baseAddress!, batch: b, seq: seq, heads: config.heads,
-                                          headDim: h / config.heads, keep: k.baseAddress!, into: c.baseAddress!, pool: pool)
+
+        deinit { free() }
+    }
+
+    /// Token states of unpadded sequences packed one after another, into `workspace.x`
+    /// (`[tokens, hidden]`); returns where each sequence starts (and, last, the total).
+    /// No row is padding, so no FLOP is spent on it and attention needs no mask.
+    public func hiddenStates(_ batch: [WordPieceTokenizer.Encoding], workspace ws: Workspace, pool: ThreadPool = .shared) -> [Int] {
+        var offsets = [0]
+        for e in batch { offsets.append(offsets.last! + e.ids.count) }
+        let rows = offsets.last!, h = config.hidden
+        guard rows > 0 else { return offsets }
+        ws.reserve(rows: rows, hidden: h, intermediate: config.intermediate)
+        // Embeddings: word + position + type, then layer norm.
+        words.data.withUnsafeBufferPointer { w in
+            positions.data.withUnsafeBufferPointer { p in
+                types.data.withUnsafeBufferPointer { t in
+                    for (i, e) in batch.enumerated() {
+                        for (s, id) in e.ids.enumerated() {
+                            let row = ws.x + (offsets[i] + s) * h
+                            let wr = w.baseAddress! + Int(id) * h, pr = p.baseAddress! + s * h
+                            let tr = t.baseAddress! + Int(e.typeIDs.isEmpty ? 0 : e.typeIDs[s]) * h
+                            for d in 0..<h { row[d] = wr[d] + pr[d] + tr[d] }
+                        }
                     }
                 }
             }
-            layer.output.apply(context, m: rows, bias: layer.outputBias, activation: .none, into: &projected, pool: pool)
-            for i in 0..<(rows * h) { x[i] += projected[i] }
-            layerNorm(&x, layer.norm1)
-            layer.up.apply(x, m: rows, bias: layer.upBias, activation: .gelu, into: &inner, pool: pool)
-            layer.down.apply(inner, m: rows, bias: layer.downBias, activation: .none, into: &projected, pool: pool)
-            for i in 0..<(rows * h) { x[i] += projected[i] }
-            layerNorm(&x, layer.norm2)
         }
-        return (x, seq, keep)
+        let eps = config.layerNormEps
+        embeddingNorm.0.withUnsafeBufferPointer { g in
+            embeddingNorm.1.withUnsafeBufferPointer { b in
+                Norms.layerNorm(ws.x, rows: rows, n: h, gamma: g.baseAddress, beta: b.baseAddress, eps: eps, into: ws.x)
+            }
+        }
+        func residualNorm(_ n: ([Float], [Float])) {
+            n.0.withUnsafeBufferPointer { g in
+                n.1.withUnsafeBufferPointer { b in
+                    Norms.residualLayerNorm(ws.x, adding: ws.projected, rows: rows, n: h, gamma: g.baseAddress, beta: b.baseAddress, eps: eps)
+                }
+            }
+        }
+        func linear(_ op: LinearOperator, _ x: UnsafeMutablePointer<Float>, _ bias: [Float], _ act: Activation, _ y: UnsafeMutablePointer<Float>) {
+            bias.withUnsafeBufferPointer { op.apply(x, m: rows, bias: $0.baseAddress, activation: act, into: y, pool: pool) }
+        }
+        for layer in layers {
+            linear(layer.qkv, ws.x, layer.qkvBias, .none, ws.qkv)
+            Attention.sequences(qkv: ws.qkv, offsets: offsets, heads: config.heads, headDim: h / config.heads, into: ws.context, pool: pool)
+            linear(layer.output, ws.context, layer.outputBias, .none, ws.projected)
+            residualNorm(layer.norm1)
+            linear(layer.up, ws.x, layer.upBias, .gelu, ws.inner)
+            linear(layer.down, ws.inner, layer.downBias, .none, ws.projected)
+            residualNorm(layer.norm2)
+        }
+        return offsets
     }
 
-    /// Pooled vectors `[batch, hidden]` from `hiddenStates`, L2-normalised when `normalize`.
-    public func pool(_ states: [Float], seq: Int, keep: [UInt8], count b: Int, mode: Pooling, normalize: Bool) -> [Float] {
-        let h = config.hidden
+    /// Pooled vectors `[sequences, hidden]` from token states `[tokens, hidden]` laid out
+    /// by `offsets`, L2-normalised when `normalize`.
+    public func pool(_ states: UnsafePointer<Float>, offsets: [Int], mode: Pooling, normalize: Bool) -> [Float] {
+        let h = config.hidden, b = offsets.count - 1
         var out = [Float](repeating: 0, count: b * h)
+        var sum = [Double](repeating: 0, count: h)
         for i in 0..<b {
-            let v = i * h
+            let v = i * h, first = offsets[i], count = offsets[i + 1] - first
+            guard count > 0 else { continue }
             switch mode {
             case .cls:
-                for d in 0..<h { out[v + d] = states[i * seq * h + d] }
+                for d in 0..<h { out[v + d] = states[first * h + d] }
             case .mean:
                 // Accumulate in Double: a long sequence's sum must not lose the small tokens.
-                var sum = [Double](repeating: 0, count: h)
-                var count = 0
-                for s in 0..<seq where keep[i * seq + s] != 0 {
-                    count += 1
-                    let row = (i * seq + s) * h
-                    for d in 0..<h { sum[d] += Double(states[row + d]) }
+                for d in 0..<h { sum[d] = 0 }
+                for r in first..<(first + count) {
+                    let row = states + r * h
+                    for d in 0..<h { sum[d] += Double(row[d]) }
                 }
-                for d in 0..<h { out[v + d] = Float(sum[d] / Double(max(count, 1))) }
+                for d in 0..<h { out[v + d] = Float(sum[d] / Double(count)) }
             case .max:
-                for d in 0..<h { out[v + d] = -.infinity }
-                for s in 0..<seq where keep[i * seq + s] != 0 {
-                    let row = (i * seq + s) * h
-                    for d in 0..<h { out[v + d] = max(out[v + d], states[row + d]) }
+                for d in 0..<h { out[v + d] = states[first * h + d] }
+                for r in (first + 1)..<(first + count) {
+                    let row = states + r * h
+                    for d in 0..<h { out[v + d] = max(out[v + d], row[d]) }
                 }
             }
             if normalize {
@@ -189,8 +224,9 @@ public final class BertEncoder: @unchecked Sendable {
 
     /// One pooled vector per sequence, by the encoder's `pooling` and `normalize`.
     public func embed(_ batch: [WordPieceTokenizer.Encoding], pool threads: ThreadPool = .shared) -> [[Float]] {
-        let (x, seq, keep) = hiddenStates(batch, pool: threads)
-        let flat = pool(x, seq: seq, keep: keep, count: batch.count, mode: pooling, normalize: normalize)
+        let ws = Workspace()
+        let offsets = hiddenStates(batch, workspace: ws, pool: threads)
+        let flat = pool(ws.x, offsets: offsets, mode: pooling, normalize: normalize)
         let h = config.hidden
         return batch.indices.map { Array(flat[($0 * h)..<(($0 + 1) * h)]) }
     }
@@ -337,15 +373,16 @@ public final class BertModel: @unchecked Sendable {
         public var scores: [Float]
     }
 
-    /// Runs one padded batch (every sequence padded to the batch's longest).
-    public func forward(_ batch: [WordPieceTokenizer.Encoding], pool: ThreadPool = .shared) -> Output {
-        let (x, seq, keep) = encoder.hiddenStates(batch, pool: pool)
+    /// Runs one batch of sequences (unpadded, see `BertEncoder.hiddenStates`).
+    public func forward(_ batch: [WordPieceTokenizer.Encoding], workspace ws: BertEncoder.Workspace = .init(),
+                        pool: ThreadPool = .shared) -> Output {
+        let offsets = encoder.hiddenStates(batch, workspace: ws, pool: pool)
         let b = batch.count, h = dimension
-        let embeddings = encoder.pool(x, seq: seq, keep: keep, count: b, mode: encoder.pooling, normalize: encoder.normalize)
+        let embeddings = encoder.pool(ws.x, offsets: offsets, mode: encoder.pooling, normalize: encoder.normalize)
         var scores: [Float] = []
         switch head {
         case .sequenceClassification(let pooler, let poolerBias, let classifier, let bias)?:
-            let cls = encoder.pool(x, seq: seq, keep: keep, count: b, mode: .cls, normalize: false)
+            let cls = encoder.pool(ws.x, offsets: offsets, mode: .cls, normalize: false)
             var pooled = [Float](repeating: 0, count: b * h)
             pooler.apply(cls, m: b, bias: poolerBias, activation: .tanh, into: &pooled, pool: pool)
             scores = [Float](repeating: 0, count: b * classifier.outFeatures)
@@ -358,29 +395,45 @@ public final class BertModel: @unchecked Sendable {
         return Output(embeddings: embeddings, scores: scores)
     }
 
-    /// Runs many sequences: sorted by length and cut into batches of at most `batchSize`,
-    /// so each batch pads little. With enough batches to share, whole batches go to the
-    /// pool's threads (each running its kernels alone: no per-layer hand-offs); otherwise
-    /// the kernels split each batch across the threads.
+    /// Tokens per forward pass, at most: a pass's activations (about 12 KB a token for
+    /// MiniLM) then stay within the caches the GEMMs block for.
+    public static let tokensPerPass = 4096
+
+    private let spareLock = NSLock()
+    private var spare: [BertEncoder.Workspace] = []
+
+    /// Runs many sequences in passes of at most `batchSize` sequences and
+    /// `tokensPerPass` tokens. With enough passes to share, whole passes go to the pool's
+    /// threads (each running its kernels alone: no per-layer hand-offs); otherwise the
+    /// kernels split each pass across the threads. Workspaces are reused across calls.
     public func run(_ encodings: [WordPieceTokenizer.Encoding], batchSize: Int, pool: ThreadPool = .shared) -> Output {
         let n = encodings.count, h = dimension, c = outputs
-        let order = encodings.indices.sorted { encodings[$0].ids.count < encodings[$1].ids.count }
-        let starts = Array(stride(from: 0, to: n, by: max(batchSize, 1)))
+        var passes: [Range<Int>] = []
+        var start = 0, tokens = 0
+        for (i, e) in encodings.enumerated() {
+            if i > start && (i - start >= batchSize || tokens + e.ids.count > Self.tokensPerPass) {
+                passes.append(start..<i)
+                (start, tokens) = (i, 0)
+            }
+            tokens += e.ids.count
+        }
+        if n > start { passes.append(start..<n) }
         var out = Output(embeddings: [Float](repeating: 0, count: n * h), scores: [Float](repeating: 0, count: n * c))
         let lock = NSLock()
-        func runBatch(_ k: Int, _ threads: ThreadPool) {
-            let members = Array(order[starts[k]..<min(starts[k] + batchSize, n)])
-            let o = forward(members.map { encodings[$0] }, pool: threads)
-            lock.lock(); defer { lock.unlock() }
-            for (j, i) in members.enumerated() {
-                out.embeddings.replaceSubrange((i * h)..<((i + 1) * h), with: o.embeddings[(j * h)..<((j + 1) * h)])
-                if c > 0 { out.scores.replaceSubrange((i * c)..<((i + 1) * c), with: o.scores[(j * c)..<((j + 1) * c)]) }
+        func runPass(_ k: Int, _ threads: ThreadPool) {
+            let ws: BertEncoder.Workspace = spareLock.withLock { spare.popLast() } ?? BertEncoder.Workspace()
+            let r = passes[k]
+            let o = forward(Array(encodings[r]), workspace: ws, pool: threads)
+            spareLock.withLock { spare.append(ws) }
+            lock.withLock {
+                out.embeddings.replaceSubrange((r.lowerBound * h)..<(r.upperBound * h), with: o.embeddings)
+                if c > 0 { out.scores.replaceSubrange((r.lowerBound * c)..<(r.upperBound * c), with: o.scores) }
             }
         }
-        if pool.threads > 1 && starts.count >= 2 * pool.threads {
-            pool.parallelFor(starts.count) { runBatch($0, .single) }
+        if pool.threads > 1 && passes.count >= 2 * pool.threads {
+            pool.parallelFor(passes.count) { runPass($0, .single) }
         } else {
-            for k in starts.indices { runBatch(k, pool) }
+            for k in passes.indices { runPass(k, pool) }
         }
         return out
     }

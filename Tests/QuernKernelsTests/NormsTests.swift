@@ -36,6 +36,26 @@ struct NormsTests {
         }
     }
 
+    @Test("residual + layer norm: every path against add-then-reference", arguments: ISA.supported)
+    func residualLayerNorm(isa: ISA) {
+        for n in Self.widths {
+            var r = Rand(state: UInt64(n) + 7)
+            let rows = 5
+            var x = (0..<(rows * n)).map { _ in r.next() * 3 + 50 }
+            let d = (0..<(rows * n)).map { _ in r.next() * 3 + 50 }
+            let gamma = (0..<n).map { _ in r.next() + 1.5 }, beta = (0..<n).map { _ in r.next() }
+            let expected = Reference.layerNorm(Tensor(shape: [rows, n], data: zip(x, d).map { $0 + $1 }), gamma: gamma, beta: beta, eps: 1e-12)
+            x.withUnsafeMutableBufferPointer { xp in
+                d.withUnsafeBufferPointer { dp in
+                    Norms.residualLayerNorm(xp.baseAddress!, adding: dp.baseAddress!, rows: rows, n: n, gamma: gamma, beta: beta,
+                                            eps: 1e-12, isa: isa)
+                }
+            }
+            let worst = (0..<(rows * n)).map { abs(x[$0] - expected.data[$0]) / (1 + abs(expected.data[$0])) }.max()!
+            #expect(worst <= layerNormTolerance, "n=\(n): worst relative error \(worst)")
+        }
+    }
+
     @Test("softmax: every path, large logits, masks", arguments: ISA.supported)
     func softmax(isa: ISA) {
         for n in Self.widths {

@@ -114,6 +114,21 @@ void quern_layernorm_scalar(const float *x, size_t rows, size_t n, size_t ld, co
 void quern_softmax_avx2(float *x, size_t rows, size_t n, size_t ld, const uint8_t *keep);
 void quern_softmax_scalar(float *x, size_t rows, size_t n, size_t ld, const uint8_t *keep);
 
+// ---- attention over one unpadded sequence -----------------------------------------
+// Self-attention of one sequence of `seq` tokens, all heads: qkv rows hold Q, K and V
+// (3·heads·hd floats a row, heads contiguous in each), out rows heads·hd floats; for
+// each head softmax(Q·Kᵀ·scale)·V. scratch: at least quern_attention_scratch(seq, hd) floats.
+size_t quern_attention_scratch(size_t seq, size_t hd);
+void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                              float *scratch, float *out);
+void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                float *scratch, float *out);
+// x = layernorm(x + d) row by row (the residual add fused into the norm's first pass).
+void quern_residual_layernorm_avx2(float *x, const float *d, size_t rows, size_t n, const float *gamma,
+                                   const float *beta, float eps);
+void quern_residual_layernorm_scalar(float *x, const float *d, size_t rows, size_t n, const float *gamma,
+                                     const float *beta, float eps);
+
 // ---- sparse fp32 (CSR weights) -------------------------------------------------------
 // For output rows n in [n0, n1) of CSR weights (rowptr, cols, vals: row n's nonzeros are
 // rowptr[n]..rowptr[n+1]), yt[n][0:mb] = Σ vals[e] · xt[cols[e]][0:mb]: a block of mb

@@ -1,0 +1,129 @@
+import Testing
+import QuernCore
+import QuernKernels
+import QuernTestSupport
+@testable import QuernModels
+
+/// The `bert` family on the project's tiny random BERTs (scripts/make_tiny_bert.py:
+/// hidden 32, 2 layers, 4 heads), against the float64 numpy forward pass stored with
+/// them: token ids, mean-pooled normalised embeddings, CLS and max hidden states, and
+/// the BertForSequenceClassification logits, for 36 texts and 5 pairs (with truncation).
+@Suite("bert on the tiny fixtures")
+struct TinyBertTests {
+    static let embedder = repoRoot + "/fixtures/models/tiny-bert"
+    static let classifier = repoRoot + "/fixtures/models/tiny-bert-classifier"
+    /// fp32 against a float64 reference: a few float32 roundings per layer.
+    static let fp32Tolerance: Float = 2e-5
+    /// int8 (per-channel weights, per-row activations) against the same reference.
+    static let int8MinimumCosine = 0.99
+
+    struct Case {
+        let text: String
+        let pair: String?
+        let ids: [Int32]
+        let embedding, cls, max, logits: [Float]
+    }
+
+    static func cases() throws -> [Case] {
+        try Sys.readFile(repoRoot + "/fixtures/text/tiny-bert-expected.jsonl").split(separator: 0x0A).map { line in
+            let o = try #require(try JSONParser.parse(Array(line)).objectValue)
+            func floats(_ k: String) throws -> [Float] { try #require(o[k]?.arrayValue).map { Float($0.doubleValue!) } }
+            return Case(text: try #require(o["text"]?.stringValue), pair: o["text_pair"]?.stringValue,
+                        ids: try #require(o["ids"]?.arrayValue).map { Int32($0.intValue!) },
+                        embedding: try floats("embedding"), cls: try floats("cls"), max: try floats("max"), logits: try floats("logits"))
+        }
+    }
+
+    func encodings(_ model: BertModel, _ cases: [Case]) -> [WordPieceTokenizer.Encoding] {
+        let session = WordPieceTokenizer.Session(model.tokenizer)
+        return cases.map { c in c.pair.map { session.encode(c.text, $0, maxLength: model.maxLength) } ?? session.encode(c.text, maxLength: model.maxLength) }
+    }
+
+    func maxDifference(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+
+    @Test("the directory's settings: mean pooling, Normalize, 64 positions, no head")
+    func settings() throws {
+        let m = try BertModel.load(Self.embedder)
+        #expect(m.encoder.pooling == .mean)
+        #expect(m.encoder.normalize)
+        #expect(m.maxLength == 64)
+        #expect(m.head == nil && m.labels.isEmpty && m.dimension == 32)
+        let c = try BertModel.load(Self.classifier)
+        #expect(c.labels == ["admin", "games", "science"])
+        #expect(!c.encoder.normalize)
+    }
+
+    @Test("fp32 embeddings, CLS and max pooling match the reference; ids match tokenizers")
+    func fp32() throws {
+        let model = try BertModel.load(Self.embedder)
+        let cases = try Self.cases()
+        let enc = encodings(model, cases)
+        #expect(enc.map(\.ids) == cases.map(\.ids))
+        let out = model.forward(enc)
+        let h = model.dimension
+        var worst: Float = 0
+        for (i, c) in cases.enumerated() { worst = max(worst, maxDifference(Array(out.embeddings[(i * h)..<((i + 1) * h)]), c.embedding)) }
+        #expect(worst <= Self.fp32Tolerance, "worst embedding difference \(worst)")
+        for (mode, key) in [(BertEncoder.Pooling.cls, \Case.cls), (.max, \Case.max)] {
+            let ws = BertEncoder.Workspace()
+            let offsets = model.encoder.hiddenStates(enc, workspace: ws)
+            let pooled = model.encoder.pool(ws.x, offsets: offsets, mode: mode, normalize: false)
+            var worstMode: Float = 0
+            for (i, c) in cases.enumerated() { worstMode = max(worstMode, maxDifference(Array(pooled[(i * h)..<((i + 1) * h)]), c[keyPath: key])) }
+            #expect(worstMode <= Self.fp32Tolerance * 4, "\(mode): worst difference \(worstMode)")
+        }
+    }
+
+    @Test("BertForSequenceClassification logits match the reference, labels from id2label")
+    func classifierLogits() throws {
+        let model = try BertModel.load(Self.classifier)
+        let cases = try Self.cases()
+        let out = model.forward(encodings(model, cases))
+        #expect(model.outputs == 3)
+        #expect(maxDifference(out.scores, cases.flatMap(\.logits)) <= Self.fp32Tolerance)
+    }
+
+    @Test("int8 embeddings stay close to the fp32 reference")
+    func int8() throws {
+        let model = try BertModel.load(Self.embedder, precision: .int8)
+        let cases = try Self.cases()
+        let out = model.forward(encodings(model, cases))
+        let h = model.dimension
+        var worst = 1.0
+        for (i, c) in cases.enumerated() {
+            var dot = 0.0, na = 0.0, nb = 0.0
+            for d in 0..<h {
+                let a = Double(out.embeddings[i * h + d]), b = Double(c.embedding[d])
+                dot += a * b; na += a * a; nb += b * b
+            }
+            worst = min(worst, dot / (na * nb).squareRoot())
+        }
+        #expect(worst >= Self.int8MinimumCosine, "worst cosine \(worst)")
+    }
+
+    @Test("many passes across threads give what one pass gives, in input order")
+    func passes() throws {
+        let model = try BertModel.load(Self.classifier)
+        let cases = try Self.cases()
+        let enc = Array(repeating: encodings(model, cases), count: 5).flatMap { $0 }
+        let one = model.forward(enc, pool: .single)
+        let pool = ThreadPool(threads: 2)
+        for batch in [1, 3, 64] {
+            let many = model.run(enc, batchSize: batch, pool: pool)
+            #expect(maxDifference(many.embeddings, one.embeddings) <= 1e-6)
+            #expect(maxDifference(many.scores, one.scores) <= 1e-6)
+        }
+    }
+
+    @Test("a directory that asks for an unsupported pooling is refused by name")
+    func unsupportedPooling() throws {
+        let dir = try TempDir()
+        for f in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "modules.json"] {
+            try Sys.writeFile(dir.path + "/" + f, Sys.readFile(Self.embedder + "/" + f, limit: 1 << 24))
+        }
+        try Sys.mkdir(dir.path + "/1_Pooling")
+        try Sys.writeFile(dir.path + "/1_Pooling/config.json", Array(#"{"pooling_mode_mean_sqrt_len_tokens": true}"#.utf8))
+        #expect(throws: QuernError.self) { try BertModel.load(dir.path) }
+        do { _ = try BertModel.load(dir.path) } catch let e as QuernError { #expect(e.message.contains("pooling_mode_mean_sqrt_len_tokens")) }
+    }
+}
