@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import QuernCore
 import QuernBench
@@ -7,7 +8,7 @@ import QuernSpool
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
-        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self])
+        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self])
 }
 
 struct SpoolBench: ParsableCommand {
@@ -99,5 +100,38 @@ struct TokenizeBench: ParsableCommand {
 
     func run() throws {
         try TokenizerBenchmark(model: model, corpus: corpus, anchorScript: anchor, python: python, limit: limit).run()
+    }
+}
+
+struct EmbedBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "embed",
+        abstract: "Sentence embeddings end to end (a real embed job) against onnxruntime fp32 and dynamic int8, same texts and threads.")
+    @Option(help: "A sentence-transformers model directory (scripts/fetch-minilm.sh).")
+    var model: String = "models/all-MiniLM-L6-v2"
+    @Option(help: "JSONL texts (a \"text\" field).")
+    var corpus: String = "../shared/corpora/debdesc.jsonl"
+    @Option(help: "The onnxruntime anchor script.")
+    var anchor: String = "../shared/bench/embed_anchors.py"
+    @Option(help: "Python with onnxruntime (../shared/bench/setup-anchors.sh makes it).")
+    var python: String = "/tmp/quern-anchors/venv/bin/python"
+    @Option(help: "Short texts (corpus lines) per measurement.")
+    var limit: Int = 20000
+    @Option(help: "Long texts (lines joined to 50-250 tokens) per measurement.")
+    var longLimit: Int = 4000
+    @Option(help: "Thread counts, comma-separated (default: 1 and all cores).")
+    var threads: String?
+    @Option(help: "Precisions, comma-separated.")
+    var precisions: String = "fp32,int8"
+    @Option(help: "The job's batch_size.")
+    var batchSize: Int = 64
+    @Option(help: "Where to put the text sets and spools (default: a new directory under /tmp).")
+    var workdir: String?
+
+    func run() throws {
+        let dir = workdir ?? "/tmp/quern-bench-embed-\(ProcessInfo.processInfo.processIdentifier)"
+        try EmbedBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
+                           limit: limit, longLimit: longLimit, threads: threadCounts(threads),
+                           precisions: precisions.split(separator: ",").map(String.init), batchSize: batchSize, workdir: dir).run()
+        if workdir == nil { try? Sys.removeTree(dir) }
     }
 }
