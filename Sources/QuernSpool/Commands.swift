@@ -19,7 +19,15 @@ public enum Commands {
         let family: String
         let spec: RecordSpec
         var inputSize: Int?
-        if ModelDirectory.textFamilies.contains(try ModelDirectory.modelType(modelPath)) || [.embed, .score].contains(manifest.task) {
+        let text = ModelDirectory.textFamilies.contains(try ModelDirectory.modelType(modelPath))
+        if text && manifest.task == .finetune {
+            let model = try BertModel.load(modelPath, maxLength: manifest.maxLength)
+            var s = manifest.recordSpec(text: true)
+            s.wantsLabel = true
+            (family, spec) = (model.family, s)
+        } else if text && [.quantize, .prune].contains(manifest.task) {
+            throw QuernError(.unsupportedTask, "task \(manifest.task.rawValue) works on mlp and cnn models; a bert encoder runs int8 with \"precision\": \"int8\" on any task", field: "task")
+        } else if text || [.embed, .score].contains(manifest.task) {
             let job = try RecordJob.load(manifest: manifest, modelPath: modelPath, policy: policy)
             (family, spec) = (job.family, job.spec)
         } else {

@@ -59,13 +59,17 @@ struct FinetuneJob {
     func run(inputPath: String, modelPath: String, spool: Spool, heartbeat: Heartbeat,
              errors: ChunkedGzipWriter) throws -> JobOutcome {
         let started = time.monotonic(), startedAt = time.now()
-        let config = try ModelDirectory.readConfig(modelPath)
+        let text = ModelDirectory.textFamilies.contains(try ModelDirectory.modelType(modelPath))
+        // Text models train a head on the frozen encoder's embeddings (see TextHead).
+        let textInput = text ? try TextHead.prepare(manifest: manifest, modelPath: modelPath, inputPath: inputPath, job: job,
+                                                    errors: errors, log: log) : nil
+        let config = try textInput?.0 ?? ModelDirectory.readConfig(modelPath)
         guard !config.labels.isEmpty else {
             throw QuernError(.modelInvalid, "finetune trains classifiers; this config is a regressor (problem_type regression)", field: "model")
         }
         var base: [String: Tensor]?
         var normalizer: ([Float], [Float])?
-        if ModelDirectory.hasWeights(modelPath) {
+        if !text && ModelDirectory.hasWeights(modelPath) {
             guard config.quantization == nil else {
                 throw QuernError(.modelInvalid, "finetune starts from fp32 weights; this model is int8 (quantize after training)", field: "model")
             }
@@ -76,7 +80,7 @@ struct FinetuneJob {
         let settings = manifest.training
 
         // 1. Every record into memory; bad ones into the error file.
-        let records = try ModelJobInput.read(manifest: manifest, config: config, inputPath: inputPath, errors: errors, labels: true)
+        let records = try textInput?.1 ?? ModelJobInput.read(manifest: manifest, config: config, inputPath: inputPath, errors: errors, labels: true)
         let samples = LabeledSamples(inputs: records.inputs, sampleShape: config.inputShape, labels: records.labels!)
         let counts = records.counts
         var (train, validation) = samples.split(validation: settings.validationSplit, seed: UInt64(settings.seed))
@@ -166,7 +170,11 @@ struct FinetuneJob {
         let validationMetrics = validation.count > 0 ? finalTrainer.evaluate(validation) : nil
         try errors.finish()
         try Sys.rename(errors.path, job.file(JobRunner.errorsName))
-        try publishModel(config: config, tensors: best, normalizer: normalizer)
+        if text {
+            try TextHead.publish(job: job, encoder: modelPath, head: config, tensors: best, normalizer: normalizer)
+        } else {
+            try publishModel(config: config, tensors: best, normalizer: normalizer)
+        }
         let title = "\(job.id): \(config.family), \(train.count) training / \(validation.count) validation samples"
         try Sys.writeFileAtomically(job.file("training.svg"), Array(TrainingPlot.svg(state.history, title: title, best: state.bestEpoch).utf8),
                                     durability: .content)
@@ -175,8 +183,12 @@ struct FinetuneJob {
         report["id"] = .string(job.id)
         report["task"] = "finetune"
         report["status"] = "done"
-        report["model"] = ["path": .string(modelPath), "family": .string(config.family),
-                           "start": .string(base == nil ? "scratch" : "base weights"), "published": "model/"]
+        report["model"] = text
+            ? ["path": .string(modelPath), "family": "bert", "start": "frozen encoder, new head", "published": "model/",
+               "head": ["classes": .int(Int64(config.labels.count)), "inputs": .int(Int64(config.inputShape[0]))],
+               "embeddings_from_cache": .bool(textInput!.cached)]
+            : ["path": .string(modelPath), "family": .string(config.family),
+               "start": .string(base == nil ? "scratch" : "base weights"), "published": "model/"]
         report["input"] = ["path": .string(inputPath), "bytes": .int(Int64(Sys.fileSize(path: inputPath))),
                            "format": .string(manifest.input.format.rawValue)]
         report["records"] = ["read": .int(Int64(counts.succeeded + counts.failed)), "succeeded": .int(Int64(counts.succeeded)),

@@ -221,3 +221,112 @@ final class ScoreTask: JobTask {
         return ["scored": .int(Int64(scored)), "mean_score": mean]
     }
 }
+
+/// `finetune` of a text model: a classification head (a linear layer, the multinomial
+/// logistic regression of the encoder's sentence embeddings) trained on the frozen
+/// encoder. Embeddings are computed once per job and cached in the job directory, so
+/// epochs, and a resumed job, reuse them; the published model is the encoder's files
+/// plus the head in `head/`, which `BertModel.load` picks up for predict and evaluate.
+enum TextHead {
+    static let cacheName = "embeddings.cache"
+
+    /// The head's architecture and the training inputs: one embedding per good record,
+    /// labels indexed by the sorted class names found in the records.
+    static func prepare(manifest: Manifest, modelPath: String, inputPath: String, job: ActiveJob,
+                        errors: ChunkedGzipWriter, log: JobLog) throws -> (StackConfig, ModelJobInput, cached: Bool) {
+        let model = try BertModel.load(modelPath, precision: .fp32, maxLength: manifest.maxLength)
+        var spec = manifest.recordSpec(text: true)
+        spec.wantsLabel = true
+        let stream = try RecordStream(path: inputPath, spec: spec, limits: manifest.limits.stream)
+        var texts: [String] = [], names: [String] = []
+        var out = ModelJobInput()
+        while let item = try stream.next() {
+            if StopSignal.requested { throw QuernError(.io, "stopped by signal while reading records") }
+            switch item {
+            case .record(let r):
+                guard let text = r.text, let label = r.label else {
+                    out.counts.failed += 1
+                    try errors.append(JobRunner.errorLine(id: r.id, member: r.member, line: r.line,
+                                                          QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label")))
+                    continue
+                }
+                texts.append(text)
+                names.append(label)
+                out.counts.succeeded += 1
+            case .failure(let f):
+                out.counts.failed += 1
+                try errors.append(JobRunner.errorLine(id: f.id, member: f.member, line: f.line, f.error))
+            }
+            if out.counts.failed > manifest.limits.maxErrors {
+                throw QuernError(.tooManyErrors, "more than limits.max_errors (\(manifest.limits.maxErrors)) bad records. See errors.jsonl.gz", field: "limits.max_errors")
+            }
+        }
+        guard !texts.isEmpty else { throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path") }
+        let classes = Array(Set(names)).sorted()
+        guard classes.count >= 2 else {
+            throw QuernError(.invalidValue, "finetune needs at least two classes in input.label_field; found \(classes.first.map { "only \"\($0)\"" } ?? "none")", field: "input.label_field")
+        }
+        let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        out.labels = names.map { index[$0]! }
+
+        // Embeddings: from the cache when it was made by this model for these records.
+        let h = model.dimension
+        let cachePath = job.file(cacheName)
+        var cached = false
+        if let file = try? SafetensorsFile(path: cachePath), file.metadata["model_sha256"] == model.weightsSHA256,
+           let e = try? file.float32("embeddings", shape: [texts.count, h]) {
+            out.inputs = e.data
+            cached = true
+            log.log(.info, "embeddings from the job's cache", [("records", .int(Int64(texts.count)))])
+        } else {
+            let session = WordPieceTokenizer.Session(model.tokenizer)
+            let encoder = TextEncoder(model: model, batchSize: manifest.batchSize)
+            out.inputs.reserveCapacity(texts.count * h)
+            let window = TextEncoder.window(batchSize: manifest.batchSize)
+            for start in stride(from: 0, to: texts.count, by: window) {
+                if StopSignal.requested { throw QuernError(.io, "stopped by signal while computing embeddings") }
+                let encodings = texts[start..<min(start + window, texts.count)].map { session.encode($0, maxLength: model.maxLength) }
+                out.inputs += model.run(encodings, batchSize: encoder.batchSize, pool: encoder.pool).embeddings
+            }
+            try Sys.writeFileAtomically(cachePath, Safetensors.encode(["embeddings": ([texts.count, h], out.inputs)],
+                                                                      metadata: ["model_sha256": model.weightsSHA256]),
+                                        durability: .content)
+            log.log(.info, "embeddings computed and cached", [("records", .int(Int64(texts.count))), ("dimension", .int(Int64(h)))])
+        }
+        let config = StackConfig(family: "mlp", inputShape: [h], specs: [.linear(outFeatures: classes.count, activation: .none)],
+                                 labels: classes)
+        return (config, out, cached)
+    }
+
+    /// `model/`: the encoder's files (hard links where the file system allows, copies
+    /// otherwise) and the trained head in `head/`, built in `model.partial/` then renamed.
+    static func publish(job: ActiveJob, encoder: String, head: StackConfig, tensors: [String: Tensor],
+                        normalizer: ([Float], [Float])?) throws {
+        let partial = job.file("model.partial"), final = job.file("model")
+        try? Sys.removeTree(partial)
+        try Sys.mkdirs(partial)
+        func copyTree(_ from: String, _ to: String) throws {
+            for name in try Sys.listDirectory(from) where name != BertModel.headDirectory && !name.hasPrefix(".") {
+                let source = Path.join(from, name), target = Path.join(to, name)
+                if Sys.isDirectory(source) {
+                    try Sys.mkdirs(target)
+                    try copyTree(source, target)
+                } else if Sys.isRegularFile(source) {
+                    do { try Sys.linkNoReplace(source, target) } catch { try Sys.writeFile(target, Sys.readFile(source, limit: 1 << 34)) }
+                }
+            }
+        }
+        try copyTree(encoder, partial)
+        let headDir = Path.join(partial, BertModel.headDirectory)
+        try Sys.mkdirs(headDir)
+        var out = tensors.mapValues { ($0.shape, $0.data) }
+        if let (mean, scale) = normalizer {
+            out["normalizer.mean"] = ([mean.count], mean)
+            out["normalizer.scale"] = ([scale.count], scale)
+        }
+        try Sys.writeFileAtomically(Path.join(headDir, "config.json"), JSONWriter.pretty(head.json), durability: .content)
+        try Sys.writeFileAtomically(Path.join(headDir, "model.safetensors"), Safetensors.encode(out), durability: .content)
+        try? Sys.removeTree(final)
+        try Sys.rename(partial, final)
+    }
+}
