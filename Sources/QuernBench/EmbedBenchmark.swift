@@ -70,27 +70,36 @@ public struct EmbedBenchmark {
 
     /// Runs one embed job in a fresh spool; texts per second from its report.
     func quernRun(set path: String, precision: String, threads: Int) throws -> Double {
-        let spool = Path.join(workdir, "spool-\(precision)-\(threads)")
-        try? Sys.removeTree(spool)
-        for d in ["incoming", "active", "done", "failed", "tmp"] { try Sys.mkdirs(Path.join(spool, d)) }
         let manifest: JSONValue = ["version": 1, "id": "bench", "task": "embed", "precision": .string(precision),
                                    "model": .string(model), "input": ["path": .string(path)],
                                    "batch_size": .int(Int64(batchSize))]
+        let spool = Path.join(workdir, "spool-\(precision)-\(threads)")
+        let (report, _) = try Self.job(quern: quern, spool: spool, manifest: manifest, threads: threads)
+        try? Sys.removeTree(spool)
+        guard let rate = report["throughput"]?.objectValue?["records_per_second"]?.doubleValue else {
+            throw QuernError(.internalError, "the bench's embed job has no throughput in its report")
+        }
+        return rate
+    }
+
+    /// Runs one job (id "bench") with `quern run --once` in a fresh spool; its report and
+    /// its directory in done/.
+    static func job(quern: String, spool: String, manifest: JSONValue, threads: Int? = nil) throws -> (JSONObject, String) {
+        try? Sys.removeTree(spool)
+        for d in ["incoming", "active", "done", "failed", "tmp"] { try Sys.mkdirs(Path.join(spool, d)) }
         try Sys.writeFileAtomically(Path.join(spool, "incoming/bench.json"), JSONWriter.compact(manifest))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: quern)
         p.arguments = ["run", "--once", spool, "--root", "/"]
-        p.environment = ProcessInfo.processInfo.environment.merging(["QUERN_THREADS": String(threads)]) { $1 }
+        if let threads { p.environment = ProcessInfo.processInfo.environment.merging(["QUERN_THREADS": String(threads)]) { $1 } }
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()
         p.waitUntilExit()
-        let report = Path.join(spool, "done/bench/report.json")
-        guard let r = try? JSONParser.parse(Sys.readFile(report)).objectValue,
-              let rate = r["throughput"]?.objectValue?["records_per_second"]?.doubleValue else {
-            throw QuernError(.internalError, "the bench's embed job failed: see \(spool)/failed/bench")
+        let done = Path.join(spool, "done/bench")
+        guard let r = try? JSONParser.parse(Sys.readFile(Path.join(done, "report.json"))).objectValue else {
+            throw QuernError(.internalError, "a bench job failed: see \(spool)/failed/bench/error.json")
         }
-        try? Sys.removeTree(spool)
-        return rate
+        return (r, done)
     }
 
     public func run() throws {

@@ -298,8 +298,9 @@ enum TextHead {
         return (config, out, cached)
     }
 
-    /// `model/`: the encoder's files (hard links where the file system allows, copies
-    /// otherwise) and the trained head in `head/`, built in `model.partial/` then renamed.
+    /// `model/`: copies of the encoder's files (copies, not links: the published model
+    /// must not change when its source does) and the trained head in `head/`, built in
+    /// `model.partial/` then renamed.
     static func publish(job: ActiveJob, encoder: String, head: StackConfig, tensors: [String: Tensor],
                         normalizer: ([Float], [Float])?) throws {
         let partial = job.file("model.partial"), final = job.file("model")
@@ -312,7 +313,7 @@ enum TextHead {
                     try Sys.mkdirs(target)
                     try copyTree(source, target)
                 } else if Sys.isRegularFile(source) {
-                    do { try Sys.linkNoReplace(source, target) } catch { try Sys.writeFile(target, Sys.readFile(source, limit: 1 << 34)) }
+                    try Sys.writeFile(target, Sys.readFile(source, limit: 1 << 34))
                 }
             }
         }

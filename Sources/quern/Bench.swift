@@ -8,7 +8,7 @@ import QuernSpool
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
-        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self])
+        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self, ClassifyBench.self])
 }
 
 struct SpoolBench: ParsableCommand {
@@ -132,6 +132,34 @@ struct EmbedBench: ParsableCommand {
         try EmbedBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
                            limit: limit, longLimit: longLimit, threads: threadCounts(threads),
                            precisions: precisions.split(separator: ",").map(String.init), batchSize: batchSize, workdir: dir).run()
+        if workdir == nil { try? Sys.removeTree(dir) }
+    }
+}
+
+struct ClassifyBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "classify",
+        abstract: "A finetune head on the frozen encoder against scikit-learn LogisticRegression on the same embeddings (debdesc sections).")
+    @Option(help: "A sentence-transformers model directory (scripts/fetch-minilm.sh).")
+    var model: String = "models/all-MiniLM-L6-v2"
+    @Option(help: "JSONL with \"text\" and \"section\".")
+    var corpus: String = "../shared/corpora/debdesc.jsonl"
+    @Option(help: "The scikit-learn anchor script.")
+    var anchor: String = "scripts/bench/text_head_anchor.py"
+    @Option(help: "Python with scikit-learn.")
+    var python: String = "/tmp/quern-anchors/venv/bin/python"
+    @Option(help: "The most common sections to keep.")
+    var classes: Int = 10
+    @Option(help: "Training epochs of the head.")
+    var epochs: Int = 30
+    @Option(help: "The head's learning rate (adamw).")
+    var learningRate: Double = 0.003
+    @Option(help: "Where to put the split, spools and model (default: a new directory under /tmp).")
+    var workdir: String?
+
+    func run() throws {
+        let dir = workdir ?? "/tmp/quern-bench-classify-\(ProcessInfo.processInfo.processIdentifier)"
+        try ClassifyBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
+                              classes: classes, epochs: epochs, learningRate: learningRate, workdir: dir).run()
         if workdir == nil { try? Sys.removeTree(dir) }
     }
 }
