@@ -12,7 +12,9 @@ rm -rf "$SPOOL"
 for job in jobs/predict-digits.json jobs/evaluate-digits.json jobs/predict-digits-csv.json jobs/predict-digits-npy.json \
            jobs/predict-digits-int8.json jobs/evaluate-digits-png.json jobs/finetune-digits-mlp.json \
            jobs/finetune-digits-cnn.json jobs/finetune-digits-cnn-idx.json jobs/finetune-digits-mlp-wide.json \
-           jobs/quantize-digits-mlp.json jobs/prune-digits-mlp.json; do
+           jobs/quantize-digits-mlp.json jobs/prune-digits-mlp.json \
+           jobs/embed-texts.json jobs/score-queries.json jobs/score-pairs.json jobs/predict-texts.json \
+           jobs/finetune-text-head.json; do
   $Q submit "$job" "$SPOOL" --root .
 done
 $Q run --once "$SPOOL" --root .
@@ -40,6 +42,11 @@ show finetune-digits-cnn-idx validation_accuracy
 show quantize-digits-mlp int8_accuracy
 show prune-digits-mlp sparsity
 show prune-digits-mlp-wide sparsity
+echo
+echo "text jobs on the tiny random BERT fixtures (real models: jobs/text/, after scripts/fetch-minilm.sh):"
+gzip -dc "$SPOOL/done/score-queries/results.jsonl.gz" | head -2 || true
+gzip -dc "$SPOOL/done/score-pairs/results.jsonl.gz" | head -2 || true
+show finetune-text-head validation_accuracy
 echo
 echo "speed of the pruned models against their dense originals (report.json, metrics.speedup):"
 show prune-digits-mlp speedup

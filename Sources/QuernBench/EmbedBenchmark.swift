@@ -42,7 +42,7 @@ public struct EmbedBenchmark {
     func writeSets() throws -> [(name: String, path: String, count: Int, tokens: Int)] {
         let tokenizer = WordPieceTokenizer.Session(try WordPieceTokenizer.load(directory: model))
         var lines: [String] = []
-        let needed = limit + longLimit * 15
+        let needed = limit + longLimit * 25
         for line in try Sys.readFile(corpus, limit: 1 << 32).split(separator: 0x0A) where lines.count < needed {
             guard let t = try JSONParser.parse(Array(line)).objectValue?["text"]?.stringValue else { continue }
             lines.append(t)

@@ -328,6 +328,20 @@ extension String {
 
 /// NumPy `.npy` (format 1.0–3.0, C order): each row of the first axis is one record of
 /// `prod(shape[1:])` features; ids are `member:ROW`, rows counted from 0 as NumPy does.
+/// The header of a NumPy .npy file (format 1.0): magic, version, and a dict literal
+/// padded with spaces so the data starts on a 64-byte boundary.
+public enum NPYHeader {
+    /// `descr` is NumPy's type string: `<f4` (float32), `|i1` (int8).
+    public static func encode(descr: String, shape: [Int]) -> [UInt8] {
+        let dims = shape.count == 1 ? "\(shape[0])," : shape.map(String.init).joined(separator: ", ")
+        var dict = Array("{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }".utf8)
+        let unpadded = 10 + dict.count + 1
+        dict += [UInt8](repeating: 0x20, count: (64 - unpadded % 64) % 64)
+        dict.append(0x0A)
+        return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(dict.count & 0xFF), UInt8(dict.count >> 8)] + dict
+    }
+}
+
 final class NPYDecoder: MemberDecoder {
     let source: BlockSource
     let maxRowBytes: Int

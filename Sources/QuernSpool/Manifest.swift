@@ -9,7 +9,9 @@ public struct Manifest: Sendable {
         case predict, embed, score, evaluate, finetune, quantize, prune
     }
     public enum Precision: String, Sendable, CaseIterable { case fp32, int8 }
-    public enum OutputFormat: String, Sendable, CaseIterable { case jsonl, csv }
+    public enum OutputFormat: String, Sendable, CaseIterable { case jsonl, csv, npy }
+    /// The element type of NPY vectors: float32, or int8 with a scale per row.
+    public enum VectorType: String, Sendable, CaseIterable { case float32, int8 }
 
     public struct Input: Sendable {
         public var path: String
@@ -34,6 +36,8 @@ public struct Manifest: Sendable {
         public var compressionLevel = 6
         /// Write every class probability, not only the top label and its score.
         public var probabilities = true
+        /// `format: npy` (embed): the vectors' element type.
+        public var dtype = VectorType.float32
     }
 
     /// The `train` block. Defaults follow common practice for small classifiers: AdamW
@@ -186,7 +190,15 @@ public struct Manifest: Sendable {
             }
             output.compressionLevel = try o.int("compression_level", range: 1...9) ?? (task == .embed ? 1 : 6)
             output.probabilities = try o.bool("probabilities") ?? true
+            let dtype = try o.enumeration("dtype", VectorType.self)
+            output.dtype = dtype ?? .float32
             try o.finish()
+            if output.format == .npy && task != .embed {
+                throw QuernError(.invalidValue, "output.format npy holds vectors: it is for task embed; use jsonl or csv", field: "output.format")
+            }
+            if dtype != nil && output.format != .npy {
+                throw QuernError(.invalidValue, "output.dtype applies to output.format npy", field: "output.dtype")
+            }
         }
         var limits = Limits()
         if var l = try d.object("limits") {

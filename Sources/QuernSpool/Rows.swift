@@ -1,4 +1,8 @@
 import QuernCore
+import QuernData
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One output line before encoding: the record id plus the task's fields, in order.
 public struct ResultRow: Sendable {
@@ -34,7 +38,7 @@ public struct RowEncoder: Sendable {
 
     public mutating func encode(_ row: ResultRow) -> [UInt8] {
         switch format {
-        case .jsonl:
+        case .jsonl, .npy:
             var w = JSONWriter()
             w.raw("{")
             w.key("id")
@@ -104,5 +108,68 @@ public struct RowEncoder: Sendable {
         }
         out.append(0x0A)
         return out
+    }
+}
+
+/// `output.format: npy` (embed): the vectors go to `results.npy.gz` and each result
+/// line keeps the record's id, its `row` in that array and, for int8, its `scale`
+/// (vector ≈ int8 row × scale). While the job runs the vectors are a gzip of raw rows
+/// (resumable like the other outputs); at the end one gzip member holding the NPY
+/// header, which needs the row count, goes in front of it: a multi-member gzip, which
+/// gzip, zlib and Python's gzip module read as one stream.
+final class VectorOutput {
+    static let name = "results.npy.gz"
+    let dtype: Manifest.VectorType
+    let data: ChunkedGzipWriter
+    private(set) var dimension: Int?
+
+    init(path: String, level: Int, dtype: Manifest.VectorType, resume: (GzipPosition, [UInt8])?, dimension: Int?) throws {
+        self.dtype = dtype
+        self.dimension = dimension
+        data = try ChunkedGzipWriter(path: path, level: level, resume: resume)
+    }
+
+    /// Appends one vector; the result line's fields that locate it.
+    func append(_ v: [Float], row: Int) throws -> [(String, ResultRow.Value)] {
+        if dimension == nil { dimension = v.count }
+        guard v.count == dimension else {
+            throw QuernError(.internalError, "vector of \(v.count) values in an array of \(dimension!)")
+        }
+        switch dtype {
+        case .float32:
+            try v.withUnsafeBytes { try data.append(Array($0)) }
+            return [("row", .int(row))]
+        case .int8:
+            // Symmetric, one scale per row: the largest magnitude maps to ±127.
+            let peak = v.reduce(0) { max($0, abs($1)) }
+            let scale = peak > 0 ? peak / 127 : 1
+            try data.append(v.map { UInt8(bitPattern: Int8(max(-127, min(127, ($0 / scale).rounded())))) })
+            return [("row", .int(row)), ("scale", .float(scale))]
+        }
+    }
+
+    /// Finishes the data and writes `final`: header member, then the data member.
+    func publish(rows: Int, to final: String, level: Int) throws {
+        try data.finish()
+        let header = NPYHeader.encode(descr: dtype == .float32 ? "<f4" : "|i1", shape: [rows, dimension ?? 0])
+        let headerPath = final + ".header"
+        let h = try ChunkedGzipWriter(path: headerPath, level: level)
+        try h.append(header)
+        try h.finish()
+        let out = try Sys.open(final + ".partial", O_WRONLY | O_CREAT | O_TRUNC)
+        defer { Sys.close(out) }
+        for part in [headerPath, data.path] {
+            let fd = try Sys.open(part, O_RDONLY)
+            defer { Sys.close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = try buffer.withUnsafeMutableBytes { try Sys.read(fd, $0) }
+                if n == 0 { break }
+                try buffer.withUnsafeBytes { try Sys.writeAll(out, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: final) }
+            }
+        }
+        try Sys.unlink(headerPath)
+        try Sys.unlink(data.path)
+        try Sys.rename(final + ".partial", final)
     }
 }

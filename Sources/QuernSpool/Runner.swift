@@ -84,7 +84,7 @@ public final class JobRunner {
         if let s = Sys.environment("QUERN_CHECKPOINT_SECONDS"), let v = Double(s), v >= 0 { checkpointInterval = v }
     }
 
-    static let resultsNames: [Manifest.OutputFormat: String] = [.jsonl: "results.jsonl.gz", .csv: "results.csv.gz"]
+    static let resultsNames: [Manifest.OutputFormat: String] = [.jsonl: "results.jsonl.gz", .csv: "results.csv.gz", .npy: "results.jsonl.gz"]
     static let errorsName = "errors.jsonl.gz"
 
     /// One line of errors.jsonl.gz: where the bad record was and what was wrong with it.
@@ -185,6 +185,7 @@ public final class JobRunner {
             }
         }
         if checkpoint != nil && !Sys.exists(job.file(resultsName + ".partial")) { checkpoint = nil }
+        if manifest.output.format == .npy && checkpoint?.vectors == nil { checkpoint = nil }
         let resumes = (checkpoint?.resumes ?? -1) + 1
         if let c = checkpoint {
             try task.restore(c.taskState)
@@ -198,6 +199,10 @@ public final class JobRunner {
         let errors = try ChunkedGzipWriter(path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel,
                                            resume: checkpoint.map { ($0.errors, $0.errorsPending) })
         openErrors = errors
+        let vectors = manifest.output.format == .npy
+            ? try VectorOutput(path: job.file(VectorOutput.name + ".data.partial"), level: manifest.output.compressionLevel,
+                               dtype: manifest.output.dtype, resume: checkpoint?.vectors, dimension: checkpoint?.vectorDimension)
+            : nil
         var encoder = RowEncoder(format: manifest.output.format, header: checkpoint?.csvHeader)
         var counts = checkpoint?.counts ?? Counts()
         let skip = checkpoint?.consumed ?? 0
@@ -227,7 +232,8 @@ public final class JobRunner {
             try errors.sync()
             let c = Checkpoint(consumed: consumed, resumes: resumes, counts: counts, results: results.position,
                                resultsPending: results.pending, errors: errors.position, errorsPending: errors.pending,
-                               csvHeader: encoder.header, taskState: task.state)
+                               csvHeader: encoder.header, taskState: task.state,
+                               vectors: vectors.map { ($0.data.position, $0.data.pending) }, vectorDimension: vectors?.dimension)
             try c.save(checkpointPath)
             lastCheckpoint = time.monotonic()
         }
@@ -237,7 +243,10 @@ public final class JobRunner {
             let outcomes = task.run(batch)
             for (record, outcome) in zip(batch, outcomes) {
                 switch outcome {
-                case .success(let row):
+                case .success(var row):
+                    if let vectors, case .floats(let v)? = row.fields.first?.1 {
+                        row.fields = try vectors.append(v, row: counts.succeeded)
+                    }
                     try results.append(encoder.encode(row))
                     counts.succeeded += 1
                 case .failure(let e):
@@ -298,9 +307,11 @@ public final class JobRunner {
         openErrors = nil
         try Sys.rename(job.file(resultsName + ".partial"), job.file(resultsName))
         try Sys.rename(job.file(Self.errorsName + ".partial"), job.file(Self.errorsName))
+        try vectors?.publish(rows: counts.succeeded, to: job.file(VectorOutput.name), level: manifest.output.compressionLevel)
+        let outputNames = [resultsName, Self.errorsName] + (vectors == nil ? [] : [VectorOutput.name])
         let processSeconds = time.monotonic() - processStart
         var outputs = JSONObject()
-        for name in [resultsName, Self.errorsName] {
+        for name in outputNames {
             let d = try SHA256Stream.file(job.file(name))
             outputs[name] = ["sha256": .string(d.sha256), "bytes": .int(Int64(d.bytes))]
         }
@@ -328,7 +339,7 @@ public final class JobRunner {
         try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(.object(report)))
         log.log(.info, "job done", [("records", .int(Int64(counts.succeeded))), ("errors", .int(Int64(counts.failed))),
                                     ("seconds", .double((wall * 1000).rounded() / 1000))])
-        let target = try spool.complete(job, keep: ["manifest.json", resultsName, Self.errorsName, "report.json", "job.log"])
+        let target = try spool.complete(job, keep: Set(outputNames + ["manifest.json", "report.json", "job.log"]))
         return .done(target)
     }
 }
@@ -350,6 +361,9 @@ struct Checkpoint {
     var errorsPending: [UInt8]
     var csvHeader: [String]?
     var taskState: JSONValue
+    /// `output.format: npy`: where the vector data stands, and the vectors' length.
+    var vectors: (GzipPosition, [UInt8])? = nil
+    var vectorDimension: Int? = nil
 
     func save(_ path: String) throws {
         var o = JSONObject()
@@ -364,6 +378,11 @@ struct Checkpoint {
         o["errors_pending"] = .string(Data(errorsPending).base64EncodedString())
         if let h = csvHeader { o["csv_header"] = .array(h.map { .string($0) }) }
         o["task"] = taskState
+        if let (position, pending) = vectors {
+            o["vectors"] = position.json
+            o["vectors_pending"] = .string(Data(pending).base64EncodedString())
+            o["vector_dimension"] = vectorDimension.map { .int(Int64($0)) } ?? .null
+        }
         try Sys.writeFileAtomically(path, JSONWriter.compact(.object(o)), durability: .content)
     }
 
@@ -377,6 +396,9 @@ struct Checkpoint {
                           counts: Counts(succeeded: Int(o["succeeded"]?.intValue ?? 0), failed: Int(o["failed"]?.intValue ?? 0)),
                           results: try GzipPosition(json: results), resultsPending: [UInt8](rp),
                           errors: try GzipPosition(json: errors), errorsPending: [UInt8](ep),
-                          csvHeader: o["csv_header"]?.arrayValue?.compactMap(\.stringValue), taskState: o["task"] ?? .null)
+                          csvHeader: o["csv_header"]?.arrayValue?.compactMap(\.stringValue), taskState: o["task"] ?? .null,
+                          vectors: try o["vectors"].map { (try GzipPosition(json: $0),
+                                                           [UInt8](o["vectors_pending"]?.stringValue.flatMap { Data(base64Encoded: $0) } ?? Data())) },
+                          vectorDimension: o["vector_dimension"]?.intValue.map(Int.init))
     }
 }

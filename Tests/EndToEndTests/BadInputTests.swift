@@ -84,8 +84,8 @@ extension EndToEnd {
                                  .failed(code: "unsupported_version", field: "version")))
             cases.append(BadCase("t-unknown-task", try predict("t-unknown-task", goodCSV, "csv", task: "transmogrify"),
                                  .failed(code: "unsupported_task", field: "task")))
-            cases.append(BadCase("t-task-not-built", try predict("t-task-not-built", goodCSV, "csv", task: "embed"),
-                                 .failed(code: "unsupported_task", field: "task")))
+            cases.append(BadCase("t-embed-tabular-model", try predict("t-embed-tabular-model", goodCSV, "csv", task: "embed"),
+                                 .failed(code: "model_invalid", field: "model")))
             cases.append(BadCase("t-bad-value",
                                  try predict("t-bad-value", goodCSV, "csv", ["output": ["compression_level": 12]]),
                                  .failed(code: "invalid_value", field: "output.compression_level")))

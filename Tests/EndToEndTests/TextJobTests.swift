@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+
+extension EndToEnd {
+    /// The text tasks through `run --once` on the tiny random BERT fixtures, checked
+    /// against the float64 reference stored with them (fixtures/text/tiny-bert-expected.jsonl).
+    @Suite("text jobs")
+    struct TextJobs {
+        static let embedder = E2E.repoRoot + "/fixtures/models/tiny-bert"
+        static let classifier = E2E.repoRoot + "/fixtures/models/tiny-bert-classifier"
+        /// fp32 against float64, after printing floats at their shortest round-trip form.
+        static let tolerance = 2e-5
+
+        /// The reference's single texts (no pairs) with ids t0, t1, ….
+        static func singles() throws -> [[String: Any]] {
+            try JSON.lines(Files.read(E2E.repoRoot + "/fixtures/text/tiny-bert-expected.jsonl"), what: "expected")
+                .filter { $0["text_pair"] == nil }
+        }
+
+        static func numbers(_ v: Any?) -> [Double] { (v as? [NSNumber])?.map(\.doubleValue) ?? [] }
+
+        /// One JSON Lines line (JSON.encode pretty-prints).
+        static func line(_ o: [String: Any]) -> String {
+            String(decoding: try! JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+        }
+
+        @Test("embed, score (pairs and queries) and predict: results against the reference, bad records to errors")
+        func embedScorePredict() async throws {
+            let scratch = try Scratch("text")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let cases = try Self.singles()
+            var lines = cases.enumerated().map { i, c in Self.line(["id": "t\(i)", "text": c["text"]!, "other": c["text"]!]) }
+            lines.insert(#"{"id": "bad", "other": "no text field"}"#, at: 3)
+            let input = scratch.file("texts.jsonl")
+            try Files.write(input, lines.joined(separator: "\n") + "\n")
+            // Queries: three of the texts themselves, so each is its own best match.
+            let queries = scratch.file("queries.jsonl")
+            try Files.write(queries, [0, 5, 9].map { i in
+                Self.line(["qid": "q\(i)", "text": cases[i]["text"]!])
+            }.joined(separator: "\n") + "\n")
+            let base: [String: Any] = ["path": input, "id_field": "id", "text_field": "text"]
+            var pairs = base
+            pairs["pair_field"] = "other"
+            for (id, task, model, inputBlock, extra) in [
+                ("embed", "embed", Self.embedder, base, [String: Any]()),
+                ("pairs", "score", Self.embedder, pairs, [:]),
+                ("queries", "score", Self.embedder, base, ["score": ["queries": queries, "id_field": "qid", "top_k": 2]]),
+                ("predict", "predict", Self.classifier, base, [:]),
+            ] as [(String, String, String, [String: Any], [String: Any])] {
+                var m: [String: Any] = ["version": 1, "id": id, "task": task, "model": model, "input": inputBlock]
+                for (k, v) in extra { m[k] = v }
+                try spool.drop(id + ".json", try JSON.encode(m))
+            }
+            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(run.status == 0, "run --once: \(run)")
+            #expect(spool.jobs("failed").isEmpty, "failed: \(spool.jobs("failed").map { (try? Files.text(spool.job("failed", $0) + "/error.json")) ?? $0 })")
+
+            func results(_ id: String) async throws -> [[String: Any]] {
+                try await JSON.lines(scratch.gunzip(spool.job("done", id) + "/results.jsonl.gz"), what: id)
+            }
+            let ids = cases.indices.map { "t\($0)" }
+
+            let embedded = try await results("embed")
+            #expect(embedded.map { $0["id"] as? String } == ids)
+            var worst = 0.0
+            for (r, c) in zip(embedded, cases) {
+                for (a, b) in zip(Self.numbers(r["embedding"]), Self.numbers(c["embedding"])) { worst = max(worst, abs(a - b)) }
+                #expect(Self.numbers(r["embedding"]).count == 32)
+            }
+            #expect(worst <= Self.tolerance, "worst embedding difference \(worst)")
+            let errors = try await JSON.lines(scratch.gunzip(spool.job("done", "embed") + "/errors.jsonl.gz"), what: "errors")
+            #expect(errors.map { $0["id"] as? String } == ["bad"])
+            let report = try Files.json(spool.job("done", "embed") + "/report.json")
+            #expect(JSON.int(report, "records.succeeded") == cases.count)
+            #expect(JSON.int(report, "records.failed") == 1)
+            #expect(JSON.string(report, "model.family") == "bert")
+
+            // A text scored against itself: cosine 1.
+            let scored = try await results("pairs")
+            #expect(scored.map { $0["id"] as? String } == ids)
+            #expect(scored.allSatisfy { abs(((($0["score"] as? NSNumber)?.doubleValue) ?? 0) - 1) < 1e-5 })
+
+            let matched = try await results("queries")
+            for i in [0, 5, 9] {
+                let r = matched[i]
+                #expect((r["matches"] as? [String])?.first == "q\(i)", "t\(i): \(r)")
+                #expect(abs((Self.numbers(r["scores"]).first ?? 0) - 1) < 1e-5)
+                #expect(Self.numbers(r["scores"]).count == 2)
+            }
+
+            // The classifier's label is the argmax of the reference logits.
+            let predicted = try await results("predict")
+            let labels = ["admin", "games", "science"]
+            for (r, c) in zip(predicted, cases) {
+                let logits = Self.numbers(c["logits"])
+                let best = logits.indices.max { logits[$0] < logits[$1] }!
+                #expect(r["label"] as? String == labels[best])
+            }
+        }
+
+        @Test("finetune a head on the frozen encoder; the source model is untouched; evaluate the result")
+        func finetuneHead() async throws {
+            let scratch = try Scratch("text-finetune")
+            defer { scratch.remove() }
+            // The model is copied in so the test can check nothing in it changes.
+            let model = scratch.file("tiny-bert")
+            try await scratch.sh("cp -r '\(Self.embedder)' '\(model)'")
+            func contents(_ dir: String) throws -> [String: Data] {
+                var out: [String: Data] = [:]
+                for case let f as String in FileManager.default.enumerator(atPath: dir)! {
+                    var isDir: ObjCBool = false
+                    if FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &isDir), !isDir.boolValue { out[f] = try Files.read(dir + "/" + f) }
+                }
+                return out
+            }
+            let before = try contents(model)
+            let spool = try SpoolDir(scratch.file("spool"))
+            let data = E2E.repoRoot + "/fixtures/text/debdesc-sample.jsonl"
+            let input: [String: Any] = ["path": data, "id_field": "id", "label_field": "section"]
+            try spool.drop("head.json", try JSON.encode(["version": 1, "id": "head", "task": "finetune", "model": model, "input": input,
+                                                         "train": ["epochs": 5, "learning_rate": 0.01]]))
+            var run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(run.status == 0, "finetune: \(run)")
+            let after = try contents(model)
+            #expect(after == before, "the source model changed")
+            #expect(before.count >= 6)
+            let trained = spool.job("done", "head") + "/model"
+            #expect(Files.exists(trained + "/head/config.json") && Files.exists(trained + "/head/model.safetensors"))
+            #expect(Files.exists(trained + "/model.safetensors") && Files.exists(trained + "/tokenizer.json"))
+            #expect(!Files.exists(spool.job("done", "head") + "/embeddings.cache"))
+            let report = try Files.json(spool.job("done", "head") + "/report.json")
+            #expect(JSON.string(report, "model.family") == "bert")
+
+            try spool.drop("eval.json", try JSON.encode(["version": 1, "id": "eval", "task": "evaluate", "model": trained, "input": input]))
+            run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(run.status == 0, "evaluate: \(run)")
+            let evaluation = try Files.json(spool.job("done", "eval") + "/report.json")
+            #expect(JSON.int(evaluation, "records.succeeded") == 300)
+            let accuracy = JSON.double(evaluation, "metrics.accuracy") ?? -1
+            #expect(accuracy > 0 && accuracy <= 1)
+        }
+
+        @Test("embed to NPY: float32 and int8 arrays in results.npy.gz, ids and rows (and scales) in results.jsonl.gz")
+        func npyOutput() async throws {
+            let scratch = try Scratch("text-npy")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let cases = try Self.singles()
+            let input = scratch.file("texts.jsonl")
+            try Files.write(input, cases.enumerated().map { i, c in
+                Self.line(["id": "t\(i)", "text": c["text"]!])
+            }.joined(separator: "\n") + "\n")
+            for dtype in ["float32", "int8"] {
+                try spool.drop(dtype + ".json", try JSON.encode([
+                    "version": 1, "id": dtype, "task": "embed", "model": Self.embedder, "input": ["path": input, "id_field": "id"],
+                    "output": ["format": "npy", "dtype": dtype]]))
+            }
+            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(run.status == 0, "run --once: \(run)")
+            for dtype in ["float32", "int8"] {
+                let done = spool.job("done", dtype)
+                #expect(Files.list(done) == ["errors.jsonl.gz", "job.log", "manifest.json", "report.json", "results.jsonl.gz", "results.npy.gz"])
+                let rows = try await JSON.lines(scratch.gunzip(done + "/results.jsonl.gz"), what: "rows")
+                #expect(rows.map { $0["id"] as? String } == cases.indices.map { "t\($0)" })
+                #expect(rows.map { ($0["row"] as? NSNumber)?.intValue } == cases.indices.map { $0 })
+                let npy = [UInt8](try await scratch.gunzip(done + "/results.npy.gz"))
+                #expect(Array(npy[0..<6]) == [0x93] + Array("NUMPY".utf8))
+                let headerLength = Int(npy[8]) | Int(npy[9]) << 8
+                let header = String(decoding: npy[10..<(10 + headerLength)], as: UTF8.self)
+                #expect((10 + headerLength) % 64 == 0)
+                #expect(header.contains("'shape': (\(cases.count), 32)"), "\(header)")
+                #expect(header.contains(dtype == "float32" ? "'<f4'" : "'|i1'"))
+                let body = Array(npy[(10 + headerLength)...])
+                #expect(body.count == cases.count * 32 * (dtype == "float32" ? 4 : 1))
+                var worst = 0.0
+                for (i, c) in cases.enumerated() {
+                    let expected = Self.numbers(c["embedding"])
+                    let scale = (rows[i]["scale"] as? NSNumber)?.doubleValue ?? 1
+                    for d in 0..<32 {
+                        let v = dtype == "float32"
+                            ? Double(body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: (i * 32 + d) * 4, as: Float.self) })
+                            : Double(Int8(bitPattern: body[i * 32 + d])) * scale
+                        worst = max(worst, abs(v - expected[d]))
+                    }
+                }
+                // int8 rows: half a step of a scale of at most 1/127 (unit vectors).
+                #expect(worst <= (dtype == "float32" ? Self.tolerance : 0.5 / 127 + Self.tolerance), "\(dtype): worst \(worst)")
+            }
+        }
+
+        @Test("a text task on a tabular model, and score without pairs or queries, fail with a named field")
+        func badManifests() async throws {
+            let scratch = try Scratch("text-bad")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let data = E2E.repoRoot + "/fixtures/text/debdesc-sample.jsonl"
+            try spool.drop("wrong-model.json", try JSON.encode(["version": 1, "id": "wrong-model", "task": "embed", "model": E2E.model,
+                                                                "input": ["path": data]]))
+            try spool.drop("no-pairs.json", try JSON.encode(["version": 1, "id": "no-pairs", "task": "score", "model": Self.embedder,
+                                                             "input": ["path": data]]))
+            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot])
+            #expect(run.status == 1)
+            let wrong = try Files.json(spool.job("failed", "wrong-model") + "/error.json")
+            #expect(JSON.string(wrong, "field") == "model")
+            #expect((JSON.string(wrong, "message") ?? "").contains("text encoder"))
+            let noPairs = try Files.json(spool.job("failed", "no-pairs") + "/error.json")
+            #expect(JSON.string(noPairs, "field") == "score.queries")
+        }
+    }
+}
