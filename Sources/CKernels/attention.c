@@ -1,7 +1,8 @@
 // Self-attention of one unpadded sequence, head by head. Sequences are short (10–250
 // tokens) and heads narrow (32–64), so Q·Kᵀ and P·V are too small for the GEMM driver's
 // packing to pay: the AVX2 body works on the qkv rows in place, with only Kᵀ of the head
-// copied so eight keys' scores come out of one FMA chain.
+// copied, and register-tiles both products (4 queries × 16 keys, 2 queries × 32
+// dimensions) so each loaded vector feeds several FMAs.
 #include "ckernels.h"
 #include "vecmath.h"
 #include <math.h>
@@ -14,7 +15,7 @@
 
 static size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-size_t quern_attention_scratch(size_t seq, size_t hd) { return hd * round8(seq) + round8(seq); }
+size_t quern_attention_scratch(size_t seq, size_t hd) { return hd * round8(seq) + 4 * round8(seq); }
 
 void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                 float *scratch, float *out) {
@@ -60,6 +61,50 @@ TARGET_AVX2 static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// Scores of four query rows against sixteen keys, d over the head: eight accumulators,
+// two loads of Kᵀ and four broadcasts of Q per step, so FMAs, not loads, set the pace.
+// Rows past the sequence repeat its last row (computed, never stored).
+TARGET_AVX2 static void scores_4rows(const float *const q[4], const float *kt, size_t sp, size_t hd, float scale,
+                                     size_t seq, float *s, size_t lds) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 vscale = _mm256_set1_ps(scale), lowest = _mm256_set1_ps(-FLT_MAX);
+    for (size_t j = 0; j < sp; j += 16) {
+        const int two = j + 8 < sp;  // sp is a multiple of 8: one or two vectors of keys
+        __m256 acc[4][2];
+        for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (size_t d = 0; d < hd; d++) {
+            const float *row = kt + d * sp + j;
+            __m256 k0 = _mm256_loadu_ps(row), k1 = two ? _mm256_loadu_ps(row + 8) : _mm256_setzero_ps();
+            for (int r = 0; r < 4; r++) {
+                __m256 qb = _mm256_broadcast_ss(q[r] + d);
+                acc[r][0] = _mm256_fmadd_ps(qb, k0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(qb, k1, acc[r][1]);
+            }
+        }
+        for (int half = 0; half < 1 + two; half++) {
+            size_t jj = j + 8 * half;
+            // Keys past the sequence (Kᵀ's zero padding) take no part.
+            __m256 real = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(seq - jj)), lane));
+            for (int r = 0; r < 4; r++)
+                _mm256_storeu_ps(s + r * lds + jj, _mm256_blendv_ps(lowest, _mm256_mul_ps(acc[r][half], vscale), real));
+        }
+    }
+}
+
+// Row softmax in place over sp scores (padded ones are −FLT_MAX and become 0); returns
+// 1 / the sum, left for the context to apply.
+TARGET_AVX2 static float softmax_row(float *s, size_t sp) {
+    __m256 vmax = _mm256_set1_ps(-FLT_MAX);
+    for (size_t j = 0; j < sp; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+    __m256 mx = _mm256_set1_ps(hmax8(vmax)), vsum = _mm256_setzero_ps();
+    for (size_t j = 0; j < sp; j += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mx));
+        _mm256_storeu_ps(s + j, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    return 1.0f / hsum8(vsum);
+}
+
 TARGET_AVX2 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                           float *scratch, float *out) {
     if (hd % 8 != 0) {
@@ -67,7 +112,7 @@ TARGET_AVX2 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t h
         return;
     }
     const size_t hidden = heads * hd, row = 3 * hidden, sp = round8(seq);
-    float *kt = scratch, *scores = scratch + hd * sp;
+    float *kt = scratch, *s = scratch + hd * sp;  // s: four rows of sp scores
     for (size_t h = 0; h < heads; h++) {
         // Kᵀ of this head, padded to whole vectors of keys with zeros.
         for (size_t d = 0; d < hd; d++) {
@@ -75,49 +120,47 @@ TARGET_AVX2 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t h
             for (size_t j = 0; j < seq; j++) dst[j] = qkv[j * row + hidden + h * hd + d];
             for (size_t j = seq; j < sp; j++) dst[j] = 0;
         }
-        for (size_t i = 0; i < seq; i++) {
-            const float *q = qkv + i * row + h * hd;
-            // Scores, eight keys at a time; d split over two chains to hide FMA latency.
-            __m256 vmax = _mm256_set1_ps(-FLT_MAX);
-            for (size_t j = 0; j < sp; j += 8) {
-                __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-                for (size_t d = 0; d < hd; d += 2) {
-                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + d), _mm256_loadu_ps(kt + d * sp + j), a0);
-                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + d + 1), _mm256_loadu_ps(kt + (d + 1) * sp + j), a1);
+        const float *v = qkv + 2 * hidden + h * hd;
+        for (size_t i0 = 0; i0 < seq; i0 += 4) {
+            const size_t rows = seq - i0 < 4 ? seq - i0 : 4;
+            const float *q[4];
+            for (size_t r = 0; r < 4; r++) q[r] = qkv + (i0 + (r < rows ? r : rows - 1)) * row + h * hd;
+            scores_4rows(q, kt, sp, hd, scale, seq, s, sp);
+            float inv[4];
+            for (size_t r = 0; r < rows; r++) inv[r] = softmax_row(s + r * sp, sp);
+            // Context, two rows at a time: Σ_j p_j · v_j, 32 dimensions (or 8) a pass.
+            for (size_t r = 0; r < rows; r += 2) {
+                const int pair = r + 1 < rows;
+                const float *p0 = s + r * sp, *p1 = s + (pair ? r + 1 : r) * sp;
+                float *o0 = out + (i0 + r) * hidden + h * hd, *o1 = out + (i0 + r + pair) * hidden + h * hd;
+                size_t c = 0;
+                for (; c + 32 <= hd; c += 32) {
+                    __m256 a[2][4];
+                    for (int t = 0; t < 4; t++) a[0][t] = a[1][t] = _mm256_setzero_ps();
+                    for (size_t j = 0; j < seq; j++) {
+                        const float *vj = v + j * row + c;
+                        __m256 b0 = _mm256_broadcast_ss(p0 + j), b1 = _mm256_broadcast_ss(p1 + j);
+                        for (int t = 0; t < 4; t++) {
+                            __m256 vv = _mm256_loadu_ps(vj + 8 * t);
+                            a[0][t] = _mm256_fmadd_ps(b0, vv, a[0][t]);
+                            a[1][t] = _mm256_fmadd_ps(b1, vv, a[1][t]);
+                        }
+                    }
+                    for (int t = 0; t < 4; t++) {
+                        _mm256_storeu_ps(o1 + c + 8 * t, _mm256_mul_ps(a[1][t], _mm256_set1_ps(inv[pair ? r + 1 : r])));
+                        _mm256_storeu_ps(o0 + c + 8 * t, _mm256_mul_ps(a[0][t], _mm256_set1_ps(inv[r])));
+                    }
                 }
-                __m256 s = _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale));
-                if (j + 8 > seq) {  // the padded keys take no part
-                    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                    __m256 real = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(seq - j)), lane));
-                    s = _mm256_blendv_ps(_mm256_set1_ps(-FLT_MAX), s, real);
+                for (; c < hd; c += 8) {
+                    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+                    for (size_t j = 0; j < seq; j++) {
+                        __m256 vv = _mm256_loadu_ps(v + j * row + c);
+                        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), vv, a0);
+                        a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + j), vv, a1);
+                    }
+                    _mm256_storeu_ps(o1 + c, _mm256_mul_ps(a1, _mm256_set1_ps(inv[pair ? r + 1 : r])));
+                    _mm256_storeu_ps(o0 + c, _mm256_mul_ps(a0, _mm256_set1_ps(inv[r])));
                 }
-                _mm256_storeu_ps(scores + j, s);
-                vmax = _mm256_max_ps(vmax, s);
-            }
-            __m256 mx = _mm256_set1_ps(hmax8(vmax)), vsum = _mm256_setzero_ps();
-            for (size_t j = 0; j < sp; j += 8) {
-                __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + j), mx));
-                if (j + 8 > seq) {
-                    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                    __m256 real = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(seq - j)), lane));
-                    e = _mm256_and_ps(e, real);
-                }
-                _mm256_storeu_ps(scores + j, e);
-                vsum = _mm256_add_ps(vsum, e);
-            }
-            const __m256 inv = _mm256_set1_ps(1.0f / hsum8(vsum));
-            // Context: Σ_j p_j · v_j, eight dimensions at a time, j split over two chains.
-            float *o = out + i * hidden + h * hd;
-            const float *v = qkv + 2 * hidden + h * hd;
-            for (size_t c = 0; c < hd; c += 8) {
-                __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
-                size_t j = 0;
-                for (; j + 2 <= seq; j += 2) {
-                    c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + j), _mm256_loadu_ps(v + j * row + c), c0);
-                    c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + j + 1), _mm256_loadu_ps(v + (j + 1) * row + c), c1);
-                }
-                if (j < seq) c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + j), _mm256_loadu_ps(v + j * row + c), c0);
-                _mm256_storeu_ps(o + c, _mm256_mul_ps(_mm256_add_ps(c0, c1), inv));
             }
         }
     }

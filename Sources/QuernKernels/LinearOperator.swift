@@ -39,6 +39,10 @@ public enum LinearOperator: Sendable {
     /// The fastest operator for already quantized weights.
     public static func choose(_ q: QuantizedWeights) -> LinearOperator {
         guard q.values.count >= sparseInt8MinimumWeights else { return .int8(q) }
+        // Both sparse forms need at least half the weights zero (whole blocks, or a CSR
+        // density under its threshold): a dense matrix is not worth building them for.
+        let zeros = q.values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
+        guard 2 * zeros >= q.values.count else { return .int8(q) }
         let blocks = BlockSparseWeights(q)
         // Block-sparse wins by 2–3× at 80–90 % block sparsity (see `quern bench kernels`);
         // require at least half of the blocks empty before leaving the dense kernel.

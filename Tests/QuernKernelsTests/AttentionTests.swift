@@ -31,7 +31,7 @@ struct AttentionTests {
     }
 
     @Test("unpadded packed sequences against the reference on each sequence alone",
-          arguments: [(1, 2, 8), (3, 4, 16), (12, 12, 32), (5, 2, 12)])
+          arguments: [(1, 2, 8), (3, 4, 16), (12, 12, 32), (5, 2, 12), (4, 2, 64), (3, 1, 24)])
     func sequences(_ p: (Int, Int, Int)) {
         let (count, heads, headDim) = p
         var r = Rand(state: UInt64(count * 100 + headDim))
