@@ -47,20 +47,6 @@ void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size
 
 #if defined(__x86_64__)
 
-TARGET_AVX2 static inline float hmax8(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-TARGET_AVX2 static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 // Scores of four query rows against sixteen keys, d over the head: eight accumulators,
 // two loads of Kᵀ and four broadcasts of Q per step, so FMAs, not loads, set the pace.
 // Rows past the sequence repeat its last row (computed, never stored).
@@ -96,13 +82,13 @@ TARGET_AVX2 static void scores_4rows(const float *const q[4], const float *kt, s
 TARGET_AVX2 static float softmax_row(float *s, size_t sp) {
     __m256 vmax = _mm256_set1_ps(-FLT_MAX);
     for (size_t j = 0; j < sp; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-    __m256 mx = _mm256_set1_ps(hmax8(vmax)), vsum = _mm256_setzero_ps();
+    __m256 mx = _mm256_set1_ps(hmax_avx2(vmax)), vsum = _mm256_setzero_ps();
     for (size_t j = 0; j < sp; j += 8) {
         __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mx));
         _mm256_storeu_ps(s + j, e);
         vsum = _mm256_add_ps(vsum, e);
     }
-    return 1.0f / hsum8(vsum);
+    return 1.0f / hsum_avx2(vsum);
 }
 
 TARGET_AVX2 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,

@@ -60,12 +60,6 @@ void quern_softmax_scalar(float *x, size_t rows, size_t n, size_t ld, const uint
 
 // ---- AVX2 ---------------------------------------------------------------------------
 
-TARGET_AVX2 static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 TARGET_AVX2 void quern_layernorm_avx2(const float *x, size_t rows, size_t n, size_t ld, const float *gamma,
                                       const float *beta, float eps, float *y) {
@@ -75,7 +69,7 @@ TARGET_AVX2 void quern_layernorm_avx2(const float *x, size_t rows, size_t n, siz
         __m256 s = _mm256_setzero_ps();
         size_t j = 0;
         for (; j + 8 <= n; j += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(xr + j));
-        float mean = hsum(s);
+        float mean = hsum_avx2(s);
         for (; j < n; j++) mean += xr[j];
         mean /= (float)n;
         // Corrected two-pass variance (Chan, Golub, LeVeque): the second pass also sums the
@@ -86,7 +80,7 @@ TARGET_AVX2 void quern_layernorm_avx2(const float *x, size_t rows, size_t n, siz
             v = _mm256_fmadd_ps(d, d, v);
             vd = _mm256_add_ps(vd, d);
         }
-        float sq = hsum(v), dev = hsum(vd);
+        float sq = hsum_avx2(v), dev = hsum_avx2(vd);
         for (; j < n; j++) {
             float d = xr[j] - mean;
             sq += d * d;
@@ -127,7 +121,7 @@ TARGET_AVX2 void quern_softmax_avx2(float *x, size_t rows, size_t n, size_t ld, 
             _mm256_storeu_ps(xr + j, e);
             vs = _mm256_add_ps(vs, e);
         }
-        float sum = hsum(vs);
+        float sum = hsum_avx2(vs);
         for (; j < n; j++) { xr[j] = expf(xr[j] - mx); sum += xr[j]; }
         __m256 vi = _mm256_set1_ps(1.0f / sum);
         float inv = 1.0f / sum;

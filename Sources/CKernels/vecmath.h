@@ -8,6 +8,21 @@
 // The attribute every AVX2 function in CKernels carries (one definition for all files).
 #define TARGET_AVX2 __attribute__((target("avx2,fma")))
 
+// Horizontal sum and maximum of the eight lanes.
+TARGET_AVX2 static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TARGET_AVX2 static inline float hmax_avx2(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
 // exp(x) for a vector: x = k·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for exactness),
 // e^r by a degree-6 polynomial (Cephes' expf coefficients), 2^k through the exponent
 // bits. About 1 ulp on [-87, 88]; below that it flushes to 0, which softmax wants.

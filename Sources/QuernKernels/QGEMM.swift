@@ -151,21 +151,28 @@ public enum QGEMM {
             return out
         }
 
-        /// Tiles of rows [r0, r0+rows) × panels [p0, p1) from already packed rows.
+        /// Tiles of rows [r0, r0+rows) × panels [p0, p1) from already packed rows. Each
+        /// panel's int32 sums for all the rows (at most 96 × 16, in L1) are rescaled by one
+        /// epilogue call: per 6-row tile, the call costs as much as its work.
         func tiles(_ a: PackedRows, rows r0: Int, _ rows: Int, panels p0: Int, _ p1: Int) {
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: mr * nr) { acc in
-                for j in p0..<p1 {
-                    let cols = min(nr, n - j * nr)
-                    let b = w.panel(j)
-                    var i = 0
-                    while i < rows {
-                        let mcur = min(mr, rows - i)
-                        tile(kp, a.packed + i * kp, b, acc.baseAddress!, nr, mcur, cols, 0)
-                        dequantize(acc.baseAddress!, nr, mcur, cols, y + (r0 + i) * n + j * nr, n,
-                                   a.scale + i, a.zeroPoint + i, w.paddedScales.pointer + j * nr,
+            let block = min(rows, 96)
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: ((block + mr - 1) / mr * mr) * nr) { acc in
+                var b0 = 0
+                while b0 < rows {
+                    let bRows = min(block, rows - b0)
+                    for j in p0..<p1 {
+                        let cols = min(nr, n - j * nr)
+                        let b = w.panel(j)
+                        var i = 0
+                        while i < bRows {
+                            tile(kp, a.packed + (b0 + i) * kp, b, acc.baseAddress! + i * nr, nr, min(mr, bRows - i), cols, 0)
+                            i += mr
+                        }
+                        dequantize(acc.baseAddress!, nr, bRows, cols, y + (r0 + b0) * n + j * nr, n,
+                                   a.scale + b0, a.zeroPoint + b0, w.paddedScales.pointer + j * nr,
                                    w.colsum.pointer + j * nr, bias.map { $0 + j * nr }, act)
-                        i += mr
                     }
+                    b0 += bRows
                 }
             }
         }

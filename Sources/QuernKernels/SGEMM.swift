@@ -60,7 +60,8 @@ public struct PackedWeights: Sendable {
 /// BLIS-style blocking in Swift around a C register tile (6×16 on AVX2): K is split into
 /// blocks of `kc` so an A micro-panel plus a B micro-panel sit in L1; M into blocks of
 /// `mc` rows whose packed A stays in L2 while every B panel streams past it. Bias and
-/// activation are applied to each tile right after its last K block, while it is hot.
+/// activation are applied to each column panel of a row block right after its last K
+/// block, while it is hot.
 /// Threads take whole row blocks (large M) or groups of column panels (small M).
 public enum SGEMM {
     static let mr = Int(QUERN_SGEMM_MR), nr = Int(QUERN_SGEMM_NR)
@@ -149,10 +150,12 @@ public enum SGEMM {
                             } else {
                                 tile(kcur, a + i * kcur, b, c, n, mcur, cols, pc > 0 ? 1 : 0)
                             }
-                            if last && (bias != nil || act != 0) {
-                                epilogue(c, n, mcur, cols, bias.map { $0 + j * nr }, act)
-                            }
                             i += mr
+                        }
+                        // Bias and activation once over the block's rows of these columns
+                        // (still in L1): per 6-row tile, the call would cost as much as its work.
+                        if last && (bias != nil || act != 0) {
+                            epilogue(y + r0 * n + j * nr, n, rows, cols, bias.map { $0 + j * nr }, act)
                         }
                     }
                     pc += kcur

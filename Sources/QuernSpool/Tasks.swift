@@ -12,8 +12,8 @@ public protocol JobTask: AnyObject {
     func restore(_ state: JSONValue) throws
     /// Job-level metrics for report.json (nil for tasks without any).
     func metrics() -> JSONValue?
-    /// Records handed to `run` at a time: text tasks take many, to sort them by length
-    /// and share whole batches between the cores.
+    /// Records handed to `run` at a time: text tasks take many, to share whole passes
+    /// between the cores.
     var window: Int { get }
 }
 
@@ -248,7 +248,8 @@ struct RecordJob {
                                            textField: manifest.scoring.textField ?? manifest.input.textField ?? "text")
                 querySpec.wantsText = true
                 let q = try ScoreTask.queries(path: path, spec: querySpec, encoder: encoder, limits: manifest.limits.stream)
-                task = ScoreTask(encoder: encoder, mode: .queries(ids: q.ids, vectors: q.vectors, topK: manifest.scoring.topK))
+                let vectors = LinearOperator.fp32(PackedWeights(Tensor(shape: [q.ids.count, model.dimension], data: q.vectors)))
+                task = ScoreTask(encoder: encoder, mode: .queries(ids: q.ids, vectors: vectors, topK: manifest.scoring.topK))
             } else if model.head != nil {
                 guard model.outputs == 1 else {
                     throw QuernError(.modelInvalid, "\(modelPath) has a \(model.outputs)-class head; score of pairs takes a bi-encoder (no head) or a cross-encoder (one output). Use predict for its classes", field: "model")

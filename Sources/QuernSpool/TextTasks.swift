@@ -4,7 +4,7 @@ import QuernKernels
 import QuernModels
 
 /// Texts to model inputs: each record's text (and pair) tokenized, truncated to the
-/// job's length, then run through the encoder in length-sorted batches.
+/// job's length, then run through the encoder in unpadded passes (`BertModel.run`).
 final class TextEncoder {
     let model: BertModel
     let session: WordPieceTokenizer.Session
@@ -18,8 +18,8 @@ final class TextEncoder {
         self.pool = pool
     }
 
-    /// Records to hand to a task at a time: enough to sort by length and to keep every
-    /// thread on whole batches.
+    /// Records to hand to a task at a time: enough passes for every thread to run whole
+    /// passes of its own.
     static func window(batchSize: Int) -> Int { max(batchSize * 32, 1024) }
 
     func encode(_ text: String) -> WordPieceTokenizer.Encoding { session.encode(text, maxLength: model.maxLength) }
@@ -87,7 +87,8 @@ final class ScoreTask: JobTask {
     enum Mode {
         case pairs
         case crossEncoder
-        case queries(ids: [String], vectors: [Float], topK: Int)
+        /// The queries' unit vectors as the weights of a linear map (one output per query).
+        case queries(ids: [String], vectors: LinearOperator, topK: Int)
     }
 
     let encoder: TextEncoder
@@ -166,30 +167,45 @@ final class ScoreTask: JobTask {
                 }
                 return .success(row(batch[i].id, score: Self.cosine(out.embeddings, a * h, b * h, h)))
             }
-        case .queries(let ids, let vectors, let topK):
+        case .queries(let ids, let queries, let topK):
+            // Cosines of every text against every query in one GEMM: unit rows × unit queriesᵀ.
             let (out, rows) = encoder.run(batch)
             let q = ids.count, keep = min(topK, q)
-            var unit = [Float](repeating: 0, count: h)
-            return zip(batch, rows).map { r, row in
-                row.map { k in
-                    Self.unitVector(out.embeddings, at: k * h, count: h, into: &unit, at: 0)
-                    var sims = [Float](repeating: 0, count: q)
-                    vectors.withUnsafeBufferPointer { v in
-                        for j in 0..<q {
-                            var s: Float = 0
-                            for d in 0..<h { s += unit[d] * v[j * h + d] }
-                            sims[j] = s
-                        }
-                    }
-                    // Best first; ties keep query file order.
-                    let best = sims.indices.sorted { sims[$0] > sims[$1] || (sims[$0] == sims[$1] && $0 < $1) }.prefix(keep)
+            var units = [Float](repeating: 0, count: batch.count * h)
+            for (i, row) in rows.enumerated() {
+                if case .success(let k) = row { Self.unitVector(out.embeddings, at: k * h, count: h, into: &units, at: i * h) }
+            }
+            var sims = [Float](repeating: 0, count: batch.count * q)
+            units.withUnsafeBufferPointer { u in
+                sims.withUnsafeMutableBufferPointer { out in
+                    queries.apply(u.baseAddress!, m: batch.count, bias: nil, activation: .none, into: out.baseAddress!, pool: encoder.pool)
+                }
+            }
+            return zip(batch, rows).enumerated().map { i, pair in
+                pair.1.map { _ in
+                    let best = Self.top(keep, of: sims[(i * q)..<((i + 1) * q)])
                     scored += 1
-                    sum += Double(sims[best.first!])
-                    return ResultRow(id: r.id, fields: [("matches", .strings(best.map { ids[$0] })),
-                                                        ("scores", .floats(best.map { sims[$0] }))])
+                    sum += Double(sims[i * q + best[0]])
+                    return ResultRow(id: pair.0.id, fields: [("matches", .strings(best.map { ids[$0] })),
+                                                             ("scores", .floats(best.map { sims[i * q + $0] }))])
                 }
             }
         }
+    }
+
+    /// Indices of the `k` largest values, best first; ties keep the earlier index.
+    static func top(_ k: Int, of values: ArraySlice<Float>) -> [Int] {
+        var best: [Int] = []
+        best.reserveCapacity(k + 1)
+        let base = values.startIndex
+        for (j, v) in values.enumerated() {
+            if best.count == k, let last = best.last, v <= values[base + last] { continue }
+            var at = best.count
+            while at > 0 && v > values[base + best[at - 1]] { at -= 1 }
+            best.insert(j, at: at)
+            if best.count > k { best.removeLast() }
+        }
+        return best
     }
 
     func row(_ id: String, score: Float) -> ResultRow {

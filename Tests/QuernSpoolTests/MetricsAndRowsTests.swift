@@ -1,7 +1,7 @@
 import Testing
 import QuernTestSupport
 import QuernCore
-import QuernSpool
+@testable import QuernSpool
 
 @Suite("ClassificationMetrics")
 struct ClassificationMetricsTests {
@@ -101,5 +101,20 @@ struct RowEncoderTests {
         var e = RowEncoder(format: .csv, header: ["id", "label"])
         let out = String(decoding: e.encode(ResultRow(id: "a", fields: [("label", .string("cr\rhere"))])), as: UTF8.self)
         #expect(out == "a,\"cr\rhere\"\n")
+    }
+}
+
+@Suite("score top-k")
+struct TopKTests {
+    @Test("the k largest, best first, ties in input order, k past the count")
+    func top() {
+        let v: [Float] = [0.1, 0.9, 0.5, 0.9, -1, 0.7]
+        #expect(ScoreTask.top(3, of: v[...]) == [1, 3, 5])
+        #expect(ScoreTask.top(1, of: v[...]) == [1])
+        #expect(ScoreTask.top(10, of: v[...]) == [1, 3, 5, 2, 0, 4])
+        // A slice that does not start at 0 is indexed from its own start.
+        #expect(ScoreTask.top(2, of: v[2...]) == [1, 3])
+        let many = (0..<500).map { Float(($0 * 7919) % 1000) / 1000 }
+        #expect(ScoreTask.top(7, of: many[...]) == Array(many.indices.sorted { many[$0] > many[$1] }.prefix(7)))
     }
 }
