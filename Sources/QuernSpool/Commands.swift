@@ -57,6 +57,9 @@ public enum Commands {
         }
         manifest.input.path = input
         manifest.model = modelPath
+        if let queries = manifest.scoring.queries {
+            manifest.scoring.queries = try policy.resolve(queries, field: "score.queries")
+        }
         let summary: JSONValue = ["valid": true, "task": .string(manifest.task.rawValue), "input": .string(input),
                                   "model": .string(modelPath), "model_family": .string(family),
                                   "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
@@ -79,6 +82,10 @@ public enum Commands {
         input["path"] = .string(manifest.input.path)
         raw["input"] = .object(input)
         raw["model"] = manifest.model.map { .string($0) }
+        if let queries = manifest.scoring.queries, var score = raw["score"]?.objectValue {
+            score["queries"] = .string(queries)
+            raw["score"] = .object(score)
+        }
         return try spool.submit(JSONWriter.pretty(.object(raw)), name: id + ".json")
     }
 

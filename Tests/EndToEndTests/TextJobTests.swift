@@ -189,6 +189,22 @@ extension EndToEnd {
             }
         }
 
+        @Test("quern submit records the query file's path absolute, like input.path and model")
+        func submitQueries() async throws {
+            let scratch = try Scratch("text-submit")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let submit = try await scratch.quern(["submit", "jobs/score-queries.json", spool.root, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
+            #expect(submit.status == 0, "submit: \(submit)")
+            let queued = try Files.json(spool.dir("incoming") + "/score-queries.json")
+            #expect(JSON.string(queued, "score.queries") == E2E.repoRoot + "/fixtures/text/queries.jsonl")
+            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot])
+            #expect(run.status == 0, "run --once: \(run)")
+            let rows = try await JSON.lines(scratch.gunzip(spool.job("done", "score-queries") + "/results.jsonl.gz"), what: "rows")
+            #expect(rows.count == 300)
+            #expect(rows.allSatisfy { ($0["matches"] as? [String])?.count == 3 })
+        }
+
         @Test("a text task on a tabular model, and score without pairs or queries, fail with a named field")
         func badManifests() async throws {
             let scratch = try Scratch("text-bad")
