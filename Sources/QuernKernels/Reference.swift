@@ -100,7 +100,9 @@ extension Reference {
 }
 
 extension Reference {
-    /// Multi-head self-attention in Double; layouts as `Attention.forward`.
+    /// Multi-head self-attention in Double over a padded batch: qkv `[batch, seq,
+    /// 3·heads·headDim]` (Q, then K, then V, heads contiguous in each); keep `[batch,
+    /// seq]` (1 = real token; nil = all real); returns `[batch, seq, heads·headDim]`.
     public static func attention(qkv: [Float], batch: Int, seq: Int, heads: Int, headDim: Int, keep: [UInt8]?) -> [Float] {
         let hidden = heads * headDim, row = 3 * hidden
         var out = [Float](repeating: 0, count: batch * seq * hidden)

@@ -188,7 +188,7 @@ public struct Manifest: Sendable {
             if let c = try o.string("compression"), c != "gzip" {
                 throw QuernError(.invalidValue, "output.compression \"\(c)\" is not supported; results are always gzip", field: "output.compression")
             }
-            output.compressionLevel = try o.int("compression_level", range: 1...9) ?? (task == .embed ? 1 : 6)
+            output.compressionLevel = try o.int("compression_level", range: 1...9) ?? output.compressionLevel
             output.probabilities = try o.bool("probabilities") ?? true
             let dtype = try o.enumeration("dtype", VectorType.self)
             output.dtype = dtype ?? .float32

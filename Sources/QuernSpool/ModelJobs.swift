@@ -44,11 +44,7 @@ struct ModelJobInput {
         var out = ModelJobInput()
         var labels: [Int] = []
         func fail(_ id: String?, _ member: String, _ line: Int?, _ e: QuernError) throws {
-            out.counts.failed += 1
-            try errors.append(JobRunner.errorLine(id: id, member: member, line: line, e))
-            if out.counts.failed > manifest.limits.maxErrors {
-                throw QuernError(.tooManyErrors, "more than limits.max_errors (\(manifest.limits.maxErrors)) bad records; the last: \(e.message). See errors.jsonl.gz", field: "limits.max_errors")
-            }
+            try out.reject(id, member, line, e, errors: errors, maxErrors: manifest.limits.maxErrors)
         }
         while let item = try stream.next() {
             if StopSignal.requested { break }
@@ -78,6 +74,17 @@ struct ModelJobInput {
         }
         if wantLabels { out.labels = labels }
         return out
+    }
+
+    /// A bad record: into the error file; past `maxErrors` of them the job fails, naming
+    /// the last.
+    mutating func reject(_ id: String?, _ member: String, _ line: Int?, _ e: QuernError, errors: ChunkedGzipWriter,
+                         maxErrors: Int) throws {
+        counts.failed += 1
+        try errors.append(JobRunner.errorLine(id: id, member: member, line: line, e))
+        if counts.failed > maxErrors {
+            throw QuernError(.tooManyErrors, "more than limits.max_errors (\(maxErrors)) bad records; the last: \(e.message). See errors.jsonl.gz", field: "limits.max_errors")
+        }
     }
 
     /// Top-1 predictions of `model` on these records and the accuracy when labelled.
@@ -129,15 +136,22 @@ struct ModelJobInput {
         let partial = job.file("model.partial"), final = job.file("model")
         try? Sys.removeTree(partial)
         try Sys.mkdirs(partial)
+        try writeModel(into: partial, config: config, tensors: tensors, normalizer: normalizer)
+        try? Sys.removeTree(final)
+        try Sys.rename(partial, final)
+    }
+
+    /// config.json + model.safetensors (with the normalizer as `normalizer.*` tensors,
+    /// the names `StackModel.loadTensors` reads) in an existing directory.
+    static func writeModel(into dir: String, config: StackConfig, tensors: [String: ([Int], TensorData)],
+                           normalizer: ([Float], [Float])?) throws {
         var out = tensors
         if let (mean, scale) = normalizer {
             out["normalizer.mean"] = ([mean.count], .f32(mean))
             out["normalizer.scale"] = ([scale.count], .f32(scale))
         }
-        try Sys.writeFileAtomically(Path.join(partial, "config.json"), JSONWriter.pretty(config.json), durability: .content)
-        try Sys.writeFileAtomically(Path.join(partial, "model.safetensors"), Safetensors.encode(typed: out), durability: .content)
-        try? Sys.removeTree(final)
-        try Sys.rename(partial, final)
+        try Sys.writeFileAtomically(Path.join(dir, "config.json"), JSONWriter.pretty(config.json), durability: .content)
+        try Sys.writeFileAtomically(Path.join(dir, "model.safetensors"), Safetensors.encode(typed: out), durability: .content)
     }
 }
 

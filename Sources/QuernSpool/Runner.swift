@@ -230,6 +230,7 @@ public final class JobRunner {
         func writeCheckpoint() throws {
             try results.sync()
             try errors.sync()
+            try vectors?.data.sync()
             let c = Checkpoint(consumed: consumed, resumes: resumes, counts: counts, results: results.position,
                                resultsPending: results.pending, errors: errors.position, errorsPending: errors.pending,
                                csvHeader: encoder.header, taskState: task.state,

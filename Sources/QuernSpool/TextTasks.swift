@@ -162,10 +162,7 @@ final class ScoreTask: JobTask {
             return batch.indices.map { i in
                 if let e = failures[i] { return .failure(e) }
                 defer { k += 2 }
-                guard case .success(let a) = rows[k], case .success(let b) = rows[k + 1] else {
-                    return .failure(QuernError(.missingValue, "record has no text", line: batch[i].line, member: batch[i].member))
-                }
-                return .success(row(batch[i].id, score: Self.cosine(out.embeddings, a * h, b * h, h)))
+                return rows[k].flatMap { a in rows[k + 1].map { b in row(batch[i].id, score: Self.cosine(out.embeddings, a * h, b * h, h)) } }
             }
         case .queries(let ids, let queries, let topK):
             // Cosines of every text against every query in one GEMM: unit rows × unit queriesᵀ.
@@ -261,20 +258,15 @@ enum TextHead {
             switch item {
             case .record(let r):
                 guard let text = r.text, let label = r.label else {
-                    out.counts.failed += 1
-                    try errors.append(JobRunner.errorLine(id: r.id, member: r.member, line: r.line,
-                                                          QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label")))
+                    try out.reject(r.id, r.member, r.line, QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label"),
+                                   errors: errors, maxErrors: manifest.limits.maxErrors)
                     continue
                 }
                 texts.append(text)
                 names.append(label)
                 out.counts.succeeded += 1
             case .failure(let f):
-                out.counts.failed += 1
-                try errors.append(JobRunner.errorLine(id: f.id, member: f.member, line: f.line, f.error))
-            }
-            if out.counts.failed > manifest.limits.maxErrors {
-                throw QuernError(.tooManyErrors, "more than limits.max_errors (\(manifest.limits.maxErrors)) bad records. See errors.jsonl.gz", field: "limits.max_errors")
+                try out.reject(f.id, f.member, f.line, f.error, errors: errors, maxErrors: manifest.limits.maxErrors)
             }
         }
         guard !texts.isEmpty else { throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path") }
@@ -295,13 +287,12 @@ enum TextHead {
             cached = true
             log.log(.info, "embeddings from the job's cache", [("records", .int(Int64(texts.count)))])
         } else {
-            let session = WordPieceTokenizer.Session(model.tokenizer)
             let encoder = TextEncoder(model: model, batchSize: manifest.batchSize)
             out.inputs.reserveCapacity(texts.count * h)
             let window = TextEncoder.window(batchSize: manifest.batchSize)
             for start in stride(from: 0, to: texts.count, by: window) {
                 if StopSignal.requested { throw QuernError(.io, "stopped by signal while computing embeddings") }
-                let encodings = texts[start..<min(start + window, texts.count)].map { session.encode($0, maxLength: model.maxLength) }
+                let encodings = texts[start..<min(start + window, texts.count)].map(encoder.encode)
                 out.inputs += model.run(encodings, batchSize: encoder.batchSize, pool: encoder.pool).embeddings
             }
             try Sys.writeFileAtomically(cachePath, Safetensors.encode(["embeddings": ([texts.count, h], out.inputs)],
@@ -336,13 +327,8 @@ enum TextHead {
         try copyTree(encoder, partial)
         let headDir = Path.join(partial, BertModel.headDirectory)
         try Sys.mkdirs(headDir)
-        var out = tensors.mapValues { ($0.shape, $0.data) }
-        if let (mean, scale) = normalizer {
-            out["normalizer.mean"] = ([mean.count], mean)
-            out["normalizer.scale"] = ([scale.count], scale)
-        }
-        try Sys.writeFileAtomically(Path.join(headDir, "config.json"), JSONWriter.pretty(head.json), durability: .content)
-        try Sys.writeFileAtomically(Path.join(headDir, "model.safetensors"), Safetensors.encode(out), durability: .content)
+        try ModelJobInput.writeModel(into: headDir, config: head, tensors: tensors.mapValues { ($0.shape, .f32($0.data)) },
+                                     normalizer: normalizer)
         try? Sys.removeTree(final)
         try Sys.rename(partial, final)
     }

@@ -6,30 +6,6 @@ let attentionTolerance: Float = 2e-5
 
 @Suite("attention and embeddings")
 struct AttentionTests {
-    @Test("multi-head attention with padding masks against the reference",
-          arguments: [(1, 1, 1, 4), (2, 7, 2, 8), (3, 33, 4, 16), (2, 128, 12, 32)])
-    func attention(_ p: (Int, Int, Int, Int)) {
-        let (batch, seq, heads, headDim) = p
-        var r = Rand(state: UInt64(batch * 1000 + seq))
-        let qkv = (0..<(batch * seq * 3 * heads * headDim)).map { _ in r.next() * 2 }
-        // Sequence b has seq - 3b real tokens (at least one).
-        let keep = (0..<(batch * seq)).map { i in UInt8(i % seq < max(1, seq - 3 * (i / seq)) ? 1 : 0) }
-        let expected = Reference.attention(qkv: qkv, batch: batch, seq: seq, heads: heads, headDim: headDim, keep: keep)
-        for isa in ISA.supported {
-            var out = [Float](repeating: .nan, count: batch * seq * heads * headDim)
-            qkv.withUnsafeBufferPointer { q in
-                keep.withUnsafeBufferPointer { k in
-                    out.withUnsafeMutableBufferPointer { o in
-                        Attention.forward(qkv: q.baseAddress!, batch: batch, seq: seq, heads: heads, headDim: headDim,
-                                          keep: k.baseAddress, into: o.baseAddress!, isa: isa, pool: ThreadPool(threads: 2))
-                    }
-                }
-            }
-            let worst = zip(out, expected).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= attentionTolerance, "\(isa) \(p): worst error \(worst)")
-        }
-    }
-
     @Test("unpadded packed sequences against the reference on each sequence alone",
           arguments: [(1, 2, 8), (3, 4, 16), (12, 12, 32), (5, 2, 12), (4, 2, 64), (3, 1, 24)])
     func sequences(_ p: (Int, Int, Int)) {
