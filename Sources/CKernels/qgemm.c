@@ -218,8 +218,25 @@ TARGET_AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i a, __m256i b)
 #define DPBUSD(acc, a, b) dpbusd_avx2(acc, a, b)
 #include "qgemm_tile_body.h"
 
+// vpmaddubsw then vpmaddwd by ones: the four products of each 32-bit group, exact for
+// pair-bounded weights (see ckernels.h). The ones are a memory operand, so the tile
+// keeps its 12 accumulators, two B vectors and the broadcast A in the 16 registers.
+TARGET_AVX2 static inline __m256i maddubs_quads(__m256i acc, __m256i a, __m256i b) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
+}
+#define QUADS_TARGET TARGET_AVX2
+#define QUADS_ROWS quads_rows_maddubs_avx2
+#define QUADS_NAME quern_qgemm4_tile_maddubs_avx2
+#define QUADS_BTYPE int8_t
+#define DPBUSD(acc, a, b) maddubs_quads(acc, a, b)
+#include "qgemm_tile_body.h"
+
 #else
 
+void quern_qgemm4_tile_maddubs_avx2(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
+                                    size_t m, size_t n, int accumulate) {
+    quern_qgemm4_tile_scalar(kq, a, b, c, ldc, m, n, accumulate);
+}
 void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
                            size_t m, size_t n, int accumulate) {
     quern_qgemm_tile_scalar(kp, a, b, c, ldc, m, n, accumulate);

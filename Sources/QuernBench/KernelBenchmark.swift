@@ -95,7 +95,7 @@ public struct KernelBenchmark {
                 print(s.column + String(format: " %7d %7.1f ", threads, ours) + theirsText + "  " + ratio)
             }
         }
-        let layout = QuantizedWeights.Layout.preferred == .quads ? "K quads, vpdpbusd" : "K pairs, vpmaddwd"
+        let layout = ISA.active == .vnni ? "K quads, vpdpbusd" : "K quads, vpmaddubsw (pair-bounded weights)"
         print("\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights; \(layout)), GOP/s vs our fp32:")
         print("shape MxKxN        threads    int8    fp32   ratio")
         var measuredInt8: [Int: [Int: Double]] = [:]  // threads → shape index → GOP/s; the sparse tables reuse it

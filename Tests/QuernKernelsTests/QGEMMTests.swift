@@ -15,7 +15,8 @@ struct QGEMMTests {
     }
 
     /// Both weight layouts on every path: pairs (vpmaddwd) and quads (vpdpbusd, emulated
-    /// with vpmaddwd where the CPU has no VNNI, so the VNNI tile's body runs here too).
+    /// with vpmaddwd where the CPU has no VNNI, so the VNNI tile's body runs here too),
+    /// and quads of pair-bounded weights, which AVX2 runs with vpmaddubsw.
     @Test("integer sums equal the scalar integer reference exactly, every layout and ISA",
           arguments: QuantizedWeights.Layout.allCases, ISA.supported)
     func exactIntegers(layout: QuantizedWeights.Layout, isa: ISA) {
@@ -24,17 +25,32 @@ struct QGEMMTests {
             // Extremes included: 255 × -127 everywhere would overflow any 16-bit shortcut.
             let q = (0..<(m * k)).map { i in i % 5 == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: Int(r.next() * 1000) & 0xFF) }
             let wq = (0..<(n * k)).map { i in i % 7 == 0 ? Int8(-127) : Int8(max(-127, min(127, Int(r.next() * 127)))) }
-            let w = QuantizedWeights(values: wq, scales: Array(repeating: 1, count: n), n: n, k: k, layout: layout)
-            let got = QGEMM.integerSums(q, m: m, w, isa: isa)
-            var expected = [Int32](repeating: 0, count: m * n)
-            for i in 0..<m {
-                for j in 0..<n {
-                    var s: Int32 = 0
-                    for p in 0..<k { s += Int32(q[i * k + p]) * Int32(wq[j * k + p]) }
-                    expected[i * n + j] = s
+            // Pair-bounded: every K pair sums to at most 128 in magnitude, with the
+            // extremes that bound allows (255 · (127 + 1) and 255 · (64 + 64) on both signs).
+            let extremes: [(Int8, Int8)] = [(127, 1), (-1, -127), (64, 64), (-64, -64), (-127, 1), (0, 127)]
+            var bounded = [Int8](repeating: 0, count: n * k)
+            for j in 0..<n {
+                for p in stride(from: 0, to: k, by: 2) {
+                    let t = p / 2 + j
+                    let pair = t % 4 == 3 ? (Int8(Int(r.next() * 60)), Int8(Int(r.next() * 60))) : extremes[t % extremes.count]
+                    bounded[j * k + p] = pair.0
+                    if p + 1 < k { bounded[j * k + p + 1] = pair.1 }
                 }
             }
-            #expect(got == expected, "\(layout) \(isa) \(m)x\(k)x\(n)")
+            for values in [wq, bounded] {
+                let w = QuantizedWeights(values: values, scales: Array(repeating: 1, count: n), n: n, k: k, layout: layout)
+                #expect(values != bounded || w.pairBounded, "\(m)x\(k)x\(n)")
+                let got = QGEMM.integerSums(q, m: m, w, isa: isa)
+                var expected = [Int32](repeating: 0, count: m * n)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Int32 = 0
+                        for p in 0..<k { s += Int32(q[i * k + p]) * Int32(values[j * k + p]) }
+                        expected[i * n + j] = s
+                    }
+                }
+                #expect(got == expected, "\(layout) \(isa) \(m)x\(k)x\(n) pair-bounded \(w.pairBounded)")
+            }
         }
     }
 
@@ -91,12 +107,33 @@ struct QGEMMTests {
         }
     }
 
-    @Test("per-channel weight quantization is symmetric and stays in [-127, 127]")
+    @Test("per-channel weight quantization is symmetric, stays in [-127, 127] and is pair-bounded")
     func weightQuantization() {
-        let w = QuantizedWeights(quantizing: Tensor(shape: [2, 3], data: [0.5, -1, 0.25, 0, 0, 0]))
-        #expect(w.values == [64, -127, 32, 0, 0, 0])
+        let w = QuantizedWeights(quantizing: Tensor(shape: [3, 3], data: [1, 0, 0.25, 0.5, -1, 0.25, 0, 0, 0]))
+        // Channel 0: no large pair, scale max/127. Channel 1: the pair (0.5, -1) sets the
+        // scale (1.5/128) and its rounded values 43 + 85 = 128 meet the bound exactly.
+        #expect(w.values == [127, 0, 32, 43, -85, 21, 0, 0, 0])
         #expect(w.scales[0] == Float(1) / 127)
-        #expect(w.scales[1] == 1)  // an all-zero channel keeps a harmless scale
+        #expect(w.scales[1] == Float(1.5) / 128)
+        #expect(w.scales[2] == 1)  // an all-zero channel keeps a harmless scale
+        #expect(w.pairBounded)
+        // Stored int8 weights may break the bound: they keep it unset (and take a kernel
+        // that is exact for them), whichever pair breaks it.
+        #expect(!QuantizedWeights(values: [0, 0, 65, 64], scales: [1], n: 1, k: 4).pairBounded)
+        #expect(!QuantizedWeights(values: [1, 2, 3, -127, -2], scales: [1], n: 1, k: 5).pairBounded)
+        #expect(QuantizedWeights(values: [127, 1, -64, -64, 127], scales: [1], n: 1, k: 5).pairBounded)
+
+        // Rounding can push a pair one step past the bound; the larger member gives way.
+        var r = Rand(state: 5)
+        let data = (0..<(64 * 50)).map { _ in r.next() }
+        let many = QuantizedWeights(quantizing: Tensor(shape: [64, 50], data: data))
+        #expect(many.pairBounded)
+        for j in 0..<64 {
+            for p in 0..<50 {
+                let back = Float(many.values[j * 50 + p]) * many.scales[j]
+                #expect(abs(back - data[j * 50 + p]) <= many.scales[j] * 1.5001)
+            }
+        }
     }
 }
 
