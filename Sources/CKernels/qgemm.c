@@ -163,9 +163,10 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
     }
 }
 
-TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
-                                       const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                                       const int32_t *colsum, const float *bias, int act) {
+// One activation over the rows; always inlined with a constant `act` (see sgemm.c).
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+dequantize_rows_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy, const float *row_scale,
+                     const int32_t *row_zp, const float *col_scale, const int32_t *colsum, const float *bias, int act) {
     for (size_t i = 0; i < m; i++) {
         __m256i zp = _mm256_set1_epi32(row_zp[i]);
         __m256 rs = _mm256_set1_ps(row_scale[i]);
@@ -183,6 +184,20 @@ TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t 
             y[i * ldy + j] = quern_act_scalar(v, act);
         }
     }
+}
+
+TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                                       const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                                       const int32_t *colsum, const float *bias, int act) {
+#define DEQUANTIZE_AS(code) dequantize_rows_avx2(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, code)
+    switch (act) {
+    case 1: DEQUANTIZE_AS(1); break;
+    case 2: DEQUANTIZE_AS(2); break;
+    case 3: DEQUANTIZE_AS(3); break;
+    case 4: DEQUANTIZE_AS(4); break;
+    default: DEQUANTIZE_AS(0); break;
+    }
+#undef DEQUANTIZE_AS
 }
 
 // ---- VNNI: groups of four K (body in qgemm_tile_body.h) ---------------------------

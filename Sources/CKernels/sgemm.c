@@ -138,7 +138,10 @@ TARGET_AVX2 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b,
     for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(float));
 }
 
-TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+// One activation over the rows; always inlined with a constant `act`, so each
+// activation gets its own loop instead of a jump table per vector.
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+bias_act_rows_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
     for (size_t i = 0; i < m; i++) {
         float *ci = c + i * ldc;
         size_t j = 0;
@@ -148,6 +151,16 @@ TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, c
             _mm256_storeu_ps(ci + j, act_avx2(v, act));
         }
         for (; j < n; j++) ci[j] = quern_act_scalar(ci[j] + (bias ? bias[j] : 0), act);
+    }
+}
+
+TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+    switch (act) {
+    case 1: bias_act_rows_avx2(c, ldc, m, n, bias, 1); break;
+    case 2: bias_act_rows_avx2(c, ldc, m, n, bias, 2); break;
+    case 3: bias_act_rows_avx2(c, ldc, m, n, bias, 3); break;
+    case 4: bias_act_rows_avx2(c, ldc, m, n, bias, 4); break;
+    default: bias_act_rows_avx2(c, ldc, m, n, bias, 0); break;
     }
 }
 

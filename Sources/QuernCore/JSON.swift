@@ -530,7 +530,8 @@ public struct JSONWriter {
     public mutating func int<I: BinaryInteger>(_ v: I) { bytes.append(contentsOf: Array(String(v).utf8)) }
 
     public mutating func float(_ v: Float) {
-        if v.isFinite { bytes.append(contentsOf: Array(v.description.utf8)) } else { raw("null") }
+        // A float's description is a small (inline) string: no allocation on the way.
+        if v.isFinite { bytes.append(contentsOf: v.description.utf8) } else { raw("null") }
     }
 
     public mutating func double(_ v: Double) {

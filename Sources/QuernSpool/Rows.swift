@@ -39,58 +39,68 @@ public struct RowEncoder: Sendable {
     public mutating func encode(_ row: ResultRow) -> [UInt8] {
         switch format {
         case .jsonl, .npy:
-            var w = JSONWriter()
-            w.raw("{")
-            w.key("id")
-            w.string(row.id)
-            for (name, value) in row.fields {
-                w.raw(",")
-                w.key(name)
-                switch value {
-                case .string(let s): w.string(s)
-                case .int(let i): w.int(i)
-                case .float(let f): w.float(f)
-                case .bool(let b): if b { w.raw("true") } else { w.raw("false") }
-                case .floats(let v):
-                    w.raw("[")
-                    for (i, f) in v.enumerated() {
-                        if i > 0 { w.raw(",") }
-                        w.float(f)
-                    }
-                    w.raw("]")
-                case .strings(let v):
-                    w.raw("[")
-                    for (i, t) in v.enumerated() {
-                        if i > 0 { w.raw(",") }
-                        w.string(t)
-                    }
-                    w.raw("]")
-                }
-            }
-            w.raw("}\n")
-            return w.bytes
+            return Self.jsonLine(row)
         case .csv:
-            var cells: [String] = [row.id]
-            var names: [String] = ["id"]
-            for (name, value) in row.fields {
-                switch value {
-                case .string(let s): cells.append(s); names.append(name)
-                case .int(let i): cells.append(String(i)); names.append(name)
-                case .float(let f): cells.append(f.isFinite ? f.description : ""); names.append(name)
-                case .bool(let b): cells.append(b ? "true" : "false"); names.append(name)
-                case .floats(let v):
-                    for (i, f) in v.enumerated() { cells.append(f.isFinite ? f.description : ""); names.append("\(name)_\(i)") }
-                case .strings(let v):
-                    for (i, t) in v.enumerated() { cells.append(t); names.append("\(name)_\(i)") }
-                }
-            }
-            var out: [UInt8] = []
-            if header == nil {
-                header = names
-                out += Self.csvLine(names)
-            }
-            return out + Self.csvLine(cells)
+            return csvRow(row)
         }
+    }
+
+    /// One JSONL line: `{"id": …, fields…}` and a newline.
+    public static func jsonLine(_ row: ResultRow) -> [UInt8] {
+        var w = JSONWriter()
+        w.raw("{")
+        w.key("id")
+        w.string(row.id)
+        for (name, value) in row.fields {
+            w.raw(",")
+            w.key(name)
+            switch value {
+            case .string(let s): w.string(s)
+            case .int(let i): w.int(i)
+            case .float(let f): w.float(f)
+            case .bool(let b): if b { w.raw("true") } else { w.raw("false") }
+            case .floats(let v):
+                w.raw("[")
+                for (i, f) in v.enumerated() {
+                    if i > 0 { w.raw(",") }
+                    w.float(f)
+                }
+                w.raw("]")
+            case .strings(let v):
+                w.raw("[")
+                for (i, t) in v.enumerated() {
+                    if i > 0 { w.raw(",") }
+                    w.string(t)
+                }
+                w.raw("]")
+            }
+        }
+        w.raw("}\n")
+        return w.bytes
+    }
+
+    /// One CSV row (after the header line, the first time).
+    mutating func csvRow(_ row: ResultRow) -> [UInt8] {
+        var cells: [String] = [row.id]
+        var names: [String] = ["id"]
+        for (name, value) in row.fields {
+            switch value {
+            case .string(let s): cells.append(s); names.append(name)
+            case .int(let i): cells.append(String(i)); names.append(name)
+            case .float(let f): cells.append(f.isFinite ? f.description : ""); names.append(name)
+            case .bool(let b): cells.append(b ? "true" : "false"); names.append(name)
+            case .floats(let v):
+                for (i, f) in v.enumerated() { cells.append(f.isFinite ? f.description : ""); names.append("\(name)_\(i)") }
+            case .strings(let v):
+                for (i, t) in v.enumerated() { cells.append(t); names.append("\(name)_\(i)") }
+            }
+        }
+        var out: [UInt8] = []
+        if header == nil {
+            header = names
+            out += Self.csvLine(names)
+        }
+        return out + Self.csvLine(cells)
     }
 
     /// RFC 4180: quote a cell holding a comma, quote, CR or LF; double inner quotes.

@@ -88,6 +88,25 @@ public final class JobRunner {
     static let errorsName = "errors.jsonl.gz"
 
     /// One line of errors.jsonl.gz: where the bad record was and what was wrong with it.
+    /// JSONL lines of a window's rows, formatted on all threads: an embed window is
+    /// hundreds of thousands of floats, and formatting them on the writing thread alone
+    /// left the other cores idle between windows. Nil for CSV (its header is state) and
+    /// NPY (the vectors go to their own file first), which format in order.
+    static func encodeInParallel(_ outcomes: [Result<ResultRow, QuernError>], _ encoder: RowEncoder,
+                                 pool: ThreadPool = .shared) -> [[UInt8]]? {
+        guard encoder.format == .jsonl, pool.threads > 1, outcomes.count >= 64 else { return nil }
+        var lines = [[UInt8]](repeating: [], count: outcomes.count)
+        let chunk = (outcomes.count + pool.threads * 4 - 1) / (pool.threads * 4)
+        lines.withUnsafeMutableBufferPointer { out in
+            pool.parallelFor((outcomes.count + chunk - 1) / chunk) { c in
+                for i in (c * chunk)..<min(outcomes.count, (c + 1) * chunk) {
+                    if case .success(let row) = outcomes[i] { out[i] = RowEncoder.jsonLine(row) }
+                }
+            }
+        }
+        return lines
+    }
+
     static func errorLine(id: String?, member: String, line: Int?, _ e: QuernError) -> [UInt8] {
         var o = JSONObject()
         if let id { o["id"] = .string(id) }
@@ -242,13 +261,18 @@ public final class JobRunner {
         func flush() throws {
             guard !batch.isEmpty else { return }
             let outcomes = task.run(batch)
-            for (record, outcome) in zip(batch, outcomes) {
+            let encoded = Self.encodeInParallel(outcomes, encoder) ?? []
+            for (i, (record, outcome)) in zip(batch, outcomes).enumerated() {
                 switch outcome {
                 case .success(var row):
-                    if let vectors, case .floats(let v)? = row.fields.first?.1 {
-                        row.fields = try vectors.append(v, row: counts.succeeded)
+                    if !encoded.isEmpty {
+                        try results.append(encoded[i])
+                    } else {
+                        if let vectors, case .floats(let v)? = row.fields.first?.1 {
+                            row.fields = try vectors.append(v, row: counts.succeeded)
+                        }
+                        try results.append(encoder.encode(row))
                     }
-                    try results.append(encoder.encode(row))
                     counts.succeeded += 1
                 case .failure(let e):
                     try recordError(record.index, id: record.id, member: record.member, line: record.line, e)
