@@ -116,18 +116,54 @@ public final class RecordStream {
     private var finished = false
     public private(set) var membersRead = 0
 
-    public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits()) throws {
+    /// The part of the input a stream reads (a shard's share, see `ShardPlan`).
+    public enum Selection: Sendable, Equatable {
+        case all
+        /// Members by ordinal among those that yield records or an error (skipped
+        /// members, like directories and those outside `input.members`, do not count);
+        /// the others' data is never decoded. Record indices count from 0 in the first
+        /// selected member.
+        case members(Range<Int>)
+        /// Records (and record errors) by index in the whole input; those before the
+        /// range are decoded and dropped, the stream ends at its end.
+        case records(Range<Int>)
+    }
+    public let selection: Selection
+    /// Ordinal of the next member that yields items (for `.members`).
+    private var memberOrdinal = 0
+
+    public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits(), selection: Selection = .all) throws {
         var spec = spec
         if spec.format == .idx && spec.wantsLabel { spec.idxLabels = try IDXDecoder.readLabels(path: path, spec: spec) }
         if spec.format == .npy && spec.wantsLabel { spec.idxLabels = try NPYDecoder.readLabels(path: path, spec: spec, limits: limits) }
         self.spec = spec
         self.limits = limits
+        self.selection = selection
         let reader = try ArchiveReader(path: path)
         totalBytes = Sys.fileSize(path: path)
+        // The producer thread sees the entries in the same order as next() does, so it
+        // can number them the same way on its own.
+        var ordinal = 0
         prefetcher = ArchivePrefetcher(reader: reader) { entry in
-            if case .read = RecordStream.disposition(entry, spec: spec) { return true }
+            let disposition = RecordStream.disposition(entry, spec: spec)
+            if case .skip = disposition { return false }
+            defer { ordinal += 1 }
+            if case .members(let r) = selection, !r.contains(ordinal) { return false }
+            if case .read = disposition { return true }
             return false
         }
+    }
+
+    /// Members that yield records or an error (see `Selection.members`), from the
+    /// headers alone.
+    public static func countMembers(path: String, spec: RecordSpec) throws -> Int {
+        let reader = try ArchiveReader(path: path)
+        var n = 0
+        while let entry = try reader.next() {
+            if case .skip = disposition(entry, spec: spec) { continue }
+            n += 1
+        }
+        return n
     }
 
     deinit { prefetcher.cancel() }
@@ -157,6 +193,24 @@ public final class RecordStream {
     }
 
     public func next() throws -> StreamItem? {
+        guard case .records(let range) = selection else { return try nextItem() }
+        while index < range.lowerBound, try nextItem() != nil {}
+        guard index < range.upperBound, let item = try nextItem() else {
+            finish()
+            return nil
+        }
+        return item
+    }
+
+    /// Stops reading: the rest of the input is not wanted.
+    private func finish() {
+        finished = true
+        member = nil
+        source = nil
+        prefetcher.cancel()
+    }
+
+    private func nextItem() throws -> StreamItem? {
         while !finished {
             if let m = member {
                 if let item = try m.next(index: index) {
@@ -171,7 +225,11 @@ public final class RecordStream {
             }
             switch prefetcher.next() {
             case .entry(let entry, let read):
-                if case .unsafe(let problem) = Self.disposition(entry, spec: spec) {
+                let disposition = Self.disposition(entry, spec: spec)
+                if case .skip = disposition { continue }
+                defer { memberOrdinal += 1 }
+                if case .members(let r) = selection, !r.contains(memberOrdinal) { continue }
+                if case .unsafe(let problem) = disposition {
                     defer { index += 1 }
                     return .failure(RecordFailure(index: index, id: nil, member: entry.name, line: nil,
                                                   error: QuernError(.unsafeMember, problem, member: entry.name)))

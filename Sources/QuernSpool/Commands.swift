@@ -69,12 +69,26 @@ public enum Commands {
 
     /// Validates, records the resolved absolute paths, and publishes into `incoming/`.
     public static func submit(manifestPath: String, spool: Spool, roots: [String]) throws -> String {
+        let (id, bytes) = try resolved(manifestPath: manifestPath, spool: spool, roots: roots)
+        return try spool.submit(bytes, name: id + ".json")
+    }
+
+    /// Validates, records the resolved absolute paths, and publishes as the cluster job
+    /// `cluster/ID/` for a scheduler's array tasks (`quern run-shard`) and `quern merge`.
+    public static func stage(manifestPath: String, spool: Spool, roots: [String]) throws -> String {
+        let (id, bytes) = try resolved(manifestPath: manifestPath, spool: spool, roots: roots)
+        return try spool.stage(bytes, id: id)
+    }
+
+    /// The job id and the manifest with every path it names made absolute, so that it
+    /// means the same from the spool (or a cluster node) as from the submitter's directory.
+    static func resolved(manifestPath: String, spool: Spool, roots: [String]) throws -> (String, [UInt8]) {
         let (manifest, _) = try validate(manifestPath: manifestPath, base: Sys.getcwd(), roots: roots + [spool.root])
         let id = manifest.id ?? Path.stem(manifestPath)
         guard Manifest.isValidID(id) else {
             throw QuernError(.invalidID, "\"\(id)\" is not a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
         }
-        for state in [JobState.active, .done] where Sys.exists(spool.path(state, id)) {
+        for state in [JobState.active, .done, .cluster] where Sys.exists(spool.path(state, id)) {
             throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
         }
         var raw = manifest.raw
@@ -86,14 +100,14 @@ public enum Commands {
             score["queries"] = .string(queries)
             raw["score"] = .object(score)
         }
-        return try spool.submit(JSONWriter.pretty(.object(raw)), name: id + ".json")
+        return (id, JSONWriter.pretty(.object(raw)))
     }
 
     /// Counts per state, the running jobs with their progress, and recent failures.
     public static func status(spool: Spool, time: any TimeSource = SystemTime(), recent: Int = 5) throws -> JSONValue {
         var counts = JSONObject()
         counts["incoming"] = .int(Int64(try spool.pending().count))
-        for state in [JobState.active, .done, .failed] { counts[state.rawValue] = .int(Int64(try spool.jobs(state).count)) }
+        for state in [JobState.active, .done, .failed, .cluster] { counts[state.rawValue] = .int(Int64(try spool.jobs(state).count)) }
         var active: [JSONValue] = []
         for id in try spool.jobs(.active) {
             let dir = spool.path(.active, id)
@@ -119,7 +133,32 @@ public enum Commands {
         }
         let recentFailures = failures.sorted { $0.0 > $1.0 }.prefix(recent).map(\.1)
         return ["spool": .string(spool.root), "counts": .object(counts), "active": .array(active),
+                "cluster": .array(try spool.jobs(.cluster).map { clusterStatus(spool: spool, id: $0) }),
                 "recent_failures": .array(Array(recentFailures))]
+    }
+
+    /// A cluster job's shards, from its part files and the shards' leases: committed,
+    /// failed (with the error), started (with progress) or not started.
+    static func clusterStatus(spool: Spool, id: String) -> JSONValue {
+        let dir = spool.path(.cluster, id)
+        var o = JSONObject([("id", .string(id))])
+        guard let plan = try? ShardPlan(json: JSONParser.parse(Sys.readFile(Path.join(dir, ClusterJob.planName)))),
+              let states = try? ClusterJob.partStates(jobDir: dir, count: plan.count) else {
+            o["shards"] = .null  // no shard has run yet
+            return .object(o)
+        }
+        o["mode"] = .string(plan.mode.rawValue)
+        o["shards"] = .array(states.enumerated().map { i, state in
+            var s = JSONObject([("shard", .int(Int64(i)))])
+            switch state {
+            case .committed: s["state"] = "committed"
+            case .failed(let code, let message): s["state"] = "failed"; s["code"] = .string(code); s["message"] = .string(message)
+            case .started(let progress): s["state"] = "started"; s["progress"] = progress
+            case .notStarted: s["state"] = "not_started"
+            }
+            return .object(s)
+        })
+        return .object(o)
     }
 
     /// `quern status` for a terminal.
@@ -127,7 +166,7 @@ public enum Commands {
         guard let o = status.objectValue, let counts = o["counts"]?.objectValue else { return "" }
         var lines = ["spool \(o["spool"]?.stringValue ?? "")", ""]
         lines.append("STATE      JOBS")
-        for state in ["incoming", "active", "done", "failed"] {
+        for state in ["incoming", "active", "done", "failed", "cluster"] {
             lines.append(state.padding(toLength: 11, withPad: " ", startingAt: 0) + String(counts[state]?.intValue ?? 0))
         }
         let active = o["active"]?.arrayValue ?? []
@@ -140,6 +179,19 @@ public enum Commands {
                 let alive = a["alive"]?.boolValue.map { $0 ? "" : "  (owner dead: will be resumed)" } ?? ""
                 lines.append("  \(a["id"]?.stringValue ?? "?")  pid \(a["pid"]?.intValue ?? 0)  " +
                              progressBar(fraction: done / total, records: Int(records), rate: 0).replacingOccurrences(of: "  0/s", with: "") + alive)
+            }
+        }
+        let cluster = o["cluster"]?.arrayValue ?? []
+        if !cluster.isEmpty {
+            lines += ["", "CLUSTER JOBS"]
+            for c in cluster.compactMap(\.objectValue) {
+                let shards = c["shards"]?.arrayValue?.compactMap(\.objectValue) ?? []
+                let count = { (state: String) in shards.filter { $0["state"]?.stringValue == state }.count }
+                lines.append("  \(c["id"]?.stringValue ?? "?")  " + (shards.isEmpty ? "no shard run yet" :
+                    "\(count("committed"))/\(shards.count) committed, \(count("started")) started, \(count("failed")) failed"))
+                for s in shards where s["state"]?.stringValue == "failed" {
+                    lines.append("    shard \(s["shard"]?.intValue ?? 0): \(s["code"]?.stringValue ?? "") \(s["message"]?.stringValue ?? "")")
+                }
             }
         }
         let failures = o["recent_failures"]?.arrayValue ?? []

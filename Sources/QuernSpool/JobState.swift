@@ -22,6 +22,13 @@ public enum JobState: String, CaseIterable, Sendable {
     /// `failed/JOB/`: could not run. `error.json` says what to fix; `manifest.json` is
     /// the manifest exactly as received.
     case failed
+    /// `cluster/JOB/`: handed to a cluster scheduler (a Slurm array, a Kubernetes Indexed
+    /// Job) by `quern stage` or `quern slurm submit`. No local process owns it, so no
+    /// daemon adopts it: each array task runs one shard (`quern run-shard`) in a small
+    /// spool of its own under `JOB/shards/` and commits `JOB/parts/part-I-of-N/` with one
+    /// rename; `quern merge` assembles the parts and moves the job to `done/` with one
+    /// rename (or to `failed/` when a shard failed for good).
+    case cluster
 }
 
 /// Exclusive ownership of a job directory: an open, `flock`ed `lease.lock`.
@@ -155,7 +162,7 @@ public final class Spool: @unchecked Sendable {
     public func activate(_ claim: Claim, id: String) throws -> ActiveJob {
         let target = path(.active, id)
         try withNamesLock {
-            for state in [JobState.active, .done] where Sys.exists(path(state, id)) {
+            for state in [JobState.active, .done, .cluster] where Sys.exists(path(state, id)) {
                 throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
             }
             try Sys.rename(claim.dir, target)
@@ -228,6 +235,51 @@ public final class Spool: @unchecked Sendable {
             try Sys.rename(job.dir, target)
         }
         try Sys.fsyncDirectory(directory(.done))
+        return target
+    }
+
+    // MARK: manifest → cluster → done
+
+    /// Publishes a manifest as the cluster job `cluster/id/manifest.json`: written and
+    /// fsynced in `tmp/`, then renamed into place under the names lock. Refuses an id
+    /// already active, done or staged.
+    @discardableResult
+    public func stage(_ bytes: [UInt8], id: String) throws -> String {
+        let staging = Path.join(tmp, "submit.stage.\(Sys.pid).\(Self.uniqueSuffix())")
+        try Sys.mkdir(staging)
+        do {
+            try Sys.writeFileAtomically(Path.join(staging, "manifest.json"), bytes)
+            try Sys.fsyncDirectory(staging)
+            let target = path(.cluster, id)
+            try withNamesLock {
+                for state in [JobState.active, .done, .cluster] where Sys.exists(path(state, id)) {
+                    throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
+                }
+                try Sys.rename(staging, target)
+            }
+            try Sys.fsyncDirectory(directory(.cluster))
+            return target
+        } catch {
+            try? Sys.removeTree(staging)
+            throw error
+        }
+    }
+
+    /// Publishes a merged cluster job: like `complete`, from `cluster/id`.
+    @discardableResult
+    public func completeCluster(id: String, keep: Set<String>) throws -> String {
+        let dir = path(.cluster, id)
+        try removeAllBut(keep, in: dir)
+        try Sys.fsyncFiles(try Sys.listDirectory(dir).filter(keep.contains).map { Path.join(dir, $0) })
+        let target = path(.done, id)
+        try withNamesLock {
+            if Sys.exists(target) {
+                throw QuernError(.duplicateID, "done/\(id) already exists; the merged results stay in cluster/\(id)")
+            }
+            try Sys.rename(dir, target)
+        }
+        try Sys.fsyncDirectory(directory(.done))
+        try Sys.fsyncDirectory(directory(.cluster))
         return target
     }
 

@@ -87,7 +87,6 @@ public final class JobRunner {
     static let resultsNames: [Manifest.OutputFormat: String] = [.jsonl: "results.jsonl.gz", .csv: "results.csv.gz", .npy: "results.jsonl.gz"]
     static let errorsName = "errors.jsonl.gz"
 
-    /// One line of errors.jsonl.gz: where the bad record was and what was wrong with it.
     /// JSONL lines of a window's rows, formatted on all threads: an embed window is
     /// hundreds of thousands of floats, and formatting them on the writing thread alone
     /// left the other cores idle between windows. Nil for CSV (its header is state) and
@@ -107,6 +106,7 @@ public final class JobRunner {
         return lines
     }
 
+    /// One line of errors.jsonl.gz: where the bad record was and what was wrong with it.
     static func errorLine(id: String?, member: String, line: Int?, _ e: QuernError) -> [UInt8] {
         var o = JSONObject()
         if let id { o["id"] = .string(id) }
@@ -226,7 +226,10 @@ public final class JobRunner {
         var counts = checkpoint?.counts ?? Counts()
         let skip = checkpoint?.consumed ?? 0
 
-        let stream = try RecordStream(path: inputPath, spec: model.spec, limits: manifest.limits.stream)
+        // A shard of a cluster job reads only its share (see ClusterJob).
+        let shard = try ShardAssignment.load(job.file(ShardAssignment.fileName))
+        let stream = try RecordStream(path: inputPath, spec: model.spec, limits: manifest.limits.stream,
+                                      selection: shard.map { $0.plan.selection($0.shard) } ?? .all)
         let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
         defer { heartbeat.stop() }
 
@@ -320,7 +323,7 @@ public final class JobRunner {
         try flush()
         Log.shared.endProgress()
         heartbeat.stop()
-        if counts.succeeded + counts.failed == 0 {
+        if counts.succeeded + counts.failed == 0 && shard == nil {
             throw QuernError(.emptyInput, stream.membersRead == 0 && manifest.input.members != nil
                              ? "no archive member matches input.members \"\(manifest.input.members!)\""
                              : "the input holds no records", field: stream.membersRead == 0 && manifest.input.members != nil ? "input.members" : "input.path")
@@ -360,11 +363,13 @@ public final class JobRunner {
         if let m = task.metrics() { report["metrics"] = m }
         report["outputs"] = .object(outputs)
         report["resumed"] = .int(Int64(resumes))
+        if let shard { report["shard"] = shard.json }
         report["host"] = .string(Sys.hostname)
         try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(.object(report)))
         log.log(.info, "job done", [("records", .int(Int64(counts.succeeded))), ("errors", .int(Int64(counts.failed))),
                                     ("seconds", .double((wall * 1000).rounded() / 1000))])
-        let target = try spool.complete(job, keep: Set(outputNames + ["manifest.json", "report.json", "job.log"]))
+        let target = try spool.complete(job, keep: Set(outputNames + ["manifest.json", "report.json", "job.log"]
+                                                       + (shard == nil ? [] : [ShardAssignment.fileName])))
         return .done(target)
     }
 }

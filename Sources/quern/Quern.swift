@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import QuernCore
+import QuernData
 import QuernModels
 import QuernSpool
 
@@ -9,6 +11,10 @@ enum Exit {
     static let failed = ExitCode(1)
     static let usage = ExitCode(2)
     static let locked = ExitCode(75)
+    /// `run-shard`: try again later (interrupted, another live run, I/O); sysexits' EX_TEMPFAIL.
+    static let retry = ExitCode(75)
+    /// `run-shard`: failed for good (bad input or model); sysexits' EX_DATAERR. Do not requeue.
+    static let permanent = ExitCode(65)
 }
 
 struct SpoolOptions: ParsableArguments {
@@ -47,7 +53,8 @@ func report(_ error: Error, json: Bool = true) {
 struct Quern: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Batch machine-learning jobs from a spool directory.",
-        subcommands: [Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self])
+        subcommands: [Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self,
+                      Stage.self, RunShard.self, Merge.self])
 }
 
 struct Watch: ParsableCommand {
@@ -176,6 +183,90 @@ struct Inspect: ParsableCommand {
             o["weights_bytes"] = .int(Int64(m.weightsBytes))
             o["weights_sha256"] = .string(m.weightsSHA256)
             print(String(decoding: JSONWriter.pretty(.object(o)), as: UTF8.self), terminator: "")
+        } catch {
+            report(error)
+            throw Exit.failed
+        }
+    }
+}
+
+struct Stage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a manifest and stage it as the cluster job SPOOL/cluster/JOB/, for a scheduler's array tasks (`quern run-shard`) and `quern merge`; prints the job directory.")
+    @Argument(help: "The manifest (JSON). Relative paths in it resolve against the current directory.")
+    var manifest: String
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        let spool = try options.open()
+        do {
+            print(try Commands.stage(manifestPath: manifest, spool: spool, roots: options.allowedRoots))
+        } catch {
+            report(error)
+            throw Exit.failed
+        }
+    }
+}
+
+struct RunShard: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-shard",
+        abstract: "Run one shard of a staged cluster job and commit its part. Exit 0: committed (or committed already by another run); 75: try again (interrupted, another live run, I/O); 65: failed for good (bad input or model), do not requeue.")
+    @Argument(help: "The cluster job: its directory (SPOOL/cluster/JOB) or its manifest.json.")
+    var job: String
+    @Option(help: "INDEX/COUNT, 0-based (default: from SLURM_ARRAY_TASK_ID, _MIN and _COUNT, or JOB_COMPLETION_INDEX with --shard-count).")
+    var shard: String?
+    @Option(help: "Shards in all, for JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's completions).")
+    var shardCount: Int?
+    @Option(name: .customLong("root"), help: "A directory the manifest may read from besides the spool (repeatable; also $QUERN_ROOTS).")
+    var roots: [String] = []
+
+    func run() throws {
+        var dir = Path.absolute(job, relativeTo: Sys.getcwd())
+        if Sys.isRegularFile(dir) { dir = Path.dirname(dir) }
+        let spoolRoot = Path.dirname(Path.dirname(dir))
+        do {
+            guard let s = try shard.map(Shard.init(parsing:))
+                    ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) else {
+                throw QuernError(.usage, "no shard given: pass --shard INDEX/COUNT, or run as a Slurm array task or a Kubernetes Indexed Job pod")
+            }
+            let policy = PathPolicy(base: spoolRoot, roots: PathPolicy.configuredRoots(roots))
+            switch try ClusterJob.runShard(jobDir: dir, shard: s, policy: policy) {
+            case .committed(let path): print(path)
+            case .alreadyCommitted(let path):
+                Log.shared.info("shard \(s) was already committed by another run; nothing changed", [("part", .string(path))])
+                print(path)
+            case .failed(let e):
+                report(e)
+                throw Exit.permanent
+            case .interrupted:
+                Log.shared.warning("shard \(s) stopped by a signal after a checkpoint; a new run resumes it")
+                throw Exit.retry
+            case .busy:
+                Log.shared.warning("shard \(s) is being run by another live process")
+                throw Exit.retry
+            }
+        } catch let e as QuernError {
+            report(e)
+            throw [.io, .internalError, .locked].contains(e.code) ? Exit.retry : Exit.permanent
+        } catch let e as SystemError {
+            report(e)
+            throw Exit.retry
+        }
+    }
+}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Assemble a cluster job's committed parts into SPOOL/done/JOB/: one results file in input order, one error file, one report. Exit 1 naming the shards not committed yet, or the failed ones (the job then goes to failed/).")
+    @Argument(help: "The job id (SPOOL/cluster/JOB).")
+    var id: String
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        let spool = try options.open()
+        do {
+            print(try ClusterJob.merge(spool: spool, id: id))
         } catch {
             report(error)
             throw Exit.failed
