@@ -396,11 +396,11 @@ public final class BertModel: @unchecked Sendable {
     }
 
     /// Tokens per forward pass, at most. A pass's activations are about 15 KB a token
-    /// for MiniLM; at 256 tokens (4 MB) they stay in the last-level cache between layers,
-    /// where 768 (a batch of 64 short texts) did not: int8 on one thread was 3–7 % faster
-    /// on the same texts (in alternating runs; this VM's noise is of the same order),
-    /// and 256 rows still keep the GEMMs' row blocks full.
-    public static let tokensPerPass = 256
+    /// for MiniLM. int8 runs 256 (4 MB, which stays in the last-level cache between
+    /// layers): on one thread it was 8 % faster than with 768-token passes (a batch of 64
+    /// short texts), in alternating runs on the same texts. fp32 was 4 % slower with
+    /// them, its GEMM being compute-bound and keener on long row blocks, so it keeps 4,096.
+    public var tokensPerPass: Int { encoder.layers.first.map { $0.qkv.kind.hasPrefix("int8") } == true ? 256 : 4096 }
 
     private let spareLock = NSLock()
     private var spare: [BertEncoder.Workspace] = []
@@ -413,8 +413,9 @@ public final class BertModel: @unchecked Sendable {
         let n = encodings.count, h = dimension, c = outputs
         var passes: [Range<Int>] = []
         var start = 0, tokens = 0
+        let cap = tokensPerPass
         for (i, e) in encodings.enumerated() {
-            if i > start && (i - start >= batchSize || tokens + e.ids.count > Self.tokensPerPass) {
+            if i > start && (i - start >= batchSize || tokens + e.ids.count > cap) {
                 passes.append(start..<i)
                 (start, tokens) = (i, 0)
             }
