@@ -83,8 +83,20 @@ public enum Zlib {
     /// its decompressed bytes. For a small leading member, like the NPY header member
     /// in front of `results.npy.gz`'s data, which a merge replaces.
     public static func firstGzipMember(_ data: [UInt8]) throws -> (length: Int, bytes: [UInt8]) {
+        try inflateMembers(data, windowBits: 15 + 16, all: false)
+    }
+
+    /// Decompresses a whole gzip file held in memory (all members); for tests and small
+    /// files only: streams are read through `ArchiveReader`.
+    public static func gunzip(_ data: [UInt8]) throws -> [UInt8] {
+        try inflateMembers(data, windowBits: 15 + 32, all: true).bytes
+    }
+
+    /// Inflates the first member of `data`, or every member when `all`; returns the
+    /// compressed bytes consumed and the decompressed bytes.
+    private static func inflateMembers(_ data: [UInt8], windowBits: Int32, all: Bool) throws -> (length: Int, bytes: [UInt8]) {
         var stream = z_stream()
-        guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        guard inflateInit2_(&stream, windowBits, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw QuernError(.internalError, "inflateInit2 failed")
         }
         defer { inflateEnd(&stream) }
@@ -101,37 +113,8 @@ public enum Zlib {
                     return (r, c.count - Int(stream.avail_out))
                 }
                 out.append(contentsOf: chunk[0..<n])
-                if r == Z_STREAM_END { return (input.count - Int(stream.avail_in), out) }
-                guard r == Z_OK || (r == Z_BUF_ERROR && n > 0) else {
-                    throw QuernError(.archiveCorrupt, "gzip data is corrupt or truncated (\(r))")
-                }
-            }
-        }
-    }
-
-    /// Decompresses a whole gzip file held in memory (all members); for tests and small
-    /// files only: streams are read through `ArchiveReader`.
-    public static func gunzip(_ data: [UInt8]) throws -> [UInt8] {
-        var stream = z_stream()
-        guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw QuernError(.internalError, "inflateInit2 failed")
-        }
-        defer { inflateEnd(&stream) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        try data.withUnsafeBufferPointer { input in
-            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
-            stream.avail_in = uInt(input.count)
-            while true {
-                let (r, n): (Int32, Int) = chunk.withUnsafeMutableBufferPointer { c in
-                    stream.next_out = c.baseAddress
-                    stream.avail_out = uInt(c.count)
-                    let r = inflate(&stream, Z_NO_FLUSH)
-                    return (r, c.count - Int(stream.avail_out))
-                }
-                out.append(contentsOf: chunk[0..<n])
                 if r == Z_STREAM_END {
-                    if stream.avail_in == 0 { return }
+                    if !all || stream.avail_in == 0 { return (input.count - Int(stream.avail_in), out) }
                     inflateReset(&stream)  // next gzip member
                     continue
                 }
@@ -140,7 +123,6 @@ public enum Zlib {
                 }
             }
         }
-        return out
     }
 }
 

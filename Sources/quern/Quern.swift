@@ -49,6 +49,16 @@ func report(_ error: Error, json: Bool = true) {
     Log.shared.error(e.message, [("code", .string(e.code.rawValue))] + (e.field.map { [("field", JSONValue.string($0))] } ?? []))
 }
 
+/// Runs a command's work; a failure is reported (JSON on stdout, a log line) and exits 1.
+func failingWithReport(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch {
+        report(error)
+        throw Exit.failed
+    }
+}
+
 @main
 struct Quern: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -95,12 +105,9 @@ struct Submit: ParsableCommand {
 
     func run() throws {
         let spool = try options.open()
-        do {
+        try failingWithReport {
             let path = try Commands.submit(manifestPath: manifest, spool: spool, roots: options.allowedRoots)
             print(path)
-        } catch {
-            report(error)
-            throw Exit.failed
         }
     }
 }
@@ -113,14 +120,11 @@ struct Validate: ParsableCommand {
     var roots: [String] = []
 
     func run() throws {
-        do {
+        try failingWithReport {
             let cwd = Sys.getcwd()
             let (_, summary) = try Commands.validate(manifestPath: manifest, base: cwd,
                                                      roots: PathPolicy.configuredRoots(roots) + [cwd])
             print(String(decoding: JSONWriter.pretty(summary), as: UTF8.self), terminator: "")
-        } catch {
-            report(error)
-            throw Exit.failed
         }
     }
 }
@@ -156,16 +160,13 @@ struct Tokenize: ParsableCommand {
     var maxLength: Int?
 
     func run() throws {
-        do {
+        try failingWithReport {
             var out: [UInt8] = []
             try Commands.tokenize(model: model, input: input, field: field, pairField: pairField, maxLength: maxLength) {
                 out += $0
                 if out.count >= 1 << 20 { try Sys.writeAll(1, out); out.removeAll(keepingCapacity: true) }
             }
             try Sys.writeAll(1, out)
-        } catch {
-            report(error)
-            throw Exit.failed
         }
     }
 }
@@ -176,16 +177,13 @@ struct Inspect: ParsableCommand {
     var model: String
 
     func run() throws {
-        do {
+        try failingWithReport {
             let m = try ModelDirectory.load(model)
             var o = m.model.describe().objectValue ?? JSONObject()
             o["path"] = .string(m.path)
             o["weights_bytes"] = .int(Int64(m.weightsBytes))
             o["weights_sha256"] = .string(m.weightsSHA256)
             print(String(decoding: JSONWriter.pretty(.object(o)), as: UTF8.self), terminator: "")
-        } catch {
-            report(error)
-            throw Exit.failed
         }
     }
 }
@@ -199,11 +197,8 @@ struct Stage: ParsableCommand {
 
     func run() throws {
         let spool = try options.open()
-        do {
+        try failingWithReport {
             print(try Commands.stage(manifestPath: manifest, spool: spool, roots: options.allowedRoots))
-        } catch {
-            report(error)
-            throw Exit.failed
         }
     }
 }
@@ -265,11 +260,8 @@ struct Merge: ParsableCommand {
 
     func run() throws {
         let spool = try options.open()
-        do {
+        try failingWithReport {
             print(try ClusterJob.merge(spool: spool, id: id))
-        } catch {
-            report(error)
-            throw Exit.failed
         }
     }
 }
