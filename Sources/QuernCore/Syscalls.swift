@@ -284,6 +284,20 @@ public enum Sys {
         try writeAll(fd, bytes, path: path)
     }
 
+    /// Appends the bytes of `source` from `offset` on to the open file `fd` (named `path`
+    /// in errors), a megabyte at a time: joining gzip members and output parts.
+    public static func appendFile(_ source: String, from offset: Int = 0, to fd: Int32, path: String) throws {
+        let input = try open(source, O_RDONLY)
+        defer { close(input) }
+        if offset > 0 { _ = try lseek(input, offset, SEEK_SET) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try read(input, $0) }
+            if n == 0 { break }
+            try buffer.withUnsafeBytes { try writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path) }
+        }
+    }
+
     /// fsyncs files by path. Done after all of them are written, the first fsync's
     /// journal commit carries the others' metadata too, so the rest cost little.
     public static func fsyncFiles(_ paths: [String]) throws {

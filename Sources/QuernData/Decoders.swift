@@ -340,6 +340,19 @@ public enum NPYHeader {
         dict.append(0x0A)
         return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(dict.count & 0xFF), UInt8(dict.count >> 8)] + dict
     }
+
+    /// `descr` and `shape` of a version 1.0 header at the start of `bytes` (as `encode`
+    /// writes them); nil for anything else.
+    public static func decode(_ bytes: [UInt8]) -> (descr: String, shape: [Int])? {
+        guard bytes.count >= 10, bytes[0..<6].elementsEqual([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]), bytes[6] == 1 else { return nil }
+        let length = Int(bytes[8]) | Int(bytes[9]) << 8
+        guard bytes.count >= 10 + length else { return nil }
+        let text = String(decoding: bytes[10..<(10 + length)], as: UTF8.self)
+        guard let descr = NPYDecoder.value(of: "descr", in: text)?.trimmingCharacters(in: "'\" "),
+              let shape = NPYDecoder.value(of: "shape", in: text) else { return nil }
+        let dims = shape.filter { !"() ".contains($0) }.split(separator: ",").compactMap { Int($0) }
+        return (descr, dims)
+    }
 }
 
 final class NPYDecoder: MemberDecoder {

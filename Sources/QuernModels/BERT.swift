@@ -70,6 +70,7 @@ public final class BertEncoder: @unchecked Sendable {
     let types: Tensor
     let embeddingNorm: ([Float], [Float])
     let layers: [Layer]
+    public let precision: LinearOperator.Precision
 
     /// Loads the encoder's tensors (with or without a `bert.` prefix) at a precision.
     public init(config: Config, weights: SafetensorsFile, precision: LinearOperator.Precision = .fp32,
@@ -77,6 +78,7 @@ public final class BertEncoder: @unchecked Sendable {
         self.config = config
         self.pooling = pooling
         self.normalize = normalize
+        self.precision = precision
         let prefix = weights.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         let h = config.hidden, inner = config.intermediate
         func t(_ name: String, _ shape: [Int]) throws -> Tensor { try weights.float32(prefix + name, shape: shape) }
@@ -400,7 +402,7 @@ public final class BertModel: @unchecked Sendable {
     /// layers): on one thread it was 8 % faster than with 768-token passes (a batch of 64
     /// short texts), in alternating runs on the same texts. fp32 was 4 % slower with
     /// them, its GEMM being compute-bound and keener on long row blocks, so it keeps 4,096.
-    public var tokensPerPass: Int { encoder.layers.first.map { $0.qkv.kind.hasPrefix("int8") } == true ? 256 : 4096 }
+    public var tokensPerPass: Int { encoder.precision == .int8 ? 256 : 4096 }
 
     private let spareLock = NSLock()
     private var spare: [BertEncoder.Workspace] = []

@@ -69,13 +69,19 @@ public enum ClusterJob {
         return (try Manifest.decode(bytes), bytes)
     }
 
+    /// The plan in the job's `shards.json`; nil before any shard has run.
+    public static func savedPlan(jobDir: String) throws -> ShardPlan? {
+        let path = Path.join(jobDir, planName)
+        guard Sys.exists(path) else { return nil }
+        return try ShardPlan(json: try JSONParser.parse(Sys.readFile(path)))
+    }
+
     /// The job's shard plan for `count` shards: the one in `shards.json`, or a new one.
     /// Every shard computes the same plan from the same input, so whichever publishes
     /// first (a link, which never replaces) wins and the others read it.
     static func plan(jobDir: String, manifest: Manifest, inputPath: String, count: Int) throws -> ShardPlan {
         let path = Path.join(jobDir, planName)
-        if Sys.exists(path) {
-            let plan = try ShardPlan(json: try JSONParser.parse(Sys.readFile(path)))
+        if let plan = try savedPlan(jobDir: jobDir) {
             guard plan.count == count else {
                 throw QuernError(.usage, "this job is planned as \(plan.count) shards (\(path)); it cannot run as shard of \(count)", field: "shard")
             }
@@ -89,14 +95,13 @@ public enum ClusterJob {
         do {
             try Sys.linkNoReplace(staged, path)
         } catch let e as SystemError where e.errno == EEXIST {
-            return try ShardPlan(json: try JSONParser.parse(Sys.readFile(path)))
+            return try savedPlan(jobDir: jobDir)!
         }
         return plan
     }
 
     /// Runs one shard of the cluster job in `jobDir` to its committed part.
-    public static func runShard(jobDir: String, shard: Shard, policy: PathPolicy,
-                                configure: (JobRunner) -> Void = { _ in }) throws -> ShardOutcome {
+    public static func runShard(jobDir: String, shard: Shard, policy: PathPolicy) throws -> ShardOutcome {
         let (manifest, bytes) = try manifest(jobDir: jobDir)
         let id = manifest.id ?? Path.basename(jobDir)
         guard shardable(manifest.task) || shard.count == 1 else {
@@ -129,9 +134,7 @@ public enum ClusterJob {
             }
             job = try work.activate(claim, id: id)
         }
-        let runner = JobRunner(spool: work, policy: policy)
-        configure(runner)
-        switch runner.run(job!) {
+        switch JobRunner(spool: work, policy: policy).run(job!) {
         case .done(let target): return try commit(target, to: committed)
         case .failed(_, let e): return .failed(e)
         case .interrupted: return .interrupted
@@ -192,10 +195,9 @@ public enum ClusterJob {
         }
         let started = time.monotonic()
         let (manifest, _) = try manifest(jobDir: jobDir)
-        guard Sys.exists(Path.join(jobDir, planName)) else {
+        guard let plan = try savedPlan(jobDir: jobDir) else {
             throw QuernError(.usage, "no shard of \(id) has run yet (no \(planName)); nothing to merge")
         }
-        let plan = try ShardPlan(json: try JSONParser.parse(Sys.readFile(Path.join(jobDir, planName))))
         let states = try partStates(jobDir: jobDir, count: plan.count)
         let failed = states.enumerated().compactMap { i, s -> String? in
             if case .failed(let code, let message) = s { return "shard \(i)/\(plan.count) failed (\(code)): \(message)" }
@@ -218,7 +220,6 @@ public enum ClusterJob {
             }
             return r
         }
-        var outputs = JSONObject()
         let resultsName = JobRunner.resultsNames[manifest.output.format]!
         let staging = Path.join(jobDir, ".merge.\(Sys.pid)")
         try? Sys.removeTree(staging)
@@ -237,13 +238,9 @@ public enum ClusterJob {
                              into: Path.join(staging, VectorOutput.name), level: manifest.output.compressionLevel)
         }
         try concatenate(parts.map { Path.join($0, JobRunner.errorsName) }, into: Path.join(staging, JobRunner.errorsName))
-        let names = [resultsName, JobRunner.errorsName] + (manifest.output.format == .npy ? [VectorOutput.name] : [])
-        for name in names {
-            let d = try SHA256Stream.file(Path.join(staging, name))
-            outputs[name] = ["sha256": .string(d.sha256), "bytes": .int(Int64(d.bytes))]
-        }
+        let names = JobRunner.outputNames(manifest.output.format)
         var report = combine(reports, id: id, plan: plan)
-        report["outputs"] = .object(outputs)
+        report["outputs"] = .object(try JobRunner.outputDigests(names, in: staging))
         var timings = report["timings"]?.objectValue ?? JSONObject()
         timings["merge_seconds"] = .double(time.monotonic() - started)
         report["timings"] = .object(timings)
@@ -259,19 +256,7 @@ public enum ClusterJob {
     static func concatenate(_ files: [String], into target: String) throws {
         let out = try Sys.open(target, O_WRONLY | O_CREAT | O_TRUNC)
         defer { Sys.close(out) }
-        for file in files { try copy(file, from: 0, to: out, path: target) }
-    }
-
-    static func copy(_ file: String, from offset: Int, to out: Int32, path: String) throws {
-        let fd = try Sys.open(file, O_RDONLY)
-        defer { Sys.close(fd) }
-        _ = try Sys.lseek(fd, offset, SEEK_SET)
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = try buffer.withUnsafeMutableBytes { try Sys.read(fd, $0) }
-            if n == 0 { break }
-            try buffer.withUnsafeBytes { try Sys.writeAll(out, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path) }
-        }
+        for file in files { try Sys.appendFile(file, to: out, path: target) }
     }
 
     /// Every line of every gzip file, in order, to `line`.
@@ -348,22 +333,15 @@ public enum ClusterJob {
             Sys.close(fd)
             bytes.removeSubrange(n...)
             let (length, header) = try Zlib.firstGzipMember(bytes)
-            let text = String(decoding: header, as: UTF8.self)
-            if let r = text.range(of: "'descr': '") { descr = String(text[r.upperBound...].prefix { $0 != "'" }) }
-            if let r = text.range(of: "'shape': (") {
-                let dims = text[r.upperBound...].prefix { $0 != ")" }.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-                if dims.count == 2, dims[0] > 0 { dimension = dims[1] }
+            guard let (d, shape) = NPYHeader.decode(header) else {
+                throw QuernError(.internalError, "\(file) does not start with an NPY header member")
             }
+            descr = d
+            // A part without rows says [0, 0]: its width is not known, the others' is.
+            if shape.count == 2, shape[0] > 0 { dimension = shape[1] }
             dataStarts.append(length)
         }
-        let header = try ChunkedGzipWriter(path: target + ".header", level: level)
-        try header.append(NPYHeader.encode(descr: descr, shape: [rows, dimension]))
-        try header.finish()
-        let out = try Sys.open(target, O_WRONLY | O_CREAT | O_TRUNC)
-        defer { Sys.close(out) }
-        try copy(target + ".header", from: 0, to: out, path: target)
-        try Sys.unlink(target + ".header")
-        for (file, start) in zip(files, dataStarts) { try copy(file, from: start, to: out, path: target) }
+        try VectorOutput.assemble(target, descr: descr, shape: [rows, dimension], level: level, parts: Array(zip(files, dataStarts)))
     }
 
     // MARK: report

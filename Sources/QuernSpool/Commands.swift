@@ -88,9 +88,7 @@ public enum Commands {
         guard Manifest.isValidID(id) else {
             throw QuernError(.invalidID, "\"\(id)\" is not a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
         }
-        for state in [JobState.active, .done, .cluster] where Sys.exists(spool.path(state, id)) {
-            throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
-        }
+        try spool.checkIDFree(id)
         var raw = manifest.raw
         var input = raw["input"]!.objectValue!
         input["path"] = .string(manifest.input.path)
@@ -142,7 +140,7 @@ public enum Commands {
     static func clusterStatus(spool: Spool, id: String) -> JSONValue {
         let dir = spool.path(.cluster, id)
         var o = JSONObject([("id", .string(id))])
-        guard let plan = try? ShardPlan(json: JSONParser.parse(Sys.readFile(Path.join(dir, ClusterJob.planName)))),
+        guard let plan = (try? ClusterJob.savedPlan(jobDir: dir)) ?? nil,
               let states = try? ClusterJob.partStates(jobDir: dir, count: plan.count) else {
             o["shards"] = .null  // no shard has run yet
             return .object(o)

@@ -130,6 +130,15 @@ public final class Spool: @unchecked Sendable {
         return try body()
     }
 
+    /// Refuses (`duplicate_id`) an id already active, done or staged for a cluster. Moves
+    /// that create one of those names call it under the names lock; `quern submit` and
+    /// `quern stage` call it early too, for an error before anything is written.
+    public func checkIDFree(_ id: String) throws {
+        for state in [JobState.active, .done, .cluster] where Sys.exists(path(state, id)) {
+            throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
+        }
+    }
+
     // MARK: incoming → tmp (claim)
 
     /// Atomically takes `incoming/name` for this process. Returns nil when another
@@ -162,9 +171,7 @@ public final class Spool: @unchecked Sendable {
     public func activate(_ claim: Claim, id: String) throws -> ActiveJob {
         let target = path(.active, id)
         try withNamesLock {
-            for state in [JobState.active, .done, .cluster] where Sys.exists(path(state, id)) {
-                throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
-            }
+            try checkIDFree(id)
             try Sys.rename(claim.dir, target)
         }
         return ActiveJob(id: id, dir: target, lock: claim.lock, adopted: false)
@@ -224,15 +231,24 @@ public final class Spool: @unchecked Sendable {
     /// puts the job back in `active/`, where it is run again to the same bytes.
     @discardableResult
     public func complete(_ job: ActiveJob, keep: Set<String>) throws -> String {
-        try removeAllBut(keep, in: job.dir)
-        try Sys.fsyncFiles(try Sys.listDirectory(job.dir).filter(keep.contains).map(job.file))
-        let target = path(.done, job.id)
-        try withNamesLock {
-            if Sys.exists(target) {
-                throw QuernError(.duplicateID, "done/\(job.id) appeared while the job ran; results kept in active/\(job.id)")
-            }
+        try publishDone(dir: job.dir, id: job.id, keep: keep,
+                        taken: "done/\(job.id) appeared while the job ran; results kept in active/\(job.id)") {
             try Sys.unlink(job.file("lease.lock"))
-            try Sys.rename(job.dir, target)
+        }
+    }
+
+    /// The move to `done/` that `complete` and `completeCluster` share: keep files
+    /// fsynced, the rest removed, one rename under the names lock (after `beforeRename`,
+    /// inside the lock), `done/` fsynced.
+    private func publishDone(dir: String, id: String, keep: Set<String>, taken: String,
+                             beforeRename: () throws -> Void = {}) throws -> String {
+        try removeAllBut(keep, in: dir)
+        try Sys.fsyncFiles(try Sys.listDirectory(dir).filter(keep.contains).map { Path.join(dir, $0) })
+        let target = path(.done, id)
+        try withNamesLock {
+            if Sys.exists(target) { throw QuernError(.duplicateID, taken) }
+            try beforeRename()
+            try Sys.rename(dir, target)
         }
         try Sys.fsyncDirectory(directory(.done))
         return target
@@ -252,9 +268,7 @@ public final class Spool: @unchecked Sendable {
             try Sys.fsyncDirectory(staging)
             let target = path(.cluster, id)
             try withNamesLock {
-                for state in [JobState.active, .done, .cluster] where Sys.exists(path(state, id)) {
-                    throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
-                }
+                try checkIDFree(id)
                 try Sys.rename(staging, target)
             }
             try Sys.fsyncDirectory(directory(.cluster))
@@ -268,17 +282,8 @@ public final class Spool: @unchecked Sendable {
     /// Publishes a merged cluster job: like `complete`, from `cluster/id`.
     @discardableResult
     public func completeCluster(id: String, keep: Set<String>) throws -> String {
-        let dir = path(.cluster, id)
-        try removeAllBut(keep, in: dir)
-        try Sys.fsyncFiles(try Sys.listDirectory(dir).filter(keep.contains).map { Path.join(dir, $0) })
-        let target = path(.done, id)
-        try withNamesLock {
-            if Sys.exists(target) {
-                throw QuernError(.duplicateID, "done/\(id) already exists; the merged results stay in cluster/\(id)")
-            }
-            try Sys.rename(dir, target)
-        }
-        try Sys.fsyncDirectory(directory(.done))
+        let target = try publishDone(dir: path(.cluster, id), id: id, keep: keep,
+                                     taken: "done/\(id) already exists; the merged results stay in cluster/\(id)")
         try Sys.fsyncDirectory(directory(.cluster))
         return target
     }

@@ -161,25 +161,24 @@ final class VectorOutput {
     /// Finishes the data and writes `final`: header member, then the data member.
     func publish(rows: Int, to final: String, level: Int) throws {
         try data.finish()
-        let header = NPYHeader.encode(descr: dtype == .float32 ? "<f4" : "|i1", shape: [rows, dimension ?? 0])
-        let headerPath = final + ".header"
-        let h = try ChunkedGzipWriter(path: headerPath, level: level)
-        try h.append(header)
-        try h.finish()
-        let out = try Sys.open(final + ".partial", O_WRONLY | O_CREAT | O_TRUNC)
-        defer { Sys.close(out) }
-        for part in [headerPath, data.path] {
-            let fd = try Sys.open(part, O_RDONLY)
-            defer { Sys.close(fd) }
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = try buffer.withUnsafeMutableBytes { try Sys.read(fd, $0) }
-                if n == 0 { break }
-                try buffer.withUnsafeBytes { try Sys.writeAll(out, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: final) }
-            }
-        }
-        try Sys.unlink(headerPath)
+        try Self.assemble(final + ".partial", descr: dtype == .float32 ? "<f4" : "|i1", shape: [rows, dimension ?? 0],
+                          level: level, parts: [(data.path, 0)])
         try Sys.unlink(data.path)
         try Sys.rename(final + ".partial", final)
+    }
+
+    /// Writes `path`: one gzip member holding the NPY header for `shape`, then the gzip
+    /// data of each part (a file, and the offset its data starts at) as it is. A job's
+    /// vectors have one part; a merged cluster job's, one per shard.
+    static func assemble(_ path: String, descr: String, shape: [Int], level: Int, parts: [(String, Int)]) throws {
+        let headerPath = path + ".header"
+        let h = try ChunkedGzipWriter(path: headerPath, level: level)
+        try h.append(NPYHeader.encode(descr: descr, shape: shape))
+        try h.finish()
+        let out = try Sys.open(path, O_WRONLY | O_CREAT | O_TRUNC)
+        defer { Sys.close(out) }
+        try Sys.appendFile(headerPath, to: out, path: path)
+        try Sys.unlink(headerPath)
+        for (file, offset) in parts { try Sys.appendFile(file, from: offset, to: out, path: path) }
     }
 }

@@ -87,6 +87,21 @@ public final class JobRunner {
     static let resultsNames: [Manifest.OutputFormat: String] = [.jsonl: "results.jsonl.gz", .csv: "results.csv.gz", .npy: "results.jsonl.gz"]
     static let errorsName = "errors.jsonl.gz"
 
+    /// The files a record job publishes: results, errors and, for NPY output, the vectors.
+    static func outputNames(_ format: Manifest.OutputFormat) -> [String] {
+        [resultsNames[format]!, errorsName] + (format == .npy ? [VectorOutput.name] : [])
+    }
+
+    /// The report's `outputs`: each file's sha256 and size.
+    static func outputDigests(_ names: [String], in dir: String) throws -> JSONObject {
+        var outputs = JSONObject()
+        for name in names {
+            let d = try SHA256Stream.file(Path.join(dir, name))
+            outputs[name] = ["sha256": .string(d.sha256), "bytes": .int(Int64(d.bytes))]
+        }
+        return outputs
+    }
+
     /// JSONL lines of a window's rows, formatted on all threads: an embed window is
     /// hundreds of thousands of floats, and formatting them on the writing thread alone
     /// left the other cores idle between windows. Nil for CSV (its header is state) and
@@ -336,13 +351,9 @@ public final class JobRunner {
         try Sys.rename(job.file(resultsName + ".partial"), job.file(resultsName))
         try Sys.rename(job.file(Self.errorsName + ".partial"), job.file(Self.errorsName))
         try vectors?.publish(rows: counts.succeeded, to: job.file(VectorOutput.name), level: manifest.output.compressionLevel)
-        let outputNames = [resultsName, Self.errorsName] + (vectors == nil ? [] : [VectorOutput.name])
+        let outputNames = Self.outputNames(manifest.output.format)
         let processSeconds = time.monotonic() - processStart
-        var outputs = JSONObject()
-        for name in outputNames {
-            let d = try SHA256Stream.file(job.file(name))
-            outputs[name] = ["sha256": .string(d.sha256), "bytes": .int(Int64(d.bytes))]
-        }
+        let outputs = try Self.outputDigests(outputNames, in: job.dir)
         let wall = time.monotonic() - started
         let done = counts.succeeded + counts.failed - skip
         var report = JSONObject()
