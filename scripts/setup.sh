@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system libraries Quern links (libarchive, zlib) and the tools its tests
-# use (zstd, zip, gzip, tar), if missing. Safe to run again; needs root or sudo for apt.
+# use (zstd, zip, gzip, tar; Slurm and munge for the cluster tests), if missing. Safe to
+# run again; needs root or sudo for apt.
 set -euo pipefail
 need=()
 pkg-config --exists libarchive 2>/dev/null || need+=(libarchive-dev)
@@ -8,8 +9,9 @@ pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v zstd >/dev/null || need+=(zstd)
 command -v zip >/dev/null || need+=(zip)
+command -v slurmctld >/dev/null || need+=(slurmctld slurmd slurm-client munge)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

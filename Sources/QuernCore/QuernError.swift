@@ -64,6 +64,8 @@ public struct QuernError: Error, Equatable, Sendable, CustomStringConvertible {
         case io = "io_error"
         case usage = "usage"
         case locked = "locked"
+        /// A cluster scheduler's command (sbatch, squeue) is missing or refused.
+        case scheduler = "scheduler_error"
         case internalError = "internal_error"
     }
 }

@@ -102,6 +102,8 @@ public enum ClusterJob {
 
     /// Runs one shard of the cluster job in `jobDir` to its committed part.
     public static func runShard(jobDir: String, shard: Shard, policy: PathPolicy) throws -> ShardOutcome {
+        // SIGTERM (a requeue, a time limit) finishes the batch in hand and checkpoints.
+        StopSignal.install()
         let (manifest, bytes) = try manifest(jobDir: jobDir)
         let id = manifest.id ?? Path.basename(jobDir)
         guard shardable(manifest.task) || shard.count == 1 else {
@@ -207,7 +209,7 @@ public enum ClusterJob {
         if !failed.isEmpty {
             let e = QuernError(.invalidRecord, failed.joined(separator: "; ") + ". The other parts are kept in \(partsDirectory)/.")
             let target = try spool.fail(dir: jobDir, id: id, error: e,
-                                        keep: ["manifest.json", planName, partsDirectory, workDirectory])
+                                        keep: ["manifest.json", planName, partsDirectory, workDirectory, Slurm.directory])
             throw QuernError(e.code, e.message + " Job moved to \(target).")
         }
         guard missing.isEmpty else {
@@ -219,6 +221,11 @@ public enum ClusterJob {
                 throw QuernError(.internalError, "\(p)/report.json is not a JSON object")
             }
             return r
+        }
+        // Slurm's scripts and logs (when it ran the shards) stay with the result.
+        let provenance = Sys.exists(Path.join(jobDir, Slurm.directory)) ? [Slurm.directory] : []
+        if !shardable(manifest.task) {
+            return try publishWhole(part: parts[0], report: reports[0], spool: spool, id: id, plan: plan, keep: provenance)
         }
         let resultsName = JobRunner.resultsNames[manifest.output.format]!
         let staging = Path.join(jobDir, ".merge.\(Sys.pid)")
@@ -247,7 +254,22 @@ public enum ClusterJob {
         try Sys.writeFile(Path.join(staging, "report.json"), JSONWriter.pretty(.object(report)))
         for name in names + ["report.json"] { try Sys.rename(Path.join(staging, name), Path.join(jobDir, name)) }
         try Sys.removeTree(staging)
-        return try spool.completeCluster(id: id, keep: Set(names + ["report.json", "manifest.json"]))
+        return try spool.completeCluster(id: id, keep: Set(names + ["report.json", "manifest.json"] + provenance))
+    }
+
+    /// A task run as a single shard (finetune, quantize, prune): its part is the whole
+    /// result, published as it is, with the shard's provenance in the report.
+    static func publishWhole(part: String, report: JSONObject, spool: Spool, id: String, plan: ShardPlan,
+                             keep: [String]) throws -> String {
+        let jobDir = Path.dirname(Path.dirname(part))
+        var report = report
+        report["shards"] = ["mode": .string(plan.mode.rawValue), "count": 1, "units": .int(Int64(plan.units)),
+                            "parts": [["shard": report["shard"] ?? .null, "host": report["host"] ?? .null]]]
+        report["shard"] = nil
+        try Sys.writeFile(Path.join(part, "report.json"), JSONWriter.pretty(.object(report)))
+        let names = try Sys.listDirectory(part).filter { $0 != ShardAssignment.fileName && $0 != "manifest.json" }
+        for name in names { try Sys.rename(Path.join(part, name), Path.join(jobDir, name)) }
+        return try spool.completeCluster(id: id, keep: Set(names + ["manifest.json"] + keep))
     }
 
     // MARK: outputs

@@ -69,22 +69,23 @@ public enum Commands {
 
     /// Validates, records the resolved absolute paths, and publishes into `incoming/`.
     public static func submit(manifestPath: String, spool: Spool, roots: [String]) throws -> String {
-        let (id, bytes) = try resolved(manifestPath: manifestPath, spool: spool, roots: roots)
+        let (id, bytes) = try resolved(manifestPath: manifestPath, base: Sys.getcwd(), spool: spool, roots: roots)
         return try spool.submit(bytes, name: id + ".json")
     }
 
     /// Validates, records the resolved absolute paths, and publishes as the cluster job
     /// `cluster/ID/` for a scheduler's array tasks (`quern run-shard`) and `quern merge`.
     public static func stage(manifestPath: String, spool: Spool, roots: [String]) throws -> String {
-        let (id, bytes) = try resolved(manifestPath: manifestPath, spool: spool, roots: roots)
+        let (id, bytes) = try resolved(manifestPath: manifestPath, base: Sys.getcwd(), spool: spool, roots: roots)
         return try spool.stage(bytes, id: id)
     }
 
-    /// The job id and the manifest with every path it names made absolute, so that it
-    /// means the same from the spool (or a cluster node) as from the submitter's directory.
-    static func resolved(manifestPath: String, spool: Spool, roots: [String]) throws -> (String, [UInt8]) {
-        let (manifest, _) = try validate(manifestPath: manifestPath, base: Sys.getcwd(), roots: roots + [spool.root])
-        let id = manifest.id ?? Path.stem(manifestPath)
+    /// The job id and the manifest with every path it names made absolute (relative ones
+    /// resolve against `base`), so that it means the same from the spool or a cluster node
+    /// as from where it was written.
+    static func resolved(manifestPath: String, base: String, spool: Spool, roots: [String], id: String? = nil) throws -> (String, [UInt8]) {
+        let (manifest, _) = try validate(manifestPath: manifestPath, base: base, roots: roots + [spool.root])
+        let id = id ?? manifest.id ?? Path.stem(manifestPath)
         guard Manifest.isValidID(id) else {
             throw QuernError(.invalidID, "\"\(id)\" is not a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
         }
@@ -136,16 +137,27 @@ public enum Commands {
     }
 
     /// A cluster job's shards, from its part files and the shards' leases: committed,
-    /// failed (with the error), started (with progress) or not started.
+    /// failed (with the error), started (with progress) or not started; with Slurm's ids
+    /// and, while squeue lists them, each task's and the merge's Slurm state.
     static func clusterStatus(spool: Spool, id: String) -> JSONValue {
         let dir = spool.path(.cluster, id)
         var o = JSONObject([("id", .string(id))])
-        guard let plan = (try? ClusterJob.savedPlan(jobDir: dir)) ?? nil,
-              let states = try? ClusterJob.partStates(jobDir: dir, count: plan.count) else {
+        let plan = (try? ClusterJob.savedPlan(jobDir: dir)) ?? nil
+        let submission = (try? Slurm.submission(jobDir: dir)) ?? nil
+        var queue: [String: (state: String, reason: String)] = [:]
+        if let submission {
+            queue = Slurm.queue([submission.arrayJobID] + (submission.mergeJobID.map { [$0] } ?? [])) ?? [:]
+            var slurm = JSONObject([("array_job_id", .string(submission.arrayJobID)),
+                                    ("merge_job_id", submission.mergeJobID.map { .string($0) } ?? .null)])
+            if let m = submission.mergeJobID, let q = queue[m] { slurm["merge_state"] = .string(q.state); slurm["merge_reason"] = .string(q.reason) }
+            o["slurm"] = .object(slurm)
+        }
+        if let plan { o["mode"] = .string(plan.mode.rawValue) }
+        guard let count = plan?.count ?? submission?.tasks,
+              let states = try? ClusterJob.partStates(jobDir: dir, count: count) else {
             o["shards"] = .null  // no shard has run yet
             return .object(o)
         }
-        o["mode"] = .string(plan.mode.rawValue)
         o["shards"] = .array(states.enumerated().map { i, state in
             var s = JSONObject([("shard", .int(Int64(i)))])
             switch state {
@@ -154,6 +166,7 @@ public enum Commands {
             case .started(let progress): s["state"] = "started"; s["progress"] = progress
             case .notStarted: s["state"] = "not_started"
             }
+            if let a = submission?.arrayJobID, let q = queue["\(a)_\(i)"] { s["slurm_state"] = .string(q.state); s["slurm_reason"] = .string(q.reason) }
             return .object(s)
         })
         return .object(o)
@@ -185,10 +198,20 @@ public enum Commands {
             for c in cluster.compactMap(\.objectValue) {
                 let shards = c["shards"]?.arrayValue?.compactMap(\.objectValue) ?? []
                 let count = { (state: String) in shards.filter { $0["state"]?.stringValue == state }.count }
-                lines.append("  \(c["id"]?.stringValue ?? "?")  " + (shards.isEmpty ? "no shard run yet" :
-                    "\(count("committed"))/\(shards.count) committed, \(count("started")) started, \(count("failed")) failed"))
-                for s in shards where s["state"]?.stringValue == "failed" {
-                    lines.append("    shard \(s["shard"]?.intValue ?? 0): \(s["code"]?.stringValue ?? "") \(s["message"]?.stringValue ?? "")")
+                var line = "  \(c["id"]?.stringValue ?? "?")  " + (shards.isEmpty ? "no shard run yet" :
+                    "\(count("committed"))/\(shards.count) committed, \(count("started")) started, \(count("failed")) failed")
+                if let slurm = c["slurm"]?.objectValue {
+                    line += "  (Slurm array \(slurm["array_job_id"]?.stringValue ?? "?"), merge \(slurm["merge_job_id"]?.stringValue ?? "not submitted")"
+                        + (slurm["merge_state"]?.stringValue.map { " \($0)" } ?? "") + ")"
+                }
+                lines.append(line)
+                for s in shards where s["state"]?.stringValue != "committed" {
+                    let slurm = s["slurm_state"]?.stringValue.map { "  [Slurm: \($0) \(s["slurm_reason"]?.stringValue ?? "")]" } ?? ""
+                    let detail = s["state"]?.stringValue == "failed"
+                        ? "failed: \(s["code"]?.stringValue ?? "") \(s["message"]?.stringValue ?? "")"
+                        : (s["state"]?.stringValue ?? "").replacingOccurrences(of: "_", with: " ")
+                            + (s["progress"]?.objectValue?["records"]?.intValue.map { ", \($0) records" } ?? "")
+                    lines.append("    shard \(s["shard"]?.intValue ?? 0): " + detail + slurm)
                 }
             }
         }

@@ -13,6 +13,8 @@ public final class Daemon {
     let time: any TimeSource
     /// Seconds between full rescans in `watch` (inotify can drop events).
     public var rescanInterval: Double = 2
+    /// Hands jobs to Slurm instead of running them here (`quern watch --executor slurm`).
+    public var executor: SlurmExecutor?
 
     public private(set) var succeeded = 0
     public private(set) var failed = 0
@@ -27,6 +29,7 @@ public final class Daemon {
     /// manifests in name order. Returns false if a stop was requested.
     @discardableResult
     public func drain() throws -> Bool {
+        try executor?.submitPending(spool: spool)
         for claim in try spool.adoptClaims() {
             guard !StopSignal.requested else { return false }
             Log.shared.info("finishing a claim left by a dead process", [("claim", .string(claim.dir))])
@@ -71,6 +74,14 @@ public final class Daemon {
             }
         } catch {
             reject(claim, id: id, error)
+            return
+        }
+        if let executor {
+            do {
+                try executor.handOff(claim, id: id, spool: spool)
+            } catch {
+                reject(claim, id: id, error)
+            }
             return
         }
         let job: ActiveJob

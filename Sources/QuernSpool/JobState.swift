@@ -256,14 +256,19 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: manifest → cluster → done
 
-    /// Publishes a manifest as the cluster job `cluster/id/manifest.json`: written and
-    /// fsynced in `tmp/`, then renamed into place under the names lock. Refuses an id
-    /// already active, done or staged.
+    /// Publishes a manifest as the cluster job `cluster/id/manifest.json`, with `files`
+    /// (relative paths: a scheduler's scripts) beside it: written and fsynced in `tmp/`,
+    /// then renamed into place under the names lock. Refuses an id already active, done
+    /// or staged.
     @discardableResult
-    public func stage(_ bytes: [UInt8], id: String) throws -> String {
+    public func stage(_ bytes: [UInt8], id: String, files: [String: [UInt8]] = [:]) throws -> String {
         let staging = Path.join(tmp, "submit.stage.\(Sys.pid).\(Self.uniqueSuffix())")
         try Sys.mkdir(staging)
         do {
+            for (name, content) in files {
+                try Sys.mkdirs(Path.dirname(Path.join(staging, name)))
+                try Sys.writeFileAtomically(Path.join(staging, name), content)
+            }
             try Sys.writeFileAtomically(Path.join(staging, "manifest.json"), bytes)
             try Sys.fsyncDirectory(staging)
             let target = path(.cluster, id)

@@ -64,19 +64,82 @@ struct Quern: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Batch machine-learning jobs from a spool directory.",
         subcommands: [Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self,
-                      Stage.self, RunShard.self, Merge.self])
+                      Stage.self, RunShard.self, Merge.self, SlurmCommand.self])
 }
 
 struct Watch: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run as a daemon: claim and run jobs as they arrive; SIGTERM checkpoints and exits 0.")
+    static let configuration = CommandConfiguration(abstract: "Run as a daemon: claim and run jobs as they arrive; SIGTERM checkpoints and exits 0. With --executor slurm, hand each job to Slurm as an array of shards and a merge instead.")
     @OptionGroup var options: SpoolOptions
     @Option(help: "Seconds between full rescans of incoming/ (inotify can drop events).")
     var rescan: Double = 2
+    @Option(help: "Where jobs run: local (this process) or slurm (an sbatch array per job; the merge lands in done/).")
+    var executor: Executor = .local
+    @OptionGroup(title: "Slurm (with --executor slurm)") var slurm: SlurmArguments
+
+    enum Executor: String, ExpressibleByArgument { case local, slurm }
 
     func run() throws {
         let daemon = Daemon(spool: try options.open(), roots: options.allowedRoots)
         daemon.rescanInterval = rescan
+        if executor == .slurm { daemon.executor = SlurmExecutor(options: try slurm.options(roots: options.allowedRoots)) }
         try daemon.watch()
+    }
+}
+
+/// The sbatch choices `quern slurm submit` and `quern watch --executor slurm` share.
+struct SlurmArguments: ParsableArguments {
+    @Option(help: "Array tasks (shards) per job; finetune, quantize and prune jobs run as one.")
+    var tasks: Int = 1
+    @Option(help: "sbatch --partition.")
+    var partition: String?
+    @Option(help: "sbatch --time for each task (e.g. 30, 2:00:00).")
+    var time: String?
+    @Option(help: "CPUs per task; Quern's kernels use exactly these.")
+    var cpusPerTask: Int = 1
+    @Option(name: .customLong("sbatch-arg"), help: "Another sbatch option for the array and the merge, e.g. --sbatch-arg=--account=ml (repeatable).")
+    var sbatchArgs: [String] = []
+    @Option(help: "Requeues of a task that failed for a retryable reason.")
+    var maxRequeues: Int = 3
+    @Option(help: "The quern binary the nodes run (default: this one; it must be at the same path on every node).")
+    var quern: String?
+
+    func options(roots: [String]) throws -> SlurmOptions {
+        guard tasks >= 1, cpusPerTask >= 1, maxRequeues >= 0 else {
+            throw ValidationError("--tasks and --cpus-per-task must be at least 1, --max-requeues at least 0")
+        }
+        var o = SlurmOptions(tasks: tasks, quern: try quern.map { Path.absolute($0, relativeTo: Sys.getcwd()) } ?? Sys.realpath("/proc/self/exe"))
+        o.partition = partition
+        o.time = time
+        o.cpusPerTask = cpusPerTask
+        o.sbatchArgs = sbatchArgs
+        o.maxRequeues = maxRequeues
+        o.roots = roots.map { Path.absolute($0, relativeTo: Sys.getcwd()) }
+        return o
+    }
+}
+
+struct SlurmCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "slurm", abstract: "Run jobs on a Slurm cluster.",
+                                                    subcommands: [SlurmSubmit.self])
+}
+
+struct SlurmSubmit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Stage a manifest as SPOOL/cluster/JOB/ and submit it: an sbatch array of `quern run-shard` tasks and a `quern merge` job after them (afterok). Prints the job directory and both Slurm job ids.")
+    @Argument(help: "The manifest (JSON). Relative paths in it resolve against the current directory.")
+    var manifest: String
+    @OptionGroup var options: SpoolOptions
+    @OptionGroup var slurm: SlurmArguments
+
+    func run() throws {
+        let spool = try options.open()
+        try failingWithReport {
+            let (dir, s) = try Slurm.submit(manifestPath: manifest, spool: spool, options: try slurm.options(roots: options.allowedRoots))
+            print(String(decoding: JSONWriter.pretty(["job_dir": .string(dir), "array_job_id": .string(s.arrayJobID),
+                                                      "merge_job_id": s.mergeJobID.map { .string($0) } ?? .null,
+                                                      "tasks": .int(Int64(s.tasks))]), as: UTF8.self), terminator: "")
+        }
     }
 }
 
