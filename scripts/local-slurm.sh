@@ -18,6 +18,20 @@ cmd=${1:-}; dir=${2:-}
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 conf=$dir/slurm.conf
 
+# A free TCP port pair (controller, node), so that clusters in different directories
+# can run side by side: nothing listening on either in /proc/net/tcp{,6}.
+free_ports() {
+  local port hex
+  for _ in $(seq 100); do
+    port=$((20000 + RANDOM % 20000))
+    hex=$(printf ':%04X ' "$port"); hex2=$(printf ':%04X ' "$((port + 1))")
+    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A" {print $2" "}' | grep -q -e "$hex" -e "$hex2"; then
+      echo "$port"; return
+    fi
+  done
+  echo "no free port pair found" >&2; exit 1
+}
+
 running() { [ -r "/proc/$1/stat" ] && ! grep -qs '^[^)]*) Z' "/proc/$1/stat"; }
 
 launch() {  # launch NAME COMMAND...: in the background, its pid in DIR/NAME.pid
@@ -45,9 +59,12 @@ CredType=cred/none"
 CredType=cred/munge
 AuthInfo=socket=$dir/munge/socket"
   fi
+  local port; port=$(free_ports)
   cat >"$conf" <<EOF
 ClusterName=quern-local
 SlurmctldHost=$(hostname -s)(127.0.0.1)
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
 SlurmUser=root
 $auth
 StateSaveLocation=$dir/state

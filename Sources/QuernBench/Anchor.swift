@@ -28,3 +28,13 @@ enum Anchor {
         }
     }
 }
+
+/// `sh -c COMMAND` for making bench data with the usual tools (tar, zip, gzip); it must succeed.
+func shell(_ command: String) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw QuernError(.internalError, "`\(command)` exited \(p.terminationStatus)") }
+}

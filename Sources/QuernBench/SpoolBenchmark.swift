@@ -143,7 +143,7 @@ public struct SpoolBenchmark {
             try shell("tar -C '\(dir)' -czf '\(archive).tmp' . && mv '\(archive).tmp' '\(archive)' && rm -rf '\(dir)'")
         }
         let size = Sys.fileSize(path: archive)
-        _ = try shell("cat '\(archive)' > /dev/null")  // page cache warm for both
+        try shell("cat '\(archive)' > /dev/null")  // page cache warm for both
         var tarTimes: [Double] = [], quernTimes: [Double] = [], rawTimes: [Double] = []
         var records = 0, bytes = 0
         for _ in 0..<3 {
@@ -179,16 +179,6 @@ public struct SpoolBenchmark {
         print(String(format: "  ratio quern/tar speed: %.2f   target >= 0.8", tarBest / quernBest))
     }
 
-    @discardableResult
-    func shell(_ command: String) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", command]
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw QuernError(.internalError, "`\(command)` exited \(p.terminationStatus)") }
-        return p.terminationStatus
-    }
 }
 
 /// A small deterministic generator for benchmark data.

@@ -96,7 +96,7 @@ public enum Slurm {
 
             # Slurm stops a task with SIGTERM (requeue, scancel, time limit). Pass it on:
             # Quern finishes the batch in hand, checkpoints and exits 75.
-            \(quern) run-shard \(shellQuote(jobDir))\(options.roots.map { " --root " + shellQuote($0) }.joined()) &
+            \(quern) run-shard \(shellQuote(jobDir)) --shard "${SLURM_ARRAY_TASK_ID}/\(n)"\(options.roots.map { " --root " + shellQuote($0) }.joined()) &
             pid=$!
             trap 'kill -TERM "$pid" 2>/dev/null' TERM
             rc=0; wait "$pid" || rc=$?
@@ -185,6 +185,33 @@ public enum Slurm {
         return s
     }
 
+    /// Puts a cluster job back on Slurm after what its scripts do not retry: sbatch
+    /// refused, or tasks that Slurm ended (cancelled, out of time, out of requeues), which
+    /// cancels the merge. Submits the array again for the shards not committed (an
+    /// `--array` list overrides the script's range) and a merge after it.
+    public static func resume(jobDir: String) throws -> SlurmSubmission {
+        guard let previous = try submission(jobDir: jobDir), let merge = previous.mergeJobID else { return try submit(jobDir: jobDir) }
+        let queued = queue([previous.arrayJobID, merge]) ?? [:]
+        guard queued.isEmpty else {
+            throw QuernError(.usage, "Slurm still has this job (\(queued.keys.sorted().map { "\($0) \(queued[$0]!.state)" }.joined(separator: ", "))); nothing to resume")
+        }
+        let dir = Path.join(jobDir, directory)
+        let fd = try Sys.open(Path.join(dir, ".submit.lock"), O_RDWR | O_CREAT)
+        defer { Sys.close(fd) }
+        try Sys.lock(fd)
+        let missing = try ClusterJob.partStates(jobDir: jobDir, count: previous.tasks).enumerated()
+            .filter { $0.element != .committed }.map { String($0.offset) }
+        var s = previous
+        if !missing.isEmpty {
+            s.arrayJobID = try sbatch(["--array=\(missing.joined(separator: ","))", Path.join(dir, arrayScript)])
+            s.mergeJobID = nil
+            try Sys.writeFileAtomically(Path.join(dir, submissionName), JSONWriter.pretty(s.json))
+        }
+        s.mergeJobID = try sbatch((missing.isEmpty ? [] : ["--dependency=afterok:\(s.arrayJobID)"]) + [Path.join(dir, mergeScript)])
+        try Sys.writeFileAtomically(Path.join(dir, submissionName), JSONWriter.pretty(s.json))
+        return s
+    }
+
     static func tasks(inScript path: String) throws -> Int {
         let text = String(decoding: try Sys.readFile(path), as: UTF8.self)
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("#SBATCH --array=0-") }),
@@ -199,7 +226,11 @@ public enum Slurm {
         let (id, bytes) = try Commands.resolved(manifestPath: manifestPath, base: Sys.getcwd(), spool: spool, roots: options.roots)
         let task = try Manifest.decode(bytes).task
         let dir = try spool.stage(bytes, id: id, files: scripts(spool: spool, id: id, task: task, options: options))
-        return (dir, try submit(jobDir: dir))
+        do {
+            return (dir, try submit(jobDir: dir))
+        } catch let e as QuernError {
+            throw QuernError(e.code, e.message + ". The job stays staged in \(dir); `quern slurm resume \(id) \(spool.root)` submits it when Slurm answers")
+        }
     }
 
     // MARK: the queue

@@ -8,7 +8,8 @@ import QuernSpool
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
-        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self, ClassifyBench.self])
+        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self, ClassifyBench.self,
+                      ShardBench.self])
 }
 
 struct SpoolBench: ParsableCommand {
@@ -160,6 +161,30 @@ struct ClassifyBench: ParsableCommand {
         let dir = workdir ?? "/tmp/quern-bench-classify-\(ProcessInfo.processInfo.processIdentifier)"
         try ClassifyBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
                               classes: classes, epochs: epochs, learningRate: learningRate, workdir: dir).run()
+        if workdir == nil { try? Sys.removeTree(dir) }
+    }
+}
+
+struct ShardBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "shards",
+        abstract: "An embed job as 1, 2 and 4 Slurm array tasks + merge against the job run whole (needs SLURM_CONF: scripts/local-slurm.sh up DIR), and the reading cost of record-range vs member shards.")
+    @Option(help: "A sentence-transformers model directory (scripts/fetch-minilm.sh).")
+    var model: String = "models/all-MiniLM-L6-v2"
+    @Option(help: "JSONL texts (a \"text\" field).")
+    var corpus: String = "../shared/corpora/debdesc.jsonl"
+    @Option(help: "Texts in the embed job.")
+    var limit: Int = 6000
+    @Option(help: "Copies of the corpus in the reading-cost inputs.")
+    var streamCopies: Int = 4
+    @Option(help: "The embed job's precision.")
+    var precision: String = "int8"
+    @Option(help: "Where to put the inputs and spools; on storage every node sees (default: a new directory under /tmp).")
+    var workdir: String?
+
+    func run() throws {
+        let dir = workdir ?? "/tmp/quern-bench-shards-\(ProcessInfo.processInfo.processIdentifier)"
+        try ShardBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, limit: limit,
+                           streamCopies: streamCopies, precision: precision, workdir: dir).run()
         if workdir == nil { try? Sys.removeTree(dir) }
     }
 }

@@ -120,7 +120,7 @@ struct SlurmArguments: ParsableArguments {
 
 struct SlurmCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "slurm", abstract: "Run jobs on a Slurm cluster.",
-                                                    subcommands: [SlurmSubmit.self])
+                                                    subcommands: [SlurmSubmit.self, SlurmResume.self])
 }
 
 struct SlurmSubmit: ParsableCommand {
@@ -136,11 +136,35 @@ struct SlurmSubmit: ParsableCommand {
         let spool = try options.open()
         try failingWithReport {
             let (dir, s) = try Slurm.submit(manifestPath: manifest, spool: spool, options: try slurm.options(roots: options.allowedRoots))
-            print(String(decoding: JSONWriter.pretty(["job_dir": .string(dir), "array_job_id": .string(s.arrayJobID),
-                                                      "merge_job_id": s.mergeJobID.map { .string($0) } ?? .null,
-                                                      "tasks": .int(Int64(s.tasks))]), as: UTF8.self), terminator: "")
+            printSubmission(dir, s)
         }
     }
+}
+
+struct SlurmResume: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Submit a staged cluster job again: after sbatch was refused, or after Slurm ended tasks (cancelled, out of time, out of requeues) and so cancelled the merge. Only the shards not committed run again; a merge follows them. Prints the new ids.")
+    @Argument(help: "The job id (SPOOL/cluster/JOB).")
+    var id: String
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        let spool = try options.open()
+        try failingWithReport {
+            let dir = spool.path(.cluster, id)
+            guard Sys.isDirectory(Path.join(dir, Slurm.directory)) else {
+                throw QuernError(.fileNotFound, "no Slurm cluster job \"\(id)\" in \(spool.directory(.cluster)) (submit one with `quern slurm submit`)")
+            }
+            printSubmission(dir, try Slurm.resume(jobDir: dir))
+        }
+    }
+}
+
+func printSubmission(_ dir: String, _ s: SlurmSubmission) {
+    print(String(decoding: JSONWriter.pretty(["job_dir": .string(dir), "array_job_id": .string(s.arrayJobID),
+                                              "merge_job_id": s.mergeJobID.map { .string($0) } ?? .null,
+                                              "tasks": .int(Int64(s.tasks))]), as: UTF8.self), terminator: "")
 }
 
 struct Run: ParsableCommand {

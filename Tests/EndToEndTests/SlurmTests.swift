@@ -197,6 +197,54 @@ extension EndToEnd {
             #expect(try Files.text(done + "/slurm/shard-0.log").contains("attempt 2"))
         }
 
+        @Test("a task cancelled by scancel cancels the afterok merge; slurm resume runs only that shard again and a merge")
+        func cancelledTaskAndResume() async throws {
+            let scratch = try Scratch("slurm-resume")
+            defer { scratch.remove() }
+            let slurm = try await LocalSlurm.up(scratch)
+            defer { slurm.down() }
+            try Self.texts(scratch.file("texts.jsonl"), count: 1000)
+            let manifest = Self.embedManifest(id: "res", input: scratch.file("texts.jsonl"))
+            let whole = try await Self.runWhole(scratch, manifest)
+            let spool = try SpoolDir(scratch.file("spool"))
+            // Held back ten minutes, so that task 2 can be cancelled before it starts.
+            let path = scratch.file("res.json")
+            try Files.write(path, try JSON.encode(manifest))
+            let submitted = try await scratch.quern(["slurm", "submit", path, spool.root, "--tasks", "4", "--sbatch-arg=--begin=now+600"]
+                                                    + rootArgs(scratch), env: slurm.env)
+            let first = try JSON.object(Data(submitted.stdout.utf8), what: "submit")
+            let array = try #require(first["array_job_id"] as? String), merge = try #require(first["merge_job_id"] as? String)
+            #expect(try await slurm.command(scratch, "scancel", ["\(array)_2"]).status == 0)
+            #expect(try await slurm.command(scratch, "scontrol", ["update", "JobId=\(array)", "StartTime=now"]).status == 0)
+            try await E2E.waitUntil("the merge cancelled", timeout: 60, poll: 0.2) {
+                Files.list(spool.job("cluster", "res") + "/parts").count == 3
+            }
+            try await E2E.waitUntil("the merge cancelled", timeout: 30, poll: 0.2) { false == Files.exists(spool.job("done", "res")) }
+            var mergeState = ""
+            for _ in 0..<100 where mergeState != "CANCELLED" {
+                mergeState = try await slurm.state(scratch, merge)
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+            #expect(mergeState == "CANCELLED")
+            let status = try await scratch.quern(["status", spool.root], env: slurm.env)
+            #expect(status.stdout.contains("3/4 committed") && status.stdout.contains("shard 2: not started"), "\(status)")
+
+            let resumed = try await scratch.quern(["slurm", "resume", "res", spool.root], env: slurm.env)
+            let again = try JSON.object(Data(resumed.stdout.utf8), what: "resume")
+            let array2 = try #require(again["array_job_id"] as? String), merge2 = try #require(again["merge_job_id"] as? String)
+            #expect(array2 != array && merge2 != merge)
+            for job in [array2, merge2] { _ = try await slurm.command(scratch, "scontrol", ["update", "JobId=\(job)", "StartTime=now"]) }
+            try await slurm.waitFor(scratch, [spool.job("done", "res"), spool.job("failed", "res")])
+            let done = spool.job("done", "res")
+            for name in ["results.jsonl.gz", "errors.jsonl.gz"] {
+                let a = try await scratch.gunzip(whole + "/" + name), b = try await scratch.gunzip(done + "/" + name)
+                #expect(a == b, "\(name) differs from the single-node run")
+            }
+            // Only shard 2 ran twice: once cancelled before it started, once now.
+            #expect(try Files.text(done + "/slurm/shard-2.log").contains("attempt 1"))
+            #expect(try Files.text(done + "/slurm/shard-0.log").components(separatedBy: "attempt").count == 2)
+        }
+
         @Test("a shard that fails for good is not requeued; the merge fails the job naming it and keeps the other parts")
         func permanentFailure() async throws {
             let scratch = try Scratch("slurm-fail")
