@@ -36,7 +36,8 @@ let package = Package(
         .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels", "QuernNN"]),
         // Archive streaming (libarchive), record decoders, compressed writers (zlib).
         .target(name: "QuernData", dependencies: ["QuernCore", "CArchive", "CZlib"]),
-        // Manifest, job states and transitions, spool protocol, runner, watcher, status.
+        // Manifest, job states and transitions, spool protocol, runner, watcher, status;
+        // cluster jobs (shards, merge) and their one door to Slurm's commands.
         .target(name: "QuernSpool",
                 dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernNN", "QuernKernels"]),
         // `quern bench`: the spool and the kernels measured against reference systems.
