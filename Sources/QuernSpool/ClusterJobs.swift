@@ -43,9 +43,9 @@ public enum ClusterJob {
     public static let partsDirectory = "parts"
     public static let workDirectory = "shards"
 
-    /// Tasks whose records can be split: finetune, quantize and prune see the whole data
-    /// set at once (epochs, calibration), so they run as a single task.
-    public static func shardable(_ task: Manifest.Task) -> Bool { ![.finetune, .quantize, .prune].contains(task) }
+    /// Tasks whose records can be split (see `Manifest.Task.readsWholeInput`); the others
+    /// run as a single task.
+    public static func shardable(_ task: Manifest.Task) -> Bool { !task.readsWholeInput }
 
     public enum ShardOutcome: Sendable {
         /// This run committed the part.

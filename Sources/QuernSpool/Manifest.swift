@@ -7,6 +7,11 @@ import QuernData
 public struct Manifest: Sendable {
     public enum Task: String, Sendable, CaseIterable {
         case predict, embed, score, evaluate, finetune, quantize, prune
+
+        /// finetune, quantize and prune see all their records at once (epochs,
+        /// calibration) and re-read them from the start on resume; the others stream
+        /// records one window at a time, so their input can be split into shards.
+        public var readsWholeInput: Bool { [.finetune, .quantize, .prune].contains(self) }
     }
     public enum Precision: String, Sendable, CaseIterable { case fp32, int8 }
     public enum OutputFormat: String, Sendable, CaseIterable { case jsonl, csv, npy }

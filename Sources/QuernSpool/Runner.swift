@@ -179,7 +179,7 @@ public final class JobRunner {
         guard Sys.isRegularFile(inputPath) else {
             throw QuernError(.fileNotFound, "input.path \(inputPath) is not a regular file", field: "input.path")
         }
-        if [.finetune, .quantize, .prune].contains(manifest.task) {
+        if manifest.task.readsWholeInput {
             let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
             defer { heartbeat.stop() }
             // These tasks re-read their records from the start on resume, so the error file starts anew.

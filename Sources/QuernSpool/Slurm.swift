@@ -35,7 +35,7 @@ public struct SlurmSubmission: Sendable, Equatable {
     public var mergeJobID: String?
     public var tasks: Int
 
-    var json: JSONValue {
+    public var json: JSONValue {
         ["array_job_id": .string(arrayJobID), "merge_job_id": mergeJobID.map { .string($0) } ?? .null,
          "tasks": .int(Int64(tasks))]
     }
@@ -164,25 +164,35 @@ public enum Slurm {
     /// accepted is not submitted twice (a lock keeps two submitters apart).
     public static func submit(jobDir: String) throws -> SlurmSubmission {
         let dir = Path.join(jobDir, directory)
+        return try whileSubmitting(dir) {
+            var s: SlurmSubmission
+            if let saved = try submission(jobDir: jobDir) {
+                s = saved
+            } else {
+                let id = try sbatch([Path.join(dir, arrayScript)])
+                s = SlurmSubmission(arrayJobID: id, mergeJobID: nil, tasks: try tasks(inScript: Path.join(dir, arrayScript)))
+                try record(s, in: dir)
+            }
+            if s.mergeJobID == nil {
+                s.mergeJobID = try sbatch(["--dependency=afterok:\(s.arrayJobID)", Path.join(dir, mergeScript)])
+                try record(s, in: dir)
+            }
+            return s
+        }
+    }
+
+    /// Runs `body` holding the job's submission lock, which keeps two submitters (a
+    /// daemon's rescan, a `resume`) from sending the same job twice.
+    static func whileSubmitting<T>(_ dir: String, _ body: () throws -> T) throws -> T {
         let fd = try Sys.open(Path.join(dir, ".submit.lock"), O_RDWR | O_CREAT)
         defer { Sys.close(fd) }
         try Sys.lock(fd)
-        let record = { (s: SlurmSubmission) in
-            try Sys.writeFileAtomically(Path.join(dir, submissionName), JSONWriter.pretty(s.json))
-        }
-        var s: SlurmSubmission
-        if let saved = try submission(jobDir: jobDir) {
-            s = saved
-        } else {
-            let id = try sbatch([Path.join(dir, arrayScript)])
-            s = SlurmSubmission(arrayJobID: id, mergeJobID: nil, tasks: try tasks(inScript: Path.join(dir, arrayScript)))
-            try record(s)
-        }
-        if s.mergeJobID == nil {
-            s.mergeJobID = try sbatch(["--dependency=afterok:\(s.arrayJobID)", Path.join(dir, mergeScript)])
-            try record(s)
-        }
-        return s
+        return try body()
+    }
+
+    /// Writes the ids sbatch has accepted so far.
+    static func record(_ s: SlurmSubmission, in dir: String) throws {
+        try Sys.writeFileAtomically(Path.join(dir, submissionName), JSONWriter.pretty(s.json))
     }
 
     /// Puts a cluster job back on Slurm after what its scripts do not retry: sbatch
@@ -196,20 +206,19 @@ public enum Slurm {
             throw QuernError(.usage, "Slurm still has this job (\(queued.keys.sorted().map { "\($0) \(queued[$0]!.state)" }.joined(separator: ", "))); nothing to resume")
         }
         let dir = Path.join(jobDir, directory)
-        let fd = try Sys.open(Path.join(dir, ".submit.lock"), O_RDWR | O_CREAT)
-        defer { Sys.close(fd) }
-        try Sys.lock(fd)
-        let missing = try ClusterJob.partStates(jobDir: jobDir, count: previous.tasks).enumerated()
-            .filter { $0.element != .committed }.map { String($0.offset) }
-        var s = previous
-        if !missing.isEmpty {
-            s.arrayJobID = try sbatch(["--array=\(missing.joined(separator: ","))", Path.join(dir, arrayScript)])
-            s.mergeJobID = nil
-            try Sys.writeFileAtomically(Path.join(dir, submissionName), JSONWriter.pretty(s.json))
+        return try whileSubmitting(dir) {
+            let missing = try ClusterJob.partStates(jobDir: jobDir, count: previous.tasks).enumerated()
+                .filter { $0.element != .committed }.map { String($0.offset) }
+            var s = previous
+            if !missing.isEmpty {
+                s.arrayJobID = try sbatch(["--array=\(missing.joined(separator: ","))", Path.join(dir, arrayScript)])
+                s.mergeJobID = nil
+                try record(s, in: dir)
+            }
+            s.mergeJobID = try sbatch((missing.isEmpty ? [] : ["--dependency=afterok:\(s.arrayJobID)"]) + [Path.join(dir, mergeScript)])
+            try record(s, in: dir)
+            return s
         }
-        s.mergeJobID = try sbatch((missing.isEmpty ? [] : ["--dependency=afterok:\(s.arrayJobID)"]) + [Path.join(dir, mergeScript)])
-        try Sys.writeFileAtomically(Path.join(dir, submissionName), JSONWriter.pretty(s.json))
-        return s
     }
 
     static func tasks(inScript path: String) throws -> Int {

@@ -161,10 +161,10 @@ struct SlurmResume: ParsableCommand {
     }
 }
 
+/// The job directory and the submission's ids, as JSON.
 func printSubmission(_ dir: String, _ s: SlurmSubmission) {
-    print(String(decoding: JSONWriter.pretty(["job_dir": .string(dir), "array_job_id": .string(s.arrayJobID),
-                                              "merge_job_id": s.mergeJobID.map { .string($0) } ?? .null,
-                                              "tasks": .int(Int64(s.tasks))]), as: UTF8.self), terminator: "")
+    let o = JSONObject([("job_dir", .string(dir))] + (s.json.objectValue?.pairs ?? []))
+    print(String(decoding: JSONWriter.pretty(.object(o)), as: UTF8.self), terminator: "")
 }
 
 struct Run: ParsableCommand {
