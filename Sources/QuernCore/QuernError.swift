@@ -67,5 +67,9 @@ public struct QuernError: Error, Equatable, Sendable, CustomStringConvertible {
         /// A cluster scheduler's command (sbatch, squeue) is missing or refused.
         case scheduler = "scheduler_error"
         case internalError = "internal_error"
+
+        /// Whether running the same job again may succeed: the environment failed (I/O, a
+        /// lock, a scheduler, a bug that may not recur), not the job's input or model.
+        public var retryable: Bool { [.io, .locked, .scheduler, .internalError].contains(self) }
     }
 }

@@ -201,7 +201,9 @@ public enum Slurm {
     /// `--array` list overrides the script's range) and a merge after it.
     public static func resume(jobDir: String) throws -> SlurmSubmission {
         guard let previous = try submission(jobDir: jobDir), let merge = previous.mergeJobID else { return try submit(jobDir: jobDir) }
-        let queued = queue([previous.arrayJobID, merge]) ?? [:]
+        guard let queued = queue([previous.arrayJobID, merge]) else {
+            throw QuernError(.scheduler, "squeue did not answer, so whether Slurm still runs this job is unknown; resume when it does")
+        }
         guard queued.isEmpty else {
             throw QuernError(.usage, "Slurm still has this job (\(queued.keys.sorted().map { "\($0) \(queued[$0]!.state)" }.joined(separator: ", "))); nothing to resume")
         }
@@ -245,10 +247,17 @@ public enum Slurm {
     // MARK: the queue
 
     /// Where Slurm has these jobs, by squeue's id (`12_3` for array task 3 of job 12):
-    /// state and reason. Nil when squeue is not there or fails; jobs that ended long
-    /// enough ago are no longer listed.
+    /// state and reason. Jobs that ended long enough ago are no longer listed. Nil when
+    /// squeue is not there or cannot reach the controller.
     public static func queue(_ jobIDs: [String]) -> [String: (state: String, reason: String)]? {
-        guard !jobIDs.isEmpty, let out = try? run("squeue", ["-h", "-r", "-o", "%i %T %r", "-j", jobIDs.joined(separator: ",")]) else {
+        guard !jobIDs.isEmpty else { return [:] }
+        let out: String
+        do {
+            out = try run("squeue", ["-h", "-r", "-o", "%i %T %r", "-j", jobIDs.joined(separator: ",")])
+        } catch let e as QuernError where e.message.contains("Invalid job id specified") {
+            // squeue's answer when the one job asked about has ended and been purged.
+            return [:]
+        } catch {
             return nil
         }
         var states: [String: (String, String)] = [:]

@@ -320,7 +320,7 @@ struct RunShard: ParsableCommand {
                 print(path)
             case .failed(let e):
                 report(e)
-                throw Exit.permanent
+                throw e.code.retryable ? Exit.retry : Exit.permanent
             case .interrupted:
                 Log.shared.warning("shard \(s) stopped by a signal after a checkpoint; a new run resumes it")
                 throw Exit.retry
@@ -330,7 +330,7 @@ struct RunShard: ParsableCommand {
             }
         } catch let e as QuernError {
             report(e)
-            throw [.io, .internalError, .locked].contains(e.code) ? Exit.retry : Exit.permanent
+            throw e.code.retryable ? Exit.retry : Exit.permanent
         } catch let e as SystemError {
             report(e)
             throw Exit.retry
