@@ -52,7 +52,8 @@ public enum ClusterJob {
         case committed(String)
         /// Another run of the same shard had committed it; this one changed nothing.
         case alreadyCommitted(String)
-        /// The shard failed for good (bad input, bad model); `error.json` is in its spool's `failed/`.
+        /// The shard's run failed; `error.json` is in its spool's `failed/`. For good when
+        /// the input or model is bad; a retryable code (I/O) is run again from the start.
         case failed(QuernError)
         /// Stopped by a signal after a checkpoint; a requeued run resumes it.
         case interrupted
