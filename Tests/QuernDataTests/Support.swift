@@ -93,3 +93,14 @@ func npy(descr: String, shape: String, data: [UInt8], major: UInt8 = 1, fortran:
     return out + Array(header.utf8) + data
 }
 
+/// The digits test rows from the CSV fixture: id → (pixels 0…16, label).
+func digitsRows() throws -> [String: ([Float], String)] {
+    let lines = String(decoding: try Sys.readFile(repoRoot + "/fixtures/data/digits-test.csv"), as: UTF8.self)
+        .split(separator: "\n").dropFirst()
+    var out: [String: ([Float], String)] = [:]
+    for line in lines {
+        let cells = line.split(separator: ",").map(String.init)
+        out[cells[0]] = (cells[1..<65].map { Float($0)! }, cells[65])
+    }
+    return out
+}

@@ -4,53 +4,9 @@ import QuernTestSupport
 import QuernCore
 import QuernData
 
-/// The digits test rows from the CSV fixture: id → (pixels 0…16, label).
-func digitsRows() throws -> [String: ([Float], String)] {
-    let lines = String(decoding: try Sys.readFile(repoRoot + "/fixtures/data/digits-test.csv"), as: UTF8.self)
-        .split(separator: "\n").dropFirst()
-    var out: [String: ([Float], String)] = [:]
-    for line in lines {
-        let cells = line.split(separator: ",").map(String.init)
-        out[cells[0]] = (cells[1..<65].map { Float($0)! }, cells[65])
-    }
-    return out
-}
-
-@Suite("RecordStream: images (IDX, PNG)")
-struct ImageFormatTests {
-    @Test("IDX: images paired with their labels member whatever the member order, pixels as stored")
-    func idx() throws {
-        var s = spec(.idx, id: nil, members: "test-*")
-        s.wantsLabel = true
-        let d = records(repoRoot + "/fixtures/data/digits-idx.tar.gz", s)
-        #expect(d.records.count == 450)
-        #expect(d.failures.isEmpty)
-        let rows = try digitsRows()
-        for (i, r) in d.records.enumerated() {
-            let expected = try #require(rows[String(format: "digit-%04d", i)])
-            #expect(r.features == expected.0 && r.label == expected.1, "record \(i)")
-        }
-        #expect(d.records.first?.id == "test-images-idx3-ubyte:0")
-    }
-
-    @Test("IDX: scale applies; a missing labels member is a clear error; a bad magic too")
-    func idxErrors() throws {
-        var scaled = spec(.idx, id: nil, members: "train-images*")
-        scaled.featureScale = 0.5
-        let d = records(repoRoot + "/fixtures/data/digits-idx.tar.gz", scaled)
-        #expect(d.records.count == 1347 && d.records.allSatisfy { $0.features.allSatisfy { $0 <= 8 } })
-        var labelled = scaled
-        labelled.wantsLabel = true
-        let missing = drain(repoRoot + "/fixtures/data/digits-idx.tar.gz", labelled)
-        #expect(missing.quernError?.code == .missingValue)
-        #expect(missing.quernError?.message.contains("labels") == true)
-        let tmp = try TempDir()
-        defer { tmp.remove() }
-        let bad = try tmp.write("x.idx", [0x01, 0x02, 0x08, 0x02, 0, 0, 0, 1])
-        #expect(drain(bad, spec(.idx, id: nil)).quernError?.message.contains("magic") == true)
-    }
-
-    @Test("PNG: every filter type decodes to the original pixels; labels from directories")
+@Suite("RecordStream: PNG")
+struct PNGTests {
+    @Test("every filter type decodes to the original pixels; labels from directories")
     func png() throws {
         var s = spec(.png, id: nil, members: "*.png")
         s.wantsLabel = true
@@ -65,7 +21,7 @@ struct ImageFormatTests {
         }
     }
 
-    @Test("PNG: corrupt images are record errors naming the problem; the stream goes on")
+    @Test("corrupt images are record errors naming the problem; the stream goes on")
     func pngErrors() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
