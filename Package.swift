@@ -32,19 +32,28 @@ let package = Package(
         // Layers, reverse-mode autograd tape, losses, optimizers and schedules: training
         // on the kernel set.
         .target(name: "QuernNN", dependencies: ["QuernCore", "QuernKernels"]),
-        // safetensors (mmap), config decoding, one file per model family.
+        // safetensors (mmap), the model registry (config.json's model_type → one file per
+        // family, each loading strictly and returning what its models can do), layer kinds
+        // (one file each), tokenizers.
         .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels", "QuernNN"]),
-        // Archive streaming (libarchive), record decoders, compressed writers (zlib).
+        // Archive streaming (libarchive), record decoders (one file per format), compressed
+        // writers (zlib).
         .target(name: "QuernData", dependencies: ["QuernCore", "CArchive", "CZlib"]),
-        // Manifest, job states and transitions, spool protocol, runner, watcher, status;
-        // cluster jobs (shards, merge) and their one door to Slurm's commands.
-        .target(name: "QuernSpool",
+        // The task layer: the manifest, and one file per task (predict, evaluate, embed,
+        // score, finetune, quantize, prune) found through one registry: its manifest block,
+        // the model capabilities it needs, its record loop or whole-input run, its rows,
+        // checkpoint state, report section and shard merge.
+        .target(name: "QuernTasks",
                 dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernNN", "QuernKernels"]),
+        // Job states and transitions, spool protocol, runner loop, output checkpoints,
+        // watcher, status; cluster jobs (shards, merge) and their one door to Slurm's
+        // commands. Knows no model and no kernel: tasks come from the registry.
+        .target(name: "QuernSpool", dependencies: ["QuernCore", "QuernData", "QuernTasks"]),
         // `quern bench`: the spool and the kernels measured against reference systems.
-        .target(name: "QuernBench", dependencies: ["QuernSpool", "QuernKernels", "QuernNN", "QuernModels", "QuernData"]),
+        .target(name: "QuernBench", dependencies: ["QuernSpool", "QuernTasks", "QuernKernels", "QuernNN", "QuernModels", "QuernData"]),
         // The command line: parses arguments and calls the libraries; no logic of its own.
         .executableTarget(name: "quern", dependencies: [
-            "QuernSpool", "QuernBench",
+            "QuernSpool", "QuernTasks", "QuernBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -55,7 +64,8 @@ let package = Package(
         .testTarget(name: "QuernNNTests", dependencies: ["QuernNN"]),
         .testTarget(name: "QuernModelsTests", dependencies: ["QuernModels", "QuernNN", "QuernTestSupport"]),
         .testTarget(name: "QuernDataTests", dependencies: ["QuernData", "QuernTestSupport"]),
-        .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool", "QuernTestSupport"]),
+        .testTarget(name: "QuernTasksTests", dependencies: ["QuernTasks", "QuernTestSupport"]),
+        .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool", "QuernTasks", "QuernTestSupport"]),
         // Runs the built `quern` binary against temporary spools: real files, processes, signals.
         .testTarget(name: "EndToEndTests", dependencies: ["quern", "QuernCore", "QuernData"]),
     ]

@@ -15,12 +15,19 @@ import QuernCore
 /// ```
 /// Weights: `layers.{i}.weight` (`[out, in, k, k]` for conv2d, `[out, in]` for linear),
 /// `layers.{i}.bias`; batch norm adds `running_mean` / `running_var`.
-public enum CNN {
-    public static func config(_ data: [UInt8]) throws -> StackConfig {
-        let c = try StackConfig.decode(data, family: "cnn")
+public enum CNN: ModelFamily {
+    public static let modelType = "cnn"
+    public static var provides: [Any.Type] { [(any TabularModel).self, (any LayerStackSource).self] }
+
+    public static func config(_ o: JSONObject) throws -> StackConfig {
+        let c = try StackConfig.decode(o, family: modelType)
         guard c.inputShape.count == 3 else {
             throw QuernError(.modelInvalid, "config.json: a cnn takes \"input_shape\": [channels, height, width]")
         }
         return c
+    }
+
+    public static func load(_ files: ModelFiles, options: ModelOptions) throws -> any Model {
+        try LayerStackFamily.load(files, config: config(files.config), options: options)
     }
 }

@@ -9,20 +9,31 @@ import QuernCore
 ///  "layers": [{"out_features": 64, "activation": "relu"}, {"out_features": 10}],
 ///  "id2label": {"0": "zero", ...}, "feature_names": [...], "problem_type": "single_label_classification"}
 /// ```
-/// Layers may also be `batchnorm`, `dropout` or `activation` entries (see `LayerSpec`).
+/// Layers may also be `batchnorm`, `dropout` or `activation` entries (see `LayerSpecs`).
 /// Weights: `layers.{i}.weight` `[out, in]`, `layers.{i}.bias` `[out]`.
-public enum MLP {
-    public static func config(_ data: [UInt8]) throws -> StackConfig {
-        let c = try StackConfig.decode(data, family: "mlp")
+public enum MLP: ModelFamily {
+    public static let modelType = "mlp"
+    public static var provides: [Any.Type] { [(any TabularModel).self, (any LayerStackSource).self] }
+    /// The layer types an mlp may list: the rest need images.
+    static let layerTypes = ["linear", "batchnorm", "dropout", "activation"]
+
+    public static func config(_ o: JSONObject) throws -> StackConfig {
+        let c = try StackConfig.decode(o, family: modelType)
         guard c.inputShape.count == 1 else {
             throw QuernError(.modelInvalid, "config.json: an mlp takes \"input_size\" (a number of features)")
         }
-        for (i, s) in c.specs.enumerated() {
-            switch s {
-            case .linear, .dropout, .batchNorm, .activation: continue
-            default: throw QuernError(.modelInvalid, "config.json layers[\(i)]: an mlp has linear, batchnorm, dropout and activation layers only; use model_type \"cnn\" for images")
-            }
+        for (i, layer) in c.layers.enumerated() where !layerTypes.contains(layer.json.objectValue?["type"]?.stringValue ?? "") {
+            throw QuernError(.modelInvalid, "config.json layers[\(i)]: an mlp has linear, batchnorm, dropout and activation layers only; use model_type \"cnn\" for images")
         }
         return c
+    }
+
+    /// A new mlp's config (a head trained on embeddings, a test network).
+    public static func config(inputSize: Int, layers: [any LayerSpec], labels: [String]) -> StackConfig {
+        StackConfig(family: modelType, inputShape: [inputSize], layers: layers, labels: labels)
+    }
+
+    public static func load(_ files: ModelFiles, options: ModelOptions) throws -> any Model {
+        try LayerStackFamily.load(files, config: config(files.config), options: options)
     }
 }

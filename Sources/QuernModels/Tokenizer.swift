@@ -28,11 +28,6 @@ public struct WordPieceTokenizer: Sendable {
     public let padID: Int32
     public let vocabularySize: Int
 
-    public struct Encoding: Equatable, Sendable {
-        public var ids: [Int32]
-        public var typeIDs: [Int32]
-    }
-
     // MARK: loading
 
     /// Reads `tokenizer.json` from a model directory, or `vocab.txt` when there is none.
@@ -205,7 +200,7 @@ public struct WordPieceTokenizer: Sendable {
 
         /// The ids of `text` with the template's special tokens, truncated to `maxLength`
         /// tokens in all (specials included) when given.
-        public func encode(_ text: String, maxLength: Int? = nil) -> Encoding {
+        public func encode(_ text: String, maxLength: Int? = nil) -> TokenSequence {
             var ids = tokens(text)
             if let maxLength { ids.removeLast(max(0, ids.count - max(0, maxLength - tokenizer.addedSingle))) }
             var out: [Int32] = []
@@ -213,12 +208,12 @@ public struct WordPieceTokenizer: Sendable {
             if let c = tokenizer.clsID { out.append(c) }
             out += ids
             if let s = tokenizer.sepID { out.append(s) }
-            return Encoding(ids: out, typeIDs: [Int32](repeating: 0, count: out.count))
+            return TokenSequence(ids: out, typeIDs: [Int32](repeating: 0, count: out.count))
         }
 
         /// A sentence pair as cross-encoders take it: `[CLS] a [SEP] b [SEP]`, type ids 0
         /// then 1, truncated longest-first as `tokenizers` does.
-        public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> Encoding {
+        public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> TokenSequence {
             var x = tokens(a), y = tokens(b)
             if let maxLength {
                 let budget = max(0, maxLength - tokenizer.addedPair)
@@ -234,7 +229,7 @@ public struct WordPieceTokenizer: Sendable {
             ids += y
             if let s = tokenizer.sepID { ids.append(s) }
             types += [Int32](repeating: tokenizer.pairSecondTypeID, count: ids.count - types.count)
-            return Encoding(ids: ids, typeIDs: types)
+            return TokenSequence(ids: ids, typeIDs: types)
         }
 
         /// The ids of `text` alone: no specials added, no truncation.
@@ -357,11 +352,11 @@ public struct WordPieceTokenizer: Sendable {
     }
 
     /// A one-off encoding (a `Session` amortizes the scalar cache over many texts).
-    public func encode(_ text: String, maxLength: Int? = nil) -> Encoding {
+    public func encode(_ text: String, maxLength: Int? = nil) -> TokenSequence {
         Session(self).encode(text, maxLength: maxLength)
     }
 
-    public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> Encoding {
+    public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> TokenSequence {
         Session(self).encode(a, b, maxLength: maxLength)
     }
 
@@ -448,5 +443,17 @@ struct PieceTable: Sendable {
                 h = (h + 1) & mask
             }
         }
+    }
+}
+
+/// A tokenized text: token ids, specials included, and the segment (token type) of
+/// each for sentence pairs (empty for a single text).
+public struct TokenSequence: Equatable, Sendable {
+    public var ids: [Int32]
+    public var typeIDs: [Int32]
+
+    public init(ids: [Int32], typeIDs: [Int32]) {
+        self.ids = ids
+        self.typeIDs = typeIDs
     }
 }

@@ -6,6 +6,16 @@ import QuernKernels
 public protocol Layer: AnyObject {
     func forward(_ x: Var, on tape: Tape) -> Var
     var parameters: [Parameter] { get }
+    /// State that training updates but the optimizer does not (batch norm's running
+    /// statistics), by name, as checkpoints store it.
+    var buffers: [(name: String, value: Tensor)] { get }
+    /// Sets the buffer called `name`, if the layer has one.
+    func setBuffer(_ name: String, _ value: Tensor)
+}
+
+extension Layer {
+    public var buffers: [(name: String, value: Tensor)] { [] }
+    public func setBuffer(_ name: String, _ value: Tensor) {}
 }
 
 public final class Sequential: Layer {
@@ -19,19 +29,19 @@ public final class Sequential: Layer {
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
 
-    /// The same network for inference with every batch norm folded into the Linear or
-    /// Conv2d in front of it (w·γ/σ per output channel, (b − μ)·γ/σ + β): one op fewer
-    /// per layer and the same outputs.
-    public func foldingBatchNorm() -> Sequential {
-        var out: [any Layer] = []
-        for layer in layers {
-            if let bn = layer as? BatchNorm, let last = out.last, let folded = bn.fold(into: last) {
-                out[out.count - 1] = folded
-            } else {
-                out.append(layer)
-            }
-        }
-        return Sequential(out)
+    /// Every parameter and buffer by name: the network's whole state (PyTorch's
+    /// `state_dict`), what model files and training checkpoints hold.
+    public var state: [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for p in parameters { out[p.name] = p.value }
+        for layer in layers { for (name, value) in layer.buffers { out[name] = value } }
+        return out
+    }
+
+    /// Sets parameters and buffers from `state` by name; what it does not name keeps its value.
+    public func load(state: [String: Tensor]) {
+        for p in parameters { if let v = state[p.name] { p.value = v } }
+        for layer in layers { for (name, _) in layer.buffers { if let v = state[name] { layer.setBuffer(name, v) } } }
     }
 }
 
@@ -146,8 +156,11 @@ public final class BatchNorm: Layer {
     public let beta: Parameter
     public let statistics: BatchNormStatistics
     public let eps: Float
+    /// Prefix of its tensors' names (`name.weight`, `name.running_mean`, …).
+    public let name: String
 
     public init(_ channels: Int, eps: Float = 1e-5, name: String = "bn") {
+        self.name = name
         gamma = Parameter("\(name).weight", Tensor(shape: [channels], data: [Float](repeating: 1, count: channels)))
         beta = Parameter("\(name).bias", Tensor(zeros: [channels]))
         statistics = BatchNormStatistics(channels: channels)
@@ -160,26 +173,14 @@ public final class BatchNorm: Layer {
 
     public var parameters: [Parameter] { [gamma, beta] }
 
-    /// This norm folded into a preceding Linear or Conv2d (nil for anything else, or when
-    /// that layer's activation sits between them).
-    func fold(into layer: any Layer) -> (any Layer)? {
-        let channels = gamma.value.count
-        func folded(_ weight: Parameter, _ bias: Parameter?) -> (Parameter, Parameter) {
-            var w = weight.value
-            var b = Tensor(shape: [channels], data: bias?.value.data ?? [Float](repeating: 0, count: channels))
-            foldBatchNorm(weight: &w.data, bias: &b.data, gamma: gamma.value.data, beta: beta.value.data,
-                          mean: statistics.mean, variance: statistics.variance, eps: eps)
-            return (Parameter(weight.name, w), Parameter(bias?.name ?? weight.name.replacingSuffix("weight", "bias"), b))
-        }
-        if let linear = layer as? Linear, linear.activation == .none, linear.weight.value.shape[0] == channels {
-            let (w, b) = folded(linear.weight, linear.bias)
-            return Linear(weight: w, bias: b)
-        }
-        if let conv = layer as? Conv2d, conv.activation == .none, conv.weight.value.shape[0] == channels {
-            let (w, b) = folded(conv.weight, conv.bias)
-            return Conv2d(weight: w, bias: b, stride: conv.stride, padding: conv.padding)
-        }
-        return nil
+    public var buffers: [(name: String, value: Tensor)] {
+        [("\(name).running_mean", Tensor(shape: [statistics.mean.count], data: statistics.mean)),
+         ("\(name).running_var", Tensor(shape: [statistics.variance.count], data: statistics.variance))]
+    }
+
+    public func setBuffer(_ key: String, _ value: Tensor) {
+        if key == "\(name).running_mean" { statistics.mean = value.data }
+        if key == "\(name).running_var" { statistics.variance = value.data }
     }
 }
 
@@ -225,10 +226,4 @@ public final class Embedding {
 
     public func forward(_ ids: [Int], on tape: Tape) -> Var { tape.embedding(ids, table: tape.parameter(table)) }
     public var parameters: [Parameter] { [table] }
-}
-
-extension String {
-    func replacingSuffix(_ old: String, _ new: String) -> String {
-        hasSuffix(old) ? String(dropLast(old.count)) + new : self + "." + new
-    }
 }

@@ -7,11 +7,11 @@ public struct RangeObserver: Sendable {
     public let method: Method
     /// For `.percentile`: the upper percentile kept (the lower is 100 − p).
     public let percentile: Double
-    /// Values kept per layer for percentiles (a seeded reservoir sample beyond this).
+    /// Values kept per input for percentiles (a seeded reservoir sample beyond this).
     public let reservoirSize: Int
-    var lo: [Int: Float] = [:], hi: [Int: Float] = [:]
-    var reservoirs: [Int: [Float]] = [:]
-    var seen: [Int: Int] = [:]
+    var lo: [String: Float] = [:], hi: [String: Float] = [:]
+    var reservoirs: [String: [Float]] = [:]
+    var seen: [String: Int] = [:]
     var random = SeededRandom(seed: 0xCA11B)
 
     public init(method: Method, percentile: Double = 99.99, reservoirSize: Int = 1 << 18) {
@@ -20,7 +20,8 @@ public struct RangeObserver: Sendable {
         self.reservoirSize = reservoirSize
     }
 
-    public mutating func observe(_ layer: Int, _ values: [Float]) {
+    /// Takes in values of the input called `key` (a weight matrix's, in Quern's layer stacks).
+    public mutating func observe(_ layer: String, _ values: [Float]) {
         var l = lo[layer] ?? .infinity, h = hi[layer] ?? -.infinity
         for v in values where v.isFinite {
             l = min(l, v)
@@ -44,8 +45,8 @@ public struct RangeObserver: Sendable {
         seen[layer] = n
     }
 
-    /// The range to quantize layer `layer`'s input to (nil if it was never observed).
-    public func range(_ layer: Int) -> (lo: Float, hi: Float)? {
+    /// The range to quantize input `layer` to (nil if it was never observed).
+    public func range(_ layer: String) -> (lo: Float, hi: Float)? {
         guard let l = lo[layer], let h = hi[layer], l <= h else { return nil }
         guard method == .percentile, let values = reservoirs[layer], !values.isEmpty else { return (l, h) }
         let sorted = values.sorted()

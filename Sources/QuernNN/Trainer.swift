@@ -60,8 +60,6 @@ public struct TrainingOptions: Sendable, Equatable {
     public var decay = LearningRateSchedule.Decay.constant
     /// Global gradient-norm limit (nil: no clipping).
     public var clipNorm: Float?
-    /// Stop after this many epochs without a better validation loss (nil: never).
-    public var patience: Int?
     public var seed: UInt64 = 0
 
     public init() {}
@@ -86,6 +84,34 @@ public struct EpochRecord: Sendable, Equatable {
         self.validationAccuracy = validationAccuracy
         self.learningRate = learningRate
         self.seconds = seconds
+    }
+}
+
+/// Early stopping: keeps the best epoch by a loss (validation loss when records are held
+/// out, else training loss) and stops `patience` epochs after the last improvement.
+/// Its fields are what a training checkpoint keeps of it.
+public struct EarlyStopping: Sendable, Equatable {
+    /// Epochs without a better loss before stopping; nil never stops.
+    public let patience: Int?
+    public var bestLoss = Double.infinity
+    public var bestEpoch: Int?
+    public var sinceBest = 0
+    public var stopped = false
+
+    public init(patience: Int?) { self.patience = patience }
+
+    /// Records the loss of `epoch` (1-based); true when it is the best so far.
+    @discardableResult
+    public mutating func record(epoch: Int, loss: Double) -> Bool {
+        if loss < bestLoss {
+            bestLoss = loss
+            bestEpoch = epoch
+            sinceBest = 0
+            return true
+        }
+        sinceBest += 1
+        if let patience, sinceBest >= patience { stopped = true }
+        return false
     }
 }
 

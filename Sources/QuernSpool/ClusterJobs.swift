@@ -1,6 +1,7 @@
 import Foundation
 import QuernCore
 import QuernData
+import QuernTasks
 
 /// Which share of a cluster job one shard's run reads. It is written as `shard.json` in
 /// the shard's job directory before the job becomes active, so a resumed run (after a
@@ -43,9 +44,9 @@ public enum ClusterJob {
     public static let partsDirectory = "parts"
     public static let workDirectory = "shards"
 
-    /// Tasks whose records can be split (see `Manifest.Task.readsWholeInput`); the others
-    /// run as a single task.
-    public static func shardable(_ task: Manifest.Task) -> Bool { !task.readsWholeInput }
+    /// Tasks whose records can be split (see `JobTask.readsWholeInput`); the others run as
+    /// a single task.
+    public static func shardable(_ task: any JobTask.Type) -> Bool { !task.readsWholeInput }
 
     public enum ShardOutcome: Sendable {
         /// This run committed the part.
@@ -108,7 +109,7 @@ public enum ClusterJob {
         let (manifest, bytes) = try manifest(jobDir: jobDir)
         let id = manifest.id ?? Path.basename(jobDir)
         guard shardable(manifest.task) || shard.count == 1 else {
-            throw QuernError(.usage, "\(manifest.task.rawValue) jobs see all their records at once and run as a single task; run them with 1 shard",
+            throw QuernError(.usage, "\(manifest.task.name) jobs see all their records at once and run as a single task; run them with 1 shard",
                              field: "task")
         }
         let committed = Path.join(Path.join(jobDir, partsDirectory), shard.name)
@@ -127,7 +128,7 @@ public enum ClusterJob {
             for name in try work.jobs(.failed) { try Sys.removeTree(work.path(.failed, name)) }
             var claim = try work.adoptClaims().first
             if claim == nil {
-                if !Sys.exists(Path.join(work.directory(.incoming), id + ".json")) { try work.submit(bytes, name: id + ".json") }
+                if !Sys.exists(Path.join(work.directory(.incoming), id + ".json")) { _ = try work.submit(bytes, name: id + ".json") }
                 claim = try work.claim(id + ".json")
             }
             guard let claim else { return .busy }
@@ -247,12 +248,10 @@ public enum ClusterJob {
         }
         try concatenate(parts.map { Path.join($0, JobRunner.errorsName) }, into: Path.join(staging, JobRunner.errorsName))
         let names = JobRunner.outputNames(manifest.output.format)
-        var report = combine(reports, id: id, plan: plan)
+        var report = combine(reports, id: id, plan: plan, task: manifest.task)
         report["outputs"] = .object(try JobRunner.outputDigests(names, in: staging))
-        var timings = report["timings"]?.objectValue ?? JSONObject()
-        timings["merge_seconds"] = .double(time.monotonic() - started)
-        report["timings"] = .object(timings)
-        try Sys.writeFile(Path.join(staging, "report.json"), JSONWriter.pretty(.object(report)))
+        report.timings["merge_seconds"] = .double(time.monotonic() - started)
+        try Sys.writeFile(Path.join(staging, "report.json"), JSONWriter.pretty(report.json))
         for name in names + ["report.json"] { try Sys.rename(Path.join(staging, name), Path.join(jobDir, name)) }
         try Sys.removeTree(staging)
         return try spool.completeCluster(id: id, keep: Set(names + ["report.json", "manifest.json"] + provenance))
@@ -263,11 +262,11 @@ public enum ClusterJob {
     static func publishWhole(part: String, report: JSONObject, spool: Spool, id: String, plan: ShardPlan,
                              keep: [String]) throws -> String {
         let jobDir = Path.dirname(Path.dirname(part))
-        var report = report
+        var report = Report(json: report)
         report["shards"] = ["mode": .string(plan.mode.rawValue), "count": 1, "units": .int(Int64(plan.units)),
                             "parts": [["shard": report["shard"] ?? .null, "host": report["host"] ?? .null]]]
         report["shard"] = nil
-        try Sys.writeFile(Path.join(part, "report.json"), JSONWriter.pretty(.object(report)))
+        try Sys.writeFile(Path.join(part, "report.json"), JSONWriter.pretty(report.json))
         let names = try Sys.listDirectory(part).filter { $0 != ShardAssignment.fileName && $0 != "manifest.json" }
         for name in names { try Sys.rename(Path.join(part, name), Path.join(jobDir, name)) }
         return try spool.completeCluster(id: id, keep: Set(names + ["manifest.json"] + keep))
@@ -373,15 +372,12 @@ public enum ClusterJob {
     /// start to the last one's finish (throughput over that span, not an average of
     /// rates), per-shard seconds summed, metrics recombined from their counts, and
     /// each part's provenance.
-    static func combine(_ reports: [JSONObject], id: String, plan: ShardPlan) -> JSONObject {
+    static func combine(_ reports: [JSONObject], id: String, plan: ShardPlan, task: any JobTask.Type) -> Report {
         func int(_ r: JSONObject, _ a: String, _ b: String) -> Int { Int(r[a]?.objectValue?[b]?.intValue ?? 0) }
         func double(_ r: JSONObject, _ a: String, _ b: String) -> Double { r[a]?.objectValue?[b]?.doubleValue ?? 0 }
         func text(_ r: JSONObject, _ a: String, _ b: String) -> String? { r[a]?.objectValue?[b]?.stringValue }
         let first = reports[0]
-        var report = JSONObject()
-        report["id"] = .string(id)
-        report["task"] = first["task"] ?? .null
-        report["status"] = "done"
+        var report = Report(id: id, task: task.name)
         report["model"] = first["model"] ?? .null
         report["precision"] = first["precision"] ?? .null
         var input = first["input"]?.objectValue ?? JSONObject()
@@ -405,7 +401,7 @@ public enum ClusterJob {
                              "model_load_seconds_sum": .double(reports.map { double($0, "timings", "model_load_seconds") }.reduce(0, +)),
                              "process_seconds_sum": .double(reports.map { double($0, "timings", "process_seconds") }.reduce(0, +))]
         report["throughput"] = ["records_per_second": .double(span > 0 ? Double(read) / span : 0)]
-        if let m = combineMetrics(reports.compactMap { $0["metrics"]?.objectValue }) { report["metrics"] = .object(m) }
+        if let m = task.combineMetrics(reports.compactMap { $0["metrics"]?.objectValue }) { report["metrics"] = .object(m) }
         report["resumed"] = .int(Int64(reports.map { Int($0["resumed"]?.intValue ?? 0) }.reduce(0, +)))
         report["shards"] = ["mode": .string(plan.mode.rawValue), "count": .int(Int64(plan.count)), "units": .int(Int64(plan.units)),
                             "parts": .array(reports.map { r in
@@ -413,31 +409,5 @@ public enum ClusterJob {
                                  "timings": r["timings"] ?? .null, "resumed": r["resumed"] ?? .null, "outputs": r["outputs"] ?? .null]
                             })]
         return report
-    }
-
-    /// Metrics from their parts' counts: a confusion matrix is summed and its scores
-    /// recomputed; means (error sums, scores) are weighted by their counts; the rest
-    /// (dimension, top_k) is the same in every part.
-    static func combineMetrics(_ parts: [JSONObject]) -> JSONObject? {
-        guard var out = parts.first else { return nil }
-        if let labels = out["labels"]?.arrayValue?.compactMap(\.stringValue), out["confusion_matrix"] != nil {
-            var confusion = [[Int]](repeating: [Int](repeating: 0, count: labels.count), count: labels.count)
-            for p in parts {
-                for (i, row) in (p["confusion_matrix"]?.arrayValue ?? []).enumerated() where i < labels.count {
-                    for (j, v) in (row.arrayValue ?? []).enumerated() where j < labels.count { confusion[i][j] += Int(v.intValue ?? 0) }
-                }
-            }
-            return ClassificationMetrics(labels: labels, confusion: confusion).json.objectValue
-        }
-        for (countKey, means) in [("count", ["mse", "mae"]), ("scored", ["mean_score", "mean_best_score"])] where out[countKey] != nil {
-            let counts = parts.map { Double($0[countKey]?.intValue ?? 0) }
-            let total = counts.reduce(0, +)
-            out[countKey] = .int(Int64(total))
-            for key in means where out[key] != nil {
-                let sum = zip(parts, counts).map { ($0[key]?.doubleValue ?? 0) * $1 }.reduce(0, +)
-                out[key] = .double(total > 0 ? sum / total : 0)
-            }
-        }
-        return out
     }
 }

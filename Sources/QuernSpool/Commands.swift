@@ -1,7 +1,7 @@
 import Foundation
 import QuernCore
 import QuernData
-import QuernModels
+import QuernTasks
 
 /// The behaviour behind `quern validate`, `submit` and `status`; the CLI only parses
 /// arguments and prints.
@@ -10,33 +10,12 @@ public enum Commands {
     /// resolve inside the allowed roots, the model loads, the first records decode.
     /// Relative paths resolve against `base` (the submitter's working directory).
     public static func validate(manifestPath: String, base: String, roots: [String]) throws -> (Manifest, JSONValue) {
-        let bytes = try Sys.readFile(manifestPath)
-        var manifest = try Manifest.decode(bytes)
         let policy = PathPolicy(base: base, roots: roots)
-        let input = try policy.resolve(manifest.input.path, field: "input.path")
-        let modelPath = try policy.resolve(manifest.model!, field: "model")
-        // finetune may start from an architecture alone (config.json without weights).
-        let family: String
-        let spec: RecordSpec
-        var inputSize: Int?
-        let text = ModelDirectory.textFamilies.contains(try ModelDirectory.modelType(modelPath))
-        if text && manifest.task == .finetune {
-            let model = try BertModel.load(modelPath, maxLength: manifest.maxLength)
-            var s = manifest.recordSpec(text: true)
-            s.wantsLabel = true
-            (family, spec) = (model.family, s)
-        } else if text && [.quantize, .prune].contains(manifest.task) {
-            throw QuernError(.unsupportedTask, "task \(manifest.task.rawValue) works on mlp and cnn models; a bert encoder runs int8 with \"precision\": \"int8\" on any task", field: "task")
-        } else if text || [.embed, .score].contains(manifest.task) {
-            let job = try RecordJob.load(manifest: manifest, modelPath: modelPath, policy: policy)
-            (family, spec) = (job.family, job.spec)
-        } else {
-            let config = try ModelDirectory.readConfig(modelPath)
-            if manifest.task != .finetune || ModelDirectory.hasWeights(modelPath) {
-                _ = try ModelDirectory.load(modelPath, precision: manifest.precision == .int8 ? .int8 : .fp32)
-            }
-            (family, spec, inputSize) = (config.family, manifest.recordSpec, config.inputShape.reduce(1, *))
-        }
+        let manifest = try Manifest.decode(Sys.readFile(manifestPath)).resolvingPaths { try policy.resolve($0, field: $1) }
+        let input = manifest.input.path, modelPath = manifest.model!
+        let prepared = try manifest.task.prepare(TaskInputs(manifest: manifest, modelPath: modelPath, inputPath: input,
+                                                            policy: policy)).run
+        let (spec, inputSize, family) = (prepared.spec, prepared.inputSize, prepared.model.family)
         let stream = try RecordStream(path: input, spec: spec, limits: manifest.limits.stream)
         var sampled = 0, bad = 0
         var firstProblem: JSONValue = .null
@@ -55,12 +34,7 @@ public enum Commands {
                 if firstProblem == .null { firstProblem = .string("\(f.member) line \(f.line ?? 0): \(f.error.message)") }
             }
         }
-        manifest.input.path = input
-        manifest.model = modelPath
-        if let queries = manifest.scoring.queries {
-            manifest.scoring.queries = try policy.resolve(queries, field: "score.queries")
-        }
-        let summary: JSONValue = ["valid": true, "task": .string(manifest.task.rawValue), "input": .string(input),
+        let summary: JSONValue = ["valid": true, "task": .string(manifest.task.name), "input": .string(input),
                                   "model": .string(modelPath), "model_family": .string(family),
                                   "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
                                   "first_problem": firstProblem]
@@ -90,16 +64,7 @@ public enum Commands {
             throw QuernError(.invalidID, "\"\(id)\" is not a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
         }
         try spool.checkIDFree(id)
-        var raw = manifest.raw
-        var input = raw["input"]!.objectValue!
-        input["path"] = .string(manifest.input.path)
-        raw["input"] = .object(input)
-        raw["model"] = manifest.model.map { .string($0) }
-        if let queries = manifest.scoring.queries, var score = raw["score"]?.objectValue {
-            score["queries"] = .string(queries)
-            raw["score"] = .object(score)
-        }
-        return (id, JSONWriter.pretty(.object(raw)))
+        return (id, JSONWriter.pretty(.object(manifest.raw)))
     }
 
     /// Counts per state, the running jobs with their progress, and recent failures.
@@ -223,39 +188,5 @@ public enum Commands {
             }
         }
         return lines.joined(separator: "\n")
-    }
-}
-
-
-extension Commands {
-    /// `quern tokenize`: the token ids of each JSONL line's text field (and of a pair when
-    /// `pairField` is given), one JSON object per line, as the model's tokenizer makes them.
-    /// For checking Quern's tokenizer against others and for looking at what a model sees.
-    public static func tokenize(model: String, input: String?, field: String, pairField: String?, maxLength: Int?,
-                                write: ([UInt8]) throws -> Void) throws {
-        let tokenizer = try WordPieceTokenizer.load(directory: model)
-        let session = WordPieceTokenizer.Session(tokenizer)
-        let bytes = try Sys.readFile(input ?? "/dev/stdin", limit: 1 << 34)
-        var line = 0
-        for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
-            line += 1
-            guard !raw.isEmpty else { continue }
-            guard let o = try? JSONParser.parse(Array(raw)).objectValue, let text = o[field]?.stringValue else {
-                throw QuernError(.invalidRecord, "line \(line): not a JSON object with a string \"\(field)\"")
-            }
-            let e: WordPieceTokenizer.Encoding
-            if let pairField {
-                guard let second = o[pairField]?.stringValue else {
-                    throw QuernError(.invalidRecord, "line \(line): no string \"\(pairField)\"")
-                }
-                e = session.encode(text, second, maxLength: maxLength)
-            } else {
-                e = session.encode(text, maxLength: maxLength)
-            }
-            var out = JSONObject()
-            out["ids"] = .array(e.ids.map { JSONValue.int(Int64($0)) })
-            if pairField != nil { out["type_ids"] = .array(e.typeIDs.map { JSONValue.int(Int64($0)) }) }
-            try write(JSONWriter.compact(.object(out)) + [0x0A])
-        }
     }
 }

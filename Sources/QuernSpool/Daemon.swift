@@ -1,4 +1,5 @@
 import QuernCore
+import QuernTasks
 
 #if canImport(Glibc)
 import Glibc
@@ -91,7 +92,7 @@ public final class Daemon {
             reject(claim, id: id, error)
             return
         }
-        Log.shared.info("claimed job", [("job", .string(id)), ("task", .string(manifest.task.rawValue))])
+        Log.shared.info("claimed job", [("job", .string(id)), ("task", .string(manifest.task.name))])
         record(runner.run(job))
     }
 

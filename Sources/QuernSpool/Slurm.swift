@@ -1,5 +1,6 @@
 import Foundation
 import QuernCore
+import QuernTasks
 
 /// How a cluster job is put on Slurm: the array's size and resources, the binary the
 /// nodes run, and what the tasks may read.
@@ -26,7 +27,7 @@ public struct SlurmOptions: Sendable {
     }
 
     /// Array tasks for this task: one for those that cannot be split.
-    public func tasks(for task: Manifest.Task) -> Int { ClusterJob.shardable(task) ? tasks : 1 }
+    public func tasks(for task: any JobTask.Type) -> Int { ClusterJob.shardable(task) ? tasks : 1 }
 }
 
 /// The Slurm job ids of a submitted cluster job, in `slurm/submission.json`.
@@ -73,7 +74,7 @@ public enum Slurm {
     // MARK: scripts
 
     /// The two scripts for the cluster job `id` of `spool`, by their names under `slurm/`.
-    public static func scripts(spool: Spool, id: String, task: Manifest.Task, options: SlurmOptions) -> [String: [UInt8]] {
+    public static func scripts(spool: Spool, id: String, task: any JobTask.Type, options: SlurmOptions) -> [String: [UInt8]] {
         let jobDir = spool.path(.cluster, id), logs = Path.join(jobDir, directory)
         let n = options.tasks(for: task)
         let quern = shellQuote(options.quern)

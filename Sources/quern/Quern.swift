@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import QuernCore
 import QuernData
-import QuernModels
 import QuernSpool
+import QuernTasks
 
 /// Exit codes (DESIGN.md §2): 0 success, 1 a job (or the manifest) failed,
 /// 2 usage or configuration error, 75 another run holds the spool lock.
@@ -249,7 +249,7 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         try failingWithReport {
             var out: [UInt8] = []
-            try Commands.tokenize(model: model, input: input, field: field, pairField: pairField, maxLength: maxLength) {
+            try ModelTools.tokenize(model: model, input: input, field: field, pairField: pairField, maxLength: maxLength) {
                 out += $0
                 if out.count >= 1 << 20 { try Sys.writeAll(1, out); out.removeAll(keepingCapacity: true) }
             }
@@ -265,12 +265,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try failingWithReport {
-            let m = try ModelDirectory.load(model)
-            var o = m.model.describe().objectValue ?? JSONObject()
-            o["path"] = .string(m.path)
-            o["weights_bytes"] = .int(Int64(m.weightsBytes))
-            o["weights_sha256"] = .string(m.weightsSHA256)
-            print(String(decoding: JSONWriter.pretty(.object(o)), as: UTF8.self), terminator: "")
+            print(String(decoding: JSONWriter.pretty(try ModelTools.inspect(model)), as: UTF8.self), terminator: "")
         }
     }
 }

@@ -32,8 +32,8 @@ struct BertTests {
         let parts = try #require(Self.reference?.split(separator: ":").map(String.init))
         let model = repoRoot + "/models/all-MiniLM-L6-v2"
         let config = try BertEncoder.Config(json: #require(try JSONParser.parse(Sys.readFile(model + "/config.json")).objectValue))
-        let encoder = try BertEncoder(config: config, weights: SafetensorsFile(path: model + "/model.safetensors"),
-                                      precision: precision, pooling: .mean, normalize: true)
+        var weights = try StrictWeights(SafetensorsFile(path: model + "/model.safetensors"), keyMap: Bert.keyMap)
+        let encoder = try BertEncoder(config: config, weights: &weights, precision: precision, pooling: .mean, normalize: true)
         let tokenizer = WordPieceTokenizer.Session(try WordPieceTokenizer.load(directory: model))
         let npy = try Sys.readFile(parts[1], limit: 1 << 30)
         let headerLength = Int(npy[8]) | Int(npy[9]) << 8

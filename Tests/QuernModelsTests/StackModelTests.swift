@@ -13,6 +13,9 @@ let inferenceTolerance: Float = 1e-4
 /// int8 weights and per-row u8 activations keep layer errors near 1 %.
 let int8RelativeTolerance: Float = 0.05
 
+/// A config.json text as the object families decode.
+func object(_ json: String) throws -> JSONObject { try #require(try JSONParser.parse(Array(json.utf8)).objectValue) }
+
 @Suite("cnn and mlp layer stacks")
 struct StackModelTests {
     static let lenet = #"""
@@ -31,8 +34,8 @@ struct StackModelTests {
 
     /// Writes a model directory with the network's (trained-looking) weights.
     func writeModel(_ config: String, seed: UInt64, into dir: String) throws -> (StackConfig, Sequential) {
-        let c = try CNN.config(Array(config.utf8))
-        let net = try StackModel.network(inputShape: c.inputShape, specs: c.specs, tensors: nil, seed: seed)
+        let c = try CNN.config(object(config))
+        let net = try c.network(tensors: nil, seed: seed)
         // Give batch norm non-trivial statistics.
         var r = SeededRandom(seed: seed + 1)
         for layer in net.layers {
@@ -45,7 +48,7 @@ struct StackModelTests {
         }
         try Sys.mkdirs(dir)
         try Sys.writeFile(dir + "/config.json", JSONWriter.pretty(c.json))
-        let tensors = StackModel.tensors(of: net).mapValues { ($0.shape, $0.data) }
+        let tensors = net.state.mapValues { ($0.shape, $0.data) }
         try Sys.writeFile(dir + "/model.safetensors", Safetensors.encode(tensors))
         return (c, net)
     }
@@ -55,23 +58,23 @@ struct StackModelTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         let (_, net) = try writeModel(Self.lenet, seed: 4, into: tmp.path + "/m")
-        let dir = try ModelDirectory.load(tmp.path + "/m")
-        #expect(dir.model.family == "cnn")
-        #expect(dir.model.inputSize == 64)
-        #expect(dir.model.labels == ["a", "b", "c"])
+        let model = try stack(tmp.path + "/m")
+        #expect(model.family == "cnn")
+        #expect(model.inputSize == 64)
+        #expect(model.labels == ["a", "b", "c"])
         var r = SeededRandom(seed: 9)
         let x = Tensor(shape: [5, 64], data: (0..<320).map { _ in r.unit() * 16 })
-        let fast = dir.model.forward(x)
+        let fast = model.forward(x)
         let tape = Tape(training: false)
         let slow = tape.value(net.forward(tape.constant(Tensor(shape: [5, 1, 8, 8], data: x.data)), on: tape))
         #expect(fast.shape == [5, 3])
         for (a, b) in zip(fast.data, slow.data) { #expect(abs(a - b) <= inferenceTolerance * max(1, abs(b))) }
 
         // int8 at load: close to fp32.
-        let q = try ModelDirectory.load(tmp.path + "/m", precision: .int8).model.forward(x)
+        let q = try stack(tmp.path + "/m", precision: .int8).forward(x)
         let scale = fast.data.map(abs).max()!
         for (a, b) in zip(q.data, fast.data) { #expect(abs(a - b) <= int8RelativeTolerance * scale) }
-        let description = try #require(dir.model.describe().objectValue)
+        let description = try #require(model.describe().objectValue)
         #expect(description["family"] == "cnn")
         #expect(description["layers"]?.arrayValue?.count == 9)
     }
@@ -91,7 +94,7 @@ struct StackModelTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         let (_, net) = try writeModel(config, seed: 8, into: tmp.path + "/m")
-        let model = try ModelDirectory.load(tmp.path + "/m").model
+        let model = try stack(tmp.path + "/m")
         var r = SeededRandom(seed: 3)
         let x = Tensor(shape: [4, 72], data: (0..<288).map { _ in r.uniform(2) })
         let tape = Tape(training: false)
@@ -111,7 +114,7 @@ struct StackModelTests {
         ]
         for (config, needle) in cases {
             do {
-                _ = try CNN.config(Array(config.utf8))
+                _ = try CNN.config(object(config))
                 Issue.record("accepted: \(config)")
             } catch let e as QuernError {
                 #expect(e.code == .modelInvalid)
@@ -125,12 +128,11 @@ struct StackModelTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         _ = try writeModel(Self.lenet, seed: 5, into: tmp.path + "/m")
-        var tensors = StackModel.tensors(of: try StackModel.network(
-            inputShape: [1, 8, 8], specs: try CNN.config(Array(Self.lenet.utf8)).specs, tensors: nil, seed: 1)).mapValues { ($0.shape, $0.data) }
+        var tensors = try CNN.config(object(Self.lenet)).network(tensors: nil, seed: 1).state.mapValues { ($0.shape, $0.data) }
         tensors["layers.3.weight"] = ([6, 4, 2, 2], [Float](repeating: 0, count: 96))
         try Sys.writeFile(tmp.path + "/m/model.safetensors", Safetensors.encode(tensors))
         do {
-            _ = try ModelDirectory.load(tmp.path + "/m")
+            _ = try ModelRegistry.load(tmp.path + "/m")
             Issue.record("loaded a mismatched model")
         } catch let e as QuernError {
             #expect(e.message.contains("layers.3.weight"))

@@ -34,7 +34,7 @@ struct TinyBertTests {
         }
     }
 
-    func encodings(_ model: BertModel, _ cases: [Case]) -> [WordPieceTokenizer.Encoding] {
+    func encodings(_ model: BertModel, _ cases: [Case]) -> [TokenSequence] {
         let session = WordPieceTokenizer.Session(model.tokenizer)
         return cases.map { c in c.pair.map { session.encode(c.text, $0, maxLength: model.maxLength) } ?? session.encode(c.text, maxLength: model.maxLength) }
     }
@@ -43,19 +43,19 @@ struct TinyBertTests {
 
     @Test("the directory's settings: mean pooling, Normalize, 64 positions, no head")
     func settings() throws {
-        let m = try BertModel.load(Self.embedder)
+        let m = try bert(Self.embedder)
         #expect(m.encoder.pooling == .mean)
         #expect(m.encoder.normalize)
         #expect(m.maxLength == 64)
         #expect(m.head == nil && m.labels.isEmpty && m.dimension == 32)
-        let c = try BertModel.load(Self.classifier)
+        let c = try bert(Self.classifier)
         #expect(c.labels == ["admin", "games", "science"])
         #expect(!c.encoder.normalize)
     }
 
     @Test("fp32 embeddings, CLS and max pooling match the reference; ids match tokenizers")
     func fp32() throws {
-        let model = try BertModel.load(Self.embedder)
+        let model = try bert(Self.embedder)
         let cases = try Self.cases()
         let enc = encodings(model, cases)
         #expect(enc.map(\.ids) == cases.map(\.ids))
@@ -76,7 +76,7 @@ struct TinyBertTests {
 
     @Test("BertForSequenceClassification logits match the reference, labels from id2label")
     func classifierLogits() throws {
-        let model = try BertModel.load(Self.classifier)
+        let model = try bert(Self.classifier)
         let cases = try Self.cases()
         let out = model.forward(encodings(model, cases))
         #expect(model.outputs == 3)
@@ -85,7 +85,7 @@ struct TinyBertTests {
 
     @Test("int8 embeddings stay close to the fp32 reference")
     func int8() throws {
-        let model = try BertModel.load(Self.embedder, precision: .int8)
+        let model = try bert(Self.embedder, precision: .int8)
         let cases = try Self.cases()
         let out = model.forward(encodings(model, cases))
         let h = model.dimension
@@ -103,7 +103,7 @@ struct TinyBertTests {
 
     @Test("many passes across threads give what one pass gives, in input order")
     func passes() throws {
-        let model = try BertModel.load(Self.classifier)
+        let model = try bert(Self.classifier)
         let cases = try Self.cases()
         let enc = Array(repeating: encodings(model, cases), count: 5).flatMap { $0 }
         let one = model.forward(enc, pool: .single)
@@ -123,7 +123,12 @@ struct TinyBertTests {
         }
         try Sys.mkdir(dir.path + "/1_Pooling")
         try Sys.writeFile(dir.path + "/1_Pooling/config.json", Array(#"{"pooling_mode_mean_sqrt_len_tokens": true}"#.utf8))
-        #expect(throws: QuernError.self) { try BertModel.load(dir.path) }
-        do { _ = try BertModel.load(dir.path) } catch let e as QuernError { #expect(e.message.contains("pooling_mode_mean_sqrt_len_tokens")) }
+        #expect(throws: QuernError.self) { try bert(dir.path) }
+        do { _ = try bert(dir.path) } catch let e as QuernError { #expect(e.message.contains("pooling_mode_mean_sqrt_len_tokens")) }
     }
+}
+
+/// A bert model directory loaded through the registry.
+func bert(_ path: String, precision: LinearOperator.Precision = .fp32) throws -> BertModel {
+    try #require(try ModelRegistry.load(path, ModelOptions(precision: precision)) as? BertModel)
 }

@@ -70,8 +70,8 @@ struct TrainingTests {
         #expect(clipGradientNorm([a, b], maxNorm: 10) <= 1.0001)
     }
 
-    @Test("batch norm folded into the conv or linear before it gives the same inference output")
-    func foldBatchNorm() {
+    @Test("batch norm folded into the conv or linear before it (foldBatchNorm) gives the same inference output")
+    func foldedBatchNorm() {
         var r = SeededRandom(seed: 21)
         let bn1 = BatchNorm(3), bn2 = BatchNorm(4)
         let net = Sequential([Conv2d(1, 3, kernel: 3, random: &r), bn1, ActivationLayer(.relu), Flatten(),
@@ -87,7 +87,27 @@ struct TrainingTests {
         let x = randomTensor([4, 1, 5, 5], &r)
         let t1 = Tape(training: false), t2 = Tape(training: false)
         let plain = t1.value(net.forward(t1.constant(x), on: t1))
-        let folded = net.foldingBatchNorm()
+        // Each norm folded into the Linear or Conv2d before it: w·γ/σ, (b − μ)·γ/σ + β.
+        var kept: [any Layer] = []
+        for layer in net.layers {
+            guard let bn = layer as? BatchNorm else { kept.append(layer); continue }
+            let weight: Parameter, bias: Parameter
+            if let conv = kept.last as? Conv2d { (weight, bias) = (conv.weight, conv.bias!) } else {
+                let linear = kept.last as! Linear
+                (weight, bias) = (linear.weight, linear.bias!)
+            }
+            var w = weight.value.data, b = bias.value.data
+            QuernNN.foldBatchNorm(weight: &w, bias: &b, gamma: bn.gamma.value.data, beta: bn.beta.value.data,
+                                  mean: bn.statistics.mean, variance: bn.statistics.variance, eps: bn.eps)
+            let fw = Parameter(weight.name, Tensor(shape: weight.value.shape, data: w))
+            let fb = Parameter(bias.name, Tensor(shape: bias.value.shape, data: b))
+            if let conv = kept.last as? Conv2d {
+                kept[kept.count - 1] = Conv2d(weight: fw, bias: fb, stride: conv.stride, padding: conv.padding)
+            } else {
+                kept[kept.count - 1] = Linear(weight: fw, bias: fb)
+            }
+        }
+        let folded = Sequential(kept)
         #expect(folded.layers.count == net.layers.count - 2)
         let fast = t2.value(folded.forward(t2.constant(x), on: t2))
         for (a, b) in zip(plain.data, fast.data) { #expect(abs(a - b) <= 1e-5 * max(1, abs(a))) }

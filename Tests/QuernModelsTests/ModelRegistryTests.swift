@@ -9,24 +9,23 @@ import QuernModels
 /// forward pass in `digits-test.expected.jsonl` (Quern accumulates in double, numpy in float).
 let probabilityTolerance: Float = 1e-5
 
-@Suite("ModelDirectory on the digits fixture")
+@Suite("the mlp family on the digits fixture")
 struct DigitsModelTests {
     let modelPath = repoRoot + "/fixtures/models/digits-mlp"
 
     @Test func loadsTheFixture() throws {
-        let dir = try ModelDirectory.load(modelPath)
-        let model = dir.model
+        let model = try stack(modelPath)
         #expect(model.family == "mlp")
         #expect(model.inputSize == 64)
         #expect(model.labels == (0..<10).map(String.init))
         #expect(model.featureNames?.count == 64)
         #expect(model.featureNames?.first == "pixel_0_0")
-        #expect(ModelDirectory.families.contains("mlp"))
+        #expect(ModelRegistry.names == ["bert", "cnn", "mlp"])
         // The digest and size come from the file itself (checked against sha256sum).
         let weights = modelPath + "/model.safetensors"
         let expected = String(decoding: try run(["sha256sum", weights]), as: UTF8.self).prefix(64)
-        #expect(dir.weightsSHA256 == String(expected))
-        #expect(dir.weightsBytes == Int(try #require(Sys.fileStatus(weights)).st_size))
+        #expect(model.weights?.sha256 == String(expected))
+        #expect(model.weights?.bytes == Int(try #require(Sys.fileStatus(weights)).st_size))
         let description = try #require(model.describe().objectValue)
         let parameters: Int64 = 64 * 64 + 64 + 10 * 64 + 10
         #expect(description["parameters"] == .int(parameters))
@@ -35,7 +34,7 @@ struct DigitsModelTests {
     }
 
     @Test func forwardAndSoftmaxMatchTheReferenceOutputs() throws {
-        let model = try ModelDirectory.load(modelPath).model
+        let model = try stack(modelPath)
         let inputs = try Sys.readFile(repoRoot + "/fixtures/data/digits-test.jsonl").split(separator: 0x0A)
         let expected = try Sys.readFile(repoRoot + "/fixtures/data/digits-test.expected.jsonl").split(separator: 0x0A)
         #expect(inputs.count == 450)
@@ -77,13 +76,18 @@ struct DigitsModelTests {
     }
 
     @Test func forwardIsRowIndependent() throws {
-        let model = try ModelDirectory.load(modelPath).model
+        let model = try stack(modelPath)
         let a = (0..<64).map { Float($0 % 17) }
         let b = (0..<64).map { Float((63 - $0) % 17) }
         let both = model.forward(Tensor(shape: [2, 64], data: a + b))
         let alone = model.forward(Tensor(shape: [1, 64], data: b))
         #expect(Array(both.row(1)) == alone.data)
     }
+}
+
+/// A layer-stack model directory loaded through the registry.
+func stack(_ path: String, precision: LinearOperator.Precision = .fp32) throws -> StackModel {
+    try #require(try ModelRegistry.load(path, ModelOptions(precision: precision)) as? StackModel)
 }
 
 /// Writes a model directory with `config` and the given fp32 tensors.
@@ -95,7 +99,7 @@ func makeModel(_ dir: String, config: String, tensors: [String: ([Int], [Float])
 
 func filled(_ shape: [Int], _ v: Float = 0.5) -> ([Int], [Float]) { (shape, [Float](repeating: v, count: shape.reduce(1, *))) }
 
-@Suite("ModelDirectory strict loading")
+@Suite("strict loading of layer stacks")
 struct StrictLoadingTests {
     static let config = #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4, "activation": "relu"}, {"out_features": 2}]}"#
     static let tensors: [String: ([Int], [Float])] = [
@@ -108,7 +112,7 @@ struct StrictLoadingTests {
         defer { tmp.remove() }
         let dir = tmp.path
         try makeModel(dir + "/m", config: config, tensors: tensors)
-        return quernError { _ = try ModelDirectory.load(dir + "/m") }
+        return quernError { _ = try ModelRegistry.load(dir + "/m") }
     }
 
     @Test func theBaseModelLoads() throws {
@@ -125,7 +129,7 @@ struct StrictLoadingTests {
             "normalizer.mean": ([2], [1, 1]), "normalizer.scale": ([2], [2, 4]),
             "layers.0.weight": ([2, 2], [1, 0, 1, -1]), "layers.0.bias": ([2], [1, -1]),
         ])
-        let model = try ModelDirectory.load(dir + "/m").model
+        let model = try stack(dir + "/m")
         #expect(model.labels == ["neg", "pos"])
         let y = model.forward(Tensor(shape: [2, 2], data: [3, 5, 1, 1]))
         // Row 0: normalized [1, 1] → [2, -1]; row 1: [0, 0] → [1, -1].
@@ -206,7 +210,7 @@ struct StrictLoadingTests {
         let dir = tmp.path
         try makeModel(dir + "/m", config: #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4, "activation": "gelu"}, {"out_features": 1}], "problem_type": "regression"}"#,
                       tensors: Self.tensors.merging(["layers.1.weight": filled([1, 4]), "layers.1.bias": filled([1])]) { $1 })
-        let model = try ModelDirectory.load(dir + "/m").model
+        let model = try stack(dir + "/m")
         #expect(model.labels.isEmpty)
     }
 
@@ -214,16 +218,16 @@ struct StrictLoadingTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         let dir = tmp.path
-        let absent = quernError { _ = try ModelDirectory.load(dir + "/absent") }
+        let absent = quernError { _ = try ModelRegistry.load(dir + "/absent") }
         #expect(absent?.code == .fileNotFound)
         try Sys.mkdirs(dir + "/only-config")
         try Sys.writeFileAtomically(dir + "/only-config/config.json", Array(Self.config.utf8))
-        let e = quernError { _ = try ModelDirectory.load(dir + "/only-config") }
+        let e = quernError { _ = try ModelRegistry.load(dir + "/only-config") }
         #expect(e?.code == .modelInvalid, "\(String(describing: e))")
         #expect(e?.message.contains("model.safetensors") == true)
         try Sys.mkdirs(dir + "/only-weights")
         try Sys.writeFileAtomically(dir + "/only-weights/model.safetensors", Safetensors.encode(Self.tensors))
-        let onlyWeights = quernError { _ = try ModelDirectory.load(dir + "/only-weights") }
+        let onlyWeights = quernError { _ = try ModelRegistry.load(dir + "/only-weights") }
         #expect(onlyWeights?.code == .modelInvalid)
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import QuernTestSupport
 import QuernCore
-import QuernSpool
+@testable import QuernTasks
 
 /// spool/ (the base), data/ (a root), outside/ (neither), with links between them.
 func makeLayout(_ tmp: TempDir) throws -> PathPolicy {

@@ -2,7 +2,7 @@ import Testing
 import QuernTestSupport
 import QuernCore
 import QuernData
-import QuernSpool
+@testable import QuernTasks
 
 /// A manifest that decodes, as a JSON object to change one thing at a time.
 let baseManifest: JSONObject = [
@@ -54,7 +54,7 @@ struct ManifestTests {
         let m = try Manifest.decode(manifest { _ in })
         #expect(m.version == 1)
         #expect(m.id == "job-1")
-        #expect(m.task == .predict)
+        #expect(m.task.name == "predict")
         #expect(m.model == "models/m")
         #expect(m.precision == .fp32)
         #expect(m.input.path == "data/x.csv")
@@ -69,10 +69,13 @@ struct ManifestTests {
         #expect(m.limits.stream.maxInputBytes == nil)
         #expect(m.limits.stream.maxExpansionRatio == 200)
         #expect(m.raw == baseManifest)
-        let s = m.recordSpec
-        #expect(s.wantsFeatures)
+        let s = m.recordSpec(texts: false, labels: false)
+        #expect(s.wantsFeatures && !s.wantsText)
         #expect(!s.wantsLabel)
         #expect(s.idField == "id")
+        let t = m.recordSpec(texts: true, labels: true)
+        #expect(t.wantsText && !t.wantsFeatures && t.wantsLabel)
+        #expect(t.textField == "text", "text_field defaults to \"text\"")
     }
 
     @Test func everyFieldIsRead() throws {
@@ -84,9 +87,8 @@ struct ManifestTests {
                           "label_field": "y", "features_field": "x", "feature_columns": ["a", "b"], "text_field": "t"]
             o["output"] = ["format": "csv", "compression": "gzip", "compression_level": 9, "probabilities": false]
             o["limits"] = ["max_errors": 0, "max_line_bytes": 4096, "max_input_bytes": 1000000, "max_expansion_ratio": 50.5]
-            o["train"] = ["epochs": 3, "optimizer": "adam"]
         })
-        #expect(m.task == .evaluate)
+        #expect(m.task.name == "evaluate")
         #expect(m.batchSize == 128)
         #expect(m.input.members == "*.jsonl")
         #expect(m.input.labelField == "y")
@@ -100,9 +102,29 @@ struct ManifestTests {
         #expect(m.limits.stream.maxLineBytes == 4096)
         #expect(m.limits.stream.maxInputBytes == 1_000_000)
         #expect(m.limits.stream.maxExpansionRatio == 50.5)
-        #expect(m.train?["epochs"] == 3)
-        #expect(m.recordSpec.wantsLabel)
-        #expect(m.recordSpec.featureColumns == ["a", "b"])
+        #expect(m.recordSpec(texts: false, labels: true).featureColumns == ["a", "b"])
+    }
+
+    @Test func aTaskReadsItsOwnBlocks() throws {
+        let m = try Manifest.decode(manifest { o in
+            o["task"] = "prune"
+            setInput(&o, "label_field", "y")
+            o["train"] = ["epochs": 3, "optimizer": "adam", "patience": 2]
+            o["prune"] = ["sparsity": 0.5, "pattern": "2:4"]
+        })
+        #expect(m.block(TrainingBlock.self).epochs == 3)
+        #expect(m.block(TrainingBlock.self).patience == 2)
+        #expect(m.block(PruneTask.Pruning.self).pattern == "2:4")
+        #expect(m.block(PruneTask.Pruning.self).recoveryEpochs == 10, "defaults for keys not given")
+        #expect(m.block(QuantizeTask.Quantization.self) == QuantizeTask.Quantization(), "defaults for a block not given")
+        let options = m.block(TrainingBlock.self).options(epochs: 3, batchSize: 64)
+        #expect(options.optimizer == .adam && options.weightDecay == 0 && options.batchSize == 64)
+    }
+
+    @Test func everyTaskIsRegisteredOnceByName() {
+        #expect(TaskRegistry.names == ["predict", "embed", "score", "evaluate", "finetune", "quantize", "prune"])
+        for name in TaskRegistry.names { #expect(TaskRegistry.task(named: name)?.name == name) }
+        #expect(TaskRegistry.task(named: "train") == nil)
     }
 
     static let bad: [BadManifest] = [
@@ -150,6 +172,10 @@ struct ManifestTests {
             $0["task"] = "score"; setInput(&$0, "pair_field", "b"); $0["score"] = ["queries": "q.jsonl"]
         },
         BadManifest("score block on predict", .invalidValue, "score") { $0["score"] = ["top_k": 3] },
+        BadManifest("train block on evaluate", .invalidValue, "train") {
+            $0["task"] = "evaluate"; setInput(&$0, "label_field", "y"); $0["train"] = ["epochs": 3]
+        },
+        BadManifest("patience 0", .invalidValue, "train.patience") { $0["train"] = ["patience": 0] },
         BadManifest("score top_k 0", .invalidValue, "score.top_k") { $0["task"] = "score"; $0["score"] = ["queries": "q.jsonl", "top_k": 0] },
         BadManifest("max_length 1", .invalidValue, "max_length") { $0["max_length"] = 1 },
         BadManifest("prune sparsity 1", .invalidValue, "prune.sparsity") { $0["task"] = "prune"; $0["prune"] = ["sparsity": 1.0] },

@@ -1,7 +1,7 @@
 import Testing
 import QuernTestSupport
 import QuernCore
-@testable import QuernSpool
+@testable import QuernTasks
 
 @Suite("ClassificationMetrics")
 struct ClassificationMetricsTests {
@@ -109,12 +109,12 @@ struct TopKTests {
     @Test("the k largest, best first, ties in input order, k past the count")
     func top() {
         let v: [Float] = [0.1, 0.9, 0.5, 0.9, -1, 0.7]
-        #expect(ScoreTask.top(3, of: v[...]) == [1, 3, 5])
-        #expect(ScoreTask.top(1, of: v[...]) == [1])
-        #expect(ScoreTask.top(10, of: v[...]) == [1, 3, 5, 2, 0, 4])
+        #expect(Scorer.top(3, of: v[...]) == [1, 3, 5])
+        #expect(Scorer.top(1, of: v[...]) == [1])
+        #expect(Scorer.top(10, of: v[...]) == [1, 3, 5, 2, 0, 4])
         // A slice that does not start at 0 is indexed from its own start.
-        #expect(ScoreTask.top(2, of: v[2...]) == [1, 3])
+        #expect(Scorer.top(2, of: v[2...]) == [1, 3])
         let many = (0..<500).map { Float(($0 * 7919) % 1000) / 1000 }
-        #expect(ScoreTask.top(7, of: many[...]) == Array(many.indices.sorted { many[$0] > many[$1] }.prefix(7)))
+        #expect(Scorer.top(7, of: many[...]) == Array(many.indices.sorted { many[$0] > many[$1] }.prefix(7)))
     }
 }

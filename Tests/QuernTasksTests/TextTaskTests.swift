@@ -4,7 +4,7 @@ import QuernKernels
 import QuernTestSupport
 @testable import QuernData
 @testable import QuernModels
-@testable import QuernSpool
+@testable import QuernTasks
 
 /// The cross-encoder path of `score`: a head with one output scores each pair as one
 /// sequence. The fixture classifier cut to its first output must give, for every pair
@@ -35,7 +35,7 @@ struct CrossEncoderTests {
         }
         try Sys.writeFile(dir.path + "/model.safetensors", Safetensors.encode(tensors))
 
-        let model = try BertModel.load(dir.path)
+        let model = try #require(try ModelRegistry.load(dir.path) as? BertModel)
         #expect(model.outputs == 1 && model.labels.isEmpty)
         let lines = try Sys.readFile(repoRoot + "/fixtures/text/tiny-bert-expected.jsonl").split(separator: 0x0A)
         var records: [Record] = [], expected: [Float] = []
@@ -49,7 +49,7 @@ struct CrossEncoderTests {
             expected.append(Float(try #require(o["logits"]?.arrayValue?.first?.doubleValue)))
         }
         #expect(records.count == 5)
-        let task = ScoreTask(encoder: TextEncoder(model: model, batchSize: 2), mode: .crossEncoder)
+        let task = Scorer(model: model, spec: RecordSpec(format: .jsonl), texts: TextRecords(model: model, batchSize: 2), mode: .crossEncoder)
         let rows = try task.run(records).map { try $0.get() }
         for (row, want) in zip(rows, expected) {
             guard case .float(let got)? = row.fields.first?.1 else { Issue.record("no score in \(row.id)"); continue }

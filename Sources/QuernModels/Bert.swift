@@ -1,0 +1,271 @@
+import Foundation
+import QuernCore
+import QuernKernels
+
+/// The `bert` family: BERT-style encoders (all-MiniLM-L6-v2, BERT, bge-small, e5-small)
+/// from a Hugging Face directory: config.json, model.safetensors, tokenizer.json or
+/// vocab.txt, and sentence-transformers' settings around the encoder (pooling from
+/// `1_Pooling/config.json`, L2 normalisation when `modules.json` lists a Normalize module,
+/// `max_seq_length` from `sentence_bert_config.json`). A text encoder always; a sequence
+/// classifier too when it has a head: Hugging Face's `BertForSequenceClassification`
+/// (pooler + classifier) or Quern's pooled-embedding head in `head/` (an `mlp` that a
+/// `finetune` job trains on the frozen encoder).
+public enum Bert: ModelFamily {
+    public static let modelType = "bert"
+    public static var provides: [Any.Type] { [(any TextEncoder).self, (any SequenceClassifier).self] }
+    /// The directory holding Quern's pooled-embedding head.
+    public static let headDirectory = "head"
+
+    /// Checkpoint names → Quern's: `BertForSequenceClassification` nests the encoder under
+    /// `bert.`; a bare `BertModel` (sentence-transformers) does not.
+    public static func keyMap(_ name: String) -> String { name.hasPrefix("bert.") ? String(name.dropFirst(5)) : name }
+
+    public static func load(_ files: ModelFiles, options: ModelOptions) throws -> any Model {
+        let path = files.path
+        func fail(_ what: String) -> QuernError { QuernError(.modelInvalid, "\(path): \(what)", field: "model") }
+        func object(_ name: String) throws -> JSONObject? {
+            guard let v = try files.json(name) else { return nil }
+            guard let o = v.objectValue else { throw fail("\(name) is not a JSON object") }
+            return o
+        }
+        let config = try BertEncoder.Config(json: files.config, source: files.configPath)
+
+        // sentence-transformers modules: Transformer at the root, then Pooling, Normalize.
+        var poolingPath = "1_Pooling", normalize = false
+        if let modules = try files.json("modules.json") {
+            guard let list = modules.arrayValue else { throw fail("modules.json is not a JSON list of modules") }
+            for m in list {
+                let type = m.objectValue?["type"]?.stringValue ?? "?", where_ = m.objectValue?["path"]?.stringValue ?? ""
+                switch type.split(separator: ".").last.map(String.init) ?? type {
+                case "Transformer":
+                    guard where_.isEmpty else { throw fail("modules.json puts the Transformer in \(where_)/; only a Transformer at the directory root is supported") }
+                case "Pooling": poolingPath = where_
+                case "Normalize": normalize = true
+                default: throw fail("modules.json lists a \(type) module; only Transformer, Pooling and Normalize are supported")
+                }
+            }
+        }
+        // Without 1_Pooling, mean pooling: what sentence-transformers gives a plain checkpoint.
+        var pooling = BertEncoder.Pooling.mean
+        if let p = try object(Path.join(poolingPath, "config.json")) {
+            let modes = p.keys.filter { $0.hasPrefix("pooling_mode_") && p[$0]?.boolValue == true }.sorted()
+            let known: [String: BertEncoder.Pooling] = ["pooling_mode_mean_tokens": .mean, "pooling_mode_cls_token": .cls,
+                                                         "pooling_mode_max_tokens": .max]
+            guard modes.count == 1, let mode = known[modes[0]] else {
+                throw fail("\(poolingPath)/config.json asks for \(modes.isEmpty ? "no pooling mode" : modes.joined(separator: " + ")); one of mean, cls or max tokens is supported")
+            }
+            pooling = mode
+        }
+        let (file, digest) = try files.weights()
+        var weights = try StrictWeights(file, keyMap: keyMap)
+        let precision = options.precision
+        let encoder = try BertEncoder(config: config, weights: &weights, precision: precision, pooling: pooling, normalize: normalize)
+        let tokenizer = try WordPieceTokenizer.load(directory: path)
+        guard tokenizer.vocabularySize <= config.vocabSize else {
+            throw fail("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocab_size is \(config.vocabSize)")
+        }
+
+        // Sequence length: the manifest's, else sentence-transformers', else the tokenizer's, within the positions.
+        let configured = try object("sentence_bert_config.json")?["max_seq_length"]?.intValue.map(Int.init)
+        let length = min(options.maxLength ?? configured ?? tokenizer.defaultMaxLength ?? config.maxPositions, config.maxPositions)
+        guard length >= 2 else { throw fail("max length \(length) leaves no room for text between [CLS] and [SEP]") }
+
+        // Heads: Quern's pooled head in head/ (which replaces a checkpoint's own
+        // classifier), or Hugging Face's sequence classifier.
+        var head: BertModel.Head?, labels: [String] = []
+        let headPath = Path.join(path, headDirectory)
+        let h = config.hidden
+        if Sys.isDirectory(headPath) {
+            guard let m = try ModelRegistry.load(headPath, ModelOptions(precision: precision)).capability(TabularModel.self) else {
+                throw fail("\(headDirectory)/ is not a model that takes features")
+            }
+            guard m.inputSize == h else {
+                throw fail("\(headDirectory)/ takes \(m.inputSize) features but the encoder's embeddings have \(h)")
+            }
+            head = .pooled(m)
+            labels = m.labels
+            weights.ignore { $0.hasPrefix("pooler.") || $0.hasPrefix("classifier.") }
+        } else if let n = weights.shape("classifier.weight")?.first {
+            head = .sequenceClassification(
+                pooler: LinearOperator.choose(try weights.float32("pooler.dense.weight", shape: [h, h]), precision: precision),
+                poolerBias: try weights.float32("pooler.dense.bias", shape: [h]).data,
+                classifier: .fp32(PackedWeights(try weights.float32("classifier.weight", shape: [n, h]))),
+                bias: try weights.float32("classifier.bias", shape: [n]).data)
+            if files.config["problem_type"]?.stringValue != "regression" {
+                let names = files.config["id2label"]?.objectValue ?? JSONObject()
+                labels = (0..<n).map { names[String($0)]?.stringValue ?? "LABEL_\($0)" }
+            }
+        } else {
+            // A bare encoder's pooler (sentence-transformers pool by 1_Pooling instead).
+            weights.ignore { $0.hasPrefix("pooler.") }
+        }
+        // Older transformers saved the position ids, a constant buffer.
+        weights.ignore { $0 == "embeddings.position_ids" }
+        try weights.finish()
+        return BertModel(path: path, encoder: encoder, tokenizer: tokenizer, maxLength: length, head: head, labels: labels,
+                         weights: digest)
+    }
+}
+
+/// A `bert` model directory ready to run: tokenizer, encoder and, if it has one, a head.
+public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendable {
+    /// What turns an encoded sequence into class scores.
+    public enum Head: Sendable {
+        /// Hugging Face `BertForSequenceClassification`: `classifier(tanh(pooler · h_CLS))`.
+        case sequenceClassification(pooler: LinearOperator, poolerBias: [Float], classifier: LinearOperator, bias: [Float])
+        /// Quern's head over the pooled sentence embedding: a tabular model in `head/`.
+        case pooled(any TabularModel)
+    }
+
+    public let path: String
+    public let encoder: BertEncoder
+    public let tokenizer: WordPieceTokenizer
+    /// Tokens per sequence, specials included.
+    public let maxLength: Int
+    public let head: Head?
+    /// Class names by head output; empty without a head (or for a regression head).
+    public let labels: [String]
+    public let weights: WeightsDigest?
+    public var family: String { Bert.modelType }
+    public var dimension: Int { encoder.config.hidden }
+    public var outputs: Int {
+        switch head {
+        case .sequenceClassification(_, _, let c, _)?: return c.outFeatures
+        case .pooled(let m)?: return m.outputSize
+        case nil: return 0
+        }
+    }
+
+    init(path: String, encoder: BertEncoder, tokenizer: WordPieceTokenizer, maxLength: Int, head: Head?, labels: [String],
+         weights: WeightsDigest) {
+        self.path = path
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.maxLength = maxLength
+        self.head = head
+        self.labels = labels
+        self.weights = weights
+    }
+
+    /// A sequence classifier only with a head.
+    public func capability<C>(_ type: C.Type) -> C? {
+        if head == nil && ObjectIdentifier(type) == ObjectIdentifier((any SequenceClassifier).self) { return nil }
+        return self as? C
+    }
+
+    public func describe() -> JSONValue {
+        let c = encoder.config
+        return ["family": .string(family), "hidden": .int(Int64(c.hidden)), "layers": .int(Int64(c.layers)),
+                "heads": .int(Int64(c.heads)), "intermediate": .int(Int64(c.intermediate)),
+                "vocabulary": .int(Int64(tokenizer.vocabularySize)), "max_length": .int(Int64(maxLength)),
+                "pooling": .string(encoder.pooling.rawValue), "normalize": .bool(encoder.normalize),
+                "precision": .string(encoder.precision.rawValue),
+                "head": head == nil ? .null : .object(JSONObject([("outputs", .int(Int64(outputs))),
+                                                                  ("labels", .array(labels.map { .string($0) }))]))]
+    }
+
+    public func makeTokenizer() -> any TextTokenizer { Tokenizing(session: WordPieceTokenizer.Session(tokenizer), maxLength: maxLength) }
+
+    struct Tokenizing: TextTokenizer {
+        let session: WordPieceTokenizer.Session
+        let maxLength: Int
+        func encode(_ text: String) -> TokenSequence { session.encode(text, maxLength: maxLength) }
+        func encode(_ a: String, _ b: String) -> TokenSequence { session.encode(a, b, maxLength: maxLength) }
+    }
+
+    /// Runs one batch of sequences (unpadded, see `BertEncoder.hiddenStates`).
+    public func forward(_ batch: [TokenSequence], workspace ws: BertEncoder.Workspace = .init(),
+                        pool: ThreadPool = .shared) -> TextOutput {
+        let offsets = encoder.hiddenStates(batch, workspace: ws, pool: pool)
+        let b = batch.count, h = dimension
+        let embeddings = encoder.pool(ws.x, offsets: offsets, mode: encoder.pooling, normalize: encoder.normalize)
+        var scores: [Float] = []
+        switch head {
+        case .sequenceClassification(let pooler, let poolerBias, let classifier, let bias)?:
+            let cls = encoder.pool(ws.x, offsets: offsets, mode: .cls, normalize: false)
+            var pooled = [Float](repeating: 0, count: b * h)
+            pooler.apply(cls, m: b, bias: poolerBias, activation: .tanh, into: &pooled, pool: pool)
+            scores = [Float](repeating: 0, count: b * classifier.outFeatures)
+            classifier.apply(pooled, m: b, bias: bias, activation: .none, into: &scores, pool: pool)
+        case .pooled(let m)?:
+            scores = m.forward(Tensor(shape: [b, h], data: embeddings)).data
+        case nil:
+            break
+        }
+        return TextOutput(embeddings: embeddings, scores: scores)
+    }
+
+    /// Tokens per forward pass, at most. A pass's activations are about 15 KB a token
+    /// for MiniLM. int8 runs 256 (4 MB, which stays in the last-level cache between
+    /// layers): on one thread it was 8 % faster than with 768-token passes (a batch of 64
+    /// short texts), in alternating runs on the same texts. fp32 was 4 % slower with
+    /// them, its GEMM being compute-bound and keener on long row blocks, so it keeps 4,096.
+    public var tokensPerPass: Int { encoder.precision == .int8 ? 256 : 4096 }
+
+    private let spareLock = NSLock()
+    private var spare: [BertEncoder.Workspace] = []
+
+    /// Runs many sequences in passes of at most `batchSize` sequences and
+    /// `tokensPerPass` tokens. With enough passes to share, whole passes go to the pool's
+    /// threads (each running its kernels alone: no per-layer hand-offs); otherwise the
+    /// kernels split each pass across the threads. Workspaces are reused across calls.
+    public func run(_ sequences: [TokenSequence], batchSize: Int, pool: ThreadPool = .shared) -> TextOutput {
+        let n = sequences.count, h = dimension, c = outputs
+        var passes: [Range<Int>] = []
+        var start = 0, tokens = 0
+        let cap = tokensPerPass
+        for (i, e) in sequences.enumerated() {
+            if i > start && (i - start >= batchSize || tokens + e.ids.count > cap) {
+                passes.append(start..<i)
+                (start, tokens) = (i, 0)
+            }
+            tokens += e.ids.count
+        }
+        if n > start { passes.append(start..<n) }
+        var out = TextOutput(embeddings: [Float](repeating: 0, count: n * h), scores: [Float](repeating: 0, count: n * c))
+        let lock = NSLock()
+        func runPass(_ k: Int, _ threads: ThreadPool) {
+            let ws: BertEncoder.Workspace = spareLock.withLock { spare.popLast() } ?? BertEncoder.Workspace()
+            let r = passes[k]
+            let o = forward(Array(sequences[r]), workspace: ws, pool: threads)
+            spareLock.withLock { spare.append(ws) }
+            lock.withLock {
+                out.embeddings.replaceSubrange((r.lowerBound * h)..<(r.upperBound * h), with: o.embeddings)
+                if c > 0 { out.scores.replaceSubrange((r.lowerBound * c)..<(r.upperBound * c), with: o.scores) }
+            }
+        }
+        if pool.threads > 1 && passes.count >= 2 * pool.threads {
+            pool.parallelFor(passes.count) { runPass($0, .single) }
+        } else {
+            for k in passes.indices { runPass(k, pool) }
+        }
+        return out
+    }
+
+    /// `directory`: copies of this model's files (copies, not links: the published model
+    /// must not change when its source does), without a head of its own, plus `head` in
+    /// `head/`; built in `directory.partial/`, then renamed.
+    public func publish(head: StackConfig, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?,
+                        to directory: String) throws {
+        let partial = directory + ".partial"
+        try? Sys.removeTree(partial)
+        try Sys.mkdirs(partial)
+        func copyTree(_ from: String, _ to: String) throws {
+            for name in try Sys.listDirectory(from) where name != Bert.headDirectory && !name.hasPrefix(".") {
+                let source = Path.join(from, name), target = Path.join(to, name)
+                if Sys.isDirectory(source) {
+                    try Sys.mkdirs(target)
+                    try copyTree(source, target)
+                } else if Sys.isRegularFile(source) {
+                    try Sys.writeFile(target, Sys.readFile(source, limit: 1 << 34))
+                }
+            }
+        }
+        try copyTree(path, partial)
+        let headDir = Path.join(partial, Bert.headDirectory)
+        try Sys.mkdirs(headDir)
+        try head.write(into: headDir, tensors: tensors, normalizer: normalizer)
+        try? Sys.removeTree(directory)
+        try Sys.rename(partial, directory)
+    }
+}

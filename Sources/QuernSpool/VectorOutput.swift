@@ -1,0 +1,68 @@
+import QuernCore
+import QuernData
+import QuernTasks
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `output.format: npy` (tasks whose rows are vectors): the vectors go to `results.npy.gz` and each result
+/// line keeps the record's id, its `row` in that array and, for int8, its `scale`
+/// (vector ≈ int8 row × scale). While the job runs the vectors are a gzip of raw rows
+/// (resumable like the other outputs); at the end one gzip member holding the NPY
+/// header, which needs the row count, goes in front of it: a multi-member gzip, which
+/// gzip, zlib and Python's gzip module read as one stream.
+final class VectorOutput {
+    static let name = "results.npy.gz"
+    let dtype: Manifest.VectorType
+    let data: ChunkedGzipWriter
+    private(set) var dimension: Int?
+
+    init(path: String, level: Int, dtype: Manifest.VectorType, resume: (GzipPosition, [UInt8])?, dimension: Int?) throws {
+        self.dtype = dtype
+        self.dimension = dimension
+        data = try ChunkedGzipWriter(path: path, level: level, resume: resume)
+    }
+
+    /// Appends one vector; the result line's fields that locate it.
+    func append(_ v: [Float], row: Int) throws -> [(String, ResultRow.Value)] {
+        if dimension == nil { dimension = v.count }
+        guard v.count == dimension else {
+            throw QuernError(.internalError, "vector of \(v.count) values in an array of \(dimension!)")
+        }
+        switch dtype {
+        case .float32:
+            _ = try v.withUnsafeBytes { try data.append(Array($0)) }
+            return [("row", .int(row))]
+        case .int8:
+            // Symmetric, one scale per row: the largest magnitude maps to ±127.
+            let peak = v.reduce(0) { max($0, abs($1)) }
+            let scale = peak > 0 ? peak / 127 : 1
+            try data.append(v.map { UInt8(bitPattern: Int8(max(-127, min(127, ($0 / scale).rounded())))) })
+            return [("row", .int(row)), ("scale", .float(scale))]
+        }
+    }
+
+    /// Finishes the data and writes `final`: header member, then the data member.
+    func publish(rows: Int, to final: String, level: Int) throws {
+        try data.finish()
+        try Self.assemble(final + ".partial", descr: dtype == .float32 ? "<f4" : "|i1", shape: [rows, dimension ?? 0],
+                          level: level, parts: [(data.path, 0)])
+        try Sys.unlink(data.path)
+        try Sys.rename(final + ".partial", final)
+    }
+
+    /// Writes `path`: one gzip member holding the NPY header for `shape`, then the gzip
+    /// data of each part (a file, and the offset its data starts at) as it is. A job's
+    /// vectors have one part; a merged cluster job's, one per shard.
+    static func assemble(_ path: String, descr: String, shape: [Int], level: Int, parts: [(String, Int)]) throws {
+        let headerPath = path + ".header"
+        let h = try ChunkedGzipWriter(path: headerPath, level: level)
+        try h.append(NPYHeader.encode(descr: descr, shape: shape))
+        try h.finish()
+        let out = try Sys.open(path, O_WRONLY | O_CREAT | O_TRUNC)
+        defer { Sys.close(out) }
+        try Sys.appendFile(headerPath, to: out, path: path)
+        try Sys.unlink(headerPath)
+        for (file, offset) in parts { try Sys.appendFile(file, from: offset, to: out, path: path) }
+    }
+}

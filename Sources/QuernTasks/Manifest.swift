@@ -1,0 +1,267 @@
+import QuernCore
+import QuernData
+
+/// A job manifest, version 1 (DESIGN.md §3), decoded strictly: an unknown key, a wrong
+/// type or a bad value is an error naming the dotted field, so `error.json` tells the
+/// person exactly which line of their manifest to fix. This is the envelope every task
+/// shares (model, input, output, limits); a task's own blocks (`train`, `score`…) are
+/// decoded by their types and checked by the task (`JobTask.check`).
+public struct Manifest: Sendable {
+    public enum Precision: String, Sendable, CaseIterable { case fp32, int8 }
+    public enum OutputFormat: String, Sendable, CaseIterable { case jsonl, csv, npy }
+    /// The element type of NPY vectors: float32, or int8 with a scale per row.
+    public enum VectorType: String, Sendable, CaseIterable { case float32, int8 }
+
+    public struct Input: Sendable {
+        public var path: String
+        public var members: String?
+        public var format: RecordFormat
+        public var idField: String?
+        public var textField: String?
+        /// The second text of each pair (`score` of pairs, cross-encoder `predict`).
+        public var pairField: String?
+        public var labelField: String?
+        public var featuresField: String?
+        public var featureColumns: [String]?
+        /// Image formats (idx, npy): features become x·scale + offset.
+        public var scale: Double = 1
+        public var offset: Double = 0
+
+        /// Whether records bring a label: a label field, or a format that carries its own.
+        public var hasLabels: Bool { labelField != nil || format.carriesLabels }
+    }
+
+    public struct Output: Sendable {
+        public var format: OutputFormat = .jsonl
+        /// zlib level: the task's default (`JobTask.defaultCompressionLevel`) unless set.
+        public var compressionLevel = 6
+        /// Write every class probability, not only the top label and its score.
+        public var probabilities = true
+        /// `format: npy`: the vectors' element type.
+        public var dtype = VectorType.float32
+    }
+
+    public struct Limits: Sendable {
+        public var maxErrors = 100
+        public var stream = StreamLimits()
+    }
+
+    public var version = 1
+    public var id: String?
+    /// The task, as the registry knows it.
+    public var task: any JobTask.Type
+    public var model: String?
+    public var precision: Precision = .fp32
+    public var input: Input
+    public var batchSize = 64
+    public var output = Output()
+    public var limits = Limits()
+    /// Text models: tokens per sequence, specials included (default: the model's own,
+    /// e.g. sentence_bert_config.json's max_seq_length).
+    public var maxLength: Int?
+    /// The task's blocks that the manifest gave, decoded and checked, by key.
+    var blocks: [String: any ManifestBlock]
+    /// The manifest as received, for provenance.
+    public var raw: JSONObject
+
+    /// The task's block of this type: as the manifest gave it, or its defaults.
+    public func block<B: ManifestBlock>(_ type: B.Type) -> B { blocks[B.key] as? B ?? B() }
+
+    /// Replaces a block (a resolved path, a test's settings).
+    public mutating func set<B: ManifestBlock>(_ block: B) { blocks[B.key] = block }
+
+    public static let idPattern = "[A-Za-z0-9._-]{1,128}, not starting with '.'"
+
+    public static func isValidID(_ id: String) -> Bool {
+        guard (1...128).contains(id.utf8.count), !id.hasPrefix(".") else { return false }
+        return id.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+        }
+    }
+
+    /// Decodes manifest bytes. Errors carry `field` (dotted) and, for syntax errors, `line`.
+    public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes)
+        } catch let e as JSONSyntaxError {
+            let code: QuernError.Code = e.message.contains("UTF-8") ? .invalidUTF8 : .invalidJSON
+            throw QuernError(code, "the manifest is not valid JSON: \(e.message) (line \(e.line), column \(e.column))", line: e.line)
+        }
+        guard let root = value.objectValue else {
+            throw QuernError(.invalidType, "the manifest must be a JSON object, not \(value.typeName)")
+        }
+        var d = StrictObject(root, path: "")
+        let version = try d.int("version", required: true)!
+        guard version == 1 else {
+            throw QuernError(.unsupportedVersion, "manifest version \(version) is not supported; this Quern reads version 1", field: "version")
+        }
+        let id = try d.string("id")
+        if let id, !isValidID(id) {
+            throw QuernError(.invalidID, "id \"\(id)\" is not a valid job id (\(idPattern))", field: "id")
+        }
+        let name = try d.choice("task", TaskRegistry.names, code: .unsupportedTask, required: true)!
+        let task = TaskRegistry.task(named: name)!
+        let model = try d.string("model")
+        let precision = try d.enumeration("precision", Precision.self) ?? .fp32
+        let batchSize = try d.int("batch_size", range: 1...65536) ?? 64
+
+        var i = try d.object("input", required: true)!
+        let path = try i.string("path", required: true)!
+        let members = try i.string("members")
+        let formatName = try i.string("format")
+        let format: RecordFormat
+        if let formatName {
+            guard let f = RecordFormat(rawValue: formatName) else {
+                throw QuernError(.unsupportedFormat, "input.format \"\(formatName)\" is not supported; use one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "input.format")
+            }
+            format = f
+        } else if let f = inferFormat(members ?? path) {
+            format = f
+        } else {
+            throw QuernError(.missingField, "input.format is missing and cannot be inferred from \"\(members ?? path)\"; set it to one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "input.format")
+        }
+        let input = Input(path: path, members: members, format: format,
+                          idField: try i.string("id_field"), textField: try i.string("text_field"),
+                          pairField: try i.string("pair_field"), labelField: try i.string("label_field"),
+                          featuresField: try i.string("features_field"), featureColumns: try i.stringArray("feature_columns"),
+                          scale: try i.number("scale") ?? 1, offset: try i.number("offset") ?? 0)
+        guard input.scale.isFinite, input.offset.isFinite, input.scale != 0 else {
+            throw QuernError(.invalidValue, "input.scale must be a non-zero number and input.offset a number", field: "input.scale")
+        }
+        if (input.scale != 1 || input.offset != 0) && ![RecordFormat.idx, .npy, .png].contains(input.format) {
+            throw QuernError(.invalidValue, "input.scale and input.offset apply to image formats (idx, png, npy); \(input.format.rawValue) features are taken as they are", field: "input.scale")
+        }
+        try i.finish()
+
+        var output = Output()
+        output.compressionLevel = task.defaultCompressionLevel
+        if var o = try d.object("output") {
+            output.format = try o.enumeration("format", OutputFormat.self) ?? .jsonl
+            if let c = try o.string("compression"), c != "gzip" {
+                throw QuernError(.invalidValue, "output.compression \"\(c)\" is not supported; results are always gzip", field: "output.compression")
+            }
+            output.compressionLevel = try o.int("compression_level", range: 1...9) ?? output.compressionLevel
+            output.probabilities = try o.bool("probabilities") ?? true
+            let dtype = try o.enumeration("dtype", VectorType.self)
+            output.dtype = dtype ?? .float32
+            try o.finish()
+            if output.format == .npy && !task.writesVectors {
+                let vectorTasks = TaskRegistry.tasks.filter { $0.writesVectors }.map { $0.name }.joined(separator: ", ")
+                throw QuernError(.invalidValue, "output.format npy holds vectors: it is for task \(vectorTasks); use jsonl or csv", field: "output.format")
+            }
+            if dtype != nil && output.format != .npy {
+                throw QuernError(.invalidValue, "output.dtype applies to output.format npy", field: "output.dtype")
+            }
+        }
+        var limits = Limits()
+        if var l = try d.object("limits") {
+            limits.maxErrors = try l.int("max_errors", range: 0...Int(Int32.max)) ?? 100
+            limits.stream.maxLineBytes = try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? limits.stream.maxLineBytes
+            limits.stream.maxInputBytes = try l.int("max_input_bytes", range: 1...Int.max)
+            if let r = try l.number("max_expansion_ratio") {
+                guard r >= 1 else { throw QuernError(.invalidValue, "limits.max_expansion_ratio must be at least 1", field: "limits.max_expansion_ratio") }
+                limits.stream.maxExpansionRatio = r
+            }
+            try l.finish()
+        }
+        // Every task's blocks are known keys, checked whatever the task; a block with
+        // settings given to a task that does not read it is refused, so a setting never
+        // silently does nothing (an empty one says nothing and is let be).
+        var blocks: [String: any ManifestBlock] = [:]
+        for type in TaskRegistry.blockTypes {
+            guard var b = try d.object(type.key) else { continue }
+            let block = try type.init(from: &b)
+            try b.finish()
+            let readers = TaskRegistry.tasks.filter { t in t.blocks.contains { $0.key == type.key } }.map { $0.name }
+            guard readers.contains(task.name) else {
+                if b.object.keys.isEmpty { continue }
+                throw QuernError(.invalidValue, "the \(type.key) block applies to task\(readers.count == 1 ? "" : "s") \(readers.joined(separator: ", ")) only", field: type.key)
+            }
+            blocks[type.key] = block
+        }
+        let maxLength = try d.int("max_length", range: 2...65536)
+        try d.finish()
+
+        let m = Manifest(version: 1, id: id, task: task, model: model, precision: precision, input: input, batchSize: batchSize,
+                         output: output, limits: limits, maxLength: maxLength, blocks: blocks, raw: root)
+        try task.check(m)
+        return m
+    }
+
+    /// The record format a file name implies (`x.jsonl.gz` → jsonl), if any.
+    public static func inferFormat(_ name: String) -> RecordFormat? {
+        var lower = name.lowercased()
+        for s in [".gz", ".zst", ".xz", ".bz2"] where lower.hasSuffix(s) { lower.removeLast(s.count) }
+        for f in RecordFormat.allCases where lower.hasSuffix("." + f.rawValue) { return f }
+        if lower.hasSuffix(".ndjson") { return .jsonl }
+        if lower.hasSuffix(".text") { return .txt }
+        return nil
+    }
+
+    /// Formats that hold texts.
+    public static let textFormats: [RecordFormat] = [.jsonl, .csv, .txt]
+
+    /// The manifest with every path it names resolved by `resolve(path, field)`: the
+    /// input, the model and the paths in task blocks (`score.queries`); its `raw` JSON
+    /// says the same, which is what `quern submit` records.
+    public func resolvingPaths(_ resolve: (_ path: String, _ field: String) throws -> String) throws -> Manifest {
+        var raw = self.raw
+        var i = raw["input"]!.objectValue!
+        i["path"] = .string(try resolve(input.path, "input.path"))
+        raw["input"] = .object(i)
+        if let model { raw["model"] = .string(try resolve(model, "model")) }
+        for (key, block) in blocks {
+            guard var o = raw[key]?.objectValue else { continue }
+            for field in type(of: block).pathFields {
+                if let path = o[field]?.stringValue { o[field] = .string(try resolve(path, "\(key).\(field)")) }
+            }
+            raw[key] = .object(o)
+        }
+        return try Manifest.decode(JSONWriter.pretty(.object(raw)))
+    }
+
+    /// A job's `model` (every task names one; `check` says so when missing).
+    public func modelField(_ what: String) throws -> String {
+        guard let model else {
+            throw QuernError(.missingField, "task \(task.name) needs \"model\" (\(what))", field: "model")
+        }
+        return model
+    }
+
+    /// The record decoder settings this job needs: texts (`text_field` defaulting to
+    /// "text", and the pair field) or features, with labels when the task asks.
+    public func recordSpec(texts: Bool, labels: Bool) -> RecordSpec {
+        var s = RecordSpec(format: input.format, members: input.members, idField: input.idField,
+                           textField: input.textField, labelField: input.labelField,
+                           featuresField: input.featuresField, featureColumns: input.featureColumns)
+        s.featureScale = Float(input.scale)
+        s.featureOffset = Float(input.offset)
+        s.wantsLabel = labels
+        if texts {
+            s.wantsText = true
+            s.textField = input.textField ?? "text"
+            s.pairField = input.pairField
+        } else {
+            s.wantsFeatures = true
+        }
+        return s
+    }
+}
+
+/// A task's own top-level block of the manifest (`train`, `quantize`, `prune`, `score`):
+/// its keys, their defaults and their checks, in the file of the task that reads it.
+public protocol ManifestBlock: Sendable, SendableMetatype {
+    /// The manifest key.
+    static var key: String { get }
+    /// The defaults, when the manifest has no such block.
+    init()
+    /// Takes the block's keys (the decoder then refuses any other) and checks their values.
+    init(from block: inout StrictObject) throws
+    /// Keys whose values are paths, resolved like `input.path`.
+    static var pathFields: [String] { get }
+}
+
+extension ManifestBlock {
+    public static var pathFields: [String] { [] }
+}

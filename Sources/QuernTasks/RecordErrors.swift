@@ -1,0 +1,46 @@
+import QuernCore
+import QuernData
+
+/// A job's bad records: each is one line of `errors.jsonl.gz` saying where it was and
+/// what was wrong with it; past `limits.max_errors` of them the job fails, naming the last.
+public final class RecordErrors {
+    public static let fileName = "errors.jsonl.gz"
+    public let writer: ChunkedGzipWriter
+    public let maxErrors: Int
+    /// Bad records so far (a resumed job starts from its checkpoint's count).
+    public private(set) var count: Int
+
+    public init(writer: ChunkedGzipWriter, maxErrors: Int, count: Int = 0) {
+        self.writer = writer
+        self.maxErrors = maxErrors
+        self.count = count
+    }
+
+    public func record(id: String?, member: String, line: Int?, _ e: QuernError) throws {
+        count += 1
+        try writer.append(Self.line(id: id, member: member, line: line, e))
+        if count > maxErrors {
+            let at = line.map { "\(member), line \($0)" } ?? member
+            throw QuernError(.tooManyErrors, "more than limits.max_errors (\(maxErrors)) bad records; the last, at \(at): \(e.message). See errors.jsonl.gz, fix the input or raise the limit", field: "limits.max_errors")
+        }
+    }
+
+    /// A stream's failure item.
+    public func record(_ f: RecordFailure) throws { try record(id: f.id, member: f.member, line: f.line, f.error) }
+
+    /// A record the task refuses.
+    public func record(_ r: Record, _ e: QuernError) throws { try record(id: r.id, member: r.member, line: r.line, e) }
+
+    /// One line of errors.jsonl.gz.
+    public static func line(id: String?, member: String, line: Int?, _ e: QuernError) -> [UInt8] {
+        var o = JSONObject()
+        if let id { o["id"] = .string(id) }
+        o["member"] = .string(member)
+        if let line { o["line"] = .int(Int64(line)) }
+        o["code"] = .string(e.code.rawValue)
+        o["message"] = .string(e.message)
+        var entry = JSONWriter.compact(.object(o))
+        entry.append(0x0A)
+        return entry
+    }
+}

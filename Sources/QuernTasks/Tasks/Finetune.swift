@@ -1,0 +1,292 @@
+import QuernCore
+import QuernData
+import QuernKernels
+import QuernModels
+import QuernNN
+
+/// `finetune`: trains a classifier on the job's labelled records and publishes it as a
+/// model directory, with a plot of its training (`training.svg`).
+///
+/// A layer-stack model (`mlp`, `cnn`) trains whole: config.json gives the architecture
+/// and, if the directory has model.safetensors, the starting weights; without them
+/// training starts from seeded PyTorch-default weights. A text encoder stays frozen and
+/// a classification head (a linear layer: multinomial logistic regression on the
+/// sentence embeddings) is trained on its embeddings, which are computed once per job and
+/// cached in the job directory; the published model is the encoder plus the head.
+///
+/// Every record is read first (bad ones go to errors.jsonl.gz), a seeded split holds
+/// out the validation set, and each epoch ends with an atomic checkpoint, so a killed
+/// daemon's successor resumes at the epoch the job was in and finishes with the same
+/// weights an uninterrupted run would have. The weights of the epoch with the lowest
+/// validation loss are published; `train.patience` stops early.
+public enum FinetuneTask: JobTask {
+    public static let name = "finetune"
+    public static let blocks: [any ManifestBlock.Type] = [TrainingBlock.self]
+    public static let readsWholeInput = true
+
+    public static func check(_ m: Manifest) throws {
+        _ = try m.modelField("a model directory (config.json alone trains from scratch; with model.safetensors it fine-tunes those weights)")
+        if !m.input.hasLabels {
+            throw QuernError(.missingField, "task finetune needs input.label_field (the column or field holding the true label)", field: "input.label_field")
+        }
+        if m.input.format == .txt {
+            throw QuernError(.unsupportedFormat, "task finetune needs labelled feature records (csv, jsonl, npy, idx or png), not txt", field: "input.format")
+        }
+        if m.precision == .int8 {
+            throw QuernError(.invalidValue, "finetune trains in fp32; quantize the result with a quantize job", field: "precision")
+        }
+    }
+
+    public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
+        let m = job.manifest
+        let model = try job.loadModel(allowArchitectureOnly: true)
+        if let encoder = model.capability(TextEncoder.self) {
+            return .wholeInput(Finetuner(job: job, model: model, source: .head(encoder), spec: m.recordSpec(texts: true, labels: true),
+                                         inputSize: nil))
+        }
+        guard let stack = model.capability(LayerStackSource.self) else {
+            throw job.lacks(LayerStackSource.self, "a model to train", model: model)
+        }
+        guard !stack.config.labels.isEmpty else {
+            throw QuernError(.modelInvalid, "finetune trains classifiers; this config is a regressor (problem_type regression)", field: "model")
+        }
+        if model.weights != nil && stack.fp32 == nil {
+            throw QuernError(.modelInvalid, "finetune starts from fp32 weights; this model is int8 (quantize after training)", field: "model")
+        }
+        var spec = m.recordSpec(texts: false, labels: true)
+        spec.modelFeatureNames = stack.config.featureNames
+        return .wholeInput(Finetuner(job: job, model: model, source: .stack(stack), spec: spec, inputSize: stack.config.inputSize))
+    }
+}
+
+/// One finetune run.
+struct Finetuner: WholeInputTask {
+    enum Source {
+        /// Train the network itself.
+        case stack(any LayerStackSource)
+        /// Train a head on the frozen encoder's embeddings.
+        case head(any TextEncoder)
+    }
+
+    let job: TaskInputs
+    let model: any Model
+    let source: Source
+    let spec: RecordSpec
+    let inputSize: Int?
+    static let cacheName = "embeddings.cache"
+
+    /// Progress and bookkeeping that a checkpoint carries.
+    struct State {
+        var epochsDone = 0
+        var step = 0
+        var history: [EpochRecord] = []
+        var stopping: EarlyStopping
+        var resumes = 0
+
+        init(patience: Int?) { stopping = EarlyStopping(patience: patience) }
+
+        var json: JSONValue {
+            .object(JSONObject([("epochs_done", .int(Int64(epochsDone))), ("step", .int(Int64(step)))] + stopping.json
+                               + [("resumes", .int(Int64(resumes))), ("history", .array(history.map(\.json)))]))
+        }
+
+        init(json v: JSONValue, patience: Int?) throws {
+            guard let o = v.objectValue, let done = o["epochs_done"]?.intValue, let step = o["step"]?.intValue,
+                  let history = o["history"]?.arrayValue else {
+                throw QuernError(.internalError, "training checkpoint state is incomplete")
+            }
+            epochsDone = Int(done)
+            self.step = Int(step)
+            self.history = try history.map(EpochRecord.init(json:))
+            stopping = EarlyStopping(patience: patience, json: o)
+            resumes = Int(o["resumes"]?.intValue ?? 0)
+        }
+    }
+
+    func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
+        let manifest = job.manifest
+        let settings = manifest.block(TrainingBlock.self)
+
+        // 1. Every record into memory (for a text encoder, as its embeddings); bad ones
+        // into the error file. Then the architecture and the starting point.
+        let config: StackConfig, records: RecordSet
+        var base: [String: Tensor]?, normalizer: ([Float], [Float])?, cached = false
+        switch source {
+        case .stack(let stack):
+            config = stack.config
+            (base, normalizer) = (stack.fp32?.tensors, stack.fp32?.normalizer)
+            records = try RecordSet.read(manifest, config: config, inputPath: context.inputPath, errors: context.errors, labels: true)
+        case .head(let encoder):
+            (config, records, cached) = try headInputs(encoder, context)
+        }
+        let samples = LabeledSamples(inputs: records.inputs, sampleShape: config.inputShape, labels: records.labels!)
+        var (train, validation) = samples.split(validation: settings.validationSplit, seed: UInt64(settings.seed))
+        guard train.count > 0 else {
+            throw QuernError(.emptyInput, "no records left to train on after holding out train.validation_split", field: "train.validation_split")
+        }
+        if normalizer == nil && settings.normalize { normalizer = Standardizer.fit(train) }
+        if let (mean, scale) = normalizer {
+            Standardizer.apply(&train, mean: mean, scale: scale)
+            Standardizer.apply(&validation, mean: mean, scale: scale)
+        }
+
+        // 2. Network, trainer, and the checkpoint if an earlier owner left one.
+        let net = try config.network(tensors: base, seed: UInt64(settings.seed))
+        let options = settings.options(epochs: settings.epochs, batchSize: manifest.batchSize)
+        let trainer = Trainer(model: net, options: options, samplesPerEpoch: train.count)
+        var best = net.state
+        var state = State(patience: settings.patience)
+        let checkpointPath = context.file(TrainingCheckpoint.fileName)
+        let log = context.log
+        if Sys.exists(checkpointPath) {
+            do {
+                let (json, extra) = try TrainingCheckpoint.load(checkpointPath, net: net, optimizer: trainer.optimizer)
+                state = try State(json: json, patience: settings.patience)
+                best = [:]
+                for (name, t) in extra where name.hasPrefix("best/") { best[String(name.dropFirst(5))] = t }
+                state.resumes += 1
+                log.log(.info, "resuming training from checkpoint", [("epochs_done", .int(Int64(state.epochsDone)))])
+            } catch {
+                log.log(.warning, "training checkpoint unreadable; starting training over", [("error", .string("\(error)"))])
+                state = State(patience: settings.patience)
+            }
+        } else {
+            log.log(.info, "training started", [("train", .int(Int64(train.count))), ("validation", .int(Int64(validation.count))),
+                                                ("from", .string(base == nil ? "scratch" : "base weights"))])
+        }
+
+        // 3. Epochs, each ending in a checkpoint.
+        let time = context.time
+        let trainStart = time.monotonic()
+        while state.epochsDone < settings.epochs && !state.stopping.stopped {
+            let epoch = state.epochsDone
+            let t0 = time.monotonic()
+            trainer.step = state.step
+            let rate = trainer.schedule.rate(at: trainer.step)
+            guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: { StopSignal.requested }) else {
+                log.log(.info, "stopped by signal; training resumes at epoch \(epoch + 1)")
+                log.sync()
+                return .interrupted
+            }
+            let held = validation.count > 0 ? trainer.evaluate(validation) : nil
+            state.step = trainer.step
+            state.history.append(EpochRecord(epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy,
+                                             validationLoss: held?.loss, validationAccuracy: held?.accuracy,
+                                             learningRate: rate, seconds: time.monotonic() - t0))
+            state.epochsDone += 1
+            if state.stopping.record(epoch: epoch + 1, loss: held?.loss ?? fit.loss) { best = net.state }
+            var extra: [String: Tensor] = [:]
+            for (name, t) in best { extra["best/" + name] = t }
+            try TrainingCheckpoint.save(checkpointPath, net: net, optimizer: trainer.optimizer, extra: extra, state: state.json)
+            var fields: [(String, JSONValue)] = [("epoch", .int(Int64(epoch + 1))), ("train_loss", .double(fit.loss)),
+                                                  ("train_accuracy", .double(fit.accuracy))]
+            if let held { fields += [("validation_loss", .double(held.loss)), ("validation_accuracy", .double(held.accuracy))] }
+            log.log(.info, "epoch done", fields)
+            context.progress(["epoch": .int(Int64(state.epochsDone)), "epochs": .int(Int64(settings.epochs))])
+        }
+        let trainSeconds = time.monotonic() - trainStart
+
+        // 4. Publish the best weights (lowest validation loss) as model/.
+        let finalNet = try config.network(tensors: best, seed: 0)
+        let finalTrainer = Trainer(model: finalNet, options: options, samplesPerEpoch: train.count)
+        let trainMetrics = finalTrainer.evaluate(train)
+        let validationMetrics = validation.count > 0 ? finalTrainer.evaluate(validation) : nil
+        let tensors = best.mapValues { ($0.shape, TensorData.f32($0.data)) }
+        switch source {
+        case .stack:
+            var published = config
+            published.quantization = nil
+            try publishModel(context, config: published, tensors: tensors, normalizer: normalizer)
+        case .head(let encoder):
+            try encoder.publish(head: config, tensors: tensors, normalizer: normalizer, to: context.file("model"))
+        }
+        let title = "\(context.id): \(config.family), \(train.count) training / \(validation.count) validation samples"
+        try Sys.writeFileAtomically(context.file("training.svg"),
+                                    Array(TrainingPlot.svg(state.history, title: title, best: state.stopping.bestEpoch).utf8),
+                                    durability: .content)
+        try? Sys.unlink(checkpointPath)
+
+        var report = Report(id: context.id, task: FinetuneTask.name)
+        switch source {
+        case .stack:
+            report["model"] = Report.model(model, [("start", .string(base == nil ? "scratch" : "base weights")), ("published", "model/")])
+        case .head:
+            report["model"] = Report.model(model, [("start", "frozen encoder, new head"), ("published", "model/"),
+                                                   ("head", ["classes": .int(Int64(config.labels.count)), "inputs": .int(Int64(config.inputSize))]),
+                                                   ("embeddings_from_cache", .bool(cached))])
+        }
+        report["input"] = ["path": .string(context.inputPath), "bytes": .int(Int64(Sys.fileSize(path: context.inputPath))),
+                           "format": .string(manifest.input.format.rawValue)]
+        report["records"] = Report.records(succeeded: records.succeeded, failed: context.errors.count,
+                                           [("train", train.count), ("validation", validation.count)])
+        var metrics = JSONObject()
+        metrics["train_loss"] = .double(trainMetrics.loss)
+        metrics["train_accuracy"] = .double(trainMetrics.accuracy)
+        if let v = validationMetrics {
+            metrics["validation_loss"] = .double(v.loss)
+            metrics["validation_accuracy"] = .double(v.accuracy)
+        }
+        report["metrics"] = .object(metrics)
+        report["training"] = .object(JSONObject(
+            [("epochs_run", .int(Int64(state.epochsDone))), ("epochs", .int(Int64(settings.epochs))),
+             ("best_epoch", state.stopping.bestEpoch.map { .int(Int64($0)) } ?? .null), ("stopped_early", .bool(state.stopping.stopped))]
+            + settings.describe(options) + [("history", .array(state.history.map(\.json))), ("plot", "training.svg")]))
+        report.timings["train_seconds_this_run"] = .double(trainSeconds)
+        report.timings["seconds_per_epoch"] = .double(state.history.map(\.seconds).reduce(0, +) / Double(max(state.history.count, 1)))
+        report["resumed"] = .int(Int64(state.resumes))
+        return .finished(TaskResult(report: report, published: ["model", "training.svg"],
+                                    summary: [("epochs", .int(Int64(state.epochsDone))),
+                                              ("validation_accuracy", validationMetrics.map { .double($0.accuracy) } ?? .null)]))
+    }
+
+    /// A text encoder's training inputs: one embedding per good record, labels indexed
+    /// by the sorted class names found in the records, and the head's architecture.
+    /// Embeddings come from the job's cache when this model made it for these records.
+    func headInputs(_ encoder: any TextEncoder, _ context: WholeInputContext) throws -> (StackConfig, RecordSet, cached: Bool) {
+        let manifest = job.manifest
+        let stream = try RecordStream(path: context.inputPath, spec: spec, limits: manifest.limits.stream)
+        var texts: [String] = [], names: [String] = []
+        while let item = try stream.next() {
+            if StopSignal.requested { throw QuernError(.io, "stopped by signal while reading records") }
+            switch item {
+            case .record(let r):
+                guard let text = r.text, let label = r.label else {
+                    try context.errors.record(r, QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label"))
+                    continue
+                }
+                texts.append(text)
+                names.append(label)
+            case .failure(let f):
+                try context.errors.record(f)
+            }
+        }
+        guard !texts.isEmpty else { throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path") }
+        let classes = Array(Set(names)).sorted()
+        guard classes.count >= 2 else {
+            throw QuernError(.invalidValue, "finetune needs at least two classes in input.label_field; found \(classes.first.map { "only \"\($0)\"" } ?? "none")", field: "input.label_field")
+        }
+        let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        var out = RecordSet()
+        out.succeeded = texts.count
+        out.labels = names.map { index[$0]! }
+
+        let h = encoder.dimension
+        let cachePath = context.file(Self.cacheName)
+        let digest = encoder.weights?.sha256 ?? ""
+        var cached = false
+        if let file = try? SafetensorsFile(path: cachePath), file.metadata["model_sha256"] == digest,
+           let e = try? file.float32("embeddings", shape: [texts.count, h]) {
+            out.inputs = e.data
+            cached = true
+            context.log.log(.info, "embeddings from the job's cache", [("records", .int(Int64(texts.count)))])
+        } else {
+            out.inputs = try TextRecords(model: encoder, batchSize: manifest.batchSize).embed(texts) { StopSignal.requested }
+            try Sys.writeFileAtomically(cachePath, Safetensors.encode(["embeddings": ([texts.count, h], out.inputs)],
+                                                                      metadata: ["model_sha256": digest]),
+                                        durability: .content)
+            context.log.log(.info, "embeddings computed and cached", [("records", .int(Int64(texts.count))), ("dimension", .int(Int64(h)))])
+        }
+        let config = MLP.config(inputSize: h, layers: [LinearSpec(outFeatures: classes.count)], labels: classes)
+        return (config, out, cached)
+    }
+}

@@ -1,0 +1,224 @@
+import QuernCore
+import QuernData
+import QuernKernels
+import QuernModels
+import QuernNN
+
+/// `prune`: magnitude pruning of every weight matrix of a layer-stack model to a target
+/// sparsity (per layer or global; unstructured, 1×4 blocks or 2:4), either at once or
+/// gradually on Zhu & Gupta's cubic schedule during recovery training on the job's
+/// labelled records (the `train` block, as `finetune` reads it). Publishes the sparse
+/// model (zeros stored; the loader picks sparse kernels where they win) and reports
+/// per-matrix sparsity, accuracy before and after on held-out records, and the measured
+/// inference speed of both.
+public enum PruneTask: JobTask {
+    public static let name = "prune"
+    public static let blocks: [any ManifestBlock.Type] = [Pruning.self, TrainingBlock.self]
+    public static let readsWholeInput = true
+
+    /// The `prune` block.
+    public struct Pruning: ManifestBlock, Equatable {
+        public static let key = "prune"
+        public var sparsity = 0.8
+        public var pattern = "unstructured"
+        public var scope = "layer"
+        /// `oneshot` prunes once; `cubic` prunes gradually during recovery training.
+        public var schedule = "cubic"
+        public var recoveryEpochs = 10
+
+        public init() {}
+
+        public init(from p: inout StrictObject) throws {
+            if let v = try p.number("sparsity") {
+                guard v >= 0, v < 1 else { throw QuernError(.invalidValue, "prune.sparsity must be in [0, 1), e.g. 0.8", field: "prune.sparsity") }
+                sparsity = v
+            }
+            func choice(_ key: String, _ allowed: [String]) throws -> String? {
+                guard let v = try p.string(key) else { return nil }
+                guard allowed.contains(v) else {
+                    throw QuernError(.invalidValue, "prune.\(key) \"\(v)\" is not one of: \(allowed.joined(separator: ", "))", field: "prune.\(key)")
+                }
+                return v
+            }
+            pattern = try choice("pattern", Pruner.Pattern.allCases.map(\.rawValue)) ?? pattern
+            scope = try choice("scope", Pruner.Scope.allCases.map(\.rawValue)) ?? scope
+            schedule = try choice("schedule", ["oneshot", "cubic"]) ?? schedule
+            recoveryEpochs = try p.int("recovery_epochs", range: 0...100_000) ?? recoveryEpochs
+        }
+    }
+
+    public static func check(_ m: Manifest) throws {
+        _ = try m.modelField("an fp32 model directory")
+        if m.input.format == .txt {
+            throw QuernError(.unsupportedFormat, "task prune needs feature records (csv, jsonl, npy or idx)", field: "input.format")
+        }
+        if m.block(Pruning.self).recoveryEpochs > 0 && !m.input.hasLabels {
+            throw QuernError(.missingField, "prune.recovery_epochs > 0 trains on the records, which needs input.label_field (or set recovery_epochs to 0)", field: "input.label_field")
+        }
+    }
+
+    public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
+        let (model, fp32) = try fp32Stack(job)
+        var spec = job.manifest.recordSpec(texts: false, labels: job.manifest.input.labelField != nil)
+        spec.modelFeatureNames = model.featureNames
+        return .wholeInput(PruneRun(job: job, source: model, fp32: fp32, spec: spec))
+    }
+}
+
+struct PruneRun: WholeInputTask {
+    let job: TaskInputs
+    let source: StackModel
+    let fp32: LoadedWeights
+    let spec: RecordSpec
+    var model: any Model { source }
+    var inputSize: Int? { source.inputSize }
+
+    func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
+        let manifest = job.manifest
+        let config = source.config
+        let settings = manifest.block(PruneTask.Pruning.self), training = manifest.block(TrainingBlock.self)
+        let labelled = manifest.input.labelField != nil
+        let records = try RecordSet.read(manifest, config: config, inputPath: context.inputPath, errors: context.errors, labels: labelled)
+        let recovery = labelled ? settings.recoveryEpochs : 0
+        let log = context.log
+
+        // Held-out records measure before and after; the rest train the recovery.
+        let all = LabeledSamples(inputs: records.inputs, sampleShape: config.inputShape,
+                                 labels: records.labels ?? [Int](repeating: 0, count: records.count))
+        var (train, held) = recovery > 0 ? all.split(validation: max(training.validationSplit, 0.1), seed: UInt64(training.seed))
+                                         : (all, all)
+        var evaluation = RecordSet(inputs: held.inputs, labels: labelled ? held.labels : nil)
+        evaluation.succeeded = held.count
+        let before = evaluation.evaluate(source)
+
+        let net = try config.network(tensors: fp32.tensors, seed: UInt64(training.seed))
+        let matrices = try config.matrices()
+        let parameters = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0) })
+        var pruner = Pruner(matrices.map { parameters[$0.name]! },
+                            pattern: Pruner.Pattern(rawValue: settings.pattern) ?? .unstructured,
+                            scope: Pruner.Scope(rawValue: settings.scope) ?? .layer)
+        var history: [EpochRecord] = []
+        var stopping = EarlyStopping(patience: training.patience)
+        if recovery == 0 {
+            pruner.prune(to: settings.sparsity)
+        } else {
+            if let (mean, scale) = fp32.normalizer {
+                Standardizer.apply(&train, mean: mean, scale: scale)
+                Standardizer.apply(&held, mean: mean, scale: scale)
+            }
+            let options = training.options(epochs: recovery, batchSize: manifest.batchSize)
+            let trainer = Trainer(model: net, options: options, samplesPerEpoch: train.count)
+            // Gradual: reach the target by three quarters of the epochs, then recover at it.
+            let ramp = max(1.0, Double(recovery) * 0.75)
+            if settings.schedule == "oneshot" { pruner.prune(to: settings.sparsity) }
+            // Each recovery epoch ends in a checkpoint (weights, optimizer, masks, history):
+            // a killed job resumes at the epoch it was in.
+            let checkpointPath = context.file(TrainingCheckpoint.fileName)
+            var firstEpoch = 0
+            if Sys.exists(checkpointPath) {
+                do {
+                    let (state, extra) = try TrainingCheckpoint.load(checkpointPath, net: net, optimizer: trainer.optimizer)
+                    let masks = try (0..<pruner.parameters.count).map { i -> [Float] in
+                        guard let m = extra["mask/\(i)"] else { throw QuernError(.internalError, "checkpoint lacks mask \(i)") }
+                        return m.data
+                    }
+                    pruner.restore(masks: masks)
+                    guard let o = state.objectValue, let done = o["epochs_done"]?.intValue, let step = o["step"]?.intValue,
+                          let h = o["history"]?.arrayValue else { throw QuernError(.internalError, "checkpoint state is incomplete") }
+                    history = try h.map(EpochRecord.init(json:))
+                    stopping = EarlyStopping(patience: training.patience, json: o)
+                    firstEpoch = Int(done)
+                    trainer.step = Int(step)
+                    log.log(.info, "resuming recovery training from checkpoint", [("epochs_done", .int(done))])
+                } catch {
+                    throw QuernError(.internalError, "the prune checkpoint is unreadable (\(error)); delete \(checkpointPath) to start the job over")
+                }
+            }
+            var epoch = firstEpoch
+            while epoch < recovery && !stopping.stopped {
+                if settings.schedule == "cubic" {
+                    pruner.prune(to: Pruner.cubic(progress: Double(epoch + 1) / ramp, final: settings.sparsity))
+                }
+                let frozen = pruner
+                trainer.afterStep = { frozen.enforce() }
+                let t0 = context.time.monotonic()
+                guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: { StopSignal.requested }) else {
+                    log.log(.info, "stopped by signal; recovery resumes at epoch \(epoch + 1)")
+                    log.sync()
+                    return .interrupted
+                }
+                let v = trainer.evaluate(held)
+                history.append(EpochRecord(epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy, validationLoss: v.loss,
+                                           validationAccuracy: v.accuracy, learningRate: trainer.schedule.rate(at: trainer.step),
+                                           seconds: context.time.monotonic() - t0))
+                // Patience counts only epochs at the target sparsity: while the cubic ramp
+                // removes weights the loss rises by design.
+                if settings.schedule == "oneshot" || Double(epoch + 1) >= ramp { stopping.record(epoch: epoch + 1, loss: v.loss) }
+                let masks = Dictionary(uniqueKeysWithValues: pruner.masks.enumerated().map { ("mask/\($0)", Tensor(shape: [$1.count], data: $1)) })
+                try TrainingCheckpoint.save(checkpointPath, net: net, optimizer: trainer.optimizer, extra: masks,
+                                            state: .object(JSONObject([("epochs_done", .int(Int64(epoch + 1))),
+                                                                       ("step", .int(Int64(trainer.step))),
+                                                                       ("history", .array(history.map(\.json)))] + stopping.json)))
+                log.log(.info, "recovery epoch done", [("epoch", .int(Int64(epoch + 1))), ("sparsity", .double(overall(pruner))),
+                                                       ("validation_accuracy", .double(v.accuracy))])
+                context.progress(["epoch": .int(Int64(epoch + 1)), "epochs": .int(Int64(recovery))])
+                epoch += 1
+            }
+        }
+
+        try? Sys.unlink(context.file(TrainingCheckpoint.fileName))
+        // The pruned model, as the loader will run it.
+        let tensors = net.state
+        let pruned = try StackModel(config: config, tensors: tensors, normalizer: fp32.normalizer)
+        let after = evaluation.evaluate(pruned)
+        // Speed on every record (the held-out ones alone are too few to time), both models in turn.
+        let speed = records.throughput(of: [source, pruned])
+        try publishModel(context, config: config, tensors: tensors.mapValues { ($0.shape, .f32($0.data)) }, normalizer: fp32.normalizer)
+        var published = ["model"]
+        if !history.isEmpty {
+            let svg = TrainingPlot.svg(history, title: "\(context.id): recovery training to \(Int(settings.sparsity * 100)) % sparsity")
+            try Sys.writeFileAtomically(context.file("training.svg"), Array(svg.utf8), durability: .content)
+            published.append("training.svg")
+        }
+
+        let kernels = pruned.describe().objectValue?["layers"]?.arrayValue ?? []
+        let perLayer = Dictionary(grouping: matrices, by: \.layer)
+        let layers: [JSONValue] = matrices.enumerated().map { i, m in
+            var o = JSONObject([("layer", .int(Int64(m.layer))), ("weights", .int(Int64(pruner.parameters[i].value.count))),
+                                ("sparsity", .double(pruner.sparsity[i])),
+                                ("kernel", kernels[m.layer].objectValue?["kernel"] ?? .null)])
+            if perLayer[m.layer]!.count > 1 { o["tensor"] = .string(m.name) }
+            return .object(o)
+        }
+        var report = Report(id: context.id, task: PruneTask.name)
+        report["model"] = Report.model(source, [("published", "model/")])
+        report["records"] = Report.records(succeeded: records.succeeded, failed: context.errors.count,
+                                           [("train", recovery > 0 ? train.count : 0), ("evaluated", held.count)])
+        var pruning = JSONObject([("target_sparsity", .double(settings.sparsity)), ("pattern", .string(settings.pattern)),
+                                  ("scope", .string(settings.scope)), ("schedule", .string(settings.schedule)),
+                                  ("recovery_epochs", .int(Int64(recovery)))])
+        if stopping.stopped { pruning["stopped_early_after"] = .int(Int64(history.count)) }
+        pruning["sparsity"] = .double(overall(pruner))
+        pruning["layers"] = .array(layers)
+        report["pruning"] = .object(pruning)
+        var metrics = JSONObject()
+        metrics["accuracy_before"] = before.accuracy.map { .double($0) } ?? .null
+        metrics["accuracy_after"] = after.accuracy.map { .double($0) } ?? .null
+        if let a = before.accuracy, let b = after.accuracy { metrics["accuracy_change_points"] = .double((b - a) * 100) }
+        metrics["dense_records_per_second"] = .double(speed[0])
+        metrics["pruned_records_per_second"] = .double(speed[1])
+        metrics["speedup"] = .double(speed[1] / max(speed[0], 1e-9))
+        report["metrics"] = .object(metrics)
+        if !history.isEmpty { report["training"] = ["history": .array(history.map(\.json)), "plot": "training.svg"] }
+        return .finished(TaskResult(report: report, published: published,
+                                    summary: [("sparsity", .double(overall(pruner))),
+                                              ("accuracy_before", before.accuracy.map { .double($0) } ?? .null),
+                                              ("accuracy_after", after.accuracy.map { .double($0) } ?? .null)]))
+    }
+
+    func overall(_ p: Pruner) -> Double {
+        let total = p.parameters.reduce(0) { $0 + $1.value.count }
+        let zeros = zip(p.parameters, p.sparsity).reduce(0.0) { $0 + Double($1.0.value.count) * $1.1 }
+        return zeros / Double(max(total, 1))
+    }
+}

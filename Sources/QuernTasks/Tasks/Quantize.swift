@@ -1,0 +1,170 @@
+import QuernCore
+import QuernData
+import QuernKernels
+import QuernModels
+import QuernNN
+
+/// `quantize`: post-training int8 of a layer-stack model. Every weight matrix becomes
+/// int8 per output channel (symmetric, [-127, 127]); activations are either quantized
+/// per row at run time (`dynamic`) or to one range per matrix input calibrated on the
+/// job's records (`static`: min-max, or percentiles that ignore outliers). Publishes the
+/// int8 model and reports its accuracy and speed next to the fp32 model's, measured on
+/// the same records.
+public enum QuantizeTask: JobTask {
+    public static let name = "quantize"
+    public static let blocks: [any ManifestBlock.Type] = [Quantization.self]
+    public static let readsWholeInput = true
+
+    /// The `quantize` block.
+    public struct Quantization: ManifestBlock, Equatable {
+        public static let key = "quantize"
+        public var scheme = "dynamic"
+        public var calibration = "minmax"
+        public var percentile = 99.99
+        /// Records used for calibration (the first ones of the input).
+        public var samples = 2048
+
+        public init() {}
+
+        public init(from q: inout StrictObject) throws {
+            if let s = try q.string("scheme") {
+                guard ["dynamic", "static"].contains(s) else {
+                    throw QuernError(.invalidValue, "quantize.scheme \"\(s)\" is not one of: dynamic, static", field: "quantize.scheme")
+                }
+                scheme = s
+            }
+            if let c = try q.string("calibration") {
+                guard ["minmax", "percentile"].contains(c) else {
+                    throw QuernError(.invalidValue, "quantize.calibration \"\(c)\" is not one of: minmax, percentile", field: "quantize.calibration")
+                }
+                calibration = c
+            }
+            if let p = try q.number("percentile") {
+                guard p > 50, p <= 100 else {
+                    throw QuernError(.invalidValue, "quantize.percentile must be in (50, 100], e.g. 99.99", field: "quantize.percentile")
+                }
+                percentile = p
+            }
+            samples = try q.int("samples", range: 1...10_000_000) ?? samples
+        }
+    }
+
+    public static func check(_ m: Manifest) throws {
+        _ = try m.modelField("an fp32 model directory")
+        if m.input.format == .txt {
+            throw QuernError(.unsupportedFormat, "task quantize needs feature records (csv, jsonl, npy or idx) to calibrate and measure on", field: "input.format")
+        }
+    }
+
+    public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
+        let (model, fp32) = try fp32Stack(job)
+        var spec = job.manifest.recordSpec(texts: false, labels: job.manifest.input.labelField != nil)
+        spec.modelFeatureNames = model.featureNames
+        return .wholeInput(Quantizer(job: job, model: model, fp32: fp32, spec: spec))
+    }
+}
+
+struct Quantizer: WholeInputTask {
+    let job: TaskInputs
+    let source: StackModel
+    let fp32: LoadedWeights
+    let spec: RecordSpec
+    var model: any Model { source }
+    var inputSize: Int? { source.inputSize }
+
+    init(job: TaskInputs, model: StackModel, fp32: LoadedWeights, spec: RecordSpec) {
+        self.job = job
+        self.source = model
+        self.fp32 = fp32
+        self.spec = spec
+    }
+
+    func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
+        let manifest = job.manifest
+        let config = source.config
+        let records = try RecordSet.read(manifest, config: config, inputPath: context.inputPath, errors: context.errors,
+                                         labels: manifest.input.labelField != nil)
+        let settings = manifest.block(QuantizeTask.Quantization.self)
+        let matrices = try config.matrices()
+
+        // Calibration: each matrix's input range over the first records.
+        var ranges: [String: QGEMM.InputRange] = [:]
+        var calibrated = 0
+        if settings.scheme == "static" {
+            var observer = RangeObserver(method: RangeObserver.Method(rawValue: settings.calibration) ?? .minmax,
+                                         percentile: settings.percentile)
+            calibrated = min(settings.samples, records.count)
+            let size = source.inputSize
+            var start = 0
+            while start < calibrated {
+                let end = min(start + 256, calibrated)
+                _ = source.forward(Tensor(shape: [end - start, size], data: Array(records.inputs[(start * size)..<(end * size)])),
+                                   observe: { observer.observe($0, $1) })
+                start = end
+            }
+            for m in matrices {
+                if let r = observer.range(m.name) { ranges[m.name] = QGEMM.InputRange(lo: r.lo, hi: r.hi) }
+            }
+        }
+
+        // Quantize every weight matrix; biases, batch norm and the normalizer stay fp32.
+        var quantized: [String: QuantizedLayer] = [:]
+        var tensors: [String: ([Int], TensorData)] = [:]
+        for (name, t) in fp32.tensors { tensors[name] = (t.shape, .f32(t.data)) }
+        for m in matrices {
+            let w = fp32.tensors[m.name]!
+            let q = QuantizedWeights(quantizing: Tensor(shape: [m.rows, m.columns], data: w.data))
+            quantized[m.name] = QuantizedLayer(weights: q, input: ranges[m.name], shape: w.shape)
+            tensors[m.name] = (w.shape, .i8(q.values))
+            tensors[m.scaleName] = ([q.n], .f32(q.scales))
+            if let r = ranges[m.name] {
+                tensors[m.inputScaleName] = ([1], .f32([r.scale]))
+                tensors[m.inputZeroPointName] = ([1], .f32([Float(r.zeroPoint)]))
+            }
+        }
+        var published = config
+        var block = JSONObject()
+        block["scheme"] = .string(settings.scheme)
+        block["weights"] = "int8, symmetric, per output channel"
+        block["activations"] = .string(settings.scheme == "static"
+            ? "u8, asymmetric, one range per layer calibrated on \(calibrated) records (\(settings.calibration))"
+            : "u8, asymmetric, per row at run time")
+        if settings.scheme == "static" {
+            block["calibration"] = .string(settings.calibration)
+            if settings.calibration == "percentile" { block["percentile"] = .double(settings.percentile) }
+        }
+        published.quantization = .object(block)
+        let int8 = try StackModel(config: published, tensors: fp32.tensors, quantized: quantized, normalizer: fp32.normalizer,
+                                  precision: .int8)
+
+        // Measure both on the job's records.
+        let before = records.evaluate(source), after = records.evaluate(int8)
+        let speed = records.throughput(of: [source, int8])
+        let agreement = Double(zip(before.predictions, after.predictions).filter { $0 == $1 }.count) / Double(max(records.count, 1))
+        try publishModel(context, config: published, tensors: tensors, normalizer: fp32.normalizer)
+        let fp32Bytes = source.weights?.bytes ?? 0
+        let int8Bytes = Sys.fileSize(path: Path.join(context.file("model"), ModelFiles.weightsName))
+
+        var report = Report(id: context.id, task: QuantizeTask.name)
+        report["model"] = Report.model(source, [("published", "model/")])
+        report["input"] = ["path": .string(context.inputPath), "format": .string(manifest.input.format.rawValue)]
+        report["records"] = Report.records(succeeded: records.succeeded, failed: context.errors.count)
+        var described = block
+        described["calibration_records"] = .int(Int64(calibrated))
+        report["quantization"] = .object(described)
+        var metrics = JSONObject()
+        metrics["fp32_accuracy"] = before.accuracy.map { .double($0) } ?? .null
+        metrics["int8_accuracy"] = after.accuracy.map { .double($0) } ?? .null
+        if let a = before.accuracy, let b = after.accuracy { metrics["accuracy_change_points"] = .double((b - a) * 100) }
+        metrics["top1_agreement"] = .double(agreement)
+        metrics["fp32_records_per_second"] = .double(speed[0])
+        metrics["int8_records_per_second"] = .double(speed[1])
+        metrics["speedup"] = .double(speed[1] / max(speed[0], 1e-9))
+        metrics["fp32_bytes"] = .int(Int64(fp32Bytes))
+        metrics["int8_bytes"] = .int(Int64(int8Bytes))
+        report["metrics"] = .object(metrics)
+        return .finished(TaskResult(report: report, published: ["model"],
+                                    summary: [("fp32_accuracy", before.accuracy.map { .double($0) } ?? .null),
+                                              ("int8_accuracy", after.accuracy.map { .double($0) } ?? .null)]))
+    }
+}

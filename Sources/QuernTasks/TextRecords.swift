@@ -1,0 +1,63 @@
+import QuernCore
+import QuernData
+import QuernKernels
+import QuernModels
+
+/// Records to a text encoder: each record's text (or its sentence pair) tokenized and
+/// truncated as the model says, then run in the encoder's passes.
+final class TextRecords {
+    let model: any TextEncoder
+    let tokenizer: any TextTokenizer
+    let batchSize: Int
+    let pool: ThreadPool
+
+    init(model: any TextEncoder, batchSize: Int, pool: ThreadPool = .shared) {
+        self.model = model
+        tokenizer = model.makeTokenizer()
+        self.batchSize = batchSize
+        self.pool = pool
+    }
+
+    /// Records to hand to a task at a time: enough passes for every thread to run whole
+    /// passes of its own.
+    static func window(batchSize: Int) -> Int { max(batchSize * 32, 1024) }
+    var window: Int { Self.window(batchSize: batchSize) }
+
+    /// The record's text, or its pair as one sequence when `pairs` (cross-encoders).
+    func encode(_ r: Record, pairs: Bool) -> Result<TokenSequence, QuernError> {
+        guard let text = r.text else {
+            return .failure(QuernError(.missingValue, "record has no text", line: r.line, member: r.member))
+        }
+        if pairs {
+            guard let b = r.pair else { return .failure(QuernError(.missingValue, "record has no pair text", line: r.line, member: r.member)) }
+            return .success(tokenizer.encode(text, b))
+        }
+        return .success(tokenizer.encode(text))
+    }
+
+    /// Encodes and runs the records: the model's output and, per record, its row in that
+    /// output or its error.
+    func run(_ batch: [Record], pairs: Bool = false) -> (TextOutput, [Result<Int, QuernError>]) {
+        var sequences: [TokenSequence] = []
+        sequences.reserveCapacity(batch.count)
+        let rows = batch.map { r -> Result<Int, QuernError> in
+            encode(r, pairs: pairs).map { e in
+                sequences.append(e)
+                return sequences.count - 1
+            }
+        }
+        return (model.run(sequences, batchSize: batchSize, pool: pool), rows)
+    }
+
+    /// Embeddings of plain texts, in passes of `window` (whole-input tasks).
+    func embed(_ texts: [String], stop: () -> Bool) throws -> [Float] {
+        var out: [Float] = []
+        out.reserveCapacity(texts.count * model.dimension)
+        for start in stride(from: 0, to: texts.count, by: window) {
+            if stop() { throw QuernError(.io, "stopped by signal while computing embeddings") }
+            let sequences = texts[start..<min(start + window, texts.count)].map { tokenizer.encode($0) }
+            out += model.run(sequences, batchSize: batchSize, pool: pool).embeddings
+        }
+        return out
+    }
+}
