@@ -20,8 +20,8 @@ QUADS_ROWS(const int M, size_t kq, const uint32_t *a, const QUADS_BTYPE *b, int3
     __m256i acc[MR][2];
     for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
     for (size_t q = 0; q < kq; q++) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(bytes + q * 64));
-        __m256i b1 = _mm256_loadu_si256((const __m256i *)(bytes + q * 64 + 32));
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(bytes + q * QUERN_QGEMM_STEP_BYTES));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(bytes + q * QUERN_QGEMM_STEP_BYTES + 32));
         for (int i = 0; i < M; i++) {
             __m256i ai = _mm256_set1_epi32((int32_t)a[q * MR + i]);
             acc[i][0] = DPBUSD(acc[i][0], ai, b0);
