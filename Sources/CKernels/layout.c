@@ -1,7 +1,8 @@
 #include "ckernels.h"
 #include "vecmath.h"
 
-void quern_transpose_f32(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo) {
+void quern_transpose_f32_scalar(const float *in, size_t ldi, size_t rows, size_t cols, float *out,
+                                size_t ldo) {
     // 8×8 tiles keep both sides' cache lines in use.
     for (size_t r0 = 0; r0 < rows; r0 += 8)
         for (size_t c0 = 0; c0 < cols; c0 += 8)
@@ -48,7 +49,7 @@ void quern_qgemm_pack_a(const uint8_t *q, size_t ldq, size_t rows, size_t k, int
                 continue;
             }
             size_t whole = k / group, p = 0;
-            if (group == 2)
+            if (group == QUERN_QGEMM_PAIR_K)
                 for (; p < whole; p++) panel[p * mr + i] = (uint32_t)src[2 * p] | (uint32_t)src[2 * p + 1] << 16;
             else
                 for (; p < whole; p++)
@@ -170,6 +171,6 @@ TARGET_AVX2 void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t ro
 }
 #else
 void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo) {
-    quern_transpose_f32(in, ldi, rows, cols, out, ldo);
+    quern_transpose_f32_scalar(in, ldi, rows, cols, out, ldo);
 }
 #endif

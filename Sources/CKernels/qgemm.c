@@ -65,8 +65,8 @@ void quern_quantize_rows_u8_scalar(const float *x, size_t m, size_t k, size_t ld
 }
 
 
-void quern_quantize_rows_u8_fixed(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
-                                  float scale, int32_t zero_point) {
+void quern_quantize_rows_u8_fixed_scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                         float scale, int32_t zero_point) {
     const float inv = 1.0f / scale;
     for (size_t i = 0; i < m; i++)
         for (size_t p = 0; p < k; p++) {
@@ -77,7 +77,7 @@ void quern_quantize_rows_u8_fixed(const float *x, size_t m, size_t k, size_t lda
 
 void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                              const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                             const int32_t *colsum, const float *bias, int act) {
+                             const int32_t *colsum, const float *bias, quern_act act) {
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             int32_t centered = acc[i * ldacc + j] - row_zp[i] * colsum[j];
@@ -166,7 +166,8 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
 // One activation over the rows; always inlined with a constant `act` (see sgemm.c).
 TARGET_AVX2 static inline __attribute__((always_inline)) void
 dequantize_rows_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy, const float *row_scale,
-                     const int32_t *row_zp, const float *col_scale, const int32_t *colsum, const float *bias, int act) {
+                     const int32_t *row_zp, const float *col_scale, const int32_t *colsum, const float *bias,
+                     quern_act act) {
     for (size_t i = 0; i < m; i++) {
         __m256i zp = _mm256_set1_epi32(row_zp[i]);
         __m256 rs = _mm256_set1_ps(row_scale[i]);
@@ -188,14 +189,14 @@ dequantize_rows_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float
 
 TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                                        const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                                       const int32_t *colsum, const float *bias, int act) {
+                                       const int32_t *colsum, const float *bias, quern_act act) {
 #define DEQUANTIZE_AS(code) dequantize_rows_avx2(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, code)
     switch (act) {
-    case 1: DEQUANTIZE_AS(1); break;
-    case 2: DEQUANTIZE_AS(2); break;
-    case 3: DEQUANTIZE_AS(3); break;
-    case 4: DEQUANTIZE_AS(4); break;
-    default: DEQUANTIZE_AS(0); break;
+    case QUERN_ACT_RELU: DEQUANTIZE_AS(QUERN_ACT_RELU); break;
+    case QUERN_ACT_GELU: DEQUANTIZE_AS(QUERN_ACT_GELU); break;
+    case QUERN_ACT_TANH: DEQUANTIZE_AS(QUERN_ACT_TANH); break;
+    case QUERN_ACT_SIGMOID: DEQUANTIZE_AS(QUERN_ACT_SIGMOID); break;
+    default: DEQUANTIZE_AS(QUERN_ACT_NONE); break;
     }
 #undef DEQUANTIZE_AS
 }
@@ -258,7 +259,7 @@ void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32
 }
 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                            const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                           const int32_t *colsum, const float *bias, int act) {
+                           const int32_t *colsum, const float *bias, quern_act act) {
     quern_dequantize_scalar(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, act);
 }
 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
@@ -267,7 +268,7 @@ void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda,
 }
 void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                        float scale, int32_t zero_point) {
-    quern_quantize_rows_u8_fixed(x, m, k, lda, q, ldq, scale, zero_point);
+    quern_quantize_rows_u8_fixed_scalar(x, m, k, lda, q, ldq, scale, zero_point);
 }
 
 void quern_qgemm4_tile_avx512vnni(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,

@@ -25,7 +25,7 @@ void quern_sgemm_tile_scalar(size_t k, const float *a, const float *b, float *c,
 }
 
 
-void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act) {
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++)
             c[i * ldc + j] = quern_act_scalar(c[i * ldc + j] + (bias ? bias[j] : 0), act);
@@ -141,7 +141,7 @@ TARGET_AVX2 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b,
 // One activation over the rows; always inlined with a constant `act`, so each
 // activation gets its own loop instead of a jump table per vector.
 TARGET_AVX2 static inline __attribute__((always_inline)) void
-bias_act_rows_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+bias_act_rows_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act) {
     for (size_t i = 0; i < m; i++) {
         float *ci = c + i * ldc;
         size_t j = 0;
@@ -154,13 +154,13 @@ bias_act_rows_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, 
     }
 }
 
-TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act) {
     switch (act) {
-    case 1: bias_act_rows_avx2(c, ldc, m, n, bias, 1); break;
-    case 2: bias_act_rows_avx2(c, ldc, m, n, bias, 2); break;
-    case 3: bias_act_rows_avx2(c, ldc, m, n, bias, 3); break;
-    case 4: bias_act_rows_avx2(c, ldc, m, n, bias, 4); break;
-    default: bias_act_rows_avx2(c, ldc, m, n, bias, 0); break;
+    case QUERN_ACT_RELU: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_RELU); break;
+    case QUERN_ACT_GELU: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_GELU); break;
+    case QUERN_ACT_TANH: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_TANH); break;
+    case QUERN_ACT_SIGMOID: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_SIGMOID); break;
+    default: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_NONE); break;
     }
 }
 
@@ -215,7 +215,7 @@ void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b, float *c, s
                            size_t m, size_t n, int accumulate) {
     quern_sgemm_tile_scalar(k, a, b, c, ldc, m, n, accumulate);
 }
-void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act) {
+void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act) {
     quern_bias_act_scalar(c, ldc, m, n, bias, act);
 }
 

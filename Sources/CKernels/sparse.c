@@ -50,6 +50,8 @@ void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int3
 
 #if defined(__x86_64__)
 
+_Static_assert(QUERN_SPMM_BLOCK == 8 * 8, "the AVX2 kernels hold a block in eight accumulators of eight lanes");
+
 // Per pair of nonzeros, the two input columns' 64 rows are interleaved 16 at a time
 // (vpunpcklwd/hi) so one vpmaddwd against the broadcast weight pair does two MACs per
 // row. The interleave works within 128-bit lanes, so accumulator 2c holds rows
@@ -57,7 +59,7 @@ void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int3
 TARGET_AVX2 void quern_spmm_qcsr_avx2(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
                                       const int32_t *cols, const uint32_t *w, size_t n0, size_t n1, int32_t *yt,
                                       size_t ldy) {
-    if (mb != 64) {
+    if (mb != QUERN_SPMM_BLOCK) {
         quern_spmm_qcsr_scalar(xt, ldx, mb, rowptr, cols, w, n0, n1, yt, ldy);
         return;
     }
@@ -87,7 +89,7 @@ TARGET_AVX2 void quern_spmm_qcsr_avx2(const int16_t *xt, size_t ldx, size_t mb, 
 TARGET_AVX2 void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
                                       const int32_t *groups, const uint32_t *lo, const uint32_t *hi, size_t n0,
                                       size_t n1, int32_t *yt, size_t ldy) {
-    if (mb != 64) {
+    if (mb != QUERN_SPMM_BLOCK) {
         quern_spmm_q1x4_scalar(xt, ldx, mb, rowptr, groups, lo, hi, n0, n1, yt, ldy);
         return;
     }
@@ -114,7 +116,7 @@ TARGET_AVX2 void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb,
 TARGET_AVX2 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr,
                                      const int32_t *cols, const float *vals, size_t n0, size_t n1, float *yt,
                                      size_t ldy, int accumulate) {
-    if (mb != 64) {  // small or ragged blocks: the caller pads the usual ones to 64
+    if (mb != QUERN_SPMM_BLOCK) {  // small or ragged blocks: the caller pads the usual ones
         quern_spmm_csr_scalar(xt, ldx, mb, rowptr, cols, vals, n0, n1, yt, ldy, accumulate);
         return;
     }
@@ -123,7 +125,7 @@ TARGET_AVX2 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, con
         float *y = yt + n * ldy;
         if (e == end) {
             if (!accumulate)
-                for (int c = 0; c < 64; c += 8) _mm256_storeu_ps(y + c, _mm256_setzero_ps());
+                for (int c = 0; c < QUERN_SPMM_BLOCK; c += 8) _mm256_storeu_ps(y + c, _mm256_setzero_ps());
             continue;
         }
         __m256 a0, a1, a2, a3, a4, a5, a6, a7;

@@ -2,6 +2,7 @@
 // (exact GELU, tanh, sigmoid), each checked against libm by the tests.
 #ifndef QUERN_VECMATH_H
 #define QUERN_VECMATH_H
+#include "ckernels.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -103,13 +104,13 @@ TARGET_AVX2 static inline __m256 sigmoid_avx2(__m256 x) {
     return _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
 }
 
-// The activation codes of ckernels.h (0 none, 1 relu, 2 gelu, 3 tanh, 4 sigmoid).
-TARGET_AVX2 static inline __m256 act_avx2(__m256 v, int act) {
+// The activations of ckernels.h (quern_act), eight lanes at a time.
+TARGET_AVX2 static inline __m256 act_avx2(__m256 v, quern_act act) {
     switch (act) {
-    case 1: return _mm256_max_ps(v, _mm256_setzero_ps());
-    case 2: return gelu_avx2(v);
-    case 3: return tanh_avx2(v);
-    case 4: return sigmoid_avx2(v);
+    case QUERN_ACT_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case QUERN_ACT_GELU: return gelu_avx2(v);
+    case QUERN_ACT_TANH: return tanh_avx2(v);
+    case QUERN_ACT_SIGMOID: return sigmoid_avx2(v);
     default: return v;
     }
 }

@@ -13,7 +13,7 @@ public enum Attention {
         let count = offsets.count - 1
         guard count > 0 else { return }
         let longest = (0..<count).map { offsets[$0 + 1] - offsets[$0] }.max()!
-        let kernel = isa == .scalar ? quern_attention_seq_scalar : quern_attention_seq_avx2
+        let kernel = isa.kernels.attention
         let scratchSize = quern_attention_scratch(longest, headDim)
         if pool.threads == 1 {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchSize)

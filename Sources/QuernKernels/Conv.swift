@@ -60,7 +60,7 @@ public struct Conv2D: Sendable {
                     }
                 }
                 // [positions, outC] → [outC, positions]
-                let transpose = isa == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
+                let transpose = isa.kernels.transpose
                 product.withUnsafeBufferPointer { prod in
                     out.data.withUnsafeMutableBufferPointer { o in
                         transpose(prod.baseAddress!, outChannels, positions, outChannels,
@@ -77,8 +77,11 @@ public struct Conv2D: Sendable {
 /// families) and training (QuernNN): im2col and its adjoint, and per-image transposes
 /// between `[positions, channels]` GEMM output and NCHW.
 public enum ConvLayout {
-    /// The fastest transpose this CPU runs: `out[c·ldo + r] = in[r·ldi + c]`.
-    public static let transpose = ISA.active == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
+    /// The active path's transpose of a `rows × cols` block: `out[c·ldo + r] = input[r·ldi + c]`.
+    public static func transpose(_ input: UnsafePointer<Float>, _ ldi: Int, _ rows: Int, _ cols: Int,
+                                 _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+        ISA.active.kernels.transpose(input, ldi, rows, cols, out, ldo)
+    }
 
     /// `[B·oH·oW, C·kh·kw]` patches of NCHW images `x` (zero outside the image).
     public static func im2col(_ x: [Float], batch: Int, channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int,

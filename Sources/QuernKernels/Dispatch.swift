@@ -27,9 +27,6 @@ public enum ISA: String, CaseIterable, Sendable, Comparable {
         return out
     }()
 
-    /// Whether this path may use AVX-512 registers.
-    var usesAVX512: Bool { self >= .avx512 && ISA.has(QUERN_CPU_AVX512) }
-
     /// The path kernels use by default: the best supported, or `QUERN_ISA` if it is
     /// supported (a path the CPU lacks would die with SIGILL, so it falls back, loudly).
     public static let active: ISA = {

@@ -7,7 +7,7 @@ public enum Norms {
                                  beta: UnsafePointer<Float>?, eps: Float, into y: UnsafeMutablePointer<Float>,
                                  isa: ISA = .active) {
         guard rows > 0, n > 0 else { return }
-        (isa == .scalar ? quern_layernorm_scalar : quern_layernorm_avx2)(x, rows, n, n, gamma, beta, eps, y)
+        isa.kernels.layerNorm(x, rows, n, n, gamma, beta, eps, y)
     }
 
     /// `x = layerNorm(x + d)` over `[rows, n]`: a residual connection and its norm in one pass.
@@ -15,13 +15,13 @@ public enum Norms {
                                          gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, eps: Float,
                                          isa: ISA = .active) {
         guard rows > 0, n > 0 else { return }
-        (isa == .scalar ? quern_residual_layernorm_scalar : quern_residual_layernorm_avx2)(x, d, rows, n, gamma, beta, eps)
+        isa.kernels.residualLayerNorm(x, d, rows, n, gamma, beta, eps)
     }
 
     /// Softmax of each row of `[rows, n]` in place; `keep` (n flags) masks key positions.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, rows: Int, n: Int, keep: UnsafePointer<UInt8>? = nil,
                                isa: ISA = .active) {
         guard rows > 0, n > 0 else { return }
-        (isa == .scalar ? quern_softmax_scalar : quern_softmax_avx2)(x, rows, n, n, keep)
+        isa.kernels.softmax(x, rows, n, n, keep)
     }
 }

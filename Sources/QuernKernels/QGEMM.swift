@@ -19,7 +19,9 @@ public struct QuantizedWeights: Sendable {
             ISA.active == .vnni || (pairBounded && ISA.active >= .avx2) ? .quads : .pairs
         }
         /// K values per step of a panel.
-        var group: Int { self == .pairs ? 2 : 4 }
+        var group: Int { Int(self == .pairs ? QUERN_QGEMM_PAIR_K : QUERN_QGEMM_QUAD_K) }
+        /// Bytes of one weight in a panel: int16 for pairs, int8 for quads.
+        var elementBytes: Int { self == .pairs ? MemoryLayout<Int16>.size : MemoryLayout<Int8>.size }
     }
 
     /// The largest |w[2t]| + |w[2t+1]| of a column's K pair for which AVX2's vpmaddubsw
@@ -36,10 +38,11 @@ public struct QuantizedWeights: Sendable {
     public let pairBounded: Bool
     let colsum: AlignedBuffer<Int32>
     let paddedScales: AlignedBuffer<Float>
-    /// Every step of a panel is 64 bytes in both layouts: 16 columns × 2 int16 or × 4 int8.
+    /// Every step of a panel is `stepBytes` in both layouts: 16 columns × 2 int16 or × 4 int8.
     let panels: AlignedBuffer<UInt8>
     static let nr = Int(QUERN_QGEMM_NR)
-    static let stepBytes = 64
+    /// The tile kernels read B at this stride (64 bytes; ckernels.h asserts it for both layouts).
+    static let stepBytes = Int(QUERN_QGEMM_STEP_BYTES)
 
     /// Steps of K per panel.
     var steps: Int { (k + layout.group - 1) / layout.group }
@@ -95,6 +98,8 @@ public struct QuantizedWeights: Sendable {
         let panelCount = (n + nr - 1) / nr
         let group = layout.group
         let steps = (k + group - 1) / group
+        precondition(nr * group * layout.elementBytes == Self.stepBytes,
+                     "QuantizedWeights: a \(layout) step of \(nr) columns is not the \(Self.stepBytes) bytes the tiles read")
         colsum = AlignedBuffer(count: panelCount * nr)
         paddedScales = AlignedBuffer(count: panelCount * nr)
         panels = AlignedBuffer(count: panelCount * steps * Self.stepBytes)
@@ -155,9 +160,10 @@ public enum QGEMM {
                               input range: InputRange? = nil, isa: ISA = .active, pool: ThreadPool = .shared) {
         let k = w.k, n = w.n, kp = w.steps
         guard m > 0, n > 0 else { return }
-        let tile = tileKernel(w, isa)
-        let dequantize = isa == .scalar ? quern_dequantize_scalar : quern_dequantize_avx2
-        let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
+        let kernels = isa.kernels
+        let tile = kernels.qgemmTile(for: w)
+        let quantize = kernels.quantizeRows, quantizeFixed = kernels.quantizeRowsFixed
+        let dequantize = kernels.dequantize
         let act = activation.code
         let panelCount = (n + nr - 1) / nr
 
@@ -175,8 +181,7 @@ public enum QGEMM {
             let out = PackedRows(packed: .allocate(capacity: max(padded * kp, 1)), scale: .allocate(capacity: rows),
                                  zeroPoint: .allocate(capacity: rows))
             if let range {
-                let fixed = isa == .scalar ? quern_quantize_rows_u8_fixed : quern_quantize_rows_u8_fixed_avx2
-                fixed(x + r0 * k, rows, k, k, q, k, range.scale, range.zeroPoint)
+                quantizeFixed(x + r0 * k, rows, k, k, q, k, range.scale, range.zeroPoint)
                 out.scale.update(repeating: range.scale, count: rows)
                 out.zeroPoint.update(repeating: range.zeroPoint, count: rows)
             } else {
@@ -236,30 +241,9 @@ public enum QGEMM {
         }
     }
 
-    /// The int32 tile kernel for weights on a path: `(steps, a, b, c, ldc, m, n,
-    /// accumulate)`. Quad-packed weights on a machine without VNNI run vpmaddubsw when
-    /// they are pair-bounded, else the VNNI body with vpdpbusd emulated (exact, slower
-    /// than the pair kernel).
+    /// An int32 tile kernel over one weight panel, whichever its layout: `(steps, a, b,
+    /// c, ldc, m, n, accumulate)` (`KernelTable.qgemmTile(for:)` picks it).
     typealias Tile = (Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeMutablePointer<Int32>, Int, Int, Int, Int32) -> Void
-
-    static func tileKernel(_ w: QuantizedWeights, _ isa: ISA) -> Tile {
-        switch (w.layout, isa) {
-        case (.pairs, .scalar):
-            return { quern_qgemm_tile_scalar($0, $1, $2.assumingMemoryBound(to: Int16.self), $3, $4, $5, $6, $7) }
-        case (.pairs, _):
-            return { quern_qgemm_tile_avx2($0, $1, $2.assumingMemoryBound(to: Int16.self), $3, $4, $5, $6, $7) }
-        case (.quads, .scalar):
-            return { quern_qgemm4_tile_scalar($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
-        case (.quads, .vnni) where ISA.has(QUERN_CPU_VNNI):
-            return { quern_qgemm4_tile_avx512vnni($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
-        case (.quads, .vnni):
-            return { quern_qgemm4_tile_avxvnni($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
-        case (.quads, _) where w.pairBounded:
-            return { quern_qgemm4_tile_maddubs_avx2($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
-        case (.quads, _):
-            return { quern_qgemm4_tile_avx2($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
-        }
-    }
 
     /// Packs u8 rows into MR-row panels of K groups (pairs or quads): word i of step p
     /// holds `q[i][g·p …]` little-endian, as 16-bit halves for pairs and bytes for quads
@@ -272,7 +256,7 @@ public enum QGEMM {
     /// Per-row u8 quantization through one path, for tests comparing paths byte for byte.
     public static func quantizeRows(_ x: [Float], m: Int, k: Int, isa: ISA) -> (q: [UInt8], scale: [Float], zeroPoint: [Int32]) {
         var q = [UInt8](repeating: 0, count: m * k), s = [Float](repeating: 0, count: m), z = [Int32](repeating: 0, count: m)
-        let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
+        let quantize = isa.kernels.quantizeRows
         x.withUnsafeBufferPointer { xp in
             q.withUnsafeMutableBufferPointer { qp in
                 s.withUnsafeMutableBufferPointer { sp in
@@ -292,7 +276,7 @@ public enum QGEMM {
         let padded = (m + mr - 1) / mr * mr
         var packed = [UInt32](repeating: 0, count: max(padded * kp, 1))
         var out = [Int32](repeating: 0, count: m * n)
-        let tile = tileKernel(w, isa)
+        let tile = isa.kernels.qgemmTile(for: w)
         q.withUnsafeBufferPointer { qp in
             packed.withUnsafeMutableBufferPointer { pp in
                 packA(qp.baseAddress!, rows: m, k: k, layout: w.layout, into: pp.baseAddress!)

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Plain, obviously-correct kernels. They are what the models run on until the fast
-/// kernel set lands, and afterwards the twins every fast kernel is tested against.
+/// Plain, obviously-correct kernels, accumulated in Double where it matters: the test
+/// oracles every fast kernel and its scalar twin are held to. They favour clarity over
+/// speed; models run on the kernel tables (`KernelTable`), not on these.
 public enum Reference {
     /// `y[m, n] = Σ_k x[m, k] · w[n, k] + bias[n]`, then `activation`.
     /// x: `[M, K]`, w: `[N, K]` (PyTorch's Linear layout), bias: `[N]` → `[M, N]`.

@@ -73,43 +73,23 @@ public enum SGEMM {
     /// Column panels per group: 16 × 16 columns × 96 rows × 4 bytes = 96 KiB of C in L2.
     static let panelsPerGroup = 16
 
-    /// The micro-kernels of one path: a 6×16 tile over one panel or, with AVX-512, a
-    /// 6×32 tile over two adjacent panels.
-    struct Kernels {
-        typealias Tile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?,
-                                         Int, Int, Int, Int32) -> Void
-        typealias WideTile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
-                                             UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
-        let tile: Tile
-        let wide: WideTile?
-        let epilogue: @convention(c) (UnsafeMutablePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?, Int32) -> Void
-
-        static func path(_ isa: ISA) -> Kernels {
-            isa == .scalar
-                ? Kernels(tile: quern_sgemm_tile_scalar, wide: nil, epilogue: quern_bias_act_scalar)
-                : Kernels(tile: quern_sgemm_tile_avx2, wide: isa.usesAVX512 ? quern_sgemm_tile2_avx512 : nil,
-                          epilogue: quern_bias_act_avx2)
-        }
-        /// The AVX-512 tile's body with emulated zmm registers: runs on AVX2, for tests.
-        static let avx512Emulated = Kernels(tile: quern_sgemm_tile_avx2, wide: quern_sgemm_tile2_avx512_emulated,
-                                            epilogue: quern_bias_act_avx2)
-    }
-
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
                               isa: ISA = .active, pool: ThreadPool = .shared) {
-        linear(x, m: m, w, bias: bias, activation: activation, into: y, kernels: .path(isa), pool: pool)
+        linear(x, m: m, w, bias: bias, activation: activation, into: y, kernels: isa.kernels, pool: pool)
     }
 
+    /// The same through a given table (tests pass `KernelTable.avx512Emulated`). With a
+    /// wide tile, the 6×32 tile runs over pairs of panels, else the 6×16 tile over each.
     static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
-                       activation: Activation, into y: UnsafeMutablePointer<Float>, kernels: Kernels,
+                       activation: Activation, into y: UnsafeMutablePointer<Float>, kernels: KernelTable,
                        pool: ThreadPool) {
         let k = w.k, n = w.n
         guard m > 0, n > 0 else { return }
         // Below about 5 µs of work a hand-off to another thread costs more than it saves
         // (training's small layers call many such products back to back).
         let pool = Double(m) * Double(n) * Double(k) < Double(SGEMM.parallelMinimumMACs) ? .single : pool
-        let tile = kernels.tile, wide = kernels.wide, epilogue = kernels.epilogue
+        let tile = kernels.sgemmTile, wide = kernels.sgemmWideTile, epilogue = kernels.biasActivation
         let step = wide == nil ? 1 : 2
         let act = activation.code
         let panelCount = (n + nr - 1) / nr
@@ -154,7 +134,7 @@ public enum SGEMM {
                         }
                         // Bias and activation once over the block's rows of these columns
                         // (still in L1): per 6-row tile, the call would cost as much as its work.
-                        if last && (bias != nil || act != 0) {
+                        if last && (bias != nil || act != QUERN_ACT_NONE) {
                             epilogue(y + r0 * n + j * nr, n, rows, cols, bias.map { $0 + j * nr }, act)
                         }
                     }
@@ -203,14 +183,14 @@ public enum SGEMM {
 }
 
 extension Activation {
-    /// The code the C epilogues take.
-    var code: Int32 {
+    /// The activation as the C epilogues name it.
+    var code: quern_act {
         switch self {
-        case .none: 0
-        case .relu: 1
-        case .gelu: 2
-        case .tanh: 3
-        case .sigmoid: 4
+        case .none: QUERN_ACT_NONE
+        case .relu: QUERN_ACT_RELU
+        case .gelu: QUERN_ACT_GELU
+        case .tanh: QUERN_ACT_TANH
+        case .sigmoid: QUERN_ACT_SIGMOID
         }
     }
 }

@@ -56,7 +56,7 @@ public struct SparseWeights: Sendable {
 }
 
 public enum SparseGEMM {
-    static let block = 64
+    static let block = Int(QUERN_SPMM_BLOCK)
     /// The block width the kernels run for a block of `rows` input rows: blocks of 16 rows
     /// or more are zero-padded to 64 for the vector kernels (the padding's products are
     /// computed and dropped); narrower ones run the scalar kernel at their own width.
@@ -71,9 +71,8 @@ public enum SparseGEMM {
                               isa: ISA = .active, pool: ThreadPool = .shared) {
         let k = w.k, n = w.n
         guard m > 0, n > 0 else { return }
-        let kernel = isa == .scalar ? quern_spmm_csr_scalar : quern_spmm_csr_avx2
-        let epilogue = isa == .scalar ? quern_bias_act_scalar : quern_bias_act_avx2
-        let transpose = isa == .scalar ? quern_transpose_f32 : quern_transpose_f32_avx2
+        let kernels = isa.kernels
+        let kernel = kernels.spmmCSR, epilogue = kernels.biasActivation, transpose = kernels.transpose
         let blocks = (m + block - 1) / block
         let slices = min(max(1, (4 * pool.threads + blocks - 1) / blocks), max(1, n / 32))
         let sliceRows = (n + slices - 1) / slices
@@ -208,13 +207,13 @@ public struct SparseQuantizedWeights: Sendable {
 /// each block is quantized, laid out transposed for the sparse kernel, multiplied, and
 /// its integer sums go through the dense int8 epilogue.
 public enum SparseQGEMM {
-    static let block = 64
+    static let block = Int(QUERN_SPMM_BLOCK)
 
     /// 1×4 block-sparse weights.
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: BlockSparseWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
                               isa: ISA = .active, pool: ThreadPool = .shared) {
-        let kernel = isa == .scalar ? quern_spmm_q1x4_scalar : quern_spmm_q1x4_avx2
+        let kernel = isa.kernels.spmmQ1x4
         let pairCount = 2 * ((w.k + 3) / 4)   // whole 1×4 groups, so pair 2g+1 always exists
         w.rowptr.withUnsafeBufferPointer { rowptr in
             w.groups.withUnsafeBufferPointer { groups in
@@ -237,7 +236,7 @@ public enum SparseQGEMM {
     public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: SparseQuantizedWeights, bias: UnsafePointer<Float>?,
                               activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
                               isa: ISA = .active, pool: ThreadPool = .shared) {
-        let kernel = isa == .scalar ? quern_spmm_qcsr_scalar : quern_spmm_qcsr_avx2
+        let kernel = isa.kernels.spmmQCSR
         w.rowptr.withUnsafeBufferPointer { rowptr in
             w.cols.withUnsafeBufferPointer { cols in
                 w.pairs.withUnsafeBufferPointer { pairs in
@@ -261,8 +260,8 @@ public enum SparseQGEMM {
                        sparse: (UnsafePointer<UInt8>, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) -> Void) {
         let k = dense.k, n = dense.n
         guard m > 0, n > 0 else { return }
-        let quantize = isa == .scalar ? quern_quantize_rows_u8_scalar : quern_quantize_rows_u8_avx2
-        let dequantize = isa == .scalar ? quern_dequantize_scalar : quern_dequantize_avx2
+        let kernels = isa.kernels
+        let quantize = kernels.quantizeRows, dequantize = kernels.dequantize
         pool.parallelFor((m + block - 1) / block) { b in
             let m0 = b * block, mb = min(block, m - m0)
             let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(mb * k, 1))

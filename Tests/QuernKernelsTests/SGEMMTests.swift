@@ -23,7 +23,7 @@ struct SGEMMTests {
                                             (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47), (200, 70, 19)]
 
     func check(m: Int, k: Int, n: Int, isa: ISA, activation: Activation, withBias: Bool, pool: ThreadPool,
-               kernels: SGEMM.Kernels? = nil) {
+               kernels: KernelTable? = nil) {
         var r = Rand(state: UInt64(m * 1_000_003 + k * 1009 + n))
         let x = (0..<(m * k)).map { _ in r.next() }
         let w = (0..<(n * k)).map { _ in r.next() }
@@ -36,7 +36,7 @@ struct SGEMMTests {
             bias.withUnsafeBufferPointer { bp in
                 y.withUnsafeMutableBufferPointer { yp in
                     SGEMM.linear(xp.baseAddress!, m: m, packed, bias: withBias ? bp.baseAddress! : nil,
-                                 activation: activation, into: yp.baseAddress!, kernels: kernels ?? .path(isa), pool: pool)
+                                 activation: activation, into: yp.baseAddress!, kernels: kernels ?? isa.kernels, pool: pool)
                 }
             }
         }
@@ -96,7 +96,7 @@ struct SGEMMTests {
         guard ISA.supported.contains(.avx2) else { return }
         let xs = (-12 * 1024...12 * 1024).map { Float($0) / 1024 }
         var y = xs
-        y.withUnsafeMutableBufferPointer { quern_bias_act_avx2($0.baseAddress!, xs.count, 1, xs.count, nil, 2) }
+        y.withUnsafeMutableBufferPointer { quern_bias_act_avx2($0.baseAddress!, xs.count, 1, xs.count, nil, QUERN_ACT_GELU) }
         func exact(_ x: Float) -> Double { 0.5 * Double(x) * erfc(-Double(x) / 2.0.squareRoot()) }
         // Allowed: 1e-6 relative, plus what rounding x²/2 to float costs e^{−x²/2} in any
         // form (about 6e-8 · x²/2 relative, so 2e-6 at −8 and 4e-6 at −12).

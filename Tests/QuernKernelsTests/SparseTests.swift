@@ -123,7 +123,7 @@ struct LayoutTests {
             var fast = [Float](repeating: .nan, count: rows * cols), plain = fast
             a.withUnsafeBufferPointer { ap in
                 fast.withUnsafeMutableBufferPointer { quern_transpose_f32_avx2(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows) }
-                plain.withUnsafeMutableBufferPointer { quern_transpose_f32(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows) }
+                plain.withUnsafeMutableBufferPointer { quern_transpose_f32_scalar(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows) }
             }
             #expect(fast == plain, "\(rows)x\(cols)")
             #expect(plain[0] == a[0] && plain[rows * cols - 1] == a[rows * cols - 1])

@@ -225,8 +225,8 @@ static void check_norms(void) {
             for (size_t i = 0; i < m * ldc; i++) x[i] = rndf(-6, 6);
             for (size_t j = 0; j < n; j++) g[j] = rndf(-2, 2);
             memcpy(y, x, sizeof x); memcpy(y2, x, sizeof x);
-            quern_bias_act_scalar(y, ldc, m, n, g, 2);
-            quern_bias_act_avx2(y2, ldc, m, n, g, 2);
+            quern_bias_act_scalar(y, ldc, m, n, g, QUERN_ACT_GELU);
+            quern_bias_act_avx2(y2, ldc, m, n, g, QUERN_ACT_GELU);
             report(!memcmp(y, y2, sizeof y), "bias_act_avx2 == scalar", m, n, 0, 0, 0);
             int ok = 1;
             double got = 0, want = 0;

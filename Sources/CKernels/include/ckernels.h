@@ -44,10 +44,19 @@ void quern_sgemm_tile2_avx512(size_t k, const float *a, const float *b0, const f
 void quern_sgemm_tile2_avx512_emulated(size_t k, const float *a, const float *b0, const float *b1, float *c,
                                        size_t ldc, size_t m, size_t n, int accumulate);
 
-// Epilogue on an m×n block of C (row-major, ldc): c = act(c + bias[col]).
-// bias may be NULL. act: 0 none, 1 relu, 2 gelu (exact, erf), 3 tanh, 4 sigmoid.
-void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act);
-void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, int act);
+// The activations the epilogues apply. The values are ABI: Swift's Activation.code maps
+// its cases onto these names, never onto numbers.
+typedef enum quern_act {
+    QUERN_ACT_NONE = 0,
+    QUERN_ACT_RELU = 1,
+    QUERN_ACT_GELU = 2,    // exact, erf form
+    QUERN_ACT_TANH = 3,
+    QUERN_ACT_SIGMOID = 4,
+} quern_act;
+
+// Epilogue on an m×n block of C (row-major, ldc): c = act(c + bias[col]). bias may be NULL.
+void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act);
+void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act);
 
 // ---- int8 GEMM (u8 activations × s8 weights → s32) -------------------------------
 // Exact on every path: no intermediate can saturate, so every ISA returns the same
@@ -59,6 +68,15 @@ void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float
 //      (w[j][2p], w[j][2p+1]) (zero past k)
 //   c: int32, row-major, ldc; only the m×n corner is touched
 enum { QUERN_QGEMM_MR = 6, QUERN_QGEMM_NR = 16 };
+// K values per step of a panel in the pair layout (above) and the quad layout (below).
+enum { QUERN_QGEMM_PAIR_K = 2, QUERN_QGEMM_QUAD_K = 4 };
+// Bytes of one step of a B panel, the same in both layouts, so one tile body (two
+// 32-byte loads a step) serves both and QuantizedWeights lays out both with one stride.
+enum { QUERN_QGEMM_STEP_BYTES = 64 };
+_Static_assert(QUERN_QGEMM_STEP_BYTES == QUERN_QGEMM_NR * QUERN_QGEMM_PAIR_K * sizeof(int16_t),
+               "a pair step is NR columns of two int16");
+_Static_assert(QUERN_QGEMM_STEP_BYTES == QUERN_QGEMM_NR * QUERN_QGEMM_QUAD_K * sizeof(int8_t),
+               "a quad step is NR columns of four int8");
 void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
                            size_t m, size_t n, int accumulate);
 void quern_qgemm_tile_scalar(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
@@ -96,18 +114,18 @@ void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda,
 
 // Static quantization (a range calibrated ahead of time): one scale and zero point for
 // every row; values outside the range saturate at 0 and 255.
-void quern_quantize_rows_u8_fixed(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
-                                  float scale, int32_t zero_point);
+void quern_quantize_rows_u8_fixed_scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
+                                         float scale, int32_t zero_point);
 void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                        float scale, int32_t zero_point);
 
 // Dequantizing epilogue: y[i][j] = act(rs[i]·cs[j]·(acc[i][j] − zp[i]·colsum[j]) + bias[j]).
 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                            const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                           const int32_t *colsum, const float *bias, int act);
+                           const int32_t *colsum, const float *bias, quern_act act);
 void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                              const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                             const int32_t *colsum, const float *bias, int act);
+                             const int32_t *colsum, const float *bias, quern_act act);
 
 // ---- normalisation and softmax ------------------------------------------------------
 // Layer norm over the last dimension: y = (x − mean) / sqrt(var + eps) · gamma + beta
@@ -137,12 +155,17 @@ void quern_residual_layernorm_scalar(float *x, const float *d, size_t rows, size
                                      const float *beta, float eps);
 
 // ---- sparse fp32 (CSR weights) -------------------------------------------------------
+// The sparse kernels below multiply blocks of mb ≤ QUERN_SPMM_BLOCK input rows held
+// transposed. Their AVX2 forms vectorise only a full block (eight accumulators of eight
+// lanes) and hand narrower ones to the scalar twin, so callers zero-pad wide-enough
+// blocks to the full width.
+enum { QUERN_SPMM_BLOCK = 64 };
 // For output rows n in [n0, n1) of CSR weights (rowptr, cols, vals: row n's nonzeros are
 // rowptr[n]..rowptr[n+1]), yt[n][0:mb] = Σ vals[e] · xt[cols[e]][0:mb]: a block of mb
 // input rows held transposed (xt: [K][ldx], yt: [N][ldy]), so each nonzero is one
-// vectorised AXPY over the block. mb ≤ 64. With `accumulate`, the sums are added to what
-// yt holds (the caller walks K in panels, one rowptr per panel, so the panel of xt it
-// touches stays in L1).
+// vectorised AXPY over the block. With `accumulate`, the sums are added to what yt holds
+// (the caller walks K in panels, one rowptr per panel, so the panel of xt it touches
+// stays in L1).
 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
                          const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate);
 void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
@@ -151,7 +174,7 @@ void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t
 // ---- block-sparse int8 (1×4 blocks) ---------------------------------------------------
 // Output row n of the weights keeps only its nonzero 1×4 blocks: block e covers inputs
 // 4·groups[e] … 4·groups[e]+3, with weights as two int16 pairs (w0,w1) in lo[e] and
-// (w2,w3) in hi[e]. xt holds a block of mb (≤ 64) u8 activation rows transposed as K pairs:
+// (w2,w3) in hi[e]. xt holds a block of mb u8 activation rows transposed as K pairs:
 // word xt[p·ldx + r] = q[r][2p] | q[r][2p+1] << 16. yt[n·ldy + r] = Σ q·w, exact in int32.
 void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
                           const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy);
@@ -161,8 +184,8 @@ void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int
 // ---- sparse int8 (CSR weights) ---------------------------------------------------------
 // Output row n's nonzeros come in pairs, rowptr[n]…rowptr[n+1] (a row with an odd count
 // ends with a zero weight): pair e covers inputs cols[2e] and cols[2e+1] with weights
-// (w0, w1) as int16 in w[e]. xt holds a block of mb (≤ 64) u8 activation rows transposed
-// and widened: xt[c·ldx + r] = q[r][c]. yt[n·ldy + r] = Σ q·w, exact in int32.
+// (w0, w1) as int16 in w[e]. xt holds a block of mb u8 activation rows transposed and
+// widened: xt[c·ldx + r] = q[r][c]. yt[n·ldy + r] = Σ q·w, exact in int32.
 void quern_spmm_qcsr_avx2(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
                           const uint32_t *w, size_t n0, size_t n1, int32_t *yt, size_t ldy);
 void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
@@ -170,7 +193,7 @@ void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int3
 
 // ---- layout helpers for the sparse kernels (plain C: the compiler vectorises them) ----
 // out[c·ldo + r] = in[r·ldi + c] for an r × c block (rows × cols of `in`).
-void quern_transpose_f32(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo);
+void quern_transpose_f32_scalar(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo);
 // The same with 8×8 AVX2 register transposes (identical output).
 void quern_transpose_f32_avx2(const float *in, size_t ldi, size_t rows, size_t cols, float *out, size_t ldo);
 // Packs mb u8 rows of length k (leading dimension ldq) as transposed K pairs:
@@ -179,7 +202,7 @@ void quern_pack_pairs_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_
 // out[c·ldo + r] = q[r·ldq + c] widened to int16, zero for rows rows…ldo−1.
 void quern_transpose_u8_i16(const uint8_t *q, size_t ldq, size_t rows, size_t cols, int16_t *out, size_t ldo);
 // Packs u8 rows (length k, leading dimension ldq) into int8 GEMM A panels of MR rows:
-// group 2 for the K-pair layout, 4 for the K-quad layout (see the tile kernels above).
+// group QUERN_QGEMM_PAIR_K or QUERN_QGEMM_QUAD_K (see the tile kernels above).
 void quern_qgemm_pack_a(const uint8_t *q, size_t ldq, size_t rows, size_t k, int group, uint32_t *dst);
 // Packs rows × cols of row-major x (leading dimension lda) into fp32 GEMM A panels of
 // MR rows: panel q holds, for each column p, rows MR·q … MR·q+MR−1 (zeros past the end).

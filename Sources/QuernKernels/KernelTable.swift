@@ -1,0 +1,167 @@
+import CKernels
+
+/// The kernels of one instruction-set path: every C entry point that has more than one
+/// implementation, mapped to the one this path runs. Which form a path uses is decided
+/// here and nowhere else: the drivers (SGEMM, QGEMM, Norms, Attention, the sparse GEMMs,
+/// Conv) fetch their entries from `isa.kernels` once per call, `isa:` arguments and
+/// `QUERN_ISA` pick a table, and a new path is one more table rather than an edit in
+/// every driver. Each table is built once, on first use, from the CPU probe.
+///
+/// Every entry of `scalar` is a plain twin; the tests hold every other table's entries to
+/// it. The int8 tiles depend on the weights' layout and values: `qgemmTile(for:)` picks
+/// among them.
+struct KernelTable: Sendable {
+    typealias SGEMMTile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?,
+                                          UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
+    typealias SGEMMWideTile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
+                                              UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
+    typealias BiasActivation = @convention(c) (UnsafeMutablePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?,
+                                               quern_act) -> Void
+    typealias QGEMMPairTile = @convention(c) (Int, UnsafePointer<UInt32>?, UnsafePointer<Int16>?,
+                                              UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32) -> Void
+    typealias QGEMMQuadTile = @convention(c) (Int, UnsafePointer<UInt32>?, UnsafePointer<Int8>?,
+                                              UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32) -> Void
+    typealias QuantizeRows = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?, Int,
+                                             UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?) -> Void
+    typealias QuantizeRowsFixed = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?,
+                                                  Int, Float, Int32) -> Void
+    typealias Dequantize = @convention(c) (UnsafePointer<Int32>?, Int, Int, Int, UnsafeMutablePointer<Float>?, Int,
+                                           UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Float>?,
+                                           UnsafePointer<Int32>?, UnsafePointer<Float>?, quern_act) -> Void
+    typealias LayerNorm = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?,
+                                          UnsafePointer<Float>?, Float, UnsafeMutablePointer<Float>?) -> Void
+    typealias ResidualLayerNorm = @convention(c) (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, Int, Int,
+                                                  UnsafePointer<Float>?, UnsafePointer<Float>?, Float) -> Void
+    typealias Softmax = @convention(c) (UnsafeMutablePointer<Float>?, Int, Int, Int, UnsafePointer<UInt8>?) -> Void
+    typealias AttentionSequence = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, Float,
+                                                  UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
+    typealias SpmmCSR = @convention(c) (UnsafePointer<Float>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+                                        UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?, Int, Int32) -> Void
+    typealias SpmmQ1x4 = @convention(c) (UnsafePointer<UInt32>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+                                         UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, Int, Int,
+                                         UnsafeMutablePointer<Int32>?, Int) -> Void
+    typealias SpmmQCSR = @convention(c) (UnsafePointer<Int16>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+                                         UnsafePointer<UInt32>?, Int, Int, UnsafeMutablePointer<Int32>?, Int) -> Void
+    typealias Transpose = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<Float>?,
+                                          Int) -> Void
+
+    // fp32 GEMM (sgemm.c)
+    /// The 6×16 register tile over one B panel.
+    let sgemmTile: SGEMMTile
+    /// The 6×32 tile over two adjacent panels, on paths with AVX-512 registers; nil elsewhere.
+    let sgemmWideTile: SGEMMWideTile?
+    /// `c = act(c + bias)`: the fused epilogue of the fp32 GEMMs (dense and sparse).
+    let biasActivation: BiasActivation
+
+    // int8 GEMM (qgemm.c)
+    /// The tile over K pairs widened to int16 (`QuantizedWeights.Layout.pairs`).
+    let qgemmPairTile: QGEMMPairTile
+    /// The tile over K quads (`.quads`), exact for any weights.
+    let qgemmQuadTile: QGEMMQuadTile
+    /// The tile over K quads for pair-bounded weights (`QuantizedWeights.pairBounded`):
+    /// it may be one that is exact only for them, when that one is faster.
+    let qgemmQuadTilePairBounded: QGEMMQuadTile
+    /// Dynamic per-row u8 quantization of the activations.
+    let quantizeRows: QuantizeRows
+    /// u8 quantization with one calibrated range for every row.
+    let quantizeRowsFixed: QuantizeRowsFixed
+    /// The int8 epilogue: rescale, remove the zero point, bias, activation.
+    let dequantize: Dequantize
+
+    // normalisation, softmax, attention (norm.c, attention.c)
+    let layerNorm: LayerNorm
+    let residualLayerNorm: ResidualLayerNorm
+    let softmax: Softmax
+    /// Self-attention over one unpadded sequence, all heads.
+    let attention: AttentionSequence
+
+    // sparse (sparse.c) and layout (layout.c)
+    /// fp32 CSR weights times a transposed block of input rows.
+    let spmmCSR: SpmmCSR
+    /// int8 1×4 block-sparse weights times a transposed block of u8 rows.
+    let spmmQ1x4: SpmmQ1x4
+    /// int8 CSR weights (nonzeros in pairs) times a transposed block of u8 rows.
+    let spmmQCSR: SpmmQCSR
+    /// fp32 matrix transpose.
+    let transpose: Transpose
+}
+
+extension KernelTable {
+    /// The plain twins: the path of CPUs without AVX2, and the one every table is tested
+    /// against.
+    static let scalar = KernelTable(
+        sgemmTile: quern_sgemm_tile_scalar, sgemmWideTile: nil, biasActivation: quern_bias_act_scalar,
+        qgemmPairTile: quern_qgemm_tile_scalar, qgemmQuadTile: quern_qgemm4_tile_scalar,
+        qgemmQuadTilePairBounded: quern_qgemm4_tile_scalar,
+        quantizeRows: quern_quantize_rows_u8_scalar, quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar,
+        dequantize: quern_dequantize_scalar,
+        layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
+        softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
+        spmmCSR: quern_spmm_csr_scalar, spmmQ1x4: quern_spmm_q1x4_scalar, spmmQCSR: quern_spmm_qcsr_scalar,
+        transpose: quern_transpose_f32_scalar)
+
+    /// AVX2 + FMA. Quad-packed weights run vpmaddubsw when they are pair-bounded (exact
+    /// for them, and a quarter fewer instructions than the pair tile), else the VNNI tile's
+    /// body with vpdpbusd emulated (exact, slower than the pair tile).
+    static let avx2 = simd(wide: nil, quads: quern_qgemm4_tile_avx2, pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+
+    /// AVX-512: AVX2's kernels plus the 6×32 fp32 tile on zmm registers. The int8 tiles
+    /// stay 256-bit (see qgemm_tile_body.h).
+    static let avx512 = simd(wide: avx512WideTile, quads: quern_qgemm4_tile_avx2,
+                             pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+
+    /// VNNI: quads through vpdpbusd for all weights, EVEX-encoded with AVX512-VNNI, else
+    /// AVX-VNNI's VEX form (Alder Lake and later clients). Those clients lack AVX-512, so
+    /// the wide fp32 tile is there only when the CPU has AVX-512 too.
+    static let vnni: KernelTable = {
+        let quads: QGEMMQuadTile = ISA.has(QUERN_CPU_VNNI) ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
+        return simd(wide: avx512WideTile, quads: quads, pairBoundedQuads: quads)
+    }()
+
+    /// AVX2's table with the AVX-512 tile's body on emulated zmm registers (two ymm
+    /// halves each): runs on AVX2 machines, so tests cover that body everywhere.
+    static let avx512Emulated = simd(wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
+                                     pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+
+    /// The 6×32 tile wherever the CPU has AVX-512 registers.
+    private static let avx512WideTile: SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
+
+    /// The SIMD paths share every AVX2 kernel; they differ in the fp32 wide tile and the
+    /// int8 quad tiles.
+    private static func simd(wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile) -> KernelTable {
+        KernelTable(
+            sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
+            qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
+            quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
+            dequantize: quern_dequantize_avx2,
+            layerNorm: quern_layernorm_avx2, residualLayerNorm: quern_residual_layernorm_avx2,
+            softmax: quern_softmax_avx2, attention: quern_attention_seq_avx2,
+            spmmCSR: quern_spmm_csr_avx2, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQCSR: quern_spmm_qcsr_avx2,
+            transpose: quern_transpose_f32_avx2)
+    }
+
+    /// The int32 tile kernel for `w`'s panels: the pair tile or, for quads, the one for
+    /// `w`'s weights (`qgemmQuadTilePairBounded` when they are pair-bounded).
+    func qgemmTile(for w: QuantizedWeights) -> QGEMM.Tile {
+        switch w.layout {
+        case .pairs:
+            let tile = qgemmPairTile
+            return { tile($0, $1, $2.assumingMemoryBound(to: Int16.self), $3, $4, $5, $6, $7) }
+        case .quads:
+            let tile = w.pairBounded ? qgemmQuadTilePairBounded : qgemmQuadTile
+            return { tile($0, $1, $2.assumingMemoryBound(to: Int8.self), $3, $4, $5, $6, $7) }
+        }
+    }
+}
+
+extension ISA {
+    /// This path's kernels.
+    var kernels: KernelTable {
+        switch self {
+        case .scalar: .scalar
+        case .avx2: .avx2
+        case .avx512: .avx512
+        case .vnni: .vnni
+        }
+    }
+}
