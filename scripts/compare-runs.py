@@ -4,8 +4,10 @@ must not change a byte of what jobs publish.
 
     scripts/compare-runs.py OLD_QUERN NEW_QUERN      run the example jobs with each, compare
     scripts/compare-runs.py --trees OLD_DIR NEW_DIR  compare two directory trees of spools
-                                                     (e.g. end-to-end scratch directories
-                                                     kept with QUERN_E2E_KEEP=1)
+    scripts/compare-runs.py --e2e OLD_DIR NEW_DIR    compare the end-to-end tests' scratch
+                                                     directories of two runs, kept with
+                                                     QUERN_E2E_KEEP=1 and moved out of /tmp
+                                                     (paired by test label)
 
 Compared, per job directory (done/ and failed/): every *.gz decompressed, every other
 file byte for byte, except report.json and error.json, which are compared as JSON
@@ -15,6 +17,7 @@ the failure time. Run from the repository root. Exit 0 when everything is equal.
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,15 +42,20 @@ def scrub(value):
     return value
 
 
-def content(path):
+def content(path, root=None):
     name = os.path.basename(path)
     with open(path, "rb") as f:
         data = f.read()
     if name.endswith(".gz"):
-        return gzip.decompress(data)
-    if name in ("report.json", "error.json"):
-        return json.dumps(scrub(json.loads(data)), sort_keys=True, indent=1).encode()
-    return data
+        data = gzip.decompress(data)
+    elif name in ("report.json", "error.json"):
+        data = json.dumps(scrub(json.loads(data)), sort_keys=True, indent=1).encode()
+    if not root:
+        return data
+    # Scratch directories have random names and the checkouts run from their own places:
+    # what a job records of either is the same path.
+    data = data.replace(("/tmp/" + os.path.basename(root)).encode(), b"SCRATCH")
+    return re.sub(rb'/[^" ]*?/fixtures/', b"REPO/fixtures/", data)
 
 
 def files(root):
@@ -57,25 +65,43 @@ def files(root):
             p = os.path.join(dirpath, n)
             rel = os.path.relpath(p, root)
             parts = rel.split(os.sep)
-            # Only what jobs publish: done/ and failed/ of any spool in the tree.
-            if not any(s in ("done", "failed") for s in parts[:-1]) or n in ("job.log", "manifest.json"):
+            # Only what jobs publish: done/ and failed/ of any spool in the tree (not logs).
+            if not any(s in ("done", "failed") for s in parts[:-1]) or n in ("job.log", "manifest.json") or "slurm" in parts:
                 continue
             out[rel] = p
     return out
 
 
-def compare_trees(old, new):
+def json_diff(a, b, at=""):
+    """The paths where two JSON values differ: changed, only old (-), only new (+)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            p = f"{at}.{k}" if at else k
+            if k not in b:
+                out.append(f"- {p}")
+            elif k not in a:
+                out.append(f"+ {p} = {json.dumps(b[k])[:80]}")
+            else:
+                out += json_diff(a[k], b[k], p)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in json_diff(x, y, f"{at}[{i}]")]
+    return [] if a == b else [f"~ {at}: {json.dumps(a)[:60]} -> {json.dumps(b)[:60]}"]
+
+
+def compare_trees(old, new, relocate=False):
     a, b = files(old), files(new)
     problems = []
     for rel in sorted(set(a) | set(b)):
         if rel not in a or rel not in b:
             problems.append(f"only in {'new' if rel in b else 'old'}: {rel}")
             continue
-        x, y = content(a[rel]), content(b[rel])
+        x, y = content(a[rel], old if relocate else None), content(b[rel], new if relocate else None)
         if x != y:
             detail = ""
             if rel.endswith(".json"):
-                detail = "\n    old: " + x.decode()[:400].replace("\n", " ") + "\n    new: " + y.decode()[:400].replace("\n", " ")
+                detail = "".join(f"\n    {line}" for line in json_diff(json.loads(x), json.loads(y)))
             problems.append(f"differs: {rel}{detail}")
     print(f"compared {len(set(a) & set(b))} files")
     return problems
@@ -100,6 +126,13 @@ def run_examples(quern, spool):
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--trees":
         problems = compare_trees(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "--e2e":
+        def labels(d):
+            return {n.rsplit("-", 1)[0]: os.path.join(d, n) for n in os.listdir(d)}
+        old, new = labels(sys.argv[2]), labels(sys.argv[3])
+        problems = [f"only in {'old' if k in old else 'new'}: {k}" for k in sorted(set(old) ^ set(new))]
+        for k in sorted(set(old) & set(new)):
+            problems += [f"{k}: {p}" for p in compare_trees(old[k], new[k], relocate=True)]
     elif len(sys.argv) == 3:
         # One spool path for both, so paths recorded in reports are the same.
         spool, keep = "/tmp/quern-compare-spool", "/tmp/quern-compare"
