@@ -137,18 +137,3 @@ extension Reference {
         return out
     }
 }
-
-public enum Activation: String, Sendable, CaseIterable, Codable {
-    case none, relu, gelu, tanh, sigmoid
-
-    @inline(__always) public func apply(_ v: Float) -> Float {
-        switch self {
-        case .none: return v
-        case .relu: return max(v, 0)
-        // Exact GELU (erf form), as PyTorch's default and Hugging Face's "gelu".
-        case .gelu: return Float(0.5 * Double(v) * erfc(-Double(v) / 2.0.squareRoot()))
-        case .tanh: return Foundation.tanh(v)
-        case .sigmoid: return 1 / (1 + Foundation.exp(-v))
-        }
-    }
-}

@@ -181,16 +181,3 @@ public enum SGEMM {
         quern_sgemm_pack_a(x + r0 * lda + c0, lda, rows, cols, dst)
     }
 }
-
-extension Activation {
-    /// The activation as the C epilogues name it.
-    var code: quern_act {
-        switch self {
-        case .none: QUERN_ACT_NONE
-        case .relu: QUERN_ACT_RELU
-        case .gelu: QUERN_ACT_GELU
-        case .tanh: QUERN_ACT_TANH
-        case .sigmoid: QUERN_ACT_SIGMOID
-        }
-    }
-}

@@ -196,10 +196,9 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     }
 
     /// Tokens per forward pass, at most. A pass's activations are about 15 KB a token
-    /// for MiniLM. int8 runs 256 (4 MB, which stays in the last-level cache between
-    /// layers): on one thread it was 8 % faster than with 768-token passes (a batch of 64
-    /// short texts), in alternating runs on the same texts. fp32 was 4 % slower with
-    /// them, its GEMM being compute-bound and keener on long row blocks, so it keeps 4,096.
+    /// for MiniLM: int8 passes of 256 tokens (4 MB) stay in the last-level cache between
+    /// layers, which the memory-bound int8 GEMMs feel; fp32's GEMM is compute-bound and
+    /// runs best on long row blocks, so its passes are large.
     public var tokensPerPass: Int { encoder.precision == .int8 ? 256 : 4096 }
 
     private let spareLock = NSLock()

@@ -181,6 +181,7 @@ enum JSON {
     static func int(_ o: [String: Any], _ path: String) -> Int? { (get(o, path) as? NSNumber)?.intValue }
     static func double(_ o: [String: Any], _ path: String) -> Double? { (get(o, path) as? NSNumber)?.doubleValue }
     static func string(_ o: [String: Any], _ path: String) -> String? { get(o, path) as? String }
+    static func bool(_ o: [String: Any], _ path: String) -> Bool? { get(o, path) as? Bool }
 }
 
 // MARK: - Processes

@@ -85,6 +85,33 @@ extension EndToEnd {
             #expect(accuracy >= Self.sklearnMLPAccuracy, "test accuracy \(accuracy)")
         }
 
+        /// train.patience ends training after that many epochs without a better
+        /// validation loss, in finetune and in prune's recovery, and the report says so.
+        @Test("train.patience stops finetune and prune recovery early; the best epoch is published")
+        func earlyStopping() async throws {
+            let scratch = try Scratch("patience")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            // A learning rate this high overfits the small training split within a few dozen epochs.
+            try spool.drop("ft.json", try Self.manifest("finetune-digits-mlp", id: "ft", train: ["epochs": 400, "learning_rate": 0.03,
+                                                                                                  "patience": 2]))
+            var prune = try JSON.object(try Self.manifest("prune-digits-mlp", id: "pr", train: ["patience": 2, "learning_rate": 0.03]),
+                                        what: "prune")
+            prune["prune"] = ["sparsity": 0.5, "schedule": "oneshot", "recovery_epochs": 400]
+            try spool.drop("pr.json", try JSON.encode(prune))
+            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
+            #expect(run.status == 0, "\(run)")
+            let finetune = try Files.json(spool.job("done", "ft") + "/report.json")
+            let epochs = try #require(JSON.int(finetune, "training.epochs_run"))
+            #expect(JSON.bool(finetune, "training.stopped_early") == true)
+            #expect(epochs < 400)
+            #expect(JSON.int(finetune, "training.best_epoch") == epochs - 2, "two epochs without improvement after the best")
+            let pruned = try Files.json(spool.job("done", "pr") + "/report.json")
+            let stopped = try #require(JSON.int(pruned, "pruning.stopped_early_after"))
+            #expect(stopped < 400)
+            #expect((JSON.get(pruned, "training.history") as? [Any])?.count == stopped)
+        }
+
         /// kill -9 during a cnn finetune: the next daemon resumes at the epoch the job was
         /// in and publishes weights byte-identical to an uninterrupted run's.
         @Test("kill -9 during finetune, resume from the epoch checkpoint, byte-identical model")

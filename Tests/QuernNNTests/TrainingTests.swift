@@ -138,3 +138,24 @@ struct TrainingTests {
         #expect(first.weights == again.weights)
     }
 }
+
+@Suite("early stopping")
+struct EarlyStoppingTests {
+    @Test("stops patience epochs after the best loss; the best epoch is remembered")
+    func stopsAfterPatience() {
+        var s = EarlyStopping(patience: 2)
+        let improved = [s.record(epoch: 1, loss: 1.0), s.record(epoch: 2, loss: 0.5), s.record(epoch: 3, loss: 0.6)]
+        #expect(improved == [true, true, false])
+        #expect(!s.stopped)
+        let equal = s.record(epoch: 4, loss: 0.5)
+        #expect(!equal, "equal is not better")
+        #expect(s.stopped && s.bestEpoch == 2 && s.bestLoss == 0.5 && s.sinceBest == 2)
+    }
+
+    @Test("without patience it never stops, and an improvement resets the count")
+    func noPatience() {
+        var s = EarlyStopping(patience: nil)
+        for (i, loss) in [3.0, 2, 4, 5, 6, 7, 1].enumerated() { s.record(epoch: i + 1, loss: loss) }
+        #expect(!s.stopped && s.bestEpoch == 7 && s.sinceBest == 0)
+    }
+}

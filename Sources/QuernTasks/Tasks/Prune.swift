@@ -93,10 +93,8 @@ struct PruneRun: WholeInputTask {
 
         let net = try config.network(tensors: fp32.tensors, seed: UInt64(training.seed))
         let matrices = try config.matrices()
-        let parameters = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0) })
-        var pruner = Pruner(matrices.map { parameters[$0.name]! },
-                            pattern: Pruner.Pattern(rawValue: settings.pattern) ?? .unstructured,
-                            scope: Pruner.Scope(rawValue: settings.scope) ?? .layer)
+        var pruner = Self.pruner(net, matrices, pattern: Pruner.Pattern(rawValue: settings.pattern) ?? .unstructured,
+                                 scope: Pruner.Scope(rawValue: settings.scope) ?? .layer)
         var history: [EpochRecord] = []
         var stopping = EarlyStopping(patience: training.patience)
         if recovery == 0 {
@@ -214,6 +212,13 @@ struct PruneRun: WholeInputTask {
                                     summary: [("sparsity", .double(overall(pruner))),
                                               ("accuracy_before", before.accuracy.map { .double($0) } ?? .null),
                                               ("accuracy_after", after.accuracy.map { .double($0) } ?? .null)]))
+    }
+
+    /// A pruner over the network's weight matrices, found through the layers (however
+    /// many each has), in the stack's order.
+    static func pruner(_ net: Sequential, _ matrices: [StackMatrix], pattern: Pruner.Pattern, scope: Pruner.Scope) -> Pruner {
+        let parameters = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0) })
+        return Pruner(matrices.map { parameters[$0.name]! }, pattern: pattern, scope: scope)
     }
 
     func overall(_ p: Pruner) -> Double {

@@ -79,6 +79,29 @@ struct Quantizer: WholeInputTask {
         self.spec = spec
     }
 
+    /// Every weight matrix (found through the layers, however many each has) as int8 per
+    /// output channel, with its calibrated input range when there is one; biases, batch
+    /// norm and the normalizer stay fp32. Returns the int8 matrices and every tensor as the
+    /// int8 model stores it.
+    static func quantize(_ matrices: [StackMatrix], fp32: LoadedWeights, ranges: [String: QGEMM.InputRange])
+        -> (quantized: [String: QuantizedLayer], tensors: [String: ([Int], TensorData)]) {
+        var quantized: [String: QuantizedLayer] = [:]
+        var tensors: [String: ([Int], TensorData)] = [:]
+        for (name, t) in fp32.tensors { tensors[name] = (t.shape, .f32(t.data)) }
+        for m in matrices {
+            let w = fp32.tensors[m.name]!
+            let q = QuantizedWeights(quantizing: Tensor(shape: [m.rows, m.columns], data: w.data))
+            quantized[m.name] = QuantizedLayer(weights: q, input: ranges[m.name], shape: w.shape)
+            tensors[m.name] = (w.shape, .i8(q.values))
+            tensors[m.scaleName] = ([q.n], .f32(q.scales))
+            if let r = ranges[m.name] {
+                tensors[m.inputScaleName] = ([1], .f32([r.scale]))
+                tensors[m.inputZeroPointName] = ([1], .f32([Float(r.zeroPoint)]))
+            }
+        }
+        return (quantized, tensors)
+    }
+
     func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
         let manifest = job.manifest
         let config = source.config
@@ -107,21 +130,7 @@ struct Quantizer: WholeInputTask {
             }
         }
 
-        // Quantize every weight matrix; biases, batch norm and the normalizer stay fp32.
-        var quantized: [String: QuantizedLayer] = [:]
-        var tensors: [String: ([Int], TensorData)] = [:]
-        for (name, t) in fp32.tensors { tensors[name] = (t.shape, .f32(t.data)) }
-        for m in matrices {
-            let w = fp32.tensors[m.name]!
-            let q = QuantizedWeights(quantizing: Tensor(shape: [m.rows, m.columns], data: w.data))
-            quantized[m.name] = QuantizedLayer(weights: q, input: ranges[m.name], shape: w.shape)
-            tensors[m.name] = (w.shape, .i8(q.values))
-            tensors[m.scaleName] = ([q.n], .f32(q.scales))
-            if let r = ranges[m.name] {
-                tensors[m.inputScaleName] = ([1], .f32([r.scale]))
-                tensors[m.inputZeroPointName] = ([1], .f32([Float(r.zeroPoint)]))
-            }
-        }
+        let (quantized, tensors) = Self.quantize(matrices, fp32: fp32, ranges: ranges)
         var published = config
         var block = JSONObject()
         block["scheme"] = .string(settings.scheme)
