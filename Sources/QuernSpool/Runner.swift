@@ -23,6 +23,9 @@ public final class JobRunner {
     /// Seconds between checkpoints; 0 checkpoints after every batch.
     public var checkpointInterval: Double = 2
     public var heartbeatInterval: Double = 2
+    /// Asked between batches: true once the job should checkpoint and stop (SIGTERM, or a
+    /// test's condition).
+    public var shouldStop: () -> Bool = { StopSignal.requested }
     /// The error file of the job being run, finished and kept if the job fails.
     private var openErrors: ChunkedGzipWriter?
 
@@ -119,7 +122,7 @@ public final class JobRunner {
         log.log(.info, "job started", [("task", .string(manifest.task.name)), ("model", .string(inputs.modelPath))])
         let context = WholeInputContext(directory: job.dir, inputPath: inputs.inputPath, log: log, time: time,
                                         errors: RecordErrors(writer: writer, maxErrors: manifest.limits.maxErrors),
-                                        progress: heartbeat.update)
+                                        progress: heartbeat.update, shouldStop: shouldStop)
         guard case .finished(let result) = try task.run(context) else {
             openErrors = nil
             return .interrupted
@@ -240,7 +243,7 @@ public final class JobRunner {
         }
 
         while let item = try stream.next() {
-            if StopSignal.requested { break }
+            if shouldStop() { break }
             switch item {
             case .record(let r):
                 if r.index < skip { continue }
@@ -253,7 +256,7 @@ public final class JobRunner {
                 consumed = f.index + 1
             }
         }
-        if StopSignal.requested {
+        if shouldStop() {
             // Finish the batch in hand, checkpoint, and leave the job in active/ for the next start.
             try flush()
             try writeCheckpoint()

@@ -150,15 +150,18 @@ public struct WholeInputContext {
     public let errors: RecordErrors
     /// Shown by `quern status` (the lease's progress).
     public let progress: (JSONValue) -> Void
+    /// True once the job should checkpoint and stop (SIGTERM): asked between batches.
+    public let shouldStop: () -> Bool
 
     public init(directory: String, inputPath: String, log: JobLog, time: any TimeSource, errors: RecordErrors,
-                progress: @escaping (JSONValue) -> Void) {
+                progress: @escaping (JSONValue) -> Void, shouldStop: @escaping () -> Bool) {
         self.directory = directory
         self.inputPath = inputPath
         self.log = log
         self.time = time
         self.errors = errors
         self.progress = progress
+        self.shouldStop = shouldStop
     }
 
     public func file(_ name: String) -> String { Path.join(directory, name) }

@@ -20,17 +20,17 @@ struct RecordSet {
 
     /// Reads every record. A record with the wrong feature count, or (when `labels`) a
     /// missing or unknown label, goes to the error file instead.
-    static func read(_ manifest: Manifest, config: StackConfig, inputPath: String, errors: RecordErrors,
-                     labels wantLabels: Bool) throws -> RecordSet {
+    static func read(_ manifest: Manifest, config: StackConfig, context: WholeInputContext, labels wantLabels: Bool) throws -> RecordSet {
+        let errors = context.errors
         let classIndex = Dictionary(config.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         let size = config.inputSize
         var spec = manifest.recordSpec(texts: false, labels: wantLabels)
         spec.modelFeatureNames = config.featureNames
-        let stream = try RecordStream(path: inputPath, spec: spec, limits: manifest.limits.stream)
+        let stream = try RecordStream(path: context.inputPath, spec: spec, limits: manifest.limits.stream)
         var out = RecordSet()
         var labels: [Int] = []
         while let item = try stream.next() {
-            if StopSignal.requested { break }
+            if context.shouldStop() { break }
             switch item {
             case .record(let r):
                 guard r.features.count == size else {

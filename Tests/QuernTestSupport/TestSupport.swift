@@ -86,3 +86,16 @@ public func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 public func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 public func f32(_ values: [Float]) -> [UInt8] { values.flatMap { le($0.bitPattern) } }
 public func f64(_ values: [Double]) -> [UInt8] { values.flatMap { le($0.bitPattern) } }
+
+/// A clock tests move by hand: `now` and `monotonic` advance only through `advance`, so
+/// leases, heartbeats and report timings are exact.
+public final class ManualTime: TimeSource, @unchecked Sendable {
+    private let lock = NSLock()
+    private var seconds: Double
+
+    public init(start: Double = 1_800_000_000) { seconds = start }
+
+    public func now() -> Double { lock.withLock { seconds } }
+    public func monotonic() -> Double { lock.withLock { seconds } }
+    public func advance(_ by: Double) { lock.withLock { seconds += by } }
+}

@@ -115,7 +115,7 @@ struct Finetuner: WholeInputTask {
         case .stack(let stack):
             config = stack.config
             (base, normalizer) = (stack.fp32?.tensors, stack.fp32?.normalizer)
-            records = try RecordSet.read(manifest, config: config, inputPath: context.inputPath, errors: context.errors, labels: true)
+            records = try RecordSet.read(manifest, config: config, context: context, labels: true)
         case .head(let encoder):
             (config, records, cached) = try headInputs(encoder, context)
         }
@@ -163,7 +163,7 @@ struct Finetuner: WholeInputTask {
             let t0 = time.monotonic()
             trainer.step = state.step
             let rate = trainer.schedule.rate(at: trainer.step)
-            guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: { StopSignal.requested }) else {
+            guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: context.shouldStop) else {
                 log.log(.info, "stopped by signal; training resumes at epoch \(epoch + 1)")
                 log.sync()
                 return .interrupted
@@ -247,7 +247,7 @@ struct Finetuner: WholeInputTask {
         let stream = try RecordStream(path: context.inputPath, spec: spec, limits: manifest.limits.stream)
         var texts: [String] = [], names: [String] = []
         while let item = try stream.next() {
-            if StopSignal.requested { throw QuernError(.io, "stopped by signal while reading records") }
+            if context.shouldStop() { throw QuernError(.io, "stopped by signal while reading records") }
             switch item {
             case .record(let r):
                 guard let text = r.text, let label = r.label else {
@@ -280,7 +280,7 @@ struct Finetuner: WholeInputTask {
             cached = true
             context.log.log(.info, "embeddings from the job's cache", [("records", .int(Int64(texts.count)))])
         } else {
-            out.inputs = try TextRecords(model: encoder, batchSize: manifest.batchSize).embed(texts) { StopSignal.requested }
+            out.inputs = try TextRecords(model: encoder, batchSize: manifest.batchSize).embed(texts, stop: context.shouldStop)
             try Sys.writeFileAtomically(cachePath, Safetensors.encode(["embeddings": ([texts.count, h], out.inputs)],
                                                                       metadata: ["model_sha256": digest]),
                                         durability: .content)

@@ -78,7 +78,7 @@ struct PruneRun: WholeInputTask {
         let config = source.config
         let settings = manifest.block(PruneTask.Pruning.self), training = manifest.block(TrainingBlock.self)
         let labelled = manifest.input.labelField != nil
-        let records = try RecordSet.read(manifest, config: config, inputPath: context.inputPath, errors: context.errors, labels: labelled)
+        let records = try RecordSet.read(manifest, config: config, context: context, labels: labelled)
         let recovery = labelled ? settings.recoveryEpochs : 0
         let log = context.log
 
@@ -140,7 +140,7 @@ struct PruneRun: WholeInputTask {
                 let frozen = pruner
                 trainer.afterStep = { frozen.enforce() }
                 let t0 = context.time.monotonic()
-                guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: { StopSignal.requested }) else {
+                guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: context.shouldStop) else {
                     log.log(.info, "stopped by signal; recovery resumes at epoch \(epoch + 1)")
                     log.sync()
                     return .interrupted

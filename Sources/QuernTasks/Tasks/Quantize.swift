@@ -105,8 +105,7 @@ struct Quantizer: WholeInputTask {
     func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
         let manifest = job.manifest
         let config = source.config
-        let records = try RecordSet.read(manifest, config: config, inputPath: context.inputPath, errors: context.errors,
-                                         labels: manifest.input.labelField != nil)
+        let records = try RecordSet.read(manifest, config: config, context: context, labels: manifest.input.labelField != nil)
         let settings = manifest.block(QuantizeTask.Quantization.self)
         let matrices = try config.matrices()
 
