@@ -7,22 +7,25 @@ let package = Package(
     name: "Quern",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "quern", targets: ["quern"]),
+        .executable(name: "quern", targets: ["quern"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3")
     ],
     targets: [
         // C libraries, each behind exactly one Swift door (see the *Door.swift files).
-        .systemLibrary(name: "CArchive", pkgConfig: "libarchive",
-                       providers: [.apt(["libarchive-dev"])]),
-        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
-                       providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CArchive", pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
 
         // POSIX door, structured errors, JSON, logging, clocks: what every layer needs.
-        .target(name: "QuernCore",
-                dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "QuernCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // SIMD inner loops (AVX2/AVX-512/VNNI) with scalar twins and a CPU-feature probe;
         // C because Swift has no per-function target attribute.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
@@ -43,19 +46,24 @@ let package = Package(
         // score, finetune, quantize, prune) found through one registry: its manifest block,
         // the model capabilities it needs, its record loop or whole-input run, its rows,
         // checkpoint state, report section and shard merge.
-        .target(name: "QuernTasks",
-                dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernNN", "QuernKernels"]),
+        .target(
+            name: "QuernTasks",
+            dependencies: ["QuernCore", "QuernData", "QuernModels", "QuernNN", "QuernKernels"]),
         // Job states and transitions, spool protocol, runner loop, output checkpoints,
         // watcher, status; cluster jobs (shards, merge) and their one door to Slurm's
         // commands. Knows no model and no kernel: tasks come from the registry.
         .target(name: "QuernSpool", dependencies: ["QuernCore", "QuernData", "QuernTasks"]),
         // `quern bench`: the spool and the kernels measured against reference systems.
-        .target(name: "QuernBench", dependencies: ["QuernSpool", "QuernTasks", "QuernKernels", "QuernNN", "QuernModels", "QuernData"]),
+        .target(
+            name: "QuernBench",
+            dependencies: ["QuernSpool", "QuernTasks", "QuernKernels", "QuernNN", "QuernModels", "QuernData"]),
         // The command line: parses arguments and calls the libraries; no logic of its own.
-        .executableTarget(name: "quern", dependencies: [
-            "QuernSpool", "QuernTasks", "QuernBench",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "quern",
+            dependencies: [
+                "QuernSpool", "QuernTasks", "QuernBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
 
         // Temporary directories, tool runners and byte builders shared by the unit tests.
         .target(name: "QuernTestSupport", dependencies: ["QuernCore"], path: "Tests/QuernTestSupport"),
@@ -67,6 +75,6 @@ let package = Package(
         .testTarget(name: "QuernTasksTests", dependencies: ["QuernTasks", "QuernTestSupport"]),
         .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool", "QuernTasks", "QuernTestSupport"]),
         // Runs the built `quern` binary against temporary spools: real files, processes, signals.
-        .testTarget(name: "EndToEndTests", dependencies: ["quern", "QuernCore", "QuernData"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["quern", "QuernCore", "QuernData"])
     ]
 )

@@ -5,8 +5,10 @@ import QuernCore
 /// and reads the JSON lines it prints. nil when the script or the interpreter is missing
 /// (the bench then prints Quern's side alone).
 enum Anchor {
-    static func jsonLines(python: String, script: String?, arguments: [String],
-                          environment: [String: String] = [:]) -> [JSONObject]? {
+    static func jsonLines(
+        python: String, script: String?, arguments: [String],
+        environment: [String: String] = [:]
+    ) -> [JSONObject]? {
         guard let script, FileManager.default.fileExists(atPath: script) else { return nil }
         let p = Process()
         if python.contains("/") {
@@ -36,5 +38,7 @@ func shell(_ command: String) throws {
     p.arguments = ["-c", command]
     try p.run()
     p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw QuernError(.internalError, "`\(command)` exited \(p.terminationStatus)") }
+    guard p.terminationStatus == 0 else {
+        throw QuernError(.internalError, "`\(command)` exited \(p.terminationStatus)")
+    }
 }

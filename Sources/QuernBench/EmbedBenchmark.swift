@@ -21,8 +21,10 @@ public struct EmbedBenchmark {
     let batchSize: Int
     let workdir: String
 
-    public init(quernBinary: String, model: String, corpus: String, anchorScript: String?, python: String,
-                limit: Int, longLimit: Int, threads: [Int], precisions: [String], batchSize: Int, workdir: String) {
+    public init(
+        quernBinary: String, model: String, corpus: String, anchorScript: String?, python: String,
+        limit: Int, longLimit: Int, threads: [Int], precisions: [String], batchSize: Int, workdir: String
+    ) {
         quern = (try? Sys.realpath(quernBinary)) ?? quernBinary
         self.model = (try? Sys.realpath(model)) ?? model
         self.corpus = corpus
@@ -70,9 +72,11 @@ public struct EmbedBenchmark {
 
     /// Runs one embed job in a fresh spool; texts per second from its report.
     func quernRun(set path: String, precision: String, threads: Int) throws -> Double {
-        let manifest: JSONValue = ["version": 1, "id": "bench", "task": "embed", "precision": .string(precision),
-                                   "model": .string(model), "input": ["path": .string(path)],
-                                   "batch_size": .int(Int64(batchSize))]
+        let manifest: JSONValue = [
+            "version": 1, "id": "bench", "task": "embed", "precision": .string(precision),
+            "model": .string(model), "input": ["path": .string(path)],
+            "batch_size": .int(Int64(batchSize))
+        ]
         let spool = Path.join(workdir, "spool-\(precision)-\(threads)")
         let (report, _) = try Self.job(quern: quern, spool: spool, manifest: manifest, threads: threads)
         try? Sys.removeTree(spool)
@@ -84,14 +88,18 @@ public struct EmbedBenchmark {
 
     /// Runs one job (id "bench") with `quern run --once` in a fresh spool; its report and
     /// its directory in done/.
-    static func job(quern: String, spool: String, manifest: JSONValue, threads: Int? = nil) throws -> (JSONObject, String) {
+    static func job(quern: String, spool: String, manifest: JSONValue, threads: Int? = nil) throws -> (
+        JSONObject, String
+    ) {
         try? Sys.removeTree(spool)
         for d in ["incoming", "active", "done", "failed", "tmp"] { try Sys.mkdirs(Path.join(spool, d)) }
         try Sys.writeFileAtomically(Path.join(spool, "incoming/bench.json"), JSONWriter.compact(manifest))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: quern)
         p.arguments = ["run", "--once", spool, "--root", "/"]
-        if let threads { p.environment = ProcessInfo.processInfo.environment.merging(["QUERN_THREADS": String(threads)]) { $1 } }
+        if let threads {
+            p.environment = ProcessInfo.processInfo.environment.merging(["QUERN_THREADS": String(threads)]) { $1 }
+        }
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()
         p.waitUntilExit()
@@ -105,13 +113,20 @@ public struct EmbedBenchmark {
     public func run() throws {
         try Sys.mkdirs(workdir)
         print("quern bench embed  (\(model); batch \(batchSize); end to end, release build)")
-        print("target: fp32 >= 1.5x the faster onnxruntime fp32 graph, int8 >= 1.5x the faster dynamic-int8 graph, 1 and 2 threads\n")
-        print("texts                 count  tokens/text  threads  precision  quern texts/s  onnxruntime texts/s (graph)   ratio")
+        print(
+            "target: fp32 >= 1.5x the faster onnxruntime fp32 graph, int8 >= 1.5x the faster dynamic-int8 graph, 1 and 2 threads\n"
+        )
+        print(
+            "texts                 count  tokens/text  threads  precision  quern texts/s  onnxruntime texts/s (graph)   ratio"
+        )
         for set in try writeSets() {
             for t in threads {
-                let reference = Anchor.jsonLines(python: python, script: anchor,
-                                                 arguments: [set.path, "--limit", String(set.count), "--threads", String(t),
-                                                             "--only", "ort32,ortq8,ort32opt,ortq8opt"])
+                let reference = Anchor.jsonLines(
+                    python: python, script: anchor,
+                    arguments: [
+                        set.path, "--limit", String(set.count), "--threads", String(t),
+                        "--only", "ort32,ortq8,ort32opt,ortq8opt"
+                    ])
                 for precision in precisions {
                     let ours = try quernRun(set: set.path, precision: precision, threads: t)
                     // The faster graph of the matching precision (plain or optimizer-fused).
@@ -120,12 +135,18 @@ public struct EmbedBenchmark {
                         .max { ($0["texts_per_s"]?.doubleValue ?? 0) < ($1["texts_per_s"]?.doubleValue ?? 0) }
                     let theirs = best?["texts_per_s"]?.doubleValue
                     let label = set.name == "short" ? "corpus lines" : "joined, 50-250 tokens"
-                    print(label.padding(toLength: 21, withPad: " ", startingAt: 0)
-                          + String(format: " %6d %12.1f %8d  %-9@ %14.1f ", set.count, Double(set.tokens) / Double(set.count), t,
-                                   precision as NSString, ours)
-                          + (theirs.map { String(format: "%11.1f (%@)%*@ %6.2f", $0, best!["system"]!.stringValue! as NSString,
-                                                     10 - best!["system"]!.stringValue!.count, "" as NSString, ours / $0) }
-                             ?? "          - (no anchor)          -"))
+                    print(
+                        label.padding(toLength: 21, withPad: " ", startingAt: 0)
+                            + String(
+                                format: " %6d %12.1f %8d  %-9@ %14.1f ", set.count,
+                                Double(set.tokens) / Double(set.count), t,
+                                precision as NSString, ours)
+                            + (theirs.map {
+                                String(
+                                    format: "%11.1f (%@)%*@ %6.2f", $0, best!["system"]!.stringValue! as NSString,
+                                    10 - best!["system"]!.stringValue!.count, "" as NSString, ours / $0)
+                            }
+                                ?? "          - (no anchor)          -"))
                 }
             }
         }

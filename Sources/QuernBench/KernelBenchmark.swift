@@ -16,9 +16,11 @@ public struct KernelBenchmark {
     }
 
     /// all-MiniLM-L6-v2's matmuls for 2048 tokens, 1024³, and single/few-row inference.
-    public static let defaultShapes = [Shape(2048, 384, 384), Shape(2048, 384, 1536), Shape(2048, 1536, 384),
-                                       Shape(1024, 1024, 1024), Shape(1, 384, 1536), Shape(8, 384, 1536),
-                                       Shape(16, 384, 1536), Shape(16, 1536, 384)]
+    public static let defaultShapes = [
+        Shape(2048, 384, 384), Shape(2048, 384, 1536), Shape(2048, 1536, 384),
+        Shape(1024, 1024, 1024), Shape(1, 384, 1536), Shape(8, 384, 1536),
+        Shape(16, 384, 1536), Shape(16, 1536, 384)
+    ]
 
     let anchor: String?
     let seconds: Double
@@ -45,7 +47,9 @@ public struct KernelBenchmark {
     }
 
     /// GFLOP/s (2·M·K·N per run) of `kernel` on a random `[M, K]` input into `[M, N]`.
-    func gflops(_ s: Shape, seed: UInt64, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {
+    func gflops(_ s: Shape, seed: UInt64, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void)
+        -> Double
+    {
         var rng = SplitMix(seed: seed)
         let x = (0..<(s.m * s.k)).map { _ in Float(rng.unit()) - 0.5 }
         var y = [Float](repeating: 0, count: s.m * s.n)
@@ -58,9 +62,11 @@ public struct KernelBenchmark {
     /// Random `[N, K]` weights with about `density` of them nonzero.
     func weights(_ s: Shape, seed: UInt64, density: Double = 1) -> Tensor {
         var rng = SplitMix(seed: seed)
-        return Tensor(shape: [s.n, s.k], data: (0..<(s.n * s.k)).map { _ in
-            density >= 1 || rng.unit() < density ? Float(rng.unit()) - 0.5 : 0
-        })
+        return Tensor(
+            shape: [s.n, s.k],
+            data: (0..<(s.n * s.k)).map { _ in
+                density >= 1 || rng.unit() < density ? Float(rng.unit()) - 0.5 : 0
+            })
     }
 
     /// Keeps about `keep` of the 1×4 blocks of each row (by a fixed pseudo-random choice).
@@ -78,7 +84,9 @@ public struct KernelBenchmark {
 
     public func run(shapes: [Shape], threadCounts: [Int]) throws {
         print("quern bench kernels  (isa \(ISA.active.rawValue); cpu: \(cpuModel()))")
-        print("target: fp32 >= 1.0x OpenBLAS on every shape; int8 >= 3x our fp32 (VNNI); 2 threads >= 1.8x one for M >= 512")
+        print(
+            "target: fp32 >= 1.0x OpenBLAS on every shape; int8 >= 3x our fp32 (VNNI); 2 threads >= 1.8x one for M >= 512"
+        )
         print("fp32 GEMM y = x·wᵀ, GFLOP/s (best of repeated runs), OpenBLAS via numpy in the same run\n")
         print("shape MxKxN        threads   quern  openblas   ratio")
         var measured: [Int: [Int: Double]] = [:]  // threads → shape index → GFLOP/s
@@ -96,7 +104,9 @@ public struct KernelBenchmark {
             }
         }
         let layout = ISA.active == .vnni ? "K quads, vpdpbusd" : "K quads, vpmaddubsw (pair-bounded weights)"
-        print("\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights; \(layout)), GOP/s vs our fp32:")
+        print(
+            "\nint8 GEMM (u8 activations quantized per row inside the call × s8 weights; \(layout)), GOP/s vs our fp32:"
+        )
         print("shape MxKxN        threads    int8    fp32   ratio")
         var measuredInt8: [Int: [Int: Double]] = [:]  // threads → shape index → GOP/s; the sparse tables reuse it
         for threads in threadCounts {
@@ -116,13 +126,19 @@ public struct KernelBenchmark {
             for (i, s) in shapes.enumerated() where s.isLarge {
                 for density in [0.5, 0.3, 0.2, 0.1] {
                     let sparse = SparseWeights(weights(s, seed: 5, density: density))
-                    let equivalent = gflops(s, seed: 5) { SparseGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
+                    let equivalent = gflops(s, seed: 5) {
+                        SparseGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool)
+                    }
                     let dense = measured[threads]?[i] ?? .nan
-                    print(s.column + String(format: " %7d  %7.2f  %20.1f  %8.2f", threads, density, equivalent, equivalent / dense))
+                    print(
+                        s.column
+                            + String(
+                                format: " %7d  %7.2f  %20.1f  %8.2f", threads, density, equivalent, equivalent / dense))
                 }
             }
         }
-        print("\nint8 1x4 block-sparse GEMM vs our dense int8, speed-up (target: >= 2x at 80 % sparsity, >= 3x at 90 %):")
+        print(
+            "\nint8 1x4 block-sparse GEMM vs our dense int8, speed-up (target: >= 2x at 80 % sparsity, >= 3x at 90 %):")
         print("shape MxKxN        threads  blocks kept  sparse GOP/s-equiv  dense int8  speed-up")
         for threads in threadCounts {
             let pool = ThreadPool(threads: threads)
@@ -131,9 +147,14 @@ public struct KernelBenchmark {
                 for kept in [0.2, 0.1] {
                     let pruned = QuantizedWeights(quantizing: blockPruned(weights(s, seed: 13), keep: kept))
                     let sparse = BlockSparseWeights(pruned)
-                    let ops = gflops(s, seed: 13) { SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
-                    print(s.column + String(format: " %7d  %11.2f  %18.1f  %10.1f  %8.2f",
-                                                             threads, sparse.blockDensity, ops, denseOps, ops / denseOps))
+                    let ops = gflops(s, seed: 13) {
+                        SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool)
+                    }
+                    print(
+                        s.column
+                            + String(
+                                format: " %7d  %11.2f  %18.1f  %10.1f  %8.2f",
+                                threads, sparse.blockDensity, ops, denseOps, ops / denseOps))
                 }
             }
         }
@@ -144,10 +165,16 @@ public struct KernelBenchmark {
             for (i, s) in shapes.enumerated() where s.isLarge {
                 let denseOps = measuredInt8[threads]?[i] ?? .nan
                 for density in [0.5, 0.3, 0.2, 0.1] {
-                    let sparse = SparseQuantizedWeights(QuantizedWeights(quantizing: weights(s, seed: 17, density: density)))
-                    let ops = gflops(s, seed: 17) { SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool) }
-                    print(s.column + String(format: " %7d  %7.2f  %18.1f  %10.1f  %8.2f",
-                                                             threads, sparse.density, ops, denseOps, ops / denseOps))
+                    let sparse = SparseQuantizedWeights(
+                        QuantizedWeights(quantizing: weights(s, seed: 17, density: density)))
+                    let ops = gflops(s, seed: 17) {
+                        SparseQGEMM.linear($0, m: s.m, sparse, bias: nil, into: $1, pool: pool)
+                    }
+                    print(
+                        s.column
+                            + String(
+                                format: " %7d  %7.2f  %18.1f  %10.1f  %8.2f",
+                                threads, sparse.density, ops, denseOps, ops / denseOps))
                 }
             }
         }
@@ -161,15 +188,19 @@ public struct KernelBenchmark {
 
     /// OpenBLAS GFLOP/s per shape from the anchor script (nil entries if it is absent).
     func anchorGFLOPs(shapes: [Shape], threads: Int) throws -> [Double?] {
-        let lines = Anchor.jsonLines(python: "python3", script: anchor, arguments: shapes.map { "\($0.m),\($0.k),\($0.n)" },
-                                     environment: ["OPENBLAS_NUM_THREADS": String(threads)]) ?? []
+        let lines =
+            Anchor.jsonLines(
+                python: "python3", script: anchor, arguments: shapes.map { "\($0.m),\($0.k),\($0.n)" },
+                environment: ["OPENBLAS_NUM_THREADS": String(threads)]) ?? []
         return shapes.indices.map { $0 < lines.count ? lines[$0]["gflops"]?.doubleValue : nil }
     }
 
     func cpuModel() -> String {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
-        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") })
+        else { return "unknown" }
+        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) }
+            ?? "unknown"
     }
 }
 

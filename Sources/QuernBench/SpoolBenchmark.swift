@@ -35,8 +35,10 @@ public struct SpoolBenchmark {
 
     /// A one-record predict job on the digits MLP: the smallest real job.
     func tinyJob(spool: String, id: String, data: String, model: String) -> [UInt8] {
-        JSONWriter.pretty(["version": 1, "id": .string(id), "task": "predict", "model": .string(model),
-                           "input": ["path": .string(data), "format": "csv", "id_field": "id"]])
+        JSONWriter.pretty([
+            "version": 1, "id": .string(id), "task": "predict", "model": .string(model),
+            "input": ["path": .string(data), "format": "csv", "id_field": "id"]
+        ])
     }
 
     func makeTinyFixtures() throws -> (data: String, model: String) {
@@ -47,12 +49,18 @@ public struct SpoolBenchmark {
         let header = ["id"] + (0..<4).map { "f\($0)" }
         let csv = header.joined(separator: ",") + "\nr1,1,2,3,4\n"
         try Sys.writeFileAtomically(Path.join(dir, "one.csv"), Array(csv.utf8))
-        try Sys.writeFileAtomically(Path.join(dir, "model/config.json"), Array("""
-        {"model_type": "mlp", "input_size": 4, "layers": [{"out_features": 3, "activation": "none"}], "id2label": {"0": "a", "1": "b", "2": "c"}}
-        """.utf8))
-        try Sys.writeFileAtomically(Path.join(dir, "model/model.safetensors"),
-                                    Safetensors.encode(["layers.0.weight": ([3, 4], (0..<12).map { Float($0) / 10 }),
-                                                        "layers.0.bias": ([3], [0, 0.5, -0.5])]))
+        try Sys.writeFileAtomically(
+            Path.join(dir, "model/config.json"),
+            Array(
+                """
+                {"model_type": "mlp", "input_size": 4, "layers": [{"out_features": 3, "activation": "none"}], "id2label": {"0": "a", "1": "b", "2": "c"}}
+                """.utf8))
+        try Sys.writeFileAtomically(
+            Path.join(dir, "model/model.safetensors"),
+            Safetensors.encode([
+                "layers.0.weight": ([3, 4], (0..<12).map { Float($0) / 10 }),
+                "layers.0.bias": ([3], [0, 0.5, -0.5])
+            ]))
         return (Path.join(dir, "one.csv"), Path.join(dir, "model"))
     }
 
@@ -82,12 +90,16 @@ public struct SpoolBenchmark {
             try Sys.rename(staged, Path.join(spool.directory(.incoming), id + ".json"))
             // Claimed: the manifest leaves incoming/ (inotify, no polling delay).
             while !StopSignal.wait(for: departures.fd, timeout: 5) {
-                if time.monotonic() - t0 > 10 { throw QuernError(.internalError, "the daemon did not claim \(id) within 10 s") }
+                if time.monotonic() - t0 > 10 {
+                    throw QuernError(.internalError, "the daemon did not claim \(id) within 10 s")
+                }
             }
             let t1 = time.monotonic()
             let done = spool.path(.done, id)
             while !Sys.exists(done) {
-                if Sys.exists(spool.path(.failed, id)) { throw QuernError(.internalError, "bench job \(id) failed: see \(spool.path(.failed, id))") }
+                if Sys.exists(spool.path(.failed, id)) {
+                    throw QuernError(.internalError, "bench job \(id) failed: see \(spool.path(.failed, id))")
+                }
                 usleep(100)
                 if time.monotonic() - t0 > 30 { throw QuernError(.internalError, "bench job \(id) did not finish") }
             }
@@ -97,14 +109,21 @@ public struct SpoolBenchmark {
             if i <= jobs {
                 total.append(t2 - t0)
                 if let r = try? JSONParser.parse(Sys.readFile(Path.join(done, "report.json"))).objectValue,
-                   let w = r["timings"]?.objectValue?["wall_seconds"]?.doubleValue { inProcess.append(w) }
+                    let w = r["timings"]?.objectValue?["wall_seconds"]?.doubleValue
+                {
+                    inProcess.append(w)
+                }
             }
             usleep(20_000)  // let the daemon go back to sleep in poll(): measure the idle case
         }
         func ms(_ v: Double) -> String { String(format: "%.2f ms", v * 1000) }
         print("")
-        print("drop-to-claim latency (inotify), \(claim.count) drops: median \(ms(Self.median(claim)))  p90 \(ms(Self.percentile(claim, 0.9)))  max \(ms(claim.max() ?? .nan))   target < 20 ms")
-        print("per-job overhead, 1-record job, drop to done/ visible, \(total.count) jobs: median \(ms(Self.median(total)))  p90 \(ms(Self.percentile(total, 0.9)))   target < 10 ms")
+        print(
+            "drop-to-claim latency (inotify), \(claim.count) drops: median \(ms(Self.median(claim)))  p90 \(ms(Self.percentile(claim, 0.9)))  max \(ms(claim.max() ?? .nan))   target < 20 ms"
+        )
+        print(
+            "per-job overhead, 1-record job, drop to done/ visible, \(total.count) jobs: median \(ms(Self.median(total)))  p90 \(ms(Self.percentile(total, 0.9)))   target < 10 ms"
+        )
         print("  of which inside the runner (report.json wall_seconds): median \(ms(Self.median(inProcess)))")
     }
 
@@ -120,12 +139,16 @@ public struct SpoolBenchmark {
                 var written = 0
                 var n = 0
                 var buf: [UInt8] = []
-                let words = ["debian", "package", "library", "development", "files", "for", "the", "tool", "runtime",
-                             "support", "python", "module", "utility", "server", "client", "data", "documentation"]
+                let words = [
+                    "debian", "package", "library", "development", "files", "for", "the", "tool", "runtime",
+                    "support", "python", "module", "utility", "server", "client", "data", "documentation"
+                ]
                 var rng = SplitMix(seed: UInt64(m + 1))
                 while written < megabytes << 20 / members {
                     var w = JSONWriter()
-                    let textWords = (0..<(8 + Int(rng.next() % 40))).map { _ in words[Int(rng.next() % UInt64(words.count))] }
+                    let textWords = (0..<(8 + Int(rng.next() % 40))).map { _ in
+                        words[Int(rng.next() % UInt64(words.count))]
+                    }
                     w.raw("{\"id\":\"")
                     w.bytes += Array("p\(m)-\(n)".utf8)
                     w.raw("\",\"text\":")
@@ -135,7 +158,9 @@ public struct SpoolBenchmark {
                     w.raw("}\n")
                     buf += w.bytes
                     n += 1
-                    if buf.count > 1 << 20 { try Sys.writeAll(fd, buf); written += buf.count; buf.removeAll(keepingCapacity: true) }
+                    if buf.count > 1 << 20 {
+                        try Sys.writeAll(fd, buf); written += buf.count; buf.removeAll(keepingCapacity: true)
+                    }
                 }
                 try Sys.writeAll(fd, buf)
                 Sys.close(fd)
@@ -172,10 +197,20 @@ public struct SpoolBenchmark {
         }
         let tarBest = tarTimes.min()!, quernBest = quernTimes.min()!
         print("")
-        print("streaming \(Path.basename(archive)) (\(size >> 20) MB compressed, \(bytes >> 20) MB JSONL, \(records) records), best of 3:")
-        print(String(format: "  tar xzf - -O > /dev/null        %.2f s   %.0f MB/s", tarBest, Double(bytes) / tarBest / 1e6))
-        print(String(format: "  quern stream + JSONL decode     %.2f s   %.0f MB/s   %.2f M records/s", quernBest, Double(bytes) / quernBest / 1e6, Double(records) / quernBest / 1e6))
-        print(String(format: "  (libarchive read alone           %.2f s   %.0f MB/s)", rawTimes.min()!, Double(bytes) / rawTimes.min()! / 1e6))
+        print(
+            "streaming \(Path.basename(archive)) (\(size >> 20) MB compressed, \(bytes >> 20) MB JSONL, \(records) records), best of 3:"
+        )
+        print(
+            String(
+                format: "  tar xzf - -O > /dev/null        %.2f s   %.0f MB/s", tarBest, Double(bytes) / tarBest / 1e6))
+        print(
+            String(
+                format: "  quern stream + JSONL decode     %.2f s   %.0f MB/s   %.2f M records/s", quernBest,
+                Double(bytes) / quernBest / 1e6, Double(records) / quernBest / 1e6))
+        print(
+            String(
+                format: "  (libarchive read alone           %.2f s   %.0f MB/s)", rawTimes.min()!,
+                Double(bytes) / rawTimes.min()! / 1e6))
         print(String(format: "  ratio quern/tar speed: %.2f   target >= 0.8", tarBest / quernBest))
     }
 

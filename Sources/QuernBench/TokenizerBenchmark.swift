@@ -29,17 +29,23 @@ public struct TokenizerBenchmark {
             guard let t = try JSONParser.parse(Array(line)).objectValue?["text"]?.stringValue else { continue }
             raw.append(t)
         }
-        return stride(from: 0, to: raw.count, by: join).prefix(limit).map { raw[$0..<min($0 + join, raw.count)].joined(separator: " ") }
+        return stride(from: 0, to: raw.count, by: join).prefix(limit).map {
+            raw[$0..<min($0 + join, raw.count)].joined(separator: " ")
+        }
     }
 
     func anchorRun(join: Int) -> JSONObject? {
-        Anchor.jsonLines(python: python, script: anchor, arguments: [model, corpus, "--limit", String(limit), "--join", String(join)])?.last
+        Anchor.jsonLines(
+            python: python, script: anchor, arguments: [model, corpus, "--limit", String(limit), "--join", String(join)]
+        )?.last
     }
 
     public func run() throws {
         let tokenizer = try WordPieceTokenizer.load(directory: model)
         print("quern bench tokenize  (one thread; \(model))")
-        print("target: Quern >= 1.0x Hugging Face tokenizers single-threaded, identical ids (scripts/check-tokenizer.py)\n")
+        print(
+            "target: Quern >= 1.0x Hugging Face tokenizers single-threaded, identical ids (scripts/check-tokenizer.py)\n"
+        )
         print("texts                    count   tokens   quern texts/s  tokenizers texts/s  ratio   quern tokens/s")
         for join in [1, 8] {
             let inputs = try texts(join: join)
@@ -55,16 +61,19 @@ public struct TokenizerBenchmark {
             let ours = Double(inputs.count) / best
             let reference = anchorRun(join: join)
             // The faster of the two ways `tokenizers` offers: encode_batch and a loop of encode.
-            let theirs = [reference?["batch_texts_per_second"]?.doubleValue, reference?["loop_texts_per_second"]?.doubleValue]
-                .compactMap { $0 }.max()
+            let theirs = [
+                reference?["batch_texts_per_second"]?.doubleValue, reference?["loop_texts_per_second"]?.doubleValue
+            ]
+            .compactMap { $0 }.max()
             if let refTokens = reference?["tokens"]?.intValue, Int(refTokens) != tokens {
                 print("warning: token counts differ (quern \(tokens), tokenizers \(refTokens))")
             }
             let label = join == 1 ? "corpus lines" : "\(join) lines joined"
-            print(label.padding(toLength: 22, withPad: " ", startingAt: 0)
-                  + String(format: " %7d %8d %15.0f ", inputs.count, tokens, ours)
-                  + (theirs.map { String(format: "%19.0f %6.2f", $0, ours / $0) } ?? "                  -      -")
-                  + String(format: " %16.0f", Double(tokens) / best))
+            print(
+                label.padding(toLength: 22, withPad: " ", startingAt: 0)
+                    + String(format: " %7d %8d %15.0f ", inputs.count, tokens, ours)
+                    + (theirs.map { String(format: "%19.0f %6.2f", $0, ours / $0) } ?? "                  -      -")
+                    + String(format: " %16.0f", Double(tokens) / best))
         }
     }
 }

@@ -28,10 +28,14 @@ public struct TrainingBenchmark {
         case .mlp:
             return (Sequential([Linear(64, 64, activation: .relu, random: &r), Linear(64, 10, random: &r)]), [64])
         case .cnn:
-            return (Sequential([Conv2d(1, 8, kernel: 3, padding: 1, activation: .relu, random: &r), Pooling(.max, size: 2),
-                                Conv2d(8, 16, kernel: 3, padding: 1, activation: .relu, random: &r), Pooling(.max, size: 2),
-                                Flatten(), Linear(64, 64, activation: .relu, random: &r), Linear(64, 10, random: &r)]),
-                    [1, 8, 8])
+            return (
+                Sequential([
+                    Conv2d(1, 8, kernel: 3, padding: 1, activation: .relu, random: &r), Pooling(.max, size: 2),
+                    Conv2d(8, 16, kernel: 3, padding: 1, activation: .relu, random: &r), Pooling(.max, size: 2),
+                    Flatten(), Linear(64, 64, activation: .relu, random: &r), Linear(64, 10, random: &r)
+                ]),
+                [1, 8, 8]
+            )
         }
     }
 
@@ -40,15 +44,17 @@ public struct TrainingBenchmark {
         let (net, shape) = Self.network(model, seed: 1)
         var r = SeededRandom(seed: 2)
         let size = shape.reduce(1, *)
-        let data = LabeledSamples(inputs: (0..<(samples * size)).map { _ in r.unit() }, sampleShape: shape,
-                                  labels: (0..<samples).map { _ in Int(r.next() % 10) })
+        let data = LabeledSamples(
+            inputs: (0..<(samples * size)).map { _ in r.unit() }, sampleShape: shape,
+            labels: (0..<samples).map { _ in Int(r.next() % 10) })
         var options = TrainingOptions()
         options.optimizer = .adam
         options.weightDecay = 0
         options.learningRate = 1e-3
         options.batchSize = batch
         options.epochs = epochs + 1
-        let trainer = Trainer(model: net, options: options, samplesPerEpoch: samples, pool: ThreadPool(threads: threads))
+        let trainer = Trainer(
+            model: net, options: options, samplesPerEpoch: samples, pool: ThreadPool(threads: threads))
         let clock = SystemTime()
         var times: [Double] = []
         for epoch in 0...epochs {
@@ -61,15 +67,22 @@ public struct TrainingBenchmark {
     }
 
     func anchorEpochSeconds(_ model: Model, batch: Int, threads: Int) -> (Double, Double, String)? {
-        guard let o = Anchor.jsonLines(python: python, script: anchor, arguments: [
-                "--model", model.rawValue, "--batch", String(batch), "--threads", String(threads),
-                "--epochs", String(epochs), "--samples", String(samples)])?.last,
-              let best = o["epoch_seconds_best"]?.doubleValue, let median = o["epoch_seconds_median"]?.doubleValue else { return nil }
+        guard
+            let o = Anchor.jsonLines(
+                python: python, script: anchor,
+                arguments: [
+                    "--model", model.rawValue, "--batch", String(batch), "--threads", String(threads),
+                    "--epochs", String(epochs), "--samples", String(samples)
+                ])?.last,
+            let best = o["epoch_seconds_best"]?.doubleValue, let median = o["epoch_seconds_median"]?.doubleValue
+        else { return nil }
         return (best, median, o["torch"]?.stringValue ?? "?")
     }
 
     public func run(models: [Model], batches: [Int], threadCounts: [Int]) {
-        print("quern bench train  (\(samples) samples an epoch, Adam lr 1e-3, cross-entropy; best of \(epochs) epochs after a warm-up)")
+        print(
+            "quern bench train  (\(samples) samples an epoch, Adam lr 1e-3, cross-entropy; best of \(epochs) epochs after a warm-up)"
+        )
         print("target: Quern >= 1.0x PyTorch (CPU) on the same shapes, batch and threads\n")
         print("model  batch  threads   quern s/epoch   torch s/epoch   ratio (torch/quern)")
         var version: String?
@@ -81,11 +94,17 @@ public struct TrainingBenchmark {
                     if let t = theirs { version = t.2 }
                     let theirsText = theirs.map { String(format: "%13.4f", $0.0) } ?? "            -"
                     let ratio = theirs.map { String(format: "%8.2f", $0.0 / ours.0) } ?? "       -"
-                    print(model.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)
-                          + String(format: "  %5d  %7d   %13.4f  ", batch, threads, ours.0) + theirsText + "   " + ratio)
+                    print(
+                        model.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)
+                            + String(format: "  %5d  %7d   %13.4f  ", batch, threads, ours.0) + theirsText + "   "
+                            + ratio)
                 }
             }
         }
-        if let version { print("\nPyTorch \(version)") } else { print("\nPyTorch anchor not available (run scripts/setup-torch.sh)") }
+        if let version {
+            print("\nPyTorch \(version)")
+        } else {
+            print("\nPyTorch anchor not available (run scripts/setup-torch.sh)")
+        }
     }
 }

@@ -9,7 +9,8 @@ public struct SHA256Stream {
     public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { hasher.update(bufferPointer: $0) } }
 
     public func hex() -> String {
-        hasher.finalize().map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        hasher.finalize().map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+            .joined()
     }
 
     /// Hashes a file by streaming it, without loading it whole.
@@ -31,5 +32,5 @@ public struct SHA256Stream {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A strict JSON reader and a deterministic writer.
@@ -342,7 +342,9 @@ public struct JSONParser {
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
                 func hex4(_ at: Int) throws -> UInt32 {
-                    guard at + 4 <= raw.count else { throw JSONSyntaxError(message: "bad \\u escape", offset: start + at) }
+                    guard at + 4 <= raw.count else {
+                        throw JSONSyntaxError(message: "bad \\u escape", offset: start + at)
+                    }
                     var v: UInt32 = 0
                     for k in 0..<4 {
                         let h = raw[at + k]
@@ -412,7 +414,9 @@ public struct JSONParser {
             isInteger = false
             pos += 1
             var expNeg = false
-            if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { expNeg = peek() == UInt8(ascii: "-"); pos += 1 }
+            if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") {
+                expNeg = peek() == UInt8(ascii: "-"); pos += 1
+            }
             let es = pos
             while pos < end, base[pos] &- 48 < 10 {
                 if exponent < 100_000 { exponent = exponent * 10 + Int(base[pos] - 48) }
@@ -594,7 +598,8 @@ public struct JSONWriter {
 
 /// Builds JSON objects tersely: `["code": "x", "line": 3]`.
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByFloatLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral {
+    ExpressibleByFloatLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
+{
     public init(stringLiteral s: String) { self = .string(s) }
     public init(integerLiteral i: Int64) { self = .int(i) }
     public init(booleanLiteral b: Bool) { self = .bool(b) }

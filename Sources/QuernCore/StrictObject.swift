@@ -45,7 +45,8 @@ public struct StrictObject {
         guard let i = v.intValue else { throw typeError(key, "an integer", v) }
         if let range, !range.contains(Int(i)) {
             throw QuernError(
-                .invalidValue, "\"\(field(key))\" is \(i); it must be between \(range.lowerBound) and \(range.upperBound)",
+                .invalidValue,
+                "\"\(field(key))\" is \(i); it must be between \(range.lowerBound) and \(range.upperBound)",
                 field: field(key))
         }
         return Int(i)
@@ -72,12 +73,15 @@ public struct StrictObject {
     }
 
     /// A string that must be one of `allowed`; the error lists them.
-    public mutating func choice(_ key: String, _ allowed: [String], code: QuernError.Code = .invalidValue,
-                                required: Bool = false) throws -> String? {
+    public mutating func choice(
+        _ key: String, _ allowed: [String], code: QuernError.Code = .invalidValue,
+        required: Bool = false
+    ) throws -> String? {
         guard let s = try string(key, required: required) else { return nil }
         guard allowed.contains(s) else {
-            throw QuernError(code, "\"\(field(key))\" is \"\(s)\"; it must be one of: \(allowed.joined(separator: ", "))",
-                             field: field(key))
+            throw QuernError(
+                code, "\"\(field(key))\" is \"\(s)\"; it must be one of: \(allowed.joined(separator: ", "))",
+                field: field(key))
         }
         return s
     }

@@ -30,8 +30,10 @@ public final class ArchiveReader {
     /// is a single member named after the file (without a compression suffix).
     public static func layout(for path: String) -> Layout {
         let lower = path.lowercased()
-        let archiveSuffixes = [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.xz", ".txz",
-                               ".tar.bz2", ".tbz2", ".zip"]
+        let archiveSuffixes = [
+            ".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.xz", ".txz",
+            ".tar.bz2", ".tbz2", ".zip"
+        ]
         if archiveSuffixes.contains(where: { lower.hasSuffix($0) }) { return .archive }
         var name = Path.basename(path)
         for suffix in [".gz", ".zst", ".xz", ".bz2"] where name.lowercased().hasSuffix(suffix) {
@@ -61,12 +63,14 @@ public final class ArchiveReader {
         if GzipInflater.isGzip(path) {
             let inflater = try GzipInflater(path: path)
             self.inflater = inflater
-            opened = archive_read_open(a, Unmanaged.passUnretained(inflater).toOpaque(), nil, { _, client, buffer in
-                let inflater = Unmanaged<GzipInflater>.fromOpaque(client!).takeUnretainedValue()
-                guard let bytes = try? inflater.read() else { return -1 }  // inflater.error says why
-                buffer?.pointee = bytes.baseAddress
-                return bytes.count
-            }, nil)
+            opened = archive_read_open(
+                a, Unmanaged.passUnretained(inflater).toOpaque(), nil,
+                { _, client, buffer in
+                    let inflater = Unmanaged<GzipInflater>.fromOpaque(client!).takeUnretainedValue()
+                    guard let bytes = try? inflater.read() else { return -1 }  // inflater.error says why
+                    buffer?.pointee = bytes.baseAddress
+                    return bytes.count
+                }, nil)
         } else {
             opened = archive_read_open_filename(a, path, blockSize)
         }
@@ -138,5 +142,5 @@ public final class ArchiveReader {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

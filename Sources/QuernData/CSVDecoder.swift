@@ -1,7 +1,7 @@
 import QuernCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// CSV with a header row (RFC 4180: quoted fields may hold commas, quotes and newlines).
@@ -51,7 +51,10 @@ final class CSVDecoder: LineDecoder {
         func column(_ name: String?, _ field: String) throws -> Int? {
             guard let name else { return nil }
             guard let i = names.firstIndex(of: name) else {
-                throw QuernError(.missingValue, "column \"\(name)\" is not in the header of \(member) (columns: \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? ", ..." : ""))", field: field, member: member)
+                throw QuernError(
+                    .missingValue,
+                    "column \"\(name)\" is not in the header of \(member) (columns: \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? ", ..." : ""))",
+                    field: field, member: member)
             }
             return i
         }
@@ -74,12 +77,18 @@ final class CSVDecoder: LineDecoder {
     override func decode(line bytes: UnsafeRawBufferPointer, number n: Int, index: Int) throws -> StreamItem? {
         let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         guard UTF8Check.isValid(p, bytes.count) else {
-            if header == nil { throw QuernError(.invalidUTF8, "the CSV header of \(member) is not valid UTF-8", member: member) }
+            if header == nil {
+                throw QuernError(.invalidUTF8, "the CSV header of \(member) is not valid UTF-8", member: member)
+            }
             return failure(index, n, .invalidUTF8, "CSV record is not valid UTF-8")
         }
         guard let fields = CSVDecoder.fields(bytes) else {
-            if header == nil { throw QuernError(.invalidRecord, "the CSV header of \(member) has malformed quoting", line: n, member: member) }
-            return failure(index, n, .invalidRecord, "malformed CSV quoting (RFC 4180: a quote inside a field is written \"\")")
+            if header == nil {
+                throw QuernError(
+                    .invalidRecord, "the CSV header of \(member) has malformed quoting", line: n, member: member)
+            }
+            return failure(
+                index, n, .invalidRecord, "malformed CSV quoting (RFC 4180: a quote inside a field is written \"\")")
         }
         if header == nil {
             try setHeader(fields)
@@ -93,7 +102,8 @@ final class CSVDecoder: LineDecoder {
         var id = fallbackID(line)
         if let c = idCol, c < fields.count, !fields[c].isEmpty { id = fields[c] }
         guard fields.count == header.count else {
-            return failure(index, line, .invalidRecord, "row has \(fields.count) fields; the header has \(header.count)", id: id)
+            return failure(
+                index, line, .invalidRecord, "row has \(fields.count) fields; the header has \(header.count)", id: id)
         }
         if idCol != nil && fields[idCol!].isEmpty {
             return failure(index, line, .missingValue, "the id column \"\(spec.idField!)\" is empty")
@@ -102,18 +112,24 @@ final class CSVDecoder: LineDecoder {
         if let c = textCol { record.text = fields[c] }
         if let c = pairCol { record.pair = fields[c] }
         if let c = labelCol {
-            guard !fields[c].isEmpty else { return failure(index, line, .missingValue, "the label column \"\(header[c])\" is empty", id: id) }
+            guard !fields[c].isEmpty else {
+                return failure(index, line, .missingValue, "the label column \"\(header[c])\" is empty", id: id)
+            }
             record.label = fields[c]
         }
         record.features.reserveCapacity(featureCols.count)
         for c in featureCols {
             let text = fields[c]
             guard let v = parseNumber(text) else {
-                return failure(index, line, text.isEmpty ? .missingValue : .invalidRecord,
-                               text.isEmpty ? "column \"\(header[c])\" is empty" : "column \"\(header[c])\" is not a number: \"\(text.prefix(40))\"", id: id)
+                return failure(
+                    index, line, text.isEmpty ? .missingValue : .invalidRecord,
+                    text.isEmpty
+                        ? "column \"\(header[c])\" is empty"
+                        : "column \"\(header[c])\" is not a number: \"\(text.prefix(40))\"", id: id)
             }
             guard v.isFinite else {
-                return failure(index, line, .nonFinite, "column \"\(header[c])\" is \(text), not a finite number", id: id)
+                return failure(
+                    index, line, .nonFinite, "column \"\(header[c])\" is \(text), not a finite number", id: id)
             }
             record.features.append(v)
         }

@@ -1,7 +1,7 @@
 import QuernCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where a chunked gzip file stands: enough to resume it byte-identically after a crash.
@@ -18,11 +18,14 @@ public struct GzipPosition: Equatable, Sendable {
         self.length = length
     }
 
-    public var json: JSONValue { ["offset": .int(Int64(offset)), "crc": .int(Int64(crc)), "length": .int(Int64(length))] }
+    public var json: JSONValue {
+        ["offset": .int(Int64(offset)), "crc": .int(Int64(crc)), "length": .int(Int64(length))]
+    }
 
     public init(json: JSONValue) throws {
         guard let o = json.objectValue, let off = o["offset"]?.intValue, let crc = o["crc"]?.intValue,
-              let len = o["length"]?.intValue else { throw QuernError(.internalError, "bad gzip position in checkpoint") }
+            let len = o["length"]?.intValue
+        else { throw QuernError(.internalError, "bad gzip position in checkpoint") }
         self.init(offset: Int(off), crc: UInt32(crc), length: UInt64(len))
     }
 }
@@ -46,8 +49,10 @@ public final class ChunkedGzipWriter {
     static let header: [UInt8] = [0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3]  // mtime 0, OS unix: reproducible
 
     /// Starts a new file, or resumes one at `resume` with its buffered bytes.
-    public init(path: String, level: Int = 6, segmentBytes: Int = 1 << 20,
-                resume: (GzipPosition, [UInt8])? = nil) throws {
+    public init(
+        path: String, level: Int = 6, segmentBytes: Int = 1 << 20,
+        resume: (GzipPosition, [UInt8])? = nil
+    ) throws {
         self.path = path
         self.level = Int32(level)
         self.segmentBytes = segmentBytes
@@ -96,7 +101,9 @@ public final class ChunkedGzipWriter {
         try writeSegment(final: true)
         var trailer = [UInt8]()
         for v in [position.crc, UInt32(truncatingIfNeeded: position.length)] {
-            for shift in stride(from: 0, to: 32, by: 8) { trailer.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
+            for shift in stride(from: 0, to: 32, by: 8) {
+                trailer.append(UInt8(truncatingIfNeeded: v >> UInt32(shift)))
+            }
         }
         try Sys.writeAll(fd, trailer, path: path)
         Sys.close(fd)

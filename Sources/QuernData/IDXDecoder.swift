@@ -30,7 +30,9 @@ final class IDXDecoder: MemberDecoder {
     /// The name both members of an images/labels pair reduce to.
     static func pairKey(_ name: String) -> String {
         var s = name.lowercased()
-        for token in ["labels", "images", "idx1", "idx3", "label", "image"] { s = s.replacingOccurrences(of: token, with: "") }
+        for token in ["labels", "images", "idx1", "idx3", "label", "image"] {
+            s = s.replacingOccurrences(of: token, with: "")
+        }
         // NumPy's convention: x_train.npy holds the inputs, y_train.npy the labels.
         let parts = s.split(separator: "/", omittingEmptySubsequences: false)
         if var last = parts.last.map(String.init), last.hasPrefix("x_") || last.hasPrefix("y_") {
@@ -55,7 +57,9 @@ final class IDXDecoder: MemberDecoder {
     }
 
     func parseHeader() throws {
-        func bad(_ why: String) -> QuernError { QuernError(.invalidRecord, "\(member) is not a usable IDX file: \(why)", member: member) }
+        func bad(_ why: String) -> QuernError {
+            QuernError(.invalidRecord, "\(member) is not a usable IDX file: \(why)", member: member)
+        }
         guard try fill(4) else { throw bad("shorter than its 4-byte magic") }
         let magic = Array(take(4))
         guard magic[0] == 0, magic[1] == 0, let size = Self.itemSizes[magic[2]], magic[3] >= 1 else {
@@ -67,14 +71,21 @@ final class IDXDecoder: MemberDecoder {
         dims = (0..<Int(magic[3])).map { _ in take(4).reduce(0) { $0 << 8 | Int($1) } }
         var bytes = itemSize, overflow = false
         for d in dims.dropFirst() where !overflow { (bytes, overflow) = bytes.multipliedReportingOverflow(by: d) }
-        guard !overflow, bytes <= maxRowBytes else { throw bad("a record of shape \(Array(dims.dropFirst())) exceeds limits.max_line_bytes") }
+        guard !overflow, bytes <= maxRowBytes else {
+            throw bad("a record of shape \(Array(dims.dropFirst())) exceeds limits.max_line_bytes")
+        }
         rowLength = dims.dropFirst().reduce(1, *)
         if dims.count >= 2 && spec.wantsLabel {
             guard let l = spec.idxLabels[Self.pairKey(member)] else {
-                throw QuernError(.missingValue, "\(member) has no labels member (a 1-D IDX file such as \(member.replacingOccurrences(of: "images", with: "labels").replacingOccurrences(of: "idx3", with: "idx1"))) in the archive", member: member)
+                throw QuernError(
+                    .missingValue,
+                    "\(member) has no labels member (a 1-D IDX file such as \(member.replacingOccurrences(of: "images", with: "labels").replacingOccurrences(of: "idx3", with: "idx1"))) in the archive",
+                    member: member)
             }
             guard l.count == dims[0] else {
-                throw QuernError(.invalidRecord, "\(member) has \(dims[0]) images but its labels member has \(l.count) labels", member: member)
+                throw QuernError(
+                    .invalidRecord, "\(member) has \(dims[0]) images but its labels member has \(l.count) labels",
+                    member: member)
             }
             labels = l
         }
@@ -98,23 +109,30 @@ final class IDXDecoder: MemberDecoder {
         guard row < dims[0] else { return nil }
         let bytes = rowLength * itemSize
         guard try fill(bytes) else {
-            throw QuernError(.archiveCorrupt, "\(member) is truncated: \(dims[0]) records promised, \(row) present", member: member)
+            throw QuernError(
+                .archiveCorrupt, "\(member) is truncated: \(dims[0]) records promised, \(row) present", member: member)
         }
         var record = Record(index: index, id: "\(member):\(row)", member: member, line: row)
         let raw = take(bytes)
         if type == 0x08 {
             record.features = raw.map { Float($0) }
         } else {
-            record.features = (0..<rowLength).map { value(raw[(raw.startIndex + $0 * itemSize)..<(raw.startIndex + ($0 + 1) * itemSize)]) }
+            record.features = (0..<rowLength).map {
+                value(raw[(raw.startIndex + $0 * itemSize)..<(raw.startIndex + ($0 + 1) * itemSize)])
+            }
         }
         if spec.featureScale != 1 || spec.featureOffset != 0 {
-            for i in record.features.indices { record.features[i] = record.features[i] * spec.featureScale + spec.featureOffset }
+            for i in record.features.indices {
+                record.features[i] = record.features[i] * spec.featureScale + spec.featureOffset
+            }
         }
         record.label = labels?[row]
         row += 1
         if start > 1 << 20 { buffer.removeFirst(start); start = 0 }
         if let bad = record.features.firstIndex(where: { !$0.isFinite }) {
-            return failure(index, record.line, .nonFinite, "feature \(bad) is \(record.features[bad]), not a finite number", id: record.id)
+            return failure(
+                index, record.line, .nonFinite, "feature \(bad) is \(record.features[bad]), not a finite number",
+                id: record.id)
         }
         return .record(record)
     }
@@ -137,13 +155,18 @@ final class IDXDecoder: MemberDecoder {
                 }
                 if isLabels == true {
                     data.append(contentsOf: block)
-                    if data.count > 64 << 20 { throw QuernError(.invalidRecord, "labels member \(entry.name) is over 64 MiB", member: entry.name) }
+                    if data.count > 64 << 20 {
+                        throw QuernError(
+                            .invalidRecord, "labels member \(entry.name) is over 64 MiB", member: entry.name)
+                    }
                 }
             }
             guard isLabels == true, data.count >= 8, let size = itemSizes[data[2]] else { continue }
             let n = data[4..<8].reduce(0) { $0 << 8 | Int($1) }
             guard data.count >= 8 + n * size else {
-                throw QuernError(.archiveCorrupt, "labels member \(entry.name) is truncated: \(n) labels promised", member: entry.name)
+                throw QuernError(
+                    .archiveCorrupt, "labels member \(entry.name) is truncated: \(n) labels promised",
+                    member: entry.name)
             }
             let labels: [String] = (0..<n).map { i in
                 let b = data[(8 + i * size)..<(8 + (i + 1) * size)]

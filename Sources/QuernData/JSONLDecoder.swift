@@ -42,7 +42,9 @@ final class JSONLDecoder: LineDecoder {
                 return failure(index, line, .missingValue, "record has no \"\(spec.idField!)\" field (input.id_field)")
             }
             guard let str = idString(v) else {
-                return failure(index, line, .invalidRecord, "\"\(spec.idField!)\" must be a string or an integer, not \(v.typeName)")
+                return failure(
+                    index, line, .invalidRecord,
+                    "\"\(spec.idField!)\" must be a string or an integer, not \(v.typeName)")
             }
             id = str
         }
@@ -63,30 +65,42 @@ final class JSONLDecoder: LineDecoder {
         }
         if let s = labelSlot {
             guard let v = values[s], let label = idString(v) else {
-                return failure(index, line, .missingValue, "label field \"\(spec.labelField!)\" is missing or not a string/integer", id: id)
+                return failure(
+                    index, line, .missingValue,
+                    "label field \"\(spec.labelField!)\" is missing or not a string/integer", id: id)
             }
             record.label = label
         }
         if let s = featuresSlot {
             guard let arr = values[s]?.arrayValue else {
-                return failure(index, line, .missingValue, "features field \"\(wantedName(s))\" is missing or not an array of numbers", id: id)
+                return failure(
+                    index, line, .missingValue,
+                    "features field \"\(wantedName(s))\" is missing or not an array of numbers", id: id)
             }
             record.features.reserveCapacity(arr.count)
             for (i, v) in arr.enumerated() {
                 guard let d = v.doubleValue else {
-                    return failure(index, line, .invalidRecord, "feature \(i) of \"\(wantedName(s))\" is \(v.typeName), not a number", id: id)
+                    return failure(
+                        index, line, .invalidRecord,
+                        "feature \(i) of \"\(wantedName(s))\" is \(v.typeName), not a number", id: id)
                 }
                 let f = Float(d)
-                if !f.isFinite { return failure(index, line, .nonFinite, "feature \(i) (\(d)) does not fit in a float32", id: id) }
+                if !f.isFinite {
+                    return failure(index, line, .nonFinite, "feature \(i) (\(d)) does not fit in a float32", id: id)
+                }
                 record.features.append(f)
             }
         }
         for s in columnSlots {
             guard let d = values[s]?.doubleValue else {
-                return failure(index, line, .missingValue, "feature field \"\(wantedName(s))\" is missing or not a number", id: id)
+                return failure(
+                    index, line, .missingValue, "feature field \"\(wantedName(s))\" is missing or not a number", id: id)
             }
             let f = Float(d)
-            if !f.isFinite { return failure(index, line, .nonFinite, "feature \"\(wantedName(s))\" (\(d)) does not fit in a float32", id: id) }
+            if !f.isFinite {
+                return failure(
+                    index, line, .nonFinite, "feature \"\(wantedName(s))\" (\(d)) does not fit in a float32", id: id)
+            }
             record.features.append(f)
         }
         return .record(record)

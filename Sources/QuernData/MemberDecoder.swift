@@ -10,11 +10,22 @@ class MemberDecoder {
         self.member = member
     }
 
-    static func make(spec: RecordSpec, limits: StreamLimits, member: String, source: BlockSource) throws -> MemberDecoder {
+    static func make(spec: RecordSpec, limits: StreamLimits, member: String, source: BlockSource) throws
+        -> MemberDecoder
+    {
         switch spec.format {
-        case .jsonl: return JSONLDecoder(spec: spec, member: member, lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: false))
-        case .txt: return TextDecoder(spec: spec, member: member, lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: false))
-        case .csv: return CSVDecoder(spec: spec, member: member, lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: true))
+        case .jsonl:
+            return JSONLDecoder(
+                spec: spec, member: member,
+                lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: false))
+        case .txt:
+            return TextDecoder(
+                spec: spec, member: member,
+                lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: false))
+        case .csv:
+            return CSVDecoder(
+                spec: spec, member: member,
+                lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: true))
         case .npy: return NPYDecoder(spec: spec, member: member, source: source, maxRowBytes: limits.maxLineBytes)
         case .idx: return IDXDecoder(spec: spec, member: member, source: source, maxRowBytes: limits.maxLineBytes)
         case .png: return PNGDecoder(spec: spec, member: member, source: source, maxBytes: limits.maxLineBytes)
@@ -24,9 +35,13 @@ class MemberDecoder {
     /// The next item, or nil when the member is exhausted.
     func next(index: Int) throws -> StreamItem? { nil }
 
-    func failure(_ index: Int, _ line: Int?, _ code: QuernError.Code, _ message: String, id: String? = nil) -> StreamItem {
-        .failure(RecordFailure(index: index, id: id, member: member, line: line,
-                               error: QuernError(code, message, line: line, member: member)))
+    func failure(_ index: Int, _ line: Int?, _ code: QuernError.Code, _ message: String, id: String? = nil)
+        -> StreamItem
+    {
+        .failure(
+            RecordFailure(
+                index: index, id: id, member: member, line: line,
+                error: QuernError(code, message, line: line, member: member)))
     }
 
     func fallbackID(_ line: Int) -> String { "\(member):\(line)" }
@@ -60,8 +75,8 @@ class LineDecoder: MemberDecoder {
                     return try decode(line: bytes, number: n, index: index)
                 }
             }
-            guard let item else { return nil }      // end of member
-            if let item { return item }              // blank line or header: keep going
+            guard let item else { return nil }  // end of member
+            if let item { return item }  // blank line or header: keep going
         }
     }
 }

@@ -16,12 +16,15 @@ public enum NPYHeader {
     /// `descr` and `shape` of a version 1.0 header at the start of `bytes` (as `encode`
     /// writes them); nil for anything else.
     public static func decode(_ bytes: [UInt8]) -> (descr: String, shape: [Int])? {
-        guard bytes.count >= 10, bytes[0..<6].elementsEqual([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]), bytes[6] == 1 else { return nil }
+        guard bytes.count >= 10, bytes[0..<6].elementsEqual([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]), bytes[6] == 1 else {
+            return nil
+        }
         let length = Int(bytes[8]) | Int(bytes[9]) << 8
         guard bytes.count >= 10 + length else { return nil }
         let text = String(decoding: bytes[10..<(10 + length)], as: UTF8.self)
         guard let descr = NPYDecoder.value(of: "descr", in: text)?.trimmingCharacters(in: "'\" "),
-              let shape = NPYDecoder.value(of: "shape", in: text) else { return nil }
+            let shape = NPYDecoder.value(of: "shape", in: text)
+        else { return nil }
         let dims = shape.filter { !"() ".contains($0) }.split(separator: ",").compactMap { Int($0) }
         return (descr, dims)
     }
@@ -58,7 +61,9 @@ final class NPYDecoder: MemberDecoder {
         func bad(_ why: String) -> QuernError {
             QuernError(.invalidRecord, "\(member) is not a usable .npy file: \(why)", member: member)
         }
-        guard try fill(10), buffer[0..<6].elementsEqual([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) else { throw bad("bad magic") }
+        guard try fill(10), buffer[0..<6].elementsEqual([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) else {
+            throw bad("bad magic")
+        }
         let major = buffer[6]
         let headerLength: Int, start: Int
         if major == 1 {
@@ -68,17 +73,26 @@ final class NPYDecoder: MemberDecoder {
             guard try fill(12) else { throw bad("truncated header") }
             headerLength = (0..<4).reduce(0) { $0 | Int(buffer[8 + $1]) << (8 * $1) }
             start = 12
-        } else { throw bad("unsupported format version \(major)") }
+        } else {
+            throw bad("unsupported format version \(major)")
+        }
         guard headerLength < 1 << 20, try fill(start + headerLength) else { throw bad("truncated header") }
         let text = String(decoding: buffer[start..<(start + headerLength)], as: UTF8.self)
         buffer.removeFirst(start + headerLength)
         guard let descr = Self.value(of: "descr", in: text)?.trimmingCharacters(in: "'\" "),
-              let order = Self.value(of: "fortran_order", in: text),
-              let shapeText = Self.value(of: "shape", in: text) else { throw bad("header lacks descr/fortran_order/shape") }
-        if order.contains("True") { throw bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray") }
-        let sizes: [String: (Character, Int)] = ["<f4": ("f", 4), "<f8": ("f", 8), "|u1": ("u", 1), "|i1": ("i", 1),
-                                                  "<i2": ("i", 2), "<i4": ("i", 4), "<i8": ("i", 8), "<u2": ("u", 2)]
-        guard let (k, size) = sizes[descr] else { throw bad("dtype \(descr) is not supported (use float32, float64 or integers)") }
+            let order = Self.value(of: "fortran_order", in: text),
+            let shapeText = Self.value(of: "shape", in: text)
+        else { throw bad("header lacks descr/fortran_order/shape") }
+        if order.contains("True") {
+            throw bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
+        }
+        let sizes: [String: (Character, Int)] = [
+            "<f4": ("f", 4), "<f8": ("f", 8), "|u1": ("u", 1), "|i1": ("i", 1),
+            "<i2": ("i", 2), "<i4": ("i", 4), "<i8": ("i", 8), "<u2": ("u", 2)
+        ]
+        guard let (k, size) = sizes[descr] else {
+            throw bad("dtype \(descr) is not supported (use float32, float64 or integers)")
+        }
         kind = k
         itemSize = size
         let parts = shapeText.filter { !"() ".contains($0) }.split(separator: ",")
@@ -93,7 +107,9 @@ final class NPYDecoder: MemberDecoder {
         var rowBytes = itemSize
         for d in dims.dropFirst() {
             let (p, overflow) = rowBytes.multipliedReportingOverflow(by: d)
-            if overflow || p > maxRowBytes { throw bad("a row of shape \(Array(dims.dropFirst())) exceeds limits.max_line_bytes") }
+            if overflow || p > maxRowBytes {
+                throw bad("a row of shape \(Array(dims.dropFirst())) exceeds limits.max_line_bytes")
+            }
             rowBytes = p
         }
         rowLength = rowBytes / itemSize
@@ -126,10 +142,15 @@ final class NPYDecoder: MemberDecoder {
                     isLabelsMember = true  // a labels member: read in the first pass
                 } else {
                     guard let l = spec.idxLabels[IDXDecoder.pairKey(member)] else {
-                        throw QuernError(.missingValue, "\(member) has no labels member (a 1-D array such as y_\(Path.basename(member).replacingOccurrences(of: "x_", with: "")) next to it)", member: member)
+                        throw QuernError(
+                            .missingValue,
+                            "\(member) has no labels member (a 1-D array such as y_\(Path.basename(member).replacingOccurrences(of: "x_", with: "")) next to it)",
+                            member: member)
                     }
                     guard l.count == rows else {
-                        throw QuernError(.invalidRecord, "\(member) has \(rows) rows but its labels member has \(l.count) labels", member: member)
+                        throw QuernError(
+                            .invalidRecord, "\(member) has \(rows) rows but its labels member has \(l.count) labels",
+                            member: member)
                     }
                     labels = l
                 }
@@ -139,7 +160,8 @@ final class NPYDecoder: MemberDecoder {
         guard row < rows else { return nil }
         let bytes = rowLength * itemSize
         guard try fill(bytes) else {
-            throw QuernError(.archiveCorrupt, "\(member) is truncated: \(rows) rows promised, \(row) present", member: member)
+            throw QuernError(
+                .archiveCorrupt, "\(member) is truncated: \(rows) rows promised, \(row) present", member: member)
         }
         var record = Record(index: index, id: "\(member):\(row)", member: member, line: row)
         record.label = labels?[row]
@@ -164,10 +186,14 @@ final class NPYDecoder: MemberDecoder {
         buffer.removeFirst(bytes)
         row += 1
         if spec.featureScale != 1 || spec.featureOffset != 0 {
-            for i in record.features.indices { record.features[i] = record.features[i] * spec.featureScale + spec.featureOffset }
+            for i in record.features.indices {
+                record.features[i] = record.features[i] * spec.featureScale + spec.featureOffset
+            }
         }
         if let bad = record.features.firstIndex(where: { !$0.isFinite }) {
-            return failure(index, record.line, .nonFinite, "feature \(bad) is \(record.features[bad]), not a finite number", id: record.id)
+            return failure(
+                index, record.line, .nonFinite, "feature \(bad) is \(record.features[bad]), not a finite number",
+                id: record.id)
         }
         return .record(record)
     }

@@ -22,7 +22,8 @@ final class PNGDecoder: MemberDecoder {
         while let b = try source.next() {
             data.append(contentsOf: b)
             if data.count > maxBytes {
-                return failure(index, nil, .lineTooLong, "\(member) is larger than limits.max_line_bytes (\(maxBytes) bytes)")
+                return failure(
+                    index, nil, .lineTooLong, "\(member) is larger than limits.max_line_bytes (\(maxBytes) bytes)")
             }
         }
         var record = Record(index: index, id: member, member: member, line: 1)
@@ -32,12 +33,16 @@ final class PNGDecoder: MemberDecoder {
             return failure(index, nil, e.code, "\(member): \(e.message)", id: member)
         }
         if spec.featureScale != 1 || spec.featureOffset != 0 {
-            for i in record.features.indices { record.features[i] = record.features[i] * spec.featureScale + spec.featureOffset }
+            for i in record.features.indices {
+                record.features[i] = record.features[i] * spec.featureScale + spec.featureOffset
+            }
         }
         if spec.wantsLabel {
             let parts = member.split(separator: "/")
             guard parts.count >= 2 else {
-                return failure(index, nil, .missingValue, "\(member) is not in a directory named after its label (e.g. train/7/\(member))", id: member)
+                return failure(
+                    index, nil, .missingValue,
+                    "\(member) is not in a directory named after its label (e.g. train/7/\(member))", id: member)
             }
             record.label = String(parts[parts.count - 2])
         }
@@ -47,7 +52,9 @@ final class PNGDecoder: MemberDecoder {
     /// Pixels as floats, channel-major.
     static func decode(_ png: [UInt8]) throws -> [Float] {
         func bad(_ why: String) -> QuernError { QuernError(.invalidRecord, "not a usable PNG: \(why)") }
-        guard png.count >= 8, png[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else { throw bad("bad signature") }
+        guard png.count >= 8, png[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else {
+            throw bad("bad signature")
+        }
         func be32(_ at: Int) -> Int { png[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
         var at = 8
         var width = 0, height = 0, colorType = -1
@@ -68,9 +75,15 @@ final class PNGDecoder: MemberDecoder {
                 let depth = png[body.lowerBound + 8]
                 colorType = Int(png[body.lowerBound + 9])
                 guard depth == 8 else { throw bad("bit depth \(depth); only 8-bit images are read") }
-                guard [0, 2, 4, 6].contains(colorType) else { throw bad("color type \(colorType) (palette images are not read; save as grayscale or RGB)") }
-                guard png[body.lowerBound + 12] == 0 else { throw bad("interlaced (Adam7) images are not read; save without interlacing") }
-                guard width > 0, height > 0, width <= 1 << 14, height <= 1 << 14 else { throw bad("size \(width)x\(height)") }
+                guard [0, 2, 4, 6].contains(colorType) else {
+                    throw bad("color type \(colorType) (palette images are not read; save as grayscale or RGB)")
+                }
+                guard png[body.lowerBound + 12] == 0 else {
+                    throw bad("interlaced (Adam7) images are not read; save without interlacing")
+                }
+                guard width > 0, height > 0, width <= 1 << 14, height <= 1 << 14 else {
+                    throw bad("size \(width)x\(height)")
+                }
             case "IDAT": idat.append(contentsOf: png[body])
             case "IEND": sawEnd = true
             default: break

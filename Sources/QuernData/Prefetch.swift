@@ -36,8 +36,10 @@ final class ArchivePrefetcher: @unchecked Sendable {
     private var cancelled = false
     private var thread: Thread?
 
-    init(reader: ArchiveReader, chunkSize: Int = 1 << 20, depth: Int = 4,
-         shouldRead: @escaping (ArchiveReader.Entry) -> Bool) {
+    init(
+        reader: ArchiveReader, chunkSize: Int = 1 << 20, depth: Int = 4,
+        shouldRead: @escaping (ArchiveReader.Entry) -> Bool
+    ) {
         self.reader = reader
         self.chunkSize = chunkSize
         self.depth = depth
@@ -115,7 +117,8 @@ final class ArchivePrefetcher: @unchecked Sendable {
                     var offset = 0
                     while offset < block.count {
                         let n = min(block.count - offset, chunkSize - chunk.count)
-                        (chunk.storage.baseAddress! + chunk.count).copyMemory(from: block.baseAddress! + offset, byteCount: n)
+                        (chunk.storage.baseAddress! + chunk.count).copyMemory(
+                            from: block.baseAddress! + offset, byteCount: n)
                         chunk.count += n
                         offset += n
                         if chunk.count == chunkSize {

@@ -1,7 +1,7 @@
 import QuernCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum RecordFormat: String, Sendable, CaseIterable {
@@ -42,8 +42,10 @@ public struct RecordSpec: Sendable {
     /// IDX and NPY labels by pairing key (see `IDXDecoder.pairKey`), read before the arrays.
     var idxLabels: [String: [String]] = [:]
 
-    public init(format: RecordFormat, members: String? = nil, idField: String? = nil, textField: String? = nil,
-                labelField: String? = nil, featuresField: String? = nil, featureColumns: [String]? = nil) {
+    public init(
+        format: RecordFormat, members: String? = nil, idField: String? = nil, textField: String? = nil,
+        labelField: String? = nil, featuresField: String? = nil, featureColumns: [String]? = nil
+    ) {
         self.format = format
         self.members = members
         self.idField = idField
@@ -132,10 +134,14 @@ public final class RecordStream {
     /// Ordinal of the next member that yields items (for `.members`).
     private var memberOrdinal = 0
 
-    public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits(), selection: Selection = .all) throws {
+    public init(path: String, spec: RecordSpec, limits: StreamLimits = StreamLimits(), selection: Selection = .all)
+        throws
+    {
         var spec = spec
         if spec.format == .idx && spec.wantsLabel { spec.idxLabels = try IDXDecoder.readLabels(path: path, spec: spec) }
-        if spec.format == .npy && spec.wantsLabel { spec.idxLabels = try NPYDecoder.readLabels(path: path, spec: spec, limits: limits) }
+        if spec.format == .npy && spec.wantsLabel {
+            spec.idxLabels = try NPYDecoder.readLabels(path: path, spec: spec, limits: limits)
+        }
         self.spec = spec
         self.limits = limits
         self.selection = selection
@@ -171,7 +177,11 @@ public final class RecordStream {
     /// (compressed bytes read, file size): how far through the input the stream is.
     public var progress: (done: Int, total: Int) { (compressed, totalBytes) }
 
-    enum Disposition { case skip, unsafe(String), read }
+    enum Disposition {
+        case skip
+        case unsafe(String)
+        case read
+    }
 
     /// What to do with a member: directories and members outside the glob are passed
     /// over silently; links, devices, absolute paths and `..` are refused as unsafe.
@@ -231,8 +241,10 @@ public final class RecordStream {
                 if case .members(let r) = selection, !r.contains(memberOrdinal) { continue }
                 if case .unsafe(let problem) = disposition {
                     defer { index += 1 }
-                    return .failure(RecordFailure(index: index, id: nil, member: entry.name, line: nil,
-                                                  error: QuernError(.unsafeMember, problem, member: entry.name)))
+                    return .failure(
+                        RecordFailure(
+                            index: index, id: nil, member: entry.name, line: nil,
+                            error: QuernError(.unsafeMember, problem, member: entry.name)))
                 }
                 guard read else { continue }
                 membersRead += 1
@@ -255,15 +267,18 @@ public final class RecordStream {
         decompressedBytes += chunk.count
         compressed = chunk.compressedAfter
         if let max = limits.maxInputBytes, decompressedBytes > max {
-            throw QuernError(.decompressionLimit,
-                             "the input decompresses to more than limits.max_input_bytes (\(max) bytes); raise the limit if this is expected",
-                             field: "limits.max_input_bytes")
+            throw QuernError(
+                .decompressionLimit,
+                "the input decompresses to more than limits.max_input_bytes (\(max) bytes); raise the limit if this is expected",
+                field: "limits.max_input_bytes")
         }
         if decompressedBytes > limits.ratioFloorBytes,
-           Double(decompressedBytes) > limits.maxExpansionRatio * Double(max(compressed, 1)) {
-            throw QuernError(.decompressionLimit,
-                             "the input expands more than \(Int(limits.maxExpansionRatio))x its compressed size (\(decompressedBytes) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
-                             field: "limits.max_expansion_ratio")
+            Double(decompressedBytes) > limits.maxExpansionRatio * Double(max(compressed, 1))
+        {
+            throw QuernError(
+                .decompressionLimit,
+                "the input expands more than \(Int(limits.maxExpansionRatio))x its compressed size (\(decompressedBytes) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
+                field: "limits.max_expansion_ratio")
         }
     }
 }
@@ -344,7 +359,9 @@ struct LineSplitter {
         var i = from
         while i < block.count {
             let c = bytes[i]
-            if c == 0x22 { inQuotes.toggle() } else if c == 0x0A {
+            if c == 0x22 {
+                inQuotes.toggle()
+            } else if c == 0x0A {
                 if !inQuotes { return i }
                 newlinesInRecord += 1
             }
@@ -361,7 +378,9 @@ struct LineSplitter {
                 atStart = false
                 guard let b = try source.next() else {
                     // End of member: whatever is carried is the last line (no final newline).
-                    if overflowing { overflowing = false; carry = []; return try body(.tooLong(lineNumber: takeLine())) }
+                    if overflowing {
+                        overflowing = false; carry = []; return try body(.tooLong(lineNumber: takeLine()))
+                    }
                     if carry.isEmpty { return nil }
                     defer { carry = [] }
                     let n = takeLine()

@@ -9,8 +9,9 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
 
     public init(index: Int, count: Int) throws {
         guard count >= 1, index >= 0, index < count else {
-            throw QuernError(.invalidValue, "shard \(index)/\(count): the index must be in 0..<count and the count at least 1",
-                             field: "shard")
+            throw QuernError(
+                .invalidValue, "shard \(index)/\(count): the index must be in 0..<count and the count at least 1",
+                field: "shard")
         }
         self.index = index
         self.count = count
@@ -20,7 +21,8 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else {
-            throw QuernError(.invalidValue, "--shard \"\(text)\" is not INDEX/COUNT (0-based, like 0/4)", field: "shard")
+            throw QuernError(
+                .invalidValue, "--shard \"\(text)\" is not INDEX/COUNT (0-based, like 0/4)", field: "shard")
         }
         try self.init(index: i, count: n)
     }
@@ -33,15 +35,18 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
         if let id = env["SLURM_ARRAY_TASK_ID"].flatMap({ Int($0) }) {
             let first = env["SLURM_ARRAY_TASK_MIN"].flatMap { Int($0) } ?? 0
             guard let n = count ?? env["SLURM_ARRAY_TASK_COUNT"].flatMap({ Int($0) }) else {
-                throw QuernError(.invalidValue, "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --shard-count",
-                                 field: "shard")
+                throw QuernError(
+                    .invalidValue, "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --shard-count",
+                    field: "shard")
             }
             return try Shard(index: id - first, count: n)
         }
         if let index = env["JOB_COMPLETION_INDEX"].flatMap({ Int($0) }) {
             guard let count else {
-                throw QuernError(.invalidValue, "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job); pass --shard-count with the job's completions",
-                                 field: "shard")
+                throw QuernError(
+                    .invalidValue,
+                    "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job); pass --shard-count with the job's completions",
+                    field: "shard")
             }
             return try Shard(index: index, count: count)
         }
@@ -96,11 +101,14 @@ public struct ShardPlan: Sendable, Equatable {
         return ShardPlan(mode: .records, count: count, units: records)
     }
 
-    public var json: JSONValue { ["mode": .string(mode.rawValue), "count": .int(Int64(count)), "units": .int(Int64(units))] }
+    public var json: JSONValue {
+        ["mode": .string(mode.rawValue), "count": .int(Int64(count)), "units": .int(Int64(units))]
+    }
 
     public init(json: JSONValue) throws {
         guard let o = json.objectValue, let m = o["mode"]?.stringValue.flatMap(Mode.init(rawValue:)),
-              let c = o["count"]?.intValue, let u = o["units"]?.intValue, c >= 1, u >= 0 else {
+            let c = o["count"]?.intValue, let u = o["units"]?.intValue, c >= 1, u >= 0
+        else {
             throw QuernError(.internalError, "a shard plan is not {mode, count, units}")
         }
         self.init(mode: m, count: Int(c), units: Int(u))

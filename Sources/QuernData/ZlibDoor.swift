@@ -2,7 +2,7 @@ import CZlib
 import QuernCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one door to zlib.
@@ -29,8 +29,9 @@ public enum Zlib {
     /// With `final`, the segment ends the stream instead.
     public static func deflateSegment(_ input: UnsafeRawBufferPointer, level: Int32, final: Bool) throws -> [UInt8] {
         var stream = z_stream()
-        var r = deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY,
-                              ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        var r = deflateInit2_(
+            &stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY,
+            ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         guard r == Z_OK else { throw QuernError(.internalError, "deflateInit2 failed (\(r))") }
         defer { deflateEnd(&stream) }
         let bound = Int(deflateBound(&stream, uLong(input.count))) + 64
@@ -71,9 +72,11 @@ public enum Zlib {
             }
         }
         guard result.0 == Z_STREAM_END, result.1 == expected else {
-            throw QuernError(.invalidRecord, result.1 > expected
-                             ? "image data inflates to more than its declared size"
-                             : "image data is corrupt or truncated (zlib \(result.0), \(result.1) of \(expected) bytes)")
+            throw QuernError(
+                .invalidRecord,
+                result.1 > expected
+                    ? "image data inflates to more than its declared size"
+                    : "image data is corrupt or truncated (zlib \(result.0), \(result.1) of \(expected) bytes)")
         }
         out.removeLast()
         return out
@@ -94,7 +97,9 @@ public enum Zlib {
 
     /// Inflates the first member of `data`, or every member when `all`; returns the
     /// compressed bytes consumed and the decompressed bytes.
-    private static func inflateMembers(_ data: [UInt8], windowBits: Int32, all: Bool) throws -> (length: Int, bytes: [UInt8]) {
+    private static func inflateMembers(_ data: [UInt8], windowBits: Int32, all: Bool) throws -> (
+        length: Int, bytes: [UInt8]
+    ) {
         var stream = z_stream()
         guard inflateInit2_(&stream, windowBits, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw QuernError(.internalError, "inflateInit2 failed")

@@ -7,8 +7,10 @@ public enum Attention {
     /// rows `offsets[i]..<offsets[i + 1]` of qkv (`3·heads·headDim` floats a row) and of
     /// `out` (`heads·headDim`). No padding means no mask and no wasted rows; sequences
     /// are split across the pool.
-    public static func sequences(qkv: UnsafePointer<Float>, offsets: [Int], heads: Int, headDim: Int,
-                                 into out: UnsafeMutablePointer<Float>, isa: ISA = .active, pool: ThreadPool = .shared) {
+    public static func sequences(
+        qkv: UnsafePointer<Float>, offsets: [Int], heads: Int, headDim: Int,
+        into out: UnsafeMutablePointer<Float>, isa: ISA = .active, pool: ThreadPool = .shared
+    ) {
         let hidden = heads * headDim, scale = 1 / Float(headDim).squareRoot()
         let count = offsets.count - 1
         guard count > 0 else { return }
@@ -19,7 +21,9 @@ public enum Attention {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchSize)
             defer { scratch.deallocate() }
             for i in 0..<count where offsets[i + 1] > offsets[i] {
-                kernel(qkv + offsets[i] * 3 * hidden, offsets[i + 1] - offsets[i], heads, headDim, scale, scratch, out + offsets[i] * hidden)
+                kernel(
+                    qkv + offsets[i] * 3 * hidden, offsets[i + 1] - offsets[i], heads, headDim, scale, scratch,
+                    out + offsets[i] * hidden)
             }
             return
         }

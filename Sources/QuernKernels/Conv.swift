@@ -1,4 +1,5 @@
 import CKernels
+
 /// 2-D convolution and pooling on NCHW tensors.
 ///
 /// Convolution is im2col + the packed fp32 GEMM: for each image, the patch matrix
@@ -37,7 +38,9 @@ public struct Conv2D: Sendable {
 
     /// x: `[batch, inC, H, W]` → `[batch, outC, outH, outW]`.
     public func forward(_ x: Tensor, isa: ISA = .active, pool: ThreadPool = .shared) -> Tensor {
-        precondition(x.shape.count == 4 && x.shape[1] == inChannels, "Conv2D: input \(x.shape), expected [B, \(inChannels), H, W]")
+        precondition(
+            x.shape.count == 4 && x.shape[1] == inChannels,
+            "Conv2D: input \(x.shape), expected [B, \(inChannels), H, W]")
         let batch = x.shape[0], h = x.shape[2], w = x.shape[3]
         let (oh, ow) = outputSize(h, w)
         precondition(oh > 0 && ow > 0, "Conv2D: a \(kernelH)x\(kernelW) kernel does not fit a \(h)x\(w) input")
@@ -54,8 +57,9 @@ public struct Conv2D: Sendable {
                 columns.withUnsafeBufferPointer { cols in
                     product.withUnsafeMutableBufferPointer { prod in
                         withBias { b in
-                            SGEMM.linear(cols.baseAddress!, m: positions, weights, bias: b,
-                                         activation: activation, into: prod.baseAddress!, isa: isa, pool: pool)
+                            SGEMM.linear(
+                                cols.baseAddress!, m: positions, weights, bias: b,
+                                activation: activation, into: prod.baseAddress!, isa: isa, pool: pool)
                         }
                     }
                 }
@@ -63,8 +67,9 @@ public struct Conv2D: Sendable {
                 let transpose = isa.kernels.transpose
                 product.withUnsafeBufferPointer { prod in
                     out.data.withUnsafeMutableBufferPointer { o in
-                        transpose(prod.baseAddress!, outChannels, positions, outChannels,
-                                  o.baseAddress! + b * outChannels * positions, positions)
+                        transpose(
+                            prod.baseAddress!, outChannels, positions, outChannels,
+                            o.baseAddress! + b * outChannels * positions, positions)
                     }
                 }
             }
@@ -78,31 +83,40 @@ public struct Conv2D: Sendable {
 /// between `[positions, channels]` GEMM output and NCHW.
 public enum ConvLayout {
     /// The active path's transpose of a `rows × cols` block: `out[c·ldo + r] = input[r·ldi + c]`.
-    public static func transpose(_ input: UnsafePointer<Float>, _ ldi: Int, _ rows: Int, _ cols: Int,
-                                 _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    public static func transpose(
+        _ input: UnsafePointer<Float>, _ ldi: Int, _ rows: Int, _ cols: Int,
+        _ out: UnsafeMutablePointer<Float>, _ ldo: Int
+    ) {
         ISA.active.kernels.transpose(input, ldi, rows, cols, out, ldo)
     }
 
     /// `[B·oH·oW, C·kh·kw]` patches of NCHW images `x` (zero outside the image).
-    public static func im2col(_ x: [Float], batch: Int, channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int,
-                              stride: Int, padding: Int) -> [Float] {
+    public static func im2col(
+        _ x: [Float], batch: Int, channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int,
+        stride: Int, padding: Int
+    ) -> [Float] {
         let oh = (height + 2 * padding - kernelH) / stride + 1, ow = (width + 2 * padding - kernelW) / stride + 1
         let count = batch * oh * ow * channels * kernelH * kernelW
         return [Float](unsafeUninitializedCapacity: count) { out, n in
             x.withUnsafeBufferPointer { xp in
-                quern_im2col_f32(xp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, out.baseAddress!)
+                quern_im2col_f32(
+                    xp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, out.baseAddress!
+                )
             }
             n = count
         }
     }
 
     /// The adjoint of `im2col`: every patch entry added back to the pixel it came from.
-    public static func col2im(_ columns: [Float], batch: Int, channels: Int, height: Int, width: Int, kernelH: Int,
-                              kernelW: Int, stride: Int, padding: Int) -> [Float] {
+    public static func col2im(
+        _ columns: [Float], batch: Int, channels: Int, height: Int, width: Int, kernelH: Int,
+        kernelW: Int, stride: Int, padding: Int
+    ) -> [Float] {
         var dx = [Float](repeating: 0, count: batch * channels * height * width)
         columns.withUnsafeBufferPointer { cp in
             dx.withUnsafeMutableBufferPointer { dp in
-                quern_col2im_f32(cp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, dp.baseAddress!)
+                quern_col2im_f32(
+                    cp.baseAddress!, batch, channels, height, width, kernelH, kernelW, stride, padding, dp.baseAddress!)
             }
         }
         return dx
@@ -113,7 +127,8 @@ public enum ConvLayout {
         [Float](unsafeUninitializedCapacity: a.count) { out, count in
             a.withUnsafeBufferPointer { src in
                 for b in 0..<batch {
-                    transpose(src.baseAddress! + b * rows * cols, cols, rows, cols, out.baseAddress! + b * rows * cols, rows)
+                    transpose(
+                        src.baseAddress! + b * rows * cols, cols, rows, cols, out.baseAddress! + b * rows * cols, rows)
                 }
             }
             count = a.count

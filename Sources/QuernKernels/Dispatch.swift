@@ -1,7 +1,8 @@
 import CKernels
 import QuernCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The instruction-set paths the kernels have. One binary runs on any x86-64: the
@@ -37,7 +38,9 @@ public enum ISA: String, CaseIterable, Sendable, Comparable {
             return best
         }
         guard supported.contains(asked) else {
-            Log.shared.warning("QUERN_ISA=\(raw) is not supported by this CPU (it has \(supported.map(\.rawValue))); using \(best.rawValue)")
+            Log.shared.warning(
+                "QUERN_ISA=\(raw) is not supported by this CPU (it has \(supported.map(\.rawValue))); using \(best.rawValue)"
+            )
             return best
         }
         return asked

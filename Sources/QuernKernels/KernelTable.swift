@@ -11,39 +11,84 @@ import CKernels
 /// it. The int8 tiles depend on the weights' layout and values: `qgemmTile(for:)` picks
 /// among them.
 struct KernelTable: Sendable {
-    typealias SGEMMTile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?,
-                                          UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
-    typealias SGEMMWideTile = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
-                                              UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
-    typealias BiasActivation = @convention(c) (UnsafeMutablePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?,
-                                               quern_act) -> Void
-    typealias QGEMMPairTile = @convention(c) (Int, UnsafePointer<UInt32>?, UnsafePointer<Int16>?,
-                                              UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32) -> Void
-    typealias QGEMMQuadTile = @convention(c) (Int, UnsafePointer<UInt32>?, UnsafePointer<Int8>?,
-                                              UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32) -> Void
-    typealias QuantizeRows = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?, Int,
-                                             UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?) -> Void
-    typealias QuantizeRowsFixed = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?,
-                                                  Int, Float, Int32) -> Void
-    typealias Dequantize = @convention(c) (UnsafePointer<Int32>?, Int, Int, Int, UnsafeMutablePointer<Float>?, Int,
-                                           UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Float>?,
-                                           UnsafePointer<Int32>?, UnsafePointer<Float>?, quern_act) -> Void
-    typealias LayerNorm = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?,
-                                          UnsafePointer<Float>?, Float, UnsafeMutablePointer<Float>?) -> Void
-    typealias ResidualLayerNorm = @convention(c) (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, Int, Int,
-                                                  UnsafePointer<Float>?, UnsafePointer<Float>?, Float) -> Void
+    typealias SGEMMTile =
+        @convention(c) (
+            Int, UnsafePointer<Float>?, UnsafePointer<Float>?,
+            UnsafeMutablePointer<Float>?, Int, Int, Int, Int32
+        ) -> Void
+    typealias SGEMMWideTile =
+        @convention(c) (
+            Int, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
+            UnsafeMutablePointer<Float>?, Int, Int, Int, Int32
+        ) -> Void
+    typealias BiasActivation =
+        @convention(c) (
+            UnsafeMutablePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?,
+            quern_act
+        ) -> Void
+    typealias QGEMMPairTile =
+        @convention(c) (
+            Int, UnsafePointer<UInt32>?, UnsafePointer<Int16>?,
+            UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32
+        ) -> Void
+    typealias QGEMMQuadTile =
+        @convention(c) (
+            Int, UnsafePointer<UInt32>?, UnsafePointer<Int8>?,
+            UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32
+        ) -> Void
+    typealias QuantizeRows =
+        @convention(c) (
+            UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?, Int,
+            UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?
+        ) -> Void
+    typealias QuantizeRowsFixed =
+        @convention(c) (
+            UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?,
+            Int, Float, Int32
+        ) -> Void
+    typealias Dequantize =
+        @convention(c) (
+            UnsafePointer<Int32>?, Int, Int, Int, UnsafeMutablePointer<Float>?, Int,
+            UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Float>?,
+            UnsafePointer<Int32>?, UnsafePointer<Float>?, quern_act
+        ) -> Void
+    typealias LayerNorm =
+        @convention(c) (
+            UnsafePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?,
+            UnsafePointer<Float>?, Float, UnsafeMutablePointer<Float>?
+        ) -> Void
+    typealias ResidualLayerNorm =
+        @convention(c) (
+            UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, Int, Int,
+            UnsafePointer<Float>?, UnsafePointer<Float>?, Float
+        ) -> Void
     typealias Softmax = @convention(c) (UnsafeMutablePointer<Float>?, Int, Int, Int, UnsafePointer<UInt8>?) -> Void
-    typealias AttentionSequence = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, Float,
-                                                  UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
-    typealias SpmmCSR = @convention(c) (UnsafePointer<Float>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
-                                        UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?, Int, Int32) -> Void
-    typealias SpmmQ1x4 = @convention(c) (UnsafePointer<UInt32>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
-                                         UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, Int, Int,
-                                         UnsafeMutablePointer<Int32>?, Int) -> Void
-    typealias SpmmQCSR = @convention(c) (UnsafePointer<Int16>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
-                                         UnsafePointer<UInt32>?, Int, Int, UnsafeMutablePointer<Int32>?, Int) -> Void
-    typealias Transpose = @convention(c) (UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<Float>?,
-                                          Int) -> Void
+    typealias AttentionSequence =
+        @convention(c) (
+            UnsafePointer<Float>?, Int, Int, Int, Float,
+            UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
+        ) -> Void
+    typealias SpmmCSR =
+        @convention(c) (
+            UnsafePointer<Float>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+            UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?, Int, Int32
+        ) -> Void
+    typealias SpmmQ1x4 =
+        @convention(c) (
+            UnsafePointer<UInt32>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+            UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, Int, Int,
+            UnsafeMutablePointer<Int32>?, Int
+        ) -> Void
+    typealias SpmmQCSR =
+        @convention(c) (
+            UnsafePointer<Int16>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+            UnsafePointer<UInt32>?, Int, Int, UnsafeMutablePointer<Int32>?, Int
+        ) -> Void
+    typealias Transpose =
+        @convention(c) (
+            UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<Float>?,
+            Int
+        ) -> Void
 
     // fp32 GEMM (sgemm.c)
     /// The 6×16 register tile over one B panel.
@@ -107,8 +152,9 @@ extension KernelTable {
 
     /// AVX-512: AVX2's kernels plus the 6×32 fp32 tile on zmm registers. The int8 tiles
     /// stay 256-bit (see qgemm_tile_body.h).
-    static let avx512 = simd(wide: avx512WideTile, quads: quern_qgemm4_tile_avx2,
-                             pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+    static let avx512 = simd(
+        wide: avx512WideTile, quads: quern_qgemm4_tile_avx2,
+        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
 
     /// VNNI: quads through vpdpbusd for all weights, EVEX-encoded with AVX512-VNNI, else
     /// AVX-VNNI's VEX form (Alder Lake and later clients). Those clients lack AVX-512, so
@@ -120,15 +166,17 @@ extension KernelTable {
 
     /// AVX2's table with the AVX-512 tile's body on emulated zmm registers (two ymm
     /// halves each): runs on AVX2 machines, so tests cover that body everywhere.
-    static let avx512Emulated = simd(wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
-                                     pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+    static let avx512Emulated = simd(
+        wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
+        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
 
     /// The 6×32 tile wherever the CPU has AVX-512 registers.
     private static let avx512WideTile: SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
 
     /// The SIMD paths share every AVX2 kernel; they differ in the fp32 wide tile and the
     /// int8 quad tiles.
-    private static func simd(wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile) -> KernelTable {
+    private static func simd(wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile) -> KernelTable
+    {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,

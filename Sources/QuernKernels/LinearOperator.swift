@@ -29,7 +29,9 @@ public enum LinearOperator: Sendable {
         let density = 1 - Double(zeros) / Double(max(w.count, 1))
         switch precision {
         case .fp32:
-            if density < SparseWeights.densityThreshold && w.count >= sparseMinimumWeights { return .sparse(SparseWeights(w)) }
+            if density < SparseWeights.densityThreshold && w.count >= sparseMinimumWeights {
+                return .sparse(SparseWeights(w))
+            }
             return .fp32(PackedWeights(w))
         case .int8:
             return choose(QuantizedWeights(quantizing: w))
@@ -76,27 +78,34 @@ public enum LinearOperator: Sendable {
 
     /// `y[M, N] = act(x[M, K] · wᵀ + bias)` on arrays (y sized by the caller; nothing to
     /// do for zero rows).
-    public func apply(_ x: [Float], m: Int, bias: [Float], activation: Activation, into y: inout [Float],
-                      pool: ThreadPool = .shared) {
+    public func apply(
+        _ x: [Float], m: Int, bias: [Float], activation: Activation, into y: inout [Float],
+        pool: ThreadPool = .shared
+    ) {
         guard m > 0 else { return }
         x.withUnsafeBufferPointer { xp in
             bias.withUnsafeBufferPointer { bp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    apply(xp.baseAddress!, m: m, bias: bp.baseAddress, activation: activation, into: yp.baseAddress!, pool: pool)
+                    apply(
+                        xp.baseAddress!, m: m, bias: bp.baseAddress, activation: activation, into: yp.baseAddress!,
+                        pool: pool)
                 }
             }
         }
     }
 
     /// `y[M, N] = act(x[M, K] · wᵀ + bias)`.
-    public func apply(_ x: UnsafePointer<Float>, m: Int, bias: UnsafePointer<Float>?, activation: Activation,
-                      into y: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared) {
+    public func apply(
+        _ x: UnsafePointer<Float>, m: Int, bias: UnsafePointer<Float>?, activation: Activation,
+        into y: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared
+    ) {
         switch self {
         case .fp32(let w): SGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
         case .int8(let w): QGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
         case .sparse(let w): SparseGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
         case .sparseInt8(let w): SparseQGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
-        case .blockSparseInt8(let w): SparseQGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
+        case .blockSparseInt8(let w):
+            SparseQGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, pool: pool)
         case .int8Static(let w, let range):
             QGEMM.linear(x, m: m, w, bias: bias, activation: activation, into: y, input: range, pool: pool)
         }

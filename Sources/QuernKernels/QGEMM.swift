@@ -67,7 +67,8 @@ public struct QuantizedWeights: Sendable {
                 let s = max(maxAbs / 127, maxPair / Float(bound))
                 scales[r] = s > 0 ? s : 1
                 for i in 0..<k { q[r * k + i] = Int8(max(-127, min(127, (row[i] / scales[r]).rounded()))) }
-                for i in stride(from: r * k, to: r * k + k - 1, by: 2) where abs(Int(q[i])) + abs(Int(q[i + 1])) > bound {
+                for i in stride(from: r * k, to: r * k + k - 1, by: 2) where abs(Int(q[i])) + abs(Int(q[i + 1])) > bound
+                {
                     // Both rounded up past the bound (by one step at most): the larger gives way.
                     let j = abs(q[i]) >= abs(q[i + 1]) ? i : i + 1
                     q[j] += q[j] > 0 ? -1 : 1
@@ -86,7 +87,8 @@ public struct QuantizedWeights: Sendable {
         self.scales = scales
         var bounded = true
         for r in 0..<n where bounded {
-            for i in stride(from: r * k, to: r * k + k - 1, by: 2) where abs(Int(values[i])) + abs(Int(values[i + 1])) > Self.pairBound {
+            for i in stride(from: r * k, to: r * k + k - 1, by: 2)
+            where abs(Int(values[i])) + abs(Int(values[i + 1])) > Self.pairBound {
                 bounded = false
                 break
             }
@@ -98,8 +100,9 @@ public struct QuantizedWeights: Sendable {
         let panelCount = (n + nr - 1) / nr
         let group = layout.group
         let steps = (k + group - 1) / group
-        precondition(nr * group * layout.elementBytes == Self.stepBytes,
-                     "QuantizedWeights: a \(layout) step of \(nr) columns is not the \(Self.stepBytes) bytes the tiles read")
+        precondition(
+            nr * group * layout.elementBytes == Self.stepBytes,
+            "QuantizedWeights: a \(layout) step of \(nr) columns is not the \(Self.stepBytes) bytes the tiles read")
         colsum = AlignedBuffer(count: panelCount * nr)
         paddedScales = AlignedBuffer(count: panelCount * nr)
         panels = AlignedBuffer(count: panelCount * steps * Self.stepBytes)
@@ -155,9 +158,11 @@ public enum QGEMM {
         }
     }
 
-    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: QuantizedWeights, bias: UnsafePointer<Float>?,
-                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
-                              input range: InputRange? = nil, isa: ISA = .active, pool: ThreadPool = .shared) {
+    public static func linear(
+        _ x: UnsafePointer<Float>, m: Int, _ w: QuantizedWeights, bias: UnsafePointer<Float>?,
+        activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+        input range: InputRange? = nil, isa: ISA = .active, pool: ThreadPool = .shared
+    ) {
         let k = w.k, n = w.n, kp = w.steps
         guard m > 0, n > 0 else { return }
         let kernels = isa.kernels
@@ -178,8 +183,9 @@ public enum QGEMM {
             let padded = (rows + mr - 1) / mr * mr
             let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(rows * k, 1))
             defer { q.deallocate() }
-            let out = PackedRows(packed: .allocate(capacity: max(padded * kp, 1)), scale: .allocate(capacity: rows),
-                                 zeroPoint: .allocate(capacity: rows))
+            let out = PackedRows(
+                packed: .allocate(capacity: max(padded * kp, 1)), scale: .allocate(capacity: rows),
+                zeroPoint: .allocate(capacity: rows))
             if let range {
                 quantizeFixed(x + r0 * k, rows, k, k, q, k, range.scale, range.zeroPoint)
                 out.scale.update(repeating: range.scale, count: rows)
@@ -205,12 +211,15 @@ public enum QGEMM {
                         let b = w.panel(j)
                         var i = 0
                         while i < bRows {
-                            tile(kp, a.packed + (b0 + i) * kp, b, acc.baseAddress! + i * nr, nr, min(mr, bRows - i), cols, 0)
+                            tile(
+                                kp, a.packed + (b0 + i) * kp, b, acc.baseAddress! + i * nr, nr, min(mr, bRows - i),
+                                cols, 0)
                             i += mr
                         }
-                        dequantize(acc.baseAddress!, nr, bRows, cols, y + (r0 + b0) * n + j * nr, n,
-                                   a.scale + b0, a.zeroPoint + b0, w.paddedScales.pointer + j * nr,
-                                   w.colsum.pointer + j * nr, bias.map { $0 + j * nr }, act)
+                        dequantize(
+                            acc.baseAddress!, nr, bRows, cols, y + (r0 + b0) * n + j * nr, n,
+                            a.scale + b0, a.zeroPoint + b0, w.paddedScales.pointer + j * nr,
+                            w.colsum.pointer + j * nr, bias.map { $0 + j * nr }, act)
                     }
                     b0 += bRows
                 }
@@ -243,19 +252,25 @@ public enum QGEMM {
 
     /// An int32 tile kernel over one weight panel, whichever its layout: `(steps, a, b,
     /// c, ldc, m, n, accumulate)` (`KernelTable.qgemmTile(for:)` picks it).
-    typealias Tile = (Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeMutablePointer<Int32>, Int, Int, Int, Int32) -> Void
+    typealias Tile = (Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeMutablePointer<Int32>, Int, Int, Int, Int32)
+        -> Void
 
     /// Packs u8 rows into MR-row panels of K groups (pairs or quads): word i of step p
     /// holds `q[i][g·p …]` little-endian, as 16-bit halves for pairs and bytes for quads
     /// (zeros past the last row or column).
-    static func packA(_ q: UnsafePointer<UInt8>, rows: Int, k: Int, layout: QuantizedWeights.Layout,
-                      into dst: UnsafeMutablePointer<UInt32>) {
+    static func packA(
+        _ q: UnsafePointer<UInt8>, rows: Int, k: Int, layout: QuantizedWeights.Layout,
+        into dst: UnsafeMutablePointer<UInt32>
+    ) {
         quern_qgemm_pack_a(q, k, rows, k, Int32(layout.group), dst)
     }
 
     /// Per-row u8 quantization through one path, for tests comparing paths byte for byte.
-    public static func quantizeRows(_ x: [Float], m: Int, k: Int, isa: ISA) -> (q: [UInt8], scale: [Float], zeroPoint: [Int32]) {
-        var q = [UInt8](repeating: 0, count: m * k), s = [Float](repeating: 0, count: m), z = [Int32](repeating: 0, count: m)
+    public static func quantizeRows(_ x: [Float], m: Int, k: Int, isa: ISA) -> (
+        q: [UInt8], scale: [Float], zeroPoint: [Int32]
+    ) {
+        var q = [UInt8](repeating: 0, count: m * k), s = [Float](repeating: 0, count: m),
+            z = [Int32](repeating: 0, count: m)
         let quantize = isa.kernels.quantizeRows
         x.withUnsafeBufferPointer { xp in
             q.withUnsafeMutableBufferPointer { qp in
@@ -284,8 +299,9 @@ public enum QGEMM {
                     for j in 0..<((n + nr - 1) / nr) {
                         var i = 0
                         while i < m {
-                            tile(kp, pp.baseAddress! + i * kp, w.panel(j), op.baseAddress! + i * n + j * nr, n,
-                                 min(mr, m - i), min(nr, n - j * nr), 0)
+                            tile(
+                                kp, pp.baseAddress! + i * kp, w.panel(j), op.baseAddress! + i * n + j * nr, n,
+                                min(mr, m - i), min(nr, n - j * nr), 0)
                             i += mr
                         }
                     }

@@ -70,8 +70,10 @@ public enum Reference {
 extension Reference {
     /// Direct convolution, NCHW, accumulated in Double: x `[B, C, H, W]`, weight
     /// `[outC, C, kH, kW]`, zero padding.
-    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int,
-                              activation: Activation = .none) -> Tensor {
+    public static func conv2d(
+        _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int,
+        activation: Activation = .none
+    ) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (oc, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         let oh = (h + 2 * padding - kh) / stride + 1, ow = (w + 2 * padding - kw) / stride + 1
@@ -86,8 +88,9 @@ extension Reference {
                                 for kx in 0..<kw {
                                     let iy = oy * stride + ky - padding, ix = ox * stride + kx - padding
                                     guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
-                                    acc += Double(x.data[((b * c + ci) * h + iy) * w + ix]) *
-                                        Double(weight.data[((o * c + ci) * kh + ky) * kw + kx])
+                                    acc +=
+                                        Double(x.data[((b * c + ci) * h + iy) * w + ix])
+                                        * Double(weight.data[((o * c + ci) * kh + ky) * kw + kx])
                                 }
                             }
                         }
@@ -104,7 +107,9 @@ extension Reference {
     /// Multi-head self-attention in Double over a padded batch: qkv `[batch, seq,
     /// 3·heads·headDim]` (Q, then K, then V, heads contiguous in each); keep `[batch,
     /// seq]` (1 = real token; nil = all real); returns `[batch, seq, heads·headDim]`.
-    public static func attention(qkv: [Float], batch: Int, seq: Int, heads: Int, headDim: Int, keep: [UInt8]?) -> [Float] {
+    public static func attention(qkv: [Float], batch: Int, seq: Int, heads: Int, headDim: Int, keep: [UInt8]?)
+        -> [Float]
+    {
         let hidden = heads * headDim, row = 3 * hidden
         var out = [Float](repeating: 0, count: batch * seq * hidden)
         for b in 0..<batch {
@@ -116,8 +121,9 @@ extension Reference {
                     for j in kept {
                         var dot = 0.0
                         for d in 0..<headDim {
-                            dot += Double(qkv[(b * seq + i) * row + h * headDim + d]) *
-                                Double(qkv[(b * seq + j) * row + hidden + h * headDim + d])
+                            dot +=
+                                Double(qkv[(b * seq + i) * row + h * headDim + d])
+                                * Double(qkv[(b * seq + j) * row + hidden + h * headDim + d])
                         }
                         scores.append(dot / Double(headDim).squareRoot())
                     }

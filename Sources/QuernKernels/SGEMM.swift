@@ -73,17 +73,21 @@ public enum SGEMM {
     /// Column panels per group: 16 × 16 columns × 96 rows × 4 bytes = 96 KiB of C in L2.
     static let panelsPerGroup = 16
 
-    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
-                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
-                              isa: ISA = .active, pool: ThreadPool = .shared) {
+    public static func linear(
+        _ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
+        activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+        isa: ISA = .active, pool: ThreadPool = .shared
+    ) {
         linear(x, m: m, w, bias: bias, activation: activation, into: y, kernels: isa.kernels, pool: pool)
     }
 
     /// The same through a given table (tests pass `KernelTable.avx512Emulated`). With a
     /// wide tile, the 6×32 tile runs over pairs of panels, else the 6×16 tile over each.
-    static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
-                       activation: Activation, into y: UnsafeMutablePointer<Float>, kernels: KernelTable,
-                       pool: ThreadPool) {
+    static func linear(
+        _ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
+        activation: Activation, into y: UnsafeMutablePointer<Float>, kernels: KernelTable,
+        pool: ThreadPool
+    ) {
         let k = w.k, n = w.n
         guard m > 0, n > 0 else { return }
         // Below about 5 µs of work a hand-off to another thread costs more than it saves
@@ -176,8 +180,10 @@ public enum SGEMM {
     /// Packs rows [r0, r0+rows) × columns [c0, c0+cols) of row-major x (leading dimension
     /// lda) into MR-row panels: panel q holds, for each column p, rows 6q…6q+5 (zeros past
     /// the last row).
-    static func packA(_ x: UnsafePointer<Float>, lda: Int, rows r0: Int, _ rows: Int, cols c0: Int, _ cols: Int,
-                      into dst: UnsafeMutablePointer<Float>) {
+    static func packA(
+        _ x: UnsafePointer<Float>, lda: Int, rows r0: Int, _ rows: Int, cols c0: Int, _ cols: Int,
+        into dst: UnsafeMutablePointer<Float>
+    ) {
         quern_sgemm_pack_a(x + r0 * lda + c0, lda, rows, cols, dst)
     }
 }

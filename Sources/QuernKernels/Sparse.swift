@@ -66,9 +66,11 @@ public enum SparseGEMM {
     /// transposed so each nonzero is one AXPY over the block. Tasks are (block, slice of
     /// output rows) pairs: with few blocks the output rows are split too, so both cores
     /// have work on a batch of a hundred records.
-    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: SparseWeights, bias: UnsafePointer<Float>?,
-                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
-                              isa: ISA = .active, pool: ThreadPool = .shared) {
+    public static func linear(
+        _ x: UnsafePointer<Float>, m: Int, _ w: SparseWeights, bias: UnsafePointer<Float>?,
+        activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+        isa: ISA = .active, pool: ThreadPool = .shared
+    ) {
         let k = w.k, n = w.n
         guard m > 0, n > 0 else { return }
         let kernels = isa.kernels
@@ -91,8 +93,9 @@ public enum SparseGEMM {
                         if rows < mb { xt.initialize(repeating: 0, count: k * block) }
                         transpose(x + m0 * k, k, rows, k, xt, block)
                         for p in 0..<panels {
-                            kernel(xt, block, mb, rowptr.baseAddress! + p * (n + 1), cols.baseAddress, vals.baseAddress,
-                                   n0, n1, yt, block, p == 0 ? 0 : 1)
+                            kernel(
+                                xt, block, mb, rowptr.baseAddress! + p * (n + 1), cols.baseAddress, vals.baseAddress,
+                                n0, n1, yt, block, p == 0 ? 0 : 1)
                         }
                         if panels == 0 { yt.initialize(repeating: 0, count: n * block) }
                         transpose(yt + n0 * block, block, n1 - n0, rows, y + m0 * n + n0, n)
@@ -210,21 +213,27 @@ public enum SparseQGEMM {
     static let block = Int(QUERN_SPMM_BLOCK)
 
     /// 1×4 block-sparse weights.
-    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: BlockSparseWeights, bias: UnsafePointer<Float>?,
-                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
-                              isa: ISA = .active, pool: ThreadPool = .shared) {
+    public static func linear(
+        _ x: UnsafePointer<Float>, m: Int, _ w: BlockSparseWeights, bias: UnsafePointer<Float>?,
+        activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+        isa: ISA = .active, pool: ThreadPool = .shared
+    ) {
         let kernel = isa.kernels.spmmQ1x4
-        let pairCount = 2 * ((w.k + 3) / 4)   // whole 1×4 groups, so pair 2g+1 always exists
+        let pairCount = 2 * ((w.k + 3) / 4)  // whole 1×4 groups, so pair 2g+1 always exists
         w.rowptr.withUnsafeBufferPointer { rowptr in
             w.groups.withUnsafeBufferPointer { groups in
                 w.lo.withUnsafeBufferPointer { lo in
                     w.hi.withUnsafeBufferPointer { hi in
-                        blocks(x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
-                               layoutBytes: pairCount * block * 4) { q, mb, width, layout, sums in
+                        blocks(
+                            x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
+                            layoutBytes: pairCount * block * 4
+                        ) { q, mb, width, layout, sums in
                             let xt = layout.assumingMemoryBound(to: UInt32.self)
                             quern_pack_pairs_t(q, w.k, mb, w.k, pairCount, xt, block)
-                            kernel(xt, block, width, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress, hi.baseAddress,
-                                   0, w.n, sums, block)
+                            kernel(
+                                xt, block, width, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress,
+                                hi.baseAddress,
+                                0, w.n, sums, block)
                         }
                     }
                 }
@@ -233,18 +242,24 @@ public enum SparseQGEMM {
     }
 
     /// Unstructured (CSR) sparse weights.
-    public static func linear(_ x: UnsafePointer<Float>, m: Int, _ w: SparseQuantizedWeights, bias: UnsafePointer<Float>?,
-                              activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
-                              isa: ISA = .active, pool: ThreadPool = .shared) {
+    public static func linear(
+        _ x: UnsafePointer<Float>, m: Int, _ w: SparseQuantizedWeights, bias: UnsafePointer<Float>?,
+        activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
+        isa: ISA = .active, pool: ThreadPool = .shared
+    ) {
         let kernel = isa.kernels.spmmQCSR
         w.rowptr.withUnsafeBufferPointer { rowptr in
             w.cols.withUnsafeBufferPointer { cols in
                 w.pairs.withUnsafeBufferPointer { pairs in
-                    blocks(x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
-                           layoutBytes: w.k * block * 2) { q, mb, width, layout, sums in
+                    blocks(
+                        x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
+                        layoutBytes: w.k * block * 2
+                    ) { q, mb, width, layout, sums in
                         let xt = layout.assumingMemoryBound(to: Int16.self)
                         quern_transpose_u8_i16(q, w.k, mb, w.k, xt, block)
-                        kernel(xt, block, width, rowptr.baseAddress!, cols.baseAddress, pairs.baseAddress, 0, w.n, sums, block)
+                        kernel(
+                            xt, block, width, rowptr.baseAddress!, cols.baseAddress, pairs.baseAddress, 0, w.n, sums,
+                            block)
                     }
                 }
             }
@@ -254,10 +269,12 @@ public enum SparseQGEMM {
     /// The shared driver. `sparse(q, mb, width, layout, sums)` lays out the block's mb u8
     /// rows `q` in `layout` (layoutBytes, zeroed when width > mb) and writes the transposed
     /// integer sums `[N][64]` of `width` columns (`SparseGEMM.kernelWidth`).
-    static func blocks(_ x: UnsafePointer<Float>, m: Int, _ dense: QuantizedWeights, bias: UnsafePointer<Float>?,
-                       activation: Activation, into y: UnsafeMutablePointer<Float>, isa: ISA, pool: ThreadPool,
-                       layoutBytes: Int,
-                       sparse: (UnsafePointer<UInt8>, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) -> Void) {
+    static func blocks(
+        _ x: UnsafePointer<Float>, m: Int, _ dense: QuantizedWeights, bias: UnsafePointer<Float>?,
+        activation: Activation, into y: UnsafeMutablePointer<Float>, isa: ISA, pool: ThreadPool,
+        layoutBytes: Int,
+        sparse: (UnsafePointer<UInt8>, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) -> Void
+    ) {
         let k = dense.k, n = dense.n
         guard m > 0, n > 0 else { return }
         let kernels = isa.kernels
@@ -280,8 +297,9 @@ public enum SparseQGEMM {
             sparse(q, mb, width, layout, sums)
             // Back to row-major sums, then the same epilogue as dense int8.
             quern_transpose_i32(sums, block, n, mb, acc, n)
-            dequantize(acc, n, mb, n, y + m0 * n, n, scale, zp, dense.paddedScales.pointer, dense.colsum.pointer,
-                       bias, activation.code)
+            dequantize(
+                acc, n, mb, n, y + m0 * n, n, scale, zp, dense.paddedScales.pointer, dense.colsum.pointer,
+                bias, activation.code)
         }
     }
 }

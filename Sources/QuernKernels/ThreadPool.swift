@@ -1,7 +1,8 @@
 import CKernels
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A persistent pool of worker threads with a parallel-for whose per-call cost is well
@@ -44,11 +45,13 @@ public final class ThreadPool: @unchecked Sendable {
         for _ in 1..<self.threads {
             var tid = pthread_t()
             let box = Unmanaged.passRetained(self).toOpaque()
-            pthread_create(&tid, nil, { arg in
-                let pool = Unmanaged<ThreadPool>.fromOpaque(arg!).takeRetainedValue()
-                pool.workerLoop()
-                return nil
-            }, box)
+            pthread_create(
+                &tid, nil,
+                { arg in
+                    let pool = Unmanaged<ThreadPool>.fromOpaque(arg!).takeRetainedValue()
+                    pool.workerLoop()
+                    return nil
+                }, box)
             pthread_detach(tid)
         }
     }
@@ -87,8 +90,9 @@ public final class ThreadPool: @unchecked Sendable {
     private func runTasks(generation gen: UInt64) {
         var s = state.load(ordering: .acquiring)
         while Self.generation(s) == gen && Self.index(s) < Self.count(s) {
-            let (exchanged, original) = state.compareExchange(expected: s, desired: s + 1,
-                                                              ordering: .acquiringAndReleasing)
+            let (exchanged, original) = state.compareExchange(
+                expected: s, desired: s + 1,
+                ordering: .acquiringAndReleasing)
             if !exchanged { s = original; continue }
             task!(Self.index(s))
             remaining.subtract(1, ordering: .releasing)
@@ -123,7 +127,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     @inline(__always) private func spinPause() {
         #if arch(x86_64)
-        quern_cpu_relax()
+            quern_cpu_relax()
         #endif
     }
 }

@@ -35,13 +35,20 @@ public enum Bert: ModelFamily {
         if let modules = try files.json("modules.json") {
             guard let list = modules.arrayValue else { throw fail("modules.json is not a JSON list of modules") }
             for m in list {
-                let type = m.objectValue?["type"]?.stringValue ?? "?", where_ = m.objectValue?["path"]?.stringValue ?? ""
+                let type = m.objectValue?["type"]?.stringValue ?? "?",
+                    location = m.objectValue?["path"]?.stringValue ?? ""
                 switch type.split(separator: ".").last.map(String.init) ?? type {
                 case "Transformer":
-                    guard where_.isEmpty else { throw fail("modules.json puts the Transformer in \(where_)/; only a Transformer at the directory root is supported") }
-                case "Pooling": poolingPath = where_
+                    guard location.isEmpty else {
+                        throw fail(
+                            "modules.json puts the Transformer in \(location)/; only a Transformer at the directory root is supported"
+                        )
+                    }
+                case "Pooling": poolingPath = location
                 case "Normalize": normalize = true
-                default: throw fail("modules.json lists a \(type) module; only Transformer, Pooling and Normalize are supported")
+                default:
+                    throw fail(
+                        "modules.json lists a \(type) module; only Transformer, Pooling and Normalize are supported")
                 }
             }
         }
@@ -49,25 +56,33 @@ public enum Bert: ModelFamily {
         var pooling = BertEncoder.Pooling.mean
         if let p = try object(Path.join(poolingPath, "config.json")) {
             let modes = p.keys.filter { $0.hasPrefix("pooling_mode_") && p[$0]?.boolValue == true }.sorted()
-            let known: [String: BertEncoder.Pooling] = ["pooling_mode_mean_tokens": .mean, "pooling_mode_cls_token": .cls,
-                                                         "pooling_mode_max_tokens": .max]
+            let known: [String: BertEncoder.Pooling] = [
+                "pooling_mode_mean_tokens": .mean, "pooling_mode_cls_token": .cls,
+                "pooling_mode_max_tokens": .max
+            ]
             guard modes.count == 1, let mode = known[modes[0]] else {
-                throw fail("\(poolingPath)/config.json asks for \(modes.isEmpty ? "no pooling mode" : modes.joined(separator: " + ")); one of mean, cls or max tokens is supported")
+                throw fail(
+                    "\(poolingPath)/config.json asks for \(modes.isEmpty ? "no pooling mode" : modes.joined(separator: " + ")); one of mean, cls or max tokens is supported"
+                )
             }
             pooling = mode
         }
         let (file, digest) = try files.weights()
         var weights = try StrictWeights(file, keyMap: keyMap)
         let precision = options.precision
-        let encoder = try BertEncoder(config: config, weights: &weights, precision: precision, pooling: pooling, normalize: normalize)
+        let encoder = try BertEncoder(
+            config: config, weights: &weights, precision: precision, pooling: pooling, normalize: normalize)
         let tokenizer = try WordPieceTokenizer.load(directory: path)
         guard tokenizer.vocabularySize <= config.vocabSize else {
-            throw fail("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocab_size is \(config.vocabSize)")
+            throw fail(
+                "the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocab_size is \(config.vocabSize)"
+            )
         }
 
         // Sequence length: the manifest's, else sentence-transformers', else the tokenizer's, within the positions.
         let configured = try object("sentence_bert_config.json")?["max_seq_length"]?.intValue.map(Int.init)
-        let length = min(options.maxLength ?? configured ?? tokenizer.defaultMaxLength ?? config.maxPositions, config.maxPositions)
+        let length = min(
+            options.maxLength ?? configured ?? tokenizer.defaultMaxLength ?? config.maxPositions, config.maxPositions)
         guard length >= 2 else { throw fail("max length \(length) leaves no room for text between [CLS] and [SEP]") }
 
         // Heads: Quern's pooled head in head/ (which replaces a checkpoint's own
@@ -76,7 +91,10 @@ public enum Bert: ModelFamily {
         let headPath = Path.join(path, headDirectory)
         let h = config.hidden
         if Sys.isDirectory(headPath) {
-            guard let m = try ModelRegistry.load(headPath, ModelOptions(precision: precision)).capability(TabularModel.self) else {
+            guard
+                let m = try ModelRegistry.load(headPath, ModelOptions(precision: precision)).capability(
+                    TabularModel.self)
+            else {
                 throw fail("\(headDirectory)/ is not a model that takes features")
             }
             guard m.inputSize == h else {
@@ -87,7 +105,8 @@ public enum Bert: ModelFamily {
             weights.ignore { $0.hasPrefix("pooler.") || $0.hasPrefix("classifier.") }
         } else if let n = weights.shape("classifier.weight")?.first {
             head = .sequenceClassification(
-                pooler: LinearOperator.choose(try weights.float32("pooler.dense.weight", shape: [h, h]), precision: precision),
+                pooler: LinearOperator.choose(
+                    try weights.float32("pooler.dense.weight", shape: [h, h]), precision: precision),
                 poolerBias: try weights.float32("pooler.dense.bias", shape: [h]).data,
                 classifier: .fp32(PackedWeights(try weights.float32("classifier.weight", shape: [n, h]))),
                 bias: try weights.float32("classifier.bias", shape: [n]).data)
@@ -102,8 +121,9 @@ public enum Bert: ModelFamily {
         // Older transformers saved the position ids, a constant buffer.
         weights.ignore { $0 == "embeddings.position_ids" }
         try weights.finish()
-        return BertModel(path: path, encoder: encoder, tokenizer: tokenizer, maxLength: length, head: head, labels: labels,
-                         weights: digest)
+        return BertModel(
+            path: path, encoder: encoder, tokenizer: tokenizer, maxLength: length, head: head, labels: labels,
+            weights: digest)
     }
 }
 
@@ -112,7 +132,8 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     /// What turns an encoded sequence into class scores.
     public enum Head: Sendable {
         /// Hugging Face `BertForSequenceClassification`: `classifier(tanh(pooler · h_CLS))`.
-        case sequenceClassification(pooler: LinearOperator, poolerBias: [Float], classifier: LinearOperator, bias: [Float])
+        case sequenceClassification(
+            pooler: LinearOperator, poolerBias: [Float], classifier: LinearOperator, bias: [Float])
         /// Quern's head over the pooled sentence embedding: a tabular model in `head/`.
         case pooled(any TabularModel)
     }
@@ -136,8 +157,11 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
         }
     }
 
-    init(path: String, encoder: BertEncoder, tokenizer: WordPieceTokenizer, maxLength: Int, head: Head?, labels: [String],
-         weights: WeightsDigest) {
+    init(
+        path: String, encoder: BertEncoder, tokenizer: WordPieceTokenizer, maxLength: Int, head: Head?,
+        labels: [String],
+        weights: WeightsDigest
+    ) {
         self.path = path
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -155,16 +179,25 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
 
     public func describe() -> JSONValue {
         let c = encoder.config
-        return ["family": .string(family), "hidden": .int(Int64(c.hidden)), "layers": .int(Int64(c.layers)),
-                "heads": .int(Int64(c.heads)), "intermediate": .int(Int64(c.intermediate)),
-                "vocabulary": .int(Int64(tokenizer.vocabularySize)), "max_length": .int(Int64(maxLength)),
-                "pooling": .string(encoder.pooling.rawValue), "normalize": .bool(encoder.normalize),
-                "precision": .string(encoder.precision.rawValue),
-                "head": head == nil ? .null : .object(JSONObject([("outputs", .int(Int64(outputs))),
-                                                                  ("labels", .array(labels.map { .string($0) }))]))]
+        return [
+            "family": .string(family), "hidden": .int(Int64(c.hidden)), "layers": .int(Int64(c.layers)),
+            "heads": .int(Int64(c.heads)), "intermediate": .int(Int64(c.intermediate)),
+            "vocabulary": .int(Int64(tokenizer.vocabularySize)), "max_length": .int(Int64(maxLength)),
+            "pooling": .string(encoder.pooling.rawValue), "normalize": .bool(encoder.normalize),
+            "precision": .string(encoder.precision.rawValue),
+            "head": head == nil
+                ? .null
+                : .object(
+                    JSONObject([
+                        ("outputs", .int(Int64(outputs))),
+                        ("labels", .array(labels.map { .string($0) }))
+                    ]))
+        ]
     }
 
-    public func makeTokenizer() -> any TextTokenizer { Tokenizing(session: WordPieceTokenizer.Session(tokenizer), maxLength: maxLength) }
+    public func makeTokenizer() -> any TextTokenizer {
+        Tokenizing(session: WordPieceTokenizer.Session(tokenizer), maxLength: maxLength)
+    }
 
     struct Tokenizing: TextTokenizer {
         let session: WordPieceTokenizer.Session
@@ -174,8 +207,10 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     }
 
     /// Runs one batch of sequences (unpadded, see `BertEncoder.hiddenStates`).
-    public func forward(_ batch: [TokenSequence], workspace ws: BertEncoder.Workspace = .init(),
-                        pool: ThreadPool = .shared) -> TextOutput {
+    public func forward(
+        _ batch: [TokenSequence], workspace ws: BertEncoder.Workspace = .init(),
+        pool: ThreadPool = .shared
+    ) -> TextOutput {
         let offsets = encoder.hiddenStates(batch, workspace: ws, pool: pool)
         let b = batch.count, h = dimension
         let embeddings = encoder.pool(ws.x, offsets: offsets, mode: encoder.pooling, normalize: encoder.normalize)
@@ -221,7 +256,8 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
             tokens += e.ids.count
         }
         if n > start { passes.append(start..<n) }
-        var out = TextOutput(embeddings: [Float](repeating: 0, count: n * h), scores: [Float](repeating: 0, count: n * c))
+        var out = TextOutput(
+            embeddings: [Float](repeating: 0, count: n * h), scores: [Float](repeating: 0, count: n * c))
         let lock = NSLock()
         func runPass(_ k: Int, _ threads: ThreadPool) {
             let ws: BertEncoder.Workspace = spareLock.withLock { spare.popLast() } ?? BertEncoder.Workspace()
@@ -244,8 +280,10 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     /// `directory`: copies of this model's files (copies, not links: the published model
     /// must not change when its source does), without a head of its own, plus `head` in
     /// `head/`; built in `directory.partial/`, then renamed.
-    public func publish(head: StackConfig, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?,
-                        to directory: String) throws {
+    public func publish(
+        head: StackConfig, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?,
+        to directory: String
+    ) throws {
         let partial = directory + ".partial"
         try? Sys.removeTree(partial)
         try Sys.mkdirs(partial)

@@ -34,13 +34,19 @@ public final class BertEncoder: @unchecked Sendable {
             typeVocabSize = Int(json["type_vocab_size"]?.intValue ?? 2)
             layerNormEps = Float(json["layer_norm_eps"]?.doubleValue ?? 1e-12)
             guard hidden % heads == 0 else {
-                throw QuernError(.modelInvalid, "\(source): hidden_size \(hidden) is not a multiple of num_attention_heads \(heads)", field: "model")
+                throw QuernError(
+                    .modelInvalid, "\(source): hidden_size \(hidden) is not a multiple of num_attention_heads \(heads)",
+                    field: "model")
             }
             if let act = json["hidden_act"]?.stringValue, act != "gelu" {
-                throw QuernError(.modelInvalid, "\(source): hidden_act \(act) is not supported (gelu, the exact erf form, only)", field: "model")
+                throw QuernError(
+                    .modelInvalid, "\(source): hidden_act \(act) is not supported (gelu, the exact erf form, only)",
+                    field: "model")
             }
             if let p = json["position_embedding_type"]?.stringValue, p != "absolute" {
-                throw QuernError(.modelInvalid, "\(source): position_embedding_type \(p) is not supported (absolute only)", field: "model")
+                throw QuernError(
+                    .modelInvalid, "\(source): position_embedding_type \(p) is not supported (absolute only)",
+                    field: "model")
             }
         }
     }
@@ -71,15 +77,19 @@ public final class BertEncoder: @unchecked Sendable {
     public let precision: LinearOperator.Precision
 
     /// Takes the encoder's tensors (by Quern's names: `Bert.keyMap`) at a precision.
-    public init(config: Config, weights: inout StrictWeights, precision: LinearOperator.Precision = .fp32,
-                pooling: Pooling = .mean, normalize: Bool = false) throws {
+    public init(
+        config: Config, weights: inout StrictWeights, precision: LinearOperator.Precision = .fp32,
+        pooling: Pooling = .mean, normalize: Bool = false
+    ) throws {
         self.config = config
         self.pooling = pooling
         self.normalize = normalize
         self.precision = precision
         let h = config.hidden, inner = config.intermediate
         func t(_ name: String, _ shape: [Int]) throws -> Tensor { try weights.float32(name, shape: shape) }
-        func norm(_ name: String) throws -> ([Float], [Float]) { (try t(name + ".weight", [h]).data, try t(name + ".bias", [h]).data) }
+        func norm(_ name: String) throws -> ([Float], [Float]) {
+            (try t(name + ".weight", [h]).data, try t(name + ".bias", [h]).data)
+        }
         words = try t("embeddings.word_embeddings.weight", [config.vocabSize, h])
         positions = try t("embeddings.position_embeddings.weight", [config.maxPositions, h])
         types = try t("embeddings.token_type_embeddings.weight", [config.typeVocabSize, h])
@@ -89,16 +99,18 @@ public final class BertEncoder: @unchecked Sendable {
             let q = try t(p + "attention.self.query.weight", [h, h]), k = try t(p + "attention.self.key.weight", [h, h])
             let v = try t(p + "attention.self.value.weight", [h, h])
             let qkvBias = try ["query", "key", "value"].flatMap { try t(p + "attention.self.\($0).bias", [h]).data }
-            return Layer(qkv: LinearOperator.choose(Tensor(shape: [3 * h, h], data: q.data + k.data + v.data), precision: precision),
-                         qkvBias: qkvBias,
-                         output: LinearOperator.choose(try t(p + "attention.output.dense.weight", [h, h]), precision: precision),
-                         outputBias: try t(p + "attention.output.dense.bias", [h]).data,
-                         norm1: try norm(p + "attention.output.LayerNorm"),
-                         up: LinearOperator.choose(try t(p + "intermediate.dense.weight", [inner, h]), precision: precision),
-                         upBias: try t(p + "intermediate.dense.bias", [inner]).data,
-                         down: LinearOperator.choose(try t(p + "output.dense.weight", [h, inner]), precision: precision),
-                         downBias: try t(p + "output.dense.bias", [h]).data,
-                         norm2: try norm(p + "output.LayerNorm"))
+            return Layer(
+                qkv: LinearOperator.choose(
+                    Tensor(shape: [3 * h, h], data: q.data + k.data + v.data), precision: precision),
+                qkvBias: qkvBias,
+                output: LinearOperator.choose(try t(p + "attention.output.dense.weight", [h, h]), precision: precision),
+                outputBias: try t(p + "attention.output.dense.bias", [h]).data,
+                norm1: try norm(p + "attention.output.LayerNorm"),
+                up: LinearOperator.choose(try t(p + "intermediate.dense.weight", [inner, h]), precision: precision),
+                upBias: try t(p + "intermediate.dense.bias", [inner]).data,
+                down: LinearOperator.choose(try t(p + "output.dense.weight", [h, inner]), precision: precision),
+                downBias: try t(p + "output.dense.bias", [h]).data,
+                norm2: try norm(p + "output.LayerNorm"))
         }
     }
 
@@ -165,16 +177,25 @@ public final class BertEncoder: @unchecked Sendable {
         func residualNorm(_ n: ([Float], [Float])) {
             n.0.withUnsafeBufferPointer { g in
                 n.1.withUnsafeBufferPointer { b in
-                    Norms.residualLayerNorm(ws.x, adding: ws.projected, rows: rows, n: h, gamma: g.baseAddress, beta: b.baseAddress, eps: eps)
+                    Norms.residualLayerNorm(
+                        ws.x, adding: ws.projected, rows: rows, n: h, gamma: g.baseAddress, beta: b.baseAddress,
+                        eps: eps)
                 }
             }
         }
-        func linear(_ op: LinearOperator, _ x: UnsafeMutablePointer<Float>, _ bias: [Float], _ act: Activation, _ y: UnsafeMutablePointer<Float>) {
-            bias.withUnsafeBufferPointer { op.apply(x, m: rows, bias: $0.baseAddress, activation: act, into: y, pool: pool) }
+        func linear(
+            _ op: LinearOperator, _ x: UnsafeMutablePointer<Float>, _ bias: [Float], _ act: Activation,
+            _ y: UnsafeMutablePointer<Float>
+        ) {
+            bias.withUnsafeBufferPointer {
+                op.apply(x, m: rows, bias: $0.baseAddress, activation: act, into: y, pool: pool)
+            }
         }
         for layer in layers {
             linear(layer.qkv, ws.x, layer.qkvBias, .none, ws.qkv)
-            Attention.sequences(qkv: ws.qkv, offsets: offsets, heads: config.heads, headDim: h / config.heads, into: ws.context, pool: pool)
+            Attention.sequences(
+                qkv: ws.qkv, offsets: offsets, heads: config.heads, headDim: h / config.heads, into: ws.context,
+                pool: pool)
             linear(layer.output, ws.context, layer.outputBias, .none, ws.projected)
             residualNorm(layer.norm1)
             linear(layer.up, ws.x, layer.upBias, .gelu, ws.inner)

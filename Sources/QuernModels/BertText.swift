@@ -17,7 +17,9 @@ public struct BertTextRules: Sendable, Equatable {
     public var stripAccents = true
     public var lowercase = true
 
-    public init(cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool = true, lowercase: Bool = true) {
+    public init(
+        cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool = true, lowercase: Bool = true
+    ) {
         self.cleanText = cleanText
         self.handleChineseChars = handleChineseChars
         self.stripAccents = stripAccents
@@ -64,9 +66,11 @@ public struct BertTextRules: Sendable, Equatable {
     func transform(_ c: Unicode.Scalar) -> String {
         var s = String(c)
         if stripAccents {
-            s = String(String.UnicodeScalarView(s.decomposedStringWithCanonicalMapping.unicodeScalars.filter {
-                Self.category($0) != .nonspacingMark
-            }))
+            s = String(
+                String.UnicodeScalarView(
+                    s.decomposedStringWithCanonicalMapping.unicodeScalars.filter {
+                        Self.category($0) != .nonspacingMark
+                    }))
         }
         if lowercase {
             s = s.unicodeScalars.map { $0.properties.lowercaseMapping }.joined()
@@ -90,12 +94,12 @@ public struct BertTextRules: Sendable, Equatable {
     }
 
     static let categoryChangedSince8: [UInt32: Unicode.GeneralCategory] = [
-        0x1885: .otherLetter, 0x1886: .otherLetter,   // Mongolian Ali Gali baluda: Lo then, Mn now
-        0x166D: .otherPunctuation,                    // Canadian syllabics chi sign: Po then, So now
-        0x1734: .nonspacingMark,                      // Hanunoo pamudpod: Mn then, Mc now
-        0xA9BD: .spacingMark,                         // Javanese keret: Mc then, Mn now
-        0x111C9: .otherPunctuation,                   // Sharada sandhi mark: Po then, Mn now
-        0x1171E: .nonspacingMark,                     // Ahom consonant sign medial ra: Mn then, Mc now
+        0x1885: .otherLetter, 0x1886: .otherLetter,  // Mongolian Ali Gali baluda: Lo then, Mn now
+        0x166D: .otherPunctuation,  // Canadian syllabics chi sign: Po then, So now
+        0x1734: .nonspacingMark,  // Hanunoo pamudpod: Mn then, Mc now
+        0xA9BD: .spacingMark,  // Javanese keret: Mc then, Mn now
+        0x111C9: .otherPunctuation,  // Sharada sandhi mark: Po then, Mn now
+        0x1171E: .nonspacingMark  // Ahom consonant sign medial ra: Mn then, Mc now
     ]
 
     /// Control, format, private use or surrogate (Cc, Cf, Co, Cs), except tab, newline
@@ -117,7 +121,8 @@ public struct BertTextRules: Sendable, Equatable {
         if c.isASCII { return asciiPunctuation(UInt8(c.value)) }
         switch category(c) {
         case .connectorPunctuation?, .dashPunctuation?, .openPunctuation?, .closePunctuation?,
-             .initialPunctuation?, .finalPunctuation?, .otherPunctuation?: return true
+            .initialPunctuation?, .finalPunctuation?, .otherPunctuation?:
+            return true
         default: return false
         }
     }

@@ -65,8 +65,9 @@ public protocol TextEncoder: Model {
     func run(_ sequences: [TokenSequence], batchSize: Int, pool: ThreadPool) -> TextOutput
     /// Publishes a copy of this encoder in `directory` (built whole, then renamed into
     /// place) with `head` as its pooled-embedding classification head.
-    func publish(head: StackConfig, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?,
-                 to directory: String) throws
+    func publish(
+        head: StackConfig, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?,
+        to directory: String) throws
 }
 
 /// A text encoder with a classification or regression head: `predict` and `evaluate`

@@ -22,8 +22,12 @@ public enum MLP: ModelFamily {
         guard c.inputShape.count == 1 else {
             throw QuernError(.modelInvalid, "config.json: an mlp takes \"input_size\" (a number of features)")
         }
-        for (i, layer) in c.layers.enumerated() where !layerTypes.contains(layer.json.objectValue?["type"]?.stringValue ?? "") {
-            throw QuernError(.modelInvalid, "config.json layers[\(i)]: an mlp has linear, batchnorm, dropout and activation layers only; use model_type \"cnn\" for images")
+        for (i, layer) in c.layers.enumerated()
+        where !layerTypes.contains(layer.json.objectValue?["type"]?.stringValue ?? "") {
+            throw QuernError(
+                .modelInvalid,
+                "config.json layers[\(i)]: an mlp has linear, batchnorm, dropout and activation layers only; use model_type \"cnn\" for images"
+            )
         }
         return c
     }

@@ -24,7 +24,8 @@ public struct ModelOptions: Sendable {
     /// scratch (families that cannot be built from config.json alone still refuse it).
     public var allowArchitectureOnly: Bool
 
-    public init(precision: LinearOperator.Precision = .fp32, maxLength: Int? = nil, allowArchitectureOnly: Bool = false) {
+    public init(precision: LinearOperator.Precision = .fp32, maxLength: Int? = nil, allowArchitectureOnly: Bool = false)
+    {
         self.precision = precision
         self.maxLength = maxLength
         self.allowArchitectureOnly = allowArchitectureOnly
@@ -48,7 +49,10 @@ public struct ModelFiles {
     /// gives when a directory has none.
     public func weights() throws -> (SafetensorsFile, WeightsDigest) {
         guard hasWeights else {
-            throw QuernError(.modelInvalid, "model directory \(path) has no \(Self.weightsName); a model is config.json + \(Self.weightsName)", field: "model")
+            throw QuernError(
+                .modelInvalid,
+                "model directory \(path) has no \(Self.weightsName); a model is config.json + \(Self.weightsName)",
+                field: "model")
         }
         let file = try SafetensorsFile(path: weightsPath)
         let digest = try SHA256Stream.file(weightsPath)
@@ -73,14 +77,16 @@ public enum ModelRegistry {
     public static let families: [any ModelFamily.Type] = [
         MLP.self,
         CNN.self,
-        Bert.self,
+        Bert.self
     ]
 
     public static var names: [String] { families.map { $0.modelType }.sorted() }
 
     /// The families whose models can have `capability`.
     public static func families<C>(providing capability: C.Type) -> [String] {
-        families.filter { f in f.provides.contains { ObjectIdentifier($0) == ObjectIdentifier(capability) } }.map { $0.modelType }
+        families.filter { f in f.provides.contains { ObjectIdentifier($0) == ObjectIdentifier(capability) } }.map {
+            $0.modelType
+        }
     }
 
     public static func family(_ modelType: String) -> (any ModelFamily.Type)? {
@@ -98,7 +104,9 @@ public enum ModelRegistry {
         }
         let configPath = Path.join(path, "config.json")
         guard Sys.isRegularFile(configPath) else {
-            throw QuernError(.modelInvalid, "model directory \(path) has no config.json; a model is config.json + model.safetensors", field: "model")
+            throw QuernError(
+                .modelInvalid, "model directory \(path) has no config.json; a model is config.json + model.safetensors",
+                field: "model")
         }
         let bytes = try Sys.readFile(configPath)
         let value: JSONValue
@@ -119,7 +127,10 @@ public enum ModelRegistry {
         let (bytes, config) = try config(path)
         let type = config["model_type"]!.stringValue!
         guard let family = family(type) else {
-            throw QuernError(.modelInvalid, "model_type \"\(type)\" is not supported; known families: \(names.joined(separator: ", "))", field: "model")
+            throw QuernError(
+                .modelInvalid,
+                "model_type \"\(type)\" is not supported; known families: \(names.joined(separator: ", "))",
+                field: "model")
         }
         do {
             return try family.load(ModelFiles(path: path, configBytes: bytes, config: config), options: options)

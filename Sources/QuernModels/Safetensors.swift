@@ -18,8 +18,10 @@ public final class SafetensorsFile {
     private let map: MappedFile
     private let dataStart: Int
 
-    static let itemSizes: [String: Int] = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "U8": 1,
-                                           "I16": 2, "I32": 4, "I64": 8, "BOOL": 1]
+    static let itemSizes: [String: Int] = [
+        "F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "U8": 1,
+        "I16": 2, "I32": 4, "I64": 8, "BOOL": 1
+    ]
 
     public init(path: String) throws {
         self.path = path
@@ -30,7 +32,9 @@ public final class SafetensorsFile {
         let b = map.bytes
         guard b.count >= 8 else { throw bad("shorter than its 8-byte header length") }
         let rawLength = b.loadUnaligned(as: UInt64.self).littleEndian
-        guard rawLength <= 100 << 20, 8 + Int(rawLength) <= b.count else { throw bad("header length \(rawLength) runs past the end of the file") }
+        guard rawLength <= 100 << 20, 8 + Int(rawLength) <= b.count else {
+            throw bad("header length \(rawLength) runs past the end of the file")
+        }
         let headerLength = Int(rawLength)
         dataStart = 8 + headerLength
         let header: JSONValue
@@ -55,11 +59,14 @@ public final class SafetensorsFile {
                 return ints.count == a.count ? ints : nil
             }
             guard let o = value.objectValue, let dtype = o["dtype"]?.stringValue,
-                  let shape = naturals(o["shape"]), let offs = naturals(o["data_offsets"]), offs.count == 2 else {
+                let shape = naturals(o["shape"]), let offs = naturals(o["data_offsets"]), offs.count == 2
+            else {
                 throw bad("entry \"\(name)\" lacks dtype, shape (non-negative integers) or data_offsets")
             }
             guard let item = Self.itemSizes[dtype] else { throw bad("tensor \"\(name)\" has unknown dtype \(dtype)") }
-            guard offs[0] <= offs[1], offs[1] <= dataSize else { throw bad("tensor \"\(name)\" bytes \(offs) lie outside the data (\(dataSize) bytes)") }
+            guard offs[0] <= offs[1], offs[1] <= dataSize else {
+                throw bad("tensor \"\(name)\" bytes \(offs) lie outside the data (\(dataSize) bytes)")
+            }
             var bytes = item
             for d in shape {
                 let (p, overflow) = bytes.multipliedReportingOverflow(by: d)
@@ -88,14 +95,24 @@ public final class SafetensorsFile {
         if let expected, expected != e.shape {
             throw QuernError(.modelMismatch, "tensor \"\(name)\" has shape \(e.shape); the config implies \(expected)")
         }
-        let raw = UnsafeRawBufferPointer(rebasing: map.bytes[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])
+        let raw = UnsafeRawBufferPointer(
+            rebasing: map.bytes[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])
         let n = e.shape.reduce(1, *)
         let values: [Float]
         switch e.dtype {
-        case "F32": values = (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+        case "F32":
+            values = (0..<n).map {
+                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+            }
         case "F64": values = (0..<n).map { Float(raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self)) }
-        case "F16": values = (0..<n).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
-        case "BF16": values = (0..<n).map { Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) << 16) }
+        case "F16":
+            values = (0..<n).map {
+                Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)))
+            }
+        case "BF16":
+            values = (0..<n).map {
+                Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) << 16)
+            }
         default:
             throw QuernError(.modelMismatch, "tensor \"\(name)\" is \(e.dtype); a floating-point tensor is needed here")
         }
@@ -113,7 +130,8 @@ public final class SafetensorsFile {
         guard e.dtype == "I8" else {
             throw QuernError(.modelMismatch, "tensor \"\(name)\" is \(e.dtype); a quantized model stores I8 weights")
         }
-        let raw = UnsafeRawBufferPointer(rebasing: map.bytes[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])
+        let raw = UnsafeRawBufferPointer(
+            rebasing: map.bytes[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])
         return (e.shape, raw.map { Int8(bitPattern: $0) })
     }
 }
@@ -132,7 +150,8 @@ public enum Safetensors {
     }
 
     /// Serialises fp32 and int8 tensors.
-    public static func encode(typed tensors: [String: ([Int], TensorData)], metadata: [String: String] = [:]) -> [UInt8] {
+    public static func encode(typed tensors: [String: ([Int], TensorData)], metadata: [String: String] = [:]) -> [UInt8]
+    {
         var header = JSONObject()
         var meta = JSONObject()
         meta["format"] = "pt"
@@ -153,8 +172,10 @@ public enum Safetensors {
                 dtype = "I8"
                 data += v.map { UInt8(bitPattern: $0) }
             }
-            header[name] = ["dtype": .string(dtype), "shape": .array(shape.map { .int(Int64($0)) }),
-                            "data_offsets": [.int(Int64(start)), .int(Int64(data.count))]]
+            header[name] = [
+                "dtype": .string(dtype), "shape": .array(shape.map { .int(Int64($0)) }),
+                "data_offsets": [.int(Int64(start)), .int(Int64(data.count))]
+            ]
         }
         var h = JSONWriter.compact(.object(header))
         while (8 + h.count) % 8 != 0 { h.append(0x20) }

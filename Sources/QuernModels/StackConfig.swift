@@ -15,8 +15,10 @@ public struct StackConfig: Sendable {
     /// Set on int8 models: how they were quantized (written by `quantize` jobs).
     public var quantization: JSONValue?
 
-    public init(family: String, inputShape: [Int], layers: [any LayerSpec], labels: [String], featureNames: [String]? = nil,
-                problemType: String? = nil, quantization: JSONValue? = nil) {
+    public init(
+        family: String, inputShape: [Int], layers: [any LayerSpec], labels: [String], featureNames: [String]? = nil,
+        problemType: String? = nil, quantization: JSONValue? = nil
+    ) {
         self.family = family
         self.inputShape = inputShape
         self.layers = layers
@@ -41,10 +43,13 @@ public struct StackConfig: Sendable {
             throw bad("needs \"input_size\" (features) or \"input_shape\" ([channels, height, width])")
         }
         guard shape.allSatisfy({ $0 > 0 }) else { throw bad("input sizes must be positive, got \(shape)") }
-        guard let layerList = o["layers"]?.arrayValue, !layerList.isEmpty else { throw bad("\"layers\" must be a non-empty list") }
+        guard let layerList = o["layers"]?.arrayValue, !layerList.isEmpty else {
+            throw bad("\"layers\" must be a non-empty list")
+        }
         let layers = try layerList.enumerated().map { try LayerSpecs.decode($1, at: $0) }
-        var config = StackConfig(family: family, inputShape: shape, layers: layers, labels: [], problemType: o["problem_type"]?.stringValue,
-                                 quantization: o["quantization"])
+        var config = StackConfig(
+            family: family, inputShape: shape, layers: layers, labels: [], problemType: o["problem_type"]?.stringValue,
+            quantization: o["quantization"])
         let outputs = try config.shapes().last!.reduce(1, *)
         if let map = o["id2label"]?.objectValue {
             config.labels = try (0..<outputs).map { i in
@@ -131,7 +136,8 @@ public struct StackConfig: Sendable {
         }
         var weights = try StrictWeights(file)
         var out = LoadedWeights()
-        let matrices = quantization == nil ? [:] : Dictionary(uniqueKeysWithValues: try self.matrices().map { ($0.name, $0) })
+        let matrices =
+            quantization == nil ? [:] : Dictionary(uniqueKeysWithValues: try self.matrices().map { ($0.name, $0) })
         for (name, shape) in try expectedTensors() {
             guard let m = matrices[name] else {
                 out.tensors[name] = try weights.float32(name, shape: shape)
@@ -144,13 +150,15 @@ public struct StackConfig: Sendable {
                 let s = try weights.float32(m.inputScaleName, shape: [1]).data[0]
                 let z = try weights.float32(m.inputZeroPointName, shape: [1]).data[0]
                 guard s > 0, s.isFinite, z >= 0, z <= 255 else {
-                    throw QuernError(.modelInvalid, "layers.\(m.layer): input_scale \(s) / input_zero_point \(z) are not a u8 range")
+                    throw QuernError(
+                        .modelInvalid, "layers.\(m.layer): input_scale \(s) / input_zero_point \(z) are not a u8 range")
                 }
                 range = QGEMM.InputRange(scale: s, zeroPoint: Int32(z))
             }
             let n = shape[0]
-            out.quantized[name] = QuantizedLayer(weights: QuantizedWeights(values: values, scales: scales.data, n: n, k: values.count / n),
-                                                 input: range, shape: shape)
+            out.quantized[name] = QuantizedLayer(
+                weights: QuantizedWeights(values: values, scales: scales.data, n: n, k: values.count / n),
+                input: range, shape: shape)
         }
         if weights.has("normalizer.mean") || weights.has("normalizer.scale") {
             let mean = try weights.float32("normalizer.mean", shape: [inputSize])
@@ -163,14 +171,16 @@ public struct StackConfig: Sendable {
 
     /// config.json + model.safetensors (with the normalizer as `normalizer.*` tensors) in
     /// an existing directory, each written atomically.
-    public func write(into dir: String, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?) throws {
+    public func write(into dir: String, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?) throws
+    {
         var out = tensors
         if let (mean, scale) = normalizer {
             out["normalizer.mean"] = ([mean.count], .f32(mean))
             out["normalizer.scale"] = ([scale.count], .f32(scale))
         }
         try Sys.writeFileAtomically(Path.join(dir, "config.json"), JSONWriter.pretty(json), durability: .content)
-        try Sys.writeFileAtomically(Path.join(dir, ModelFiles.weightsName), Safetensors.encode(typed: out), durability: .content)
+        try Sys.writeFileAtomically(
+            Path.join(dir, ModelFiles.weightsName), Safetensors.encode(typed: out), durability: .content)
     }
 
     // MARK: training
@@ -180,10 +190,11 @@ public struct StackConfig: Sendable {
     public func network(tensors: [String: Tensor]?, seed: UInt64) throws -> Sequential {
         var random = SeededRandom(seed: seed)
         let inputs = try inputShapes()
-        return Sequential(layers.enumerated().map { i, layer in
-            let t = tensors.map { LayerTensors(layer: i, all: $0, quantized: [:], precision: .fp32) }
-            return layer.trainable(input: inputs[i], name: "layers.\(i)", tensors: t, random: &random)
-        })
+        return Sequential(
+            layers.enumerated().map { i, layer in
+                let t = tensors.map { LayerTensors(layer: i, all: $0, quantized: [:], precision: .fp32) }
+                return layer.trainable(input: inputs[i], name: "layers.\(i)", tensors: t, random: &random)
+            })
     }
 }
 

@@ -31,9 +31,11 @@ public struct StackModel: TabularModel, LayerStackSource {
     /// From tensors in memory (loaded, just trained, quantized or pruned). A batch norm
     /// right after an fp32 linear or conv2d without activation is folded into it (w·γ/σ
     /// per output channel, (b − μ)·γ/σ + β): one pass over the data fewer.
-    public init(config: StackConfig, tensors: [String: Tensor], quantized: [String: QuantizedLayer] = [:],
-                normalizer: ([Float], [Float])?, precision: LinearOperator.Precision = .fp32, path: String = "",
-                weights: WeightsDigest? = nil) throws {
+    public init(
+        config: StackConfig, tensors: [String: Tensor], quantized: [String: QuantizedLayer] = [:],
+        normalizer: ([Float], [Float])?, precision: LinearOperator.Precision = .fp32, path: String = "",
+        weights: WeightsDigest? = nil
+    ) throws {
         let inputSize = config.inputSize
         if let (_, scale) = normalizer, let z = scale.firstIndex(where: { $0 == 0 || !$0.isFinite }) {
             throw QuernError(.modelInvalid, "normalizer.scale[\(z)] is \(scale[z]); scales must be finite and non-zero")
@@ -57,9 +59,12 @@ public struct StackModel: TabularModel, LayerStackSource {
         for i in layers.indices.dropFirst() {
             let previous = layers[i - 1]
             guard let target = previous.foldTarget,
-                  previous.matrices(input: shapes[i - 1]).allSatisfy({ quantized[LayerSpecs.tensorName(layer: i - 1, $0.name)] == nil })
+                previous.matrices(input: shapes[i - 1]).allSatisfy({
+                    quantized[LayerSpecs.tensorName(layer: i - 1, $0.name)] == nil
+                })
             else { continue }
-            let w = LayerSpecs.tensorName(layer: i - 1, target.weight), b = LayerSpecs.tensorName(layer: i - 1, target.bias)
+            let w = LayerSpecs.tensorName(layer: i - 1, target.weight),
+                b = LayerSpecs.tensorName(layer: i - 1, target.bias)
             var weight = tensors[w]!, bias = tensors[b]!
             let own = LayerTensors(layer: i, all: tensors, quantized: quantized, precision: precision)
             if layers[i].fold(own, into: &weight, bias: &bias) {
@@ -69,14 +74,20 @@ public struct StackModel: TabularModel, LayerStackSource {
             }
         }
         compiled = layers.enumerated().map { i, layer in
-            folded.contains(i) ? IdentityLayer()
-                : layer.compile(LayerTensors(layer: i, all: tensors, quantized: quantized, precision: precision), input: shapes[i])
+            folded.contains(i)
+                ? IdentityLayer()
+                : layer.compile(
+                    LayerTensors(layer: i, all: tensors, quantized: quantized, precision: precision), input: shapes[i])
         }
         guard outputs.last!.count == 1 else {
-            throw QuernError(.modelInvalid, "the last layer must give a flat output (add flatten and linear layers), got \(outputs.last!)")
+            throw QuernError(
+                .modelInvalid,
+                "the last layer must give a flat output (add flatten and linear layers), got \(outputs.last!)")
         }
         if !config.labels.isEmpty && config.labels.count != outputs.last![0] {
-            throw QuernError(.modelInvalid, "id2label has \(config.labels.count) classes but the last layer has \(outputs.last![0]) outputs")
+            throw QuernError(
+                .modelInvalid,
+                "id2label has \(config.labels.count) classes but the last layer has \(outputs.last![0]) outputs")
         }
     }
 
@@ -110,7 +121,8 @@ public struct StackModel: TabularModel, LayerStackSource {
             if !summary.isEmpty {
                 let count = summary.reduce(0) { $0 + $1.weights }, zero = summary.reduce(0) { $0 + $1.zeros }
                 let bias = summary.reduce(0) { $0 + $1.bias }
-                o["kernel"] = summary.count == 1 ? .string(summary[0].kernel) : .array(summary.map { .string($0.kernel) })
+                o["kernel"] =
+                    summary.count == 1 ? .string(summary[0].kernel) : .array(summary.map { .string($0.kernel) })
                 o["parameters"] = .int(Int64(count + bias))
                 o["sparsity"] = .double(Double(zero) / Double(max(count, 1)))
                 parameters += count + bias
@@ -118,10 +130,13 @@ public struct StackModel: TabularModel, LayerStackSource {
             }
             layers.append(.object(o))
         }
-        return ["family": .string(family), "input_shape": .array(inputShape.map { .int(Int64($0)) }), "layers": .array(layers),
-                "parameters": .int(Int64(parameters)), "sparsity": .double(Double(zeros) / Double(max(parameters, 1))),
-                "precision": .string(precision.rawValue), "normalizer": .bool(normalizer != nil),
-                "classes": .int(Int64(labels.count))]
+        return [
+            "family": .string(family), "input_shape": .array(inputShape.map { .int(Int64($0)) }),
+            "layers": .array(layers),
+            "parameters": .int(Int64(parameters)), "sparsity": .double(Double(zeros) / Double(max(parameters, 1))),
+            "precision": .string(precision.rawValue), "normalizer": .bool(normalizer != nil),
+            "classes": .int(Int64(labels.count))
+        ]
     }
 }
 
@@ -135,8 +150,10 @@ public struct StackArchitecture: LayerStackSource {
     public var fp32: LoadedWeights? { nil }
 
     public func describe() -> JSONValue {
-        ["family": .string(family), "input_shape": .array(config.inputShape.map { .int(Int64($0)) }),
-         "layers": .array(config.layers.map(\.json)), "weights": .null, "classes": .int(Int64(config.labels.count))]
+        [
+            "family": .string(family), "input_shape": .array(config.inputShape.map { .int(Int64($0)) }),
+            "layers": .array(config.layers.map(\.json)), "weights": .null, "classes": .int(Int64(config.labels.count))
+        ]
     }
 }
 
@@ -145,11 +162,14 @@ public struct StackArchitecture: LayerStackSource {
 /// the architecture alone.
 enum LayerStackFamily {
     static func load(_ files: ModelFiles, config: StackConfig, options: ModelOptions) throws -> any Model {
-        if !files.hasWeights && options.allowArchitectureOnly { return StackArchitecture(config: config, path: files.path) }
+        if !files.hasWeights && options.allowArchitectureOnly {
+            return StackArchitecture(config: config, path: files.path)
+        }
         let (file, digest) = try files.weights()
         let loaded = try config.loadTensors(file)
-        return try StackModel(config: config, tensors: loaded.tensors, quantized: loaded.quantized, normalizer: loaded.normalizer,
-                              precision: config.quantization != nil ? .int8 : options.precision, path: files.path,
-                              weights: digest)
+        return try StackModel(
+            config: config, tensors: loaded.tensors, quantized: loaded.quantized, normalizer: loaded.normalizer,
+            precision: config.quantization != nil ? .int8 : options.precision, path: files.path,
+            weights: digest)
     }
 }

@@ -21,7 +21,10 @@ public struct StrictWeights {
         for original in file.entries.keys.sorted() {
             let name = keyMap(original)
             if let other = names[name] {
-                throw QuernError(.modelMismatch, "\(Path.basename(file.path)) holds both \"\(other)\" and \"\(original)\", which mean the same tensor \"\(name)\"")
+                throw QuernError(
+                    .modelMismatch,
+                    "\(Path.basename(file.path)) holds both \"\(other)\" and \"\(original)\", which mean the same tensor \"\(name)\""
+                )
             }
             names[name] = original
         }
@@ -60,7 +63,10 @@ public struct StrictWeights {
     public func finish() throws {
         let extra = Set(names.keys).subtracting(taken)
         if !extra.isEmpty {
-            throw QuernError(.modelMismatch, "\(Path.basename(file.path)) has tensors the config does not use: \(extra.sorted().prefix(5).joined(separator: ", "))")
+            throw QuernError(
+                .modelMismatch,
+                "\(Path.basename(file.path)) has tensors the config does not use: \(extra.sorted().prefix(5).joined(separator: ", "))"
+            )
         }
     }
 }

@@ -51,13 +51,18 @@ public struct WordPieceTokenizer: Sendable {
         }
         let byToken = Self.ids(tokens)
         func id(_ t: String) throws -> Int32 {
-            guard let v = byToken[t] else { throw QuernError(.modelInvalid, "\(source) has no \(t) token", field: "model") }
+            guard let v = byToken[t] else {
+                throw QuernError(.modelInvalid, "\(source) has no \(t) token", field: "model")
+            }
             return v
         }
-        let specials = try ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { t in byToken[t] == nil ? nil : (t, try id(t)) }
-        try self.init(vocab: tokens, rules: rules, unk: id("[UNK]"), prefix: "##", maxChars: 100,
-                      specials: specials, cls: id("[CLS]"), sep: id("[SEP]"), pairType: 1, maxLength: nil,
-                      pad: byToken["[PAD]"] ?? 0)
+        let specials = try ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { t in
+            byToken[t] == nil ? nil : (t, try id(t))
+        }
+        try self.init(
+            vocab: tokens, rules: rules, unk: id("[UNK]"), prefix: "##", maxChars: 100,
+            specials: specials, cls: id("[CLS]"), sep: id("[SEP]"), pairType: 1, maxLength: nil,
+            pad: byToken["[PAD]"] ?? 0)
     }
 
     /// From `tokenizer.json`. Only the BERT pipeline is accepted (BertNormalizer,
@@ -67,8 +72,11 @@ public struct WordPieceTokenizer: Sendable {
         func fail(_ what: String) -> QuernError { QuernError(.modelInvalid, "\(source): \(what)", field: "model") }
         guard let root = try JSONParser.parse(bytes).objectValue else { throw fail("not a JSON object") }
         guard let model = root["model"]?.objectValue, model["type"]?.stringValue == "WordPiece",
-              let vocab = model["vocab"]?.objectValue else {
-            throw fail("model type \(root["model"]?.objectValue?["type"]?.stringValue ?? "?") is not supported (WordPiece only)")
+            let vocab = model["vocab"]?.objectValue
+        else {
+            throw fail(
+                "model type \(root["model"]?.objectValue?["type"]?.stringValue ?? "?") is not supported (WordPiece only)"
+            )
         }
         var rules = BertTextRules()
         switch root["normalizer"] {
@@ -76,12 +84,16 @@ public struct WordPieceTokenizer: Sendable {
             rules.cleanText = n["clean_text"]?.boolValue ?? true
             rules.handleChineseChars = n["handle_chinese_chars"]?.boolValue ?? true
             rules.lowercase = n["lowercase"]?.boolValue ?? true
-            rules.stripAccents = n["strip_accents"]?.boolValue ?? rules.lowercase   // null follows lowercase
+            rules.stripAccents = n["strip_accents"]?.boolValue ?? rules.lowercase  // null follows lowercase
         case let other:
-            throw fail("normalizer \(other?.objectValue?["type"]?.stringValue ?? "none") is not supported (BertNormalizer only)")
+            throw fail(
+                "normalizer \(other?.objectValue?["type"]?.stringValue ?? "none") is not supported (BertNormalizer only)"
+            )
         }
         guard root["pre_tokenizer"]?.objectValue?["type"]?.stringValue == "BertPreTokenizer" else {
-            throw fail("pre_tokenizer \(root["pre_tokenizer"]?.objectValue?["type"]?.stringValue ?? "none") is not supported (BertPreTokenizer only)")
+            throw fail(
+                "pre_tokenizer \(root["pre_tokenizer"]?.objectValue?["type"]?.stringValue ?? "none") is not supported (BertPreTokenizer only)"
+            )
         }
         let tokens = try vocab.pairs.map { (k, v) -> ([UInt8], Int32) in
             guard let i = v.intValue else { throw fail("vocab entry \(k) has no integer id") }
@@ -93,11 +105,15 @@ public struct WordPieceTokenizer: Sendable {
 
         var specials: [(String, Int32)] = []
         for t in root["added_tokens"]?.arrayValue ?? [] {
-            guard let o = t.objectValue, let content = o["content"]?.stringValue, let i = o["id"]?.intValue else { continue }
+            guard let o = t.objectValue, let content = o["content"]?.stringValue, let i = o["id"]?.intValue else {
+                continue
+            }
             for flag in ["single_word", "lstrip", "rstrip"] where o[flag]?.boolValue == true {
                 throw fail("added token \(content) has \(flag), which Quern does not support")
             }
-            if o["normalized"]?.boolValue == true { throw fail("added token \(content) is normalized, which Quern does not support") }
+            if o["normalized"]?.boolValue == true {
+                throw fail("added token \(content) is normalized, which Quern does not support")
+            }
             specials.append((content, Int32(i)))
         }
 
@@ -110,18 +126,22 @@ public struct WordPieceTokenizer: Sendable {
                     if let s = item.objectValue?["SpecialToken"]?.objectValue {
                         return (s["id"]?.stringValue, Int32(s["type_id"]?.intValue ?? 0))
                     }
-                    if let s = item.objectValue?["Sequence"]?.objectValue { return (nil, Int32(s["type_id"]?.intValue ?? 0)) }
+                    if let s = item.objectValue?["Sequence"]?.objectValue {
+                        return (nil, Int32(s["type_id"]?.intValue ?? 0))
+                    }
                     return nil
                 }
             }
             let single = items("single"), pair = items("pair")
             func specialID(_ name: String?) throws -> Int32 {
                 guard let name, let ids = p["special_tokens"]?.objectValue?[name]?.objectValue?["ids"]?.arrayValue,
-                      ids.count == 1, let i = ids[0].intValue else { throw fail("template special token \(name ?? "?") has no single id") }
+                    ids.count == 1, let i = ids[0].intValue
+                else { throw fail("template special token \(name ?? "?") has no single id") }
                 return Int32(i)
             }
             guard single.count == 3, single[0].special != nil, single[1].special == nil, single[2].special != nil,
-                  pair.count == 5, pair[3].special == nil, pair[4].special != nil else {
+                pair.count == 5, pair[3].special == nil, pair[4].special != nil
+            else {
                 throw fail("post_processor template is not BERT's [CLS] $A [SEP] $B [SEP]")
             }
             cls = try specialID(single[0].special)
@@ -137,9 +157,10 @@ public struct WordPieceTokenizer: Sendable {
         }
         let maxLength = root["truncation"]?.objectValue?["max_length"]?.intValue.map(Int.init)
         let pad = root["padding"]?.objectValue?["pad_id"]?.intValue.map(Int32.init) ?? byToken["[PAD]"] ?? 0
-        try self.init(vocab: tokens, rules: rules, unk: unk, prefix: model["continuing_subword_prefix"]?.stringValue ?? "##",
-                      maxChars: Int(model["max_input_chars_per_word"]?.intValue ?? 100), specials: specials,
-                      cls: cls, sep: sep, pairType: pairType, maxLength: maxLength, pad: pad)
+        try self.init(
+            vocab: tokens, rules: rules, unk: unk, prefix: model["continuing_subword_prefix"]?.stringValue ?? "##",
+            maxChars: Int(model["max_input_chars_per_word"]?.intValue ?? 100), specials: specials,
+            cls: cls, sep: sep, pairType: pairType, maxLength: maxLength, pad: pad)
     }
 
     /// Token text → id, for finding the special tokens at load (the first of a repeated token wins).
@@ -147,8 +168,10 @@ public struct WordPieceTokenizer: Sendable {
         Dictionary(tokens.map { (String(decoding: $0.0, as: UTF8.self), $0.1) }, uniquingKeysWith: { a, _ in a })
     }
 
-    init(vocab: [([UInt8], Int32)], rules: BertTextRules, unk: Int32, prefix: String, maxChars: Int,
-         specials: [(String, Int32)], cls: Int32?, sep: Int32?, pairType: Int32, maxLength: Int?, pad: Int32) throws {
+    init(
+        vocab: [([UInt8], Int32)], rules: BertTextRules, unk: Int32, prefix: String, maxChars: Int,
+        specials: [(String, Int32)], cls: Int32?, sep: Int32?, pairType: Int32, maxLength: Int?, pad: Int32
+    ) throws {
         self.rules = rules
         let p = Array(prefix.utf8)
         var wholeKeys: [([UInt8], Int32)] = [], continuingKeys: [([UInt8], Int32)] = []
@@ -165,7 +188,9 @@ public struct WordPieceTokenizer: Sendable {
         unknownID = unk
         maxInputCharsPerWord = maxChars
         // Longest first, so "[MASK]x" never matches a shorter special that is its prefix.
-        self.specials = specials.map { (Array($0.0.utf8), $0.1) }.filter { !$0.0.isEmpty }.sorted { $0.0.count > $1.0.count }
+        self.specials = specials.map { (Array($0.0.utf8), $0.1) }.filter { !$0.0.isEmpty }.sorted {
+            $0.0.count > $1.0.count
+        }
         var first = [Bool](repeating: false, count: 256)
         for s in self.specials { first[Int(s.bytes[0])] = true }
         specialFirstBytes = first
@@ -284,7 +309,13 @@ public struct WordPieceTokenizer: Sendable {
                 }
                 // A multi-byte scalar (the String is valid UTF-8).
                 var v: UInt32, length: Int
-                if b < 0xE0 { v = UInt32(b & 0x1F); length = 2 } else if b < 0xF0 { v = UInt32(b & 0x0F); length = 3 } else { v = UInt32(b & 0x07); length = 4 }
+                if b < 0xE0 {
+                    v = UInt32(b & 0x1F); length = 2
+                } else if b < 0xF0 {
+                    v = UInt32(b & 0x0F); length = 3
+                } else {
+                    v = UInt32(b & 0x07); length = 4
+                }
                 for j in 1..<length { v = v << 6 | UInt32(p[i + j] & 0x3F) }
                 i += length
                 let pieces: [BertTextRules.Piece]
@@ -411,7 +442,7 @@ struct PieceTable: Sendable {
                 }
                 h = (h + 1) & mask
             }
-            if duplicate { continue }   // the first id of a repeated token wins, as in a dictionary built in order
+            if duplicate { continue }  // the first id of a repeated token wins, as in a dictionary built in order
             slots[h] = Int32(ids.count)
             offsets.append(Int32(keys.count))
             lengths.append(Int32(key.count))
@@ -422,8 +453,8 @@ struct PieceTable: Sendable {
     }
 
     static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
-        var h: UInt64 = 0xcbf29ce484222325
-        for i in 0..<n { h = (h ^ UInt64(p[i])) &* 0x100000001b3 }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for i in 0..<n { h = (h ^ UInt64(p[i])) &* 0x100_0000_01b3 }
         return Int(truncatingIfNeeded: h ^ (h >> 29))
     }
 

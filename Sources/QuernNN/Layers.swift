@@ -50,13 +50,23 @@ public final class Linear: Layer {
     public let bias: Parameter?
     public let activation: Activation
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, activation: Activation = .none,
-                random: inout SeededRandom, name: String = "linear") {
+    public init(
+        _ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, activation: Activation = .none,
+        random: inout SeededRandom, name: String = "linear"
+    ) {
         let bound = 1 / Float(inFeatures).squareRoot()
-        weight = Parameter("\(name).weight", Tensor(shape: [outFeatures, inFeatures],
-                                                   data: (0..<(outFeatures * inFeatures)).map { _ in random.uniform(bound) }))
-        self.bias = bias ? Parameter("\(name).bias", Tensor(shape: [outFeatures],
-                                                           data: (0..<outFeatures).map { _ in random.uniform(bound) })) : nil
+        weight = Parameter(
+            "\(name).weight",
+            Tensor(
+                shape: [outFeatures, inFeatures],
+                data: (0..<(outFeatures * inFeatures)).map { _ in random.uniform(bound) }))
+        self.bias =
+            bias
+            ? Parameter(
+                "\(name).bias",
+                Tensor(
+                    shape: [outFeatures],
+                    data: (0..<outFeatures).map { _ in random.uniform(bound) })) : nil
         self.activation = activation
     }
 
@@ -80,14 +90,24 @@ public final class Conv2d: Layer {
     public let padding: Int
     public let activation: Activation
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, activation: Activation = .none, random: inout SeededRandom, name: String = "conv") {
+    public init(
+        _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+        bias: Bool = true, activation: Activation = .none, random: inout SeededRandom, name: String = "conv"
+    ) {
         let fanIn = inChannels * kernel * kernel
         let bound = 1 / Float(fanIn).squareRoot()
-        weight = Parameter("\(name).weight", Tensor(shape: [outChannels, inChannels, kernel, kernel],
-                                                   data: (0..<(outChannels * fanIn)).map { _ in random.uniform(bound) }))
-        self.bias = bias ? Parameter("\(name).bias", Tensor(shape: [outChannels],
-                                                           data: (0..<outChannels).map { _ in random.uniform(bound) })) : nil
+        weight = Parameter(
+            "\(name).weight",
+            Tensor(
+                shape: [outChannels, inChannels, kernel, kernel],
+                data: (0..<(outChannels * fanIn)).map { _ in random.uniform(bound) }))
+        self.bias =
+            bias
+            ? Parameter(
+                "\(name).bias",
+                Tensor(
+                    shape: [outChannels],
+                    data: (0..<outChannels).map { _ in random.uniform(bound) })) : nil
         self.stride = stride
         self.padding = padding
         self.activation = activation
@@ -102,8 +122,9 @@ public final class Conv2d: Layer {
     }
 
     public func forward(_ x: Var, on tape: Tape) -> Var {
-        tape.conv2d(x, tape.parameter(weight), bias.map { tape.parameter($0) }, stride: stride, padding: padding,
-                    activation: activation)
+        tape.conv2d(
+            x, tape.parameter(weight), bias.map { tape.parameter($0) }, stride: stride, padding: padding,
+            activation: activation)
     }
 
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
@@ -174,8 +195,10 @@ public final class BatchNorm: Layer {
     public var parameters: [Parameter] { [gamma, beta] }
 
     public var buffers: [(name: String, value: Tensor)] {
-        [("\(name).running_mean", Tensor(shape: [statistics.mean.count], data: statistics.mean)),
-         ("\(name).running_var", Tensor(shape: [statistics.variance.count], data: statistics.variance))]
+        [
+            ("\(name).running_mean", Tensor(shape: [statistics.mean.count], data: statistics.mean)),
+            ("\(name).running_var", Tensor(shape: [statistics.variance.count], data: statistics.variance))
+        ]
     }
 
     public func setBuffer(_ key: String, _ value: Tensor) {
@@ -186,8 +209,10 @@ public final class BatchNorm: Layer {
 
 /// Folds a batch norm into the linear or conv layer before it, in place: each output
 /// channel's weights scale by γ/σ and its bias becomes (b − μ)·γ/σ + β, σ = √(var + eps).
-public func foldBatchNorm(weight: inout [Float], bias: inout [Float], gamma: [Float], beta: [Float], mean: [Float],
-                          variance: [Float], eps: Float) {
+public func foldBatchNorm(
+    weight: inout [Float], bias: inout [Float], gamma: [Float], beta: [Float], mean: [Float],
+    variance: [Float], eps: Float
+) {
     let per = weight.count / gamma.count
     for c in 0..<gamma.count {
         let scale = gamma[c] / (variance[c] + eps).squareRoot()
@@ -220,8 +245,11 @@ public final class Embedding {
 
     public init(_ vocabulary: Int, _ dimension: Int, random: inout SeededRandom, name: String = "embedding") {
         // PyTorch draws N(0, 1); a uniform of the same variance (±√3) keeps this simple.
-        table = Parameter("\(name).weight", Tensor(shape: [vocabulary, dimension],
-                                                  data: (0..<(vocabulary * dimension)).map { _ in random.uniform(1.7320508) }))
+        table = Parameter(
+            "\(name).weight",
+            Tensor(
+                shape: [vocabulary, dimension],
+                data: (0..<(vocabulary * dimension)).map { _ in random.uniform(1.7320508) }))
     }
 
     public func forward(_ ids: [Int], on tape: Tape) -> Var { tape.embedding(ids, table: tape.parameter(table)) }

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import QuernKernels
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Losses, averaged over the batch (PyTorch's `reduction="mean"`), each fused with the
 /// function in front of it where that is what keeps it stable.
@@ -15,7 +16,8 @@ extension Tape {
         var probabilities = [Float](repeating: 0, count: lv.count)
         var loss: Double = 0
         for r in 0..<batch {
-            precondition(labels[r] >= 0 && labels[r] < classes, "crossEntropy: label \(labels[r]) outside 0..<\(classes)")
+            precondition(
+                labels[r] >= 0 && labels[r] < classes, "crossEntropy: label \(labels[r]) outside 0..<\(classes)")
             let row = r * classes
             var top = -Float.infinity
             for c in 0..<classes { top = max(top, lv.data[row + c]) }
@@ -58,7 +60,8 @@ extension Tape {
     /// Mean squared error against targets of the same count.
     public func meanSquaredError(_ predictions: Var, targets: [Float]) -> Var {
         let pv = values[predictions.id]
-        precondition(targets.count == pv.count, "meanSquaredError: \(targets.count) targets for \(pv.count) predictions")
+        precondition(
+            targets.count == pv.count, "meanSquaredError: \(targets.count) targets for \(pv.count) predictions")
         var loss: Double = 0
         for (p, t) in zip(pv.data, targets) { loss += Double(p - t) * Double(p - t) }
         let count = Float(max(pv.count, 1))

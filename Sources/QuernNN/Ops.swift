@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import QuernKernels
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The differentiable ops. Each computes its value with the kernel set and records how
 /// to turn the output's gradient into its inputs' gradients. Shapes follow PyTorch:
@@ -15,10 +16,12 @@ extension Tape {
     public func linear(_ x: Var, _ w: Var, _ b: Var?, activation: Activation = .none) -> Var {
         if activation == .gelu { return gelu(linear(x, w, b)) }
         let xv = values[x.id], wv = values[w.id]
-        precondition(wv.shape.count == 2 && xv.rowLength == wv.shape[1],
-                     "linear: input \(xv.shape) does not match weights \(wv.shape)")
+        precondition(
+            wv.shape.count == 2 && xv.rowLength == wv.shape[1],
+            "linear: input \(xv.shape) does not match weights \(wv.shape)")
         let m = xv.rows, k = wv.shape[1], n = wv.shape[0]
-        let y = Products.abT(xv.data, m, k, wv.data, n, bias: b.map { values[$0.id].data }, activation: activation, pool: pool)
+        let y = Products.abT(
+            xv.data, m, k, wv.data, n, bias: b.map { values[$0.id].data }, activation: activation, pool: pool)
         let pool = self.pool
         return record(Tensor(shape: [m, n], data: y), inputs: [x, w] + (b.map { [$0] } ?? [])) { tape, g in
             let dz = activationBackward(activation, output: y, grad: g)
@@ -51,12 +54,13 @@ extension Tape {
     /// Activations whose derivative is a function of the output.
     func elementwise(_ x: Var, _ activation: Activation) -> Var {
         let xv = values[x.id]
-        let y: [Float] = switch activation {
-        case .relu: xv.data.map { max($0, 0) }
-        case .tanh: xv.data.map { tanhf($0) }
-        case .sigmoid: xv.data.map { 1 / (1 + expf(-$0)) }
-        default: xv.data
-        }
+        let y: [Float] =
+            switch activation {
+            case .relu: xv.data.map { max($0, 0) }
+            case .tanh: xv.data.map { tanhf($0) }
+            case .sigmoid: xv.data.map { 1 / (1 + expf(-$0)) }
+            default: xv.data
+            }
         return record(Tensor(shape: xv.shape, data: y), inputs: [x]) { tape, g in
             tape.accumulate(x, activationBackward(activation, output: y, grad: g))
         }
@@ -102,20 +106,26 @@ extension Tape {
     /// 2-D convolution, NCHW: x `[B, C, H, W]`, w `[O, C, kH, kW]`, b `[O]` →
     /// `[B, O, oH, oW]`. The whole batch's patches form one matrix `[B·oH·oW, C·kH·kW]`
     /// (im2col), so the product is one large GEMM rather than one per image.
-    public func conv2d(_ x: Var, _ w: Var, _ b: Var?, stride: Int = 1, padding: Int = 0,
-                       activation: Activation = .none) -> Var {
+    public func conv2d(
+        _ x: Var, _ w: Var, _ b: Var?, stride: Int = 1, padding: Int = 0,
+        activation: Activation = .none
+    ) -> Var {
         if activation == .gelu { return gelu(conv2d(x, w, b, stride: stride, padding: padding)) }
         let xv = values[x.id], wv = values[w.id]
-        precondition(xv.shape.count == 4 && wv.shape.count == 4 && xv.shape[1] == wv.shape[1],
-                     "conv2d: input \(xv.shape) does not match weights \(wv.shape)")
-        let geometry = ConvGeometry(batch: xv.shape[0], channels: xv.shape[1], height: xv.shape[2], width: xv.shape[3],
-                                    kernelH: wv.shape[2], kernelW: wv.shape[3], stride: stride, padding: padding)
-        precondition(geometry.outH > 0 && geometry.outW > 0,
-                     "conv2d: a \(wv.shape[2])x\(wv.shape[3]) kernel does not fit \(xv.shape[2])x\(xv.shape[3])")
+        precondition(
+            xv.shape.count == 4 && wv.shape.count == 4 && xv.shape[1] == wv.shape[1],
+            "conv2d: input \(xv.shape) does not match weights \(wv.shape)")
+        let geometry = ConvGeometry(
+            batch: xv.shape[0], channels: xv.shape[1], height: xv.shape[2], width: xv.shape[3],
+            kernelH: wv.shape[2], kernelW: wv.shape[3], stride: stride, padding: padding)
+        precondition(
+            geometry.outH > 0 && geometry.outW > 0,
+            "conv2d: a \(wv.shape[2])x\(wv.shape[3]) kernel does not fit \(xv.shape[2])x\(xv.shape[3])")
         let outC = wv.shape[0], rows = geometry.rows, patch = geometry.patch, positions = geometry.positions
         let columns = geometry.im2col(xv.data)
-        let flat = Products.abT(columns, rows, patch, wv.data, outC, bias: b.map { values[$0.id].data },
-                                activation: activation, pool: pool)
+        let flat = Products.abT(
+            columns, rows, patch, wv.data, outC, bias: b.map { values[$0.id].data },
+            activation: activation, pool: pool)
         // [B·P, O] → [B, O, P]: one transpose per image.
         let y = ConvLayout.transposeImages(flat, batch: geometry.batch, rows: positions, cols: outC)
         let pool = self.pool
@@ -191,12 +201,15 @@ extension Tape {
     /// Batch norm over `[B, C]` or `[B, C, H, W]`, per channel. Training uses the batch's
     /// statistics and updates the running ones (momentum 0.1, unbiased variance, as
     /// PyTorch); inference uses the running statistics.
-    public func batchNorm(_ x: Var, gamma: Var, beta: Var, stats: BatchNormStatistics, eps: Float = 1e-5,
-                          momentum: Float = 0.1) -> Var {
+    public func batchNorm(
+        _ x: Var, gamma: Var, beta: Var, stats: BatchNormStatistics, eps: Float = 1e-5,
+        momentum: Float = 0.1
+    ) -> Var {
         let xv = values[x.id]
         precondition(xv.shape.count == 2 || xv.shape.count == 4, "batchNorm: input must be [B, C] or [B, C, H, W]")
         let batch = xv.shape[0], channels = xv.shape[1], inner = xv.shape.count == 4 ? xv.shape[2] * xv.shape[3] : 1
-        precondition(channels == stats.mean.count, "batchNorm: \(channels) channels, statistics for \(stats.mean.count)")
+        precondition(
+            channels == stats.mean.count, "batchNorm: \(channels) channels, statistics for \(stats.mean.count)")
         let count = batch * inner
         let index = { (b: Int, c: Int, i: Int) in (b * channels + c) * inner + i }
         var mean = stats.mean, variance = stats.variance
@@ -255,7 +268,8 @@ extension Tape {
                         let at = index(b, c, i)
                         let dn = g[at] * gv[c]
                         // With batch statistics the mean and variance depend on x too.
-                        dx[at] = usedBatchStatistics
+                        dx[at] =
+                            usedBatchStatistics
                             ? invStd[c] / n * (n * dn - sumDn[c] - normalized[at] * sumDnN[c])
                             : dn * invStd[c]
                     }
@@ -375,13 +389,15 @@ struct ConvGeometry {
 
     /// `[B·oH·oW, C·kH·kW]`: row (b, oy, ox) holds the window under output (oy, ox).
     func im2col(_ x: [Float]) -> [Float] {
-        ConvLayout.im2col(x, batch: batch, channels: channels, height: height, width: width, kernelH: kernelH,
-                          kernelW: kernelW, stride: stride, padding: padding)
+        ConvLayout.im2col(
+            x, batch: batch, channels: channels, height: height, width: width, kernelH: kernelH,
+            kernelW: kernelW, stride: stride, padding: padding)
     }
 
     /// The adjoint of im2col: every patch entry is added back to the pixel it came from.
     func col2im(_ columns: [Float]) -> [Float] {
-        ConvLayout.col2im(columns, batch: batch, channels: channels, height: height, width: width, kernelH: kernelH,
-                          kernelW: kernelW, stride: stride, padding: padding)
+        ConvLayout.col2im(
+            columns, batch: batch, channels: channels, height: height, width: width, kernelH: kernelH,
+            kernelW: kernelW, stride: stride, padding: padding)
     }
 }

@@ -69,8 +69,10 @@ public final class Adam: Optimizer {
     var m: [[Float]], v: [[Float]]
     var steps = 0
 
-    public init(_ parameters: [Parameter], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
-                weightDecay: Float = 0, decoupled: Bool = false) {
+    public init(
+        _ parameters: [Parameter], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+        weightDecay: Float = 0, decoupled: Bool = false
+    ) {
         self.parameters = parameters
         self.beta1 = beta1
         self.beta2 = beta2
@@ -168,5 +170,5 @@ public func clipGradientNorm(_ parameters: [Parameter], maxNorm: Float) -> Float
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -6,8 +6,10 @@ import QuernKernels
 /// Packing the right-hand side costs O(size) per call, small next to the O(M·N·K) product.
 enum Products {
     /// `a[M,K] · b[N,K]ᵀ (+ bias) → [M,N]`, with the activation fused.
-    static func abT(_ a: [Float], _ m: Int, _ k: Int, _ b: [Float], _ n: Int, bias: [Float]? = nil,
-                    activation: Activation = .none, pool: ThreadPool) -> [Float] {
+    static func abT(
+        _ a: [Float], _ m: Int, _ k: Int, _ b: [Float], _ n: Int, bias: [Float]? = nil,
+        activation: Activation = .none, pool: ThreadPool
+    ) -> [Float] {
         guard m > 0, n > 0 else { return [] }
         let packed = PackedWeights(b, n: n, k: k)
         return multiply(a, m, packed, bias: bias, activation: activation, pool: pool)
@@ -46,18 +48,22 @@ enum Products {
         return out
     }
 
-    private static func multiply(_ a: [Float], _ m: Int, _ w: PackedWeights, bias: [Float]?, activation: Activation,
-                                 pool: ThreadPool) -> [Float] {
+    private static func multiply(
+        _ a: [Float], _ m: Int, _ w: PackedWeights, bias: [Float]?, activation: Activation,
+        pool: ThreadPool
+    ) -> [Float] {
         var out = [Float](repeating: 0, count: m * w.n)
         a.withUnsafeBufferPointer { ap in
             out.withUnsafeMutableBufferPointer { op in
                 if let bias {
                     bias.withUnsafeBufferPointer { bp in
-                        SGEMM.linear(ap.baseAddress!, m: m, w, bias: bp.baseAddress!, activation: activation,
-                                     into: op.baseAddress!, pool: pool)
+                        SGEMM.linear(
+                            ap.baseAddress!, m: m, w, bias: bp.baseAddress!, activation: activation,
+                            into: op.baseAddress!, pool: pool)
                     }
                 } else {
-                    SGEMM.linear(ap.baseAddress!, m: m, w, bias: nil, activation: activation, into: op.baseAddress!, pool: pool)
+                    SGEMM.linear(
+                        ap.baseAddress!, m: m, w, bias: nil, activation: activation, into: op.baseAddress!, pool: pool)
                 }
             }
         }

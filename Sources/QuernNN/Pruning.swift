@@ -4,7 +4,11 @@
 /// blocks along the input dimension (the int8 dot product's unit), and 2:4 (two of
 /// every four consecutive inputs, the layout sparse tensor cores use).
 public struct Pruner {
-    public enum Pattern: String, Sendable, CaseIterable { case unstructured, block1x4 = "1x4", twoFour = "2:4" }
+    public enum Pattern: String, Sendable, CaseIterable {
+        case unstructured
+        case block1x4 = "1x4"
+        case twoFour = "2:4"
+    }
     public enum Scope: String, Sendable, CaseIterable { case layer, global }
 
     public let pattern: Pattern
@@ -61,7 +65,9 @@ public struct Pruner {
         let target = min(max(sparsity, 0), 1)
         switch scope {
         case .layer:
-            for (i, p) in parameters.enumerated() { pruneLowest(among: groups(p).map { (i, $0.indices, $0.score) }, count: p.value.count, target) }
+            for (i, p) in parameters.enumerated() {
+                pruneLowest(among: groups(p).map { (i, $0.indices, $0.score) }, count: p.value.count, target)
+            }
         case .global:
             var all: [(Int, [Int], Float)] = []
             var total = 0
@@ -92,7 +98,9 @@ public struct Pruner {
 
     /// Masks saved by a checkpoint, put back (and enforced) on resume.
     public mutating func restore(masks saved: [[Float]]) {
-        precondition(saved.count == masks.count && zip(saved, masks).allSatisfy { $0.count == $1.count }, "Pruner: masks do not fit")
+        precondition(
+            saved.count == masks.count && zip(saved, masks).allSatisfy { $0.count == $1.count },
+            "Pruner: masks do not fit")
         masks = saved
         enforce()
     }
@@ -108,7 +116,8 @@ public struct Pruner {
 
     /// Fraction of weights at zero, per parameter.
     public var sparsity: [Double] {
-        parameters.map { p in Double(p.value.data.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }) / Double(max(p.value.count, 1)) }
+        parameters.map { p in Double(p.value.data.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }) / Double(max(p.value.count, 1))
+        }
     }
 
     /// Zhu & Gupta's gradual schedule: sparsity rises from `initial` to `final` as

@@ -8,7 +8,9 @@ public struct LabeledSamples: Sendable {
     public var labels: [Int]
 
     public init(inputs: [Float], sampleShape: [Int], labels: [Int]) {
-        precondition(inputs.count == labels.count * sampleShape.reduce(1, *), "LabeledSamples: inputs do not match labels × sample shape")
+        precondition(
+            inputs.count == labels.count * sampleShape.reduce(1, *),
+            "LabeledSamples: inputs do not match labels × sample shape")
         self.inputs = inputs
         self.sampleShape = sampleShape
         self.labels = labels
@@ -33,7 +35,8 @@ public struct LabeledSamples: Sendable {
 
     /// A seeded split: the first part for training, the second (`fraction` of the
     /// samples, at least one when fraction > 0) held out for validation.
-    public func split(validation fraction: Double, seed: UInt64) -> (train: LabeledSamples, validation: LabeledSamples) {
+    public func split(validation fraction: Double, seed: UInt64) -> (train: LabeledSamples, validation: LabeledSamples)
+    {
         var order = Array(0..<count)
         var random = SeededRandom(seed: seed)
         order.shuffle(using: &random)
@@ -75,8 +78,10 @@ public struct EpochRecord: Sendable, Equatable {
     public var learningRate: Float
     public var seconds: Double
 
-    public init(epoch: Int, trainLoss: Double, trainAccuracy: Double, validationLoss: Double?, validationAccuracy: Double?,
-                learningRate: Float, seconds: Double) {
+    public init(
+        epoch: Int, trainLoss: Double, trainAccuracy: Double, validationLoss: Double?, validationAccuracy: Double?,
+        learningRate: Float, seconds: Double
+    ) {
         self.epoch = epoch
         self.trainLoss = trainLoss
         self.trainAccuracy = trainAccuracy
@@ -142,13 +147,16 @@ public final class Trainer {
         }
         let stepsPerEpoch = (samplesPerEpoch + options.batchSize - 1) / max(options.batchSize, 1)
         let total = stepsPerEpoch * options.epochs
-        schedule = LearningRateSchedule(base: options.learningRate, warmupSteps: Int(Double(total) * options.warmupFraction),
-                                        totalSteps: total, decay: options.decay)
+        schedule = LearningRateSchedule(
+            base: options.learningRate, warmupSteps: Int(Double(total) * options.warmupFraction),
+            totalSteps: total, decay: options.decay)
     }
 
     /// One pass over `data` in a seeded order; returns mean loss and accuracy, or nil if
     /// `shouldStop` said so between batches (the epoch is then redone on resume).
-    public func trainEpoch(_ data: LabeledSamples, epoch: Int, shouldStop: () -> Bool = { false }) -> (loss: Double, accuracy: Double)? {
+    public func trainEpoch(_ data: LabeledSamples, epoch: Int, shouldStop: () -> Bool = { false }) -> (
+        loss: Double, accuracy: Double
+    )? {
         var order = Array(0..<data.count)
         var random = SeededRandom(seed: options.seed &+ 0x5EED &* UInt64(epoch + 1))
         order.shuffle(using: &random)

@@ -45,18 +45,25 @@ struct Checkpoint {
     }
 
     static func load(_ path: String) throws -> Checkpoint {
-        let bad = QuernError(.internalError, "checkpoint \(path) is unreadable; delete it to restart the job from the beginning")
+        let bad = QuernError(
+            .internalError, "checkpoint \(path) is unreadable; delete it to restart the job from the beginning")
         guard let o = try JSONParser.parse(Sys.readFile(path)).objectValue,
-              let consumed = o["consumed"]?.intValue, let results = o["results"], let errors = o["errors"],
-              let rp = o["results_pending"]?.stringValue.flatMap({ Data(base64Encoded: $0) }),
-              let ep = o["errors_pending"]?.stringValue.flatMap({ Data(base64Encoded: $0) }) else { throw bad }
-        return Checkpoint(consumed: Int(consumed), resumes: Int(o["resumes"]?.intValue ?? 0),
-                          counts: Counts(succeeded: Int(o["succeeded"]?.intValue ?? 0), failed: Int(o["failed"]?.intValue ?? 0)),
-                          results: try GzipPosition(json: results), resultsPending: [UInt8](rp),
-                          errors: try GzipPosition(json: errors), errorsPending: [UInt8](ep),
-                          csvHeader: o["csv_header"]?.arrayValue?.compactMap(\.stringValue), taskState: o["task"] ?? .null,
-                          vectors: try o["vectors"].map { (try GzipPosition(json: $0),
-                                                           [UInt8](o["vectors_pending"]?.stringValue.flatMap { Data(base64Encoded: $0) } ?? Data())) },
-                          vectorDimension: o["vector_dimension"]?.intValue.map(Int.init))
+            let consumed = o["consumed"]?.intValue, let results = o["results"], let errors = o["errors"],
+            let rp = o["results_pending"]?.stringValue.flatMap({ Data(base64Encoded: $0) }),
+            let ep = o["errors_pending"]?.stringValue.flatMap({ Data(base64Encoded: $0) })
+        else { throw bad }
+        return Checkpoint(
+            consumed: Int(consumed), resumes: Int(o["resumes"]?.intValue ?? 0),
+            counts: Counts(succeeded: Int(o["succeeded"]?.intValue ?? 0), failed: Int(o["failed"]?.intValue ?? 0)),
+            results: try GzipPosition(json: results), resultsPending: [UInt8](rp),
+            errors: try GzipPosition(json: errors), errorsPending: [UInt8](ep),
+            csvHeader: o["csv_header"]?.arrayValue?.compactMap(\.stringValue), taskState: o["task"] ?? .null,
+            vectors: try o["vectors"].map {
+                (
+                    try GzipPosition(json: $0),
+                    [UInt8](o["vectors_pending"]?.stringValue.flatMap { Data(base64Encoded: $0) } ?? Data())
+                )
+            },
+            vectorDimension: o["vector_dimension"]?.intValue.map(Int.init))
     }
 }

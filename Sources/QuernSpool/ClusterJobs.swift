@@ -13,8 +13,10 @@ struct ShardAssignment {
 
     var json: JSONValue {
         let r = plan.range(shard)
-        return ["index": .int(Int64(shard.index)), "count": .int(Int64(shard.count)), "mode": .string(plan.mode.rawValue),
-                "units": .int(Int64(plan.units)), "range": [.int(Int64(r.lowerBound)), .int(Int64(r.upperBound))]]
+        return [
+            "index": .int(Int64(shard.index)), "count": .int(Int64(shard.count)), "mode": .string(plan.mode.rawValue),
+            "units": .int(Int64(plan.units)), "range": [.int(Int64(r.lowerBound)), .int(Int64(r.upperBound))]
+        ]
     }
 
     static func load(_ path: String) throws -> ShardAssignment? {
@@ -65,7 +67,10 @@ public enum ClusterJob {
     static func manifest(jobDir: String) throws -> (Manifest, [UInt8]) {
         let path = Path.join(jobDir, "manifest.json")
         guard Sys.isRegularFile(path) else {
-            throw QuernError(.fileNotFound, "\(jobDir) is not a cluster job (no manifest.json); stage one with `quern stage` or `quern slurm submit`")
+            throw QuernError(
+                .fileNotFound,
+                "\(jobDir) is not a cluster job (no manifest.json); stage one with `quern stage` or `quern slurm submit`"
+            )
         }
         let bytes = try Sys.readFile(path)
         return (try Manifest.decode(bytes), bytes)
@@ -85,7 +90,9 @@ public enum ClusterJob {
         let path = Path.join(jobDir, planName)
         if let plan = try savedPlan(jobDir: jobDir) {
             guard plan.count == count else {
-                throw QuernError(.usage, "this job is planned as \(plan.count) shards (\(path)); it cannot run as shard of \(count)", field: "shard")
+                throw QuernError(
+                    .usage, "this job is planned as \(plan.count) shards (\(path)); it cannot run as shard of \(count)",
+                    field: "shard")
             }
             return plan
         }
@@ -109,8 +116,10 @@ public enum ClusterJob {
         let (manifest, bytes) = try manifest(jobDir: jobDir)
         let id = manifest.id ?? Path.basename(jobDir)
         guard shardable(manifest.task) || shard.count == 1 else {
-            throw QuernError(.usage, "\(manifest.task.name) jobs see all their records at once and run as a single task; run them with 1 shard",
-                             field: "task")
+            throw QuernError(
+                .usage,
+                "\(manifest.task.name) jobs see all their records at once and run as a single task; run them with 1 shard",
+                field: "task")
         }
         let committed = Path.join(Path.join(jobDir, partsDirectory), shard.name)
         if Sys.exists(committed) { return .alreadyCommitted(committed) }
@@ -128,13 +137,16 @@ public enum ClusterJob {
             for name in try work.jobs(.failed) { try Sys.removeTree(work.path(.failed, name)) }
             var claim = try work.adoptClaims().first
             if claim == nil {
-                if !Sys.exists(Path.join(work.directory(.incoming), id + ".json")) { _ = try work.submit(bytes, name: id + ".json") }
+                if !Sys.exists(Path.join(work.directory(.incoming), id + ".json")) {
+                    _ = try work.submit(bytes, name: id + ".json")
+                }
                 claim = try work.claim(id + ".json")
             }
             guard let claim else { return .busy }
             let assignment = Path.join(claim.dir, ShardAssignment.fileName)
             if !Sys.exists(assignment) {
-                try Sys.writeFileAtomically(assignment, JSONWriter.pretty(ShardAssignment(shard: shard, plan: plan).json))
+                try Sys.writeFileAtomically(
+                    assignment, JSONWriter.pretty(ShardAssignment(shard: shard, plan: plan).json))
             }
             job = try work.activate(claim, id: id)
         }
@@ -178,10 +190,14 @@ public enum ClusterJob {
                 let dir = Path.join(work, state.rawValue)
                 guard let name = (try? Sys.listDirectory(dir))?.filter({ !$0.hasPrefix(".") }).first else { continue }
                 if state == .failed {
-                    let e = (try? JSONParser.parse(Sys.readFile(Path.join(Path.join(dir, name), "error.json"))).objectValue) ?? JSONObject()
-                    return .failed(code: e["code"]?.stringValue ?? "?", message: e["message"]?.stringValue ?? "no error.json")
+                    let e =
+                        (try? JSONParser.parse(Sys.readFile(Path.join(Path.join(dir, name), "error.json"))).objectValue)
+                        ?? JSONObject()
+                    return .failed(
+                        code: e["code"]?.stringValue ?? "?", message: e["message"]?.stringValue ?? "no error.json")
                 }
-                let lease = try? JSONParser.parse(Sys.readFile(Path.join(Path.join(dir, name), "lease.json"))).objectValue
+                let lease = try? JSONParser.parse(Sys.readFile(Path.join(Path.join(dir, name), "lease.json")))
+                    .objectValue
                 return .started(progress: lease?["progress"] ?? .null)
             }
             return .notStarted
@@ -204,20 +220,29 @@ public enum ClusterJob {
         }
         let states = try partStates(jobDir: jobDir, count: plan.count)
         let failed = states.enumerated().compactMap { i, s -> String? in
-            if case .failed(let code, let message) = s { return "shard \(i)/\(plan.count) failed (\(code)): \(message)" }
+            if case .failed(let code, let message) = s {
+                return "shard \(i)/\(plan.count) failed (\(code)): \(message)"
+            }
             return nil
         }
         let missing = states.enumerated().filter { $0.element != .committed }.map { "\($0.offset)" }
         if !failed.isEmpty {
-            let e = QuernError(.invalidRecord, failed.joined(separator: "; ") + ". The other parts are kept in \(partsDirectory)/.")
-            let target = try spool.fail(dir: jobDir, id: id, error: e,
-                                        keep: ["manifest.json", planName, partsDirectory, workDirectory, Slurm.directory])
+            let e = QuernError(
+                .invalidRecord, failed.joined(separator: "; ") + ". The other parts are kept in \(partsDirectory)/.")
+            let target = try spool.fail(
+                dir: jobDir, id: id, error: e,
+                keep: ["manifest.json", planName, partsDirectory, workDirectory, Slurm.directory])
             throw QuernError(e.code, e.message + " Job moved to \(target).")
         }
         guard missing.isEmpty else {
-            throw QuernError(.usage, "cannot merge \(id): shard\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) of \(plan.count) not committed yet (running, requeued or not started); merge again when they are")
+            throw QuernError(
+                .usage,
+                "cannot merge \(id): shard\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) of \(plan.count) not committed yet (running, requeued or not started); merge again when they are"
+            )
         }
-        let parts = (0..<plan.count).map { Path.join(Path.join(jobDir, partsDirectory), try! Shard(index: $0, count: plan.count).name) }
+        let parts = (0..<plan.count).map {
+            Path.join(Path.join(jobDir, partsDirectory), try! Shard(index: $0, count: plan.count).name)
+        }
         let reports = try parts.map { p -> JSONObject in
             guard let r = try JSONParser.parse(Sys.readFile(Path.join(p, "report.json"))).objectValue else {
                 throw QuernError(.internalError, "\(p)/report.json is not a JSON object")
@@ -227,7 +252,8 @@ public enum ClusterJob {
         // Slurm's scripts and logs (when it ran the shards) stay with the result.
         let provenance = Sys.exists(Path.join(jobDir, Slurm.directory)) ? [Slurm.directory] : []
         if !shardable(manifest.task) {
-            return try publishWhole(part: parts[0], report: reports[0], spool: spool, id: id, plan: plan, keep: provenance)
+            return try publishWhole(
+                part: parts[0], report: reports[0], spool: spool, id: id, plan: plan, keep: provenance)
         }
         let resultsName = JobRunner.resultsNames[manifest.output.format]!
         let staging = Path.join(jobDir, ".merge.\(Sys.pid)")
@@ -238,15 +264,19 @@ public enum ClusterJob {
         case .jsonl:
             try concatenate(parts.map { Path.join($0, resultsName) }, into: Path.join(staging, resultsName))
         case .csv:
-            try mergeCSV(parts.map { Path.join($0, resultsName) }, into: Path.join(staging, resultsName),
-                         level: manifest.output.compressionLevel)
+            try mergeCSV(
+                parts.map { Path.join($0, resultsName) }, into: Path.join(staging, resultsName),
+                level: manifest.output.compressionLevel)
         case .npy:
-            try mergeVectorLines(parts.map { Path.join($0, resultsName) }, rows: rowsBefore, into: Path.join(staging, resultsName),
-                                 level: manifest.output.compressionLevel)
-            try mergeVectors(parts.map { Path.join($0, VectorOutput.name) }, rows: rowsBefore.reduce(0, +),
-                             into: Path.join(staging, VectorOutput.name), level: manifest.output.compressionLevel)
+            try mergeVectorLines(
+                parts.map { Path.join($0, resultsName) }, rows: rowsBefore, into: Path.join(staging, resultsName),
+                level: manifest.output.compressionLevel)
+            try mergeVectors(
+                parts.map { Path.join($0, VectorOutput.name) }, rows: rowsBefore.reduce(0, +),
+                into: Path.join(staging, VectorOutput.name), level: manifest.output.compressionLevel)
         }
-        try concatenate(parts.map { Path.join($0, JobRunner.errorsName) }, into: Path.join(staging, JobRunner.errorsName))
+        try concatenate(
+            parts.map { Path.join($0, JobRunner.errorsName) }, into: Path.join(staging, JobRunner.errorsName))
         let names = JobRunner.outputNames(manifest.output.format)
         var report = combine(reports, id: id, plan: plan, task: manifest.task)
         report["outputs"] = .object(try JobRunner.outputDigests(names, in: staging))
@@ -259,12 +289,16 @@ public enum ClusterJob {
 
     /// A task run as a single shard (finetune, quantize, prune): its part is the whole
     /// result, published as it is, with the shard's provenance in the report.
-    static func publishWhole(part: String, report: JSONObject, spool: Spool, id: String, plan: ShardPlan,
-                             keep: [String]) throws -> String {
+    static func publishWhole(
+        part: String, report: JSONObject, spool: Spool, id: String, plan: ShardPlan,
+        keep: [String]
+    ) throws -> String {
         let jobDir = Path.dirname(Path.dirname(part))
         var report = Report(json: report)
-        report["shards"] = ["mode": .string(plan.mode.rawValue), "count": 1, "units": .int(Int64(plan.units)),
-                            "parts": [["shard": report["shard"] ?? .null, "host": report["host"] ?? .null]]]
+        report["shards"] = [
+            "mode": .string(plan.mode.rawValue), "count": 1, "units": .int(Int64(plan.units)),
+            "parts": [["shard": report["shard"] ?? .null, "host": report["host"] ?? .null]]
+        ]
         report["shard"] = nil
         try Sys.writeFile(Path.join(part, "report.json"), JSONWriter.pretty(report.json))
         let names = try Sys.listDirectory(part).filter { $0 != ShardAssignment.fileName && $0 != "manifest.json" }
@@ -327,14 +361,18 @@ public enum ClusterJob {
         for (k, file) in files.enumerated() {
             try eachLine(file) { line in
                 guard offset > 0 else { try out.append(line); return }
-                guard let o = try JSONParser.parse(line).objectValue, let id = o["id"]?.stringValue, let row = o["row"]?.intValue else {
+                guard let o = try JSONParser.parse(line).objectValue, let id = o["id"]?.stringValue,
+                    let row = o["row"]?.intValue
+                else {
                     throw QuernError(.internalError, "\(file): a result line without id and row")
                 }
                 var w = JSONWriter()
                 w.raw("{\"id\":")
                 w.string(id)
                 let prefix = w.bytes + key
-                guard line.starts(with: prefix) else { throw QuernError(.internalError, "\(file): unexpected result line layout") }
+                guard line.starts(with: prefix) else {
+                    throw QuernError(.internalError, "\(file): unexpected result line layout")
+                }
                 var end = prefix.count
                 while end < line.count, line[end] >= 0x30 && line[end] <= 0x39 { end += 1 }
                 try out.append(prefix + Array(String(Int(row) + offset).utf8) + line[end...])
@@ -363,7 +401,8 @@ public enum ClusterJob {
             if shape.count == 2, shape[0] > 0 { dimension = shape[1] }
             dataStarts.append(length)
         }
-        try VectorOutput.assemble(target, descr: descr, shape: [rows, dimension], level: level, parts: Array(zip(files, dataStarts)))
+        try VectorOutput.assemble(
+            target, descr: descr, shape: [rows, dimension], level: level, parts: Array(zip(files, dataStarts)))
     }
 
     // MARK: report
@@ -382,32 +421,50 @@ public enum ClusterJob {
         report["precision"] = first["precision"] ?? .null
         var input = first["input"]?.objectValue ?? JSONObject()
         // Member shards read disjoint members; record shards each read the members before their range.
-        input["members"] = .int(Int64(plan.mode == .members ? reports.map { int($0, "input", "members") }.reduce(0, +)
-                                                            : reports.map { int($0, "input", "members") }.max() ?? 0))
+        input["members"] = .int(
+            Int64(
+                plan.mode == .members
+                    ? reports.map { int($0, "input", "members") }.reduce(0, +)
+                    : reports.map { int($0, "input", "members") }.max() ?? 0))
         report["input"] = .object(input)
         let read = reports.map { int($0, "records", "read") }.reduce(0, +)
-        report["records"] = ["read": .int(Int64(read)), "succeeded": .int(Int64(reports.map { int($0, "records", "succeeded") }.reduce(0, +))),
-                             "failed": .int(Int64(reports.map { int($0, "records", "failed") }.reduce(0, +)))]
+        report["records"] = [
+            "read": .int(Int64(read)),
+            "succeeded": .int(Int64(reports.map { int($0, "records", "succeeded") }.reduce(0, +))),
+            "failed": .int(Int64(reports.map { int($0, "records", "failed") }.reduce(0, +)))
+        ]
         let iso = ISO8601DateFormatter()
         iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let starts = reports.compactMap { text($0, "timings", "started_at") }, ends = reports.compactMap { text($0, "timings", "finished_at") }
+        let starts = reports.compactMap { text($0, "timings", "started_at") },
+            ends = reports.compactMap { text($0, "timings", "finished_at") }
         let start = starts.min(), end = ends.max()
-        let span = zip([start].compactMap { $0.flatMap(iso.date) }, [end].compactMap { $0.flatMap(iso.date) })
+        let span =
+            zip([start].compactMap { $0.flatMap(iso.date) }, [end].compactMap { $0.flatMap(iso.date) })
             .map { $1.timeIntervalSince($0) }.first ?? 0
-        report["timings"] = ["started_at": start.map { .string($0) } ?? .null, "finished_at": end.map { .string($0) } ?? .null,
-                             "wall_seconds": .double(span),
-                             "shard_wall_seconds_sum": .double(reports.map { double($0, "timings", "wall_seconds") }.reduce(0, +)),
-                             "shard_wall_seconds_max": .double(reports.map { double($0, "timings", "wall_seconds") }.max() ?? 0),
-                             "model_load_seconds_sum": .double(reports.map { double($0, "timings", "model_load_seconds") }.reduce(0, +)),
-                             "process_seconds_sum": .double(reports.map { double($0, "timings", "process_seconds") }.reduce(0, +))]
+        report["timings"] = [
+            "started_at": start.map { .string($0) } ?? .null, "finished_at": end.map { .string($0) } ?? .null,
+            "wall_seconds": .double(span),
+            "shard_wall_seconds_sum": .double(reports.map { double($0, "timings", "wall_seconds") }.reduce(0, +)),
+            "shard_wall_seconds_max": .double(reports.map { double($0, "timings", "wall_seconds") }.max() ?? 0),
+            "model_load_seconds_sum": .double(reports.map { double($0, "timings", "model_load_seconds") }.reduce(0, +)),
+            "process_seconds_sum": .double(reports.map { double($0, "timings", "process_seconds") }.reduce(0, +))
+        ]
         report["throughput"] = ["records_per_second": .double(span > 0 ? Double(read) / span : 0)]
-        if let m = task.combineMetrics(reports.compactMap { $0["metrics"]?.objectValue }) { report["metrics"] = .object(m) }
+        if let m = task.combineMetrics(reports.compactMap { $0["metrics"]?.objectValue }) {
+            report["metrics"] = .object(m)
+        }
         report["resumed"] = .int(Int64(reports.map { Int($0["resumed"]?.intValue ?? 0) }.reduce(0, +)))
-        report["shards"] = ["mode": .string(plan.mode.rawValue), "count": .int(Int64(plan.count)), "units": .int(Int64(plan.units)),
-                            "parts": .array(reports.map { r in
-                                ["shard": r["shard"] ?? .null, "host": r["host"] ?? .null, "records": r["records"] ?? .null,
-                                 "timings": r["timings"] ?? .null, "resumed": r["resumed"] ?? .null, "outputs": r["outputs"] ?? .null]
-                            })]
+        report["shards"] = [
+            "mode": .string(plan.mode.rawValue), "count": .int(Int64(plan.count)), "units": .int(Int64(plan.units)),
+            "parts": .array(
+                reports.map { r in
+                    [
+                        "shard": r["shard"] ?? .null, "host": r["host"] ?? .null, "records": r["records"] ?? .null,
+                        "timings": r["timings"] ?? .null, "resumed": r["resumed"] ?? .null,
+                        "outputs": r["outputs"] ?? .null
+                    ]
+                })
+        ]
         return report
     }
 }

@@ -11,10 +11,15 @@ public enum Commands {
     /// Relative paths resolve against `base` (the submitter's working directory).
     public static func validate(manifestPath: String, base: String, roots: [String]) throws -> (Manifest, JSONValue) {
         let policy = PathPolicy(base: base, roots: roots)
-        let manifest = try Manifest.decode(Sys.readFile(manifestPath)).resolvingPaths { try policy.resolve($0, field: $1) }
+        let manifest = try Manifest.decode(Sys.readFile(manifestPath)).resolvingPaths {
+            try policy.resolve($0, field: $1)
+        }
         let input = manifest.input.path, modelPath = manifest.model!
-        let prepared = try manifest.task.prepare(TaskInputs(manifest: manifest, modelPath: modelPath, inputPath: input,
-                                                            policy: policy)).run
+        let prepared = try manifest.task.prepare(
+            TaskInputs(
+                manifest: manifest, modelPath: modelPath, inputPath: input,
+                policy: policy)
+        ).run
         let (spec, inputSize, family) = (prepared.spec, prepared.inputSize, prepared.model.family)
         let stream = try RecordStream(path: input, spec: spec, limits: manifest.limits.stream)
         var sampled = 0, bad = 0
@@ -26,18 +31,23 @@ public enum Commands {
                 if let inputSize, r.features.count != inputSize {
                     bad += 1
                     if firstProblem == .null {
-                        firstProblem = .string("\(r.member) line \(r.line): \(r.features.count) features, model takes \(inputSize)")
+                        firstProblem = .string(
+                            "\(r.member) line \(r.line): \(r.features.count) features, model takes \(inputSize)")
                     }
                 }
             case .failure(let f):
                 bad += 1
-                if firstProblem == .null { firstProblem = .string("\(f.member) line \(f.line ?? 0): \(f.error.message)") }
+                if firstProblem == .null {
+                    firstProblem = .string("\(f.member) line \(f.line ?? 0): \(f.error.message)")
+                }
             }
         }
-        let summary: JSONValue = ["valid": true, "task": .string(manifest.task.name), "input": .string(input),
-                                  "model": .string(modelPath), "model_family": .string(family),
-                                  "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
-                                  "first_problem": firstProblem]
+        let summary: JSONValue = [
+            "valid": true, "task": .string(manifest.task.name), "input": .string(input),
+            "model": .string(modelPath), "model_family": .string(family),
+            "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
+            "first_problem": firstProblem
+        ]
         return (manifest, summary)
     }
 
@@ -57,11 +67,15 @@ public enum Commands {
     /// The job id and the manifest with every path it names made absolute (relative ones
     /// resolve against `base`), so that it means the same from the spool or a cluster node
     /// as from where it was written.
-    static func resolved(manifestPath: String, base: String, spool: Spool, roots: [String], id: String? = nil) throws -> (String, [UInt8]) {
+    static func resolved(manifestPath: String, base: String, spool: Spool, roots: [String], id: String? = nil) throws
+        -> (String, [UInt8])
+    {
         let (manifest, _) = try validate(manifestPath: manifestPath, base: base, roots: roots + [spool.root])
         let id = id ?? manifest.id ?? Path.stem(manifestPath)
         guard Manifest.isValidID(id) else {
-            throw QuernError(.invalidID, "\"\(id)\" is not a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
+            throw QuernError(
+                .invalidID, "\"\(id)\" is not a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest",
+                field: "id")
         }
         try spool.checkIDFree(id)
         return (id, JSONWriter.pretty(.object(manifest.raw)))
@@ -71,7 +85,9 @@ public enum Commands {
     public static func status(spool: Spool, time: any TimeSource = SystemTime(), recent: Int = 5) throws -> JSONValue {
         var counts = JSONObject()
         counts["incoming"] = .int(Int64(try spool.pending().count))
-        for state in [JobState.active, .done, .failed, .cluster] { counts[state.rawValue] = .int(Int64(try spool.jobs(state).count)) }
+        for state in [JobState.active, .done, .failed, .cluster] {
+            counts[state.rawValue] = .int(Int64(try spool.jobs(state).count))
+        }
         var active: [JSONValue] = []
         for id in try spool.jobs(.active) {
             let dir = spool.path(.active, id)
@@ -80,7 +96,9 @@ public enum Commands {
             if let lease = try? JSONParser.parse(Sys.readFile(Path.join(dir, "lease.json"))).objectValue {
                 o["pid"] = lease["pid"] ?? .null
                 o["host"] = lease["host"] ?? .null
-                if let beat = lease["heartbeat"]?.doubleValue { o["heartbeat_age_seconds"] = .double(((time.now() - beat) * 10).rounded() / 10) }
+                if let beat = lease["heartbeat"]?.doubleValue {
+                    o["heartbeat_age_seconds"] = .double(((time.now() - beat) * 10).rounded() / 10)
+                }
                 o["progress"] = lease["progress"] ?? .null
                 if let host = lease["host"]?.stringValue, host == Sys.hostname, let pid = lease["pid"]?.intValue {
                     o["alive"] = .bool(JobLock.isHeld(dir) && Sys.processExists(Int32(pid)))
@@ -91,14 +109,24 @@ public enum Commands {
         var failures: [(Double, JSONValue)] = []
         for id in try spool.jobs(.failed) {
             let path = Path.join(spool.path(.failed, id), "error.json")
-            guard let st = Sys.fileStatus(path), let e = try? JSONParser.parse(Sys.readFile(path)).objectValue else { continue }
-            failures.append((Double(st.st_mtim.tv_sec), ["id": .string(id), "code": e["code"] ?? .null,
-                                                          "message": e["message"] ?? .null, "failed_at": e["failed_at"] ?? .null]))
+            guard let st = Sys.fileStatus(path), let e = try? JSONParser.parse(Sys.readFile(path)).objectValue else {
+                continue
+            }
+            failures.append(
+                (
+                    Double(st.st_mtim.tv_sec),
+                    [
+                        "id": .string(id), "code": e["code"] ?? .null,
+                        "message": e["message"] ?? .null, "failed_at": e["failed_at"] ?? .null
+                    ]
+                ))
         }
         let recentFailures = failures.sorted { $0.0 > $1.0 }.prefix(recent).map(\.1)
-        return ["spool": .string(spool.root), "counts": .object(counts), "active": .array(active),
-                "cluster": .array(try spool.jobs(.cluster).map { clusterStatus(spool: spool, id: $0) }),
-                "recent_failures": .array(Array(recentFailures))]
+        return [
+            "spool": .string(spool.root), "counts": .object(counts), "active": .array(active),
+            "cluster": .array(try spool.jobs(.cluster).map { clusterStatus(spool: spool, id: $0) }),
+            "recent_failures": .array(Array(recentFailures))
+        ]
     }
 
     /// A cluster job's shards, from its part files and the shards' leases: committed,
@@ -112,28 +140,37 @@ public enum Commands {
         var queue: [String: (state: String, reason: String)] = [:]
         if let submission {
             queue = Slurm.queue([submission.arrayJobID] + (submission.mergeJobID.map { [$0] } ?? [])) ?? [:]
-            var slurm = JSONObject([("array_job_id", .string(submission.arrayJobID)),
-                                    ("merge_job_id", submission.mergeJobID.map { .string($0) } ?? .null)])
-            if let m = submission.mergeJobID, let q = queue[m] { slurm["merge_state"] = .string(q.state); slurm["merge_reason"] = .string(q.reason) }
+            var slurm = JSONObject([
+                ("array_job_id", .string(submission.arrayJobID)),
+                ("merge_job_id", submission.mergeJobID.map { .string($0) } ?? .null)
+            ])
+            if let m = submission.mergeJobID, let q = queue[m] {
+                slurm["merge_state"] = .string(q.state); slurm["merge_reason"] = .string(q.reason)
+            }
             o["slurm"] = .object(slurm)
         }
         if let plan { o["mode"] = .string(plan.mode.rawValue) }
         guard let count = plan?.count ?? submission?.tasks,
-              let states = try? ClusterJob.partStates(jobDir: dir, count: count) else {
+            let states = try? ClusterJob.partStates(jobDir: dir, count: count)
+        else {
             o["shards"] = .null  // no shard has run yet
             return .object(o)
         }
-        o["shards"] = .array(states.enumerated().map { i, state in
-            var s = JSONObject([("shard", .int(Int64(i)))])
-            switch state {
-            case .committed: s["state"] = "committed"
-            case .failed(let code, let message): s["state"] = "failed"; s["code"] = .string(code); s["message"] = .string(message)
-            case .started(let progress): s["state"] = "started"; s["progress"] = progress
-            case .notStarted: s["state"] = "not_started"
-            }
-            if let a = submission?.arrayJobID, let q = queue["\(a)_\(i)"] { s["slurm_state"] = .string(q.state); s["slurm_reason"] = .string(q.reason) }
-            return .object(s)
-        })
+        o["shards"] = .array(
+            states.enumerated().map { i, state in
+                var s = JSONObject([("shard", .int(Int64(i)))])
+                switch state {
+                case .committed: s["state"] = "committed"
+                case .failed(let code, let message):
+                    s["state"] = "failed"; s["code"] = .string(code); s["message"] = .string(message)
+                case .started(let progress): s["state"] = "started"; s["progress"] = progress
+                case .notStarted: s["state"] = "not_started"
+                }
+                if let a = submission?.arrayJobID, let q = queue["\(a)_\(i)"] {
+                    s["slurm_state"] = .string(q.state); s["slurm_reason"] = .string(q.reason)
+                }
+                return .object(s)
+            })
         return .object(o)
     }
 
@@ -143,7 +180,8 @@ public enum Commands {
         var lines = ["spool \(o["spool"]?.stringValue ?? "")", ""]
         lines.append("STATE      JOBS")
         for state in ["incoming", "active", "done", "failed", "cluster"] {
-            lines.append(state.padding(toLength: 11, withPad: " ", startingAt: 0) + String(counts[state]?.intValue ?? 0))
+            lines.append(
+                state.padding(toLength: 11, withPad: " ", startingAt: 0) + String(counts[state]?.intValue ?? 0))
         }
         let active = o["active"]?.arrayValue ?? []
         if !active.isEmpty {
@@ -151,10 +189,13 @@ public enum Commands {
             for a in active.compactMap(\.objectValue) {
                 let p = a["progress"]?.objectValue
                 let records = p?["records"]?.intValue ?? 0
-                let done = Double(p?["bytes_read"]?.intValue ?? 0), total = Double(max(p?["bytes_total"]?.intValue ?? 1, 1))
+                let done = Double(p?["bytes_read"]?.intValue ?? 0),
+                    total = Double(max(p?["bytes_total"]?.intValue ?? 1, 1))
                 let alive = a["alive"]?.boolValue.map { $0 ? "" : "  (owner dead: will be resumed)" } ?? ""
-                lines.append("  \(a["id"]?.stringValue ?? "?")  pid \(a["pid"]?.intValue ?? 0)  " +
-                             progressBar(fraction: done / total, records: Int(records), rate: 0).replacingOccurrences(of: "  0/s", with: "") + alive)
+                lines.append(
+                    "  \(a["id"]?.stringValue ?? "?")  pid \(a["pid"]?.intValue ?? 0)  "
+                        + progressBar(fraction: done / total, records: Int(records), rate: 0).replacingOccurrences(
+                            of: "  0/s", with: "") + alive)
             }
         }
         let cluster = o["cluster"]?.arrayValue ?? []
@@ -163,16 +204,23 @@ public enum Commands {
             for c in cluster.compactMap(\.objectValue) {
                 let shards = c["shards"]?.arrayValue?.compactMap(\.objectValue) ?? []
                 let count = { (state: String) in shards.filter { $0["state"]?.stringValue == state }.count }
-                var line = "  \(c["id"]?.stringValue ?? "?")  " + (shards.isEmpty ? "no shard run yet" :
-                    "\(count("committed"))/\(shards.count) committed, \(count("started")) started, \(count("failed")) failed")
+                var line =
+                    "  \(c["id"]?.stringValue ?? "?")  "
+                    + (shards.isEmpty
+                        ? "no shard run yet"
+                        : "\(count("committed"))/\(shards.count) committed, \(count("started")) started, \(count("failed")) failed")
                 if let slurm = c["slurm"]?.objectValue {
-                    line += "  (Slurm array \(slurm["array_job_id"]?.stringValue ?? "?"), merge \(slurm["merge_job_id"]?.stringValue ?? "not submitted")"
+                    line +=
+                        "  (Slurm array \(slurm["array_job_id"]?.stringValue ?? "?"), merge \(slurm["merge_job_id"]?.stringValue ?? "not submitted")"
                         + (slurm["merge_state"]?.stringValue.map { " \($0)" } ?? "") + ")"
                 }
                 lines.append(line)
                 for s in shards where s["state"]?.stringValue != "committed" {
-                    let slurm = s["slurm_state"]?.stringValue.map { "  [Slurm: \($0) \(s["slurm_reason"]?.stringValue ?? "")]" } ?? ""
-                    let detail = s["state"]?.stringValue == "failed"
+                    let slurm =
+                        s["slurm_state"]?.stringValue.map { "  [Slurm: \($0) \(s["slurm_reason"]?.stringValue ?? "")]" }
+                        ?? ""
+                    let detail =
+                        s["state"]?.stringValue == "failed"
                         ? "failed: \(s["code"]?.stringValue ?? "") \(s["message"]?.stringValue ?? "")"
                         : (s["state"]?.stringValue ?? "").replacingOccurrences(of: "_", with: " ")
                             + (s["progress"]?.objectValue?["records"]?.intValue.map { ", \($0) records" } ?? "")
@@ -184,7 +232,9 @@ public enum Commands {
         if !failures.isEmpty {
             lines += ["", "RECENT FAILURES"]
             for f in failures.compactMap(\.objectValue) {
-                lines.append("  \(f["id"]?.stringValue ?? "?")  \(f["code"]?.stringValue ?? "")  \(f["message"]?.stringValue ?? "")")
+                lines.append(
+                    "  \(f["id"]?.stringValue ?? "?")  \(f["code"]?.stringValue ?? "")  \(f["message"]?.stringValue ?? "")"
+                )
             }
         }
         return lines.joined(separator: "\n")

@@ -2,7 +2,7 @@ import QuernCore
 import QuernTasks
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Claims and runs jobs from one spool: the engine behind `quern watch` and
@@ -71,7 +71,10 @@ public final class Daemon {
             manifest = try Manifest.decode(Sys.readFile(claim.manifestPath))
             if let mid = manifest.id { id = mid }
             guard Manifest.isValidID(id) else {
-                throw QuernError(.invalidID, "the file name \"\(claim.sourceName)\" does not make a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest", field: "id")
+                throw QuernError(
+                    .invalidID,
+                    "the file name \"\(claim.sourceName)\" does not make a valid job id (\(Manifest.idPattern)); set \"id\" in the manifest",
+                    field: "id")
             }
         } catch {
             reject(claim, id: id, error)
@@ -99,11 +102,16 @@ public final class Daemon {
     func reject(_ claim: Claim, id: String, _ error: Error) {
         let e = (error as? QuernError) ?? QuernError(.io, "\(error)")
         do {
-            let logLine = Log.line(.error, "job refused: \(e.message)", [("job", .string(id)), ("code", .string(e.code.rawValue))])
+            let logLine = Log.line(
+                .error, "job refused: \(e.message)", [("job", .string(id)), ("code", .string(e.code.rawValue))])
             try Sys.writeFileAtomically(Path.join(claim.dir, "job.log"), logLine)
             let target = try spool.fail(dir: claim.dir, id: id, error: e, keep: ["manifest.json", "job.log"])
-            Log.shared.error("job refused: \(e.message)", [("job", .string(id)), ("code", .string(e.code.rawValue)),
-                                                          ("failed", .string(target))])
+            Log.shared.error(
+                "job refused: \(e.message)",
+                [
+                    ("job", .string(id)), ("code", .string(e.code.rawValue)),
+                    ("failed", .string(target))
+                ])
         } catch {
             Log.shared.error("cannot move a refused manifest to failed/: \(error)", [("claim", .string(claim.dir))])
         }
@@ -123,9 +131,10 @@ public final class Daemon {
     }
 
     static func sanitize(_ name: String) -> String {
-        let cleaned = String(name.map { c -> Character in
-            (c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-")) ? c : "_"
-        }.drop(while: { $0 == "." }).prefix(128))
+        let cleaned = String(
+            name.map { c -> Character in
+                (c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-")) ? c : "_"
+            }.drop(while: { $0 == "." }).prefix(128))
         return cleaned.isEmpty ? "job" : cleaned
     }
 

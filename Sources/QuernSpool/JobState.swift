@@ -1,7 +1,7 @@
 import QuernCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The states a job moves through, and every move between them. A job is one file
@@ -64,7 +64,8 @@ public final class JobLock: @unchecked Sendable {
         let lock = JobLock(fd: fd)
         guard (try? Sys.tryLock(fd)) == true else { return nil }
         var st = stat()
-        guard fstat(fd, &st) == 0, let now = Sys.fileStatus(path), now.st_ino == st.st_ino, now.st_dev == st.st_dev else {
+        guard fstat(fd, &st) == 0, let now = Sys.fileStatus(path), now.st_ino == st.st_ino, now.st_dev == st.st_dev
+        else {
             return nil
         }
         return lock
@@ -135,7 +136,10 @@ public final class Spool: @unchecked Sendable {
     /// `quern stage` call it early too, for an error before anything is written.
     public func checkIDFree(_ id: String) throws {
         for state in [JobState.active, .done, .cluster] where Sys.exists(path(state, id)) {
-            throw QuernError(.duplicateID, "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"", field: "id")
+            throw QuernError(
+                .duplicateID,
+                "a job with id \"\(id)\" is already in \(state.rawValue)/; give this manifest another \"id\"",
+                field: "id")
         }
     }
 
@@ -231,8 +235,10 @@ public final class Spool: @unchecked Sendable {
     /// puts the job back in `active/`, where it is run again to the same bytes.
     @discardableResult
     public func complete(_ job: ActiveJob, keep: Set<String>) throws -> String {
-        try publishDone(dir: job.dir, id: job.id, keep: keep,
-                        taken: "done/\(job.id) appeared while the job ran; results kept in active/\(job.id)") {
+        try publishDone(
+            dir: job.dir, id: job.id, keep: keep,
+            taken: "done/\(job.id) appeared while the job ran; results kept in active/\(job.id)"
+        ) {
             try Sys.unlink(job.file("lease.lock"))
         }
     }
@@ -240,8 +246,10 @@ public final class Spool: @unchecked Sendable {
     /// The move to `done/` that `complete` and `completeCluster` share: keep files
     /// fsynced, the rest removed, one rename under the names lock (after `beforeRename`,
     /// inside the lock), `done/` fsynced.
-    private func publishDone(dir: String, id: String, keep: Set<String>, taken: String,
-                             beforeRename: () throws -> Void = {}) throws -> String {
+    private func publishDone(
+        dir: String, id: String, keep: Set<String>, taken: String,
+        beforeRename: () throws -> Void = {}
+    ) throws -> String {
         try removeAllBut(keep, in: dir)
         try Sys.fsyncFiles(try Sys.listDirectory(dir).filter(keep.contains).map { Path.join(dir, $0) })
         let target = path(.done, id)
@@ -287,8 +295,9 @@ public final class Spool: @unchecked Sendable {
     /// Publishes a merged cluster job: like `complete`, from `cluster/id`.
     @discardableResult
     public func completeCluster(id: String, keep: Set<String>) throws -> String {
-        let target = try publishDone(dir: path(.cluster, id), id: id, keep: keep,
-                                     taken: "done/\(id) already exists; the merged results stay in cluster/\(id)")
+        let target = try publishDone(
+            dir: path(.cluster, id), id: id, keep: keep,
+            taken: "done/\(id) already exists; the merged results stay in cluster/\(id)")
         try Sys.fsyncDirectory(directory(.cluster))
         return target
     }
@@ -307,8 +316,9 @@ public final class Spool: @unchecked Sendable {
         for id in try jobs(.active) {
             let dir = path(.active, id)
             if let lease = try? JSONParser.parse(Sys.readFile(Path.join(dir, "lease.json"))).objectValue,
-               let host = lease["host"]?.stringValue, host != Sys.hostname,
-               let beat = lease["heartbeat"]?.doubleValue, time.now() - beat < staleAfter {
+                let host = lease["host"]?.stringValue, host != Sys.hostname,
+                let beat = lease["heartbeat"]?.doubleValue, time.now() - beat < staleAfter
+            {
                 continue
             }
             guard let lock = JobLock.takeOver(dir) else { continue }
@@ -383,7 +393,8 @@ public final class Spool: @unchecked Sendable {
             try Sys.linkNoReplace(staged, target)
         } catch let e as SystemError where e.errno == EEXIST {
             try? Sys.unlink(staged)
-            throw QuernError(.duplicateID, "incoming/\(name) already exists: a job with this name is waiting", field: "id")
+            throw QuernError(
+                .duplicateID, "incoming/\(name) already exists: a job with this name is waiting", field: "id")
         }
         try Sys.fsyncDirectory(directory(.incoming))
         return target

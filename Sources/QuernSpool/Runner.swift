@@ -36,7 +36,9 @@ public final class JobRunner {
         if let s = Sys.environment("QUERN_CHECKPOINT_SECONDS"), let v = Double(s), v >= 0 { checkpointInterval = v }
     }
 
-    static let resultsNames: [Manifest.OutputFormat: String] = [.jsonl: "results.jsonl.gz", .csv: "results.csv.gz", .npy: "results.jsonl.gz"]
+    static let resultsNames: [Manifest.OutputFormat: String] = [
+        .jsonl: "results.jsonl.gz", .csv: "results.csv.gz", .npy: "results.jsonl.gz"
+    ]
     static let errorsName = RecordErrors.fileName
 
     /// The files a record job publishes: results, errors and, for NPY output, the vectors.
@@ -81,8 +83,9 @@ public final class JobRunner {
         }
         openErrors = nil
         do {
-            let target = try spool.fail(dir: job.dir, id: job.id, error: error,
-                                        keep: ["manifest.json", "job.log", Self.errorsName])
+            let target = try spool.fail(
+                dir: job.dir, id: job.id, error: error,
+                keep: ["manifest.json", "job.log", Self.errorsName])
             return .failed(target, error)
         } catch {
             Log.shared.error("cannot move job \(job.id) to failed/: \(error)")
@@ -105,24 +108,29 @@ public final class JobRunner {
         case .wholeInput(let task):
             return try runWholeInput(task, job: job, inputs: inputs, log: log, started: started, startedAt: startedAt)
         case .records(let task):
-            return try runRecords(task, job: job, inputs: inputs, log: log, started: started, startedAt: startedAt,
-                                  loadSeconds: time.monotonic() - loadStart)
+            return try runRecords(
+                task, job: job, inputs: inputs, log: log, started: started, startedAt: startedAt,
+                loadSeconds: time.monotonic() - loadStart)
         }
     }
 
     /// A task that reads all its records at once: it re-reads them from the start on
     /// resume, so its error file starts anew; its own checkpoints are its business.
-    func runWholeInput(_ task: any WholeInputTask, job: ActiveJob, inputs: TaskInputs, log: JobLog, started: Double,
-                       startedAt: Double) throws -> JobOutcome {
+    func runWholeInput(
+        _ task: any WholeInputTask, job: ActiveJob, inputs: TaskInputs, log: JobLog, started: Double,
+        startedAt: Double
+    ) throws -> JobOutcome {
         let manifest = inputs.manifest
         let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
         defer { heartbeat.stop() }
-        let writer = try ChunkedGzipWriter(path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel)
+        let writer = try ChunkedGzipWriter(
+            path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel)
         openErrors = writer
         log.log(.info, "job started", [("task", .string(manifest.task.name)), ("model", .string(inputs.modelPath))])
-        let context = WholeInputContext(directory: job.dir, inputPath: inputs.inputPath, log: log, time: time,
-                                        errors: RecordErrors(writer: writer, maxErrors: manifest.limits.maxErrors),
-                                        progress: heartbeat.update, shouldStop: shouldStop)
+        let context = WholeInputContext(
+            directory: job.dir, inputPath: inputs.inputPath, log: log, time: time,
+            errors: RecordErrors(writer: writer, maxErrors: manifest.limits.maxErrors),
+            progress: heartbeat.update, shouldStop: shouldStop)
         guard case .finished(let result) = try task.run(context) else {
             openErrors = nil
             return .interrupted
@@ -131,18 +139,23 @@ public final class JobRunner {
         try writer.finish()
         openErrors = nil
         try Sys.rename(writer.path, job.file(Self.errorsName))
-        let report = result.report.json(startedAt: startedAt, finishedAt: time.now(), wallSeconds: time.monotonic() - started)
+        let report = result.report.json(
+            startedAt: startedAt, finishedAt: time.now(), wallSeconds: time.monotonic() - started)
         try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(report))
         log.log(.info, "job done", result.summary)
-        return .done(try spool.complete(job, keep: Set(result.published + ["manifest.json", "report.json", Self.errorsName, "job.log"])))
+        return .done(
+            try spool.complete(
+                job, keep: Set(result.published + ["manifest.json", "report.json", Self.errorsName, "job.log"])))
     }
 
     /// A task that streams records: windows of records through the task, outcomes to the
     /// results and error files, a checkpoint every `checkpointInterval` seconds (the
     /// files' positions, the bytes not yet compressed, the task's totals), so a resumed
     /// run writes exactly the bytes an uninterrupted one would.
-    func runRecords(_ task: any RecordTask, job: ActiveJob, inputs: TaskInputs, log: JobLog, started: Double,
-                    startedAt: Double, loadSeconds: Double) throws -> JobOutcome {
+    func runRecords(
+        _ task: any RecordTask, job: ActiveJob, inputs: TaskInputs, log: JobLog, started: Double,
+        startedAt: Double, loadSeconds: Double
+    ) throws -> JobOutcome {
         let manifest = inputs.manifest
         let inputPath = inputs.inputPath
 
@@ -154,7 +167,9 @@ public final class JobRunner {
             do {
                 checkpoint = try Checkpoint.load(checkpointPath)
             } catch {
-                log.log(.warning, "checkpoint unreadable; restarting the job from the beginning", [("error", .string("\(error)"))])
+                log.log(
+                    .warning, "checkpoint unreadable; restarting the job from the beginning",
+                    [("error", .string("\(error)"))])
             }
         }
         if checkpoint != nil && !Sys.exists(job.file(resultsName + ".partial")) { checkpoint = nil }
@@ -164,18 +179,27 @@ public final class JobRunner {
             try task.restore(c.taskState)
             log.log(.info, "resuming from checkpoint", [("records_done", .int(Int64(c.consumed)))])
         } else {
-            log.log(.info, "job started", [("task", .string(manifest.task.name)), ("input", .string(inputPath)),
-                                           ("model", .string(inputs.modelPath))])
+            log.log(
+                .info, "job started",
+                [
+                    ("task", .string(manifest.task.name)), ("input", .string(inputPath)),
+                    ("model", .string(inputs.modelPath))
+                ])
         }
-        let results = try ChunkedGzipWriter(path: job.file(resultsName + ".partial"), level: manifest.output.compressionLevel,
-                                            resume: checkpoint.map { ($0.results, $0.resultsPending) })
-        let writer = try ChunkedGzipWriter(path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel,
-                                           resume: checkpoint.map { ($0.errors, $0.errorsPending) })
+        let results = try ChunkedGzipWriter(
+            path: job.file(resultsName + ".partial"), level: manifest.output.compressionLevel,
+            resume: checkpoint.map { ($0.results, $0.resultsPending) })
+        let writer = try ChunkedGzipWriter(
+            path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel,
+            resume: checkpoint.map { ($0.errors, $0.errorsPending) })
         openErrors = writer
-        let errors = RecordErrors(writer: writer, maxErrors: manifest.limits.maxErrors, count: checkpoint?.counts.failed ?? 0)
-        let vectors = manifest.output.format == .npy
-            ? try VectorOutput(path: job.file(VectorOutput.name + ".data.partial"), level: manifest.output.compressionLevel,
-                               dtype: manifest.output.dtype, resume: checkpoint?.vectors, dimension: checkpoint?.vectorDimension)
+        let errors = RecordErrors(
+            writer: writer, maxErrors: manifest.limits.maxErrors, count: checkpoint?.counts.failed ?? 0)
+        let vectors =
+            manifest.output.format == .npy
+            ? try VectorOutput(
+                path: job.file(VectorOutput.name + ".data.partial"), level: manifest.output.compressionLevel,
+                dtype: manifest.output.dtype, resume: checkpoint?.vectors, dimension: checkpoint?.vectorDimension)
             : nil
         var encoder = RowEncoder(format: manifest.output.format, header: checkpoint?.csvHeader)
         var succeeded = checkpoint?.counts.succeeded ?? 0
@@ -183,8 +207,9 @@ public final class JobRunner {
 
         // A shard of a cluster job reads only its share (see ClusterJob).
         let shard = try ShardAssignment.load(job.file(ShardAssignment.fileName))
-        let stream = try RecordStream(path: inputPath, spec: task.spec, limits: manifest.limits.stream,
-                                      selection: shard.map { $0.plan.selection($0.shard) } ?? .all)
+        let stream = try RecordStream(
+            path: inputPath, spec: task.spec, limits: manifest.limits.stream,
+            selection: shard.map { $0.plan.selection($0.shard) } ?? .all)
         let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
         defer { heartbeat.stop() }
 
@@ -199,10 +224,11 @@ public final class JobRunner {
             try results.sync()
             try writer.sync()
             try vectors?.data.sync()
-            let c = Checkpoint(consumed: consumed, resumes: resumes, counts: Counts(succeeded: succeeded, failed: errors.count),
-                               results: results.position, resultsPending: results.pending, errors: writer.position,
-                               errorsPending: writer.pending, csvHeader: encoder.header, taskState: task.state,
-                               vectors: vectors.map { ($0.data.position, $0.data.pending) }, vectorDimension: vectors?.dimension)
+            let c = Checkpoint(
+                consumed: consumed, resumes: resumes, counts: Counts(succeeded: succeeded, failed: errors.count),
+                results: results.position, resultsPending: results.pending, errors: writer.position,
+                errorsPending: writer.pending, csvHeader: encoder.header, taskState: task.state,
+                vectors: vectors.map { ($0.data.position, $0.data.pending) }, vectorDimension: vectors?.dimension)
             try c.save(checkpointPath)
             lastCheckpoint = time.monotonic()
         }
@@ -231,13 +257,18 @@ public final class JobRunner {
             batch.removeAll(keepingCapacity: true)
             let now = time.monotonic()
             let progress = stream.progress
-            heartbeat.update(["records": .int(Int64(succeeded + errors.count)), "bytes_read": .int(Int64(progress.done)),
-                              "bytes_total": .int(Int64(progress.total))])
+            heartbeat.update([
+                "records": .int(Int64(succeeded + errors.count)), "bytes_read": .int(Int64(progress.done)),
+                "bytes_total": .int(Int64(progress.total))
+            ])
             if Log.shared.human && now - lastProgress > 0.2 {
                 lastProgress = now
                 let rate = Double(succeeded + errors.count - skip) / max(now - processStart, 1e-6)
-                Log.shared.progress("\(job.id) " + progressBar(fraction: Double(progress.done) / Double(max(progress.total, 1)),
-                                                               records: succeeded + errors.count, rate: rate))
+                Log.shared.progress(
+                    "\(job.id) "
+                        + progressBar(
+                            fraction: Double(progress.done) / Double(max(progress.total, 1)),
+                            records: succeeded + errors.count, rate: rate))
             }
             if now - lastCheckpoint >= checkpointInterval { try writeCheckpoint() }
         }
@@ -270,9 +301,12 @@ public final class JobRunner {
         Log.shared.endProgress()
         heartbeat.stop()
         if succeeded + errors.count == 0 && shard == nil {
-            throw QuernError(.emptyInput, stream.membersRead == 0 && manifest.input.members != nil
-                             ? "no archive member matches input.members \"\(manifest.input.members!)\""
-                             : "the input holds no records", field: stream.membersRead == 0 && manifest.input.members != nil ? "input.members" : "input.path")
+            throw QuernError(
+                .emptyInput,
+                stream.membersRead == 0 && manifest.input.members != nil
+                    ? "no archive member matches input.members \"\(manifest.input.members!)\""
+                    : "the input holds no records",
+                field: stream.membersRead == 0 && manifest.input.members != nil ? "input.members" : "input.path")
         }
 
         // Publish: finish both files, name them, write the report, one rename to done/.
@@ -288,8 +322,10 @@ public final class JobRunner {
         var report = Report(id: job.id, task: manifest.task.name)
         report["model"] = Report.model(task.model)
         report["precision"] = .string(manifest.precision.rawValue)
-        report["input"] = ["path": .string(inputPath), "bytes": .int(Int64(Sys.fileSize(path: inputPath))),
-                           "format": .string(manifest.input.format.rawValue), "members": .int(Int64(stream.membersRead))]
+        report["input"] = [
+            "path": .string(inputPath), "bytes": .int(Int64(Sys.fileSize(path: inputPath))),
+            "format": .string(manifest.input.format.rawValue), "members": .int(Int64(stream.membersRead))
+        ]
         report["records"] = Report.records(succeeded: succeeded, failed: errors.count)
         report.timings["model_load_seconds"] = .double(loadSeconds)
         report.timings["process_seconds"] = .double(processSeconds)
@@ -299,12 +335,23 @@ public final class JobRunner {
         report["resumed"] = .int(Int64(resumes))
         if let shard { report["shard"] = shard.json }
         let wall = time.monotonic() - started
-        try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(report.json(startedAt: startedAt, finishedAt: time.now(),
-                                                                                 wallSeconds: wall)))
-        log.log(.info, "job done", [("records", .int(Int64(succeeded))), ("errors", .int(Int64(errors.count))),
-                                    ("seconds", .double((wall * 1000).rounded() / 1000))])
-        let target = try spool.complete(job, keep: Set(outputNames + ["manifest.json", "report.json", "job.log"]
-                                                       + (shard == nil ? [] : [ShardAssignment.fileName])))
+        try Sys.writeFile(
+            job.file("report.json"),
+            JSONWriter.pretty(
+                report.json(
+                    startedAt: startedAt, finishedAt: time.now(),
+                    wallSeconds: wall)))
+        log.log(
+            .info, "job done",
+            [
+                ("records", .int(Int64(succeeded))), ("errors", .int(Int64(errors.count))),
+                ("seconds", .double((wall * 1000).rounded() / 1000))
+            ])
+        let target = try spool.complete(
+            job,
+            keep: Set(
+                outputNames + ["manifest.json", "report.json", "job.log"]
+                    + (shard == nil ? [] : [ShardAssignment.fileName])))
         return .done(target)
     }
 }

@@ -37,8 +37,10 @@ public struct SlurmSubmission: Sendable, Equatable {
     public var tasks: Int
 
     public var json: JSONValue {
-        ["array_job_id": .string(arrayJobID), "merge_job_id": mergeJobID.map { .string($0) } ?? .null,
-         "tasks": .int(Int64(tasks))]
+        [
+            "array_job_id": .string(arrayJobID), "merge_job_id": mergeJobID.map { .string($0) } ?? .null,
+            "tasks": .int(Int64(tasks))
+        ]
     }
 
     init(arrayJobID: String, mergeJobID: String?, tasks: Int) {
@@ -74,7 +76,9 @@ public enum Slurm {
     // MARK: scripts
 
     /// The two scripts for the cluster job `id` of `spool`, by their names under `slurm/`.
-    public static func scripts(spool: Spool, id: String, task: any JobTask.Type, options: SlurmOptions) -> [String: [UInt8]] {
+    public static func scripts(spool: Spool, id: String, task: any JobTask.Type, options: SlurmOptions) -> [String:
+        [UInt8]]
+    {
         let jobDir = spool.path(.cluster, id), logs = Path.join(jobDir, directory)
         let n = options.tasks(for: task)
         let quern = shellQuote(options.quern)
@@ -136,7 +140,9 @@ public enum Slurm {
             exec \(quern) merge \(shellQuote(id)) \(shellQuote(spool.root))
 
             """
-        return [Path.join(directory, arrayScript): Array(array.utf8), Path.join(directory, mergeScript): Array(merge.utf8)]
+        return [
+            Path.join(directory, arrayScript): Array(array.utf8), Path.join(directory, mergeScript): Array(merge.utf8)
+        ]
     }
 
     static func shellQuote(_ s: String) -> String {
@@ -171,7 +177,8 @@ public enum Slurm {
                 s = saved
             } else {
                 let id = try sbatch([Path.join(dir, arrayScript)])
-                s = SlurmSubmission(arrayJobID: id, mergeJobID: nil, tasks: try tasks(inScript: Path.join(dir, arrayScript)))
+                s = SlurmSubmission(
+                    arrayJobID: id, mergeJobID: nil, tasks: try tasks(inScript: Path.join(dir, arrayScript)))
                 try record(s, in: dir)
             }
             if s.mergeJobID == nil {
@@ -201,12 +208,19 @@ public enum Slurm {
     /// cancels the merge. Submits the array again for the shards not committed (an
     /// `--array` list overrides the script's range) and a merge after it.
     public static func resume(jobDir: String) throws -> SlurmSubmission {
-        guard let previous = try submission(jobDir: jobDir), let merge = previous.mergeJobID else { return try submit(jobDir: jobDir) }
+        guard let previous = try submission(jobDir: jobDir), let merge = previous.mergeJobID else {
+            return try submit(jobDir: jobDir)
+        }
         guard let queued = queue([previous.arrayJobID, merge]) else {
-            throw QuernError(.scheduler, "squeue did not answer, so whether Slurm still runs this job is unknown; resume when it does")
+            throw QuernError(
+                .scheduler,
+                "squeue did not answer, so whether Slurm still runs this job is unknown; resume when it does")
         }
         guard queued.isEmpty else {
-            throw QuernError(.usage, "Slurm still has this job (\(queued.keys.sorted().map { "\($0) \(queued[$0]!.state)" }.joined(separator: ", "))); nothing to resume")
+            throw QuernError(
+                .usage,
+                "Slurm still has this job (\(queued.keys.sorted().map { "\($0) \(queued[$0]!.state)" }.joined(separator: ", "))); nothing to resume"
+            )
         }
         let dir = Path.join(jobDir, directory)
         return try whileSubmitting(dir) {
@@ -218,7 +232,8 @@ public enum Slurm {
                 s.mergeJobID = nil
                 try record(s, in: dir)
             }
-            s.mergeJobID = try sbatch((missing.isEmpty ? [] : ["--dependency=afterok:\(s.arrayJobID)"]) + [Path.join(dir, mergeScript)])
+            s.mergeJobID = try sbatch(
+                (missing.isEmpty ? [] : ["--dependency=afterok:\(s.arrayJobID)"]) + [Path.join(dir, mergeScript)])
             try record(s, in: dir)
             return s
         }
@@ -227,21 +242,29 @@ public enum Slurm {
     static func tasks(inScript path: String) throws -> Int {
         let text = String(decoding: try Sys.readFile(path), as: UTF8.self)
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("#SBATCH --array=0-") }),
-              let last = Int(line.dropFirst("#SBATCH --array=0-".count)) else {
+            let last = Int(line.dropFirst("#SBATCH --array=0-".count))
+        else {
             throw QuernError(.internalError, "\(path) has no #SBATCH --array=0-N line")
         }
         return last + 1
     }
 
     /// Stages a manifest as a cluster job with its Slurm scripts and submits it.
-    public static func submit(manifestPath: String, spool: Spool, options: SlurmOptions) throws -> (String, SlurmSubmission) {
-        let (id, bytes) = try Commands.resolved(manifestPath: manifestPath, base: Sys.getcwd(), spool: spool, roots: options.roots)
+    public static func submit(manifestPath: String, spool: Spool, options: SlurmOptions) throws -> (
+        String, SlurmSubmission
+    ) {
+        let (id, bytes) = try Commands.resolved(
+            manifestPath: manifestPath, base: Sys.getcwd(), spool: spool, roots: options.roots)
         let task = try Manifest.decode(bytes).task
         let dir = try spool.stage(bytes, id: id, files: scripts(spool: spool, id: id, task: task, options: options))
         do {
             return (dir, try submit(jobDir: dir))
         } catch let e as QuernError {
-            throw QuernError(e.code, e.message + ". The job stays staged in \(dir); `quern slurm resume \(id) \(spool.root)` submits it when Slurm answers")
+            throw QuernError(
+                e.code,
+                e.message
+                    + ". The job stays staged in \(dir); `quern slurm resume \(id) \(spool.root)` submits it when Slurm answers"
+            )
         }
     }
 
@@ -282,9 +305,13 @@ public enum Slurm {
 
     /// Runs one of Slurm's commands and returns its output; its stderr is the error.
     static func run(_ tool: String, _ arguments: [String]) throws -> String {
-        guard let path = (Sys.environment("PATH") ?? "/usr/bin:/bin").split(separator: ":")
-                .map({ Path.join(String($0), tool) }).first(where: { access($0, X_OK) == 0 }) else {
-            throw QuernError(.scheduler, "\(tool) is not on PATH: run this on a Slurm login node (Debian: apt-get install slurm-client)")
+        guard
+            let path = (Sys.environment("PATH") ?? "/usr/bin:/bin").split(separator: ":")
+                .map({ Path.join(String($0), tool) }).first(where: { access($0, X_OK) == 0 })
+        else {
+            throw QuernError(
+                .scheduler,
+                "\(tool) is not on PATH: run this on a Slurm login node (Debian: apt-get install slurm-client)")
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
@@ -305,7 +332,8 @@ public enum Slurm {
         let stdout = String(decoding: o, as: UTF8.self)
         guard p.terminationStatus == 0 else {
             let why = String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw QuernError(.scheduler, "\(tool) \(arguments.joined(separator: " ")) failed (exit \(p.terminationStatus)): \(why)")
+            throw QuernError(
+                .scheduler, "\(tool) \(arguments.joined(separator: " ")) failed (exit \(p.terminationStatus)): \(why)")
         }
         return stdout
     }
@@ -322,10 +350,12 @@ public struct SlurmExecutor: Sendable {
     /// submits. Throws only what is wrong with the job (it then goes to `failed/`); a
     /// refused sbatch leaves the job staged, for `submitPending` to try again.
     func handOff(_ claim: Claim, id: String, spool: Spool) throws {
-        let (_, bytes) = try Commands.resolved(manifestPath: claim.manifestPath, base: spool.root, spool: spool,
-                                               roots: options.roots, id: id)
+        let (_, bytes) = try Commands.resolved(
+            manifestPath: claim.manifestPath, base: spool.root, spool: spool,
+            roots: options.roots, id: id)
         let task = try Manifest.decode(bytes).task
-        let dir = try spool.stage(bytes, id: id, files: Slurm.scripts(spool: spool, id: id, task: task, options: options))
+        let dir = try spool.stage(
+            bytes, id: id, files: Slurm.scripts(spool: spool, id: id, task: task, options: options))
         try Sys.removeTree(claim.dir)
         Log.shared.info("staged for Slurm", [("job", .string(id)), ("tasks", .int(Int64(options.tasks(for: task))))])
         submit(dir, id: id)
@@ -341,8 +371,12 @@ public struct SlurmExecutor: Sendable {
     private func submit(_ dir: String, id: String) {
         do {
             let s = try Slurm.submit(jobDir: dir)
-            Log.shared.info("submitted to Slurm", [("job", .string(id)), ("array_job", .string(s.arrayJobID)),
-                                                   ("merge_job", .string(s.mergeJobID ?? ""))])
+            Log.shared.info(
+                "submitted to Slurm",
+                [
+                    ("job", .string(id)), ("array_job", .string(s.arrayJobID)),
+                    ("merge_job", .string(s.mergeJobID ?? ""))
+                ])
         } catch {
             Log.shared.error("Slurm submission failed; will try again: \(error)", [("job", .string(id))])
         }

@@ -1,8 +1,9 @@
 import QuernCore
 import QuernData
 import QuernTasks
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `output.format: npy` (tasks whose rows are vectors): the vectors go to `results.npy.gz` and each result
@@ -17,7 +18,8 @@ final class VectorOutput {
     let data: ChunkedGzipWriter
     private(set) var dimension: Int?
 
-    init(path: String, level: Int, dtype: Manifest.VectorType, resume: (GzipPosition, [UInt8])?, dimension: Int?) throws {
+    init(path: String, level: Int, dtype: Manifest.VectorType, resume: (GzipPosition, [UInt8])?, dimension: Int?) throws
+    {
         self.dtype = dtype
         self.dimension = dimension
         data = try ChunkedGzipWriter(path: path, level: level, resume: resume)
@@ -45,8 +47,9 @@ final class VectorOutput {
     /// Finishes the data and writes `final`: header member, then the data member.
     func publish(rows: Int, to final: String, level: Int) throws {
         try data.finish()
-        try Self.assemble(final + ".partial", descr: dtype == .float32 ? "<f4" : "|i1", shape: [rows, dimension ?? 0],
-                          level: level, parts: [(data.path, 0)])
+        try Self.assemble(
+            final + ".partial", descr: dtype == .float32 ? "<f4" : "|i1", shape: [rows, dimension ?? 0],
+            level: level, parts: [(data.path, 0)])
         try Sys.unlink(data.path)
         try Sys.rename(final + ".partial", final)
     }

@@ -32,17 +32,23 @@ public struct ClassificationMetrics: Sendable {
         var macro = (0.0, 0.0, 0.0), weighted = (0.0, 0.0, 0.0)
         for (c, name) in labels.enumerated() {
             let m = perClass(c)
-            classes[name] = ["precision": .double(m.precision), "recall": .double(m.recall), "f1": .double(m.f1),
-                             "support": .int(Int64(m.support))]
+            classes[name] = [
+                "precision": .double(m.precision), "recall": .double(m.recall), "f1": .double(m.f1),
+                "support": .int(Int64(m.support))
+            ]
             macro.0 += m.precision; macro.1 += m.recall; macro.2 += m.f1
             let w = Double(m.support)
             weighted.0 += w * m.precision; weighted.1 += w * m.recall; weighted.2 += w * m.f1
         }
         let k = Double(max(labels.count, 1)), n = Double(max(total, 1))
-        return ["count": .int(Int64(total)), "accuracy": .double(accuracy),
-                "macro": ["precision": .double(macro.0 / k), "recall": .double(macro.1 / k), "f1": .double(macro.2 / k)],
-                "weighted": ["precision": .double(weighted.0 / n), "recall": .double(weighted.1 / n), "f1": .double(weighted.2 / n)],
-                "per_class": .object(classes), "labels": .array(labels.map { .string($0) }),
-                "confusion_matrix": .array(confusion.map { .array($0.map { .int(Int64($0)) }) })]
+        return [
+            "count": .int(Int64(total)), "accuracy": .double(accuracy),
+            "macro": ["precision": .double(macro.0 / k), "recall": .double(macro.1 / k), "f1": .double(macro.2 / k)],
+            "weighted": [
+                "precision": .double(weighted.0 / n), "recall": .double(weighted.1 / n), "f1": .double(weighted.2 / n)
+            ],
+            "per_class": .object(classes), "labels": .array(labels.map { .string($0) }),
+            "confusion_matrix": .array(confusion.map { .array($0.map { .int(Int64($0)) }) })
+        ]
     }
 }

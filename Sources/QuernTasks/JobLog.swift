@@ -1,7 +1,7 @@
 import QuernCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A job's log: JSON lines in the job's `job.log`, echoed to the process log.

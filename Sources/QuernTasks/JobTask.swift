@@ -47,7 +47,7 @@ public enum TaskRegistry {
         EvaluateTask.self,
         FinetuneTask.self,
         QuantizeTask.self,
-        PruneTask.self,
+        PruneTask.self
     ]
 
     public static var names: [String] { tasks.map { $0.name } }
@@ -78,17 +78,24 @@ public struct TaskInputs {
     }
 
     /// The job's model through the registry, at the manifest's precision and length.
-    public func loadModel(precision: Manifest.Precision? = nil, allowArchitectureOnly: Bool = false) throws -> any Model {
-        try ModelRegistry.load(modelPath, ModelOptions(precision: (precision ?? manifest.precision) == .int8 ? .int8 : .fp32,
-                                                      maxLength: manifest.maxLength,
-                                                      allowArchitectureOnly: allowArchitectureOnly))
+    public func loadModel(precision: Manifest.Precision? = nil, allowArchitectureOnly: Bool = false) throws -> any Model
+    {
+        try ModelRegistry.load(
+            modelPath,
+            ModelOptions(
+                precision: (precision ?? manifest.precision) == .int8 ? .int8 : .fp32,
+                maxLength: manifest.maxLength,
+                allowArchitectureOnly: allowArchitectureOnly))
     }
 
     /// The error when the model lacks what the task needs: which capability, which
     /// families have it, and what this model is.
     public func lacks<C>(_ capability: C.Type, _ what: String, model: any Model) -> QuernError {
         let families = ModelRegistry.families(providing: capability)
-        return QuernError(.modelInvalid, "task \(manifest.task.name) needs \(what) (\(families.joined(separator: ", ")) famil\(families.count == 1 ? "y" : "ies")); \(modelPath) is \(model.family)", field: "model")
+        return QuernError(
+            .modelInvalid,
+            "task \(manifest.task.name) needs \(what) (\(families.joined(separator: ", ")) famil\(families.count == 1 ? "y" : "ies")); \(modelPath) is \(model.family)",
+            field: "model")
     }
 }
 
@@ -153,8 +160,10 @@ public struct WholeInputContext {
     /// True once the job should checkpoint and stop (SIGTERM): asked between batches.
     public let shouldStop: () -> Bool
 
-    public init(directory: String, inputPath: String, log: JobLog, time: any TimeSource, errors: RecordErrors,
-                progress: @escaping (JSONValue) -> Void, shouldStop: @escaping () -> Bool) {
+    public init(
+        directory: String, inputPath: String, log: JobLog, time: any TimeSource, errors: RecordErrors,
+        progress: @escaping (JSONValue) -> Void, shouldStop: @escaping () -> Bool
+    ) {
         self.directory = directory
         self.inputPath = inputPath
         self.log = log

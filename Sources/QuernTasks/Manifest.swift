@@ -75,7 +75,8 @@ public struct Manifest: Sendable {
     public static func isValidID(_ id: String) -> Bool {
         guard (1...128).contains(id.utf8.count), !id.hasPrefix(".") else { return false }
         return id.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F
+                || c == 0x2D
         }
     }
 
@@ -86,7 +87,8 @@ public struct Manifest: Sendable {
             value = try JSONParser.parse(bytes)
         } catch let e as JSONSyntaxError {
             let code: QuernError.Code = e.message.contains("UTF-8") ? .invalidUTF8 : .invalidJSON
-            throw QuernError(code, "the manifest is not valid JSON: \(e.message) (line \(e.line), column \(e.column))", line: e.line)
+            throw QuernError(
+                code, "the manifest is not valid JSON: \(e.message) (line \(e.line), column \(e.column))", line: e.line)
         }
         guard let root = value.objectValue else {
             throw QuernError(.invalidType, "the manifest must be a JSON object, not \(value.typeName)")
@@ -94,7 +96,9 @@ public struct Manifest: Sendable {
         var d = StrictObject(root, path: "")
         let version = try d.int("version", required: true)!
         guard version == 1 else {
-            throw QuernError(.unsupportedVersion, "manifest version \(version) is not supported; this Quern reads version 1", field: "version")
+            throw QuernError(
+                .unsupportedVersion, "manifest version \(version) is not supported; this Quern reads version 1",
+                field: "version")
         }
         let id = try d.string("id")
         if let id, !isValidID(id) {
@@ -113,24 +117,35 @@ public struct Manifest: Sendable {
         let format: RecordFormat
         if let formatName {
             guard let f = RecordFormat(rawValue: formatName) else {
-                throw QuernError(.unsupportedFormat, "input.format \"\(formatName)\" is not supported; use one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "input.format")
+                throw QuernError(
+                    .unsupportedFormat,
+                    "input.format \"\(formatName)\" is not supported; use one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))",
+                    field: "input.format")
             }
             format = f
         } else if let f = inferFormat(members ?? path) {
             format = f
         } else {
-            throw QuernError(.missingField, "input.format is missing and cannot be inferred from \"\(members ?? path)\"; set it to one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "input.format")
+            throw QuernError(
+                .missingField,
+                "input.format is missing and cannot be inferred from \"\(members ?? path)\"; set it to one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))",
+                field: "input.format")
         }
-        let input = Input(path: path, members: members, format: format,
-                          idField: try i.string("id_field"), textField: try i.string("text_field"),
-                          pairField: try i.string("pair_field"), labelField: try i.string("label_field"),
-                          featuresField: try i.string("features_field"), featureColumns: try i.stringArray("feature_columns"),
-                          scale: try i.number("scale") ?? 1, offset: try i.number("offset") ?? 0)
+        let input = Input(
+            path: path, members: members, format: format,
+            idField: try i.string("id_field"), textField: try i.string("text_field"),
+            pairField: try i.string("pair_field"), labelField: try i.string("label_field"),
+            featuresField: try i.string("features_field"), featureColumns: try i.stringArray("feature_columns"),
+            scale: try i.number("scale") ?? 1, offset: try i.number("offset") ?? 0)
         guard input.scale.isFinite, input.offset.isFinite, input.scale != 0 else {
-            throw QuernError(.invalidValue, "input.scale must be a non-zero number and input.offset a number", field: "input.scale")
+            throw QuernError(
+                .invalidValue, "input.scale must be a non-zero number and input.offset a number", field: "input.scale")
         }
         if (input.scale != 1 || input.offset != 0) && ![RecordFormat.idx, .npy, .png].contains(input.format) {
-            throw QuernError(.invalidValue, "input.scale and input.offset apply to image formats (idx, png, npy); \(input.format.rawValue) features are taken as they are", field: "input.scale")
+            throw QuernError(
+                .invalidValue,
+                "input.scale and input.offset apply to image formats (idx, png, npy); \(input.format.rawValue) features are taken as they are",
+                field: "input.scale")
         }
         try i.finish()
 
@@ -139,7 +154,9 @@ public struct Manifest: Sendable {
         if var o = try d.object("output") {
             output.format = try o.enumeration("format", OutputFormat.self) ?? .jsonl
             if let c = try o.string("compression"), c != "gzip" {
-                throw QuernError(.invalidValue, "output.compression \"\(c)\" is not supported; results are always gzip", field: "output.compression")
+                throw QuernError(
+                    .invalidValue, "output.compression \"\(c)\" is not supported; results are always gzip",
+                    field: "output.compression")
             }
             output.compressionLevel = try o.int("compression_level", range: 1...9) ?? output.compressionLevel
             output.probabilities = try o.bool("probabilities") ?? true
@@ -148,7 +165,9 @@ public struct Manifest: Sendable {
             try o.finish()
             if output.format == .npy && !task.writesVectors {
                 let vectorTasks = TaskRegistry.tasks.filter { $0.writesVectors }.map { $0.name }.joined(separator: ", ")
-                throw QuernError(.invalidValue, "output.format npy holds vectors: it is for task \(vectorTasks); use jsonl or csv", field: "output.format")
+                throw QuernError(
+                    .invalidValue, "output.format npy holds vectors: it is for task \(vectorTasks); use jsonl or csv",
+                    field: "output.format")
             }
             if dtype != nil && output.format != .npy {
                 throw QuernError(.invalidValue, "output.dtype applies to output.format npy", field: "output.dtype")
@@ -157,10 +176,15 @@ public struct Manifest: Sendable {
         var limits = Limits()
         if var l = try d.object("limits") {
             limits.maxErrors = try l.int("max_errors", range: 0...Int(Int32.max)) ?? 100
-            limits.stream.maxLineBytes = try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? limits.stream.maxLineBytes
+            limits.stream.maxLineBytes =
+                try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? limits.stream.maxLineBytes
             limits.stream.maxInputBytes = try l.int("max_input_bytes", range: 1...Int.max)
             if let r = try l.number("max_expansion_ratio") {
-                guard r >= 1 else { throw QuernError(.invalidValue, "limits.max_expansion_ratio must be at least 1", field: "limits.max_expansion_ratio") }
+                guard r >= 1 else {
+                    throw QuernError(
+                        .invalidValue, "limits.max_expansion_ratio must be at least 1",
+                        field: "limits.max_expansion_ratio")
+                }
                 limits.stream.maxExpansionRatio = r
             }
             try l.finish()
@@ -176,15 +200,19 @@ public struct Manifest: Sendable {
             let readers = TaskRegistry.tasks.filter { t in t.blocks.contains { $0.key == type.key } }.map { $0.name }
             guard readers.contains(task.name) else {
                 if b.object.keys.isEmpty { continue }
-                throw QuernError(.invalidValue, "the \(type.key) block applies to task\(readers.count == 1 ? "" : "s") \(readers.joined(separator: ", ")) only", field: type.key)
+                throw QuernError(
+                    .invalidValue,
+                    "the \(type.key) block applies to task\(readers.count == 1 ? "" : "s") \(readers.joined(separator: ", ")) only",
+                    field: type.key)
             }
             blocks[type.key] = block
         }
         let maxLength = try d.int("max_length", range: 2...65536)
         try d.finish()
 
-        let m = Manifest(version: 1, id: id, task: task, model: model, precision: precision, input: input, batchSize: batchSize,
-                         output: output, limits: limits, maxLength: maxLength, blocks: blocks, raw: root)
+        let m = Manifest(
+            version: 1, id: id, task: task, model: model, precision: precision, input: input, batchSize: batchSize,
+            output: output, limits: limits, maxLength: maxLength, blocks: blocks, raw: root)
         try task.check(m)
         return m
     }
@@ -232,9 +260,10 @@ public struct Manifest: Sendable {
     /// The record decoder settings this job needs: texts (`text_field` defaulting to
     /// "text", and the pair field) or features, with labels when the task asks.
     public func recordSpec(texts: Bool, labels: Bool) -> RecordSpec {
-        var s = RecordSpec(format: input.format, members: input.members, idField: input.idField,
-                           textField: input.textField, labelField: input.labelField,
-                           featuresField: input.featuresField, featureColumns: input.featureColumns)
+        var s = RecordSpec(
+            format: input.format, members: input.members, idField: input.idField,
+            textField: input.textField, labelField: input.labelField,
+            featuresField: input.featuresField, featureColumns: input.featureColumns)
         s.featureScale = Float(input.scale)
         s.featureOffset = Float(input.offset)
         s.wantsLabel = labels

@@ -19,8 +19,10 @@ public enum ModelTools {
     /// `quern tokenize`: the token ids of each JSONL line's text field (and of a pair when
     /// `pairField` is given), one JSON object per line, as the model's tokenizer makes them.
     /// For checking Quern's tokenizer against others and for looking at what a model sees.
-    public static func tokenize(model: String, input: String?, field: String, pairField: String?, maxLength: Int?,
-                                write: ([UInt8]) throws -> Void) throws {
+    public static func tokenize(
+        model: String, input: String?, field: String, pairField: String?, maxLength: Int?,
+        write: ([UInt8]) throws -> Void
+    ) throws {
         let tokenizer = try WordPieceTokenizer.load(directory: model)
         let session = WordPieceTokenizer.Session(tokenizer)
         let bytes = try Sys.readFile(input ?? "/dev/stdin", limit: 1 << 34)

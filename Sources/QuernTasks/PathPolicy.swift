@@ -20,18 +20,26 @@ public struct PathPolicy: Sendable {
 
     public func resolve(_ path: String, field: String) throws -> String {
         if path.split(separator: "/").contains("..") {
-            throw QuernError(.pathEscape, "\"\(path)\" contains '..'; give a path inside the spool or a configured root (--root / QUERN_ROOTS)", field: field)
+            throw QuernError(
+                .pathEscape,
+                "\"\(path)\" contains '..'; give a path inside the spool or a configured root (--root / QUERN_ROOTS)",
+                field: field)
         }
         let absolute = Path.absolute(path, relativeTo: base)
         let real: String
         do {
             real = try Sys.realpath(absolute)
         } catch {
-            let hint = path.hasPrefix("/") ? "" : " (a relative path resolves against \(base); `quern submit` records paths absolute)"
+            let hint =
+                path.hasPrefix("/")
+                ? "" : " (a relative path resolves against \(base); `quern submit` records paths absolute)"
             throw QuernError(.fileNotFound, "\(field) \(absolute) does not exist\(hint)", field: field)
         }
         guard roots.contains(where: { Path.isInside(real, $0) }) else {
-            throw QuernError(.pathEscape, "\(absolute) is outside the spool and the configured roots (\(roots.joined(separator: ", "))); add its directory with --root or QUERN_ROOTS", field: field)
+            throw QuernError(
+                .pathEscape,
+                "\(absolute) is outside the spool and the configured roots (\(roots.joined(separator: ", "))); add its directory with --root or QUERN_ROOTS",
+                field: field)
         }
         return real
     }

@@ -21,7 +21,10 @@ public final class RecordErrors {
         try writer.append(Self.line(id: id, member: member, line: line, e))
         if count > maxErrors {
             let at = line.map { "\(member), line \($0)" } ?? member
-            throw QuernError(.tooManyErrors, "more than limits.max_errors (\(maxErrors)) bad records; the last, at \(at): \(e.message). See errors.jsonl.gz, fix the input or raise the limit", field: "limits.max_errors")
+            throw QuernError(
+                .tooManyErrors,
+                "more than limits.max_errors (\(maxErrors)) bad records; the last, at \(at): \(e.message). See errors.jsonl.gz, fix the input or raise the limit",
+                field: "limits.max_errors")
         }
     }
 

@@ -20,7 +20,9 @@ struct RecordSet {
 
     /// Reads every record. A record with the wrong feature count, or (when `labels`) a
     /// missing or unknown label, goes to the error file instead.
-    static func read(_ manifest: Manifest, config: StackConfig, context: WholeInputContext, labels wantLabels: Bool) throws -> RecordSet {
+    static func read(_ manifest: Manifest, config: StackConfig, context: WholeInputContext, labels wantLabels: Bool)
+        throws -> RecordSet
+    {
         let errors = context.errors
         let classIndex = Dictionary(config.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         let size = config.inputSize
@@ -34,12 +36,17 @@ struct RecordSet {
             switch item {
             case .record(let r):
                 guard r.features.count == size else {
-                    try errors.record(r, QuernError(.featureCount, "record has \(r.features.count) features; the model takes \(size)"))
+                    try errors.record(
+                        r, QuernError(.featureCount, "record has \(r.features.count) features; the model takes \(size)")
+                    )
                     continue
                 }
                 if wantLabels {
                     guard let label = r.label, let k = classIndex[label] else {
-                        let what = r.label.map { "label \"\($0)\" is not one of the model's classes (\(config.labels.prefix(10).joined(separator: ", ")))" }
+                        let what =
+                            r.label.map {
+                                "label \"\($0)\" is not one of the model's classes (\(config.labels.prefix(10).joined(separator: ", ")))"
+                            }
                             ?? "record has no label"
                         try errors.record(r, QuernError(r.label == nil ? .missingValue : .unknownLabel, what))
                         continue
@@ -104,8 +111,10 @@ struct RecordSet {
 
 /// `model/` in a job directory, whole or not at all: written into `model.partial/`, then
 /// renamed.
-func publishModel(_ context: WholeInputContext, config: StackConfig, tensors: [String: ([Int], TensorData)],
-                  normalizer: ([Float], [Float])?) throws {
+func publishModel(
+    _ context: WholeInputContext, config: StackConfig, tensors: [String: ([Int], TensorData)],
+    normalizer: ([Float], [Float])?
+) throws {
     let partial = context.file("model.partial"), final = context.file("model")
     try? Sys.removeTree(partial)
     try Sys.mkdirs(partial)
@@ -122,12 +131,18 @@ func fp32Stack(_ job: TaskInputs) throws -> (StackModel, LoadedWeights) {
     let task = job.manifest.task.name
     guard let source = model.capability(LayerStackSource.self) else {
         let stacks = ModelRegistry.families(providing: LayerStackSource.self).joined(separator: " and ")
-        throw QuernError(.unsupportedTask, "task \(task) works on \(stacks) models; a \(model.family) model runs int8 with \"precision\": \"int8\" on any task", field: "task")
+        throw QuernError(
+            .unsupportedTask,
+            "task \(task) works on \(stacks) models; a \(model.family) model runs int8 with \"precision\": \"int8\" on any task",
+            field: "task")
     }
     guard let fp32 = source.fp32 else {
-        throw QuernError(.modelInvalid, "\(task) works on fp32 models; this one is int8 (prune and fine-tune before quantizing)", field: "model")
+        throw QuernError(
+            .modelInvalid, "\(task) works on fp32 models; this one is int8 (prune and fine-tune before quantizing)",
+            field: "model")
     }
-    let stack = try StackModel(config: source.config, tensors: fp32.tensors, normalizer: fp32.normalizer, path: model.path,
-                               weights: model.weights)
+    let stack = try StackModel(
+        config: source.config, tensors: fp32.tensors, normalizer: fp32.normalizer, path: model.path,
+        weights: model.weights)
     return (stack, fp32)
 }

@@ -47,8 +47,10 @@ public struct Report {
 
     /// The `records` section: read = succeeded + failed, then `extra` counts.
     public static func records(succeeded: Int, failed: Int, _ extra: [(String, Int)] = []) -> JSONValue {
-        var o = JSONObject([("read", .int(Int64(succeeded + failed))), ("succeeded", .int(Int64(succeeded))),
-                            ("failed", .int(Int64(failed)))])
+        var o = JSONObject([
+            ("read", .int(Int64(succeeded + failed))), ("succeeded", .int(Int64(succeeded))),
+            ("failed", .int(Int64(failed)))
+        ])
         for (k, v) in extra { o[k] = .int(Int64(v)) }
         return .object(o)
     }
@@ -56,8 +58,10 @@ public struct Report {
     /// The report with its timings (`started_at`, `finished_at`, `wall_seconds`, then
     /// the task's), and `host` unless already set.
     public func json(startedAt: Double, finishedAt: Double, wallSeconds: Double) -> JSONValue {
-        var t = JSONObject([("started_at", .string(Timestamp.iso8601(startedAt))),
-                            ("finished_at", .string(Timestamp.iso8601(finishedAt))), ("wall_seconds", .double(wallSeconds))])
+        var t = JSONObject([
+            ("started_at", .string(Timestamp.iso8601(startedAt))),
+            ("finished_at", .string(Timestamp.iso8601(finishedAt))), ("wall_seconds", .double(wallSeconds))
+        ])
         for k in timings.keys where t[k] == nil { t[k] = timings[k] }
         var all = sections
         all["timings"] = .object(t)

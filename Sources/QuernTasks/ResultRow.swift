@@ -81,8 +81,10 @@ public struct RowEncoder: Sendable {
     /// hundreds of thousands of floats, and formatting them on the writing thread alone
     /// left the other cores idle between windows. Nil for CSV (its header is state) and
     /// NPY (the vectors go to their own file first), which format in order.
-    public static func jsonLinesInParallel(_ outcomes: [Result<ResultRow, QuernError>], _ encoder: RowEncoder,
-                                 pool: ThreadPool = .shared) -> [[UInt8]]? {
+    public static func jsonLinesInParallel(
+        _ outcomes: [Result<ResultRow, QuernError>], _ encoder: RowEncoder,
+        pool: ThreadPool = .shared
+    ) -> [[UInt8]]? {
         guard encoder.format == .jsonl, pool.threads > 1, outcomes.count >= 64 else { return nil }
         var lines = [[UInt8]](repeating: [], count: outcomes.count)
         let chunk = (outcomes.count + pool.threads * 4 - 1) / (pool.threads * 4)
@@ -107,7 +109,9 @@ public struct RowEncoder: Sendable {
             case .float(let f): cells.append(f.isFinite ? f.description : ""); names.append(name)
             case .bool(let b): cells.append(b ? "true" : "false"); names.append(name)
             case .floats(let v):
-                for (i, f) in v.enumerated() { cells.append(f.isFinite ? f.description : ""); names.append("\(name)_\(i)") }
+                for (i, f) in v.enumerated() {
+                    cells.append(f.isFinite ? f.description : ""); names.append("\(name)_\(i)")
+                }
             case .strings(let v):
                 for (i, t) in v.enumerated() { cells.append(t); names.append("\(name)_\(i)") }
             }

@@ -29,7 +29,9 @@ final class TextRecords {
             return .failure(QuernError(.missingValue, "record has no text", line: r.line, member: r.member))
         }
         if pairs {
-            guard let b = r.pair else { return .failure(QuernError(.missingValue, "record has no pair text", line: r.line, member: r.member)) }
+            guard let b = r.pair else {
+                return .failure(QuernError(.missingValue, "record has no pair text", line: r.line, member: r.member))
+            }
             return .success(tokenizer.encode(text, b))
         }
         return .success(tokenizer.encode(text))

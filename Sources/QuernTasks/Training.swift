@@ -32,23 +32,30 @@ public struct TrainingBlock: ManifestBlock, Equatable {
         epochs = try t.int("epochs", range: 1...100_000) ?? epochs
         if let o = try t.string("optimizer") {
             guard ["sgd", "adam", "adamw"].contains(o) else {
-                throw QuernError(.invalidValue, "train.optimizer \"\(o)\" is not one of: sgd, adam, adamw", field: "train.optimizer")
+                throw QuernError(
+                    .invalidValue, "train.optimizer \"\(o)\" is not one of: sgd, adam, adamw", field: "train.optimizer")
             }
             optimizer = o
         }
         func positive(_ key: String) throws -> Double? {
             guard let v = try t.number(key) else { return nil }
-            guard v > 0, v.isFinite else { throw QuernError(.invalidValue, "train.\(key) must be a positive number", field: "train.\(key)") }
+            guard v > 0, v.isFinite else {
+                throw QuernError(.invalidValue, "train.\(key) must be a positive number", field: "train.\(key)")
+            }
             return v
         }
         func fraction(_ key: String) throws -> Double? {
             guard let v = try t.number(key) else { return nil }
-            guard v >= 0, v < 1 else { throw QuernError(.invalidValue, "train.\(key) must be in [0, 1)", field: "train.\(key)") }
+            guard v >= 0, v < 1 else {
+                throw QuernError(.invalidValue, "train.\(key) must be in [0, 1)", field: "train.\(key)")
+            }
             return v
         }
         learningRate = try positive("learning_rate") ?? learningRate
         if let wd = try t.number("weight_decay") {
-            guard wd >= 0 else { throw QuernError(.invalidValue, "train.weight_decay must be at least 0", field: "train.weight_decay") }
+            guard wd >= 0 else {
+                throw QuernError(.invalidValue, "train.weight_decay must be at least 0", field: "train.weight_decay")
+            }
             weightDecay = wd
         }
         momentum = try fraction("momentum") ?? momentum
@@ -56,7 +63,9 @@ public struct TrainingBlock: ManifestBlock, Equatable {
         validationSplit = try fraction("validation_split") ?? validationSplit
         if let s = try t.string("schedule") {
             guard ["constant", "linear", "cosine"].contains(s) else {
-                throw QuernError(.invalidValue, "train.schedule \"\(s)\" is not one of: constant, linear, cosine", field: "train.schedule")
+                throw QuernError(
+                    .invalidValue, "train.schedule \"\(s)\" is not one of: constant, linear, cosine",
+                    field: "train.schedule")
             }
             schedule = s
         }
@@ -86,8 +95,11 @@ public struct TrainingBlock: ManifestBlock, Equatable {
 
     /// The report's description of the run's settings.
     func describe(_ options: TrainingOptions) -> [(String, JSONValue)] {
-        [("optimizer", .string(optimizer)), ("learning_rate", .double(learningRate)), ("batch_size", .int(Int64(options.batchSize))),
-         ("schedule", .string(schedule)), ("seed", .int(Int64(seed)))]
+        [
+            ("optimizer", .string(optimizer)), ("learning_rate", .double(learningRate)),
+            ("batch_size", .int(Int64(options.batchSize))),
+            ("schedule", .string(schedule)), ("seed", .int(Int64(seed)))
+        ]
     }
 }
 
@@ -98,7 +110,9 @@ public struct TrainingBlock: ManifestBlock, Equatable {
 enum TrainingCheckpoint {
     static let fileName = "training.checkpoint"
 
-    static func save(_ path: String, net: Sequential, optimizer: any Optimizer, extra: [String: Tensor], state: JSONValue) throws {
+    static func save(
+        _ path: String, net: Sequential, optimizer: any Optimizer, extra: [String: Tensor], state: JSONValue
+    ) throws {
         var tensors: [String: ([Int], [Float])] = [:]
         for (name, t) in net.state { tensors["model/" + name] = (t.shape, t.data) }
         for (name, t) in extra { tensors[name] = (t.shape, t.data) }
@@ -108,21 +122,28 @@ enum TrainingCheckpoint {
         meta["state"] = state
         meta["optimizer_step"] = .int(Int64(o.step))
         meta["optimizer_buffers"] = .int(Int64(o.buffers.count))
-        let bytes = Safetensors.encode(tensors, metadata: ["quern_training": String(decoding: JSONWriter.compact(.object(meta)), as: UTF8.self)])
+        let bytes = Safetensors.encode(
+            tensors, metadata: ["quern_training": String(decoding: JSONWriter.compact(.object(meta)), as: UTF8.self)])
         try Sys.writeFileAtomically(path, bytes, durability: .content)
     }
 
     /// Restores the network and optimizer in place; returns the task's state and extras.
-    static func load(_ path: String, net: Sequential, optimizer: any Optimizer) throws -> (JSONValue, [String: Tensor]) {
+    static func load(_ path: String, net: Sequential, optimizer: any Optimizer) throws -> (JSONValue, [String: Tensor])
+    {
         let file = try SafetensorsFile(path: path)
         guard let raw = file.metadata["quern_training"], let meta = try JSONParser.parse(Array(raw.utf8)).objectValue,
-              let state = meta["state"], let step = meta["optimizer_step"]?.intValue,
-              let bufferCount = meta["optimizer_buffers"]?.intValue else {
+            let state = meta["state"], let step = meta["optimizer_step"]?.intValue,
+            let bufferCount = meta["optimizer_buffers"]?.intValue
+        else {
             throw QuernError(.internalError, "\(path) has no training state")
         }
         var model: [String: Tensor] = [:], extra: [String: Tensor] = [:]
         for name in file.entries.keys where !name.hasPrefix("optimizer/") {
-            if name.hasPrefix("model/") { model[String(name.dropFirst(6))] = try file.float32(name) } else { extra[name] = try file.float32(name) }
+            if name.hasPrefix("model/") {
+                model[String(name.dropFirst(6))] = try file.float32(name)
+            } else {
+                extra[name] = try file.float32(name)
+            }
         }
         guard Set(net.state.keys) == Set(model.keys) else {
             throw QuernError(.internalError, "\(path) holds a different network")
@@ -151,20 +172,26 @@ extension EpochRecord {
 
     init(json v: JSONValue) throws {
         guard let o = v.objectValue, let epoch = o["epoch"]?.intValue, let loss = o["train_loss"]?.doubleValue,
-              let accuracy = o["train_accuracy"]?.doubleValue else {
+            let accuracy = o["train_accuracy"]?.doubleValue
+        else {
             throw QuernError(.internalError, "training history entry is incomplete")
         }
-        self.init(epoch: Int(epoch), trainLoss: loss, trainAccuracy: accuracy, validationLoss: o["validation_loss"]?.doubleValue,
-                  validationAccuracy: o["validation_accuracy"]?.doubleValue,
-                  learningRate: Float(o["learning_rate"]?.doubleValue ?? 0), seconds: o["seconds"]?.doubleValue ?? 0)
+        self.init(
+            epoch: Int(epoch), trainLoss: loss, trainAccuracy: accuracy,
+            validationLoss: o["validation_loss"]?.doubleValue,
+            validationAccuracy: o["validation_accuracy"]?.doubleValue,
+            learningRate: Float(o["learning_rate"]?.doubleValue ?? 0), seconds: o["seconds"]?.doubleValue ?? 0)
     }
 }
 
 extension EarlyStopping {
     /// Its fields in a training checkpoint.
     var json: [(String, JSONValue)] {
-        [("best_epoch", bestEpoch.map { .int(Int64($0)) } ?? .null), ("best_loss", bestLoss.isFinite ? .double(bestLoss) : .null),
-         ("since_best", .int(Int64(sinceBest))), ("stopped_early", .bool(stopped))]
+        [
+            ("best_epoch", bestEpoch.map { .int(Int64($0)) } ?? .null),
+            ("best_loss", bestLoss.isFinite ? .double(bestLoss) : .null),
+            ("since_best", .int(Int64(sinceBest))), ("stopped_early", .bool(stopped))
+        ]
     }
 
     init(patience: Int?, json o: JSONObject) {

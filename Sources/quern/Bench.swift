@@ -1,19 +1,22 @@
-import Foundation
 import ArgumentParser
-import QuernCore
+import Foundation
 import QuernBench
+import QuernCore
 import QuernKernels
 import QuernSpool
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
-        subcommands: [SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self, ClassifyBench.self,
-                      ShardBench.self])
+        subcommands: [
+            SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self, ClassifyBench.self,
+            ShardBench.self
+        ])
 }
 
 struct SpoolBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "spool",
+    static let configuration = CommandConfiguration(
+        commandName: "spool",
         abstract: "Drop-to-claim latency, per-job overhead, and archive streaming speed against tar.")
     @Option(help: "Where to put the temporary spool and data (default: a new directory under /tmp).")
     var workdir: String?
@@ -31,7 +34,8 @@ struct SpoolBench: ParsableCommand {
 }
 
 struct KernelBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kernels",
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
         abstract: "fp32 GEMM GFLOP/s against OpenBLAS (numpy) on MiniLM shapes, 1024³ and small M.")
     @Option(help: "The OpenBLAS anchor script (shared/bench/gemm_anchor.py).")
     var anchor: String = "../shared/bench/gemm_anchor.py"
@@ -48,7 +52,9 @@ struct KernelBench: ParsableCommand {
         if let shapes {
             chosen = try shapes.split(separator: ",").map { text in
                 let d = text.split(separator: "x").compactMap { Int($0) }
-                guard d.count == 3, d.allSatisfy({ $0 > 0 }) else { throw ValidationError("--shapes: \"\(text)\" is not MxKxN") }
+                guard d.count == 3, d.allSatisfy({ $0 > 0 }) else {
+                    throw ValidationError("--shapes: \"\(text)\" is not MxKxN")
+                }
                 return KernelBenchmark.Shape(d[0], d[1], d[2])
             }
         }
@@ -57,7 +63,8 @@ struct KernelBench: ParsableCommand {
 }
 
 struct TrainBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "train",
+    static let configuration = CommandConfiguration(
+        commandName: "train",
         abstract: "Seconds per training epoch (digits MLP, LeNet-style CNN) against PyTorch on CPU.")
     @Option(help: "The PyTorch anchor script.")
     var anchor: String = "scripts/bench/train_anchor.py"
@@ -82,11 +89,13 @@ struct TrainBench: ParsableCommand {
 
 /// `--threads 1,2` as a list; by default one thread and all cores.
 func threadCounts(_ option: String?) -> [Int] {
-    option.map { $0.split(separator: ",").compactMap { Int($0) } } ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
+    option.map { $0.split(separator: ",").compactMap { Int($0) } }
+        ?? Array(Set([1, ThreadPool.defaultThreads])).sorted()
 }
 
 struct TokenizeBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "tokenize",
+    static let configuration = CommandConfiguration(
+        commandName: "tokenize",
         abstract: "Texts per second of the WordPiece tokenizer against Hugging Face tokenizers, one thread.")
     @Option(help: "A model directory with tokenizer.json (scripts/fetch-minilm.sh).")
     var model: String = "models/all-MiniLM-L6-v2"
@@ -105,8 +114,11 @@ struct TokenizeBench: ParsableCommand {
 }
 
 struct EmbedBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "embed",
-        abstract: "Sentence embeddings end to end (a real embed job) against onnxruntime fp32 and dynamic int8, same texts and threads.")
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract:
+            "Sentence embeddings end to end (a real embed job) against onnxruntime fp32 and dynamic int8, same texts and threads."
+    )
     @Option(help: "A sentence-transformers model directory (scripts/fetch-minilm.sh).")
     var model: String = "models/all-MiniLM-L6-v2"
     @Option(help: "JSONL texts (a \"text\" field).")
@@ -130,16 +142,21 @@ struct EmbedBench: ParsableCommand {
 
     func run() throws {
         let dir = workdir ?? "/tmp/quern-bench-embed-\(ProcessInfo.processInfo.processIdentifier)"
-        try EmbedBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
-                           limit: limit, longLimit: longLimit, threads: threadCounts(threads),
-                           precisions: precisions.split(separator: ",").map(String.init), batchSize: batchSize, workdir: dir).run()
+        try EmbedBenchmark(
+            quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
+            limit: limit, longLimit: longLimit, threads: threadCounts(threads),
+            precisions: precisions.split(separator: ",").map(String.init), batchSize: batchSize, workdir: dir
+        ).run()
         if workdir == nil { try? Sys.removeTree(dir) }
     }
 }
 
 struct ClassifyBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "classify",
-        abstract: "A finetune head on the frozen encoder against scikit-learn LogisticRegression on the same embeddings (debdesc sections).")
+    static let configuration = CommandConfiguration(
+        commandName: "classify",
+        abstract:
+            "A finetune head on the frozen encoder against scikit-learn LogisticRegression on the same embeddings (debdesc sections)."
+    )
     @Option(help: "A sentence-transformers model directory (scripts/fetch-minilm.sh).")
     var model: String = "models/all-MiniLM-L6-v2"
     @Option(help: "JSONL with \"text\" and \"section\".")
@@ -159,15 +176,20 @@ struct ClassifyBench: ParsableCommand {
 
     func run() throws {
         let dir = workdir ?? "/tmp/quern-bench-classify-\(ProcessInfo.processInfo.processIdentifier)"
-        try ClassifyBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
-                              classes: classes, epochs: epochs, learningRate: learningRate, workdir: dir).run()
+        try ClassifyBenchmark(
+            quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
+            classes: classes, epochs: epochs, learningRate: learningRate, workdir: dir
+        ).run()
         if workdir == nil { try? Sys.removeTree(dir) }
     }
 }
 
 struct ShardBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "shards",
-        abstract: "An embed job as 1, 2 and 4 Slurm array tasks + merge against the job run whole (needs SLURM_CONF: scripts/local-slurm.sh up DIR), and the reading cost of record-range vs member shards.")
+    static let configuration = CommandConfiguration(
+        commandName: "shards",
+        abstract:
+            "An embed job as 1, 2 and 4 Slurm array tasks + merge against the job run whole (needs SLURM_CONF: scripts/local-slurm.sh up DIR), and the reading cost of record-range vs member shards."
+    )
     @Option(help: "A sentence-transformers model directory (scripts/fetch-minilm.sh).")
     var model: String = "models/all-MiniLM-L6-v2"
     @Option(help: "JSONL texts (a \"text\" field).")
@@ -178,13 +200,16 @@ struct ShardBench: ParsableCommand {
     var streamCopies: Int = 4
     @Option(help: "The embed job's precision.")
     var precision: String = "int8"
-    @Option(help: "Where to put the inputs and spools; on storage every node sees (default: a new directory under /tmp).")
+    @Option(
+        help: "Where to put the inputs and spools; on storage every node sees (default: a new directory under /tmp).")
     var workdir: String?
 
     func run() throws {
         let dir = workdir ?? "/tmp/quern-bench-shards-\(ProcessInfo.processInfo.processIdentifier)"
-        try ShardBenchmark(quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, limit: limit,
-                           streamCopies: streamCopies, precision: precision, workdir: dir).run()
+        try ShardBenchmark(
+            quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, limit: limit,
+            streamCopies: streamCopies, precision: precision, workdir: dir
+        ).run()
         if workdir == nil { try? Sys.removeTree(dir) }
     }
 }

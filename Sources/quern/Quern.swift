@@ -21,7 +21,9 @@ struct SpoolOptions: ParsableArguments {
     @Argument(help: "The spool directory (default: $QUERN_SPOOL, else ./spool).")
     var spool: String?
 
-    @Option(name: .customLong("root"), help: "A directory manifests may read from besides the spool (repeatable; also $QUERN_ROOTS).")
+    @Option(
+        name: .customLong("root"),
+        help: "A directory manifests may read from besides the spool (repeatable; also $QUERN_ROOTS).")
     var roots: [String] = []
 
     func open() throws -> Spool {
@@ -46,7 +48,8 @@ func report(_ error: Error, json: Bool = true) {
     if let f = e.field { o["field"] = .string(f) }
     if let l = e.line { o["line"] = .int(Int64(l)) }
     if json { print(String(decoding: JSONWriter.pretty(.object(o)), as: UTF8.self), terminator: "") }
-    Log.shared.error(e.message, [("code", .string(e.code.rawValue))] + (e.field.map { [("field", JSONValue.string($0))] } ?? []))
+    Log.shared.error(
+        e.message, [("code", .string(e.code.rawValue))] + (e.field.map { [("field", JSONValue.string($0))] } ?? []))
 }
 
 /// Runs a command's work; a failure is reported (JSON on stdout, a log line) and exits 1.
@@ -63,12 +66,17 @@ func failingWithReport(_ body: () throws -> Void) throws {
 struct Quern: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Batch machine-learning jobs from a spool directory.",
-        subcommands: [Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self,
-                      Stage.self, RunShard.self, Merge.self, SlurmCommand.self])
+        subcommands: [
+            Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self,
+            Stage.self, RunShard.self, Merge.self, SlurmCommand.self
+        ])
 }
 
 struct Watch: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run as a daemon: claim and run jobs as they arrive; SIGTERM checkpoints and exits 0. With --executor slurm, hand each job to Slurm as an array of shards and a merge instead.")
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Run as a daemon: claim and run jobs as they arrive; SIGTERM checkpoints and exits 0. With --executor slurm, hand each job to Slurm as an array of shards and a merge instead."
+    )
     @OptionGroup var options: SpoolOptions
     @Option(help: "Seconds between full rescans of incoming/ (inotify can drop events).")
     var rescan: Double = 2
@@ -81,7 +89,9 @@ struct Watch: ParsableCommand {
     func run() throws {
         let daemon = Daemon(spool: try options.open(), roots: options.allowedRoots)
         daemon.rescanInterval = rescan
-        if executor == .slurm { daemon.executor = SlurmExecutor(options: try slurm.options(roots: options.allowedRoots)) }
+        if executor == .slurm {
+            daemon.executor = SlurmExecutor(options: try slurm.options(roots: options.allowedRoots))
+        }
         try daemon.watch()
     }
 }
@@ -96,7 +106,9 @@ struct SlurmArguments: ParsableArguments {
     var time: String?
     @Option(help: "CPUs per task; Quern's kernels use exactly these.")
     var cpusPerTask: Int = 1
-    @Option(name: .customLong("sbatch-arg"), help: "Another sbatch option for the array and the merge, e.g. --sbatch-arg=--account=ml (repeatable).")
+    @Option(
+        name: .customLong("sbatch-arg"),
+        help: "Another sbatch option for the array and the merge, e.g. --sbatch-arg=--account=ml (repeatable).")
     var sbatchArgs: [String] = []
     @Option(help: "Requeues of a task that failed for a retryable reason.")
     var maxRequeues: Int = 3
@@ -107,7 +119,9 @@ struct SlurmArguments: ParsableArguments {
         guard tasks >= 1, cpusPerTask >= 1, maxRequeues >= 0 else {
             throw ValidationError("--tasks and --cpus-per-task must be at least 1, --max-requeues at least 0")
         }
-        var o = SlurmOptions(tasks: tasks, quern: try quern.map { Path.absolute($0, relativeTo: Sys.getcwd()) } ?? Sys.realpath("/proc/self/exe"))
+        var o = SlurmOptions(
+            tasks: tasks,
+            quern: try quern.map { Path.absolute($0, relativeTo: Sys.getcwd()) } ?? Sys.realpath("/proc/self/exe"))
         o.partition = partition
         o.time = time
         o.cpusPerTask = cpusPerTask
@@ -119,14 +133,17 @@ struct SlurmArguments: ParsableArguments {
 }
 
 struct SlurmCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "slurm", abstract: "Run jobs on a Slurm cluster.",
-                                                    subcommands: [SlurmSubmit.self, SlurmResume.self])
+    static let configuration = CommandConfiguration(
+        commandName: "slurm", abstract: "Run jobs on a Slurm cluster.",
+        subcommands: [SlurmSubmit.self, SlurmResume.self])
 }
 
 struct SlurmSubmit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "submit",
-        abstract: "Stage a manifest as SPOOL/cluster/JOB/ and submit it: an sbatch array of `quern run-shard` tasks and a `quern merge` job after them (afterok). Prints the job directory and both Slurm job ids.")
+        abstract:
+            "Stage a manifest as SPOOL/cluster/JOB/ and submit it: an sbatch array of `quern run-shard` tasks and a `quern merge` job after them (afterok). Prints the job directory and both Slurm job ids."
+    )
     @Argument(help: "The manifest (JSON). Relative paths in it resolve against the current directory.")
     var manifest: String
     @OptionGroup var options: SpoolOptions
@@ -135,7 +152,8 @@ struct SlurmSubmit: ParsableCommand {
     func run() throws {
         let spool = try options.open()
         try failingWithReport {
-            let (dir, s) = try Slurm.submit(manifestPath: manifest, spool: spool, options: try slurm.options(roots: options.allowedRoots))
+            let (dir, s) = try Slurm.submit(
+                manifestPath: manifest, spool: spool, options: try slurm.options(roots: options.allowedRoots))
             printSubmission(dir, s)
         }
     }
@@ -144,7 +162,9 @@ struct SlurmSubmit: ParsableCommand {
 struct SlurmResume: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resume",
-        abstract: "Submit a staged cluster job again: after sbatch was refused, or after Slurm ended tasks (cancelled, out of time, out of requeues) and so cancelled the merge. Only the shards not committed run again; a merge follows them. Prints the new ids.")
+        abstract:
+            "Submit a staged cluster job again: after sbatch was refused, or after Slurm ended tasks (cancelled, out of time, out of requeues) and so cancelled the merge. Only the shards not committed run again; a merge follows them. Prints the new ids."
+    )
     @Argument(help: "The job id (SPOOL/cluster/JOB).")
     var id: String
     @OptionGroup var options: SpoolOptions
@@ -154,7 +174,10 @@ struct SlurmResume: ParsableCommand {
         try failingWithReport {
             let dir = spool.path(.cluster, id)
             guard Sys.isDirectory(Path.join(dir, Slurm.directory)) else {
-                throw QuernError(.fileNotFound, "no Slurm cluster job \"\(id)\" in \(spool.directory(.cluster)) (submit one with `quern slurm submit`)")
+                throw QuernError(
+                    .fileNotFound,
+                    "no Slurm cluster job \"\(id)\" in \(spool.directory(.cluster)) (submit one with `quern slurm submit`)"
+                )
             }
             printSubmission(dir, try Slurm.resume(jobDir: dir))
         }
@@ -168,7 +191,9 @@ func printSubmission(_ dir: String, _ s: SlurmSubmission) {
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "For cron: process everything pending, then exit (1 if a job failed, 75 if another run holds the spool).")
+    static let configuration = CommandConfiguration(
+        abstract:
+            "For cron: process everything pending, then exit (1 if a job failed, 75 if another run holds the spool).")
     @Flag(help: "Process what is pending and exit (the only mode; required for clarity in crontabs).")
     var once = false
     @OptionGroup var options: SpoolOptions
@@ -185,7 +210,8 @@ struct Run: ParsableCommand {
 }
 
 struct Submit: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Validate a manifest, then publish it atomically into the spool's incoming/.")
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a manifest, then publish it atomically into the spool's incoming/.")
     @Argument(help: "The manifest (JSON). Relative paths in it resolve against the current directory.")
     var manifest: String
     @OptionGroup var options: SpoolOptions
@@ -200,7 +226,8 @@ struct Submit: ParsableCommand {
 }
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a manifest and the files it names without running it.")
+    static let configuration = CommandConfiguration(
+        abstract: "Check a manifest and the files it names without running it.")
     @Argument(help: "The manifest (JSON).")
     var manifest: String
     @Option(name: .customLong("root"), help: "A directory the manifest may read from (repeatable; also $QUERN_ROOTS).")
@@ -209,15 +236,17 @@ struct Validate: ParsableCommand {
     func run() throws {
         try failingWithReport {
             let cwd = Sys.getcwd()
-            let (_, summary) = try Commands.validate(manifestPath: manifest, base: cwd,
-                                                     roots: PathPolicy.configuredRoots(roots) + [cwd])
+            let (_, summary) = try Commands.validate(
+                manifestPath: manifest, base: cwd,
+                roots: PathPolicy.configuredRoots(roots) + [cwd])
             print(String(decoding: JSONWriter.pretty(summary), as: UTF8.self), terminator: "")
         }
     }
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Jobs per state, running jobs' progress, recent failures.")
+    static let configuration = CommandConfiguration(
+        abstract: "Jobs per state, running jobs' progress, recent failures.")
     @OptionGroup var options: SpoolOptions
     @Flag(help: "Print JSON instead of a table.")
     var json = false
@@ -234,7 +263,8 @@ struct Status: ParsableCommand {
 
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Token ids of JSONL texts with a model's tokenizer (tokenizer.json or vocab.txt), one JSON line each.")
+        abstract: "Token ids of JSONL texts with a model's tokenizer (tokenizer.json or vocab.txt), one JSON line each."
+    )
     @Argument(help: "A model directory with tokenizer.json or vocab.txt.")
     var model: String
     @Option(help: "JSONL input (default: standard input).")
@@ -249,7 +279,9 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         try failingWithReport {
             var out: [UInt8] = []
-            try ModelTools.tokenize(model: model, input: input, field: field, pairField: pairField, maxLength: maxLength) {
+            try ModelTools.tokenize(
+                model: model, input: input, field: field, pairField: pairField, maxLength: maxLength
+            ) {
                 out += $0
                 if out.count >= 1 << 20 { try Sys.writeAll(1, out); out.removeAll(keepingCapacity: true) }
             }
@@ -259,7 +291,8 @@ struct Tokenize: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a model directory: family, layers, shapes, dtype, size.")
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a model directory: family, layers, shapes, dtype, size.")
     @Argument(help: "A model directory (config.json + model.safetensors).")
     var model: String
 
@@ -272,7 +305,9 @@ struct Inspect: ParsableCommand {
 
 struct Stage: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Validate a manifest and stage it as the cluster job SPOOL/cluster/JOB/, for a scheduler's array tasks (`quern run-shard`) and `quern merge`; prints the job directory.")
+        abstract:
+            "Validate a manifest and stage it as the cluster job SPOOL/cluster/JOB/, for a scheduler's array tasks (`quern run-shard`) and `quern merge`; prints the job directory."
+    )
     @Argument(help: "The manifest (JSON). Relative paths in it resolve against the current directory.")
     var manifest: String
     @OptionGroup var options: SpoolOptions
@@ -288,14 +323,21 @@ struct Stage: ParsableCommand {
 struct RunShard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run-shard",
-        abstract: "Run one shard of a staged cluster job and commit its part. Exit 0: committed (or committed already by another run); 75: try again (interrupted, another live run, I/O); 65: failed for good (bad input or model), do not requeue.")
+        abstract:
+            "Run one shard of a staged cluster job and commit its part. Exit 0: committed (or committed already by another run); 75: try again (interrupted, another live run, I/O); 65: failed for good (bad input or model), do not requeue."
+    )
     @Argument(help: "The cluster job: its directory (SPOOL/cluster/JOB) or its manifest.json.")
     var job: String
-    @Option(help: "INDEX/COUNT, 0-based (default: from SLURM_ARRAY_TASK_ID, _MIN and _COUNT, or JOB_COMPLETION_INDEX with --shard-count).")
+    @Option(
+        help:
+            "INDEX/COUNT, 0-based (default: from SLURM_ARRAY_TASK_ID, _MIN and _COUNT, or JOB_COMPLETION_INDEX with --shard-count)."
+    )
     var shard: String?
     @Option(help: "Shards in all, for JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's completions).")
     var shardCount: Int?
-    @Option(name: .customLong("root"), help: "A directory the manifest may read from besides the spool (repeatable; also $QUERN_ROOTS).")
+    @Option(
+        name: .customLong("root"),
+        help: "A directory the manifest may read from besides the spool (repeatable; also $QUERN_ROOTS).")
     var roots: [String] = []
 
     func run() throws {
@@ -303,15 +345,21 @@ struct RunShard: ParsableCommand {
         if Sys.isRegularFile(dir) { dir = Path.dirname(dir) }
         let spoolRoot = Path.dirname(Path.dirname(dir))
         do {
-            guard let s = try shard.map(Shard.init(parsing:))
-                    ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) else {
-                throw QuernError(.usage, "no shard given: pass --shard INDEX/COUNT, or run as a Slurm array task or a Kubernetes Indexed Job pod")
+            guard
+                let s = try shard.map(Shard.init(parsing:))
+                    ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount)
+            else {
+                throw QuernError(
+                    .usage,
+                    "no shard given: pass --shard INDEX/COUNT, or run as a Slurm array task or a Kubernetes Indexed Job pod"
+                )
             }
             let policy = PathPolicy(base: spoolRoot, roots: PathPolicy.configuredRoots(roots))
             switch try ClusterJob.runShard(jobDir: dir, shard: s, policy: policy) {
             case .committed(let path): print(path)
             case .alreadyCommitted(let path):
-                Log.shared.info("shard \(s) was already committed by another run; nothing changed", [("part", .string(path))])
+                Log.shared.info(
+                    "shard \(s) was already committed by another run; nothing changed", [("part", .string(path))])
                 print(path)
             case .failed(let e):
                 report(e)
@@ -335,7 +383,9 @@ struct RunShard: ParsableCommand {
 
 struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Assemble a cluster job's committed parts into SPOOL/done/JOB/: one results file in input order, one error file, one report. Exit 1 naming the shards not committed yet, or the failed ones (the job then goes to failed/).")
+        abstract:
+            "Assemble a cluster job's committed parts into SPOOL/done/JOB/: one results file in input order, one error file, one report. Exit 1 naming the shards not committed yet, or the failed ones (the job then goes to failed/)."
+    )
     @Argument(help: "The job id (SPOOL/cluster/JOB).")
     var id: String
     @OptionGroup var options: SpoolOptions

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One row of the bad-input table: a manifest (and the files it names) dropped into a
@@ -46,9 +46,13 @@ extension EndToEnd {
             let csv = try DigitsData.csv()
             let records = try DigitsData.jsonl()
             func manifest(_ m: [String: Any]) throws -> Data { try Manifests.bytes(m) }
-            func predict(_ id: String?, _ input: String, _ format: String?, input extraInput: [String: Any] = [:],
-                         task: String = "predict", model: String = E2E.model, _ extra: [String: Any] = [:]) throws -> Data {
-                try manifest(Manifests.predict(id: id, input: input, format: format, input: extraInput, task: task, model: model, extra))
+            func predict(
+                _ id: String?, _ input: String, _ format: String?, input extraInput: [String: Any] = [:],
+                task: String = "predict", model: String = E2E.model, _ extra: [String: Any] = [:]
+            ) throws -> Data {
+                try manifest(
+                    Manifests.predict(
+                        id: id, input: input, format: format, input: extraInput, task: task, model: model, extra))
             }
             func csvFile(_ name: String, header: String? = nil, _ rows: [String]) throws -> String {
                 let path = scratch.file("inputs/\(name)")
@@ -67,132 +71,211 @@ extension EndToEnd {
             var cases: [BadCase] = []
 
             // --- Manifests that do not decode -------------------------------------------------
-            cases.append(BadCase("t-invalid-json",
-                                 Data("{\n  \"version\": 1,\n  \"task\": \"predict\"\n  \"model\": \"x\"\n}\n".utf8),
-                                 .failed(code: "invalid_json", field: nil, line: 4)))
-            cases.append(BadCase("t-unknown-key", try predict("t-unknown-key", goodCSV, "csv", ["colour": "blue"]),
-                                 .failed(code: "unknown_key", field: "colour")))
-            cases.append(BadCase("t-unknown-key-nested",
-                                 try predict("t-unknown-key-nested", goodCSV, "csv", ["output": ["format": "jsonl", "colour": "red"]]),
-                                 .failed(code: "unknown_key", field: "output.colour")))
-            cases.append(BadCase("t-wrong-type", try predict("t-wrong-type", goodCSV, "csv", ["batch_size": "64"]),
-                                 .failed(code: "invalid_type", field: "batch_size")))
+            cases.append(
+                BadCase(
+                    "t-invalid-json",
+                    Data("{\n  \"version\": 1,\n  \"task\": \"predict\"\n  \"model\": \"x\"\n}\n".utf8),
+                    .failed(code: "invalid_json", field: nil, line: 4)))
+            cases.append(
+                BadCase(
+                    "t-unknown-key", try predict("t-unknown-key", goodCSV, "csv", ["colour": "blue"]),
+                    .failed(code: "unknown_key", field: "colour")))
+            cases.append(
+                BadCase(
+                    "t-unknown-key-nested",
+                    try predict(
+                        "t-unknown-key-nested", goodCSV, "csv", ["output": ["format": "jsonl", "colour": "red"]]),
+                    .failed(code: "unknown_key", field: "output.colour")))
+            cases.append(
+                BadCase(
+                    "t-wrong-type", try predict("t-wrong-type", goodCSV, "csv", ["batch_size": "64"]),
+                    .failed(code: "invalid_type", field: "batch_size")))
             var noTask = Manifests.predict(id: "t-missing-task", input: goodCSV, format: "csv")
             noTask["task"] = nil
             cases.append(BadCase("t-missing-task", try manifest(noTask), .failed(code: "missing_field", field: "task")))
-            cases.append(BadCase("t-version-2", try predict("t-version-2", goodCSV, "csv", ["version": 2]),
-                                 .failed(code: "unsupported_version", field: "version")))
-            cases.append(BadCase("t-unknown-task", try predict("t-unknown-task", goodCSV, "csv", task: "transmogrify"),
-                                 .failed(code: "unsupported_task", field: "task")))
-            cases.append(BadCase("t-embed-tabular-model", try predict("t-embed-tabular-model", goodCSV, "csv", task: "embed"),
-                                 .failed(code: "model_invalid", field: "model")))
-            cases.append(BadCase("t-bad-value",
-                                 try predict("t-bad-value", goodCSV, "csv", ["output": ["compression_level": 12]]),
-                                 .failed(code: "invalid_value", field: "output.compression_level")))
-            cases.append(BadCase("t-unsupported-format", try predict("t-unsupported-format", goodCSV, "parquet"),
-                                 .failed(code: "unsupported_format", field: "input.format")))
-            cases.append(BadCase("t-invalid-id", try predict("bad id!", goodCSV, "csv"),
-                                 .failed(code: "invalid_id", field: "id")))
-            cases.append(BadCase("t-duplicate-id", try predict(firstID, goodCSV, "csv"), dir: firstID,
-                                 .failed(code: "duplicate_id", field: "id")))
+            cases.append(
+                BadCase(
+                    "t-version-2", try predict("t-version-2", goodCSV, "csv", ["version": 2]),
+                    .failed(code: "unsupported_version", field: "version")))
+            cases.append(
+                BadCase(
+                    "t-unknown-task", try predict("t-unknown-task", goodCSV, "csv", task: "transmogrify"),
+                    .failed(code: "unsupported_task", field: "task")))
+            cases.append(
+                BadCase(
+                    "t-embed-tabular-model", try predict("t-embed-tabular-model", goodCSV, "csv", task: "embed"),
+                    .failed(code: "model_invalid", field: "model")))
+            cases.append(
+                BadCase(
+                    "t-bad-value",
+                    try predict("t-bad-value", goodCSV, "csv", ["output": ["compression_level": 12]]),
+                    .failed(code: "invalid_value", field: "output.compression_level")))
+            cases.append(
+                BadCase(
+                    "t-unsupported-format", try predict("t-unsupported-format", goodCSV, "parquet"),
+                    .failed(code: "unsupported_format", field: "input.format")))
+            cases.append(
+                BadCase(
+                    "t-invalid-id", try predict("bad id!", goodCSV, "csv"),
+                    .failed(code: "invalid_id", field: "id")))
+            cases.append(
+                BadCase(
+                    "t-duplicate-id", try predict(firstID, goodCSV, "csv"), dir: firstID,
+                    .failed(code: "duplicate_id", field: "id")))
 
             // --- Paths and models ---------------------------------------------------------------
-            cases.append(BadCase("t-model-missing",
-                                 try predict("t-model-missing", goodCSV, "csv", model: scratch.file("no-such-model")),
-                                 .failed(code: "file_not_found", field: "model")))
+            cases.append(
+                BadCase(
+                    "t-model-missing",
+                    try predict("t-model-missing", goodCSV, "csv", model: scratch.file("no-such-model")),
+                    .failed(code: "file_not_found", field: "model")))
             let badModel = scratch.file("bad-model")
-            try Files.write(badModel + "/config.json", "{\"model_type\": \"mlp\", \"input_size\": \"sixty-four\", \"layers\": []}\n")
-            try FileManager.default.copyItem(atPath: E2E.model + "/model.safetensors", toPath: badModel + "/model.safetensors")
-            cases.append(BadCase("t-model-bad-config", try predict("t-model-bad-config", goodCSV, "csv", model: badModel),
-                                 .failed(code: "model_invalid", field: "model")))
-            cases.append(BadCase("t-escape-dotdot", try predict("t-escape-dotdot", scratch.path + "/../../etc/passwd", "csv"),
-                                 .failed(code: "path_escape", field: "input.path")))
+            try Files.write(
+                badModel + "/config.json", "{\"model_type\": \"mlp\", \"input_size\": \"sixty-four\", \"layers\": []}\n"
+            )
+            try FileManager.default.copyItem(
+                atPath: E2E.model + "/model.safetensors", toPath: badModel + "/model.safetensors")
+            cases.append(
+                BadCase(
+                    "t-model-bad-config", try predict("t-model-bad-config", goodCSV, "csv", model: badModel),
+                    .failed(code: "model_invalid", field: "model")))
+            cases.append(
+                BadCase(
+                    "t-escape-dotdot", try predict("t-escape-dotdot", scratch.path + "/../../etc/passwd", "csv"),
+                    .failed(code: "path_escape", field: "input.path")))
             let link = scratch.file("inputs/escape.csv")
             try Files.mkdir(scratch.file("inputs"))
             try Files.symlink(link, to: "/etc/passwd")
-            cases.append(BadCase("t-escape-symlink", try predict("t-escape-symlink", link, "csv"),
-                                 .failed(code: "path_escape", field: "input.path")))
+            cases.append(
+                BadCase(
+                    "t-escape-symlink", try predict("t-escape-symlink", link, "csv"),
+                    .failed(code: "path_escape", field: "input.path")))
 
             // --- Archives and streams -----------------------------------------------------------
             let fixtureArchive = try Files.read(E2E.digitsTarGz)
             let truncated = scratch.file("inputs/truncated.tar.gz")
             try Files.write(truncated, fixtureArchive.prefix(fixtureArchive.count / 2))
-            cases.append(BadCase("t-truncated-gzip", try predict("t-truncated-gzip", truncated, "jsonl", input: ["id_field": "id"]),
-                                 .failed(code: "archive_corrupt", field: nil)))
+            cases.append(
+                BadCase(
+                    "t-truncated-gzip", try predict("t-truncated-gzip", truncated, "jsonl", input: ["id_field": "id"]),
+                    .failed(code: "archive_corrupt", field: nil)))
             let garbage = scratch.file("inputs/garbage.tar")
             try Files.write(garbage, pseudoRandomBytes(8192, seed: 42))
-            cases.append(BadCase("t-corrupt-tar", try predict("t-corrupt-tar", garbage, "jsonl"),
-                                 .failed(code: "archive_corrupt", field: nil)))
+            cases.append(
+                BadCase(
+                    "t-corrupt-tar", try predict("t-corrupt-tar", garbage, "jsonl"),
+                    .failed(code: "archive_corrupt", field: nil)))
             // ~100 MB of zeros in ~100 KB of gzip: past 64 MiB it expands > 1000x.
             let bomb = scratch.file("inputs/zeros.jsonl.gz")
             try await scratch.sh("head -c 100000000 /dev/zero | gzip -6 > '\(bomb)'")
-            cases.append(BadCase("t-zip-bomb", try predict("t-zip-bomb", bomb, "jsonl"),
-                                 .failed(code: "decompression_limit", field: "limits.max_expansion_ratio")))
+            cases.append(
+                BadCase(
+                    "t-zip-bomb", try predict("t-zip-bomb", bomb, "jsonl"),
+                    .failed(code: "decompression_limit", field: "limits.max_expansion_ratio")))
             let emptyArchive = scratch.file("inputs/empty.tar.gz")
-            let r = try await scratch.run("/usr/bin/env", ["tar", "czf", emptyArchive, "--files-from", "/dev/null"], label: "tar")
+            let r = try await scratch.run(
+                "/usr/bin/env", ["tar", "czf", emptyArchive, "--files-from", "/dev/null"], label: "tar")
             guard r.status == 0 else { throw E2EFailure("tar (empty) failed: \(r)") }
-            cases.append(BadCase("t-empty-archive", try predict("t-empty-archive", emptyArchive, "jsonl"),
-                                 .failed(code: "empty_input", field: "input.path")))
-            cases.append(BadCase("t-no-member-matches",
-                                 try predict("t-no-member-matches", E2E.digitsTarGz, "jsonl", input: ["members": "*.csv", "id_field": "id"]),
-                                 .failed(code: "empty_input", field: "input.members")))
+            cases.append(
+                BadCase(
+                    "t-empty-archive", try predict("t-empty-archive", emptyArchive, "jsonl"),
+                    .failed(code: "empty_input", field: "input.path")))
+            cases.append(
+                BadCase(
+                    "t-no-member-matches",
+                    try predict(
+                        "t-no-member-matches", E2E.digitsTarGz, "jsonl", input: ["members": "*.csv", "id_field": "id"]),
+                    .failed(code: "empty_input", field: "input.members")))
 
             // A link member beside a regular one: skipped with a record error, the rest runs.
             let linkDir = scratch.file("inputs/links")
-            try Files.write(linkDir + "/good.jsonl",
-                            records.prefix(5).map { DigitsData.line(id: $0.id, features: $0.features) }.joined(separator: "\n") + "\n")
+            try Files.write(
+                linkDir + "/good.jsonl",
+                records.prefix(5).map { DigitsData.line(id: $0.id, features: $0.features) }.joined(separator: "\n")
+                    + "\n")
             try Files.symlink(linkDir + "/link.jsonl", to: "/etc/passwd")
             let links = scratch.file("inputs/links.tar.gz")
             try await scratch.tarGz(links, from: linkDir, ["link.jsonl", "good.jsonl"])
-            cases.append(BadCase("t-link-member", try predict("t-link-member", links, "jsonl", input: ["id_field": "id"]),
-                                 .done(succeeded: 5, errors: [("unsafe_member", nil)])))
+            cases.append(
+                BadCase(
+                    "t-link-member", try predict("t-link-member", links, "jsonl", input: ["id_field": "id"]),
+                    .done(succeeded: 5, errors: [("unsafe_member", nil)])))
             // Only a link member: what Quern does is finish the job (done/, no results, one
             // unsafe_member record error), not fail it with empty_input: the skipped member
             // counts as a bad record, and 1 ≤ max_errors.
             let linkOnly = scratch.file("inputs/link-only.tar.gz")
             try await scratch.tarGz(linkOnly, from: linkDir, ["link.jsonl"])
-            cases.append(BadCase("t-link-only", try predict("t-link-only", linkOnly, "jsonl", input: ["id_field": "id"]),
-                                 .done(succeeded: 0, errors: [("unsafe_member", nil)])))
+            cases.append(
+                BadCase(
+                    "t-link-only", try predict("t-link-only", linkOnly, "jsonl", input: ["id_field": "id"]),
+                    .done(succeeded: 0, errors: [("unsafe_member", nil)])))
 
             // --- Records ------------------------------------------------------------------------
             var utf8 = Data()
-            for rec in records.prefix(2) { utf8 += Data((DigitsData.line(id: rec.id, features: rec.features) + "\n").utf8) }
-            utf8 += Data("{\"id\":\"bad-utf8\",\"note\":\"".utf8) + Data([0xFF, 0xFE, 0x41]) + Data("\",\"features\":[".utf8)
+            for rec in records.prefix(2) {
+                utf8 += Data((DigitsData.line(id: rec.id, features: rec.features) + "\n").utf8)
+            }
+            utf8 +=
+                Data("{\"id\":\"bad-utf8\",\"note\":\"".utf8) + Data([0xFF, 0xFE, 0x41])
+                + Data("\",\"features\":[".utf8)
             utf8 += Data((records[2].features.map(String.init).joined(separator: ",") + "]}\n").utf8)
             let utf8Path = scratch.file("inputs/invalid-utf8.jsonl")
             try Files.write(utf8Path, utf8)
-            cases.append(BadCase("t-invalid-utf8", try predict("t-invalid-utf8", utf8Path, "jsonl", input: ["id_field": "id"]),
-                                 .done(succeeded: 2, errors: [("invalid_utf8", 3)])))
+            cases.append(
+                BadCase(
+                    "t-invalid-utf8", try predict("t-invalid-utf8", utf8Path, "jsonl", input: ["id_field": "id"]),
+                    .done(succeeded: 2, errors: [("invalid_utf8", 3)])))
             let columns = try csvFile("column-count.csv", editedRows { i, f in if i == 2 { f.removeLast(3) } })
-            cases.append(BadCase("t-csv-column-count", try predict("t-csv-column-count", columns, "csv", input: ["id_field": "id"]),
-                                 .done(succeeded: 9, errors: [("invalid_record", 4)])))
+            cases.append(
+                BadCase(
+                    "t-csv-column-count", try predict("t-csv-column-count", columns, "csv", input: ["id_field": "id"]),
+                    .done(succeeded: 9, errors: [("invalid_record", 4)])))
             let nan = try csvFile("nan.csv", editedRows { i, f in if i == 3 { f[5] = "NaN" } })
-            cases.append(BadCase("t-csv-nan", try predict("t-csv-nan", nan, "csv", input: ["id_field": "id"]),
-                                 .done(succeeded: 9, errors: [("non_finite", 5)])))
-            let ten = try csvFile("ten-features.csv", header: "id," + (0..<10).map { "f\($0)" }.joined(separator: ",") + ",label",
-                                  csv.rows.prefix(10).map { row in
-                                      let f = row.split(separator: ",").map(String.init)
-                                      return ([f[0]] + f[1...10] + [f.last!]).joined(separator: ",")
-                                  })
-            cases.append(BadCase("t-feature-count",
-                                 try predict("t-feature-count", ten, "csv", input: ["id_field": "id", "label_field": "label"]),
-                                 .done(succeeded: 0, errors: (2...11).map { i -> (code: String, line: Int?) in ("feature_count", i) })))
-            let unknownLabel = try csvFile("unknown-label.csv", editedRows { i, f in if i == 4 { f[f.count - 1] = "11" } })
-            cases.append(BadCase("t-unknown-label",
-                                 try predict("t-unknown-label", unknownLabel, "csv", input: ["id_field": "id", "label_field": "label"],
-                                             task: "evaluate"),
-                                 .done(succeeded: 9, errors: [("unknown_label", 6)])))
+            cases.append(
+                BadCase(
+                    "t-csv-nan", try predict("t-csv-nan", nan, "csv", input: ["id_field": "id"]),
+                    .done(succeeded: 9, errors: [("non_finite", 5)])))
+            let ten = try csvFile(
+                "ten-features.csv", header: "id," + (0..<10).map { "f\($0)" }.joined(separator: ",") + ",label",
+                csv.rows.prefix(10).map { row in
+                    let f = row.split(separator: ",").map(String.init)
+                    return ([f[0]] + f[1...10] + [f.last!]).joined(separator: ",")
+                })
+            cases.append(
+                BadCase(
+                    "t-feature-count",
+                    try predict("t-feature-count", ten, "csv", input: ["id_field": "id", "label_field": "label"]),
+                    .done(
+                        succeeded: 0, errors: (2...11).map { i -> (code: String, line: Int?) in ("feature_count", i) }))
+            )
+            let unknownLabel = try csvFile(
+                "unknown-label.csv", editedRows { i, f in if i == 4 { f[f.count - 1] = "11" } })
+            cases.append(
+                BadCase(
+                    "t-unknown-label",
+                    try predict(
+                        "t-unknown-label", unknownLabel, "csv", input: ["id_field": "id", "label_field": "label"],
+                        task: "evaluate"),
+                    .done(succeeded: 9, errors: [("unknown_label", 6)])))
             var long = records.prefix(3).map { DigitsData.line(id: $0.id, features: $0.features) }
-            long.insert("{\"id\":\"long\",\"pad\":\"" + String(repeating: "x", count: 3000) + "\",\"features\":[]}", at: 1)
+            long.insert(
+                "{\"id\":\"long\",\"pad\":\"" + String(repeating: "x", count: 3000) + "\",\"features\":[]}", at: 1)
             let longPath = scratch.file("inputs/long-line.jsonl")
             try Files.write(longPath, long.joined(separator: "\n") + "\n")
-            cases.append(BadCase("t-line-too-long",
-                                 try predict("t-line-too-long", longPath, "jsonl", input: ["id_field": "id"], ["limits": ["max_line_bytes": 1024]]),
-                                 .done(succeeded: 3, errors: [("line_too_long", 2)])))
+            cases.append(
+                BadCase(
+                    "t-line-too-long",
+                    try predict(
+                        "t-line-too-long", longPath, "jsonl", input: ["id_field": "id"],
+                        ["limits": ["max_line_bytes": 1024]]),
+                    .done(succeeded: 3, errors: [("line_too_long", 2)])))
             let tooMany = try csvFile("too-many.csv", editedRows { i, f in if i < 5 { f[7] = "abc" } })
-            cases.append(BadCase("t-too-many-errors",
-                                 try predict("t-too-many-errors", tooMany, "csv", input: ["id_field": "id"], ["limits": ["max_errors": 2]]),
-                                 .failed(code: "too_many_errors", field: "limits.max_errors")))
+            cases.append(
+                BadCase(
+                    "t-too-many-errors",
+                    try predict(
+                        "t-too-many-errors", tooMany, "csv", input: ["id_field": "id"], ["limits": ["max_errors": 2]]),
+                    .failed(code: "too_many_errors", field: "limits.max_errors")))
             return cases
         }
 
@@ -212,8 +295,10 @@ extension EndToEnd {
                 if !daemon.isRunning { throw E2EFailure("daemon exited: \(daemon.stderrTail)") }
             }
 
-            let first = try Manifests.bytes(Manifests.predict(id: Self.firstID, input: E2E.digitsCSV, format: "csv",
-                                                              input: ["id_field": "id"]))
+            let first = try Manifests.bytes(
+                Manifests.predict(
+                    id: Self.firstID, input: E2E.digitsCSV, format: "csv",
+                    input: ["id_field": "id"]))
             try spool.drop("\(Self.firstID).json", first)
             try await E2E.waitUntil("done/\(Self.firstID)", timeout: 60) {
                 try alive()
@@ -224,15 +309,18 @@ extension EndToEnd {
             try await E2E.waitUntil("every case in failed/ or done/", timeout: 120, poll: 0.1) {
                 try alive()
                 let pending = cases.filter { c in
-                    c.state == "failed" ? !Files.exists(spool.job("failed", c.dir) + "/error.json")
-                                        : !Files.exists(spool.job("done", c.dir) + "/report.json")
+                    c.state == "failed"
+                        ? !Files.exists(spool.job("failed", c.dir) + "/error.json")
+                        : !Files.exists(spool.job("done", c.dir) + "/report.json")
                 }
                 return pending.isEmpty && spool.jobs("incoming").isEmpty && spool.jobs("active").isEmpty
             }
 
             // The daemon is still serving: a good job dropped after all of that runs.
-            let last = try Manifests.bytes(Manifests.predict(id: "zz-last-good", input: E2E.digitsTarGz, format: "jsonl",
-                                                             input: ["members": "*.jsonl", "id_field": "id"]))
+            let last = try Manifests.bytes(
+                Manifests.predict(
+                    id: "zz-last-good", input: E2E.digitsTarGz, format: "jsonl",
+                    input: ["members": "*.jsonl", "id_field": "id"]))
             try spool.drop("zz-last-good.json", last)
             try await E2E.waitUntil("done/zz-last-good", timeout: 60) {
                 try alive()
@@ -261,10 +349,16 @@ extension EndToEnd {
             case .failed(let code, let field, let line):
                 let dir = spool.job("failed", c.dir)
                 let files = Set(Files.list(dir))
-                #expect(files.isSuperset(of: ["error.json", "manifest.json", "job.log"]), "\(name): failed/\(c.dir) has \(files.sorted())")
+                #expect(
+                    files.isSuperset(of: ["error.json", "manifest.json", "job.log"]),
+                    "\(name): failed/\(c.dir) has \(files.sorted())")
                 // Runner failures also keep errors.jsonl.gz (the bad records read before the failure).
-                #expect(files.isSubset(of: ["error.json", "manifest.json", "job.log", "errors.jsonl.gz"]), "\(name): \(files.sorted())")
-                #expect(try Files.read(dir + "/manifest.json") == c.manifest, "\(name): manifest.json must be the bytes dropped")
+                #expect(
+                    files.isSubset(of: ["error.json", "manifest.json", "job.log", "errors.jsonl.gz"]),
+                    "\(name): \(files.sorted())")
+                #expect(
+                    try Files.read(dir + "/manifest.json") == c.manifest,
+                    "\(name): manifest.json must be the bytes dropped")
                 let error = try Files.json(dir + "/error.json")
                 #expect(JSON.string(error, "code") == code, "\(name): error.json \(error)")
                 #expect(!(JSON.string(error, "message") ?? "").isEmpty, "\(name): empty message")
@@ -277,7 +371,8 @@ extension EndToEnd {
                     #expect(files.contains("errors.jsonl.gz"), "\(name): errors.jsonl.gz must be kept in failed/")
                 }
                 if files.contains("errors.jsonl.gz") {  // when kept, it is a whole gzip file of error records
-                    let errors = try await JSON.lines(scratch.gunzip(dir + "/errors.jsonl.gz"), what: "errors of \(c.name)")
+                    let errors = try await JSON.lines(
+                        scratch.gunzip(dir + "/errors.jsonl.gz"), what: "errors of \(c.name)")
                     if code == "too_many_errors" {
                         #expect(errors.map { ($0["line"] as? NSNumber)?.intValue } == [2, 3, 4], "\(name): \(errors)")
                     }
@@ -293,7 +388,9 @@ extension EndToEnd {
                 #expect(Files.lines(results).count == succeeded, "\(name)")
                 let errors = try await JSON.lines(scratch.gunzip(dir + "/errors.jsonl.gz"), what: "errors of \(c.name)")
                 #expect(errors.map { $0["code"] as? String } == expectedErrors.map(\.code), "\(name): \(errors)")
-                #expect(errors.map { ($0["line"] as? NSNumber)?.intValue } == expectedErrors.map(\.line), "\(name): \(errors)")
+                #expect(
+                    errors.map { ($0["line"] as? NSNumber)?.intValue } == expectedErrors.map(\.line),
+                    "\(name): \(errors)")
                 for e in errors {
                     #expect(!((e["message"] as? String) ?? "").isEmpty, "\(name): \(e)")
                     #expect(!((e["member"] as? String) ?? "").isEmpty, "\(name): \(e)")
@@ -321,18 +418,22 @@ extension EndToEnd {
             }
             let path = scratch.file("too-many.csv")
             try Files.write(path, ([csv.header] + rows).joined(separator: "\n") + "\n")
-            let manifest = try Manifests.bytes(Manifests.predict(id: "too-many", input: path, format: "csv",
-                                                                 input: ["id_field": "id"], ["limits": ["max_errors": 2]]))
+            let manifest = try Manifests.bytes(
+                Manifests.predict(
+                    id: "too-many", input: path, format: "csv",
+                    input: ["id_field": "id"], ["limits": ["max_errors": 2]]))
             try spool.drop("too-many.json", manifest)
             let bomb = scratch.file("zeros.jsonl.gz")
             try await scratch.sh("head -c 80000000 /dev/zero | gzip -6 > '\(bomb)'")
-            try spool.drop("zz-bomb.json", Manifests.bytes(Manifests.predict(id: "zz-bomb", input: bomb, format: "jsonl")))
+            try spool.drop(
+                "zz-bomb.json", Manifests.bytes(Manifests.predict(id: "zz-bomb", input: bomb, format: "jsonl")))
 
             let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
             #expect(run.status == 1, "run --once with failing jobs: \(run)")
             let failed = spool.job("failed", "too-many")
             #expect(JSON.string(try Files.json(failed + "/error.json"), "code") == "too_many_errors")
-            let test = try await scratch.run("/usr/bin/env", ["gzip", "-t", failed + "/errors.jsonl.gz"], label: "gzip-t")
+            let test = try await scratch.run(
+                "/usr/bin/env", ["gzip", "-t", failed + "/errors.jsonl.gz"], label: "gzip-t")
             #expect(test.status == 0, "gzip -t failed/too-many/errors.jsonl.gz: \(test)")
             if test.status == 0 {
                 let errors = try await JSON.lines(scratch.gunzip(failed + "/errors.jsonl.gz"), what: "errors")
@@ -343,7 +444,8 @@ extension EndToEnd {
             let bombDir = spool.job("failed", "zz-bomb")
             #expect(JSON.string(try Files.json(bombDir + "/error.json"), "code") == "decompression_limit")
             if Files.exists(bombDir + "/errors.jsonl.gz") {
-                let t = try await scratch.run("/usr/bin/env", ["gzip", "-t", bombDir + "/errors.jsonl.gz"], label: "gzip-t")
+                let t = try await scratch.run(
+                    "/usr/bin/env", ["gzip", "-t", bombDir + "/errors.jsonl.gz"], label: "gzip-t")
                 #expect(t.status == 0, "failed/zz-bomb/errors.jsonl.gz exists but is not a gzip file: \(t)")
             }
         }

@@ -8,7 +8,9 @@ extension EndToEnd {
     struct ClusterJobs {
         /// Stages `manifest` (id `id`) in `spool`, runs shards `0..<n` as processes (and
         /// shard 0 a second time, which must change nothing), merges; returns done/ID.
-        static func sharded(_ scratch: Scratch, _ spool: SpoolDir, _ manifest: [String: Any], id: String, shards n: Int) async throws -> String {
+        static func sharded(_ scratch: Scratch, _ spool: SpoolDir, _ manifest: [String: Any], id: String, shards n: Int)
+            async throws -> String
+        {
             var m = manifest
             m["id"] = id
             let path = scratch.file(id + ".json")
@@ -35,15 +37,23 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             // Two members of digits, one bad record in the second: errors merge in order too.
-            try await scratch.sh("mkdir -p '\(scratch.path)/in' && cd '\(scratch.path)/in' && tar -xzf '\(E2E.digitsTarGz)' && "
-                                 + "echo '{\"id\": \"broken\", \"features\": [1, 2]}' >> digits/part-1.jsonl && tar -czf ../digits.tar.gz digits")
-            let manifest: [String: Any] = ["version": 1, "task": "evaluate", "model": E2E.model,
-                                           "input": ["path": scratch.file("digits.tar.gz"), "format": "jsonl", "members": "*.jsonl",
-                                                     "id_field": "id", "label_field": "label"]]
+            try await scratch.sh(
+                "mkdir -p '\(scratch.path)/in' && cd '\(scratch.path)/in' && tar -xzf '\(E2E.digitsTarGz)' && "
+                    + "echo '{\"id\": \"broken\", \"features\": [1, 2]}' >> digits/part-1.jsonl && tar -czf ../digits.tar.gz digits"
+            )
+            let manifest: [String: Any] = [
+                "version": 1, "task": "evaluate", "model": E2E.model,
+                "input": [
+                    "path": scratch.file("digits.tar.gz"), "format": "jsonl", "members": "*.jsonl",
+                    "id_field": "id", "label_field": "label"
+                ]
+            ]
             var whole = manifest
             whole["id"] = "whole"
             try spool.drop("whole.json", try JSON.encode(whole))
-            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            let run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
             #expect(run.status == 0, "run --once: \(run)")
             let reference = try await scratch.gunzip(spool.job("done", "whole") + "/results.jsonl.gz")
             let referenceErrors = try await scratch.gunzip(spool.job("done", "whole") + "/errors.jsonl.gz")
@@ -60,10 +70,13 @@ extension EndToEnd {
                     #expect(JSON.int(report, key) == JSON.int(referenceReport, key), "\(n) shards: \(key)")
                 }
                 #expect(JSON.double(report, "metrics.accuracy") == JSON.double(referenceReport, "metrics.accuracy"))
-                #expect((JSON.get(report, "metrics.confusion_matrix") as? [[Int]]) == (JSON.get(referenceReport, "metrics.confusion_matrix") as? [[Int]]))
+                #expect(
+                    (JSON.get(report, "metrics.confusion_matrix") as? [[Int]])
+                        == (JSON.get(referenceReport, "metrics.confusion_matrix") as? [[Int]]))
                 #expect(JSON.string(report, "shards.mode") == mode, "\(n) shards")
                 #expect((JSON.get(report, "shards.parts") as? [Any])?.count == n)
-                #expect(Set(spool.jobs("done").first { $0 == "s\(n)" }.map { Files.list(spool.job("done", $0)) } ?? [])
+                #expect(
+                    Set(spool.jobs("done").first { $0 == "s\(n)" }.map { Files.list(spool.job("done", $0)) } ?? [])
                         == ["manifest.json", "report.json", "results.jsonl.gz", "errors.jsonl.gz"])
             }
             #expect(spool.jobs("cluster").isEmpty)
@@ -74,32 +87,44 @@ extension EndToEnd {
             let scratch = try Scratch("cluster-npy")
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
-            let texts = (0..<23).map { #"{"id": "t\#($0)", "text": "text number \#($0) about packages"}"# } + [#"{"id": "x"}"#]
+            let texts =
+                (0..<23).map { #"{"id": "t\#($0)", "text": "text number \#($0) about packages"}"# } + [#"{"id": "x"}"#]
             try Files.write(scratch.file("texts.jsonl"), texts.joined(separator: "\n") + "\n")
-            let manifest: [String: Any] = ["version": 1, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
-                                           "input": ["path": scratch.file("texts.jsonl"), "id_field": "id", "text_field": "text"],
-                                           "output": ["format": "npy", "dtype": "float32"]]
+            let manifest: [String: Any] = [
+                "version": 1, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
+                "input": ["path": scratch.file("texts.jsonl"), "id_field": "id", "text_field": "text"],
+                "output": ["format": "npy", "dtype": "float32"]
+            ]
             var whole = manifest
             whole["id"] = "whole"
             try spool.drop("whole.json", try JSON.encode(whole))
-            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            let run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
             #expect(run.status == 0, "run --once: \(run)")
             let done = try await Self.sharded(scratch, spool, manifest, id: "npy", shards: 3)
             for name in ["results.jsonl.gz", "results.npy.gz", "errors.jsonl.gz"] {
-                let a = try await scratch.gunzip(spool.job("done", "whole") + "/" + name), b = try await scratch.gunzip(done + "/" + name)
+                let a = try await scratch.gunzip(spool.job("done", "whole") + "/" + name),
+                    b = try await scratch.gunzip(done + "/" + name)
                 #expect(a == b, "\(name) differs")
             }
         }
 
-        @Test("merge names the shards not committed yet; a shard that fails for good sends the job to failed/ with its error")
+        @Test(
+            "merge names the shards not committed yet; a shard that fails for good sends the job to failed/ with its error"
+        )
         func incompleteAndFailed() async throws {
             let scratch = try Scratch("cluster-fail")
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             // Part 1 of the input is not a record file at all, and max_errors 0 makes any bad record fatal.
-            try Files.write(scratch.file("a.jsonl"), (0..<6).map { #"{"id": "a\#($0)", "features": [\#($0)]}"# }.joined(separator: "\n") + "\n")
-            let manifest: [String: Any] = ["version": 1, "id": "f", "task": "predict", "model": E2E.model,
-                                           "input": ["path": scratch.file("a.jsonl")], "limits": ["max_errors": 0]]
+            try Files.write(
+                scratch.file("a.jsonl"),
+                (0..<6).map { #"{"id": "a\#($0)", "features": [\#($0)]}"# }.joined(separator: "\n") + "\n")
+            let manifest: [String: Any] = [
+                "version": 1, "id": "f", "task": "predict", "model": E2E.model,
+                "input": ["path": scratch.file("a.jsonl")], "limits": ["max_errors": 0]
+            ]
             try Files.write(scratch.file("f.json"), try JSON.encode(manifest))
             let roots = ["--root", E2E.repoRoot, "--root", scratch.path]
             let staged = try await scratch.quern(["stage", scratch.file("f.json"), spool.root] + roots)

@@ -11,8 +11,12 @@ extension EndToEnd {
             let scratch = try Scratch("validate")
             defer { scratch.remove() }
             let good = scratch.file("good.json")
-            try Files.write(good, try Manifests.bytes(Manifests.predict(
-                id: "v-good", input: E2E.digitsTarGz, format: "jsonl", input: ["members": "*.jsonl", "id_field": "id"])))
+            try Files.write(
+                good,
+                try Manifests.bytes(
+                    Manifests.predict(
+                        id: "v-good", input: E2E.digitsTarGz, format: "jsonl",
+                        input: ["members": "*.jsonl", "id_field": "id"])))
             let ok = try await scratch.quern(["validate", good, "--root", E2E.repoRoot], cwd: scratch.path)
             #expect(ok.status == 0, "validate good: \(ok)")
             let summary = try JSON.object(Data(ok.stdout.utf8), what: "validate stdout")
@@ -24,8 +28,11 @@ extension EndToEnd {
             #expect(JSON.int(summary, "sampled_bad_records") == 0)
 
             let bad = scratch.file("bad.json")
-            try Files.write(bad, try Manifests.bytes(Manifests.predict(
-                id: "v-bad", input: E2E.digitsCSV, format: "csv", ["batch_size": 0])))
+            try Files.write(
+                bad,
+                try Manifests.bytes(
+                    Manifests.predict(
+                        id: "v-bad", input: E2E.digitsCSV, format: "csv", ["batch_size": 0])))
             let refused = try await scratch.quern(["validate", bad, "--root", E2E.repoRoot], cwd: scratch.path)
             #expect(refused.status == 1, "validate bad: \(refused)")
             let error = try JSON.object(Data(refused.stdout.utf8), what: "validate stdout")
@@ -36,7 +43,8 @@ extension EndToEnd {
 
             // A path outside every root is refused before anything runs.
             let outside = scratch.file("outside.json")
-            try Files.write(outside, try Manifests.bytes(Manifests.predict(id: "v-out", input: "/etc/passwd", format: "csv")))
+            try Files.write(
+                outside, try Manifests.bytes(Manifests.predict(id: "v-out", input: "/etc/passwd", format: "csv")))
             let escaped = try await scratch.quern(["validate", outside, "--root", E2E.repoRoot], cwd: scratch.path)
             #expect(escaped.status == 1, "validate outside: \(escaped)")
             #expect(JSON.string(try JSON.object(Data(escaped.stdout.utf8), what: "stdout"), "code") == "path_escape")
@@ -57,7 +65,8 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             func job(_ id: String, _ extra: [String: Any] = [:]) throws -> Data {
-                try Manifests.bytes(Manifests.predict(id: id, input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"], extra))
+                try Manifests.bytes(
+                    Manifests.predict(id: id, input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"], extra))
             }
             try spool.drop("s-done-1.json", job("s-done-1"))
             try spool.drop("s-done-2.json", job("s-done-2"))
@@ -104,10 +113,13 @@ extension EndToEnd {
             let id = try #require(source["id"] as? String)
             #expect(JSON.string(source, "input.path")?.hasPrefix("/") == false, "the example should use relative paths")
 
-            let first = try await scratch.quern(["submit", "jobs/predict-digits.json", spool, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
+            let first = try await scratch.quern(
+                ["submit", "jobs/predict-digits.json", spool, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
             #expect(first.status == 0, "submit: \(first)")
             let published = spool + "/incoming/\(id).json"
-            #expect(first.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == E2E.realpath(spool) + "/incoming/\(id).json")
+            #expect(
+                first.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == E2E.realpath(spool)
+                    + "/incoming/\(id).json")
             let m = try Files.json(published)
             #expect(JSON.string(m, "input.path") == E2E.repoRoot + "/fixtures/data/digits.tar.gz")
             #expect(JSON.string(m, "model") == E2E.repoRoot + "/fixtures/models/digits-mlp")
@@ -119,7 +131,8 @@ extension EndToEnd {
             #expect(Files.list(spool + "/tmp").isEmpty, "submit leaves nothing staged in tmp/")
 
             let publishedBytes = try Files.read(published)
-            let again = try await scratch.quern(["submit", "jobs/predict-digits.json", spool, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
+            let again = try await scratch.quern(
+                ["submit", "jobs/predict-digits.json", spool, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
             #expect(again.status == 1, "second submit: \(again)")
             let error = try JSON.object(Data(again.stdout.utf8), what: "submit stdout")
             #expect(JSON.string(error, "code") == "duplicate_id")
@@ -130,7 +143,8 @@ extension EndToEnd {
             let run = try await scratch.quern(["run", "--once", spool, "--root", E2E.repoRoot])
             #expect(run.status == 0, "run --once: \(run)")
             #expect(Files.exists(spool + "/done/\(id)/report.json"))
-            let third = try await scratch.quern(["submit", "jobs/predict-digits.json", spool, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
+            let third = try await scratch.quern(
+                ["submit", "jobs/predict-digits.json", spool, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
             #expect(third.status == 1, "submit after done: \(third)")
             #expect(JSON.string(try JSON.object(Data(third.stdout.utf8), what: "stdout"), "code") == "duplicate_id")
         }

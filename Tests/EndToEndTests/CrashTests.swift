@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension EndToEnd {
@@ -52,9 +52,10 @@ extension EndToEnd {
             try await scratch.tarGz(archive, from: scratch.file("data"), ["records.jsonl"])
             try FileManager.default.removeItem(atPath: scratch.file("data/records.jsonl"))
 
-            let manifest = try Manifests.bytes(Manifests.predict(
-                id: id, input: archive, format: "jsonl", input: ["members": "*.jsonl", "id_field": "id"],
-                ["batch_size": 64, "limits": ["max_errors": 1000]]))
+            let manifest = try Manifests.bytes(
+                Manifests.predict(
+                    id: id, input: archive, format: "jsonl", input: ["members": "*.jsonl", "id_field": "id"],
+                    ["batch_size": 64, "limits": ["max_errors": 1000]]))
 
             let spool = try SpoolDir(scratch.file("reference"))
             try spool.drop("\(id).json", manifest)
@@ -76,20 +77,28 @@ extension EndToEnd {
         static func checkResumed(_ done: String, _ ref: Reference, scratch: Scratch, resumes: Int) async throws {
             #expect(Files.list(done) == doneFiles)
             for name in ["results.jsonl.gz", "errors.jsonl.gz"] {
-                let resumedBytes = try Files.read(done + "/" + name), referenceBytes = try Files.read(ref.done + "/" + name)
-                #expect(resumedBytes == referenceBytes,
-                        "\(name): \(resumedBytes.count) bytes after resume, \(referenceBytes.count) uninterrupted; must be byte-identical")
-                #expect(JSON.output(try Files.json(done + "/report.json"), name).sha256 == JSON.output(ref.report, name).sha256)
+                let resumedBytes = try Files.read(done + "/" + name),
+                    referenceBytes = try Files.read(ref.done + "/" + name)
+                #expect(
+                    resumedBytes == referenceBytes,
+                    "\(name): \(resumedBytes.count) bytes after resume, \(referenceBytes.count) uninterrupted; must be byte-identical"
+                )
+                #expect(
+                    JSON.output(try Files.json(done + "/report.json"), name).sha256
+                        == JSON.output(ref.report, name).sha256)
             }
             let report = try Files.json(done + "/report.json")
-            #expect((JSON.int(report, "resumed") ?? 0) >= resumes, "report.json resumed: \(String(describing: JSON.get(report, "resumed")))")
+            #expect(
+                (JSON.int(report, "resumed") ?? 0) >= resumes,
+                "report.json resumed: \(String(describing: JSON.get(report, "resumed")))")
             #expect(JSON.int(report, "records.succeeded") == ref.good)
             #expect(JSON.int(report, "records.failed") == ref.bad)
             let errors = try await JSON.lines(scratch.gunzip(done + "/errors.jsonl.gz"), what: "errors")
             #expect(errors.count == ref.bad)
             #expect(errors.allSatisfy { ($0["code"] as? String) == "invalid_record" })
             let log = try Files.text(done + "/job.log")
-            #expect(log.components(separatedBy: "\"resuming from checkpoint\"").count - 1 == resumes, "job.log:\n\(log)")
+            #expect(
+                log.components(separatedBy: "\"resuming from checkpoint\"").count - 1 == resumes, "job.log:\n\(log)")
             #expect(log.components(separatedBy: "\"job started\"").count - 1 == 1, "job.log:\n\(log)")
         }
 
@@ -107,14 +116,18 @@ extension EndToEnd {
             let spool = try SpoolDir(scratch.file("spool"))
             try spool.drop("\(id).json", manifest)
             let checkpointEveryBatch = ["QUERN_CHECKPOINT_SECONDS": "0"]
-            let first = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), env: checkpointEveryBatch, label: "watch-killed")
+            let first = try scratch.startQuern(
+                ["watch", spool.root] + rootArgs(scratch), env: checkpointEveryBatch, label: "watch-killed")
             let checkpointPath = spool.job("active", id) + "/checkpoint.json"
             var seenConsumed = 0
             try await E2E.waitUntil("checkpoint.json past \(Self.killAfter) records", timeout: 120, poll: 0.02) {
                 guard first.isRunning else { throw E2EFailure("daemon exited before the kill: \(first.stderrTail)") }
-                if !spool.jobs("done").isEmpty { throw E2EFailure("done/ is not empty before the job could finish: \(spool.jobs("done"))") }
+                if !spool.jobs("done").isEmpty {
+                    throw E2EFailure("done/ is not empty before the job could finish: \(spool.jobs("done"))")
+                }
                 guard let data = FileManager.default.contents(atPath: checkpointPath),
-                      let o = try? JSON.object(data, what: "checkpoint"), let consumed = JSON.int(o, "consumed") else { return false }
+                    let o = try? JSON.object(data, what: "checkpoint"), let consumed = JSON.int(o, "consumed")
+                else { return false }
                 seenConsumed = consumed
                 return consumed >= Self.killAfter
             }
@@ -168,14 +181,16 @@ extension EndToEnd {
 
             let spool = try SpoolDir(scratch.file("spool"))
             try spool.drop("\(id).json", ref.manifest)
-            let daemon = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch),
-                                                env: ["QUERN_CHECKPOINT_SECONDS": "0"], label: "watch-term")
+            let daemon = try scratch.startQuern(
+                ["watch", spool.root] + rootArgs(scratch),
+                env: ["QUERN_CHECKPOINT_SECONDS": "0"], label: "watch-term")
             let checkpointPath = spool.job("active", id) + "/checkpoint.json"
             try await E2E.waitUntil("checkpoint.json past 3000 records", timeout: 120, poll: 0.02) {
                 guard daemon.isRunning else { throw E2EFailure("daemon exited early: \(daemon.stderrTail)") }
                 if !spool.jobs("done").isEmpty { throw E2EFailure("done/ is not empty before the job could finish") }
                 guard let data = FileManager.default.contents(atPath: checkpointPath),
-                      let o = try? JSON.object(data, what: "checkpoint"), let consumed = JSON.int(o, "consumed") else { return false }
+                    let o = try? JSON.object(data, what: "checkpoint"), let consumed = JSON.int(o, "consumed")
+                else { return false }
                 return consumed >= 3000
             }
             // While it runs, `quern status` shows the job alive under the daemon's pid.

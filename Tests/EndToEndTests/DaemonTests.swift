@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension EndToEnd {
@@ -19,10 +19,12 @@ extension EndToEnd {
             let daemon = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch")
 
             // The syntax error is on line 4 (the doubled comma).
-            let broken = Data("{\n  \"version\": 1,\n  \"task\": \"predict\",\n  \"model\": \"x\",,\n  \"input\": {}\n}\n".utf8)
+            let broken = Data(
+                "{\n  \"version\": 1,\n  \"task\": \"predict\",\n  \"model\": \"x\",,\n  \"input\": {}\n}\n".utf8)
             try spool.drop("broken.json", broken)
-            let good = try Manifests.bytes(Manifests.predict(
-                id: "good-after-broken", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"]))
+            let good = try Manifests.bytes(
+                Manifests.predict(
+                    id: "good-after-broken", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"]))
             try spool.drop("good-after-broken.json", good)
 
             try await E2E.waitUntil("failed/broken/error.json and done/good-after-broken", timeout: 60) {
@@ -33,7 +35,9 @@ extension EndToEnd {
 
             let failed = spool.job("failed", "broken")
             #expect(Files.list(failed) == ["error.json", "job.log", "manifest.json"])
-            #expect(try Files.read(failed + "/manifest.json") == broken, "failed/broken/manifest.json must be the bytes dropped")
+            #expect(
+                try Files.read(failed + "/manifest.json") == broken,
+                "failed/broken/manifest.json must be the bytes dropped")
             let error = try Files.json(failed + "/error.json")
             #expect(JSON.string(error, "code") == "invalid_json")
             #expect(JSON.int(error, "line") == 4, "error.json: \(error)")
@@ -89,8 +93,13 @@ extension EndToEnd {
                 let slice = csv.rows[(j * rowsPerJob)..<((j + 1) * rowsPerJob)]
                 let path = scratch.file("data/\(id).csv")
                 try Files.write(path, ([csv.header] + slice).joined(separator: "\n") + "\n")
-                manifests.append((id, try Manifests.bytes(Manifests.predict(
-                    id: id, input: path, format: "csv", input: ["id_field": "id"], ["batch_size": 4]))))
+                manifests.append(
+                    (
+                        id,
+                        try Manifests.bytes(
+                            Manifests.predict(
+                                id: id, input: path, format: "csv", input: ["id_field": "id"], ["batch_size": 4]))
+                    ))
             }
 
             let a = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-a")
@@ -129,7 +138,9 @@ extension EndToEnd {
                 #expect(JSON.int(report, "resumed") == 0, "done/\(id)")
                 if j % 8 == 0 {  // spot-check the results themselves
                     let rows = try await JSON.lines(scratch.gunzip(done + "/results.jsonl.gz"), what: id)
-                    let ids = csv.rows[(j * rowsPerJob)..<((j + 1) * rowsPerJob)].map { String($0.prefix(while: { $0 != "," })) }
+                    let ids = csv.rows[(j * rowsPerJob)..<((j + 1) * rowsPerJob)].map {
+                        String($0.prefix(while: { $0 != "," }))
+                    }
                     #expect(rows.map { $0["id"] as? String } == ids)
                 }
                 #expect(Files.list(done) == doneFiles, "done/\(id)")
@@ -137,7 +148,9 @@ extension EndToEnd {
                 #expect(log.components(separatedBy: "\"job started\"").count - 1 == 1, "done/\(id)/job.log:\n\(log)")
                 #expect(!log.contains("\"level\":\"error\""), "done/\(id)/job.log:\n\(log)")
             }
-            func count(_ d: Child, _ message: String) -> Int { d.stderr.components(separatedBy: "\"msg\":\"\(message)\"").count - 1 }
+            func count(_ d: Child, _ message: String) -> Int {
+                d.stderr.components(separatedBy: "\"msg\":\"\(message)\"").count - 1
+            }
             let claimsA = count(a, "claimed job"), claimsB = count(b, "claimed job")
             #expect(claimsA + claimsB == jobs, "claimed job lines: a \(claimsA), b \(claimsB)")
             #expect(claimsA > 0 && claimsB > 0, "both daemons should take jobs: a \(claimsA), b \(claimsB)")
@@ -155,12 +168,14 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             let lockPath = spool.root + "/.run.lock"
-            let manifest = try Manifests.bytes(Manifests.predict(
-                id: "waits-for-lock", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"]))
+            let manifest = try Manifests.bytes(
+                Manifests.predict(
+                    id: "waits-for-lock", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"]))
             try spool.drop("waits-for-lock.json", manifest)
 
             // --no-fork: the process holding the lock is the one we can kill.
-            let holder = try scratch.start("/usr/bin/env", ["flock", "--no-fork", lockPath, "sleep", "30"], label: "flock")
+            let holder = try scratch.start(
+                "/usr/bin/env", ["flock", "--no-fork", lockPath, "sleep", "30"], label: "flock")
             try await E2E.waitUntil("flock to hold \(lockPath)", timeout: 20, poll: 0.05) {
                 guard holder.isRunning else { throw E2EFailure("flock exited: \(holder.stderrTail)") }
                 // A non-blocking flock attempt of our own tells whether flock has it yet.

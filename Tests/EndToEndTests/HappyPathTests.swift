@@ -12,14 +12,19 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
 
-            let predict = try Manifests.bytes(Manifests.predict(
-                id: "predict-digits", input: E2E.digitsTarGz, format: "jsonl",
-                input: ["members": "*.jsonl", "id_field": "id", "features_field": "features"],
-                ["batch_size": 64, "output": ["format": "jsonl", "compression": "gzip"], "limits": ["max_errors": 10]]))
-            let evaluate = try Manifests.bytes(Manifests.predict(
-                id: "evaluate-digits", input: E2E.digitsCSV, format: "csv",
-                input: ["id_field": "id", "label_field": "label"], task: "evaluate",
-                ["batch_size": 128, "output": ["format": "jsonl", "probabilities": false]]))
+            let predict = try Manifests.bytes(
+                Manifests.predict(
+                    id: "predict-digits", input: E2E.digitsTarGz, format: "jsonl",
+                    input: ["members": "*.jsonl", "id_field": "id", "features_field": "features"],
+                    [
+                        "batch_size": 64, "output": ["format": "jsonl", "compression": "gzip"],
+                        "limits": ["max_errors": 10]
+                    ]))
+            let evaluate = try Manifests.bytes(
+                Manifests.predict(
+                    id: "evaluate-digits", input: E2E.digitsCSV, format: "csv",
+                    input: ["id_field": "id", "label_field": "label"], task: "evaluate",
+                    ["batch_size": 128, "output": ["format": "jsonl", "probabilities": false]]))
             try spool.drop("predict-digits.json", predict)
             try spool.drop("evaluate-digits.json", evaluate)
 
@@ -78,7 +83,8 @@ extension EndToEnd {
             let accuracy = try #require(JSON.double(evalReport, "metrics.accuracy"))
             // fixtures/models/digits-mlp/TRAINING.md: sklearn test accuracy 0.9733 (438/450).
             #expect(abs(accuracy - 0.9733) < 0.0005, "accuracy \(accuracy)")
-            let evalRows = try await JSON.lines(scratch.gunzip(evalDone + "/results.jsonl.gz"), what: "evaluate results")
+            let evalRows = try await JSON.lines(
+                scratch.gunzip(evalDone + "/results.jsonl.gz"), what: "evaluate results")
             #expect(evalRows.count == 450)
             let correct = evalRows.filter { ($0["correct"] as? Bool) == true }.count
             #expect(abs(Double(correct) / 450 - accuracy) < 1e-9)

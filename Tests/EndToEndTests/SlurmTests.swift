@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real single-node Slurm (munged, slurmctld, slurmd) in a test's scratch directory,
@@ -24,7 +24,8 @@ final class LocalSlurm: @unchecked Sendable {
         let s = LocalSlurm(dir: scratch.file("slurm"))
         let r: RunResult
         do {
-            r = try await scratch.run("/bin/bash", [E2E.repoRoot + "/scripts/local-slurm.sh", "up", s.dir], timeout: 60, label: "slurm-up")
+            r = try await scratch.run(
+                "/bin/bash", [E2E.repoRoot + "/scripts/local-slurm.sh", "up", s.dir], timeout: 60, label: "slurm-up")
         } catch {
             s.down()
             throw error
@@ -69,7 +70,9 @@ final class LocalSlurm: @unchecked Sendable {
 
     /// Waits for `path` (the merged job in done/ or failed/), moving any requeued task past
     /// the two minutes Slurm holds a requeued job back (`StartTime=now`).
-    func waitFor(_ scratch: Scratch, _ paths: [String], arrayJob: String? = nil, tasks: Int = 0, timeout: Double = 240) async throws {
+    func waitFor(_ scratch: Scratch, _ paths: [String], arrayJob: String? = nil, tasks: Int = 0, timeout: Double = 240)
+        async throws
+    {
         let deadline = E2E.now() + timeout
         while !paths.contains(where: Files.exists) {
             if E2E.now() > deadline {
@@ -95,15 +98,20 @@ extension EndToEnd {
             var lines: [String] = []
             lines.reserveCapacity(count)
             for i in 0..<count {
-                lines.append(i == bad ? #"{"id": "t\#(i)"}"#
-                                      : #"{"id": "t\#(i)", "text": "package \#(i) provides tools and libraries for the system, release \#(i % 97)"}"#)
+                lines.append(
+                    i == bad
+                        ? #"{"id": "t\#(i)"}"#
+                        : #"{"id": "t\#(i)", "text": "package \#(i) provides tools and libraries for the system, release \#(i % 97)"}"#
+                )
             }
             try Files.write(path, lines.joined(separator: "\n") + "\n")
         }
 
         static func embedManifest(id: String, input: String, _ extra: [String: Any] = [:]) -> [String: Any] {
-            var m: [String: Any] = ["version": 1, "id": id, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
-                                    "input": ["path": input, "id_field": "id", "text_field": "text"]]
+            var m: [String: Any] = [
+                "version": 1, "id": id, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
+                "input": ["path": input, "id_field": "id", "text_field": "text"]
+            ]
             for (k, v) in extra { m[k] = v }
             return m
         }
@@ -119,14 +127,19 @@ extension EndToEnd {
         }
 
         /// `quern slurm submit`: its printed job directory and Slurm ids.
-        static func submit(_ scratch: Scratch, _ slurm: LocalSlurm, _ manifest: [String: Any], spool: SpoolDir, tasks: Int,
-                           env: [String: String] = [:]) async throws -> (dir: String, array: String, merge: String) {
+        static func submit(
+            _ scratch: Scratch, _ slurm: LocalSlurm, _ manifest: [String: Any], spool: SpoolDir, tasks: Int,
+            env: [String: String] = [:]
+        ) async throws -> (dir: String, array: String, merge: String) {
             let path = scratch.file((manifest["id"] as! String) + ".json")
             try Files.write(path, try JSON.encode(manifest))
-            let r = try await scratch.quern(["slurm", "submit", path, spool.root, "--tasks", "\(tasks)"] + rootArgs(scratch),
-                                            env: slurm.env.merging(env) { $1 })
+            let r = try await scratch.quern(
+                ["slurm", "submit", path, spool.root, "--tasks", "\(tasks)"] + rootArgs(scratch),
+                env: slurm.env.merging(env) { $1 })
             guard r.status == 0, let o = try? JSON.object(Data(r.stdout.utf8), what: "submit"),
-                  let dir = o["job_dir"] as? String, let a = o["array_job_id"] as? String, let m = o["merge_job_id"] as? String else {
+                let dir = o["job_dir"] as? String, let a = o["array_job_id"] as? String,
+                let m = o["merge_job_id"] as? String
+            else {
                 throw E2EFailure("slurm submit: \(r)")
             }
             return (dir, a, m)
@@ -146,7 +159,9 @@ extension EndToEnd {
             let job = try await Self.submit(scratch, slurm, manifest, spool: spool, tasks: 4)
             #expect(job.dir == spool.job("cluster", "emb"))
             let status = try await scratch.quern(["status", spool.root, "--json"], env: slurm.env)
-            if let cluster = (try JSON.object(Data(status.stdout.utf8), what: "status")["cluster"] as? [[String: Any]])?.first {
+            if let cluster = (try JSON.object(Data(status.stdout.utf8), what: "status")["cluster"] as? [[String: Any]])?
+                .first
+            {
                 #expect(JSON.string(cluster, "slurm.array_job_id") == job.array, "\(status)")
                 #expect(JSON.string(cluster, "slurm.merge_job_id") == job.merge, "\(status)")
             }  // else the whole job was already merged: possible on a fast machine
@@ -164,12 +179,18 @@ extension EndToEnd {
             #expect(JSON.int(report, "shards.count") == 4)
             #expect(JSON.string(report, "shards.mode") == "records")
             let submission = try Files.json(done + "/slurm/submission.json")
-            #expect(submission["array_job_id"] as? String == job.array && submission["merge_job_id"] as? String == job.merge)
-            for i in 0..<4 { #expect(try Files.text(done + "/slurm/shard-\(i).log").contains("shard \(i) of 4"), "shard \(i) log") }
+            #expect(
+                submission["array_job_id"] as? String == job.array && submission["merge_job_id"] as? String == job.merge
+            )
+            for i in 0..<4 {
+                #expect(try Files.text(done + "/slurm/shard-\(i).log").contains("shard \(i) of 4"), "shard \(i) log")
+            }
             #expect(try await slurm.finalState(scratch, job.merge) == "COMPLETED")
         }
 
-        @Test("one task killed with SIGKILL (it requeues itself) and one requeued by scontrol: the merge equals the job run whole")
+        @Test(
+            "one task killed with SIGKILL (it requeues itself) and one requeued by scontrol: the merge equals the job run whole"
+        )
         func killedAndRequeuedTasks() async throws {
             let scratch = try Scratch("slurm-requeue")
             defer { scratch.remove() }
@@ -180,7 +201,8 @@ extension EndToEnd {
             let whole = try await Self.runWhole(scratch, manifest)
 
             let spool = try SpoolDir(scratch.file("spool"))
-            let job = try await Self.submit(scratch, slurm, manifest, spool: spool, tasks: 4, env: ["QUERN_CHECKPOINT_SECONDS": "0.2"])
+            let job = try await Self.submit(
+                scratch, slurm, manifest, spool: spool, tasks: 4, env: ["QUERN_CHECKPOINT_SECONDS": "0.2"])
             // Shards 0 and 1 run first (one CPU each on this 2-CPU node): once each has a
             // checkpoint, kill shard 1's quern outright and have Slurm requeue shard 0.
             func active(_ shard: Int) -> String { job.dir + "/shards/part-0000\(shard)-of-00004/active/big" }
@@ -193,7 +215,8 @@ extension EndToEnd {
             let requeue = try await slurm.command(scratch, "scontrol", ["requeue", "\(job.array)_0"])
             #expect(requeue.status == 0, "\(requeue)")
 
-            try await slurm.waitFor(scratch, [spool.job("done", "big"), spool.job("failed", "big")], arrayJob: job.array, tasks: 4)
+            try await slurm.waitFor(
+                scratch, [spool.job("done", "big"), spool.job("failed", "big")], arrayJob: job.array, tasks: 4)
             let done = spool.job("done", "big")
             #expect(Files.exists(done), "the merge failed: \(Files.list(spool.dir("failed")))")
             for name in ["results.jsonl.gz", "errors.jsonl.gz"] {
@@ -203,13 +226,17 @@ extension EndToEnd {
             let report = try Files.json(done + "/report.json")
             #expect(JSON.int(report, "records.succeeded") == 64_000)
             let parts = try #require(JSON.get(report, "shards.parts") as? [[String: Any]])
-            #expect(parts.map { $0["resumed"] as? Int ?? 0 }[0...1] == [1, 1], "shards 0 and 1 resumed from their checkpoints")
+            #expect(
+                parts.map { $0["resumed"] as? Int ?? 0 }[0...1] == [1, 1],
+                "shards 0 and 1 resumed from their checkpoints")
             let log1 = try Files.text(done + "/slurm/shard-1.log")
             #expect(log1.contains("requeueing, restart 1 of 3") && log1.contains("attempt 2"), "\(log1)")
             #expect(try Files.text(done + "/slurm/shard-0.log").contains("attempt 2"))
         }
 
-        @Test("a task cancelled by scancel cancels the afterok merge; slurm resume runs only that shard again and a merge")
+        @Test(
+            "a task cancelled by scancel cancels the afterok merge; slurm resume runs only that shard again and a merge"
+        )
         func cancelledTaskAndResume() async throws {
             let scratch = try Scratch("slurm-resume")
             defer { scratch.remove() }
@@ -222,25 +249,32 @@ extension EndToEnd {
             // Held back ten minutes, so that task 2 can be cancelled before it starts.
             let path = scratch.file("res.json")
             try Files.write(path, try JSON.encode(manifest))
-            let submitted = try await scratch.quern(["slurm", "submit", path, spool.root, "--tasks", "4", "--sbatch-arg=--begin=now+600"]
-                                                    + rootArgs(scratch), env: slurm.env)
+            let submitted = try await scratch.quern(
+                ["slurm", "submit", path, spool.root, "--tasks", "4", "--sbatch-arg=--begin=now+600"]
+                    + rootArgs(scratch), env: slurm.env)
             let first = try JSON.object(Data(submitted.stdout.utf8), what: "submit")
-            let array = try #require(first["array_job_id"] as? String), merge = try #require(first["merge_job_id"] as? String)
+            let array = try #require(first["array_job_id"] as? String),
+                merge = try #require(first["merge_job_id"] as? String)
             #expect(try await slurm.command(scratch, "scancel", ["\(array)_2"]).status == 0)
-            #expect(try await slurm.command(scratch, "scontrol", ["update", "JobId=\(array)", "StartTime=now"]).status == 0)
+            #expect(
+                try await slurm.command(scratch, "scontrol", ["update", "JobId=\(array)", "StartTime=now"]).status == 0)
             try await E2E.waitUntil("parts 0, 1 and 3 committed", timeout: 60, poll: 0.2) {
                 Files.list(spool.job("cluster", "res") + "/parts").count == 3
             }
             #expect(try await slurm.finalState(scratch, merge) == "CANCELLED")
             #expect(!Files.exists(spool.job("done", "res")))
             let status = try await scratch.quern(["status", spool.root], env: slurm.env)
-            #expect(status.stdout.contains("3/4 committed") && status.stdout.contains("shard 2: not started"), "\(status)")
+            #expect(
+                status.stdout.contains("3/4 committed") && status.stdout.contains("shard 2: not started"), "\(status)")
 
             let resumed = try await scratch.quern(["slurm", "resume", "res", spool.root], env: slurm.env)
             let again = try JSON.object(Data(resumed.stdout.utf8), what: "resume")
-            let array2 = try #require(again["array_job_id"] as? String), merge2 = try #require(again["merge_job_id"] as? String)
+            let array2 = try #require(again["array_job_id"] as? String),
+                merge2 = try #require(again["merge_job_id"] as? String)
             #expect(array2 != array && merge2 != merge)
-            for job in [array2, merge2] { _ = try await slurm.command(scratch, "scontrol", ["update", "JobId=\(job)", "StartTime=now"]) }
+            for job in [array2, merge2] {
+                _ = try await slurm.command(scratch, "scontrol", ["update", "JobId=\(job)", "StartTime=now"])
+            }
             try await slurm.waitFor(scratch, [spool.job("done", "res"), spool.job("failed", "res")])
             let done = spool.job("done", "res")
             for name in ["results.jsonl.gz", "errors.jsonl.gz"] {
@@ -252,7 +286,8 @@ extension EndToEnd {
             #expect(try Files.text(done + "/slurm/shard-0.log").components(separatedBy: "attempt").count == 2)
         }
 
-        @Test("a shard that fails for good is not requeued; the merge fails the job naming it and keeps the other parts")
+        @Test(
+            "a shard that fails for good is not requeued; the merge fails the job naming it and keeps the other parts")
         func permanentFailure() async throws {
             let scratch = try Scratch("slurm-fail")
             defer { scratch.remove() }
@@ -260,30 +295,39 @@ extension EndToEnd {
             defer { slurm.down() }
             // Record 90 has no text and max_errors is 0: shard 2 of 4 (records 80..<120) fails.
             try Self.texts(scratch.file("texts.jsonl"), count: 160, bad: 90)
-            let manifest = Self.embedManifest(id: "bad", input: scratch.file("texts.jsonl"), ["limits": ["max_errors": 0]])
+            let manifest = Self.embedManifest(
+                id: "bad", input: scratch.file("texts.jsonl"), ["limits": ["max_errors": 0]])
             let spool = try SpoolDir(scratch.file("spool"))
             let job = try await Self.submit(scratch, slurm, manifest, spool: spool, tasks: 4)
             try await slurm.waitFor(scratch, [spool.job("done", "bad"), spool.job("failed", "bad")])
             let failed = spool.job("failed", "bad")
             let error = try Files.json(failed + "/error.json")
             let message = error["message"] as? String ?? ""
-            #expect(message.contains("shard 2/4 failed (too_many_errors)") && message.contains("other parts are kept"), "\(error)")
-            #expect(Files.list(failed + "/parts") == ["part-00000-of-00004", "part-00001-of-00004", "part-00003-of-00004"])
+            #expect(
+                message.contains("shard 2/4 failed (too_many_errors)") && message.contains("other parts are kept"),
+                "\(error)")
+            #expect(
+                Files.list(failed + "/parts") == ["part-00000-of-00004", "part-00001-of-00004", "part-00003-of-00004"])
             #expect(try Files.text(failed + "/slurm/shard-2.log").contains("failed for good (exit 65); not requeued"))
             #expect(try await slurm.finalState(scratch, job.merge) == "FAILED")
             #expect(try Files.text(failed + "/slurm/shard-2.log").contains("attempt 2") == false)
         }
 
-        @Test("watch --executor slurm: dropped jobs run as arrays and land in done/; finetune runs as one task; a bad manifest fails at once")
+        @Test(
+            "watch --executor slurm: dropped jobs run as arrays and land in done/; finetune runs as one task; a bad manifest fails at once"
+        )
         func spoolOnSlurm() async throws {
             let scratch = try Scratch("slurm-watch")
             defer { scratch.remove() }
             let slurm = try await LocalSlurm.up(scratch)
             defer { slurm.down() }
             let spool = try SpoolDir(scratch.file("spool"))
-            let daemon = try scratch.startQuern(["watch", spool.root, "--executor", "slurm", "--tasks", "3", "--rescan", "0.2"]
-                                                + rootArgs(scratch), env: slurm.env)
-            try spool.drop("pred.json", try JSON.encode(Manifests.predict(id: "pred", input: E2E.digitsJSONL, input: ["id_field": "id"])))
+            let daemon = try scratch.startQuern(
+                ["watch", spool.root, "--executor", "slurm", "--tasks", "3", "--rescan", "0.2"]
+                    + rootArgs(scratch), env: slurm.env)
+            try spool.drop(
+                "pred.json",
+                try JSON.encode(Manifests.predict(id: "pred", input: E2E.digitsJSONL, input: ["id_field": "id"])))
             var ft = try JSON.object(Files.read(E2E.repoRoot + "/jobs/finetune-digits-mlp.json"), what: "finetune")
             ft["id"] = "ft"
             ft["model"] = E2E.repoRoot + "/" + (ft["model"] as! String)
@@ -300,7 +344,8 @@ extension EndToEnd {
             let pred = spool.job("done", "pred")
             let results = try await JSON.lines(scratch.gunzip(pred + "/results.jsonl.gz"), what: "results")
             let expected = try JSON.lines(Files.read(E2E.expectedJSONL), what: "expected")
-            let same = results.count == 450 && results.map { $0["id"] as? String } == expected.map { $0["id"] as? String }
+            let same =
+                results.count == 450 && results.map { $0["id"] as? String } == expected.map { $0["id"] as? String }
                 && results.map { $0["label"] as? String } == expected.map { $0["label"] as? String }
             #expect(same, "predict on Slurm: ids and labels differ from digits-test.expected.jsonl")
             #expect(JSON.int(try Files.json(pred + "/report.json"), "shards.count") == 3)

@@ -6,9 +6,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A failure that stops a test (every wait has a deadline; none hangs).
@@ -47,8 +47,9 @@ enum E2E {
             let url = URL(fileURLWithPath: abs)
             dirs.append(url.deletingLastPathComponent().path)
             // A bundle directory (…/X.xctest/Contents/MacOS/X) sits further down.
-            dirs.append(url.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().path)
+            dirs.append(
+                url.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                    .deletingLastPathComponent().path)
         }
         for scratch in [".build-e2e", ".build"] {
             dirs.append(repoRoot + "/\(scratch)/debug")
@@ -58,7 +59,8 @@ enum E2E {
             let p = d + "/quern"
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), !isDir.boolValue,
-               FileManager.default.isExecutableFile(atPath: p) {
+                FileManager.default.isExecutableFile(atPath: p)
+            {
                 return p
             }
         }
@@ -78,8 +80,10 @@ enum E2E {
     }
 
     /// Polls `condition` until it holds; throws (failing the test) after `timeout` seconds.
-    static func waitUntil(_ what: String, timeout: Double, poll: Double = 0.05,
-                          _ condition: () throws -> Bool) async throws {
+    static func waitUntil(
+        _ what: String, timeout: Double, poll: Double = 0.05,
+        _ condition: () throws -> Bool
+    ) async throws {
         let deadline = now() + timeout
         while true {
             if try condition() { return }
@@ -100,8 +104,9 @@ enum Files {
     static func text(_ path: String) throws -> String { String(decoding: try read(path), as: UTF8.self) }
 
     static func write(_ path: String, _ data: Data) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         try data.write(to: URL(fileURLWithPath: path))
     }
 
@@ -158,7 +163,8 @@ enum JSON {
     }
 
     static func encode(_ value: Any) throws -> Data {
-        try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try JSONSerialization.data(
+            withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 
     /// `a.b.c` in nested objects.
@@ -175,7 +181,10 @@ enum JSON {
 
     /// `report.json`'s entry for one output file: (sha256, bytes).
     static func output(_ report: [String: Any], _ name: String) -> (sha256: String?, bytes: Int?) {
-        (get(report, ["outputs", name, "sha256"]) as? String, (get(report, ["outputs", name, "bytes"]) as? NSNumber)?.intValue)
+        (
+            get(report, ["outputs", name, "sha256"]) as? String,
+            (get(report, ["outputs", name, "bytes"]) as? NSNumber)?.intValue
+        )
     }
 
     static func int(_ o: [String: Any], _ path: String) -> Int? { (get(o, path) as? NSNumber)?.intValue }
@@ -200,14 +209,18 @@ final class Child: @unchecked Sendable {
 
     /// `blockStopSignals`: spawn with SIGTERM/SIGINT blocked, as a child of a thread that
     /// blocks them would be (the default spawns with them unblocked).
-    init(_ executable: String, _ arguments: [String], env: [String: String] = [:], cwd: String? = nil,
-         logDir: String, name: String, blockStopSignals: Bool = false) throws {
+    init(
+        _ executable: String, _ arguments: [String], env: [String: String] = [:], cwd: String? = nil,
+        logDir: String, name: String, blockStopSignals: Bool = false
+    ) throws {
         self.name = name
         try Files.mkdir(logDir)
         stdoutPath = logDir + "/\(name).out"
         stderrPath = logDir + "/\(name).err"
         for p in [stdoutPath, stderrPath] {
-            guard FileManager.default.createFile(atPath: p, contents: nil) else { throw E2EFailure("cannot create \(p)") }
+            guard FileManager.default.createFile(atPath: p, contents: nil) else {
+                throw E2EFailure("cannot create \(p)")
+            }
         }
         outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -260,7 +273,8 @@ final class Child: @unchecked Sendable {
             if E2E.now() > deadline {
                 let masks = signalMasks
                 signal(SIGKILL)
-                throw E2EFailure("\(name) (pid \(pid)) did not exit within \(timeout) s; killed. \(masks)\nstderr:\n\(stderrTail)")
+                throw E2EFailure(
+                    "\(name) (pid \(pid)) did not exit within \(timeout) s; killed. \(masks)\nstderr:\n\(stderrTail)")
             }
             try await Task.sleep(nanoseconds: 20_000_000)
         }
@@ -324,31 +338,42 @@ final class Scratch: @unchecked Sendable {
     }
 
     /// Starts a process (its output goes to logs/); it is killed by `remove()` if still running.
-    func start(_ executable: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
-               label: String, blockStopSignals: Bool = false) throws -> Child {
-        let c = try Child(executable, args, env: env, cwd: cwd, logDir: logs, name: nextName(label),
-                          blockStopSignals: blockStopSignals)
+    func start(
+        _ executable: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
+        label: String, blockStopSignals: Bool = false
+    ) throws -> Child {
+        let c = try Child(
+            executable, args, env: env, cwd: cwd, logDir: logs, name: nextName(label),
+            blockStopSignals: blockStopSignals)
         children.append(c)
         return c
     }
 
     /// Starts `quern ARGS`.
-    func startQuern(_ args: [String], env: [String: String] = [:], cwd: String? = nil, label: String? = nil,
-                    blockStopSignals: Bool = false) throws -> Child {
-        try start(E2E.binary, args, env: env, cwd: cwd, label: label ?? "quern-\(args.first ?? "")",
-                  blockStopSignals: blockStopSignals)
+    func startQuern(
+        _ args: [String], env: [String: String] = [:], cwd: String? = nil, label: String? = nil,
+        blockStopSignals: Bool = false
+    ) throws -> Child {
+        try start(
+            E2E.binary, args, env: env, cwd: cwd, label: label ?? "quern-\(args.first ?? "")",
+            blockStopSignals: blockStopSignals)
     }
 
     /// Runs a program to completion (killing it and failing after `timeout`).
-    func run(_ executable: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
-             timeout: Double = 60, label: String? = nil) async throws -> RunResult {
-        let c = try start(executable, args, env: env, cwd: cwd,
-                          label: label ?? (executable as NSString).lastPathComponent)
+    func run(
+        _ executable: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
+        timeout: Double = 60, label: String? = nil
+    ) async throws -> RunResult {
+        let c = try start(
+            executable, args, env: env, cwd: cwd,
+            label: label ?? (executable as NSString).lastPathComponent)
         let exit = try await c.wait(timeout: timeout)
         return RunResult(exit: exit, stdout: c.stdout, stderr: c.stderr)
     }
 
-    func quern(_ args: [String], env: [String: String] = [:], cwd: String? = nil, timeout: Double = 120) async throws -> RunResult {
+    func quern(_ args: [String], env: [String: String] = [:], cwd: String? = nil, timeout: Double = 120) async throws
+        -> RunResult
+    {
         try await run(E2E.binary, args, env: env, cwd: cwd, timeout: timeout, label: "quern-\(args.first ?? "")")
     }
 
@@ -369,7 +394,9 @@ final class Scratch: @unchecked Sendable {
     /// The SHA-256 of a file, by `sha256sum`.
     func sha256(_ path: String) async throws -> String {
         let r = try await run("/usr/bin/env", ["sha256sum", path], label: "sha256sum")
-        guard r.status == 0, let hex = r.stdout.split(separator: " ").first else { throw E2EFailure("sha256sum failed: \(r)") }
+        guard r.status == 0, let hex = r.stdout.split(separator: " ").first else {
+            throw E2EFailure("sha256sum failed: \(r)")
+        }
         return String(hex)
     }
 
@@ -412,9 +439,11 @@ struct SpoolDir {
 
 enum Manifests {
     /// A `predict` manifest (absolute paths) with overrides merged into `input` and the top level.
-    static func predict(id: String?, input: String, format: String? = nil, input extraInput: [String: Any] = [:],
-                        task: String = "predict", model: String = E2E.model,
-                        _ extra: [String: Any] = [:]) -> [String: Any] {
+    static func predict(
+        id: String?, input: String, format: String? = nil, input extraInput: [String: Any] = [:],
+        task: String = "predict", model: String = E2E.model,
+        _ extra: [String: Any] = [:]
+    ) -> [String: Any] {
         var i: [String: Any] = ["path": input]
         if let format { i["format"] = format }
         for (k, v) in extraInput { i[k] = v }
@@ -430,7 +459,8 @@ enum Manifests {
 enum DigitsData {
     /// The CSV fixture: header line and data lines (without newlines).
     static func csv() throws -> (header: String, rows: [String]) {
-        let lines = try Files.text(E2E.digitsCSV).split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        let lines = try Files.text(E2E.digitsCSV).split(separator: "\n", omittingEmptySubsequences: true).map(
+            String.init)
         guard let header = lines.first else { throw E2EFailure("empty CSV fixture") }
         return (header, Array(lines.dropFirst()))
     }
@@ -438,7 +468,8 @@ enum DigitsData {
     /// The JSONL fixture's records: (id, features, label).
     static func jsonl() throws -> [(id: String, features: [Int], label: Int)] {
         try JSON.lines(Files.read(E2E.digitsJSONL), what: "digits-test.jsonl").map { o in
-            guard let id = o["id"] as? String, let f = o["features"] as? [NSNumber], let l = o["label"] as? NSNumber else {
+            guard let id = o["id"] as? String, let f = o["features"] as? [NSNumber], let l = o["label"] as? NSNumber
+            else {
                 throw E2EFailure("unexpected fixture record \(o)")
             }
             return (id, f.map(\.intValue), l.intValue)
@@ -456,7 +487,7 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64) -> Data {
     var state = seed
     var out = Data(capacity: count)
     for _ in 0..<count {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
         out.append(UInt8(truncatingIfNeeded: state >> 33))
     }
     return out

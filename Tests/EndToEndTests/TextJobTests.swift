@@ -30,31 +30,43 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             let cases = try Self.singles()
-            var lines = cases.enumerated().map { i, c in Self.line(["id": "t\(i)", "text": c["text"]!, "other": c["text"]!]) }
+            var lines = cases.enumerated().map { i, c in
+                Self.line(["id": "t\(i)", "text": c["text"]!, "other": c["text"]!])
+            }
             lines.insert(#"{"id": "bad", "other": "no text field"}"#, at: 3)
             let input = scratch.file("texts.jsonl")
             try Files.write(input, lines.joined(separator: "\n") + "\n")
             // Queries: three of the texts themselves, so each is its own best match.
             let queries = scratch.file("queries.jsonl")
-            try Files.write(queries, [0, 5, 9].map { i in
-                Self.line(["qid": "q\(i)", "text": cases[i]["text"]!])
-            }.joined(separator: "\n") + "\n")
+            try Files.write(
+                queries,
+                [0, 5, 9].map { i in
+                    Self.line(["qid": "q\(i)", "text": cases[i]["text"]!])
+                }.joined(separator: "\n") + "\n")
             let base: [String: Any] = ["path": input, "id_field": "id", "text_field": "text"]
             var pairs = base
             pairs["pair_field"] = "other"
             for (id, task, model, inputBlock, extra) in [
                 ("embed", "embed", Self.embedder, base, [String: Any]()),
                 ("pairs", "score", Self.embedder, pairs, [:]),
-                ("queries", "score", Self.embedder, base, ["score": ["queries": queries, "id_field": "qid", "top_k": 2]]),
-                ("predict", "predict", Self.classifier, base, [:]),
+                (
+                    "queries", "score", Self.embedder, base,
+                    ["score": ["queries": queries, "id_field": "qid", "top_k": 2]]
+                ),
+                ("predict", "predict", Self.classifier, base, [:])
             ] as [(String, String, String, [String: Any], [String: Any])] {
                 var m: [String: Any] = ["version": 1, "id": id, "task": task, "model": model, "input": inputBlock]
                 for (k, v) in extra { m[k] = v }
                 try spool.drop(id + ".json", try JSON.encode(m))
             }
-            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            let run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
             #expect(run.status == 0, "run --once: \(run)")
-            #expect(spool.jobs("failed").isEmpty, "failed: \(spool.jobs("failed").map { (try? Files.text(spool.job("failed", $0) + "/error.json")) ?? $0 })")
+            #expect(
+                spool.jobs("failed").isEmpty,
+                "failed: \(spool.jobs("failed").map { (try? Files.text(spool.job("failed", $0) + "/error.json")) ?? $0 })"
+            )
 
             func results(_ id: String) async throws -> [[String: Any]] {
                 try await JSON.lines(scratch.gunzip(spool.job("done", id) + "/results.jsonl.gz"), what: id)
@@ -65,11 +77,14 @@ extension EndToEnd {
             #expect(embedded.map { $0["id"] as? String } == ids)
             var worst = 0.0
             for (r, c) in zip(embedded, cases) {
-                for (a, b) in zip(Self.numbers(r["embedding"]), Self.numbers(c["embedding"])) { worst = max(worst, abs(a - b)) }
+                for (a, b) in zip(Self.numbers(r["embedding"]), Self.numbers(c["embedding"])) {
+                    worst = max(worst, abs(a - b))
+                }
                 #expect(Self.numbers(r["embedding"]).count == 32)
             }
             #expect(worst <= Self.tolerance, "worst embedding difference \(worst)")
-            let errors = try await JSON.lines(scratch.gunzip(spool.job("done", "embed") + "/errors.jsonl.gz"), what: "errors")
+            let errors = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "embed") + "/errors.jsonl.gz"), what: "errors")
             #expect(errors.map { $0["id"] as? String } == ["bad"])
             let report = try Files.json(spool.job("done", "embed") + "/report.json")
             #expect(JSON.int(report, "records.succeeded") == cases.count)
@@ -110,7 +125,9 @@ extension EndToEnd {
                 var out: [String: Data] = [:]
                 for case let f as String in FileManager.default.enumerator(atPath: dir)! {
                     var isDir: ObjCBool = false
-                    if FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &isDir), !isDir.boolValue { out[f] = try Files.read(dir + "/" + f) }
+                    if FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &isDir), !isDir.boolValue {
+                        out[f] = try Files.read(dir + "/" + f)
+                    }
                 }
                 return out
             }
@@ -118,9 +135,15 @@ extension EndToEnd {
             let spool = try SpoolDir(scratch.file("spool"))
             let data = E2E.repoRoot + "/fixtures/text/debdesc-sample.jsonl"
             let input: [String: Any] = ["path": data, "id_field": "id", "label_field": "section"]
-            try spool.drop("head.json", try JSON.encode(["version": 1, "id": "head", "task": "finetune", "model": model, "input": input,
-                                                         "train": ["epochs": 5, "learning_rate": 0.01]]))
-            var run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            try spool.drop(
+                "head.json",
+                try JSON.encode([
+                    "version": 1, "id": "head", "task": "finetune", "model": model, "input": input,
+                    "train": ["epochs": 5, "learning_rate": 0.01]
+                ]))
+            var run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
             #expect(run.status == 0, "finetune: \(run)")
             let after = try contents(model)
             #expect(after == before, "the source model changed")
@@ -132,7 +155,9 @@ extension EndToEnd {
             let report = try Files.json(spool.job("done", "head") + "/report.json")
             #expect(JSON.string(report, "model.family") == "bert")
 
-            try spool.drop("eval.json", try JSON.encode(["version": 1, "id": "eval", "task": "evaluate", "model": trained, "input": input]))
+            try spool.drop(
+                "eval.json",
+                try JSON.encode(["version": 1, "id": "eval", "task": "evaluate", "model": trained, "input": input]))
             run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
             #expect(run.status == 0, "evaluate: \(run)")
             let evaluation = try Files.json(spool.job("done", "eval") + "/report.json")
@@ -148,19 +173,31 @@ extension EndToEnd {
             let spool = try SpoolDir(scratch.file("spool"))
             let cases = try Self.singles()
             let input = scratch.file("texts.jsonl")
-            try Files.write(input, cases.enumerated().map { i, c in
-                Self.line(["id": "t\(i)", "text": c["text"]!])
-            }.joined(separator: "\n") + "\n")
+            try Files.write(
+                input,
+                cases.enumerated().map { i, c in
+                    Self.line(["id": "t\(i)", "text": c["text"]!])
+                }.joined(separator: "\n") + "\n")
             for dtype in ["float32", "int8"] {
-                try spool.drop(dtype + ".json", try JSON.encode([
-                    "version": 1, "id": dtype, "task": "embed", "model": Self.embedder, "input": ["path": input, "id_field": "id"],
-                    "output": ["format": "npy", "dtype": dtype]]))
+                try spool.drop(
+                    dtype + ".json",
+                    try JSON.encode([
+                        "version": 1, "id": dtype, "task": "embed", "model": Self.embedder,
+                        "input": ["path": input, "id_field": "id"],
+                        "output": ["format": "npy", "dtype": dtype]
+                    ]))
             }
-            let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            let run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
             #expect(run.status == 0, "run --once: \(run)")
             for dtype in ["float32", "int8"] {
                 let done = spool.job("done", dtype)
-                #expect(Files.list(done) == ["errors.jsonl.gz", "job.log", "manifest.json", "report.json", "results.jsonl.gz", "results.npy.gz"])
+                #expect(
+                    Files.list(done) == [
+                        "errors.jsonl.gz", "job.log", "manifest.json", "report.json", "results.jsonl.gz",
+                        "results.npy.gz"
+                    ])
                 let rows = try await JSON.lines(scratch.gunzip(done + "/results.jsonl.gz"), what: "rows")
                 #expect(rows.map { $0["id"] as? String } == cases.indices.map { "t\($0)" })
                 #expect(rows.map { ($0["row"] as? NSNumber)?.intValue } == cases.indices.map { $0 })
@@ -178,14 +215,20 @@ extension EndToEnd {
                     let expected = Self.numbers(c["embedding"])
                     let scale = (rows[i]["scale"] as? NSNumber)?.doubleValue ?? 1
                     for d in 0..<32 {
-                        let v = dtype == "float32"
-                            ? Double(body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: (i * 32 + d) * 4, as: Float.self) })
+                        let v =
+                            dtype == "float32"
+                            ? Double(
+                                body.withUnsafeBytes {
+                                    $0.loadUnaligned(fromByteOffset: (i * 32 + d) * 4, as: Float.self)
+                                })
                             : Double(Int8(bitPattern: body[i * 32 + d])) * scale
                         worst = max(worst, abs(v - expected[d]))
                     }
                 }
                 // int8 rows: half a step of a scale of at most 1/127 (unit vectors).
-                #expect(worst <= (dtype == "float32" ? Self.tolerance : 0.5 / 127 + Self.tolerance), "\(dtype): worst \(worst)")
+                #expect(
+                    worst <= (dtype == "float32" ? Self.tolerance : 0.5 / 127 + Self.tolerance),
+                    "\(dtype): worst \(worst)")
             }
         }
 
@@ -194,13 +237,15 @@ extension EndToEnd {
             let scratch = try Scratch("text-submit")
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
-            let submit = try await scratch.quern(["submit", "jobs/score-queries.json", spool.root, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
+            let submit = try await scratch.quern(
+                ["submit", "jobs/score-queries.json", spool.root, "--root", E2E.repoRoot], cwd: E2E.repoRoot)
             #expect(submit.status == 0, "submit: \(submit)")
             let queued = try Files.json(spool.dir("incoming") + "/score-queries.json")
             #expect(JSON.string(queued, "score.queries") == E2E.repoRoot + "/fixtures/text/queries.jsonl")
             let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot])
             #expect(run.status == 0, "run --once: \(run)")
-            let rows = try await JSON.lines(scratch.gunzip(spool.job("done", "score-queries") + "/results.jsonl.gz"), what: "rows")
+            let rows = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "score-queries") + "/results.jsonl.gz"), what: "rows")
             #expect(rows.count == 300)
             #expect(rows.allSatisfy { ($0["matches"] as? [String])?.count == 3 })
         }
@@ -211,10 +256,18 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             let data = E2E.repoRoot + "/fixtures/text/debdesc-sample.jsonl"
-            try spool.drop("wrong-model.json", try JSON.encode(["version": 1, "id": "wrong-model", "task": "embed", "model": E2E.model,
-                                                                "input": ["path": data]]))
-            try spool.drop("no-pairs.json", try JSON.encode(["version": 1, "id": "no-pairs", "task": "score", "model": Self.embedder,
-                                                             "input": ["path": data]]))
+            try spool.drop(
+                "wrong-model.json",
+                try JSON.encode([
+                    "version": 1, "id": "wrong-model", "task": "embed", "model": E2E.model,
+                    "input": ["path": data]
+                ]))
+            try spool.drop(
+                "no-pairs.json",
+                try JSON.encode([
+                    "version": 1, "id": "no-pairs", "task": "score", "model": Self.embedder,
+                    "input": ["path": data]
+                ]))
             let run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot])
             #expect(run.status == 1)
             let wrong = try Files.json(spool.job("failed", "wrong-model") + "/error.json")

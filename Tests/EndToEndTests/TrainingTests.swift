@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension EndToEnd {
@@ -11,7 +11,9 @@ extension EndToEnd {
         /// scikit-learn's MLPClassifier on the same split (scripts/make_fixtures.py): the
         /// accuracy a Quern-trained mlp must reach on the test rows.
         static let sklearnMLPAccuracy = 0.9733
-        static let finetuneFiles = ["errors.jsonl.gz", "job.log", "manifest.json", "model", "report.json", "training.svg"]
+        static let finetuneFiles = [
+            "errors.jsonl.gz", "job.log", "manifest.json", "model", "report.json", "training.svg"
+        ]
 
         /// The example manifest from jobs/, with paths made absolute and overrides merged
         /// into its `train` block.
@@ -31,7 +33,9 @@ extension EndToEnd {
         /// Runs `manifest` to the end on a reference spool, then on a second spool under a
         /// daemon that is killed with SIGKILL as soon as the job's first epoch checkpoint
         /// exists; returns both spools (the second with the job left in active/).
-        static func runStraightAndKilled(_ manifest: Data, id: String, scratch: Scratch) async throws -> (SpoolDir, SpoolDir) {
+        static func runStraightAndKilled(_ manifest: Data, id: String, scratch: Scratch) async throws -> (
+            SpoolDir, SpoolDir
+        ) {
             let reference = try SpoolDir(scratch.file("reference"))
             try reference.drop("\(id).json", manifest)
             let straight = try await scratch.quern(["run", "--once", reference.root] + rootArgs(scratch), timeout: 600)
@@ -53,7 +57,9 @@ extension EndToEnd {
             return (reference, spool)
         }
 
-        @Test("finetune an mlp from its architecture: model/, report and plot; the model beats sklearn's MLP on the test split")
+        @Test(
+            "finetune an mlp from its architecture: model/, report and plot; the model beats sklearn's MLP on the test split"
+        )
         func mlpFromScratch() async throws {
             let scratch = try Scratch("finetune")
             defer { scratch.remove() }
@@ -75,9 +81,13 @@ extension EndToEnd {
             #expect(svg.hasPrefix("<svg") && svg.contains("polyline"))
 
             // The published model is an ordinary model directory: evaluate it on the test rows.
-            try spool.drop("ev.json", try Manifests.bytes(Manifests.predict(
-                id: "ev-mlp", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id", "label_field": "label"],
-                task: "evaluate", model: done + "/model")))
+            try spool.drop(
+                "ev.json",
+                try Manifests.bytes(
+                    Manifests.predict(
+                        id: "ev-mlp", input: E2E.digitsCSV, format: "csv",
+                        input: ["id_field": "id", "label_field": "label"],
+                        task: "evaluate", model: done + "/model")))
             let evaluate = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 300)
             #expect(evaluate.status == 0, "\(evaluate)")
             let metrics = try Files.json(spool.job("done", "ev-mlp") + "/report.json")
@@ -93,10 +103,17 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             // A learning rate this high overfits the small training split within a few dozen epochs.
-            try spool.drop("ft.json", try Self.manifest("finetune-digits-mlp", id: "ft", train: ["epochs": 400, "learning_rate": 0.03,
-                                                                                                  "patience": 2]))
-            var prune = try JSON.object(try Self.manifest("prune-digits-mlp", id: "pr", train: ["patience": 2, "learning_rate": 0.03]),
-                                        what: "prune")
+            try spool.drop(
+                "ft.json",
+                try Self.manifest(
+                    "finetune-digits-mlp", id: "ft",
+                    train: [
+                        "epochs": 400, "learning_rate": 0.03,
+                        "patience": 2
+                    ]))
+            var prune = try JSON.object(
+                try Self.manifest("prune-digits-mlp", id: "pr", train: ["patience": 2, "learning_rate": 0.03]),
+                what: "prune")
             prune["prune"] = ["sparsity": 0.5, "schedule": "oneshot", "recovery_epochs": 400]
             try spool.drop("pr.json", try JSON.encode(prune))
             let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
@@ -105,7 +122,9 @@ extension EndToEnd {
             let epochs = try #require(JSON.int(finetune, "training.epochs_run"))
             #expect(JSON.bool(finetune, "training.stopped_early") == true)
             #expect(epochs < 400)
-            #expect(JSON.int(finetune, "training.best_epoch") == epochs - 2, "two epochs without improvement after the best")
+            #expect(
+                JSON.int(finetune, "training.best_epoch") == epochs - 2, "two epochs without improvement after the best"
+            )
             let pruned = try Files.json(spool.job("done", "pr") + "/report.json")
             let stopped = try #require(JSON.int(pruned, "pruning.stopped_early_after"))
             #expect(stopped < 400)
@@ -126,12 +145,15 @@ extension EndToEnd {
             #expect(resumed.status == 0, "\(resumed)")
             let done = spool.job("done", "ft-cnn"), ref = reference.job("done", "ft-cnn")
             #expect(Files.list(done) == Self.finetuneFiles)
-            #expect(try Files.read(done + "/model/model.safetensors") == (try Files.read(ref + "/model/model.safetensors")),
-                    "resumed weights differ from the uninterrupted run's")
+            #expect(
+                try Files.read(done + "/model/model.safetensors") == (try Files.read(ref + "/model/model.safetensors")),
+                "resumed weights differ from the uninterrupted run's")
             #expect(try Files.read(done + "/model/config.json") == (try Files.read(ref + "/model/config.json")))
             let report = try Files.json(done + "/report.json"), refReport = try Files.json(ref + "/report.json")
             #expect(JSON.int(report, "resumed") == 1)
-            #expect(JSON.double(report, "metrics.validation_accuracy") == JSON.double(refReport, "metrics.validation_accuracy"))
+            #expect(
+                JSON.double(report, "metrics.validation_accuracy")
+                    == JSON.double(refReport, "metrics.validation_accuracy"))
             let log = try Files.text(done + "/job.log")
             #expect(log.contains("resuming training from checkpoint"), "job.log:\n\(log)")
         }
@@ -144,16 +166,22 @@ extension EndToEnd {
         static let modelFiles = ["errors.jsonl.gz", "job.log", "manifest.json", "model", "report.json"]
 
         /// Evaluates a model directory on the digits test rows through the spool.
-        static func testAccuracy(_ model: String, spool: SpoolDir, scratch: Scratch, id: String) async throws -> Double {
-            try spool.drop("\(id).json", try Manifests.bytes(Manifests.predict(
-                id: id, input: E2E.digitsCSV, format: "csv", input: ["id_field": "id", "label_field": "label"],
-                task: "evaluate", model: model)))
+        static func testAccuracy(_ model: String, spool: SpoolDir, scratch: Scratch, id: String) async throws -> Double
+        {
+            try spool.drop(
+                "\(id).json",
+                try Manifests.bytes(
+                    Manifests.predict(
+                        id: id, input: E2E.digitsCSV, format: "csv", input: ["id_field": "id", "label_field": "label"],
+                        task: "evaluate", model: model)))
             let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 300)
             guard run.status == 0 else { throw E2EFailure("evaluate \(id): \(run)") }
             return try #require(JSON.double(try Files.json(spool.job("done", id) + "/report.json"), "metrics.accuracy"))
         }
 
-        @Test("static int8 quantization loses at most half a point of test accuracy; the int8 model is under half the size")
+        @Test(
+            "static int8 quantization loses at most half a point of test accuracy; the int8 model is under half the size"
+        )
         func quantize() async throws {
             let scratch = try Scratch("quantize")
             defer { scratch.remove() }
@@ -207,20 +235,25 @@ extension EndToEnd.ModelTransformTests {
         let scratch = try Scratch("prune-crash")
         defer { scratch.remove() }
         let base = try SpoolDir(scratch.file("base"))
-        try base.drop("wide.json", try EndToEnd.TrainingTests.manifest("finetune-digits-mlp-wide", id: "wide", train: ["epochs": 2]))
+        try base.drop(
+            "wide.json",
+            try EndToEnd.TrainingTests.manifest("finetune-digits-mlp-wide", id: "wide", train: ["epochs": 2]))
         let trained = try await scratch.quern(["run", "--once", base.root] + rootArgs(scratch), timeout: 600)
         #expect(trained.status == 0, "\(trained)")
-        var m = try JSON.object(try EndToEnd.TrainingTests.manifest("prune-digits-mlp", id: "pw"), what: "prune manifest")
+        var m = try JSON.object(
+            try EndToEnd.TrainingTests.manifest("prune-digits-mlp", id: "pw"), what: "prune manifest")
         m["model"] = base.job("done", "wide") + "/model"
         m["prune"] = ["sparsity": 0.9, "schedule": "cubic", "recovery_epochs": 6]
         let manifest = try JSON.encode(m)
 
-        let (reference, spool) = try await EndToEnd.TrainingTests.runStraightAndKilled(manifest, id: "pw", scratch: scratch)
+        let (reference, spool) = try await EndToEnd.TrainingTests.runStraightAndKilled(
+            manifest, id: "pw", scratch: scratch)
         let resumed = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 600)
         #expect(resumed.status == 0, "\(resumed)")
         let done = spool.job("done", "pw"), ref = reference.job("done", "pw")
-        #expect(try Files.read(done + "/model/model.safetensors") == (try Files.read(ref + "/model/model.safetensors")),
-                "resumed pruned weights differ from the uninterrupted run's")
+        #expect(
+            try Files.read(done + "/model/model.safetensors") == (try Files.read(ref + "/model/model.safetensors")),
+            "resumed pruned weights differ from the uninterrupted run's")
         let log = try Files.text(done + "/job.log")
         #expect(log.contains("resuming recovery training from checkpoint"), "job.log:\n\(log)")
         let report = try Files.json(done + "/report.json")

@@ -1,20 +1,20 @@
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
 
 @Suite("JSONParser: whole documents")
 struct JSONParserDocumentTests {
     @Test func nestedDocumentKeepsStructureAndKeyOrder() throws {
         let text = """
-        { "z": [1, {"b": [true, false, null], "a": {}}, []],
-          "c": {"d": "e", "n": -2},
-          "a": "last" }
-        """
+            { "z": [1, {"b": [true, false, null], "a": {}}, []],
+              "c": {"d": "e", "n": -2},
+              "a": "last" }
+            """
         let v = try JSONParser.parse(text)
         let expected: JSONValue = [
             "z": [1, ["b": [true, false, nil], "a": [:]], []],
             "c": ["d": "e", "n": -2],
-            "a": "last",
+            "a": "last"
         ]
         #expect(v == expected)
         let root = try #require(v.objectValue)
@@ -65,15 +65,15 @@ struct JSONParserDocumentTests {
     }
 
     @Test(arguments: [
-        #""\ud83d""#,            // high surrogate at the end
-        #""\ud83dx""#,           // high surrogate followed by text
-        #""\ud83d\u0041""#,      // high surrogate followed by a non-surrogate escape
-        #""\ude00""#,            // lone low surrogate
-        #""\ude00\ud83d""#,      // reversed pair
-        #""\u12""#,              // short \u escape
-        #""\u12G4""#,            // non-hex digit
-        #""\x""#,                // unknown escape
-        #""\'""#,
+        #""\ud83d""#,  // high surrogate at the end
+        #""\ud83dx""#,  // high surrogate followed by text
+        #""\ud83d\u0041""#,  // high surrogate followed by a non-surrogate escape
+        #""\ude00""#,  // lone low surrogate
+        #""\ude00\ud83d""#,  // reversed pair
+        #""\u12""#,  // short \u escape
+        #""\u12G4""#,  // non-hex digit
+        #""\x""#,  // unknown escape
+        #""\'""#
     ])
     func badEscapesAreRefused(_ document: String) {
         #expect(syntaxError(document) != nil, "\(document) should be refused")
@@ -105,9 +105,10 @@ struct JSONParserDocumentTests {
         let cases: [(String, Double)] = [
             ("1.5", 1.5), ("-0.25", -0.25), ("0.1", 0.1), ("3.141592653589793", 3.141592653589793),
             ("1e3", 1000), ("1E3", 1000), ("1e+3", 1000), ("2.5e-3", 0.0025), ("-4.5E-1", -0.45),
-            ("1.7976931348623157e308", 1.7976931348623157e308), ("5e-324", .leastNonzeroMagnitude), ("4.9406564584124654e-324", .leastNonzeroMagnitude),
+            ("1.7976931348623157e308", 1.7976931348623157e308), ("5e-324", .leastNonzeroMagnitude),
+            ("4.9406564584124654e-324", .leastNonzeroMagnitude),
             ("2.2250738585072014e-308", 2.2250738585072014e-308), ("0.30000000000000004", 0.30000000000000004),
-            ("123456789.123456789", 123456789.123456789), ("1.0", 1.0), ("0e0", 0),
+            ("123456789.123456789", 123456789.123456789), ("1.0", 1.0), ("0e0", 0)
         ]
         for (text, value) in cases {
             let v = try JSONParser.parse(text)
@@ -120,7 +121,9 @@ struct JSONParserDocumentTests {
         }
     }
 
-    @Test(arguments: ["01", "-01", "1.", ".5", "-", "+1", "1e", "1e+", "1.e5", "--1", "0x10", "1.5.2", "NaN", "Infinity", "-Infinity"])
+    @Test(arguments: [
+        "01", "-01", "1.", ".5", "-", "+1", "1e", "1e+", "1.e5", "--1", "0x10", "1.5.2", "NaN", "Infinity", "-Infinity"
+    ])
     func malformedNumbersAreRefused(_ text: String) {
         #expect(syntaxError(text) != nil, "\(text) should be refused")
     }
@@ -138,8 +141,10 @@ struct JSONParserDocumentTests {
         #expect(syntaxError(#"[{"k": 1}, {"k": 2}]"#) == nil)
     }
 
-    @Test(arguments: [#"{"a": 1} x"#, "[1] [2]", "1 2", "true false", #""a""b""#, "{} }", "nul", "[1,]", #"{"a":1,}"#,
-                      "[1 2]", #"{"a" 1}"#, #"{a: 1}"#, "", "   ", "[", "{", #"{"a":"#, #""abc"#])
+    @Test(arguments: [
+        #"{"a": 1} x"#, "[1] [2]", "1 2", "true false", #""a""b""#, "{} }", "nul", "[1,]", #"{"a":1,}"#,
+        "[1 2]", #"{"a" 1}"#, #"{a: 1}"#, "", "   ", "[", "{", #"{"a":"#, #""abc"#
+    ])
     func malformedOrTrailingDataIsRefused(_ text: String) {
         #expect(syntaxError(text) != nil, "\(text.debugDescription) should be refused")
     }
@@ -153,14 +158,14 @@ struct JSONParserDocumentTests {
 
     @Test func invalidUTF8IsRefused() {
         let cases: [[UInt8]] = [
-            [0x22, 0xC3, 0x28, 0x22],                  // bad continuation
-            [0x22, 0xC0, 0xAF, 0x22],                  // overlong '/'
-            [0x22, 0xED, 0xA0, 0x80, 0x22],            // encoded surrogate
-            [0x22, 0xF4, 0x90, 0x80, 0x80, 0x22],      // beyond U+10FFFF
-            [0x22, 0x61, 0xE4, 0xB8, 0x22],            // truncated sequence
+            [0x22, 0xC3, 0x28, 0x22],  // bad continuation
+            [0x22, 0xC0, 0xAF, 0x22],  // overlong '/'
+            [0x22, 0xED, 0xA0, 0x80, 0x22],  // encoded surrogate
+            [0x22, 0xF4, 0x90, 0x80, 0x80, 0x22],  // beyond U+10FFFF
+            [0x22, 0x61, 0xE4, 0xB8, 0x22],  // truncated sequence
             [0x22, 0xFF, 0x22],
             Array(#"{"k": ""#.utf8) + [0x80] + Array(#""}"#.utf8),
-            Array(#"{""#.utf8) + [0xC3] + Array(#"": 1}"#.utf8),   // in a key
+            Array(#"{""#.utf8) + [0xC3] + Array(#"": 1}"#.utf8)  // in a key
         ]
         for doc in cases {
             let e = syntaxError(doc)
@@ -184,8 +189,10 @@ struct JSONParserDocumentTests {
         // in whole documents and in skipped values.
         for at in 0..<40 {
             let before = String(repeating: "a", count: at), after = String(repeating: "b", count: 40 - at)
-            #expect(try JSONParser.parse("\"\(before)\\n\(after)\"") == .string(before + "\n" + after), "escape at \(at)")
-            #expect(try JSONParser.parse("\"\(before)\\\"\(after)\"") == .string(before + "\"" + after), "quote at \(at)")
+            #expect(
+                try JSONParser.parse("\"\(before)\\n\(after)\"") == .string(before + "\n" + after), "escape at \(at)")
+            #expect(
+                try JSONParser.parse("\"\(before)\\\"\(after)\"") == .string(before + "\"" + after), "quote at \(at)")
             #expect(try JSONParser.parse("\"\(before)é\(after)\"") == .string(before + "é" + after), "UTF-8 at \(at)")
             #expect(try JSONParser.parse("\"\(before)\"") == .string(before), "end at \(at)")
             let control = Array("\"\(before)".utf8) + [0x01] + Array("\(after)\"".utf8)
@@ -195,7 +202,8 @@ struct JSONParserDocumentTests {
             #expect(syntaxError(badUTF8)?.message.contains("UTF-8") == true, "bad UTF-8 at \(at)")
             let skipped = Array("{\"id\": 1, \"skip\": \"\(before)".utf8) + [0x1F] + Array("\(after)\"}".utf8)
             #expect(throws: JSONSyntaxError.self) { try fields(skipped, ["id"]) }
-            let skippedUTF8 = Array("{\"id\": 1, \"skip\": \"\(before)".utf8) + [0xF0, 0x28, 0x8C, 0x28] + Array("\(after)\"}".utf8)
+            let skippedUTF8 =
+                Array("{\"id\": 1, \"skip\": \"\(before)".utf8) + [0xF0, 0x28, 0x8C, 0x28] + Array("\(after)\"}".utf8)
             #expect(throws: JSONSyntaxError.self) { try fields(skippedUTF8, ["id"]) }
             let fine = Array("{\"id\": 1, \"skip\": \"\(before)\\\"😀\(after)\"}".utf8)
             #expect(try fields(fine, ["id"]) == [.int(1)])
@@ -222,7 +230,8 @@ struct JSONParserDocumentTests {
 @Suite("JSONParser.fields(of:wanted:)")
 struct JSONFieldsTests {
     @Test func buildsOnlyWantedKeysInWantedOrder() throws {
-        let line = #"{"skip": {"deep": [1, 2, {"z": null, "w": "ünï"}]}, "features": [1, 2.5, -3e2], "id": "r1", "more": true}"#
+        let line =
+            #"{"skip": {"deep": [1, 2, {"z": null, "w": "ünï"}]}, "features": [1, 2.5, -3e2], "id": "r1", "more": true}"#
         let v = try fields(line, ["id", "features", "absent"])
         #expect(v.count == 3)
         #expect(v[0] == .string("r1"))
@@ -265,7 +274,7 @@ struct JSONFieldsTests {
         #"[1, 2]"#,
         #""just a string""#,
         "",
-        #"{"id": 1, "skip": nan}"#,
+        #"{"id": 1, "skip": nan}"#
     ])
     func unwantedValuesAreStillValidated(_ line: String) {
         #expect(throws: JSONSyntaxError.self, "\(line)") { try fields(line, ["id"]) }
@@ -280,7 +289,9 @@ struct JSONFieldsTests {
         #expect(throws: JSONSyntaxError.self) { try fields(badKey, ["id"]) }
     }
 
-    @Test(arguments: [#"{"id": 1, "skip": "bad \q escape"}"#, #"{"id": 1, "skip": "\u12G4"}"#, #"{"id": 1, "skip": ["\ud800"]}"#])
+    @Test(arguments: [
+        #"{"id": 1, "skip": "bad \q escape"}"#, #"{"id": 1, "skip": "\u12G4"}"#, #"{"id": 1, "skip": ["\ud800"]}"#
+    ])
     func badEscapesInSkippedValuesAreRefused(_ line: String) {
         // `parse` refuses these documents; `fields` must agree on what is valid JSON.
         #expect(syntaxError(line) != nil)
@@ -291,7 +302,7 @@ struct JSONFieldsTests {
         let lines = [
             #"{"id": "a", "features": [0, 1e-3, 123456789012, -0.5], "label": 3}"#,
             #"{"label": "x\"y", "id": 12, "nested": {"features": "not these"}}"#,
-            #"{"features": [], "id": "\ud83d\ude00"}"#,
+            #"{"features": [], "id": "\ud83d\ude00"}"#
         ]
         for line in lines {
             let whole = try #require(JSONParser.parse(line).objectValue)

@@ -1,6 +1,6 @@
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
 
 @Suite("JSONWriter")
 struct JSONWriterTests {
@@ -8,7 +8,7 @@ struct JSONWriterTests {
         "", "plain", "quote \" inside", "back\\slash", "slash / stays", "new\nline", "cr\rlf\r\n", "tab\t",
         "nul \u{0} and bell \u{7} and esc \u{1B} and unit \u{1F}", "del \u{7F}",
         "é", "中文", "😀 emoji", "\u{10FFFF}", "mixed \"é\"\n\t\\😀",
-        String((0..<32).map { Character(Unicode.Scalar(UInt8($0))) }),
+        String((0..<32).map { Character(Unicode.Scalar(UInt8($0))) })
     ]
 
     @Test(arguments: awkwardStrings)
@@ -27,8 +27,12 @@ struct JSONWriterTests {
     }
 
     @Test func floatsInShortestForm() {
-        func f(_ v: Float) -> String { var w = JSONWriter(); w.float(v); return String(decoding: w.bytes, as: UTF8.self) }
-        func d(_ v: Double) -> String { var w = JSONWriter(); w.double(v); return String(decoding: w.bytes, as: UTF8.self) }
+        func f(_ v: Float) -> String {
+            var w = JSONWriter(); w.float(v); return String(decoding: w.bytes, as: UTF8.self)
+        }
+        func d(_ v: Double) -> String {
+            var w = JSONWriter(); w.double(v); return String(decoding: w.bytes, as: UTF8.self)
+        }
         #expect(f(0.1) == "0.1")
         #expect(f(1.0 / 3.0) == "0.33333334")
         #expect(f(-2.5) == "-2.5")
@@ -57,7 +61,9 @@ struct JSONWriterTests {
 
     @Test func floatsRoundTripThroughText() throws {
         var generator = SystemRandomNumberGenerator()
-        var values: [Float] = [0, -0.0, 1, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude, 0.1, 16777215, -1e-30]
+        var values: [Float] = [
+            0, -0.0, 1, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude, 0.1, 16_777_215, -1e-30
+        ]
         for _ in 0..<2000 { values.append(Float(bitPattern: generator.next() as UInt32)) }
         for v in values where v.isFinite {
             var w = JSONWriter()
@@ -69,7 +75,10 @@ struct JSONWriterTests {
 
     @Test func doublesRoundTripThroughText() throws {
         var generator = SystemRandomNumberGenerator()
-        var values: [Double] = [0, 1, -1, 0.1, 1e15, 1e15 + 1, 123456789012345.6, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 2.2250738585072014e-308]
+        var values: [Double] = [
+            0, 1, -1, 0.1, 1e15, 1e15 + 1, 123456789012345.6, .leastNonzeroMagnitude, .greatestFiniteMagnitude,
+            2.2250738585072014e-308
+        ]
         for _ in 0..<2000 { values.append(Double(bitPattern: generator.next() as UInt64)) }
         for v in values where v.isFinite {
             let text = JSONWriter.compact(.double(v))
@@ -87,32 +96,36 @@ struct JSONWriterTests {
 
     @Test func compactOutputKeepsKeyOrder() {
         let v: JSONValue = ["z": 1, "a": [true, false, nil], "m": ["k": "v"], "e": [], "o": [:]]
-        #expect(String(decoding: JSONWriter.compact(v), as: UTF8.self) == #"{"z":1,"a":[true,false,null],"m":{"k":"v"},"e":[],"o":{}}"#)
+        #expect(
+            String(decoding: JSONWriter.compact(v), as: UTF8.self)
+                == #"{"z":1,"a":[true,false,null],"m":{"k":"v"},"e":[],"o":{}}"#)
     }
 
     @Test func prettyOutput() throws {
-        let v: JSONValue = ["a": 1, "b": [1, 2.5, "x"], "c": ["d": "e", "f": [:]], "g": [["h": nil]], "e": [], "m": [[1, 0], [0, 1]]]
+        let v: JSONValue = [
+            "a": 1, "b": [1, 2.5, "x"], "c": ["d": "e", "f": [:]], "g": [["h": nil]], "e": [], "m": [[1, 0], [0, 1]]
+        ]
         let expected = """
-        {
-          "a": 1,
-          "b": [1, 2.5, "x"],
-          "c": {
-            "d": "e",
-            "f": {}
-          },
-          "g": [
             {
-              "h": null
+              "a": 1,
+              "b": [1, 2.5, "x"],
+              "c": {
+                "d": "e",
+                "f": {}
+              },
+              "g": [
+                {
+                  "h": null
+                }
+              ],
+              "e": [],
+              "m": [
+                [1, 0],
+                [0, 1]
+              ]
             }
-          ],
-          "e": [],
-          "m": [
-            [1, 0],
-            [0, 1]
-          ]
-        }
 
-        """
+            """
         let pretty = JSONWriter.pretty(v)
         #expect(String(decoding: pretty, as: UTF8.self) == expected)
         #expect(try JSONParser.parse(pretty) == v)
@@ -121,7 +134,7 @@ struct JSONWriterTests {
     @Test func documentsRoundTrip() throws {
         let v: JSONValue = [
             "version": 1, "name": "ü \"quoted\"\n", "nested": ["list": [1, -2, 0.75, true, nil, ["x": []]]],
-            "big": 1e300, "small": -1.5e-300, "empty": "",
+            "big": 1e300, "small": -1.5e-300, "empty": ""
         ]
         #expect(try JSONParser.parse(JSONWriter.compact(v)) == v)
         #expect(try JSONParser.parse(JSONWriter.pretty(v)) == v)

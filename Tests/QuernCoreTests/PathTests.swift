@@ -1,5 +1,5 @@
-import Testing
 import QuernCore
+import Testing
 
 @Suite("Path")
 struct PathTests {

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import QuernCore
 import QuernTestSupport
+import Testing
 
 /// The syntax error a document produces, or nil if it parses.
 func syntaxError(_ document: [UInt8]) -> JSONSyntaxError? {

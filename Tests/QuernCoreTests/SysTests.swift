@@ -1,7 +1,7 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
 
 @Suite("Sys files")
 struct SysFileTests {

@@ -1,6 +1,6 @@
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
 
 @Suite("UTF8Check")
 struct UTF8CheckTests {
@@ -8,17 +8,17 @@ struct UTF8CheckTests {
         [],
         Array("plain ASCII, longer than eight bytes".utf8),
         [0x7F],
-        [0xC2, 0x80],                  // U+0080, smallest two-byte
-        [0xDF, 0xBF],                  // U+07FF
-        [0xE0, 0xA0, 0x80],            // U+0800, smallest three-byte
-        [0xED, 0x9F, 0xBF],            // U+D7FF, just below the surrogates
-        [0xEE, 0x80, 0x80],            // U+E000, just above them
-        [0xEF, 0xBF, 0xBF],            // U+FFFF
-        [0xF0, 0x90, 0x80, 0x80],      // U+10000, smallest four-byte
-        [0xF4, 0x8F, 0xBF, 0xBF],      // U+10FFFF, the last scalar
+        [0xC2, 0x80],  // U+0080, smallest two-byte
+        [0xDF, 0xBF],  // U+07FF
+        [0xE0, 0xA0, 0x80],  // U+0800, smallest three-byte
+        [0xED, 0x9F, 0xBF],  // U+D7FF, just below the surrogates
+        [0xEE, 0x80, 0x80],  // U+E000, just above them
+        [0xEF, 0xBF, 0xBF],  // U+FFFF
+        [0xF0, 0x90, 0x80, 0x80],  // U+10000, smallest four-byte
+        [0xF4, 0x8F, 0xBF, 0xBF],  // U+10FFFF, the last scalar
         Array("é中😀".utf8),
-        Array("12345678é".utf8),       // multi-byte right after the 8-byte fast path
-        Array("1234567😀".utf8),        // multi-byte straddling the 8-byte window
+        Array("12345678é".utf8),  // multi-byte right after the 8-byte fast path
+        Array("1234567😀".utf8)  // multi-byte straddling the 8-byte window
     ]
 
     static let invalid: [(String, [UInt8])] = [
@@ -47,7 +47,7 @@ struct UTF8CheckTests {
         ("bad second byte", [0xE4, 0x28, 0xAD]),
         ("bad third byte", [0xE4, 0xB8, 0x28]),
         ("bad fourth byte", [0xF0, 0x9F, 0x98, 0x41]),
-        ("ASCII where continuation expected", [0xC3, 0x41]),
+        ("ASCII where continuation expected", [0xC3, 0x41])
     ]
 
     @Test(arguments: valid)
@@ -75,8 +75,10 @@ struct UTF8CheckTests {
     @Test func agreesWithTheStandardLibraryOnRandomBytes() {
         var rng = SystemRandomNumberGenerator()
         // Bytes biased towards lead and continuation bytes so most sequences are interesting.
-        let alphabet: [UInt8] = [0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1,
-                                 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+        let alphabet: [UInt8] = [
+            0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1,
+            0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF
+        ]
         var disagreements = 0
         for _ in 0..<20000 {
             let n = Int.random(in: 1...12, using: &rng)
@@ -84,7 +86,9 @@ struct UTF8CheckTests {
             let expected = String(validating: b, as: UTF8.self) != nil
             if UTF8Check.isValid(b) != expected {
                 disagreements += 1
-                if disagreements < 5 { Issue.record("UTF8Check says \(!expected) for \(b.map { String($0, radix: 16) })") }
+                if disagreements < 5 {
+                    Issue.record("UTF8Check says \(!expected) for \(b.map { String($0, radix: 16) })")
+                }
             }
         }
         #expect(disagreements == 0)

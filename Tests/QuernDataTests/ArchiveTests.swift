@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 /// Three members: two JSONL files (one in a subdirectory) and a text file.
 func makeTree(_ tmp: TempDir) throws {
@@ -20,7 +20,7 @@ struct ArchiveTests {
         ("x.tar.zst", "tar -cf - a.jsonl sub/b.jsonl notes.txt | zstd -q -o ../x.tar.zst"),
         ("x.tar.xz", "tar -cJf ../x.tar.xz a.jsonl sub/b.jsonl notes.txt"),
         ("x.tar.bz2", "tar -cjf ../x.tar.bz2 a.jsonl sub/b.jsonl notes.txt"),
-        ("x.zip", "zip -q -r ../x.zip a.jsonl sub notes.txt"),
+        ("x.zip", "zip -q -r ../x.zip a.jsonl sub notes.txt")
     ]
 
     @Test(arguments: builds)
@@ -52,7 +52,8 @@ struct ArchiveTests {
         defer { tmp.remove() }
         try tmp.write("src/a.jsonl", "{\"id\":\"a1\",\"features\":[1]}\n{\"id\":\"a2\",\"features\":[2]}\n")
         try tmp.write("src/z.jsonl", "{\"id\":\"z1\",\"features\":[9]}\n")
-        try shell("ln -s a.jsonl link.jsonl && ln a.jsonl hard.jsonl && ln -s /etc/passwd abs.jsonl", cwd: tmp.path + "/src")
+        try shell(
+            "ln -s a.jsonl link.jsonl && ln a.jsonl hard.jsonl && ln -s /etc/passwd abs.jsonl", cwd: tmp.path + "/src")
         try shell("tar -cf ../links.tar a.jsonl link.jsonl hard.jsonl abs.jsonl z.jsonl", cwd: tmp.path + "/src")
         let d = records(tmp.path + "/links.tar", spec(.jsonl))
         #expect(d.ids == ["a1", "a2", nil, nil, nil, "z1"])
@@ -71,30 +72,31 @@ struct ArchiveTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         let script = """
-        import io, sys, tarfile
-        def add(t, name, data=b"", kind=tarfile.REGTYPE):
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.size = len(data) if kind == tarfile.REGTYPE else 0
-            t.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-        rec = lambda i: ('{"id":"%s","features":[1]}\\n' % i).encode()
-        with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
-            add(t, "ok.jsonl", rec("ok"))
-            add(t, "../evil.jsonl", rec("evil"))
-            add(t, "/abs.jsonl", rec("abs"))
-            add(t, "a/../../up.jsonl", rec("up"))
-            add(t, "dir", kind=tarfile.DIRTYPE)
-            add(t, "fifo.jsonl", kind=tarfile.FIFOTYPE)
-            add(t, "dev.jsonl", kind=tarfile.CHRTYPE)
-            add(t, "a..b.jsonl", rec("dots-in-name"))
-            add(t, "last.jsonl", rec("last"))
-        """
+            import io, sys, tarfile
+            def add(t, name, data=b"", kind=tarfile.REGTYPE):
+                info = tarfile.TarInfo(name)
+                info.type = kind
+                info.size = len(data) if kind == tarfile.REGTYPE else 0
+                t.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+            rec = lambda i: ('{"id":"%s","features":[1]}\\n' % i).encode()
+            with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+                add(t, "ok.jsonl", rec("ok"))
+                add(t, "../evil.jsonl", rec("evil"))
+                add(t, "/abs.jsonl", rec("abs"))
+                add(t, "a/../../up.jsonl", rec("up"))
+                add(t, "dir", kind=tarfile.DIRTYPE)
+                add(t, "fifo.jsonl", kind=tarfile.FIFOTYPE)
+                add(t, "dev.jsonl", kind=tarfile.CHRTYPE)
+                add(t, "a..b.jsonl", rec("dots-in-name"))
+                add(t, "last.jsonl", rec("last"))
+            """
         try tmp.write("make.py", script)
         try run(["python3", tmp.path + "/make.py", tmp.path + "/unsafe.tar"])
         let d = records(tmp.path + "/unsafe.tar", spec(.jsonl))
         #expect(d.ids == ["ok", nil, nil, nil, nil, nil, "dots-in-name", "last"])
         #expect(d.codes == [nil, .unsafeMember, .unsafeMember, .unsafeMember, .unsafeMember, .unsafeMember, nil, nil])
-        #expect(d.failures.map(\.member) == ["../evil.jsonl", "/abs.jsonl", "a/../../up.jsonl", "fifo.jsonl", "dev.jsonl"])
+        #expect(
+            d.failures.map(\.member) == ["../evil.jsonl", "/abs.jsonl", "a/../../up.jsonl", "fifo.jsonl", "dev.jsonl"])
         let message = d.failures.first?.error.message ?? ""
         #expect(message.contains("'..'"))
     }
@@ -122,7 +124,9 @@ struct ArchiveTests {
 
         // A tar.gz cut in half.
         var lines = ""
-        for i in 0..<20000 { lines += "{\"id\":\"r\(i)\",\"features\":[\(UInt32.random(in: 0...UInt32.max, using: &rng))]}\n" }
+        for i in 0..<20000 {
+            lines += "{\"id\":\"r\(i)\",\"features\":[\(UInt32.random(in: 0...UInt32.max, using: &rng))]}\n"
+        }
         try tmp.write("src/big.jsonl", lines)
         try shell("tar -czf ../big.tar.gz big.jsonl", cwd: tmp.path + "/src")
         let whole = try Sys.readFile(tmp.path + "/big.tar.gz")
@@ -147,7 +151,9 @@ struct ReadAheadTests {
         var names: [String] = []
         for i in 0..<300 {
             let name = String(format: "part-%03d.%@", i, i % 3 == 0 ? "txt" : "jsonl")
-            try tmp.write("src/" + name, i % 7 == 0 ? "" : "{\"id\":\"m\(i)\",\"features\":[\(i)]}\n{\"id\":\"n\(i)\",\"features\":[\(i)]}")
+            try tmp.write(
+                "src/" + name,
+                i % 7 == 0 ? "" : "{\"id\":\"m\(i)\",\"features\":[\(i)]}\n{\"id\":\"n\(i)\",\"features\":[\(i)]}")
             names.append(name)
         }
         try tmp.write("src/list", names.joined(separator: "\n") + "\n")
@@ -163,7 +169,8 @@ struct ReadAheadTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         // a.npy has 2 MB of trailing bytes after its rows; b.npy follows it.
-        try tmp.write("src/a.npy", npy(descr: "<f4", shape: "(2, 1)", data: f32([1, 2]) + [UInt8](repeating: 7, count: 2 << 20)))
+        try tmp.write(
+            "src/a.npy", npy(descr: "<f4", shape: "(2, 1)", data: f32([1, 2]) + [UInt8](repeating: 7, count: 2 << 20)))
         try tmp.write("src/b.npy", npy(descr: "<f4", shape: "(1, 1)", data: f32([3])))
         try shell("tar -cf ../n.tar a.npy b.npy", cwd: tmp.path + "/src")
         let d = records(tmp.path + "/n.tar", spec(.npy, id: nil))

@@ -1,26 +1,27 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 @Suite("RecordStream: CSV")
 struct CSVTests {
-    static let text = "id,text,a,b\n" +                 // 1
-        "r1,hello,1,2\n" +                              // 2
-        "\"r,2\",\"say \"\"hi\"\", ok\",3,4\n" +        // 3
-        "r3,\"multi\nline\ntext\",5,6\n" +              // 4-6
-        "\n" +                                          // 7
-        "r4,short, 7 ,8\n" +                            // 8
-        "r5,x,1\n" +                                    // 9: too few fields
-        "r6,x,NaN,1\n" +                                // 10
-        "r7,x,,1\n" +                                   // 11
-        "r8,x,abc,1\n" +                                // 12
-        ",x,1,1\n" +                                    // 13: no id
-        "r9,\"a\"\"b\",-1e-3,2\n" +                     // 14
-        "r10,x,inf,2\n" +                               // 15
-        "r11,x,1,2,3\n" +                               // 16: too many fields
-        "r12,bad\"quote,1,2\n"                          // 17: bare quote (last: it opens a quote)
+    static let text =
+        "id,text,a,b\n"  // 1
+        + "r1,hello,1,2\n"  // 2
+        + "\"r,2\",\"say \"\"hi\"\", ok\",3,4\n"  // 3
+        + "r3,\"multi\nline\ntext\",5,6\n"  // 4-6
+        + "\n"  // 7
+        + "r4,short, 7 ,8\n"  // 8
+        + "r5,x,1\n"  // 9: too few fields
+        + "r6,x,NaN,1\n"  // 10
+        + "r7,x,,1\n"  // 11
+        + "r8,x,abc,1\n"  // 12
+        + ",x,1,1\n"  // 13: no id
+        + "r9,\"a\"\"b\",-1e-3,2\n"  // 14
+        + "r10,x,inf,2\n"  // 15
+        + "r11,x,1,2,3\n"  // 16: too many fields
+        + "r12,bad\"quote,1,2\n"  // 17: bare quote (last: it opens a quote)
 
     @Test func rfc4180QuotingAndPhysicalLineNumbers() throws {
         let tmp = try TempDir()
@@ -29,8 +30,11 @@ struct CSVTests {
         let d = records(path, spec(.csv, text: "text"))
         let lines = d.items.map { $0.record?.line ?? $0.failure?.line }
         #expect(lines == [2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17])
-        #expect(d.codes == [nil, nil, nil, nil, .invalidRecord, .nonFinite, .missingValue, .invalidRecord, .missingValue,
-                            nil, .nonFinite, .invalidRecord, .invalidRecord])
+        #expect(
+            d.codes == [
+                nil, nil, nil, nil, .invalidRecord, .nonFinite, .missingValue, .invalidRecord, .missingValue,
+                nil, .nonFinite, .invalidRecord, .invalidRecord
+            ])
         #expect(d.records.map(\.id) == ["r1", "r,2", "r3", "r4", "r9"])
         #expect(d.records.map(\.text) == ["hello", "say \"hi\", ok", "multi\nline\ntext", "short", "a\"b"])
         #expect(d.records.map(\.features) == [[1, 2], [3, 4], [5, 6], [7, 8], [-0.001, 2]])

@@ -1,13 +1,13 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 /// Records of varied length and content, like result lines.
 func sampleRecords(_ n: Int, seed: UInt64 = 42) -> [[UInt8]] {
     var state = seed
-    func next() -> UInt64 {   // splitmix64: the same records on every run
+    func next() -> UInt64 {  // splitmix64: the same records on every run
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -17,7 +17,8 @@ func sampleRecords(_ n: Int, seed: UInt64 = 42) -> [[UInt8]] {
     return (0..<n).map { i in
         let width = Int(next() % 200)
         let noise = (0..<width).map { _ in "abcdefghij 'é😀-_"[Int(next() % 16)] }
-        return Array("{\"id\":\"r\(i)\",\"score\":\(Double(next() % 1000) / 1000),\"text\":\"\(String(noise))\"}\n".utf8)
+        return Array(
+            "{\"id\":\"r\(i)\",\"score\":\(Double(next() % 1000) / 1000),\"text\":\"\(String(noise))\"}\n".utf8)
     }
 }
 
@@ -185,8 +186,10 @@ struct LayoutTests {
         if case .archive = ArchiveReader.layout(for: name) {} else { Issue.record("\(name) is an archive") }
     }
 
-    @Test(arguments: [("a.jsonl", "a.jsonl"), ("dir/a.csv.gz", "a.csv"), ("a.jsonl.zst", "a.jsonl"), ("a.npy.xz", "a.npy"),
-                      ("a.txt.bz2", "a.txt"), ("data.gz", "data")])
+    @Test(arguments: [
+        ("a.jsonl", "a.jsonl"), ("dir/a.csv.gz", "a.csv"), ("a.jsonl.zst", "a.jsonl"), ("a.npy.xz", "a.npy"),
+        ("a.txt.bz2", "a.txt"), ("data.gz", "data")
+    ])
     func singleFiles(_ name: String, _ member: String) {
         guard case .single(let m) = ArchiveReader.layout(for: name) else {
             Issue.record("\(name) is a single file")

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 @Suite("RecordStream: IDX")
 struct IDXTests {

@@ -1,28 +1,32 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 @Suite("RecordStream: JSONL")
 struct JSONLTests {
-    static let mixed: [UInt8] = Array("""
-    {"id":"a","features":[1,2.5,-3e2],"label":"x"}
+    static let mixed: [UInt8] =
+        Array(
+            """
+            {"id":"a","features":[1,2.5,-3e2],"label":"x"}
 
-       \t
-    {"features":[4]}
-    {"id":7,"features":[5,6]}
-    {"id":"b","features":[1,
-    {"id":"c","features":["x"]}
-    {"id":"d","features":[1e39]}
+               \t
+            {"features":[4]}
+            {"id":7,"features":[5,6]}
+            {"id":"b","features":[1,
+            {"id":"c","features":["x"]}
+            {"id":"d","features":[1e39]}
 
-    """.utf8) + Array(#"{"id":""#.utf8) + [0xFF, 0xFE] + Array(#"","features":[1]}"#.utf8) + Array("""
+            """.utf8) + Array(#"{"id":""#.utf8) + [0xFF, 0xFE] + Array(#"","features":[1]}"#.utf8)
+        + Array(
+            """
 
-    {"id":"e","features":[0]}\r
-    {"id":true,"features":[0]}
-    [1,2]
-    {"id":"f","features":[]}
-    """.utf8)
+            {"id":"e","features":[0]}\r
+            {"id":true,"features":[0]}
+            [1,2]
+            {"id":"f","features":[]}
+            """.utf8)
 
     @Test func recordsAndFailuresInOrderWithPhysicalLineNumbers() throws {
         let tmp = try TempDir()
@@ -32,8 +36,11 @@ struct JSONLTests {
         #expect(d.items.count == 11)
         let lines = d.items.map { $0.record?.line ?? $0.failure?.line }
         #expect(lines == [1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
-        #expect(d.codes == [nil, .missingValue, nil, .invalidRecord, .invalidRecord, .nonFinite, .invalidUTF8, nil,
-                            .invalidRecord, .invalidRecord, nil])
+        #expect(
+            d.codes == [
+                nil, .missingValue, nil, .invalidRecord, .invalidRecord, .nonFinite, .invalidUTF8, nil,
+                .invalidRecord, .invalidRecord, nil
+            ])
         #expect(d.ids == ["a", nil, "7", nil, "c", "d", nil, "e", nil, nil, "f"])
         let a = try #require(d.items[0].record)
         #expect(a.features == [1, 2.5, -300])
@@ -63,7 +70,9 @@ struct JSONLTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         try tmp.write("rows.jsonl", "{\"features\":[1]}\n{\"features\":[2]}\n")
-        try shell("gzip -k rows.jsonl && zstd -q rows.jsonl -o rows.jsonl.zst && xz -k rows.jsonl && bzip2 -k rows.jsonl", cwd: tmp.path)
+        try shell(
+            "gzip -k rows.jsonl && zstd -q rows.jsonl -o rows.jsonl.zst && xz -k rows.jsonl && bzip2 -k rows.jsonl",
+            cwd: tmp.path)
         for name in ["rows.jsonl.gz", "rows.jsonl.zst", "rows.jsonl.xz", "rows.jsonl.bz2"] {
             let d = records(tmp.path + "/" + name, spec(.jsonl, id: nil))
             #expect(d.ids == ["rows.jsonl:1", "rows.jsonl:2"], "\(name)")
@@ -74,12 +83,14 @@ struct JSONLTests {
     @Test func featuresFromAnotherFieldOrFromNumericColumns() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
-        let path = try tmp.write("d.jsonl", """
-        {"id":1,"vec":[1,2],"x":1,"y":2.5}
-        {"id":2,"vec":[3],"x":1}
-        {"id":3,"vec":"no","x":1,"y":"2"}
-        {"id":4,"vec":[1e300],"x":1e300,"y":0}
-        """)
+        let path = try tmp.write(
+            "d.jsonl",
+            """
+            {"id":1,"vec":[1,2],"x":1,"y":2.5}
+            {"id":2,"vec":[3],"x":1}
+            {"id":3,"vec":"no","x":1,"y":"2"}
+            {"id":4,"vec":[1e300],"x":1e300,"y":0}
+            """)
         let byField = records(path, spec(.jsonl, featuresField: "vec"))
         #expect(byField.codes == [nil, nil, .missingValue, .nonFinite])
         #expect(byField.records.map(\.features) == [[1, 2], [3]])
@@ -93,13 +104,15 @@ struct JSONLTests {
     @Test func labelsAndTextWhenWanted() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
-        let path = try tmp.write("d.jsonl", """
-        {"id":"a","features":[1],"label":3,"text":"hello \\"you\\""}
-        {"id":"b","features":[1],"label":"cat","text":"x"}
-        {"id":"c","features":[1],"text":"x"}
-        {"id":"d","features":[1],"label":1.5,"text":"x"}
-        {"id":"e","features":[1],"label":"y","text":5}
-        """)
+        let path = try tmp.write(
+            "d.jsonl",
+            """
+            {"id":"a","features":[1],"label":3,"text":"hello \\"you\\""}
+            {"id":"b","features":[1],"label":"cat","text":"x"}
+            {"id":"c","features":[1],"text":"x"}
+            {"id":"d","features":[1],"label":1.5,"text":"x"}
+            {"id":"e","features":[1],"label":"y","text":5}
+            """)
         let d = records(path, spec(.jsonl, text: "text", label: "label"))
         #expect(d.codes == [nil, nil, .missingValue, .missingValue, .missingValue])
         #expect(d.records.map(\.label) == ["3", "cat"])

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 /// A JSONL line of exactly `length` bytes (without the newline).
 func paddedLine(id: String, length: Int) -> String {
@@ -56,7 +56,7 @@ struct LimitsTests {
     @Test func aLongCSVRecordKeepsLaterLineNumbersRight() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
-        let quoted = String(repeating: String(repeating: "y", count: 1000) + "\n", count: 1000)   // 1000 newlines
+        let quoted = String(repeating: String(repeating: "y", count: 1000) + "\n", count: 1000)  // 1000 newlines
         let text = "id,text,a\nr1,x,1\nr2,\"" + quoted + "\",2\nr3,z,3\n"
         let path = try tmp.write("t.csv", text)
         let d = records(path, spec(.csv, text: "text"), limits: limits(maxLineBytes: 1024))
@@ -68,7 +68,9 @@ struct LimitsTests {
 
     /// `count` × 8 MiB of zeros as concatenated gzip members (each about 1:1030).
     func zeroBomb(_ tmp: TempDir, count: Int) throws -> String {
-        try shell("head -c 8388608 /dev/zero | gzip -9 > one.gz && for i in $(seq \(count)); do cat one.gz; done > zeros.jsonl.gz && rm one.gz", cwd: tmp.path)
+        try shell(
+            "head -c 8388608 /dev/zero | gzip -9 > one.gz && for i in $(seq \(count)); do cat one.gz; done > zeros.jsonl.gz && rm one.gz",
+            cwd: tmp.path)
         return tmp.path + "/zeros.jsonl.gz"
     }
 
@@ -112,7 +114,9 @@ struct LimitsTests {
     func gzipped(_ tmp: TempDir) throws -> [UInt8] {
         var rng = SystemRandomNumberGenerator()
         var text = ""
-        for i in 0..<20000 { text += "{\"id\":\"r\(i)\",\"features\":[\(UInt32.random(in: 0...UInt32.max, using: &rng))]}\n" }
+        for i in 0..<20000 {
+            text += "{\"id\":\"r\(i)\",\"features\":[\(UInt32.random(in: 0...UInt32.max, using: &rng))]}\n"
+        }
         try tmp.write("d.jsonl", text)
         try shell("gzip -n -k d.jsonl", cwd: tmp.path)
         return try Sys.readFile(tmp.path + "/d.jsonl.gz")

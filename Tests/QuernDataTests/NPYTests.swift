@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 @Suite("RecordStream: NPY")
 struct NPYTests {
@@ -19,7 +19,8 @@ struct NPYTests {
     @Test func float64AndHigherDimensions() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
-        let path = try tmp.write("d.npy", npy(descr: "<f8", shape: "(2, 2, 2)", data: f64([0.5, -1, 2, 3, 1e10, -0.25, 7, 8])))
+        let path = try tmp.write(
+            "d.npy", npy(descr: "<f8", shape: "(2, 2, 2)", data: f64([0.5, -1, 2, 3, 1e10, -0.25, 7, 8])))
         let d = records(path, spec(.npy, id: nil))
         #expect(d.records.map(\.features) == [[0.5, -1, 2, 3], [1e10, -0.25, 7, 8]])
     }
@@ -114,8 +115,11 @@ struct NPYLabelTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         try Sys.mkdirs(tmp.path + "/d")
-        try Sys.writeFile(tmp.path + "/d/y_train.npy", npy(descr: "<i8", shape: "(3,)", data: le(Int64(7)) + le(Int64(0)) + le(Int64(3))))
-        try Sys.writeFile(tmp.path + "/d/x_train.npy", npy(descr: "<f4", shape: "(3, 2)", data: f32([1, 2, 3, 4, 5, 6])))
+        try Sys.writeFile(
+            tmp.path + "/d/y_train.npy",
+            npy(descr: "<i8", shape: "(3,)", data: le(Int64(7)) + le(Int64(0)) + le(Int64(3))))
+        try Sys.writeFile(
+            tmp.path + "/d/x_train.npy", npy(descr: "<f4", shape: "(3, 2)", data: f32([1, 2, 3, 4, 5, 6])))
         try run(["tar", "-czf", tmp.path + "/a.tar.gz", "-C", tmp.path + "/d", "y_train.npy", "x_train.npy"])
         var s = spec(.npy, id: nil)
         s.wantsLabel = true

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 @Suite("shards")
 struct ShardTests {
@@ -40,7 +40,9 @@ struct ShardTests {
         try tmp.write("src/b.jsonl", "{\"id\":\"b1\"}\nnot json\n")
         try tmp.write("src/c.jsonl", "{\"id\":\"c1\"}\n")
         try tmp.write("src/skip.txt", "not a member the glob takes\n")
-        try shell("mkdir d && ln -s a.jsonl d/link.jsonl && tar -czf ../x.tar.gz a.jsonl d b.jsonl skip.txt c.jsonl", cwd: tmp.path + "/src")
+        try shell(
+            "mkdir d && ln -s a.jsonl d/link.jsonl && tar -czf ../x.tar.gz a.jsonl d b.jsonl skip.txt c.jsonl",
+            cwd: tmp.path + "/src")
         let spec = RecordSpec(format: .jsonl, members: "*.jsonl", idField: "id")
         // a, d/link (an unsafe member: one error item), b, c; the directory and the text file do not count.
         #expect(try RecordStream.countMembers(path: tmp.path + "/x.tar.gz", spec: spec) == 4)
@@ -64,7 +66,9 @@ struct ShardTests {
         let slurm = ["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"]
         #expect(try Shard.fromEnvironment(slurm) == (try Shard(index: 2, count: 4)))
         #expect(try Shard.fromEnvironment(["JOB_COMPLETION_INDEX": "3"], count: 5) == (try Shard(index: 3, count: 5)))
-        #expect(quernError { _ = try Shard.fromEnvironment(["JOB_COMPLETION_INDEX": "3"]) }?.message.contains("--shard-count") == true)
+        #expect(
+            quernError { _ = try Shard.fromEnvironment(["JOB_COMPLETION_INDEX": "3"]) }?.message.contains(
+                "--shard-count") == true)
         #expect(try Shard.fromEnvironment([:]) == nil)
         let plan = ShardPlan(mode: .records, count: 3, units: 10)
         #expect((0..<3).map { plan.range(try! Shard(index: $0, count: 3)) } == [0..<3, 3..<6, 6..<10])

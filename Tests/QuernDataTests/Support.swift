@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import QuernCore
-import QuernTestSupport
 import QuernData
+import QuernTestSupport
+import Testing
 
 extension StreamItem {
     var record: Record? { if case .record(let r) = self { r } else { nil } }
@@ -36,8 +36,10 @@ struct Drained {
 
 /// Reads a whole stream, checking that item indices count every item, failures included,
 /// from 0 without gaps.
-func drain(_ path: String, _ spec: RecordSpec, limits: StreamLimits = StreamLimits(),
-           sourceLocation: SourceLocation = #_sourceLocation) -> Drained {
+func drain(
+    _ path: String, _ spec: RecordSpec, limits: StreamLimits = StreamLimits(),
+    sourceLocation: SourceLocation = #_sourceLocation
+) -> Drained {
     var d = Drained()
     do {
         let stream = try RecordStream(path: path, spec: spec, limits: limits)
@@ -51,18 +53,23 @@ func drain(_ path: String, _ spec: RecordSpec, limits: StreamLimits = StreamLimi
 }
 
 /// Reads a stream that must end cleanly.
-func records(_ path: String, _ spec: RecordSpec, limits: StreamLimits = StreamLimits(),
-             sourceLocation: SourceLocation = #_sourceLocation) -> Drained {
+func records(
+    _ path: String, _ spec: RecordSpec, limits: StreamLimits = StreamLimits(),
+    sourceLocation: SourceLocation = #_sourceLocation
+) -> Drained {
     let d = drain(path, spec, limits: limits, sourceLocation: sourceLocation)
     if let e = d.error { Issue.record("the stream threw \(e)", sourceLocation: sourceLocation) }
     return d
 }
 
 /// A spec that wants features (as the tabular tasks do).
-func spec(_ format: RecordFormat, id: String? = "id", members: String? = nil, text: String? = nil, label: String? = nil,
-          featuresField: String? = nil, columns: [String]? = nil) -> RecordSpec {
-    var s = RecordSpec(format: format, members: members, idField: id, textField: text, labelField: label,
-                       featuresField: featuresField, featureColumns: columns)
+func spec(
+    _ format: RecordFormat, id: String? = "id", members: String? = nil, text: String? = nil, label: String? = nil,
+    featuresField: String? = nil, columns: [String]? = nil
+) -> RecordSpec {
+    var s = RecordSpec(
+        format: format, members: members, idField: id, textField: text, labelField: label,
+        featuresField: featuresField, featureColumns: columns)
     s.wantsFeatures = true
     s.wantsText = text != nil
     s.wantsLabel = label != nil

@@ -1,15 +1,16 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
 
 @Suite("RecordStream: TXT")
 struct TextTests {
     @Test func oneRecordPerNonBlankLine() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
-        let path = try tmp.write("notes.txt", Array("hello, world\n\nsecond \"line\"\r\n  \n".utf8) + [0xC3, 0x28] + Array("\nlast é".utf8))
+        let path = try tmp.write(
+            "notes.txt", Array("hello, world\n\nsecond \"line\"\r\n  \n".utf8) + [0xC3, 0x28] + Array("\nlast é".utf8))
         var s = RecordSpec(format: .txt)
         s.wantsText = true
         let d = records(path, s)

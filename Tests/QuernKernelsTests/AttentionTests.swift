@@ -1,4 +1,5 @@
 import Testing
+
 @testable import QuernKernels
 
 /// Float GEMMs + vector exp against the Double reference, for values of order 1.
@@ -6,8 +7,9 @@ let attentionTolerance: Float = 2e-5
 
 @Suite("attention and embeddings")
 struct AttentionTests {
-    @Test("unpadded packed sequences against the reference on each sequence alone",
-          arguments: [(1, 2, 8), (3, 4, 16), (12, 12, 32), (5, 2, 12), (4, 2, 64), (3, 1, 24)])
+    @Test(
+        "unpadded packed sequences against the reference on each sequence alone",
+        arguments: [(1, 2, 8), (3, 4, 16), (12, 12, 32), (5, 2, 12), (4, 2, 64), (3, 1, 24)])
     func sequences(_ p: (Int, Int, Int)) {
         let (count, heads, headDim) = p
         var r = Rand(state: UInt64(count * 100 + headDim))
@@ -18,16 +20,18 @@ struct AttentionTests {
         let qkv = (0..<(offsets.last! * row)).map { _ in r.next() * 2 }
         var expected: [Float] = []
         for (i, l) in lengths.enumerated() {
-            expected += Reference.attention(qkv: Array(qkv[(offsets[i] * row)..<(offsets[i + 1] * row)]), batch: 1, seq: l,
-                                            heads: heads, headDim: headDim, keep: [UInt8](repeating: 1, count: l))
+            expected += Reference.attention(
+                qkv: Array(qkv[(offsets[i] * row)..<(offsets[i + 1] * row)]), batch: 1, seq: l,
+                heads: heads, headDim: headDim, keep: [UInt8](repeating: 1, count: l))
         }
         for isa in ISA.supported {
             for pool in [ThreadPool.single, ThreadPool(threads: 2)] {
                 var out = [Float](repeating: .nan, count: offsets.last! * hidden)
                 qkv.withUnsafeBufferPointer { q in
                     out.withUnsafeMutableBufferPointer { o in
-                        Attention.sequences(qkv: q.baseAddress!, offsets: offsets, heads: heads, headDim: headDim,
-                                            into: o.baseAddress!, isa: isa, pool: pool)
+                        Attention.sequences(
+                            qkv: q.baseAddress!, offsets: offsets, heads: heads, headDim: headDim,
+                            into: o.baseAddress!, isa: isa, pool: pool)
                     }
                 }
                 let worst = zip(out, expected).map { abs($0 - $1) }.max() ?? .nan

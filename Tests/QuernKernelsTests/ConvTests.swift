@@ -1,10 +1,14 @@
 import Testing
+
 @testable import QuernKernels
 
 @Suite("conv2d and pooling")
 struct ConvTests {
-    @Test("im2col + GEMM convolution against direct convolution",
-          arguments: [(1, 1, 5, 5, 1, 3, 1, 0), (2, 3, 8, 7, 4, 3, 1, 1), (1, 2, 9, 9, 5, 5, 2, 2), (3, 1, 28, 28, 6, 5, 1, 0)])
+    @Test(
+        "im2col + GEMM convolution against direct convolution",
+        arguments: [
+            (1, 1, 5, 5, 1, 3, 1, 0), (2, 3, 8, 7, 4, 3, 1, 1), (1, 2, 9, 9, 5, 5, 2, 2), (3, 1, 28, 28, 6, 5, 1, 0)
+        ])
     func conv(_ p: (Int, Int, Int, Int, Int, Int, Int, Int)) {
         let (batch, inC, h, w, outC, k, stride, padding) = p
         var r = Rand(state: UInt64(batch * 100 + inC * 10 + k))
@@ -14,7 +18,8 @@ struct ConvTests {
         for isa in ISA.supported {
             let conv = Conv2D(weight: weight, bias: bias, stride: stride, padding: padding, activation: .relu)
             let got = conv.forward(x, isa: isa, pool: ThreadPool(threads: 2))
-            let expected = Reference.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, activation: .relu)
+            let expected = Reference.conv2d(
+                x, weight: weight, bias: bias, stride: stride, padding: padding, activation: .relu)
             #expect(got.shape == expected.shape)
             let patch = Float(inC * k * k)
             for (a, b) in zip(got.data, expected.data) {

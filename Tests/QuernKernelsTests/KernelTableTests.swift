@@ -1,5 +1,6 @@
-import Testing
 import CKernels
+import Testing
+
 @testable import QuernKernels
 
 /// One table of kernels per path: each holds the kernels that path is meant to run
@@ -16,7 +17,8 @@ struct KernelTableTests {
     }
 
     /// Every path this CPU runs, plus the emulated AVX-512 table where AVX2 runs.
-    static let paths: [Path] = ISA.supported.map { Path(name: $0.rawValue, table: $0.kernels) }
+    static let paths: [Path] =
+        ISA.supported.map { Path(name: $0.rawValue, table: $0.kernels) }
         + (ISA.supported.contains(.avx2) ? [Path(name: "avx512Emulated", table: .avx512Emulated)] : [])
 
     // MARK: which kernels
@@ -32,15 +34,17 @@ struct KernelTableTests {
             "dequantize": address(t.dequantize), "layerNorm": address(t.layerNorm),
             "residualLayerNorm": address(t.residualLayerNorm), "softmax": address(t.softmax),
             "attention": address(t.attention), "spmmCSR": address(t.spmmCSR), "spmmQ1x4": address(t.spmmQ1x4),
-            "spmmQCSR": address(t.spmmQCSR), "transpose": address(t.transpose),
+            "spmmQCSR": address(t.spmmQCSR), "transpose": address(t.transpose)
         ]
         if let wide = t.sgemmWideTile { out["sgemmWideTile"] = address(wide) }
         return out
     }
 
     /// The AVX2 kernels, with the given fp32 wide tile and int8 quad tiles.
-    static func expectedSIMD(wide: KernelTable.SGEMMWideTile?, quads: KernelTable.QGEMMQuadTile,
-                             pairBoundedQuads: KernelTable.QGEMMQuadTile) -> KernelTable {
+    static func expectedSIMD(
+        wide: KernelTable.SGEMMWideTile?, quads: KernelTable.QGEMMQuadTile,
+        pairBoundedQuads: KernelTable.QGEMMQuadTile
+    ) -> KernelTable {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
@@ -66,15 +70,19 @@ struct KernelTableTests {
                 quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar, dequantize: quern_dequantize_scalar,
                 layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
                 softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar, spmmCSR: quern_spmm_csr_scalar,
-                spmmQ1x4: quern_spmm_q1x4_scalar, spmmQCSR: quern_spmm_qcsr_scalar, transpose: quern_transpose_f32_scalar)
+                spmmQ1x4: quern_spmm_q1x4_scalar, spmmQCSR: quern_spmm_qcsr_scalar,
+                transpose: quern_transpose_f32_scalar)
         case .avx2:
-            return expectedSIMD(wide: nil, quads: quern_qgemm4_tile_avx2,
-                                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+            return expectedSIMD(
+                wide: nil, quads: quern_qgemm4_tile_avx2,
+                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
         case .avx512:
-            return expectedSIMD(wide: wide, quads: quern_qgemm4_tile_avx2,
-                                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+            return expectedSIMD(
+                wide: wide, quads: quern_qgemm4_tile_avx2,
+                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
         case .vnni:
-            let quads: KernelTable.QGEMMQuadTile = ISA.has(QUERN_CPU_VNNI)
+            let quads: KernelTable.QGEMMQuadTile =
+                ISA.has(QUERN_CPU_VNNI)
                 ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
             return expectedSIMD(wide: wide, quads: quads, pairBoundedQuads: quads)
         }
@@ -96,8 +104,10 @@ struct KernelTableTests {
     @Test("the emulated AVX-512 table is AVX2's with the emulated wide tile")
     func emulatedTable() {
         let got = Self.entries(.avx512Emulated)
-        let want = Self.entries(Self.expectedSIMD(wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
-                                                  pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2))
+        let want = Self.entries(
+            Self.expectedSIMD(
+                wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
+                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2))
         #expect(got == want)
     }
 
@@ -188,10 +198,12 @@ struct KernelTableTests {
                 withPointer(to: withBias ? bias : nil) { bp in
                     t.biasActivation(&got, ld, rows, cols, bp, activation.code)
                     s.biasActivation(&want, ld, rows, cols, bp, activation.code)
-                    t.dequantize(acc, cols, rows, cols, &gotY, cols, rowScale, rowZero, colScale, colsum, bp,
-                                 activation.code)
-                    s.dequantize(acc, cols, rows, cols, &wantY, cols, rowScale, rowZero, colScale, colsum, bp,
-                                 activation.code)
+                    t.dequantize(
+                        acc, cols, rows, cols, &gotY, cols, rowScale, rowZero, colScale, colsum, bp,
+                        activation.code)
+                    s.dequantize(
+                        acc, cols, rows, cols, &wantY, cols, rowScale, rowZero, colScale, colsum, bp,
+                        activation.code)
                 }
                 expectClose(got, want, "\(path) biasActivation \(activation) bias=\(withBias)", tolerance: close)
                 expectClose(gotY, wantY, "\(path) dequantize \(activation) bias=\(withBias)", tolerance: close)
@@ -303,8 +315,9 @@ struct KernelTableTests {
             Float.random(in: 0...1, using: &bits) < 0.3 ? Float.random(in: -1...1, using: &bits) : 0
         }
         let csr = SparseWeights(Tensor(shape: [n, k], data: w))
-        let quantized = QuantizedWeights(values: w.map { Int8(($0 * 127).rounded()) },
-                                         scales: [Float](repeating: 1, count: n), n: n, k: k)
+        let quantized = QuantizedWeights(
+            values: w.map { Int8(($0 * 127).rounded()) },
+            scales: [Float](repeating: 1, count: n), n: n, k: k)
         let q1x4 = BlockSparseWeights(quantized), qcsr = SparseQuantizedWeights(quantized)
         let xt = bits.floats(k * block)
         let q = (0..<(block * k)).map { _ in UInt8.random(in: 0...255, using: &bits) }

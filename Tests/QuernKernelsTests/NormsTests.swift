@@ -1,4 +1,5 @@
 import Testing
+
 @testable import QuernKernels
 
 /// Float two-pass layer norm against the Double reference, relative to the output scale.
@@ -24,14 +25,16 @@ struct NormsTests {
                 gamma.withUnsafeBufferPointer { g in
                     beta.withUnsafeBufferPointer { b in
                         y.withUnsafeMutableBufferPointer { yp in
-                            Norms.layerNorm(xp.baseAddress!, rows: rows, n: n, gamma: g.baseAddress, beta: b.baseAddress,
-                                            eps: 1e-12, into: yp.baseAddress!, isa: isa)
+                            Norms.layerNorm(
+                                xp.baseAddress!, rows: rows, n: n, gamma: g.baseAddress, beta: b.baseAddress,
+                                eps: 1e-12, into: yp.baseAddress!, isa: isa)
                         }
                     }
                 }
             }
             for i in 0..<(rows * n) {
-                #expect(abs(y[i] - expected.data[i]) <= layerNormTolerance * (1 + abs(expected.data[i])), "n=\(n) i=\(i)")
+                #expect(
+                    abs(y[i] - expected.data[i]) <= layerNormTolerance * (1 + abs(expected.data[i])), "n=\(n) i=\(i)")
             }
         }
     }
@@ -44,11 +47,13 @@ struct NormsTests {
             var x = (0..<(rows * n)).map { _ in r.next() * 3 + 50 }
             let d = (0..<(rows * n)).map { _ in r.next() * 3 + 50 }
             let gamma = (0..<n).map { _ in r.next() + 1.5 }, beta = (0..<n).map { _ in r.next() }
-            let expected = Reference.layerNorm(Tensor(shape: [rows, n], data: zip(x, d).map { $0 + $1 }), gamma: gamma, beta: beta, eps: 1e-12)
+            let expected = Reference.layerNorm(
+                Tensor(shape: [rows, n], data: zip(x, d).map { $0 + $1 }), gamma: gamma, beta: beta, eps: 1e-12)
             x.withUnsafeMutableBufferPointer { xp in
                 d.withUnsafeBufferPointer { dp in
-                    Norms.residualLayerNorm(xp.baseAddress!, adding: dp.baseAddress!, rows: rows, n: n, gamma: gamma, beta: beta,
-                                            eps: 1e-12, isa: isa)
+                    Norms.residualLayerNorm(
+                        xp.baseAddress!, adding: dp.baseAddress!, rows: rows, n: n, gamma: gamma, beta: beta,
+                        eps: 1e-12, isa: isa)
                 }
             }
             let worst = (0..<(rows * n)).map { abs(x[$0] - expected.data[$0]) / (1 + abs(expected.data[$0])) }.max()!
@@ -70,7 +75,9 @@ struct NormsTests {
                 let flags = keep?.map { UInt8($0 ? 1 : 0) }
                 y.withUnsafeMutableBufferPointer { yp in
                     if let flags {
-                        flags.withUnsafeBufferPointer { Norms.softmax(yp.baseAddress!, rows: rows, n: n, keep: $0.baseAddress, isa: isa) }
+                        flags.withUnsafeBufferPointer {
+                            Norms.softmax(yp.baseAddress!, rows: rows, n: n, keep: $0.baseAddress, isa: isa)
+                        }
                     } else {
                         Norms.softmax(yp.baseAddress!, rows: rows, n: n, isa: isa)
                     }
@@ -86,7 +93,9 @@ struct NormsTests {
     func allMasked() {
         var x: [Float] = [1, 2, 3]
         let keep: [UInt8] = [0, 0, 0]
-        x.withUnsafeMutableBufferPointer { xp in keep.withUnsafeBufferPointer { Norms.softmax(xp.baseAddress!, rows: 1, n: 3, keep: $0.baseAddress) } }
+        x.withUnsafeMutableBufferPointer { xp in
+            keep.withUnsafeBufferPointer { Norms.softmax(xp.baseAddress!, rows: 1, n: 3, keep: $0.baseAddress) }
+        }
         #expect(x == [0, 0, 0])
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import QuernKernels
 
 /// Slack on top of the analytic quantization error bound (float rounding in the epilogue).
@@ -6,8 +7,10 @@ let quantizedAbsoluteSlack: Float = 1e-4
 
 @Suite("int8 GEMM")
 struct QGEMMTests {
-    static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 3, 17), (3, 17, 5), (7, 255, 33), (17, 1000, 3),
-                                            (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47)]
+    static let shapes: [(Int, Int, Int)] = [
+        (1, 1, 1), (1, 3, 17), (3, 17, 5), (7, 255, 33), (17, 1000, 3),
+        (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47)
+    ]
 
     func random(_ count: Int, seed: UInt64) -> [Float] {
         var r = Rand(state: seed)
@@ -17,13 +20,16 @@ struct QGEMMTests {
     /// Both weight layouts on every path: pairs (vpmaddwd) and quads (vpdpbusd, emulated
     /// with vpmaddwd where the CPU has no VNNI, so the VNNI tile's body runs here too),
     /// and quads of pair-bounded weights, which AVX2 runs with vpmaddubsw.
-    @Test("integer sums equal the scalar integer reference exactly, every layout and ISA",
-          arguments: QuantizedWeights.Layout.allCases, ISA.supported)
+    @Test(
+        "integer sums equal the scalar integer reference exactly, every layout and ISA",
+        arguments: QuantizedWeights.Layout.allCases, ISA.supported)
     func exactIntegers(layout: QuantizedWeights.Layout, isa: ISA) {
         for (m, k, n) in Self.shapes {
             var r = Rand(state: UInt64(m * 31 + k * 7 + n))
             // Extremes included: 255 × -127 everywhere would overflow any 16-bit shortcut.
-            let q = (0..<(m * k)).map { i in i % 5 == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: Int(r.next() * 1000) & 0xFF) }
+            let q = (0..<(m * k)).map { i in
+                i % 5 == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: Int(r.next() * 1000) & 0xFF)
+            }
             let wq = (0..<(n * k)).map { i in i % 7 == 0 ? Int8(-127) : Int8(max(-127, min(127, Int(r.next() * 127)))) }
             // Pair-bounded: every K pair sums to at most 128 in magnitude, with the
             // extremes that bound allows (255 · (127 + 1) and 255 · (64 + 64) on both signs).
@@ -32,13 +38,15 @@ struct QGEMMTests {
             for j in 0..<n {
                 for p in stride(from: 0, to: k, by: 2) {
                     let t = p / 2 + j
-                    let pair = t % 4 == 3 ? (Int8(Int(r.next() * 60)), Int8(Int(r.next() * 60))) : extremes[t % extremes.count]
+                    let pair =
+                        t % 4 == 3 ? (Int8(Int(r.next() * 60)), Int8(Int(r.next() * 60))) : extremes[t % extremes.count]
                     bounded[j * k + p] = pair.0
                     if p + 1 < k { bounded[j * k + p + 1] = pair.1 }
                 }
             }
             for values in [wq, bounded] {
-                let w = QuantizedWeights(values: values, scales: Array(repeating: 1, count: n), n: n, k: k, layout: layout)
+                let w = QuantizedWeights(
+                    values: values, scales: Array(repeating: 1, count: n), n: n, k: k, layout: layout)
                 #expect(values != bounded || w.pairBounded, "\(m)x\(k)x\(n)")
                 let got = QGEMM.integerSums(q, m: m, w, isa: isa)
                 var expected = [Int32](repeating: 0, count: m * n)
@@ -54,20 +62,25 @@ struct QGEMMTests {
         }
     }
 
-    @Test("dequantized output within the quantization error bound of fp32, every layout and ISA",
-          arguments: QuantizedWeights.Layout.allCases, ISA.supported)
+    @Test(
+        "dequantized output within the quantization error bound of fp32, every layout and ISA",
+        arguments: QuantizedWeights.Layout.allCases, ISA.supported)
     func againstFP32(layout: QuantizedWeights.Layout, isa: ISA) {
         let pool = ThreadPool(threads: 2)
         for (m, k, n) in Self.shapes {
-            let x = random(m * k, seed: UInt64(m + k)), wf = random(n * k, seed: UInt64(n * k + 3)), bias = random(n, seed: 9)
+            let x = random(m * k, seed: UInt64(m + k)), wf = random(n * k, seed: UInt64(n * k + 3)),
+                bias = random(n, seed: 9)
             let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: wf), layout: layout)
-            let exact = Reference.linear(Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: wf),
-                                         bias: Tensor(shape: [n], data: bias))
+            let exact = Reference.linear(
+                Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: wf),
+                bias: Tensor(shape: [n], data: bias))
             var y = [Float](repeating: .nan, count: m * n)
             x.withUnsafeBufferPointer { xp in
                 bias.withUnsafeBufferPointer { bp in
                     y.withUnsafeMutableBufferPointer { yp in
-                        QGEMM.linear(xp.baseAddress!, m: m, w, bias: bp.baseAddress!, into: yp.baseAddress!, isa: isa, pool: pool)
+                        QGEMM.linear(
+                            xp.baseAddress!, m: m, w, bias: bp.baseAddress!, into: yp.baseAddress!, isa: isa, pool: pool
+                        )
                     }
                 }
             }
@@ -81,14 +94,17 @@ struct QGEMMTests {
                         bound += abs(x[i * k + p]) * sw / 2 + abs(wf[j * k + p]) * sx / 2 + sx * sw / 4
                     }
                     let err = abs(y[i * n + j] - exact.data[i * n + j])
-                    #expect(err <= bound * 1.01 + quantizedAbsoluteSlack, "\(isa) \(m)x\(k)x\(n) [\(i),\(j)]: \(err) > \(bound)")
+                    #expect(
+                        err <= bound * 1.01 + quantizedAbsoluteSlack,
+                        "\(isa) \(m)x\(k)x\(n) [\(i),\(j)]: \(err) > \(bound)")
                 }
             }
         }
     }
 
-    @Test("row quantization: every path gives identical bytes, zero is exact, values within half a step",
-          arguments: ISA.supported)
+    @Test(
+        "row quantization: every path gives identical bytes, zero is exact, values within half a step",
+        arguments: ISA.supported)
     func rowQuantization(isa: ISA) {
         for (m, k) in [(1, 1), (3, 7), (5, 33), (4, 100), (2, 1000)] {
             var x = random(m * k, seed: UInt64(m * k))
@@ -153,8 +169,9 @@ struct StaticQuantizationTests {
             var y = [Float](repeating: .nan, count: m * n)
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    QGEMM.linear(xp.baseAddress!, m: m, w, bias: nil, into: yp.baseAddress!, input: range, isa: isa,
-                                 pool: ThreadPool(threads: 2))
+                    QGEMM.linear(
+                        xp.baseAddress!, m: m, w, bias: nil, into: yp.baseAddress!, input: range, isa: isa,
+                        pool: ThreadPool(threads: 2))
                 }
             }
             outputs.append(y)
@@ -163,7 +180,11 @@ struct StaticQuantizationTests {
         for i in 0..<m {
             for j in 0..<n {
                 var bound: Float = 0
-                for p in 0..<k { bound += abs(x[i * k + p]) * w.scales[j] / 2 + abs(wf[j * k + p]) * range.scale / 2 + range.scale * w.scales[j] / 4 }
+                for p in 0..<k {
+                    bound +=
+                        abs(x[i * k + p]) * w.scales[j] / 2 + abs(wf[j * k + p]) * range.scale / 2 + range.scale
+                        * w.scales[j] / 4
+                }
                 #expect(abs(outputs[0][i * n + j] - exact.data[i * n + j]) <= bound * 1.01 + quantizedAbsoluteSlack)
             }
         }

@@ -1,15 +1,23 @@
 import Foundation
-import Testing
 import QuernKernels
+import Testing
 
 @Suite("Reference kernels")
 struct ReferenceTests {
     @Test func linearMatchesAHandComputedCase() {
         // x: [2, 3], w: [2, 3] (out, in), bias: [2].
-        let x = Tensor(shape: [2, 3], data: [1, 2, 3,
-                                             -1, 0.5, 2])
-        let w = Tensor(shape: [2, 3], data: [0.5, -1, 2,
-                                             1, 1, 1])
+        let x = Tensor(
+            shape: [2, 3],
+            data: [
+                1, 2, 3,
+                -1, 0.5, 2
+            ])
+        let w = Tensor(
+            shape: [2, 3],
+            data: [
+                0.5, -1, 2,
+                1, 1, 1
+            ])
         let b = Tensor(shape: [2], data: [0.25, -4])
         let y = Reference.linear(x, w, bias: b)
         // row 0: 0.5 - 2 + 6 + 0.25 = 4.75;   1 + 2 + 3 - 4 = 2
@@ -46,15 +54,16 @@ struct ReferenceTests {
         #expect(Activation.none.apply(-2.5) == -2.5)
     }
 
-    @Test(arguments: [
-        // x, 0.5 * x * (1 + erf(x / sqrt(2))) computed in double precision (Python math.erf).
-        (Float(0), 0.0),
-        (1, 0.8413447460685429),
-        (-1, -0.15865525393145707),
-        (0.5, 0.34573123063700656),
-        (2, 1.9544997361036416),
-        (-3, -0.00404969409489031),
-    ] as [(Float, Double)])
+    @Test(
+        arguments: [
+            // x, 0.5 * x * (1 + erf(x / sqrt(2))) computed in double precision (Python math.erf).
+            (Float(0), 0.0),
+            (1, 0.8413447460685429),
+            (-1, -0.15865525393145707),
+            (0.5, 0.34573123063700656),
+            (2, 1.9544997361036416),
+            (-3, -0.00404969409489031)
+        ] as [(Float, Double)])
     func exactGELU(_ x: Float, _ expected: Double) {
         let y = Activation.gelu.apply(x)
         #expect(abs(Double(y) - expected) <= 1e-6 * max(1, abs(expected)), "gelu(\(x)) = \(y)")
@@ -89,9 +98,13 @@ struct ReferenceTests {
     }
 
     @Test func softmaxRowsSumToOne() {
-        let x = Tensor(shape: [3, 4], data: [1, 2, 3, 4,
-                                             0, 0, 0, 0,
-                                             -5, 10, 0.5, 3])
+        let x = Tensor(
+            shape: [3, 4],
+            data: [
+                1, 2, 3, 4,
+                0, 0, 0, 0,
+                -5, 10, 0.5, 3
+            ])
         let p = Reference.softmax(x)
         #expect(p.shape == [3, 4])
         for r in 0..<3 {

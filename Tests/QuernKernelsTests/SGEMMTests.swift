@@ -1,6 +1,7 @@
+import CKernels
 import Foundation
 import Testing
-import CKernels
+
 @testable import QuernKernels
 
 /// fp32 kernels sum in a different order than the Double-accumulating reference: allow
@@ -12,31 +13,37 @@ let activationAbsoluteTolerance: Float = 2e-6
 struct Rand {
     var state: UInt64
     mutating func next() -> Float {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
         return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
     }
 }
 
 @Suite("SGEMM against the reference")
 struct SGEMMTests {
-    static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 3, 17), (3, 17, 5), (7, 255, 33), (17, 1000, 3),
-                                            (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47), (200, 70, 19)]
+    static let shapes: [(Int, Int, Int)] = [
+        (1, 1, 1), (1, 3, 17), (3, 17, 5), (7, 255, 33), (17, 1000, 3),
+        (64, 384, 100), (100, 33, 255), (6, 256, 16), (13, 513, 47), (200, 70, 19)
+    ]
 
-    func check(m: Int, k: Int, n: Int, isa: ISA, activation: Activation, withBias: Bool, pool: ThreadPool,
-               kernels: KernelTable? = nil) {
+    func check(
+        m: Int, k: Int, n: Int, isa: ISA, activation: Activation, withBias: Bool, pool: ThreadPool,
+        kernels: KernelTable? = nil
+    ) {
         var r = Rand(state: UInt64(m * 1_000_003 + k * 1009 + n))
         let x = (0..<(m * k)).map { _ in r.next() }
         let w = (0..<(n * k)).map { _ in r.next() }
         let bias = (0..<n).map { _ in r.next() }
         let xt = Tensor(shape: [m, k], data: x), wt = Tensor(shape: [n, k], data: w)
-        let expected = Reference.linear(xt, wt, bias: withBias ? Tensor(shape: [n], data: bias) : nil, activation: activation)
+        let expected = Reference.linear(
+            xt, wt, bias: withBias ? Tensor(shape: [n], data: bias) : nil, activation: activation)
         let packed = PackedWeights(wt)
         var y = [Float](repeating: .nan, count: m * n)
         x.withUnsafeBufferPointer { xp in
             bias.withUnsafeBufferPointer { bp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    SGEMM.linear(xp.baseAddress!, m: m, packed, bias: withBias ? bp.baseAddress! : nil,
-                                 activation: activation, into: yp.baseAddress!, kernels: kernels ?? isa.kernels, pool: pool)
+                    SGEMM.linear(
+                        xp.baseAddress!, m: m, packed, bias: withBias ? bp.baseAddress! : nil,
+                        activation: activation, into: yp.baseAddress!, kernels: kernels ?? isa.kernels, pool: pool)
                 }
             }
         }
@@ -71,11 +78,13 @@ struct SGEMMTests {
         for threads in [1, 2] {
             let pool = ThreadPool(threads: threads)
             for (m, k, n) in Self.shapes + [(130, 384, 1536), (9, 600, 50)] {
-                check(m: m, k: k, n: n, isa: .avx2, activation: .none, withBias: false, pool: pool,
-                      kernels: .avx512Emulated)
+                check(
+                    m: m, k: k, n: n, isa: .avx2, activation: .none, withBias: false, pool: pool,
+                    kernels: .avx512Emulated)
             }
-            check(m: 37, k: 300, n: 70, isa: .avx2, activation: .gelu, withBias: true, pool: pool,
-                  kernels: .avx512Emulated)
+            check(
+                m: 37, k: 300, n: 70, isa: .avx2, activation: .gelu, withBias: true, pool: pool,
+                kernels: .avx512Emulated)
         }
     }
 
@@ -96,7 +105,9 @@ struct SGEMMTests {
         guard ISA.supported.contains(.avx2) else { return }
         let xs = (-12 * 1024...12 * 1024).map { Float($0) / 1024 }
         var y = xs
-        y.withUnsafeMutableBufferPointer { quern_bias_act_avx2($0.baseAddress!, xs.count, 1, xs.count, nil, QUERN_ACT_GELU) }
+        y.withUnsafeMutableBufferPointer {
+            quern_bias_act_avx2($0.baseAddress!, xs.count, 1, xs.count, nil, QUERN_ACT_GELU)
+        }
         func exact(_ x: Float) -> Double { 0.5 * Double(x) * erfc(-Double(x) / 2.0.squareRoot()) }
         // Allowed: 1e-6 relative, plus what rounding x²/2 to float costs e^{−x²/2} in any
         // form (about 6e-8 · x²/2 relative, so 2e-6 at −8 and 4e-6 at −12).
@@ -192,8 +203,9 @@ struct ActivationTests {
         var y = [Float](repeating: .nan, count: x.count)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                SGEMM.linear(xp.baseAddress!, m: x.count / width, identity, bias: nil, activation: activation,
-                             into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 1))
+                SGEMM.linear(
+                    xp.baseAddress!, m: x.count / width, identity, bias: nil, activation: activation,
+                    into: yp.baseAddress!, isa: isa, pool: ThreadPool(threads: 1))
             }
         }
         return Array(y.prefix(inputs.count))
@@ -205,8 +217,9 @@ struct ActivationTests {
         for (x, got) in zip(inputs, apply(.gelu, to: inputs, isa: isa)) {
             let exact = Double(x) * 0.5 * erfc(-Double(x) / 2.0.squareRoot())
             let err = abs(Double(got) - exact)
-            #expect(err <= Double(Self.geluRelativeTolerance) * abs(exact) + Self.geluAbsoluteTolerance,
-                    "gelu(\(x)) = \(got), exact \(exact)")
+            #expect(
+                err <= Double(Self.geluRelativeTolerance) * abs(exact) + Self.geluAbsoluteTolerance,
+                "gelu(\(x)) = \(got), exact \(exact)")
         }
     }
 
@@ -216,10 +229,14 @@ struct ActivationTests {
         let th = apply(.tanh, to: inputs, isa: isa), sg = apply(.sigmoid, to: inputs, isa: isa)
         for (i, x) in inputs.enumerated() {
             let t = Foundation.tanh(Double(x)), s = 1 / (1 + Foundation.exp(-Double(x)))
-            #expect(abs(Double(th[i]) - t) <= Self.tanhSigmoidRelativeTolerance * abs(t) + Self.tanhSigmoidAbsoluteTolerance,
-                    "tanh(\(x)) = \(th[i]), exact \(t)")
-            #expect(abs(Double(sg[i]) - s) <= Self.tanhSigmoidRelativeTolerance * abs(s) + Self.tanhSigmoidAbsoluteTolerance,
-                    "sigmoid(\(x)) = \(sg[i]), exact \(s)")
+            #expect(
+                abs(Double(th[i]) - t) <= Self.tanhSigmoidRelativeTolerance * abs(t)
+                    + Self.tanhSigmoidAbsoluteTolerance,
+                "tanh(\(x)) = \(th[i]), exact \(t)")
+            #expect(
+                abs(Double(sg[i]) - s) <= Self.tanhSigmoidRelativeTolerance * abs(s)
+                    + Self.tanhSigmoidAbsoluteTolerance,
+                "sigmoid(\(x)) = \(sg[i]), exact \(s)")
         }
     }
 }

@@ -1,11 +1,13 @@
-import Testing
 import CKernels
+import Testing
+
 @testable import QuernKernels
 
 @Suite("sparse GEMM")
 struct SparseTests {
-    @Test("CSR GEMM against the dense reference, densities 0 to 1, every path",
-          arguments: [0.0, 0.05, 0.2, 0.5, 1.0])
+    @Test(
+        "CSR GEMM against the dense reference, densities 0 to 1, every path",
+        arguments: [0.0, 0.05, 0.2, 0.5, 1.0])
     func csr(density: Double) {
         // Shapes reach: the scalar kernel (m < 16 rows), zero-padded blocks (63, 20, 100), K in
         // several panels with a partial last one, and output rows split into slices (100 × 200).
@@ -14,22 +16,25 @@ struct SparseTests {
             let x = (0..<(m * k)).map { _ in r.next() }
             var state: UInt64 = 12345
             let w = (0..<(n * k)).map { _ -> Float in
-                state = state &* 6364136223846793005 &+ 1
+                state = state &* 6_364_136_223_846_793_005 &+ 1
                 let keep = Double(state >> 11) / Double(1 << 53) < density
                 return keep ? r.next() : 0
             }
             let bias = (0..<n).map { _ in r.next() }
-            let expected = Reference.linear(Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: w),
-                                            bias: Tensor(shape: [n], data: bias), activation: .relu)
+            let expected = Reference.linear(
+                Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: w),
+                bias: Tensor(shape: [n], data: bias), activation: .relu)
             let sparse = SparseWeights(Tensor(shape: [n, k], data: w))
             #expect(sparse.nonzeros == w.filter { $0 != 0 }.count)
             for isa in ISA.supported {
                 let y = linearOutputs(x, m: m, n: n, bias: bias) {
-                    SparseGEMM.linear($0, m: m, sparse, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
+                    SparseGEMM.linear(
+                        $0, m: m, sparse, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
                 }
                 for i in 0..<(m * n) {
-                    #expect(abs(y[i] - expected.data[i]) <= sgemmRelativeTolerance * Float(k) + 1e-6,
-                            "\(isa) \(m)x\(k)x\(n) density \(density)")
+                    #expect(
+                        abs(y[i] - expected.data[i]) <= sgemmRelativeTolerance * Float(k) + 1e-6,
+                        "\(isa) \(m)x\(k)x\(n) density \(density)")
                 }
             }
         }
@@ -38,8 +43,10 @@ struct SparseTests {
 
 /// Runs a linear kernel `(x, bias, y)` on x `[m, k]` and returns y `[m, n]` (NaN-filled
 /// first, so an output the kernel skips cannot pass as correct).
-func linearOutputs(_ x: [Float], m: Int, n: Int, bias: [Float],
-                   _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+func linearOutputs(
+    _ x: [Float], m: Int, n: Int, bias: [Float],
+    _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+) -> [Float] {
     var y = [Float](repeating: .nan, count: m * n)
     x.withUnsafeBufferPointer { xp in
         bias.withUnsafeBufferPointer { bp in
@@ -51,8 +58,9 @@ func linearOutputs(_ x: [Float], m: Int, n: Int, bias: [Float],
 
 @Suite("block-sparse int8 GEMM")
 struct BlockSparseTests {
-    @Test("1×4 block-sparse int8 equals dense int8 bit for bit, every path",
-          arguments: [0.0, 0.1, 0.2, 0.5, 1.0])
+    @Test(
+        "1×4 block-sparse int8 equals dense int8 bit for bit, every path",
+        arguments: [0.0, 0.1, 0.2, 0.5, 1.0])
     func equalsDense(blockDensity: Double) {
         for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33), (20, 70, 30)] {
             var r = Rand(state: UInt64(m + k + n) + UInt64(blockDensity * 1000))
@@ -61,7 +69,7 @@ struct BlockSparseTests {
             var w = [Float](repeating: 0, count: n * k)
             for row in 0..<n {
                 for g in 0..<((k + 3) / 4) {
-                    state = state &* 6364136223846793005 &+ 1
+                    state = state &* 6_364_136_223_846_793_005 &+ 1
                     guard Double(state >> 11) / Double(1 << 53) < blockDensity else { continue }
                     for t in 0..<4 where 4 * g + t < k { w[row * k + 4 * g + t] = r.next() }
                 }
@@ -71,10 +79,13 @@ struct BlockSparseTests {
             let sparse = BlockSparseWeights(quantized)
             for isa in ISA.supported {
                 let dense = linearOutputs(x, m: m, n: n, bias: bias) {
-                    QGEMM.linear($0, m: m, quantized, bias: $1, activation: .gelu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
+                    QGEMM.linear(
+                        $0, m: m, quantized, bias: $1, activation: .gelu, into: $2, isa: isa,
+                        pool: ThreadPool(threads: 2))
                 }
                 let got = linearOutputs(x, m: m, n: n, bias: bias) {
-                    SparseQGEMM.linear($0, m: m, sparse, bias: $1, activation: .gelu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
+                    SparseQGEMM.linear(
+                        $0, m: m, sparse, bias: $1, activation: .gelu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
                 }
                 #expect(got == dense, "\(isa) \(m)x\(k)x\(n) block density \(blockDensity)")
             }
@@ -84,15 +95,16 @@ struct BlockSparseTests {
 
 @Suite("CSR int8 GEMM")
 struct SparseQuantizedTests {
-    @Test("unstructured sparse int8 equals dense int8 bit for bit, every path, odd rows included",
-          arguments: [0.0, 0.05, 0.2, 0.5, 1.0])
+    @Test(
+        "unstructured sparse int8 equals dense int8 bit for bit, every path, odd rows included",
+        arguments: [0.0, 0.05, 0.2, 0.5, 1.0])
     func equalsDense(density: Double) {
         for (m, k, n) in [(1, 5, 3), (63, 40, 17), (64, 384, 96), (130, 101, 33), (65, 1, 7), (20, 70, 30)] {
             var r = Rand(state: UInt64(m * 3 + k + n) + UInt64(density * 1000))
             let x = (0..<(m * k)).map { _ in r.next() }
             var state: UInt64 = 7
             let w = (0..<(n * k)).map { _ -> Float in
-                state = state &* 6364136223846793005 &+ 1
+                state = state &* 6_364_136_223_846_793_005 &+ 1
                 return Double(state >> 11) / Double(1 << 53) < density ? r.next() : 0
             }
             let bias = (0..<n).map { _ in r.next() }
@@ -101,10 +113,13 @@ struct SparseQuantizedTests {
             #expect(sparse.nonzeros == quantized.values.filter { $0 != 0 }.count)
             for isa in ISA.supported {
                 let dense = linearOutputs(x, m: m, n: n, bias: bias) {
-                    QGEMM.linear($0, m: m, quantized, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
+                    QGEMM.linear(
+                        $0, m: m, quantized, bias: $1, activation: .relu, into: $2, isa: isa,
+                        pool: ThreadPool(threads: 2))
                 }
                 let got = linearOutputs(x, m: m, n: n, bias: bias) {
-                    SparseQGEMM.linear($0, m: m, sparse, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
+                    SparseQGEMM.linear(
+                        $0, m: m, sparse, bias: $1, activation: .relu, into: $2, isa: isa, pool: ThreadPool(threads: 2))
                 }
                 #expect(got == dense, "\(isa) \(m)x\(k)x\(n) density \(density)")
             }
@@ -122,8 +137,12 @@ struct LayoutTests {
             let a = (0..<(rows * cols)).map { _ in r.next() }
             var fast = [Float](repeating: .nan, count: rows * cols), plain = fast
             a.withUnsafeBufferPointer { ap in
-                fast.withUnsafeMutableBufferPointer { quern_transpose_f32_avx2(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows) }
-                plain.withUnsafeMutableBufferPointer { quern_transpose_f32_scalar(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows) }
+                fast.withUnsafeMutableBufferPointer {
+                    quern_transpose_f32_avx2(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows)
+                }
+                plain.withUnsafeMutableBufferPointer {
+                    quern_transpose_f32_scalar(ap.baseAddress!, cols, rows, cols, $0.baseAddress!, rows)
+                }
             }
             #expect(fast == plain, "\(rows)x\(cols)")
             #expect(plain[0] == a[0] && plain[rows * cols - 1] == a[rows * cols - 1])

@@ -1,9 +1,9 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernKernels
 import QuernModels
+import QuernTestSupport
+import Testing
 
 /// Largest difference allowed between Quern's probabilities and the independent numpy fp32
 /// forward pass in `digits-test.expected.jsonl` (Quern accumulates in double, numpy in float).
@@ -97,14 +97,17 @@ func makeModel(_ dir: String, config: String, tensors: [String: ([Int], [Float])
     try Sys.writeFileAtomically(dir + "/model.safetensors", Safetensors.encode(tensors))
 }
 
-func filled(_ shape: [Int], _ v: Float = 0.5) -> ([Int], [Float]) { (shape, [Float](repeating: v, count: shape.reduce(1, *))) }
+func filled(_ shape: [Int], _ v: Float = 0.5) -> ([Int], [Float]) {
+    (shape, [Float](repeating: v, count: shape.reduce(1, *)))
+}
 
 @Suite("strict loading of layer stacks")
 struct StrictLoadingTests {
-    static let config = #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4, "activation": "relu"}, {"out_features": 2}]}"#
+    static let config =
+        #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4, "activation": "relu"}, {"out_features": 2}]}"#
     static let tensors: [String: ([Int], [Float])] = [
         "layers.0.weight": filled([4, 3]), "layers.0.bias": filled([4]),
-        "layers.1.weight": filled([2, 4]), "layers.1.bias": filled([2]),
+        "layers.1.weight": filled([2, 4]), "layers.1.bias": filled([2])
     ]
 
     func loadError(config: String = config, tensors: [String: ([Int], [Float])] = tensors) throws -> QuernError? {
@@ -124,11 +127,14 @@ struct StrictLoadingTests {
         defer { tmp.remove() }
         let dir = tmp.path
         // (x - mean) / scale, then y = W x + b with W = [[1, 0], [1, -1]], b = [1, -1], then tanh.
-        let config = #"{"model_type": "mlp", "input_size": 2, "layers": [{"out_features": 2, "activation": "tanh"}], "id2label": {"0": "neg", "1": "pos"}}"#
-        try makeModel(dir + "/m", config: config, tensors: [
-            "normalizer.mean": ([2], [1, 1]), "normalizer.scale": ([2], [2, 4]),
-            "layers.0.weight": ([2, 2], [1, 0, 1, -1]), "layers.0.bias": ([2], [1, -1]),
-        ])
+        let config =
+            #"{"model_type": "mlp", "input_size": 2, "layers": [{"out_features": 2, "activation": "tanh"}], "id2label": {"0": "neg", "1": "pos"}}"#
+        try makeModel(
+            dir + "/m", config: config,
+            tensors: [
+                "normalizer.mean": ([2], [1, 1]), "normalizer.scale": ([2], [2, 4]),
+                "layers.0.weight": ([2, 2], [1, 0, 1, -1]), "layers.0.bias": ([2], [1, -1])
+            ])
         let model = try stack(dir + "/m")
         #expect(model.labels == ["neg", "pos"])
         let y = model.forward(Tensor(shape: [2, 2], data: [3, 5, 1, 1]))
@@ -147,7 +153,9 @@ struct StrictLoadingTests {
         #expect(e.field == "model")
     }
 
-    @Test(arguments: [("layers.0.weight", [3, 4]), ("layers.0.weight", [12]), ("layers.1.bias", [2, 1]), ("layers.1.weight", [4, 2])])
+    @Test(arguments: [
+        ("layers.0.weight", [3, 4]), ("layers.0.weight", [12]), ("layers.1.bias", [2, 1]), ("layers.1.weight", [4, 2])
+    ])
     func wrongShapeIsAMismatchNamingIt(_ name: String, _ shape: [Int]) throws {
         var t = Self.tensors
         t[name] = filled(shape)
@@ -189,7 +197,7 @@ struct StrictLoadingTests {
         #"{"model_type": "mlp", "input_size": 0, "layers": [{"out_features": 4}, {"out_features": 2}]}"#,
         #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4, "activation": "swish"}, {"out_features": 2}]}"#,
         #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4}, {"out_features": 2}], "id2label": {"0": "a"}}"#,
-        #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4}, {"out_features": 2}], "feature_names": ["a", "b"]}"#,
+        #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4}, {"out_features": 2}], "feature_names": ["a", "b"]}"#
     ])
     func badConfigsAreModelInvalid(_ config: String) throws {
         let e = try #require(try loadError(config: config))
@@ -208,8 +216,11 @@ struct StrictLoadingTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         let dir = tmp.path
-        try makeModel(dir + "/m", config: #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4, "activation": "gelu"}, {"out_features": 1}], "problem_type": "regression"}"#,
-                      tensors: Self.tensors.merging(["layers.1.weight": filled([1, 4]), "layers.1.bias": filled([1])]) { $1 })
+        try makeModel(
+            dir + "/m",
+            config:
+                #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4, "activation": "gelu"}, {"out_features": 1}], "problem_type": "regression"}"#,
+            tensors: Self.tensors.merging(["layers.1.weight": filled([1, 4]), "layers.1.bias": filled([1])]) { $1 })
         let model = try stack(dir + "/m")
         #expect(model.labels.isEmpty)
     }

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernModels
+import QuernTestSupport
+import Testing
 
 @Suite("SafetensorsFile")
 struct SafetensorsTests {
@@ -13,7 +13,7 @@ struct SafetensorsTests {
         let tensors: [String: ([Int], [Float])] = [
             "b": ([3], [1, -2, 3.5]),
             "a.weight": ([2, 3], [0, 0.1, -0.2, 1e-30, .greatestFiniteMagnitude, -.leastNonzeroMagnitude]),
-            "scalar": ([], [42]),
+            "scalar": ([], [42])
         ]
         let bytes = Safetensors.encode(tensors)
         let headerLength = Int(UInt64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
@@ -51,10 +51,12 @@ struct SafetensorsTests {
         #expect(try file.float32("a").shape == [0, 4])
         #expect(try file.float32("b").data == [1, 2])
         // Written by hand so the order does not depend on hashing: the empty tensor first.
-        let handMade = #"{"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        let handMade =
+            #"{"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
         try Sys.writeFileAtomically(path, safetensorsBytes(header: handMade, data: f32([3])))
         #expect(try SafetensorsFile(path: path).float32("w").data == [3])
-        let reversed = #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#
+        let reversed =
+            #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#
         try Sys.writeFileAtomically(path, safetensorsBytes(header: reversed, data: f32([3])))
         #expect(try SafetensorsFile(path: path).float32("w").data == [3])
     }
@@ -64,10 +66,12 @@ struct SafetensorsTests {
         defer { tmp.remove() }
         let dir = tmp.path
         // F64 [2], F16 [2] (1.0 = 0x3C00, -2.0 = 0xC000), BF16 [2] (1.0 = 0x3F80, -0.5 = 0xBF00), I32 [1].
-        let data = le((0.5 as Double).bitPattern) + le((-1e10 as Double).bitPattern)
+        let data =
+            le((0.5 as Double).bitPattern) + le((-1e10 as Double).bitPattern)
             + le(UInt16(0x3C00)) + le(UInt16(0xC000)) + le(UInt16(0x3F80)) + le(UInt16(0xBF00)) + le(Int32(7))
-        let header = #"{"d":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},"h":{"dtype":"F16","shape":[2],"data_offsets":[16,20]},"# +
-            #""bf":{"dtype":"BF16","shape":[1,2],"data_offsets":[20,24]},"i":{"dtype":"I32","shape":[1],"data_offsets":[24,28]}}"#
+        let header =
+            #"{"d":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},"h":{"dtype":"F16","shape":[2],"data_offsets":[16,20]},"#
+            + #""bf":{"dtype":"BF16","shape":[1,2],"data_offsets":[20,24]},"i":{"dtype":"I32","shape":[1],"data_offsets":[24,28]}}"#
         let path = dir + "/m.safetensors"
         try Sys.writeFileAtomically(path, safetensorsBytes(header: header, data: data))
         let file = try SafetensorsFile(path: path)
@@ -104,16 +108,55 @@ struct SafetensorsTests {
         ("entry without dtype", safetensorsBytes(header: #"{"a":{"shape":[1],"data_offsets":[0,4]}}"#, data: f32([1]))),
         ("entry without offsets", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1]}}"#, data: f32([1]))),
         ("entry not an object", safetensorsBytes(header: #"{"a":3}"#, data: [])),
-        ("three offsets", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}"#, data: f32([1, 2]))),
-        ("unknown dtype", safetensorsBytes(header: #"{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}}"#, data: f32([1]))),
-        ("bytes past the end of the data", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: f32([1]))),
-        ("reversed offsets", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}"#, data: f32([1]))),
-        ("shape needs more bytes", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: f32([1, 2]))),
-        ("shape needs fewer bytes", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}}"#, data: f32([1, 2]))),
-        ("dtype size mismatch", safetensorsBytes(header: #"{"a":{"dtype":"F64","shape":[2],"data_offsets":[0,8]}}"#, data: f32([1, 2]))),
-        ("overlapping tensors", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, data: f32([1, 2, 3]))),
-        ("one tensor inside another", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: f32([1, 2, 3, 4]))),
-        ("duplicate tensor names", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: f32([1, 2]))),
+        (
+            "three offsets",
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}"#, data: f32([1, 2]))
+        ),
+        (
+            "unknown dtype",
+            safetensorsBytes(header: #"{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}}"#, data: f32([1]))
+        ),
+        (
+            "bytes past the end of the data",
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: f32([1]))
+        ),
+        (
+            "reversed offsets",
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}"#, data: f32([1]))
+        ),
+        (
+            "shape needs more bytes",
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: f32([1, 2]))
+        ),
+        (
+            "shape needs fewer bytes",
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}}"#, data: f32([1, 2]))
+        ),
+        (
+            "dtype size mismatch",
+            safetensorsBytes(header: #"{"a":{"dtype":"F64","shape":[2],"data_offsets":[0,8]}}"#, data: f32([1, 2]))
+        ),
+        (
+            "overlapping tensors",
+            safetensorsBytes(
+                header:
+                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                data: f32([1, 2, 3]))
+        ),
+        (
+            "one tensor inside another",
+            safetensorsBytes(
+                header:
+                    #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                data: f32([1, 2, 3, 4]))
+        ),
+        (
+            "duplicate tensor names",
+            safetensorsBytes(
+                header:
+                    #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                data: f32([1, 2]))
+        )
     ]
 
     @Test(arguments: badFiles)
@@ -133,21 +176,29 @@ struct SafetensorsTests {
         defer { tmp.remove() }
         let dir = tmp.path
         let path = dir + "/bad.safetensors"
-        try Sys.writeFileAtomically(path, safetensorsBytes(header: #"{"layers.3.bias":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: f32([1, 2])))
+        try Sys.writeFileAtomically(
+            path,
+            safetensorsBytes(
+                header: #"{"layers.3.bias":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: f32([1, 2])))
         let named = quernError { _ = try SafetensorsFile(path: path) }
         #expect(named?.message.contains("layers.3.bias") == true)
-        try Sys.writeFileAtomically(path, safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, data: f32([1, 2, 3])))
+        try Sys.writeFileAtomically(
+            path,
+            safetensorsBytes(
+                header:
+                    #"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                data: f32([1, 2, 3])))
         let overlap = quernError { _ = try SafetensorsFile(path: path) }
         #expect(overlap?.message.contains("\"x\"") == true && overlap?.message.contains("\"y\"") == true)
     }
 
     @Test(arguments: [
-              #"{"a":{"dtype":"F32","shape":[2,1.5],"data_offsets":[0,8]}}"#,
-              #"{"a":{"dtype":"F32","shape":[2,"x"],"data_offsets":[0,8]}}"#,
-              #"{"a":{"dtype":"F32","shape":[-1,-2],"data_offsets":[0,8]}}"#,
-              #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,"x"]}}"#,
-              #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[-4,4]}}"#,
-          ])
+        #"{"a":{"dtype":"F32","shape":[2,1.5],"data_offsets":[0,8]}}"#,
+        #"{"a":{"dtype":"F32","shape":[2,"x"],"data_offsets":[0,8]}}"#,
+        #"{"a":{"dtype":"F32","shape":[-1,-2],"data_offsets":[0,8]}}"#,
+        #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,"x"]}}"#,
+        #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[-4,4]}}"#
+    ])
     func malformedShapesAndOffsetsAreModelInvalid(_ header: String) throws {
         let tmp = try TempDir()
         defer { tmp.remove() }

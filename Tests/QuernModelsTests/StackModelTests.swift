@@ -1,10 +1,10 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernKernels
 import QuernModels
 import QuernNN
+import QuernTestSupport
+import Testing
 
 /// Inference (im2col + packed operators, batch norm as a per-channel affine) against the
 /// training network's forward pass on the same weights: different code, same function.
@@ -19,18 +19,18 @@ func object(_ json: String) throws -> JSONObject { try #require(try JSONParser.p
 @Suite("cnn and mlp layer stacks")
 struct StackModelTests {
     static let lenet = #"""
-    {"model_type": "cnn", "input_shape": [1, 8, 8],
-     "layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "activation": "relu"},
-                {"type": "batchnorm"},
-                {"type": "maxpool2d", "kernel_size": 2},
-                {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "stride": 1, "activation": "tanh"},
-                {"type": "avgpool2d", "kernel_size": 2},
-                {"type": "flatten"},
-                {"type": "linear", "out_features": 12, "activation": "gelu"},
-                {"type": "dropout", "p": 0.3},
-                {"type": "linear", "out_features": 3}],
-     "id2label": {"0": "a", "1": "b", "2": "c"}}
-    """#
+        {"model_type": "cnn", "input_shape": [1, 8, 8],
+         "layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "activation": "relu"},
+                    {"type": "batchnorm"},
+                    {"type": "maxpool2d", "kernel_size": 2},
+                    {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "stride": 1, "activation": "tanh"},
+                    {"type": "avgpool2d", "kernel_size": 2},
+                    {"type": "flatten"},
+                    {"type": "linear", "out_features": 12, "activation": "gelu"},
+                    {"type": "dropout", "p": 0.3},
+                    {"type": "linear", "out_features": 3}],
+         "id2label": {"0": "a", "1": "b", "2": "c"}}
+        """#
 
     /// Writes a model directory with the network's (trained-looking) weights.
     func writeModel(_ config: String, seed: UInt64, into dir: String) throws -> (StackConfig, Sequential) {
@@ -82,15 +82,15 @@ struct StackModelTests {
     @Test("a batch norm after a conv or linear without activation is folded at load; outputs unchanged")
     func foldedBatchNorm() throws {
         let config = #"""
-        {"model_type": "cnn", "input_shape": [2, 6, 6],
-         "layers": [{"type": "conv2d", "out_channels": 3, "kernel_size": 3},
-                    {"type": "batchnorm"},
-                    {"type": "activation", "activation": "relu"},
-                    {"type": "flatten"},
-                    {"type": "linear", "out_features": 5},
-                    {"type": "batchnorm"},
-                    {"type": "linear", "out_features": 2}]}
-        """#
+            {"model_type": "cnn", "input_shape": [2, 6, 6],
+             "layers": [{"type": "conv2d", "out_channels": 3, "kernel_size": 3},
+                        {"type": "batchnorm"},
+                        {"type": "activation", "activation": "relu"},
+                        {"type": "flatten"},
+                        {"type": "linear", "out_features": 5},
+                        {"type": "batchnorm"},
+                        {"type": "linear", "out_features": 2}]}
+            """#
         let tmp = try TempDir()
         defer { tmp.remove() }
         let (_, net) = try writeModel(config, seed: 8, into: tmp.path + "/m")
@@ -99,7 +99,9 @@ struct StackModelTests {
         let x = Tensor(shape: [4, 72], data: (0..<288).map { _ in r.uniform(2) })
         let tape = Tape(training: false)
         let slow = tape.value(net.forward(tape.constant(Tensor(shape: [4, 2, 6, 6], data: x.data)), on: tape))
-        for (a, b) in zip(model.forward(x).data, slow.data) { #expect(abs(a - b) <= inferenceTolerance * max(1, abs(b))) }
+        for (a, b) in zip(model.forward(x).data, slow.data) {
+            #expect(abs(a - b) <= inferenceTolerance * max(1, abs(b)))
+        }
         let layers = try #require(model.describe().objectValue?["layers"]?.arrayValue)
         #expect(layers.count == 7)
     }
@@ -107,10 +109,16 @@ struct StackModelTests {
     @Test("config errors name the layer")
     func configErrors() throws {
         let cases: [(String, String)] = [
-            (#"{"model_type": "cnn", "input_shape": [1, 8, 8], "layers": [{"type": "linear", "out_features": 3}]}"#, "flatten"),
-            (#"{"model_type": "cnn", "input_shape": [1, 4, 4], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 5}]}"#, "does not fit"),
+            (
+                #"{"model_type": "cnn", "input_shape": [1, 8, 8], "layers": [{"type": "linear", "out_features": 3}]}"#,
+                "flatten"
+            ),
+            (
+                #"{"model_type": "cnn", "input_shape": [1, 4, 4], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 5}]}"#,
+                "does not fit"
+            ),
             (#"{"model_type": "cnn", "input_shape": [1, 8, 8], "layers": [{"type": "swirl"}]}"#, "unknown layer type"),
-            (#"{"model_type": "cnn", "input_size": 64, "layers": [{"type": "flatten"}]}"#, "input_shape"),
+            (#"{"model_type": "cnn", "input_size": 64, "layers": [{"type": "flatten"}]}"#, "input_shape")
         ]
         for (config, needle) in cases {
             do {
@@ -128,7 +136,9 @@ struct StackModelTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         _ = try writeModel(Self.lenet, seed: 5, into: tmp.path + "/m")
-        var tensors = try CNN.config(object(Self.lenet)).network(tensors: nil, seed: 1).state.mapValues { ($0.shape, $0.data) }
+        var tensors = try CNN.config(object(Self.lenet)).network(tensors: nil, seed: 1).state.mapValues {
+            ($0.shape, $0.data)
+        }
         tensors["layers.3.weight"] = ([6, 4, 2, 2], [Float](repeating: 0, count: 96))
         try Sys.writeFile(tmp.path + "/m/model.safetensors", Safetensors.encode(tensors))
         do {

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import QuernCore
-import QuernTestSupport
 import QuernModels
+import QuernTestSupport
+import Testing
 
 /// A safetensors file made by hand: 8-byte little-endian header length, header, data.
 func safetensorsBytes(header: String, data: [UInt8]) -> [UInt8] {
@@ -11,4 +11,3 @@ func safetensorsBytes(header: String, data: [UInt8]) -> [UInt8] {
     withUnsafeBytes(of: UInt64(h.count).littleEndian) { out += $0 }
     return out + h + data
 }
-

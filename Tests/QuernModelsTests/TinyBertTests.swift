@@ -1,7 +1,8 @@
-import Testing
 import QuernCore
 import QuernKernels
 import QuernTestSupport
+import Testing
+
 @testable import QuernModels
 
 /// The `bert` family on the project's tiny random BERTs (scripts/make_tiny_bert.py:
@@ -28,15 +29,20 @@ struct TinyBertTests {
         try Sys.readFile(repoRoot + "/fixtures/text/tiny-bert-expected.jsonl").split(separator: 0x0A).map { line in
             let o = try #require(try JSONParser.parse(Array(line)).objectValue)
             func floats(_ k: String) throws -> [Float] { try #require(o[k]?.arrayValue).map { Float($0.doubleValue!) } }
-            return Case(text: try #require(o["text"]?.stringValue), pair: o["text_pair"]?.stringValue,
-                        ids: try #require(o["ids"]?.arrayValue).map { Int32($0.intValue!) },
-                        embedding: try floats("embedding"), cls: try floats("cls"), max: try floats("max"), logits: try floats("logits"))
+            return Case(
+                text: try #require(o["text"]?.stringValue), pair: o["text_pair"]?.stringValue,
+                ids: try #require(o["ids"]?.arrayValue).map { Int32($0.intValue!) },
+                embedding: try floats("embedding"), cls: try floats("cls"), max: try floats("max"),
+                logits: try floats("logits"))
         }
     }
 
     func encodings(_ model: BertModel, _ cases: [Case]) -> [TokenSequence] {
         let session = WordPieceTokenizer.Session(model.tokenizer)
-        return cases.map { c in c.pair.map { session.encode(c.text, $0, maxLength: model.maxLength) } ?? session.encode(c.text, maxLength: model.maxLength) }
+        return cases.map { c in
+            c.pair.map { session.encode(c.text, $0, maxLength: model.maxLength) }
+                ?? session.encode(c.text, maxLength: model.maxLength)
+        }
     }
 
     func maxDifference(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
@@ -62,14 +68,18 @@ struct TinyBertTests {
         let out = model.forward(enc)
         let h = model.dimension
         var worst: Float = 0
-        for (i, c) in cases.enumerated() { worst = max(worst, maxDifference(Array(out.embeddings[(i * h)..<((i + 1) * h)]), c.embedding)) }
+        for (i, c) in cases.enumerated() {
+            worst = max(worst, maxDifference(Array(out.embeddings[(i * h)..<((i + 1) * h)]), c.embedding))
+        }
         #expect(worst <= Self.fp32Tolerance, "worst embedding difference \(worst)")
         for (mode, key) in [(BertEncoder.Pooling.cls, \Case.cls), (.max, \Case.max)] {
             let ws = BertEncoder.Workspace()
             let offsets = model.encoder.hiddenStates(enc, workspace: ws)
             let pooled = model.encoder.pool(ws.x, offsets: offsets, mode: mode, normalize: false)
             var worstMode: Float = 0
-            for (i, c) in cases.enumerated() { worstMode = max(worstMode, maxDifference(Array(pooled[(i * h)..<((i + 1) * h)]), c[keyPath: key])) }
+            for (i, c) in cases.enumerated() {
+                worstMode = max(worstMode, maxDifference(Array(pooled[(i * h)..<((i + 1) * h)]), c[keyPath: key]))
+            }
             #expect(worstMode <= Self.fp32Tolerance * 4, "\(mode): worst difference \(worstMode)")
         }
     }
@@ -122,9 +132,12 @@ struct TinyBertTests {
             try Sys.writeFile(dir.path + "/" + f, Sys.readFile(Self.embedder + "/" + f, limit: 1 << 24))
         }
         try Sys.mkdir(dir.path + "/1_Pooling")
-        try Sys.writeFile(dir.path + "/1_Pooling/config.json", Array(#"{"pooling_mode_mean_sqrt_len_tokens": true}"#.utf8))
+        try Sys.writeFile(
+            dir.path + "/1_Pooling/config.json", Array(#"{"pooling_mode_mean_sqrt_len_tokens": true}"#.utf8))
         #expect(throws: QuernError.self) { try bert(dir.path) }
-        do { _ = try bert(dir.path) } catch let e as QuernError { #expect(e.message.contains("pooling_mode_mean_sqrt_len_tokens")) }
+        do { _ = try bert(dir.path) } catch let e as QuernError {
+            #expect(e.message.contains("pooling_mode_mean_sqrt_len_tokens"))
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-import Testing
 import QuernCore
 import QuernTestSupport
+import Testing
+
 @testable import QuernModels
 
 /// The tokenizer against ids Hugging Face `tokenizers` produced with the same tiny
@@ -21,10 +22,11 @@ struct TokenizerTests {
     static func golden() throws -> [Golden] {
         try Sys.readFile(repoRoot + "/fixtures/text/tokenizer-golden.jsonl").split(separator: 0x0A).map { line in
             let o = try #require(try JSONParser.parse(Array(line)).objectValue)
-            return Golden(text: try #require(o["text"]?.stringValue), pair: o["pair"]?.stringValue,
-                          maxLength: o["max_length"]?.intValue.map(Int.init),
-                          ids: try #require(o["ids"]?.arrayValue).map { Int32($0.intValue!) },
-                          typeIDs: o["type_ids"]?.arrayValue?.map { Int32($0.intValue!) })
+            return Golden(
+                text: try #require(o["text"]?.stringValue), pair: o["pair"]?.stringValue,
+                maxLength: o["max_length"]?.intValue.map(Int.init),
+                ids: try #require(o["ids"]?.arrayValue).map { Int32($0.intValue!) },
+                typeIDs: o["type_ids"]?.arrayValue?.map { Int32($0.intValue!) })
         }
     }
 
@@ -36,10 +38,14 @@ struct TokenizerTests {
         #expect(cases.count == 560)
         var mismatches = 0
         for c in cases {
-            let e = c.pair.map { session.encode(c.text, $0, maxLength: c.maxLength) } ?? session.encode(c.text, maxLength: c.maxLength)
+            let e =
+                c.pair.map { session.encode(c.text, $0, maxLength: c.maxLength) }
+                ?? session.encode(c.text, maxLength: c.maxLength)
             if e.ids != c.ids || (c.typeIDs != nil && e.typeIDs != c.typeIDs) {
                 mismatches += 1
-                Issue.record("\(c.text.debugDescription) \(c.pair?.debugDescription ?? "") max \(c.maxLength ?? 0): \(e.ids) != \(c.ids)")
+                Issue.record(
+                    "\(c.text.debugDescription) \(c.pair?.debugDescription ?? "") max \(c.maxLength ?? 0): \(e.ids) != \(c.ids)"
+                )
             }
         }
         #expect(mismatches == 0)
@@ -61,7 +67,7 @@ struct TokenizerTests {
         let table: [(Int, Int, Int, Int, Int)] = [
             (1, 10, 5, 1, 4), (3, 10, 5, 2, 3), (10, 10, 5, 2, 3), (10, 3, 5, 3, 2), (7, 6, 5, 3, 2),
             (10, 3, 9, 6, 3), (10, 4, 9, 5, 4), (10, 5, 9, 5, 4), (4, 10, 9, 4, 5), (10, 10, 9, 4, 5),
-            (10, 4, 8, 4, 4), (2, 3, 9, 2, 3),
+            (10, 4, 8, 4, 4), (2, 3, 9, 2, 3)
         ]
         for (a, b, budget, ka, kb) in table {
             let kept = WordPieceTokenizer.longestFirst(a, b, budget: budget)
@@ -75,8 +81,8 @@ struct TokenizerTests {
         let unk = t.unknownID
         #expect(t.encode(String(repeating: "a", count: 101)).ids == [t.clsID!, unk, t.sepID!])
         #expect(t.encode(String(repeating: "a", count: 100)).ids.count > 3)
-        #expect(t.encode("\u{E000}").ids == [t.clsID!, t.sepID!])          // private use: cleaned away
-        #expect(t.encode("\u{0378}").ids == [t.clsID!, unk, t.sepID!])     // unassigned: kept, unknown
+        #expect(t.encode("\u{E000}").ids == [t.clsID!, t.sepID!])  // private use: cleaned away
+        #expect(t.encode("\u{0378}").ids == [t.clsID!, unk, t.sepID!])  // unassigned: kept, unknown
         let mask = t.encode("[MASK]").ids, lower = t.encode("[mask]").ids
         #expect(mask.count == 3 && lower.count > 3)
     }

@@ -1,5 +1,6 @@
-import Testing
 import QuernKernels
+import Testing
+
 @testable import QuernNN
 
 /// Central finite differences in Float: a step of 1e-2 keeps the rounding error of the
@@ -12,8 +13,10 @@ let gradientAbsoluteTolerance: Float = 2e-3
 
 /// Checks every parameter's gradient from `tape.backward` against central differences
 /// of the loss built by `loss` (which must be deterministic in the parameters).
-func checkGradients(_ parameters: [Parameter], seed: UInt64 = 1, _ loss: (Tape) -> Var,
-                    sourceLocation: SourceLocation = #_sourceLocation) {
+func checkGradients(
+    _ parameters: [Parameter], seed: UInt64 = 1, _ loss: (Tape) -> Var,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     for p in parameters { p.zeroGrad() }
     let tape = Tape(training: true, seed: seed, pool: ThreadPool(threads: 1))
     tape.backward(loss(tape))
@@ -30,8 +33,10 @@ func checkGradients(_ parameters: [Parameter], seed: UInt64 = 1, _ loss: (Tape) 
             p.value.data[i] = saved
             let numeric = (plus - minus) / (2 * finiteDifferenceStep)
             let scale = max(abs(numeric), abs(analytic[i]))
-            #expect(abs(numeric - analytic[i]) <= gradientRelativeTolerance * scale + gradientAbsoluteTolerance,
-                    "\(p.name)[\(i)]: backprop \(analytic[i]), finite difference \(numeric)", sourceLocation: sourceLocation)
+            #expect(
+                abs(numeric - analytic[i]) <= gradientRelativeTolerance * scale + gradientAbsoluteTolerance,
+                "\(p.name)[\(i)]: backprop \(analytic[i]), finite difference \(numeric)", sourceLocation: sourceLocation
+            )
         }
     }
 }
@@ -42,7 +47,9 @@ func randomTensor(_ shape: [Int], _ random: inout SeededRandom, scale: Float = 1
 
 @Suite("gradients against finite differences")
 struct GradientTests {
-    @Test("linear with each fused activation, then cross-entropy", arguments: [Activation.none, .relu, .tanh, .sigmoid, .gelu])
+    @Test(
+        "linear with each fused activation, then cross-entropy",
+        arguments: [Activation.none, .relu, .tanh, .sigmoid, .gelu])
     func linear(activation: Activation) {
         var r = SeededRandom(seed: 3)
         let x = randomTensor([5, 7], &r)
@@ -62,9 +69,9 @@ struct GradientTests {
         let conv2 = Conv2d(3, 2, kernel: 2, stride: 2, random: &r)
         let head = Linear(2 * 1 * 1, 3, random: &r)
         checkGradients(conv1.parameters + conv2.parameters + head.parameters) { tape in
-            var h = conv1.forward(tape.constant(x), on: tape)          // [2, 3, 7, 6]
-            h = tape.pool2d(h, .average, size: 2)                       // [2, 3, 3, 3]
-            h = conv2.forward(h, on: tape)                              // [2, 2, 1, 1]
+            var h = conv1.forward(tape.constant(x), on: tape)  // [2, 3, 7, 6]
+            h = tape.pool2d(h, .average, size: 2)  // [2, 3, 3, 3]
+            h = conv2.forward(h, on: tape)  // [2, 2, 1, 1]
             h = tape.pool2d(h, .max, size: 1)
             h = Flatten().forward(h, on: tape)
             return tape.crossEntropy(head.forward(h, on: tape), labels: [2, 0])

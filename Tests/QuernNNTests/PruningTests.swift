@@ -1,5 +1,6 @@
-import Testing
 import QuernKernels
+import Testing
+
 @testable import QuernNN
 
 @Suite("pruning")
@@ -62,7 +63,8 @@ struct PruningTests {
         var pruner = Pruner(weights, pattern: .unstructured, scope: .layer)
         pruner.prune(to: 0.5)
         let pruned = weights.map { w in w.value.data.indices.filter { w.value.data[$0] == 0 } }
-        let data = LabeledSamples(inputs: (0..<60).map { _ in r.uniform(1) }, sampleShape: [6], labels: (0..<10).map { $0 % 3 })
+        let data = LabeledSamples(
+            inputs: (0..<60).map { _ in r.uniform(1) }, sampleShape: [6], labels: (0..<10).map { $0 % 3 })
         var options = TrainingOptions()
         options.batchSize = 4
         let trainer = Trainer(model: net, options: options, samplesPerEpoch: 10, pool: ThreadPool(threads: 1))

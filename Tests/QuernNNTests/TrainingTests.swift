@@ -1,5 +1,6 @@
-import Testing
 import QuernKernels
+import Testing
+
 @testable import QuernNN
 
 @Suite("optimizers, schedules, layers")
@@ -15,11 +16,11 @@ struct TrainingTests {
     func sgd() {
         let p = single(1, grad: 0.5)
         let opt = SGD([p], momentum: 0.9, weightDecay: 0.1)
-        opt.step(lr: 0.1)                     // v = 0.5 + 0.1 = 0.6; p = 1 − 0.06
+        opt.step(lr: 0.1)  // v = 0.5 + 0.1 = 0.6; p = 1 − 0.06
         #expect(abs(p.value.data[0] - 0.94) < 1e-6)
         #expect(p.grad == [0])
         p.grad = [0.5]
-        opt.step(lr: 0.1)                     // v = 0.54 + 0.5 + 0.094 = 1.134; p = 0.94 − 0.1134
+        opt.step(lr: 0.1)  // v = 0.54 + 0.5 + 0.094 = 1.134; p = 0.94 − 0.1134
         #expect(abs(p.value.data[0] - 0.8266) < 1e-5)
     }
 
@@ -29,7 +30,7 @@ struct TrainingTests {
         Adam([p]).step(lr: 0.01)
         #expect(abs(p.value.data[0] - 2.01) < 1e-5)
         let q = single(2, grad: -3)
-        Adam.adamW([q], weightDecay: 0.5).step(lr: 0.01)   // 2 − 0.01·0.5·2 = 1.99, then + 0.01
+        Adam.adamW([q], weightDecay: 0.5).step(lr: 0.01)  // 2 − 0.01·0.5·2 = 1.99, then + 0.01
         #expect(abs(q.value.data[0] - 2.0) < 1e-5)
     }
 
@@ -74,8 +75,10 @@ struct TrainingTests {
     func foldedBatchNorm() {
         var r = SeededRandom(seed: 21)
         let bn1 = BatchNorm(3), bn2 = BatchNorm(4)
-        let net = Sequential([Conv2d(1, 3, kernel: 3, random: &r), bn1, ActivationLayer(.relu), Flatten(),
-                              Linear(3 * 3 * 3, 4, random: &r), bn2, ActivationLayer(.tanh)])
+        let net = Sequential([
+            Conv2d(1, 3, kernel: 3, random: &r), bn1, ActivationLayer(.relu), Flatten(),
+            Linear(3 * 3 * 3, 4, random: &r), bn2, ActivationLayer(.tanh)
+        ])
         // Train-mode passes give the running statistics non-trivial values.
         for step in 0..<5 {
             let tape = Tape(training: true, seed: UInt64(step))
@@ -92,13 +95,16 @@ struct TrainingTests {
         for layer in net.layers {
             guard let bn = layer as? BatchNorm else { kept.append(layer); continue }
             let weight: Parameter, bias: Parameter
-            if let conv = kept.last as? Conv2d { (weight, bias) = (conv.weight, conv.bias!) } else {
+            if let conv = kept.last as? Conv2d {
+                (weight, bias) = (conv.weight, conv.bias!)
+            } else {
                 let linear = kept.last as! Linear
                 (weight, bias) = (linear.weight, linear.bias!)
             }
             var w = weight.value.data, b = bias.value.data
-            QuernNN.foldBatchNorm(weight: &w, bias: &b, gamma: bn.gamma.value.data, beta: bn.beta.value.data,
-                                  mean: bn.statistics.mean, variance: bn.statistics.variance, eps: bn.eps)
+            QuernNN.foldBatchNorm(
+                weight: &w, bias: &b, gamma: bn.gamma.value.data, beta: bn.beta.value.data,
+                mean: bn.statistics.mean, variance: bn.statistics.variance, eps: bn.eps)
             let fw = Parameter(weight.name, Tensor(shape: weight.value.shape, data: w))
             let fb = Parameter(bias.name, Tensor(shape: bias.value.shape, data: b))
             if let conv = kept.last as? Conv2d {
@@ -130,7 +136,8 @@ struct TrainingTests {
             }
             let tape = Tape(training: false)
             let logits = tape.value(net.forward(tape.constant(x), on: tape))
-            let correct = (0..<200).filter { (logits.data[2 * $0 + 1] > logits.data[2 * $0] ? 1 : 0) == labels[$0] }.count
+            let correct = (0..<200).filter { (logits.data[2 * $0 + 1] > logits.data[2 * $0] ? 1 : 0) == labels[$0] }
+                .count
             return (Double(correct) / 200, net.parameters.flatMap(\.value.data))
         }
         let first = train(seed: 8), again = train(seed: 8)

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
+
 @testable import QuernSpool
 
 @Suite("Daemon")
@@ -12,7 +13,8 @@ struct DaemonTests {
         defer { tmp.remove() }
         let clock = ManualTime()
         let spool = try Spool(root: tmp.path + "/s", time: clock)
-        let bad = Array(#"{"version": 1, "task": "predict", "colour": "blue", "model": "m", "input": {"path": "x.csv"}}"#.utf8)
+        let bad = Array(
+            #"{"version": 1, "task": "predict", "colour": "blue", "model": "m", "input": {"path": "x.csv"}}"#.utf8)
         _ = try spool.submit(bad, name: "a-bad.json")
         _ = try spool.submit(digitsPredict(id: "b-good"), name: "b-good.json")
         let daemon = Daemon(spool: spool, roots: [repoRoot], time: clock)

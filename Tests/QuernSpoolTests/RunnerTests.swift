@@ -1,17 +1,20 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
-@testable import QuernSpool
 import QuernTasks
+import QuernTestSupport
+import Testing
+
+@testable import QuernSpool
 
 /// A predict job on the digits fixture (450 records), in batches of 16 so it makes many
 /// checkpoints.
 func digitsPredict(id: String) -> [UInt8] {
-    JSONWriter.pretty(["version": 1, "id": .string(id), "task": "predict", "batch_size": 16,
-                       "model": .string(repoRoot + "/fixtures/models/digits-mlp"),
-                       "input": ["path": .string(repoRoot + "/fixtures/data/digits-test.csv"), "id_field": "id"]])
+    JSONWriter.pretty([
+        "version": 1, "id": .string(id), "task": "predict", "batch_size": 16,
+        "model": .string(repoRoot + "/fixtures/models/digits-mlp"),
+        "input": ["path": .string(repoRoot + "/fixtures/data/digits-test.csv"), "id_field": "id"]
+    ])
 }
 
 /// Submits, claims and activates one manifest: the job as a daemon would hold it.
@@ -33,7 +36,9 @@ struct RunnerTests {
 
         let reference = try Spool(root: tmp.path + "/reference", time: clock)
         let straight = JobRunner(spool: reference, policy: policy(reference), time: clock)
-        #expect(straight.run(try activeJob(reference, digitsPredict(id: "p"), id: "p")) == .done(reference.path(.done, "p")))
+        #expect(
+            straight.run(try activeJob(reference, digitsPredict(id: "p"), id: "p")) == .done(reference.path(.done, "p"))
+        )
 
         let spool = try Spool(root: tmp.path + "/spool", time: clock)
         do {
@@ -41,7 +46,9 @@ struct RunnerTests {
             let runner = JobRunner(spool: spool, policy: policy(spool), time: clock)
             runner.checkpointInterval = 0
             var asked = 0
-            runner.shouldStop = { asked += 1; return asked > 200 }
+            runner.shouldStop = {
+                asked += 1; return asked > 200
+            }
             #expect(runner.run(job) == .interrupted)
             #expect(Sys.exists(job.file("checkpoint.json")))
             let checkpoint = try #require(try JSONParser.parse(Sys.readFile(job.file("checkpoint.json"))).objectValue)
@@ -55,9 +62,12 @@ struct RunnerTests {
         #expect(outcome == .done(spool.path(.done, "p")))
 
         for name in ["results.jsonl.gz", "errors.jsonl.gz"] {
-            #expect(try gunzip(spool.path(.done, "p") + "/" + name) == gunzip(reference.path(.done, "p") + "/" + name), "\(name)")
+            #expect(
+                try gunzip(spool.path(.done, "p") + "/" + name) == gunzip(reference.path(.done, "p") + "/" + name),
+                "\(name)")
         }
-        let report = try #require(try JSONParser.parse(Sys.readFile(spool.path(.done, "p") + "/report.json")).objectValue)
+        let report = try #require(
+            try JSONParser.parse(Sys.readFile(spool.path(.done, "p") + "/report.json")).objectValue)
         #expect(report["resumed"]?.intValue == 1)
         #expect(report["records"]?.objectValue?["succeeded"]?.intValue == 450)
         // Timings come from the injected clock: the resumed run started 5 s after the first.
@@ -75,7 +85,10 @@ struct RunnerTests {
         var manifest = try #require(try JSONParser.parse(digitsPredict(id: "bad")).objectValue)
         manifest["model"] = .string(tmp.path + "/no-such-model")
         let job = try activeJob(spool, JSONWriter.pretty(.object(manifest)), id: "bad")
-        guard case .failed(let dir, let e) = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: [repoRoot, tmp.path])).run(job)
+        guard
+            case .failed(let dir, let e) = JobRunner(
+                spool: spool, policy: PathPolicy(base: spool.root, roots: [repoRoot, tmp.path])
+            ).run(job)
         else { Issue.record("the job did not fail"); return }
         #expect(e.field == "model" && e.code == .fileNotFound)
         #expect(dir == spool.path(.failed, "bad"))

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernSpool
+import QuernTestSupport
+import Testing
 
 let sampleManifest = Array(#"{"version": 1, "task": "predict", "model": "m", "input": {"path": "x.csv"}}"#.utf8)
 
@@ -16,7 +16,7 @@ struct SpoolTests {
         let spool = try Spool(root: tmp.path + "/s")
         #expect(spool.root == tmp.path + "/s")
         for d in ["incoming", "active", "done", "failed", "tmp"] { #expect(Sys.isDirectory(tmp.path + "/s/" + d)) }
-        _ = try Spool(root: tmp.path + "/s")   // again: existing directories are fine
+        _ = try Spool(root: tmp.path + "/s")  // again: existing directories are fine
     }
 
     @Test func submitPublishesAndNeverReplaces() throws {
@@ -150,7 +150,8 @@ struct SpoolTests {
         // The same id failing again gets a suffix rather than replacing the first.
         _ = try spool.submit(sampleManifest, name: "bad.json")
         let again = try #require(try spool.claim("bad.json"))
-        let second = try spool.fail(dir: again.dir, id: "bad", error: QuernError(.invalidJSON, "x"), keep: ["manifest.json"])
+        let second = try spool.fail(
+            dir: again.dir, id: "bad", error: QuernError(.invalidJSON, "x"), keep: ["manifest.json"])
         #expect(second == spool.path(.failed, "bad.2"))
         #expect(try names(spool.directory(.failed)) == ["bad", "bad.2"])
         let o2 = try #require(try JSONParser.parse(Sys.readFile(second + "/error.json")).objectValue)
@@ -221,7 +222,9 @@ struct SpoolTests {
             try Sys.mkdir(spool.path(.active, id))
             try Sys.writeFile(spool.path(.active, id) + "/manifest.json", sampleManifest)
             try Sys.writeFile(spool.path(.active, id) + "/lease.lock", [])
-            let lease = JSONWriter.compact(["pid": 1, "host": "some-other-host.example", "started": .double(beat), "heartbeat": .double(beat)])
+            let lease = JSONWriter.compact([
+                "pid": 1, "host": "some-other-host.example", "started": .double(beat), "heartbeat": .double(beat)
+            ])
             try Sys.writeFile(spool.path(.active, id) + "/lease.json", lease)
         }
         let adopted = try spool.adoptOrphans()

@@ -1,8 +1,9 @@
-import Testing
 import QuernCore
 import QuernKernels
 import QuernNN
 import QuernTestSupport
+import Testing
+
 @testable import QuernModels
 @testable import QuernTasks
 
@@ -24,7 +25,9 @@ struct TwoBranchSpec: LayerSpec {
         self.init(outFeatures: try entry.int("out_features"), activation: try entry.activation())
     }
 
-    var json: JSONValue { ["type": "two_branch", "out_features": .int(Int64(outFeatures)), "activation": .string(activation.rawValue)] }
+    var json: JSONValue {
+        ["type": "two_branch", "out_features": .int(Int64(outFeatures)), "activation": .string(activation.rawValue)]
+    }
 
     func outputShape(_ input: [Int]) throws -> [Int] { [outFeatures] }
 
@@ -33,21 +36,29 @@ struct TwoBranchSpec: LayerSpec {
     }
 
     func matrices(input: [Int]) -> [WeightMatrix] {
-        [WeightMatrix(name: "weight", shape: [outFeatures, input[0]]),
-         WeightMatrix(name: "skip_weight", shape: [outFeatures, input[0]], input: "skip_input")]
+        [
+            WeightMatrix(name: "weight", shape: [outFeatures, input[0]]),
+            WeightMatrix(name: "skip_weight", shape: [outFeatures, input[0]], input: "skip_input")
+        ]
     }
 
     func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer {
         let m = matrices(input: input)
-        return Compiled(main: t.linearOperator(m[0]), skip: t.linearOperator(m[1]), bias: t["bias"].data, activation: activation,
-                        names: (t.name("weight"), t.name("skip_weight")), counts: (t.counts(m[0]), t.counts(m[1])))
+        return Compiled(
+            main: t.linearOperator(m[0]), skip: t.linearOperator(m[1]), bias: t["bias"].data, activation: activation,
+            names: (t.name("weight"), t.name("skip_weight")), counts: (t.counts(m[0]), t.counts(m[1])))
     }
 
-    func trainable(input: [Int], name: String, tensors: LayerTensors?, random: inout SeededRandom) -> any QuernNN.Layer {
+    func trainable(input: [Int], name: String, tensors: LayerTensors?, random: inout SeededRandom) -> any QuernNN.Layer
+    {
         let main = Linear(input[0], outFeatures, activation: activation, random: &random, name: name)
         let skip = Linear(input[0], outFeatures, bias: false, random: &random, name: name + ".skip")
-        let layer = Branches(main: main, skip: Linear(weight: Parameter(name + ".skip_weight", skip.weight.value), bias: nil))
-        if let t = tensors { layer.main.weight.value = t["weight"]; layer.main.bias!.value = t["bias"]; layer.skip.weight.value = t["skip_weight"] }
+        let layer = Branches(
+            main: main, skip: Linear(weight: Parameter(name + ".skip_weight", skip.weight.value), bias: nil))
+        if let t = tensors {
+            layer.main.weight.value = t["weight"]; layer.main.bias!.value = t["bias"];
+            layer.skip.weight.value = t["skip_weight"]
+        }
         return layer
     }
 
@@ -67,7 +78,9 @@ struct TwoBranchSpec: LayerSpec {
         let names: (String, String)
         let counts: ((weights: Int, zeros: Int), (weights: Int, zeros: Int))
 
-        func forward(_ x: [Float], batch: Int, input: [Int], output: [Int], observe: ((String, [Float]) -> Void)?) -> [Float] {
+        func forward(_ x: [Float], batch: Int, input: [Int], output: [Int], observe: ((String, [Float]) -> Void)?)
+            -> [Float]
+        {
             observe?(names.0, x)
             observe?(names.1, x)
             let a = applyLinear(main, x, rows: batch, bias: bias, activation: activation)
@@ -76,16 +89,19 @@ struct TwoBranchSpec: LayerSpec {
         }
 
         var summary: [MatrixSummary] {
-            [MatrixSummary(kernel: main.kind, weights: counts.0.weights, zeros: counts.0.zeros, bias: bias.count),
-             MatrixSummary(kernel: skip.kind, weights: counts.1.weights, zeros: counts.1.zeros, bias: 0)]
+            [
+                MatrixSummary(kernel: main.kind, weights: counts.0.weights, zeros: counts.0.zeros, bias: bias.count),
+                MatrixSummary(kernel: skip.kind, weights: counts.1.weights, zeros: counts.1.zeros, bias: 0)
+            ]
         }
     }
 }
 
 @Suite("layers with several weight matrices")
 struct LayerMatricesTests {
-    let config = MLP.config(inputSize: 12, layers: [TwoBranchSpec(outFeatures: 16, activation: .relu), LinearSpec(outFeatures: 3)],
-                            labels: ["a", "b", "c"])
+    let config = MLP.config(
+        inputSize: 12, layers: [TwoBranchSpec(outFeatures: 16, activation: .relu), LinearSpec(outFeatures: 3)],
+        labels: ["a", "b", "c"])
 
     func inputs(_ rows: Int) -> Tensor {
         var r = SeededRandom(seed: 4)
@@ -100,7 +116,8 @@ struct LayerMatricesTests {
         let tape = Tape(training: false)
         let slow = tape.value(net.forward(tape.constant(x), on: tape))
         for (a, b) in zip(model.forward(x).data, slow.data) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
-        #expect(Set(try config.matrices().map(\.name)) == ["layers.0.weight", "layers.0.skip_weight", "layers.1.weight"])
+        #expect(
+            Set(try config.matrices().map(\.name)) == ["layers.0.weight", "layers.0.skip_weight", "layers.1.weight"])
     }
 
     @Test("quantize makes every matrix int8, statically calibrated ones with their own input range")
@@ -113,7 +130,9 @@ struct LayerMatricesTests {
         _ = source.forward(x, observe: { observer.observe($0, $1) })
         let matrices = try config.matrices()
         var ranges: [String: QGEMM.InputRange] = [:]
-        for m in matrices { if let r = observer.range(m.name) { ranges[m.name] = QGEMM.InputRange(lo: r.lo, hi: r.hi) } }
+        for m in matrices {
+            if let r = observer.range(m.name) { ranges[m.name] = QGEMM.InputRange(lo: r.lo, hi: r.hi) }
+        }
         #expect(ranges.count == 3)
         let (quantized, tensors) = Quantizer.quantize(matrices, fp32: fp32, ranges: ranges)
         #expect(Set(quantized.keys) == ["layers.0.weight", "layers.0.skip_weight", "layers.1.weight"])

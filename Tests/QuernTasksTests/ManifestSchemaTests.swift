@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
+
 @testable import QuernTasks
 
 /// jobs/manifest.schema.json and the decoder describe one format: every example job
@@ -17,7 +18,9 @@ struct ManifestSchemaTests {
     static var examples: [String] {
         let dirs = [repoRoot + "/jobs", repoRoot + "/jobs/text"]
         return dirs.flatMap { d in
-            ((try? Sys.listDirectory(d)) ?? []).filter { $0.hasSuffix(".json") && !$0.contains("schema") }.map { d + "/" + $0 }
+            ((try? Sys.listDirectory(d)) ?? []).filter { $0.hasSuffix(".json") && !$0.contains("schema") }.map {
+                d + "/" + $0
+            }
         }.sorted()
     }
 
@@ -34,8 +37,10 @@ struct ManifestSchemaTests {
     func theCheckIsNotVacuous() throws {
         let good: JSONObject = ["version": 1, "task": "predict", "model": "m", "input": ["path": "x.csv"]]
         #expect(SchemaCheck.problems(.object(good), against: .object(Self.schema)).isEmpty)
-        for (key, value) in [("colour", "blue"), ("batch_size", 0), ("task", "train"), ("version", 2), ("id", "a b"),
-                             ("input", ["members": "*.csv"])] as [(String, JSONValue)] {
+        for (key, value) in [
+            ("colour", "blue"), ("batch_size", 0), ("task", "train"), ("version", 2), ("id", "a b"),
+            ("input", ["members": "*.csv"])
+        ] as [(String, JSONValue)] {
             var bad = good
             bad[key] = value
             #expect(!SchemaCheck.problems(.object(bad), against: .object(Self.schema)).isEmpty, "\(key): \(value)")
@@ -43,7 +48,8 @@ struct ManifestSchemaTests {
     }
 
     @Test func theTaskListIsTheRegistry() {
-        let tasks = Self.schema["properties"]?.objectValue?["task"]?.objectValue?["enum"]?.arrayValue?.compactMap(\.stringValue)
+        let tasks = Self.schema["properties"]?.objectValue?["task"]?.objectValue?["enum"]?.arrayValue?.compactMap(
+            \.stringValue)
         #expect(tasks == TaskRegistry.names)
     }
 
@@ -51,11 +57,13 @@ struct ManifestSchemaTests {
     /// unknown key there; the decoder's error lists the keys it knows at that place.
     @Test(arguments: [
         ("", "predict"), ("input", "predict"), ("output", "predict"), ("limits", "predict"),
-        ("train", "finetune"), ("quantize", "quantize"), ("prune", "prune"), ("score", "score"),
+        ("train", "finetune"), ("quantize", "quantize"), ("prune", "prune"), ("score", "score")
     ])
     func closedObjectsHaveTheDecodersKeys(_ path: String, _ task: String) throws {
-        var manifest: JSONObject = ["version": 1, "task": .string(task), "model": "m",
-                                    "input": ["path": "x.jsonl", "label_field": "y", "pair_field": "b"]]
+        var manifest: JSONObject = [
+            "version": 1, "task": .string(task), "model": "m",
+            "input": ["path": "x.jsonl", "label_field": "y", "pair_field": "b"]
+        ]
         if task == "score" { manifest["input"] = ["path": "x.jsonl", "pair_field": "b"] }
         var object = path.isEmpty ? manifest : manifest[path]?.objectValue ?? JSONObject()
         object["zz_unknown"] = 1
@@ -68,7 +76,9 @@ struct ManifestSchemaTests {
         if !path.isEmpty { schema = try #require(schema["properties"]?.objectValue?[path]?.objectValue) }
         #expect(schema["additionalProperties"] == false)
         let keys = Set(try #require(schema["properties"]?.objectValue).keys)
-        #expect(keys == decoder, "schema-only: \(keys.subtracting(decoder).sorted()); decoder-only: \(decoder.subtracting(keys).sorted())")
+        #expect(
+            keys == decoder,
+            "schema-only: \(keys.subtracting(decoder).sorted()); decoder-only: \(decoder.subtracting(keys).sorted())")
     }
 }
 
@@ -82,7 +92,9 @@ enum SchemaCheck {
         if let type = s["type"]?.stringValue, !has(type: type, v) { return ["\(path): not \(type)"] }
         if let c = s["const"], c != v { out.append("\(path): not \(c)") }
         if let e = s["enum"]?.arrayValue, !e.contains(v) { out.append("\(path): not one of \(e)") }
-        if let n = s["not"], problems(v, against: n, at: path).isEmpty { out.append("\(path): matches the excluded schema") }
+        if let n = s["not"], problems(v, against: n, at: path).isEmpty {
+            out.append("\(path): matches the excluded schema")
+        }
         if let str = v.stringValue {
             if let m = s["minLength"]?.intValue, str.count < m { out.append("\(path): shorter than \(m)") }
             if let p = s["pattern"]?.stringValue, str.range(of: p, options: .regularExpression) == nil {
@@ -97,7 +109,9 @@ enum SchemaCheck {
         }
         if let o = v.objectValue {
             let properties = s["properties"]?.objectValue ?? JSONObject()
-            for r in s["required"]?.arrayValue?.compactMap(\.stringValue) ?? [] where o[r] == nil { out.append("\(path).\(r): required") }
+            for r in s["required"]?.arrayValue?.compactMap(\.stringValue) ?? [] where o[r] == nil {
+                out.append("\(path).\(r): required")
+            }
             for k in o.keys {
                 if let sub = properties[k] {
                     out += problems(o[k]!, against: sub, at: "\(path).\(k)")
@@ -108,7 +122,9 @@ enum SchemaCheck {
         }
         if let a = v.arrayValue {
             if let m = s["minItems"]?.intValue, a.count < m { out.append("\(path): fewer than \(m) items") }
-            if let items = s["items"] { for (i, x) in a.enumerated() { out += problems(x, against: items, at: "\(path)[\(i)]") } }
+            if let items = s["items"] {
+                for (i, x) in a.enumerated() { out += problems(x, against: items, at: "\(path)[\(i)]") }
+            }
         }
         return out
     }

@@ -1,13 +1,14 @@
-import Testing
-import QuernTestSupport
 import QuernCore
 import QuernData
+import QuernTestSupport
+import Testing
+
 @testable import QuernTasks
 
 /// A manifest that decodes, as a JSON object to change one thing at a time.
 let baseManifest: JSONObject = [
     "version": 1, "id": "job-1", "task": "predict", "model": "models/m",
-    "input": ["path": "data/x.csv", "id_field": "id"],
+    "input": ["path": "data/x.csv", "id_field": "id"]
 ]
 
 func manifest(_ edit: (inout JSONObject) -> Void) -> [UInt8] {
@@ -79,15 +80,20 @@ struct ManifestTests {
     }
 
     @Test func everyFieldIsRead() throws {
-        let m = try Manifest.decode(manifest { o in
-            o["task"] = "evaluate"
-            o["batch_size"] = 128
-            o["precision"] = "fp32"
-            o["input"] = ["path": "d.tar.gz", "members": "*.jsonl", "format": "jsonl", "id_field": "key",
-                          "label_field": "y", "features_field": "x", "feature_columns": ["a", "b"], "text_field": "t"]
-            o["output"] = ["format": "csv", "compression": "gzip", "compression_level": 9, "probabilities": false]
-            o["limits"] = ["max_errors": 0, "max_line_bytes": 4096, "max_input_bytes": 1000000, "max_expansion_ratio": 50.5]
-        })
+        let m = try Manifest.decode(
+            manifest { o in
+                o["task"] = "evaluate"
+                o["batch_size"] = 128
+                o["precision"] = "fp32"
+                o["input"] = [
+                    "path": "d.tar.gz", "members": "*.jsonl", "format": "jsonl", "id_field": "key",
+                    "label_field": "y", "features_field": "x", "feature_columns": ["a", "b"], "text_field": "t"
+                ]
+                o["output"] = ["format": "csv", "compression": "gzip", "compression_level": 9, "probabilities": false]
+                o["limits"] = [
+                    "max_errors": 0, "max_line_bytes": 4096, "max_input_bytes": 1_000_000, "max_expansion_ratio": 50.5
+                ]
+            })
         #expect(m.task.name == "evaluate")
         #expect(m.batchSize == 128)
         #expect(m.input.members == "*.jsonl")
@@ -106,17 +112,19 @@ struct ManifestTests {
     }
 
     @Test func aTaskReadsItsOwnBlocks() throws {
-        let m = try Manifest.decode(manifest { o in
-            o["task"] = "prune"
-            setInput(&o, "label_field", "y")
-            o["train"] = ["epochs": 3, "optimizer": "adam", "patience": 2]
-            o["prune"] = ["sparsity": 0.5, "pattern": "2:4"]
-        })
+        let m = try Manifest.decode(
+            manifest { o in
+                o["task"] = "prune"
+                setInput(&o, "label_field", "y")
+                o["train"] = ["epochs": 3, "optimizer": "adam", "patience": 2]
+                o["prune"] = ["sparsity": 0.5, "pattern": "2:4"]
+            })
         #expect(m.block(TrainingBlock.self).epochs == 3)
         #expect(m.block(TrainingBlock.self).patience == 2)
         #expect(m.block(PruneTask.Pruning.self).pattern == "2:4")
         #expect(m.block(PruneTask.Pruning.self).recoveryEpochs == 10, "defaults for keys not given")
-        #expect(m.block(QuantizeTask.Quantization.self) == QuantizeTask.Quantization(), "defaults for a block not given")
+        #expect(
+            m.block(QuantizeTask.Quantization.self) == QuantizeTask.Quantization(), "defaults for a block not given")
         let options = m.block(TrainingBlock.self).options(epochs: 3, batchSize: 64)
         #expect(options.optimizer == .adam && options.weightDecay == 0 && options.batchSize == 64)
     }
@@ -138,9 +146,15 @@ struct ManifestTests {
         BadManifest("version as a string", .invalidType, "version") { $0["version"] = "1" },
         BadManifest("input as a string", .invalidType, "input") { $0["input"] = "data/x.csv" },
         BadManifest("input.path as a number", .invalidType, "input.path") { setInput(&$0, "path", 5) },
-        BadManifest("feature_columns with a number", .invalidType, "input.feature_columns") { setInput(&$0, "feature_columns", ["a", 1]) },
-        BadManifest("feature_columns empty", .invalidType, "input.feature_columns") { setInput(&$0, "feature_columns", []) },
-        BadManifest("probabilities as a string", .invalidType, "output.probabilities") { $0["output"] = ["probabilities": "yes"] },
+        BadManifest("feature_columns with a number", .invalidType, "input.feature_columns") {
+            setInput(&$0, "feature_columns", ["a", 1])
+        },
+        BadManifest("feature_columns empty", .invalidType, "input.feature_columns") {
+            setInput(&$0, "feature_columns", [])
+        },
+        BadManifest("probabilities as a string", .invalidType, "output.probabilities") {
+            $0["output"] = ["probabilities": "yes"]
+        },
         BadManifest("id as a number", .invalidType, "id") { $0["id"] = 7 },
         BadManifest("task missing", .missingField, "task") { $0["task"] = nil },
         BadManifest("task null", .missingField, "task") { $0["task"] = .null },
@@ -150,11 +164,15 @@ struct ManifestTests {
         BadManifest("model missing for predict", .missingField, "model") { $0["model"] = nil },
         BadManifest("evaluate without label_field", .missingField, "input.label_field") { $0["task"] = "evaluate" },
         BadManifest("format not inferable", .missingField, "input.format") { setInput(&$0, "path", "data/x.bin") },
-        BadManifest("archive without members or format", .missingField, "input.format") { setInput(&$0, "path", "data/x.tar.gz") },
+        BadManifest("archive without members or format", .missingField, "input.format") {
+            setInput(&$0, "path", "data/x.tar.gz")
+        },
         BadManifest("version 2", .unsupportedVersion, "version") { $0["version"] = 2 },
         BadManifest("version 0", .unsupportedVersion, "version") { $0["version"] = 0 },
         BadManifest("unknown task", .unsupportedTask, "task") { $0["task"] = "train" },
-        BadManifest("embed on npy records", .unsupportedFormat, "input.format") { $0["task"] = "embed"; setInput(&$0, "format", "npy") },
+        BadManifest("embed on npy records", .unsupportedFormat, "input.format") {
+            $0["task"] = "embed"; setInput(&$0, "format", "npy")
+        },
         BadManifest("id with a slash", .invalidID, "id") { $0["id"] = "../etc" },
         BadManifest("id starting with a dot", .invalidID, "id") { $0["id"] = ".hidden" },
         BadManifest("id with a space", .invalidID, "id") { $0["id"] = "my job" },
@@ -162,7 +180,9 @@ struct ManifestTests {
         BadManifest("id not ASCII", .invalidID, "id") { $0["id"] = "jöb" },
         BadManifest("empty id", .invalidValue, "id") { $0["id"] = "" },
         BadManifest("batch_size 0", .invalidValue, "batch_size") { $0["batch_size"] = 0 },
-        BadManifest("compression_level 10", .invalidValue, "output.compression_level") { $0["output"] = ["compression_level": 10] },
+        BadManifest("compression_level 10", .invalidValue, "output.compression_level") {
+            $0["output"] = ["compression_level": 10]
+        },
         BadManifest("compression zstd", .invalidValue, "output.compression") { $0["output"] = ["compression": "zstd"] },
         BadManifest("output format parquet", .invalidValue, "output.format") { $0["output"] = ["format": "parquet"] },
         BadManifest("precision fp16", .invalidValue, "precision") { $0["precision"] = "fp16" },
@@ -176,24 +196,36 @@ struct ManifestTests {
             $0["task"] = "evaluate"; setInput(&$0, "label_field", "y"); $0["train"] = ["epochs": 3]
         },
         BadManifest("patience 0", .invalidValue, "train.patience") { $0["train"] = ["patience": 0] },
-        BadManifest("score top_k 0", .invalidValue, "score.top_k") { $0["task"] = "score"; $0["score"] = ["queries": "q.jsonl", "top_k": 0] },
+        BadManifest("score top_k 0", .invalidValue, "score.top_k") {
+            $0["task"] = "score"; $0["score"] = ["queries": "q.jsonl", "top_k": 0]
+        },
         BadManifest("max_length 1", .invalidValue, "max_length") { $0["max_length"] = 1 },
-        BadManifest("prune sparsity 1", .invalidValue, "prune.sparsity") { $0["task"] = "prune"; $0["prune"] = ["sparsity": 1.0] },
+        BadManifest("prune sparsity 1", .invalidValue, "prune.sparsity") {
+            $0["task"] = "prune"; $0["prune"] = ["sparsity": 1.0]
+        },
         BadManifest("quantize scheme unknown", .invalidValue, "quantize.scheme") { $0["quantize"] = ["scheme": "fp8"] },
-        BadManifest("train optimizer unknown", .invalidValue, "train.optimizer") { $0["train"] = ["optimizer": "lion"] },
+        BadManifest("train optimizer unknown", .invalidValue, "train.optimizer") {
+            $0["train"] = ["optimizer": "lion"]
+        },
         BadManifest("scale on csv", .invalidValue, "input.scale") { setInput(&$0, "scale", 0.5) },
         BadManifest("finetune on txt", .unsupportedFormat, "input.format") {
             $0["task"] = "finetune"; setInput(&$0, "format", "txt"); setInput(&$0, "label_field", "label")
         },
-        BadManifest("max_line_bytes too small", .invalidValue, "limits.max_line_bytes") { $0["limits"] = ["max_line_bytes": 10] },
-        BadManifest("expansion ratio below 1", .invalidValue, "limits.max_expansion_ratio") { $0["limits"] = ["max_expansion_ratio": 0.5] },
+        BadManifest("max_line_bytes too small", .invalidValue, "limits.max_line_bytes") {
+            $0["limits"] = ["max_line_bytes": 10]
+        },
+        BadManifest("expansion ratio below 1", .invalidValue, "limits.max_expansion_ratio") {
+            $0["limits"] = ["max_expansion_ratio": 0.5]
+        },
         BadManifest("empty members glob", .invalidValue, "input.members") { setInput(&$0, "members", "") },
         BadManifest("input format parquet", .unsupportedFormat, "input.format") { setInput(&$0, "format", "parquet") },
         BadManifest("npy output for predict", .invalidValue, "output.format") { $0["output"] = ["format": "npy"] },
-        BadManifest("dtype without npy", .invalidValue, "output.dtype") { $0["task"] = "embed"; $0["output"] = ["dtype": "int8"] },
+        BadManifest("dtype without npy", .invalidValue, "output.dtype") {
+            $0["task"] = "embed"; $0["output"] = ["dtype": "int8"]
+        },
         BadManifest("not JSON", .invalidJSON, nil, text: "{\n  \"version\": 1,\n  \"task\": predict\n}"),
         BadManifest("trailing comma", .invalidJSON, nil, text: "{\"version\": 1,}"),
-        BadManifest("not an object", .invalidType, nil, text: "[1, 2]"),
+        BadManifest("not an object", .invalidType, nil, text: "[1, 2]")
     ]
 
     @Test(arguments: bad)
@@ -228,16 +260,20 @@ struct ManifestTests {
         #expect(e?.code == .invalidUTF8)
     }
 
-    @Test(arguments: [
-        ("data/x.jsonl", nil, RecordFormat.jsonl), ("x.csv.gz", nil, .csv), ("x.CSV", nil, .csv), ("x.ndjson", nil, .jsonl),
-        ("x.npy.zst", nil, .npy), ("x.jsonl.xz", nil, .jsonl), ("x.tar.gz", "*.npy", .npy), ("x.zip", "part-*.csv", .csv),
-        ("x.tar", "*.jsonl.gz", .jsonl),
-    ] as [(String, String?, RecordFormat)])
+    @Test(
+        arguments: [
+            ("data/x.jsonl", nil, RecordFormat.jsonl), ("x.csv.gz", nil, .csv), ("x.CSV", nil, .csv),
+            ("x.ndjson", nil, .jsonl),
+            ("x.npy.zst", nil, .npy), ("x.jsonl.xz", nil, .jsonl), ("x.tar.gz", "*.npy", .npy),
+            ("x.zip", "part-*.csv", .csv),
+            ("x.tar", "*.jsonl.gz", .jsonl)
+        ] as [(String, String?, RecordFormat)])
     func formatIsInferredFromTheExtension(_ path: String, _ members: String?, _ format: RecordFormat) throws {
-        let m = try Manifest.decode(manifest { o in
-            setInput(&o, "path", .string(path))
-            if let members { setInput(&o, "members", .string(members)) }
-        })
+        let m = try Manifest.decode(
+            manifest { o in
+                setInput(&o, "path", .string(path))
+                if let members { setInput(&o, "members", .string(members)) }
+            })
         #expect(m.input.format == format)
     }
 

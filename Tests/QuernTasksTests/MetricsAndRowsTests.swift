@@ -1,6 +1,7 @@
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
+
 @testable import QuernTasks
 
 @Suite("ClassificationMetrics")
@@ -66,18 +67,26 @@ struct ClassificationMetricsTests {
 
 @Suite("RowEncoder")
 struct RowEncoderTests {
-    let row = ResultRow(id: "r\"1", fields: [
-        ("label", .string("a,b")), ("score", .float(0.5)), ("probabilities", .floats([0.25, 0.75, .nan])),
-        ("correct", .bool(true)), ("n", .int(3)),
-    ])
+    let row = ResultRow(
+        id: "r\"1",
+        fields: [
+            ("label", .string("a,b")), ("score", .float(0.5)), ("probabilities", .floats([0.25, 0.75, .nan])),
+            ("correct", .bool(true)), ("n", .int(3))
+        ])
 
     @Test func jsonLines() throws {
         var e = RowEncoder(format: .jsonl)
         let line = e.encode(row)
-        #expect(String(decoding: line, as: UTF8.self) == #"{"id":"r\"1","label":"a,b","score":0.5,"probabilities":[0.25,0.75,null],"correct":true,"n":3}"# + "\n")
+        #expect(
+            String(decoding: line, as: UTF8.self)
+                == #"{"id":"r\"1","label":"a,b","score":0.5,"probabilities":[0.25,0.75,null],"correct":true,"n":3}"#
+                + "\n")
         #expect(e.header == nil)
         let parsed = try JSONParser.parse(Array(line.dropLast()))
-        #expect(parsed == ["id": "r\"1", "label": "a,b", "score": 0.5, "probabilities": [0.25, 0.75, nil], "correct": true, "n": 3])
+        #expect(
+            parsed == [
+                "id": "r\"1", "label": "a,b", "score": 0.5, "probabilities": [0.25, 0.75, nil], "correct": true, "n": 3
+            ])
         // Awkward strings stay one line.
         let tricky = e.encode(ResultRow(id: "x\ny", fields: [("label", .string("tab\there \u{1}"))]))
         let newlines = tricky.filter { $0 == 0x0A }.count
@@ -88,18 +97,29 @@ struct RowEncoderTests {
     @Test func csvWithHeaderOnceAndVectorColumns() {
         var e = RowEncoder(format: .csv)
         let first = String(decoding: e.encode(row), as: UTF8.self)
-        #expect(first == "id,label,score,probabilities_0,probabilities_1,probabilities_2,correct,n\n" +
-                         "\"r\"\"1\",\"a,b\",0.5,0.25,0.75,,true,3\n")
-        #expect(e.header == ["id", "label", "score", "probabilities_0", "probabilities_1", "probabilities_2", "correct", "n"])
-        let second = String(decoding: e.encode(ResultRow(id: "plain", fields: [("label", .string("line\nbreak")), ("score", .float(1)),
-                                                                               ("probabilities", .floats([1, 0, 0])), ("correct", .bool(false)), ("n", .int(-1))])),
-                            as: UTF8.self)
+        #expect(
+            first == "id,label,score,probabilities_0,probabilities_1,probabilities_2,correct,n\n"
+                + "\"r\"\"1\",\"a,b\",0.5,0.25,0.75,,true,3\n")
+        #expect(
+            e.header == [
+                "id", "label", "score", "probabilities_0", "probabilities_1", "probabilities_2", "correct", "n"
+            ])
+        let second = String(
+            decoding: e.encode(
+                ResultRow(
+                    id: "plain",
+                    fields: [
+                        ("label", .string("line\nbreak")), ("score", .float(1)),
+                        ("probabilities", .floats([1, 0, 0])), ("correct", .bool(false)), ("n", .int(-1))
+                    ])),
+            as: UTF8.self)
         #expect(second == "plain,\"line\nbreak\",1.0,1.0,0.0,0.0,false,-1\n")
     }
 
     @Test func csvResumedWithItsHeaderWritesNoHeader() {
         var e = RowEncoder(format: .csv, header: ["id", "label"])
-        let out = String(decoding: e.encode(ResultRow(id: "a", fields: [("label", .string("cr\rhere"))])), as: UTF8.self)
+        let out = String(
+            decoding: e.encode(ResultRow(id: "a", fields: [("label", .string("cr\rhere"))])), as: UTF8.self)
         #expect(out == "a,\"cr\rhere\"\n")
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import QuernTestSupport
 import QuernCore
+import QuernTestSupport
+import Testing
+
 @testable import QuernTasks
 
 /// spool/ (the base), data/ (a root), outside/ (neither), with links between them.
@@ -25,17 +26,23 @@ struct PathPolicyTests {
         let tmp = try TempDir()
         defer { tmp.remove() }
         let policy = try makeLayout(tmp)
-        #expect(try policy.resolve("inputs/in-spool.csv", field: "input.path") == tmp.path + "/spool/inputs/in-spool.csv")
-        #expect(try policy.resolve("./inputs//in-spool.csv", field: "input.path") == tmp.path + "/spool/inputs/in-spool.csv")
+        #expect(
+            try policy.resolve("inputs/in-spool.csv", field: "input.path") == tmp.path + "/spool/inputs/in-spool.csv")
+        #expect(
+            try policy.resolve("./inputs//in-spool.csv", field: "input.path") == tmp.path + "/spool/inputs/in-spool.csv"
+        )
         #expect(try policy.resolve(tmp.path + "/data/ok.csv", field: "input.path") == tmp.path + "/data/ok.csv")
         #expect(try policy.resolve(tmp.path + "/data/sub", field: "model") == tmp.path + "/data/sub")
         // A link that stays inside resolves to its target.
-        #expect(try policy.resolve(tmp.path + "/data/link-in.csv", field: "input.path") == tmp.path + "/data/sub/deep.csv")
+        #expect(
+            try policy.resolve(tmp.path + "/data/link-in.csv", field: "input.path") == tmp.path + "/data/sub/deep.csv")
         // A root reached through a link is the same root.
         #expect(try policy.resolve(tmp.path + "/data-alias/ok.csv", field: "input.path") == tmp.path + "/data/ok.csv")
     }
 
-    @Test(arguments: ["../outside/secret.csv", "inputs/../../outside/secret.csv", "..", "data/..", "a/../inputs/in-spool.csv"])
+    @Test(arguments: [
+        "../outside/secret.csv", "inputs/../../outside/secret.csv", "..", "data/..", "a/../inputs/in-spool.csv"
+    ])
     func dotDotIsAPathEscape(_ path: String) throws {
         let tmp = try TempDir()
         defer { tmp.remove() }

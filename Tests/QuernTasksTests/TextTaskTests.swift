@@ -1,7 +1,8 @@
-import Testing
 import QuernCore
 import QuernKernels
 import QuernTestSupport
+import Testing
+
 @testable import QuernData
 @testable import QuernModels
 @testable import QuernTasks
@@ -49,7 +50,9 @@ struct CrossEncoderTests {
             expected.append(Float(try #require(o["logits"]?.arrayValue?.first?.doubleValue)))
         }
         #expect(records.count == 5)
-        let task = Scorer(model: model, spec: RecordSpec(format: .jsonl), texts: TextRecords(model: model, batchSize: 2), mode: .crossEncoder)
+        let task = Scorer(
+            model: model, spec: RecordSpec(format: .jsonl), texts: TextRecords(model: model, batchSize: 2),
+            mode: .crossEncoder)
         let rows = try task.run(records).map { try $0.get() }
         for (row, want) in zip(rows, expected) {
             guard case .float(let got)? = row.fields.first?.1 else { Issue.record("no score in \(row.id)"); continue }

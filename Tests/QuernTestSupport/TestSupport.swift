@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import QuernCore
+import Testing
 
 /// Helpers every unit-test target shares: temporary directories, running tools, byte
 /// builders. (The end-to-end tests have their own, built around the quern binary.)

@@ -18,16 +18,20 @@ public struct ActivationSpec: LayerSpec, Equatable {
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer { Compiled(activation: activation) }
 
-    public func trainable(input: [Int], name: String, tensors: LayerTensors?,
-                          random: inout SeededRandom) -> any QuernNN.Layer {
+    public func trainable(
+        input: [Int], name: String, tensors: LayerTensors?,
+        random: inout SeededRandom
+    ) -> any QuernNN.Layer {
         ActivationLayer(activation)
     }
 
     struct Compiled: InferenceLayer {
         let activation: Activation
 
-        func forward(_ x: [Float], batch: Int, input: [Int], output: [Int],
-                     observe: ((String, [Float]) -> Void)?) -> [Float] {
+        func forward(
+            _ x: [Float], batch: Int, input: [Int], output: [Int],
+            observe: ((String, [Float]) -> Void)?
+        ) -> [Float] {
             x.map { activation.apply($0) }
         }
 

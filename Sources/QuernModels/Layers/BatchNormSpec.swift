@@ -26,8 +26,9 @@ public struct BatchNormSpec: LayerSpec, Equatable {
     }
 
     public func fold(_ own: LayerTensors, into weight: inout Tensor, bias: inout Tensor) -> Bool {
-        foldBatchNorm(weight: &weight.data, bias: &bias.data, gamma: own["weight"].data, beta: own["bias"].data,
-                      mean: own["running_mean"].data, variance: own["running_var"].data, eps: eps)
+        foldBatchNorm(
+            weight: &weight.data, bias: &bias.data, gamma: own["weight"].data, beta: own["bias"].data,
+            mean: own["running_mean"].data, variance: own["running_var"].data, eps: eps)
         return true
     }
 
@@ -38,8 +39,10 @@ public struct BatchNormSpec: LayerSpec, Equatable {
         return ChannelAffine(scale: scale, shift: (0..<gamma.count).map { beta[$0] - mean[$0] * scale[$0] })
     }
 
-    public func trainable(input: [Int], name: String, tensors: LayerTensors?,
-                          random: inout SeededRandom) -> any QuernNN.Layer {
+    public func trainable(
+        input: [Int], name: String, tensors: LayerTensors?,
+        random: inout SeededRandom
+    ) -> any QuernNN.Layer {
         let bn = BatchNorm(input[0], eps: eps, name: name)
         if let t = tensors {
             bn.gamma.value = t.optional("weight") ?? bn.gamma.value
@@ -55,8 +58,10 @@ public struct BatchNormSpec: LayerSpec, Equatable {
         let scale: [Float]
         let shift: [Float]
 
-        func forward(_ x: [Float], batch: Int, input: [Int], output: [Int],
-                     observe: ((String, [Float]) -> Void)?) -> [Float] {
+        func forward(
+            _ x: [Float], batch: Int, input: [Int], output: [Int],
+            observe: ((String, [Float]) -> Void)?
+        ) -> [Float] {
             var h = x
             let inner = input.dropFirst().reduce(1, *), channels = input[0]
             for b in 0..<batch {

@@ -22,15 +22,21 @@ public struct Conv2dSpec: LayerSpec, Equatable {
     }
 
     public init(type: String, entry: LayerEntry) throws {
-        let out = try entry.int("out_channels"), k = try entry.int("kernel_size"), s = try entry.int("stride", default: 1)
-        guard out > 0, k > 0, s > 0 else { throw entry.invalid("out_channels, kernel_size and stride must be positive") }
-        self.init(outChannels: out, kernel: k, stride: s, padding: try entry.int("padding", default: 0),
-                  activation: try entry.activation())
+        let out = try entry.int("out_channels"), k = try entry.int("kernel_size"),
+            s = try entry.int("stride", default: 1)
+        guard out > 0, k > 0, s > 0 else {
+            throw entry.invalid("out_channels, kernel_size and stride must be positive")
+        }
+        self.init(
+            outChannels: out, kernel: k, stride: s, padding: try entry.int("padding", default: 0),
+            activation: try entry.activation())
     }
 
     public var json: JSONValue {
-        ["type": "conv2d", "out_channels": .int(Int64(outChannels)), "kernel_size": .int(Int64(kernel)),
-         "stride": .int(Int64(stride)), "padding": .int(Int64(padding)), "activation": .string(activation.rawValue)]
+        [
+            "type": "conv2d", "out_channels": .int(Int64(outChannels)), "kernel_size": .int(Int64(kernel)),
+            "stride": .int(Int64(stride)), "padding": .int(Int64(padding)), "activation": .string(activation.rawValue)
+        ]
     }
 
     public func outputShape(_ input: [Int]) throws -> [Int] {
@@ -54,18 +60,23 @@ public struct Conv2dSpec: LayerSpec, Equatable {
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer {
         let m = matrices(input: input)[0]
-        return Compiled(op: t.linearOperator(m), bias: t["bias"].data, spec: self, matrix: t.name("weight"),
-                        counts: t.counts(m))
+        return Compiled(
+            op: t.linearOperator(m), bias: t["bias"].data, spec: self, matrix: t.name("weight"),
+            counts: t.counts(m))
     }
 
-    public func trainable(input: [Int], name: String, tensors: LayerTensors?,
-                          random: inout SeededRandom) -> any QuernNN.Layer {
+    public func trainable(
+        input: [Int], name: String, tensors: LayerTensors?,
+        random: inout SeededRandom
+    ) -> any QuernNN.Layer {
         guard let t = tensors, let w = t.optional("weight") else {
-            return Conv2d(input[0], outChannels, kernel: kernel, stride: stride, padding: padding, activation: activation,
-                          random: &random, name: name)
+            return Conv2d(
+                input[0], outChannels, kernel: kernel, stride: stride, padding: padding, activation: activation,
+                random: &random, name: name)
         }
-        return Conv2d(weight: Parameter(t.name("weight"), w), bias: t.optional("bias").map { Parameter(t.name("bias"), $0) },
-                      stride: stride, padding: padding, activation: activation)
+        return Conv2d(
+            weight: Parameter(t.name("weight"), w), bias: t.optional("bias").map { Parameter(t.name("bias"), $0) },
+            stride: stride, padding: padding, activation: activation)
     }
 
     struct Compiled: InferenceLayer {
@@ -76,12 +87,15 @@ public struct Conv2dSpec: LayerSpec, Equatable {
         let counts: (weights: Int, zeros: Int)
 
         /// Patches `[batch·oH·oW, C·k·k]` times the kernels, then back to NCHW.
-        func forward(_ x: [Float], batch: Int, input: [Int], output: [Int],
-                     observe: ((String, [Float]) -> Void)?) -> [Float] {
+        func forward(
+            _ x: [Float], batch: Int, input: [Int], output: [Int],
+            observe: ((String, [Float]) -> Void)?
+        ) -> [Float] {
             observe?(matrix, x)
-            let columns = ConvLayout.im2col(x, batch: batch, channels: input[0], height: input[1], width: input[2],
-                                            kernelH: spec.kernel, kernelW: spec.kernel, stride: spec.stride,
-                                            padding: spec.padding)
+            let columns = ConvLayout.im2col(
+                x, batch: batch, channels: input[0], height: input[1], width: input[2],
+                kernelH: spec.kernel, kernelW: spec.kernel, stride: spec.stride,
+                padding: spec.padding)
             let positions = output[1] * output[2]
             let flat = applyLinear(op, columns, rows: batch * positions, bias: bias, activation: spec.activation)
             return ConvLayout.transposeImages(flat, batch: batch, rows: positions, cols: output[0])

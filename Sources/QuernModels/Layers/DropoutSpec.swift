@@ -22,8 +22,10 @@ public struct DropoutSpec: LayerSpec, Equatable {
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer { IdentityLayer() }
 
-    public func trainable(input: [Int], name: String, tensors: LayerTensors?,
-                          random: inout SeededRandom) -> any QuernNN.Layer {
+    public func trainable(
+        input: [Int], name: String, tensors: LayerTensors?,
+        random: inout SeededRandom
+    ) -> any QuernNN.Layer {
         Dropout(p)
     }
 }

@@ -16,8 +16,10 @@ public struct FlattenSpec: LayerSpec, Equatable {
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer { IdentityLayer() }
 
-    public func trainable(input: [Int], name: String, tensors: LayerTensors?,
-                          random: inout SeededRandom) -> any QuernNN.Layer {
+    public func trainable(
+        input: [Int], name: String, tensors: LayerTensors?,
+        random: inout SeededRandom
+    ) -> any QuernNN.Layer {
         Flatten()
     }
 }

@@ -50,7 +50,7 @@ public enum LayerSpecs {
         FlattenSpec.self,
         DropoutSpec.self,
         BatchNormSpec.self,
-        ActivationSpec.self,
+        ActivationSpec.self
     ]
 
     public static var types: [String] { kinds.flatMap { $0.types } }
@@ -61,7 +61,8 @@ public enum LayerSpecs {
         guard let o = value.objectValue else { throw LayerEntry.invalid("must be an object", at: index) }
         let type = o["type"]?.stringValue ?? "linear"
         guard let kind = kinds.first(where: { $0.types.contains(type) }) else {
-            throw LayerEntry.invalid("unknown layer type \"\(type)\"; known: \(types.joined(separator: ", "))", at: index)
+            throw LayerEntry.invalid(
+                "unknown layer type \"\(type)\"; known: \(types.joined(separator: ", "))", at: index)
         }
         return try kind.init(type: type, entry: LayerEntry(object: o, index: index))
     }
@@ -95,7 +96,8 @@ public struct LayerEntry {
     public func activation() throws -> Activation {
         guard let raw = object["activation"] else { return .none }
         guard let s = raw.stringValue, let a = Activation(rawValue: s) else {
-            throw invalid("\"activation\" must be one of \(Activation.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw invalid(
+                "\"activation\" must be one of \(Activation.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return a
     }
@@ -137,13 +139,6 @@ public struct LayerTensors {
     let quantized: [String: QuantizedLayer]
     public let precision: LinearOperator.Precision
 
-    init(layer: Int, all: [String: Tensor], quantized: [String: QuantizedLayer], precision: LinearOperator.Precision) {
-        self.layer = layer
-        self.all = all
-        self.quantized = quantized
-        self.precision = precision
-    }
-
     public func name(_ suffix: String) -> String { LayerSpecs.tensorName(layer: layer, suffix) }
     /// An fp32 tensor the loader checked exists.
     public subscript(_ suffix: String) -> Tensor { all[name(suffix)]! }
@@ -174,7 +169,8 @@ public struct LayerTensors {
 public protocol InferenceLayer: Sendable {
     /// `observe(name, input)` sees the input of every weight matrix (static quantization
     /// calibrates on it), by the matrix's tensor name.
-    func forward(_ x: [Float], batch: Int, input: [Int], output: [Int], observe: ((String, [Float]) -> Void)?) -> [Float]
+    func forward(_ x: [Float], batch: Int, input: [Int], output: [Int], observe: ((String, [Float]) -> Void)?)
+        -> [Float]
     /// Per weight matrix: the kernel running it and its counts; empty without weights.
     var summary: [MatrixSummary] { get }
 }
@@ -189,7 +185,9 @@ public struct MatrixSummary: Sendable {
 
 /// A layer that passes its input through (flatten, dropout, a folded batch norm).
 struct IdentityLayer: InferenceLayer {
-    func forward(_ x: [Float], batch: Int, input: [Int], output: [Int], observe: ((String, [Float]) -> Void)?) -> [Float] { x }
+    func forward(_ x: [Float], batch: Int, input: [Int], output: [Int], observe: ((String, [Float]) -> Void)?)
+        -> [Float]
+    { x }
     var summary: [MatrixSummary] { [] }
 }
 

@@ -36,23 +36,29 @@ public struct LinearSpec: LayerSpec, Equatable {
         [("weight", [outFeatures, input[0]]), ("bias", [outFeatures])]
     }
 
-    public func matrices(input: [Int]) -> [WeightMatrix] { [WeightMatrix(name: "weight", shape: [outFeatures, input[0]])] }
+    public func matrices(input: [Int]) -> [WeightMatrix] {
+        [WeightMatrix(name: "weight", shape: [outFeatures, input[0]])]
+    }
 
     public var foldTarget: (weight: String, bias: String)? { activation == .none ? ("weight", "bias") : nil }
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer {
         let m = matrices(input: input)[0]
-        return Compiled(op: t.linearOperator(m), bias: t["bias"].data, activation: activation, matrix: t.name("weight"),
-                        counts: t.counts(m))
+        return Compiled(
+            op: t.linearOperator(m), bias: t["bias"].data, activation: activation, matrix: t.name("weight"),
+            counts: t.counts(m))
     }
 
-    public func trainable(input: [Int], name: String, tensors: LayerTensors?,
-                          random: inout SeededRandom) -> any QuernNN.Layer {
+    public func trainable(
+        input: [Int], name: String, tensors: LayerTensors?,
+        random: inout SeededRandom
+    ) -> any QuernNN.Layer {
         guard let t = tensors, let w = t.optional("weight") else {
             return Linear(input[0], outFeatures, activation: activation, random: &random, name: name)
         }
-        return Linear(weight: Parameter(t.name("weight"), w), bias: t.optional("bias").map { Parameter(t.name("bias"), $0) },
-                      activation: activation)
+        return Linear(
+            weight: Parameter(t.name("weight"), w), bias: t.optional("bias").map { Parameter(t.name("bias"), $0) },
+            activation: activation)
     }
 
     struct Compiled: InferenceLayer {
@@ -62,8 +68,10 @@ public struct LinearSpec: LayerSpec, Equatable {
         let matrix: String
         let counts: (weights: Int, zeros: Int)
 
-        func forward(_ x: [Float], batch: Int, input: [Int], output: [Int],
-                     observe: ((String, [Float]) -> Void)?) -> [Float] {
+        func forward(
+            _ x: [Float], batch: Int, input: [Int], output: [Int],
+            observe: ((String, [Float]) -> Void)?
+        ) -> [Float] {
             observe?(matrix, x)
             return applyLinear(op, x, rows: batch, bias: bias, activation: activation)
         }

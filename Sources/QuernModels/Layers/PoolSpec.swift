@@ -23,8 +23,10 @@ public struct PoolSpec: LayerSpec, Equatable {
     }
 
     public var json: JSONValue {
-        ["type": .string(kind == .max ? "maxpool2d" : "avgpool2d"), "kernel_size": .int(Int64(size)),
-         "stride": .int(Int64(stride))]
+        [
+            "type": .string(kind == .max ? "maxpool2d" : "avgpool2d"), "kernel_size": .int(Int64(size)),
+            "stride": .int(Int64(stride))
+        ]
     }
 
     public func outputShape(_ input: [Int]) throws -> [Int] {
@@ -36,17 +38,23 @@ public struct PoolSpec: LayerSpec, Equatable {
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer { Compiled(spec: self) }
 
-    public func trainable(input: [Int], name: String, tensors: LayerTensors?,
-                          random: inout SeededRandom) -> any QuernNN.Layer {
+    public func trainable(
+        input: [Int], name: String, tensors: LayerTensors?,
+        random: inout SeededRandom
+    ) -> any QuernNN.Layer {
         Pooling(kind, size: size, stride: stride)
     }
 
     struct Compiled: InferenceLayer {
         let spec: PoolSpec
 
-        func forward(_ x: [Float], batch: Int, input: [Int], output: [Int],
-                     observe: ((String, [Float]) -> Void)?) -> [Float] {
-            Pool2D.forward(Tensor(shape: [batch] + input, data: x), kind: spec.kind, size: spec.size, stride: spec.stride).data
+        func forward(
+            _ x: [Float], batch: Int, input: [Int], output: [Int],
+            observe: ((String, [Float]) -> Void)?
+        ) -> [Float] {
+            Pool2D.forward(
+                Tensor(shape: [batch] + input, data: x), kind: spec.kind, size: spec.size, stride: spec.stride
+            ).data
         }
 
         var summary: [MatrixSummary] { [] }

@@ -18,22 +18,29 @@ public enum EmbedTask: JobTask {
     static func checkTexts(_ manifest: Manifest) throws {
         _ = try manifest.modelField("a text encoder directory, e.g. all-MiniLM-L6-v2")
         guard Manifest.textFormats.contains(manifest.input.format) else {
-            throw QuernError(.unsupportedFormat, "task \(manifest.task.name) reads texts: input.format must be jsonl, csv or txt, not \(manifest.input.format.rawValue)", field: "input.format")
+            throw QuernError(
+                .unsupportedFormat,
+                "task \(manifest.task.name) reads texts: input.format must be jsonl, csv or txt, not \(manifest.input.format.rawValue)",
+                field: "input.format")
         }
     }
 
     /// The job's model as a text encoder, or the error saying it is not one.
     static func encoder(_ job: TaskInputs) throws -> (any Model, any TextEncoder) {
         let model = try job.loadModel()
-        guard let encoder = model.capability(TextEncoder.self) else { throw job.lacks(TextEncoder.self, "a text encoder", model: model) }
+        guard let encoder = model.capability(TextEncoder.self) else {
+            throw job.lacks(TextEncoder.self, "a text encoder", model: model)
+        }
         return (model, encoder)
     }
 
     public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
         let (model, encoder) = try encoder(job)
         let m = job.manifest
-        return .records(Embedder(model: model, spec: m.recordSpec(texts: true, labels: false),
-                                 texts: TextRecords(model: encoder, batchSize: m.batchSize)))
+        return .records(
+            Embedder(
+                model: model, spec: m.recordSpec(texts: true, labels: false),
+                texts: TextRecords(model: encoder, batchSize: m.batchSize)))
     }
 }
 
@@ -54,7 +61,9 @@ final class Embedder: RecordTask {
         let (out, rows) = texts.run(batch)
         let h = texts.model.dimension
         return zip(batch, rows).map { r, row in
-            row.map { ResultRow(id: r.id, fields: [("embedding", .floats(Array(out.embeddings[($0 * h)..<(($0 + 1) * h)])))]) }
+            row.map {
+                ResultRow(id: r.id, fields: [("embedding", .floats(Array(out.embeddings[($0 * h)..<(($0 + 1) * h)])))])
+            }
         }
     }
 

@@ -11,7 +11,9 @@ public enum EvaluateTask: JobTask {
     public static func check(_ manifest: Manifest) throws {
         _ = try manifest.modelField("a model directory")
         if !manifest.input.hasLabels && manifest.input.format != .npy {
-            throw QuernError(.missingField, "task evaluate needs input.label_field (the column or field holding the true label)", field: "input.label_field")
+            throw QuernError(
+                .missingField, "task evaluate needs input.label_field (the column or field holding the true label)",
+                field: "input.label_field")
         }
     }
 
@@ -27,7 +29,9 @@ public enum EvaluateTask: JobTask {
             var confusion = [[Int]](repeating: [Int](repeating: 0, count: labels.count), count: labels.count)
             for p in parts {
                 for (i, row) in (p["confusion_matrix"]?.arrayValue ?? []).enumerated() where i < labels.count {
-                    for (j, v) in (row.arrayValue ?? []).enumerated() where j < labels.count { confusion[i][j] += Int(v.intValue ?? 0) }
+                    for (j, v) in (row.arrayValue ?? []).enumerated() where j < labels.count {
+                        confusion[i][j] += Int(v.intValue ?? 0)
+                    }
                 }
             }
             return ClassificationMetrics(labels: labels, confusion: confusion).json.objectValue

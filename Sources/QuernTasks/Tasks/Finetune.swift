@@ -25,15 +25,23 @@ public enum FinetuneTask: JobTask {
     public static let readsWholeInput = true
 
     public static func check(_ m: Manifest) throws {
-        _ = try m.modelField("a model directory (config.json alone trains from scratch; with model.safetensors it fine-tunes those weights)")
+        _ = try m.modelField(
+            "a model directory (config.json alone trains from scratch; with model.safetensors it fine-tunes those weights)"
+        )
         if !m.input.hasLabels {
-            throw QuernError(.missingField, "task finetune needs input.label_field (the column or field holding the true label)", field: "input.label_field")
+            throw QuernError(
+                .missingField, "task finetune needs input.label_field (the column or field holding the true label)",
+                field: "input.label_field")
         }
         if m.input.format == .txt {
-            throw QuernError(.unsupportedFormat, "task finetune needs labelled feature records (csv, jsonl, npy, idx or png), not txt", field: "input.format")
+            throw QuernError(
+                .unsupportedFormat,
+                "task finetune needs labelled feature records (csv, jsonl, npy, idx or png), not txt",
+                field: "input.format")
         }
         if m.precision == .int8 {
-            throw QuernError(.invalidValue, "finetune trains in fp32; quantize the result with a quantize job", field: "precision")
+            throw QuernError(
+                .invalidValue, "finetune trains in fp32; quantize the result with a quantize job", field: "precision")
         }
     }
 
@@ -41,21 +49,28 @@ public enum FinetuneTask: JobTask {
         let m = job.manifest
         let model = try job.loadModel(allowArchitectureOnly: true)
         if let encoder = model.capability(TextEncoder.self) {
-            return .wholeInput(Finetuner(job: job, model: model, source: .head(encoder), spec: m.recordSpec(texts: true, labels: true),
-                                         inputSize: nil))
+            return .wholeInput(
+                Finetuner(
+                    job: job, model: model, source: .head(encoder), spec: m.recordSpec(texts: true, labels: true),
+                    inputSize: nil))
         }
         guard let stack = model.capability(LayerStackSource.self) else {
             throw job.lacks(LayerStackSource.self, "a model to train", model: model)
         }
         guard !stack.config.labels.isEmpty else {
-            throw QuernError(.modelInvalid, "finetune trains classifiers; this config is a regressor (problem_type regression)", field: "model")
+            throw QuernError(
+                .modelInvalid, "finetune trains classifiers; this config is a regressor (problem_type regression)",
+                field: "model")
         }
         if model.weights != nil && stack.fp32 == nil {
-            throw QuernError(.modelInvalid, "finetune starts from fp32 weights; this model is int8 (quantize after training)", field: "model")
+            throw QuernError(
+                .modelInvalid, "finetune starts from fp32 weights; this model is int8 (quantize after training)",
+                field: "model")
         }
         var spec = m.recordSpec(texts: false, labels: true)
         spec.modelFeatureNames = stack.config.featureNames
-        return .wholeInput(Finetuner(job: job, model: model, source: .stack(stack), spec: spec, inputSize: stack.config.inputSize))
+        return .wholeInput(
+            Finetuner(job: job, model: model, source: .stack(stack), spec: spec, inputSize: stack.config.inputSize))
     }
 }
 
@@ -86,13 +101,16 @@ struct Finetuner: WholeInputTask {
         init(patience: Int?) { stopping = EarlyStopping(patience: patience) }
 
         var json: JSONValue {
-            .object(JSONObject([("epochs_done", .int(Int64(epochsDone))), ("step", .int(Int64(step)))] + stopping.json
-                               + [("resumes", .int(Int64(resumes))), ("history", .array(history.map(\.json)))]))
+            .object(
+                JSONObject(
+                    [("epochs_done", .int(Int64(epochsDone))), ("step", .int(Int64(step)))] + stopping.json
+                        + [("resumes", .int(Int64(resumes))), ("history", .array(history.map(\.json)))]))
         }
 
         init(json v: JSONValue, patience: Int?) throws {
             guard let o = v.objectValue, let done = o["epochs_done"]?.intValue, let step = o["step"]?.intValue,
-                  let history = o["history"]?.arrayValue else {
+                let history = o["history"]?.arrayValue
+            else {
                 throw QuernError(.internalError, "training checkpoint state is incomplete")
             }
             epochsDone = Int(done)
@@ -122,7 +140,9 @@ struct Finetuner: WholeInputTask {
         let samples = LabeledSamples(inputs: records.inputs, sampleShape: config.inputShape, labels: records.labels!)
         var (train, validation) = samples.split(validation: settings.validationSplit, seed: UInt64(settings.seed))
         guard train.count > 0 else {
-            throw QuernError(.emptyInput, "no records left to train on after holding out train.validation_split", field: "train.validation_split")
+            throw QuernError(
+                .emptyInput, "no records left to train on after holding out train.validation_split",
+                field: "train.validation_split")
         }
         if normalizer == nil && settings.normalize { normalizer = Standardizer.fit(train) }
         if let (mean, scale) = normalizer {
@@ -147,12 +167,18 @@ struct Finetuner: WholeInputTask {
                 state.resumes += 1
                 log.log(.info, "resuming training from checkpoint", [("epochs_done", .int(Int64(state.epochsDone)))])
             } catch {
-                log.log(.warning, "training checkpoint unreadable; starting training over", [("error", .string("\(error)"))])
+                log.log(
+                    .warning, "training checkpoint unreadable; starting training over", [("error", .string("\(error)"))]
+                )
                 state = State(patience: settings.patience)
             }
         } else {
-            log.log(.info, "training started", [("train", .int(Int64(train.count))), ("validation", .int(Int64(validation.count))),
-                                                ("from", .string(base == nil ? "scratch" : "base weights"))])
+            log.log(
+                .info, "training started",
+                [
+                    ("train", .int(Int64(train.count))), ("validation", .int(Int64(validation.count))),
+                    ("from", .string(base == nil ? "scratch" : "base weights"))
+                ])
         }
 
         // 3. Epochs, each ending in a checkpoint.
@@ -170,17 +196,24 @@ struct Finetuner: WholeInputTask {
             }
             let held = validation.count > 0 ? trainer.evaluate(validation) : nil
             state.step = trainer.step
-            state.history.append(EpochRecord(epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy,
-                                             validationLoss: held?.loss, validationAccuracy: held?.accuracy,
-                                             learningRate: rate, seconds: time.monotonic() - t0))
+            state.history.append(
+                EpochRecord(
+                    epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy,
+                    validationLoss: held?.loss, validationAccuracy: held?.accuracy,
+                    learningRate: rate, seconds: time.monotonic() - t0))
             state.epochsDone += 1
             if state.stopping.record(epoch: epoch + 1, loss: held?.loss ?? fit.loss) { best = net.state }
             var extra: [String: Tensor] = [:]
             for (name, t) in best { extra["best/" + name] = t }
-            try TrainingCheckpoint.save(checkpointPath, net: net, optimizer: trainer.optimizer, extra: extra, state: state.json)
-            var fields: [(String, JSONValue)] = [("epoch", .int(Int64(epoch + 1))), ("train_loss", .double(fit.loss)),
-                                                  ("train_accuracy", .double(fit.accuracy))]
-            if let held { fields += [("validation_loss", .double(held.loss)), ("validation_accuracy", .double(held.accuracy))] }
+            try TrainingCheckpoint.save(
+                checkpointPath, net: net, optimizer: trainer.optimizer, extra: extra, state: state.json)
+            var fields: [(String, JSONValue)] = [
+                ("epoch", .int(Int64(epoch + 1))), ("train_loss", .double(fit.loss)),
+                ("train_accuracy", .double(fit.accuracy))
+            ]
+            if let held {
+                fields += [("validation_loss", .double(held.loss)), ("validation_accuracy", .double(held.accuracy))]
+            }
             log.log(.info, "epoch done", fields)
             context.progress(["epoch": .int(Int64(state.epochsDone)), "epochs": .int(Int64(settings.epochs))])
         }
@@ -201,24 +234,33 @@ struct Finetuner: WholeInputTask {
             try encoder.publish(head: config, tensors: tensors, normalizer: normalizer, to: context.file("model"))
         }
         let title = "\(context.id): \(config.family), \(train.count) training / \(validation.count) validation samples"
-        try Sys.writeFileAtomically(context.file("training.svg"),
-                                    Array(TrainingPlot.svg(state.history, title: title, best: state.stopping.bestEpoch).utf8),
-                                    durability: .content)
+        try Sys.writeFileAtomically(
+            context.file("training.svg"),
+            Array(TrainingPlot.svg(state.history, title: title, best: state.stopping.bestEpoch).utf8),
+            durability: .content)
         try? Sys.unlink(checkpointPath)
 
         var report = Report(id: context.id, task: FinetuneTask.name)
         switch source {
         case .stack:
-            report["model"] = Report.model(model, [("start", .string(base == nil ? "scratch" : "base weights")), ("published", "model/")])
+            report["model"] = Report.model(
+                model, [("start", .string(base == nil ? "scratch" : "base weights")), ("published", "model/")])
         case .head:
-            report["model"] = Report.model(model, [("start", "frozen encoder, new head"), ("published", "model/"),
-                                                   ("head", ["classes": .int(Int64(config.labels.count)), "inputs": .int(Int64(config.inputSize))]),
-                                                   ("embeddings_from_cache", .bool(cached))])
+            report["model"] = Report.model(
+                model,
+                [
+                    ("start", "frozen encoder, new head"), ("published", "model/"),
+                    ("head", ["classes": .int(Int64(config.labels.count)), "inputs": .int(Int64(config.inputSize))]),
+                    ("embeddings_from_cache", .bool(cached))
+                ])
         }
-        report["input"] = ["path": .string(context.inputPath), "bytes": .int(Int64(Sys.fileSize(path: context.inputPath))),
-                           "format": .string(manifest.input.format.rawValue)]
-        report["records"] = Report.records(succeeded: records.succeeded, failed: context.errors.count,
-                                           [("train", train.count), ("validation", validation.count)])
+        report["input"] = [
+            "path": .string(context.inputPath), "bytes": .int(Int64(Sys.fileSize(path: context.inputPath))),
+            "format": .string(manifest.input.format.rawValue)
+        ]
+        report["records"] = Report.records(
+            succeeded: records.succeeded, failed: context.errors.count,
+            [("train", train.count), ("validation", validation.count)])
         var metrics = JSONObject()
         metrics["train_loss"] = .double(trainMetrics.loss)
         metrics["train_accuracy"] = .double(trainMetrics.accuracy)
@@ -227,22 +269,35 @@ struct Finetuner: WholeInputTask {
             metrics["validation_accuracy"] = .double(v.accuracy)
         }
         report["metrics"] = .object(metrics)
-        report["training"] = .object(JSONObject(
-            [("epochs_run", .int(Int64(state.epochsDone))), ("epochs", .int(Int64(settings.epochs))),
-             ("best_epoch", state.stopping.bestEpoch.map { .int(Int64($0)) } ?? .null), ("stopped_early", .bool(state.stopping.stopped))]
-            + settings.describe(options) + [("history", .array(state.history.map(\.json))), ("plot", "training.svg")]))
+        report["training"] = .object(
+            JSONObject(
+                [
+                    ("epochs_run", .int(Int64(state.epochsDone))), ("epochs", .int(Int64(settings.epochs))),
+                    ("best_epoch", state.stopping.bestEpoch.map { .int(Int64($0)) } ?? .null),
+                    ("stopped_early", .bool(state.stopping.stopped))
+                ]
+                    + settings.describe(options) + [
+                        ("history", .array(state.history.map(\.json))), ("plot", "training.svg")
+                    ]))
         report.timings["train_seconds_this_run"] = .double(trainSeconds)
-        report.timings["seconds_per_epoch"] = .double(state.history.map(\.seconds).reduce(0, +) / Double(max(state.history.count, 1)))
+        report.timings["seconds_per_epoch"] = .double(
+            state.history.map(\.seconds).reduce(0, +) / Double(max(state.history.count, 1)))
         report["resumed"] = .int(Int64(state.resumes))
-        return .finished(TaskResult(report: report, published: ["model", "training.svg"],
-                                    summary: [("epochs", .int(Int64(state.epochsDone))),
-                                              ("validation_accuracy", validationMetrics.map { .double($0.accuracy) } ?? .null)]))
+        return .finished(
+            TaskResult(
+                report: report, published: ["model", "training.svg"],
+                summary: [
+                    ("epochs", .int(Int64(state.epochsDone))),
+                    ("validation_accuracy", validationMetrics.map { .double($0.accuracy) } ?? .null)
+                ]))
     }
 
     /// A text encoder's training inputs: one embedding per good record, labels indexed
     /// by the sorted class names found in the records, and the head's architecture.
     /// Embeddings come from the job's cache when this model made it for these records.
-    func headInputs(_ encoder: any TextEncoder, _ context: WholeInputContext) throws -> (StackConfig, RecordSet, cached: Bool) {
+    func headInputs(_ encoder: any TextEncoder, _ context: WholeInputContext) throws -> (
+        StackConfig, RecordSet, cached: Bool
+    ) {
         let manifest = job.manifest
         let stream = try RecordStream(path: context.inputPath, spec: spec, limits: manifest.limits.stream)
         var texts: [String] = [], names: [String] = []
@@ -251,7 +306,8 @@ struct Finetuner: WholeInputTask {
             switch item {
             case .record(let r):
                 guard let text = r.text, let label = r.label else {
-                    try context.errors.record(r, QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label"))
+                    try context.errors.record(
+                        r, QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label"))
                     continue
                 }
                 texts.append(text)
@@ -260,10 +316,15 @@ struct Finetuner: WholeInputTask {
                 try context.errors.record(f)
             }
         }
-        guard !texts.isEmpty else { throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path") }
+        guard !texts.isEmpty else {
+            throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path")
+        }
         let classes = Array(Set(names)).sorted()
         guard classes.count >= 2 else {
-            throw QuernError(.invalidValue, "finetune needs at least two classes in input.label_field; found \(classes.first.map { "only \"\($0)\"" } ?? "none")", field: "input.label_field")
+            throw QuernError(
+                .invalidValue,
+                "finetune needs at least two classes in input.label_field; found \(classes.first.map { "only \"\($0)\"" } ?? "none")",
+                field: "input.label_field")
         }
         let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
         var out = RecordSet()
@@ -275,16 +336,23 @@ struct Finetuner: WholeInputTask {
         let digest = encoder.weights?.sha256 ?? ""
         var cached = false
         if let file = try? SafetensorsFile(path: cachePath), file.metadata["model_sha256"] == digest,
-           let e = try? file.float32("embeddings", shape: [texts.count, h]) {
+            let e = try? file.float32("embeddings", shape: [texts.count, h])
+        {
             out.inputs = e.data
             cached = true
             context.log.log(.info, "embeddings from the job's cache", [("records", .int(Int64(texts.count)))])
         } else {
-            out.inputs = try TextRecords(model: encoder, batchSize: manifest.batchSize).embed(texts, stop: context.shouldStop)
-            try Sys.writeFileAtomically(cachePath, Safetensors.encode(["embeddings": ([texts.count, h], out.inputs)],
-                                                                      metadata: ["model_sha256": digest]),
-                                        durability: .content)
-            context.log.log(.info, "embeddings computed and cached", [("records", .int(Int64(texts.count))), ("dimension", .int(Int64(h)))])
+            out.inputs = try TextRecords(model: encoder, batchSize: manifest.batchSize).embed(
+                texts, stop: context.shouldStop)
+            try Sys.writeFileAtomically(
+                cachePath,
+                Safetensors.encode(
+                    ["embeddings": ([texts.count, h], out.inputs)],
+                    metadata: ["model_sha256": digest]),
+                durability: .content)
+            context.log.log(
+                .info, "embeddings computed and cached",
+                [("records", .int(Int64(texts.count))), ("dimension", .int(Int64(h)))])
         }
         let config = MLP.config(inputSize: h, layers: [LinearSpec(outFeatures: classes.count)], labels: classes)
         return (config, out, cached)

@@ -43,8 +43,10 @@ final class Predictor: RecordTask {
     /// Regression error sums under `evaluate`.
     var squaredError = 0.0, absoluteError = 0.0, regressionCount = 0
 
-    init(model: any Model, spec: RecordSpec, inputSize: Int?, labels: [String], evaluate: Bool, probabilities: Bool,
-         window: Int, outputs: @escaping Outputs) {
+    init(
+        model: any Model, spec: RecordSpec, inputSize: Int?, labels: [String], evaluate: Bool, probabilities: Bool,
+        window: Int, outputs: @escaping Outputs
+    ) {
         self.model = model
         self.spec = spec
         self.inputSize = inputSize
@@ -63,43 +65,62 @@ final class Predictor: RecordTask {
         let model = try job.loadModel()
         if let tabular = model.capability(TabularModel.self) {
             if m.input.format == .txt {
-                throw QuernError(.unsupportedFormat, "a \(model.family) model needs feature records (csv, jsonl or npy), not txt", field: "input.format")
+                throw QuernError(
+                    .unsupportedFormat, "a \(model.family) model needs feature records (csv, jsonl or npy), not txt",
+                    field: "input.format")
             }
             var spec = m.recordSpec(texts: false, labels: evaluate)
             spec.modelFeatureNames = tabular.featureNames
-            return Predictor(tabular: tabular, spec: spec, evaluate: evaluate, probabilities: m.output.probabilities,
-                             batchSize: m.batchSize)
+            return Predictor(
+                tabular: tabular, spec: spec, evaluate: evaluate, probabilities: m.output.probabilities,
+                batchSize: m.batchSize)
         }
         guard let encoder = model.capability(TextEncoder.self) else {
             throw job.lacks(TabularModel.self, "a model that takes features or a text classifier", model: model)
         }
         guard Manifest.textFormats.contains(m.input.format) else {
-            throw QuernError(.unsupportedFormat, "a \(model.family) model reads texts: input.format must be jsonl, csv or txt, not \(m.input.format.rawValue)", field: "input.format")
+            throw QuernError(
+                .unsupportedFormat,
+                "a \(model.family) model reads texts: input.format must be jsonl, csv or txt, not \(m.input.format.rawValue)",
+                field: "input.format")
         }
         guard let classifier = model.capability(SequenceClassifier.self) else {
-            throw QuernError(.modelInvalid, "\(job.modelPath) has no classification head; embed or score with it, or train a head with a finetune job", field: "model")
+            throw QuernError(
+                .modelInvalid,
+                "\(job.modelPath) has no classification head; embed or score with it, or train a head with a finetune job",
+                field: "model")
         }
         let texts = TextRecords(model: encoder, batchSize: m.batchSize)
         let pairs = m.input.pairField != nil
         let c = classifier.outputs
-        return Predictor(model: model, spec: m.recordSpec(texts: true, labels: evaluate), inputSize: nil, labels: classifier.labels,
-                         evaluate: evaluate, probabilities: m.output.probabilities, window: texts.window) { batch in
+        return Predictor(
+            model: model, spec: m.recordSpec(texts: true, labels: evaluate), inputSize: nil, labels: classifier.labels,
+            evaluate: evaluate, probabilities: m.output.probabilities, window: texts.window
+        ) { batch in
             let (out, rows) = texts.run(batch, pairs: pairs)
             return rows.map { $0.map { Array(out.scores[($0 * c)..<(($0 + 1) * c)]) } }
         }
     }
 
     /// A tabular model (mlp, cnn): each record's features, checked for count.
-    convenience init(tabular model: any TabularModel, spec: RecordSpec, evaluate: Bool, probabilities: Bool, batchSize: Int) {
-        self.init(model: model, spec: spec, inputSize: model.inputSize, labels: model.labels, evaluate: evaluate,
-                  probabilities: probabilities, window: batchSize) { batch in
+    convenience init(
+        tabular model: any TabularModel, spec: RecordSpec, evaluate: Bool, probabilities: Bool, batchSize: Int
+    ) {
+        self.init(
+            model: model, spec: spec, inputSize: model.inputSize, labels: model.labels, evaluate: evaluate,
+            probabilities: probabilities, window: batchSize
+        ) { batch in
             var outcomes = [Result<[Float], QuernError>?](repeating: nil, count: batch.count)
             var rows: [Int] = []
             var x: [Float] = []
             x.reserveCapacity(batch.count * model.inputSize)
             for (i, r) in batch.enumerated() {
                 if r.features.count != model.inputSize {
-                    outcomes[i] = .failure(QuernError(.featureCount, "record has \(r.features.count) features; the model takes \(model.inputSize)", line: r.line, member: r.member))
+                    outcomes[i] = .failure(
+                        QuernError(
+                            .featureCount,
+                            "record has \(r.features.count) features; the model takes \(model.inputSize)", line: r.line,
+                            member: r.member))
                 } else {
                     rows.append(i)
                     x += r.features
@@ -120,9 +141,16 @@ final class Predictor: RecordTask {
         var kept: [Int] = []
         for (i, r) in batch.enumerated() {
             if evaluate && isClassifier, let label = r.label, labelIndex[label] == nil {
-                outcomes[i] = .failure(QuernError(.unknownLabel, "label \"\(label)\" is not one of the model's classes (\(labels.prefix(10).joined(separator: ", ")))", line: r.line, member: r.member))
+                outcomes[i] = .failure(
+                    QuernError(
+                        .unknownLabel,
+                        "label \"\(label)\" is not one of the model's classes (\(labels.prefix(10).joined(separator: ", ")))",
+                        line: r.line, member: r.member))
             } else if evaluate && !isClassifier, let label = r.label, Float(label) == nil {
-                outcomes[i] = .failure(QuernError(.invalidRecord, "label \"\(label)\" is not a number (the model is a regressor)", line: r.line, member: r.member))
+                outcomes[i] = .failure(
+                    QuernError(
+                        .invalidRecord, "label \"\(label)\" is not a number (the model is a regressor)", line: r.line,
+                        member: r.member))
             } else {
                 kept.append(i)
             }
@@ -163,8 +191,10 @@ final class Predictor: RecordTask {
             let predicted = labels[best]
             if evaluate, let truth = record.label {
                 confusion[labelIndex[truth]!][best] += 1
-                fields = [("label", .string(truth)), ("predicted", .string(predicted)), ("score", .float(output[best])),
-                          ("correct", .bool(truth == predicted))]
+                fields = [
+                    ("label", .string(truth)), ("predicted", .string(predicted)), ("score", .float(output[best])),
+                    ("correct", .bool(truth == predicted))
+                ]
             } else {
                 fields = [("label", .string(predicted)), ("score", .float(output[best]))]
             }
@@ -184,13 +214,17 @@ final class Predictor: RecordTask {
     }
 
     var state: JSONValue {
-        ["confusion": .array(confusion.map { .array($0.map { .int(Int64($0)) }) }),
-         "squared_error": .double(squaredError), "absolute_error": .double(absoluteError),
-         "regression_count": .int(Int64(regressionCount))]
+        [
+            "confusion": .array(confusion.map { .array($0.map { .int(Int64($0)) }) }),
+            "squared_error": .double(squaredError), "absolute_error": .double(absoluteError),
+            "regression_count": .int(Int64(regressionCount))
+        ]
     }
 
     func restore(_ state: JSONValue) throws {
-        guard let o = state.objectValue, let c = o["confusion"]?.arrayValue else { throw QuernError(.internalError, "bad task state in checkpoint") }
+        guard let o = state.objectValue, let c = o["confusion"]?.arrayValue else {
+            throw QuernError(.internalError, "bad task state in checkpoint")
+        }
         confusion = c.map { ($0.arrayValue ?? []).map { Int($0.intValue ?? 0) } }
         squaredError = o["squared_error"]?.doubleValue ?? 0
         absoluteError = o["absolute_error"]?.doubleValue ?? 0
@@ -201,6 +235,8 @@ final class Predictor: RecordTask {
         guard evaluate else { return nil }
         if isClassifier { return ClassificationMetrics(labels: labels, confusion: confusion).json }
         let n = Double(max(regressionCount, 1))
-        return ["count": .int(Int64(regressionCount)), "mse": .double(squaredError / n), "mae": .double(absoluteError / n)]
+        return [
+            "count": .int(Int64(regressionCount)), "mse": .double(squaredError / n), "mae": .double(absoluteError / n)
+        ]
     }
 }

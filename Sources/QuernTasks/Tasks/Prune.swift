@@ -30,13 +30,18 @@ public enum PruneTask: JobTask {
 
         public init(from p: inout StrictObject) throws {
             if let v = try p.number("sparsity") {
-                guard v >= 0, v < 1 else { throw QuernError(.invalidValue, "prune.sparsity must be in [0, 1), e.g. 0.8", field: "prune.sparsity") }
+                guard v >= 0, v < 1 else {
+                    throw QuernError(
+                        .invalidValue, "prune.sparsity must be in [0, 1), e.g. 0.8", field: "prune.sparsity")
+                }
                 sparsity = v
             }
             func choice(_ key: String, _ allowed: [String]) throws -> String? {
                 guard let v = try p.string(key) else { return nil }
                 guard allowed.contains(v) else {
-                    throw QuernError(.invalidValue, "prune.\(key) \"\(v)\" is not one of: \(allowed.joined(separator: ", "))", field: "prune.\(key)")
+                    throw QuernError(
+                        .invalidValue, "prune.\(key) \"\(v)\" is not one of: \(allowed.joined(separator: ", "))",
+                        field: "prune.\(key)")
                 }
                 return v
             }
@@ -50,10 +55,14 @@ public enum PruneTask: JobTask {
     public static func check(_ m: Manifest) throws {
         _ = try m.modelField("an fp32 model directory")
         if m.input.format == .txt {
-            throw QuernError(.unsupportedFormat, "task prune needs feature records (csv, jsonl, npy or idx)", field: "input.format")
+            throw QuernError(
+                .unsupportedFormat, "task prune needs feature records (csv, jsonl, npy or idx)", field: "input.format")
         }
         if m.block(Pruning.self).recoveryEpochs > 0 && !m.input.hasLabels {
-            throw QuernError(.missingField, "prune.recovery_epochs > 0 trains on the records, which needs input.label_field (or set recovery_epochs to 0)", field: "input.label_field")
+            throw QuernError(
+                .missingField,
+                "prune.recovery_epochs > 0 trains on the records, which needs input.label_field (or set recovery_epochs to 0)",
+                field: "input.label_field")
         }
     }
 
@@ -83,18 +92,22 @@ struct PruneRun: WholeInputTask {
         let log = context.log
 
         // Held-out records measure before and after; the rest train the recovery.
-        let all = LabeledSamples(inputs: records.inputs, sampleShape: config.inputShape,
-                                 labels: records.labels ?? [Int](repeating: 0, count: records.count))
-        var (train, held) = recovery > 0 ? all.split(validation: max(training.validationSplit, 0.1), seed: UInt64(training.seed))
-                                         : (all, all)
+        let all = LabeledSamples(
+            inputs: records.inputs, sampleShape: config.inputShape,
+            labels: records.labels ?? [Int](repeating: 0, count: records.count))
+        var (train, held) =
+            recovery > 0
+            ? all.split(validation: max(training.validationSplit, 0.1), seed: UInt64(training.seed))
+            : (all, all)
         var evaluation = RecordSet(inputs: held.inputs, labels: labelled ? held.labels : nil)
         evaluation.succeeded = held.count
         let before = evaluation.evaluate(source)
 
         let net = try config.network(tensors: fp32.tensors, seed: UInt64(training.seed))
         let matrices = try config.matrices()
-        var pruner = Self.pruner(net, matrices, pattern: Pruner.Pattern(rawValue: settings.pattern) ?? .unstructured,
-                                 scope: Pruner.Scope(rawValue: settings.scope) ?? .layer)
+        var pruner = Self.pruner(
+            net, matrices, pattern: Pruner.Pattern(rawValue: settings.pattern) ?? .unstructured,
+            scope: Pruner.Scope(rawValue: settings.scope) ?? .layer)
         var history: [EpochRecord] = []
         var stopping = EarlyStopping(patience: training.patience)
         if recovery == 0 {
@@ -115,21 +128,28 @@ struct PruneRun: WholeInputTask {
             var firstEpoch = 0
             if Sys.exists(checkpointPath) {
                 do {
-                    let (state, extra) = try TrainingCheckpoint.load(checkpointPath, net: net, optimizer: trainer.optimizer)
+                    let (state, extra) = try TrainingCheckpoint.load(
+                        checkpointPath, net: net, optimizer: trainer.optimizer)
                     let masks = try (0..<pruner.parameters.count).map { i -> [Float] in
-                        guard let m = extra["mask/\(i)"] else { throw QuernError(.internalError, "checkpoint lacks mask \(i)") }
+                        guard let m = extra["mask/\(i)"] else {
+                            throw QuernError(.internalError, "checkpoint lacks mask \(i)")
+                        }
                         return m.data
                     }
                     pruner.restore(masks: masks)
-                    guard let o = state.objectValue, let done = o["epochs_done"]?.intValue, let step = o["step"]?.intValue,
-                          let h = o["history"]?.arrayValue else { throw QuernError(.internalError, "checkpoint state is incomplete") }
+                    guard let o = state.objectValue, let done = o["epochs_done"]?.intValue,
+                        let step = o["step"]?.intValue,
+                        let h = o["history"]?.arrayValue
+                    else { throw QuernError(.internalError, "checkpoint state is incomplete") }
                     history = try h.map(EpochRecord.init(json:))
                     stopping = EarlyStopping(patience: training.patience, json: o)
                     firstEpoch = Int(done)
                     trainer.step = Int(step)
                     log.log(.info, "resuming recovery training from checkpoint", [("epochs_done", .int(done))])
                 } catch {
-                    throw QuernError(.internalError, "the prune checkpoint is unreadable (\(error)); delete \(checkpointPath) to start the job over")
+                    throw QuernError(
+                        .internalError,
+                        "the prune checkpoint is unreadable (\(error)); delete \(checkpointPath) to start the job over")
                 }
             }
             var epoch = firstEpoch
@@ -146,19 +166,35 @@ struct PruneRun: WholeInputTask {
                     return .interrupted
                 }
                 let v = trainer.evaluate(held)
-                history.append(EpochRecord(epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy, validationLoss: v.loss,
-                                           validationAccuracy: v.accuracy, learningRate: trainer.schedule.rate(at: trainer.step),
-                                           seconds: context.time.monotonic() - t0))
+                history.append(
+                    EpochRecord(
+                        epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy, validationLoss: v.loss,
+                        validationAccuracy: v.accuracy, learningRate: trainer.schedule.rate(at: trainer.step),
+                        seconds: context.time.monotonic() - t0))
                 // Patience counts only epochs at the target sparsity: while the cubic ramp
                 // removes weights the loss rises by design.
-                if settings.schedule == "oneshot" || Double(epoch + 1) >= ramp { stopping.record(epoch: epoch + 1, loss: v.loss) }
-                let masks = Dictionary(uniqueKeysWithValues: pruner.masks.enumerated().map { ("mask/\($0)", Tensor(shape: [$1.count], data: $1)) })
-                try TrainingCheckpoint.save(checkpointPath, net: net, optimizer: trainer.optimizer, extra: masks,
-                                            state: .object(JSONObject([("epochs_done", .int(Int64(epoch + 1))),
-                                                                       ("step", .int(Int64(trainer.step))),
-                                                                       ("history", .array(history.map(\.json)))] + stopping.json)))
-                log.log(.info, "recovery epoch done", [("epoch", .int(Int64(epoch + 1))), ("sparsity", .double(overall(pruner))),
-                                                       ("validation_accuracy", .double(v.accuracy))])
+                if settings.schedule == "oneshot" || Double(epoch + 1) >= ramp {
+                    stopping.record(epoch: epoch + 1, loss: v.loss)
+                }
+                let masks = Dictionary(
+                    uniqueKeysWithValues: pruner.masks.enumerated().map {
+                        ("mask/\($0)", Tensor(shape: [$1.count], data: $1))
+                    })
+                try TrainingCheckpoint.save(
+                    checkpointPath, net: net, optimizer: trainer.optimizer, extra: masks,
+                    state: .object(
+                        JSONObject(
+                            [
+                                ("epochs_done", .int(Int64(epoch + 1))),
+                                ("step", .int(Int64(trainer.step))),
+                                ("history", .array(history.map(\.json)))
+                            ] + stopping.json)))
+                log.log(
+                    .info, "recovery epoch done",
+                    [
+                        ("epoch", .int(Int64(epoch + 1))), ("sparsity", .double(overall(pruner))),
+                        ("validation_accuracy", .double(v.accuracy))
+                    ])
                 context.progress(["epoch": .int(Int64(epoch + 1)), "epochs": .int(Int64(recovery))])
                 epoch += 1
             }
@@ -171,10 +207,13 @@ struct PruneRun: WholeInputTask {
         let after = evaluation.evaluate(pruned)
         // Speed on every record (the held-out ones alone are too few to time), both models in turn.
         let speed = records.throughput(of: [source, pruned])
-        try publishModel(context, config: config, tensors: tensors.mapValues { ($0.shape, .f32($0.data)) }, normalizer: fp32.normalizer)
+        try publishModel(
+            context, config: config, tensors: tensors.mapValues { ($0.shape, .f32($0.data)) },
+            normalizer: fp32.normalizer)
         var published = ["model"]
         if !history.isEmpty {
-            let svg = TrainingPlot.svg(history, title: "\(context.id): recovery training to \(Int(settings.sparsity * 100)) % sparsity")
+            let svg = TrainingPlot.svg(
+                history, title: "\(context.id): recovery training to \(Int(settings.sparsity * 100)) % sparsity")
             try Sys.writeFileAtomically(context.file("training.svg"), Array(svg.utf8), durability: .content)
             published.append("training.svg")
         }
@@ -182,19 +221,24 @@ struct PruneRun: WholeInputTask {
         let kernels = pruned.describe().objectValue?["layers"]?.arrayValue ?? []
         let perLayer = Dictionary(grouping: matrices, by: \.layer)
         let layers: [JSONValue] = matrices.enumerated().map { i, m in
-            var o = JSONObject([("layer", .int(Int64(m.layer))), ("weights", .int(Int64(pruner.parameters[i].value.count))),
-                                ("sparsity", .double(pruner.sparsity[i])),
-                                ("kernel", kernels[m.layer].objectValue?["kernel"] ?? .null)])
+            var o = JSONObject([
+                ("layer", .int(Int64(m.layer))), ("weights", .int(Int64(pruner.parameters[i].value.count))),
+                ("sparsity", .double(pruner.sparsity[i])),
+                ("kernel", kernels[m.layer].objectValue?["kernel"] ?? .null)
+            ])
             if perLayer[m.layer]!.count > 1 { o["tensor"] = .string(m.name) }
             return .object(o)
         }
         var report = Report(id: context.id, task: PruneTask.name)
         report["model"] = Report.model(source, [("published", "model/")])
-        report["records"] = Report.records(succeeded: records.succeeded, failed: context.errors.count,
-                                           [("train", recovery > 0 ? train.count : 0), ("evaluated", held.count)])
-        var pruning = JSONObject([("target_sparsity", .double(settings.sparsity)), ("pattern", .string(settings.pattern)),
-                                  ("scope", .string(settings.scope)), ("schedule", .string(settings.schedule)),
-                                  ("recovery_epochs", .int(Int64(recovery)))])
+        report["records"] = Report.records(
+            succeeded: records.succeeded, failed: context.errors.count,
+            [("train", recovery > 0 ? train.count : 0), ("evaluated", held.count)])
+        var pruning = JSONObject([
+            ("target_sparsity", .double(settings.sparsity)), ("pattern", .string(settings.pattern)),
+            ("scope", .string(settings.scope)), ("schedule", .string(settings.schedule)),
+            ("recovery_epochs", .int(Int64(recovery)))
+        ])
         if stopping.stopped { pruning["stopped_early_after"] = .int(Int64(history.count)) }
         pruning["sparsity"] = .double(overall(pruner))
         pruning["layers"] = .array(layers)
@@ -202,21 +246,29 @@ struct PruneRun: WholeInputTask {
         var metrics = JSONObject()
         metrics["accuracy_before"] = before.accuracy.map { .double($0) } ?? .null
         metrics["accuracy_after"] = after.accuracy.map { .double($0) } ?? .null
-        if let a = before.accuracy, let b = after.accuracy { metrics["accuracy_change_points"] = .double((b - a) * 100) }
+        if let a = before.accuracy, let b = after.accuracy {
+            metrics["accuracy_change_points"] = .double((b - a) * 100)
+        }
         metrics["dense_records_per_second"] = .double(speed[0])
         metrics["pruned_records_per_second"] = .double(speed[1])
         metrics["speedup"] = .double(speed[1] / max(speed[0], 1e-9))
         report["metrics"] = .object(metrics)
         if !history.isEmpty { report["training"] = ["history": .array(history.map(\.json)), "plot": "training.svg"] }
-        return .finished(TaskResult(report: report, published: published,
-                                    summary: [("sparsity", .double(overall(pruner))),
-                                              ("accuracy_before", before.accuracy.map { .double($0) } ?? .null),
-                                              ("accuracy_after", after.accuracy.map { .double($0) } ?? .null)]))
+        return .finished(
+            TaskResult(
+                report: report, published: published,
+                summary: [
+                    ("sparsity", .double(overall(pruner))),
+                    ("accuracy_before", before.accuracy.map { .double($0) } ?? .null),
+                    ("accuracy_after", after.accuracy.map { .double($0) } ?? .null)
+                ]))
     }
 
     /// A pruner over the network's weight matrices, found through the layers (however
     /// many each has), in the stack's order.
-    static func pruner(_ net: Sequential, _ matrices: [StackMatrix], pattern: Pruner.Pattern, scope: Pruner.Scope) -> Pruner {
+    static func pruner(_ net: Sequential, _ matrices: [StackMatrix], pattern: Pruner.Pattern, scope: Pruner.Scope)
+        -> Pruner
+    {
         let parameters = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0) })
         return Pruner(matrices.map { parameters[$0.name]! }, pattern: pattern, scope: scope)
     }

@@ -29,19 +29,25 @@ public enum QuantizeTask: JobTask {
         public init(from q: inout StrictObject) throws {
             if let s = try q.string("scheme") {
                 guard ["dynamic", "static"].contains(s) else {
-                    throw QuernError(.invalidValue, "quantize.scheme \"\(s)\" is not one of: dynamic, static", field: "quantize.scheme")
+                    throw QuernError(
+                        .invalidValue, "quantize.scheme \"\(s)\" is not one of: dynamic, static",
+                        field: "quantize.scheme")
                 }
                 scheme = s
             }
             if let c = try q.string("calibration") {
                 guard ["minmax", "percentile"].contains(c) else {
-                    throw QuernError(.invalidValue, "quantize.calibration \"\(c)\" is not one of: minmax, percentile", field: "quantize.calibration")
+                    throw QuernError(
+                        .invalidValue, "quantize.calibration \"\(c)\" is not one of: minmax, percentile",
+                        field: "quantize.calibration")
                 }
                 calibration = c
             }
             if let p = try q.number("percentile") {
                 guard p > 50, p <= 100 else {
-                    throw QuernError(.invalidValue, "quantize.percentile must be in (50, 100], e.g. 99.99", field: "quantize.percentile")
+                    throw QuernError(
+                        .invalidValue, "quantize.percentile must be in (50, 100], e.g. 99.99",
+                        field: "quantize.percentile")
                 }
                 percentile = p
             }
@@ -52,7 +58,10 @@ public enum QuantizeTask: JobTask {
     public static func check(_ m: Manifest) throws {
         _ = try m.modelField("an fp32 model directory")
         if m.input.format == .txt {
-            throw QuernError(.unsupportedFormat, "task quantize needs feature records (csv, jsonl, npy or idx) to calibrate and measure on", field: "input.format")
+            throw QuernError(
+                .unsupportedFormat,
+                "task quantize needs feature records (csv, jsonl, npy or idx) to calibrate and measure on",
+                field: "input.format")
         }
     }
 
@@ -84,7 +93,8 @@ struct Quantizer: WholeInputTask {
     /// norm and the normalizer stay fp32. Returns the int8 matrices and every tensor as the
     /// int8 model stores it.
     static func quantize(_ matrices: [StackMatrix], fp32: LoadedWeights, ranges: [String: QGEMM.InputRange])
-        -> (quantized: [String: QuantizedLayer], tensors: [String: ([Int], TensorData)]) {
+        -> (quantized: [String: QuantizedLayer], tensors: [String: ([Int], TensorData)])
+    {
         var quantized: [String: QuantizedLayer] = [:]
         var tensors: [String: ([Int], TensorData)] = [:]
         for (name, t) in fp32.tensors { tensors[name] = (t.shape, .f32(t.data)) }
@@ -105,7 +115,8 @@ struct Quantizer: WholeInputTask {
     func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
         let manifest = job.manifest
         let config = source.config
-        let records = try RecordSet.read(manifest, config: config, context: context, labels: manifest.input.labelField != nil)
+        let records = try RecordSet.read(
+            manifest, config: config, context: context, labels: manifest.input.labelField != nil)
         let settings = manifest.block(QuantizeTask.Quantization.self)
         let matrices = try config.matrices()
 
@@ -113,15 +124,17 @@ struct Quantizer: WholeInputTask {
         var ranges: [String: QGEMM.InputRange] = [:]
         var calibrated = 0
         if settings.scheme == "static" {
-            var observer = RangeObserver(method: RangeObserver.Method(rawValue: settings.calibration) ?? .minmax,
-                                         percentile: settings.percentile)
+            var observer = RangeObserver(
+                method: RangeObserver.Method(rawValue: settings.calibration) ?? .minmax,
+                percentile: settings.percentile)
             calibrated = min(settings.samples, records.count)
             let size = source.inputSize
             var start = 0
             while start < calibrated {
                 let end = min(start + 256, calibrated)
-                _ = source.forward(Tensor(shape: [end - start, size], data: Array(records.inputs[(start * size)..<(end * size)])),
-                                   observe: { observer.observe($0, $1) })
+                _ = source.forward(
+                    Tensor(shape: [end - start, size], data: Array(records.inputs[(start * size)..<(end * size)])),
+                    observe: { observer.observe($0, $1) })
                 start = end
             }
             for m in matrices {
@@ -134,21 +147,24 @@ struct Quantizer: WholeInputTask {
         var block = JSONObject()
         block["scheme"] = .string(settings.scheme)
         block["weights"] = "int8, symmetric, per output channel"
-        block["activations"] = .string(settings.scheme == "static"
-            ? "u8, asymmetric, one range per layer calibrated on \(calibrated) records (\(settings.calibration))"
-            : "u8, asymmetric, per row at run time")
+        block["activations"] = .string(
+            settings.scheme == "static"
+                ? "u8, asymmetric, one range per layer calibrated on \(calibrated) records (\(settings.calibration))"
+                : "u8, asymmetric, per row at run time")
         if settings.scheme == "static" {
             block["calibration"] = .string(settings.calibration)
             if settings.calibration == "percentile" { block["percentile"] = .double(settings.percentile) }
         }
         published.quantization = .object(block)
-        let int8 = try StackModel(config: published, tensors: fp32.tensors, quantized: quantized, normalizer: fp32.normalizer,
-                                  precision: .int8)
+        let int8 = try StackModel(
+            config: published, tensors: fp32.tensors, quantized: quantized, normalizer: fp32.normalizer,
+            precision: .int8)
 
         // Measure both on the job's records.
         let before = records.evaluate(source), after = records.evaluate(int8)
         let speed = records.throughput(of: [source, int8])
-        let agreement = Double(zip(before.predictions, after.predictions).filter { $0 == $1 }.count) / Double(max(records.count, 1))
+        let agreement =
+            Double(zip(before.predictions, after.predictions).filter { $0 == $1 }.count) / Double(max(records.count, 1))
         try publishModel(context, config: published, tensors: tensors, normalizer: fp32.normalizer)
         let fp32Bytes = source.weights?.bytes ?? 0
         let int8Bytes = Sys.fileSize(path: Path.join(context.file("model"), ModelFiles.weightsName))
@@ -163,7 +179,9 @@ struct Quantizer: WholeInputTask {
         var metrics = JSONObject()
         metrics["fp32_accuracy"] = before.accuracy.map { .double($0) } ?? .null
         metrics["int8_accuracy"] = after.accuracy.map { .double($0) } ?? .null
-        if let a = before.accuracy, let b = after.accuracy { metrics["accuracy_change_points"] = .double((b - a) * 100) }
+        if let a = before.accuracy, let b = after.accuracy {
+            metrics["accuracy_change_points"] = .double((b - a) * 100)
+        }
         metrics["top1_agreement"] = .double(agreement)
         metrics["fp32_records_per_second"] = .double(speed[0])
         metrics["int8_records_per_second"] = .double(speed[1])
@@ -171,8 +189,12 @@ struct Quantizer: WholeInputTask {
         metrics["fp32_bytes"] = .int(Int64(fp32Bytes))
         metrics["int8_bytes"] = .int(Int64(int8Bytes))
         report["metrics"] = .object(metrics)
-        return .finished(TaskResult(report: report, published: ["model"],
-                                    summary: [("fp32_accuracy", before.accuracy.map { .double($0) } ?? .null),
-                                              ("int8_accuracy", after.accuracy.map { .double($0) } ?? .null)]))
+        return .finished(
+            TaskResult(
+                report: report, published: ["model"],
+                summary: [
+                    ("fp32_accuracy", before.accuracy.map { .double($0) } ?? .null),
+                    ("int8_accuracy", after.accuracy.map { .double($0) } ?? .null)
+                ]))
     }
 }

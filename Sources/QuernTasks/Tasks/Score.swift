@@ -36,13 +36,19 @@ public enum ScoreTask: JobTask {
         let scoring = manifest.block(Scoring.self)
         switch (manifest.input.pairField, scoring.queries) {
         case (nil, nil):
-            throw QuernError(.missingField, "task score needs input.pair_field (score each text against its pair) or score.queries (each text against a query file)", field: "score.queries")
+            throw QuernError(
+                .missingField,
+                "task score needs input.pair_field (score each text against its pair) or score.queries (each text against a query file)",
+                field: "score.queries")
         case (.some, .some):
-            throw QuernError(.invalidValue, "task score takes input.pair_field or score.queries, not both", field: "score.queries")
+            throw QuernError(
+                .invalidValue, "task score takes input.pair_field or score.queries, not both", field: "score.queries")
         default: break
         }
         if manifest.input.pairField != nil && manifest.input.format == .txt {
-            throw QuernError(.unsupportedFormat, "pairs need two fields: use jsonl or csv with input.pair_field, not txt", field: "input.format")
+            throw QuernError(
+                .unsupportedFormat, "pairs need two fields: use jsonl or csv with input.pair_field, not txt",
+                field: "input.format")
         }
     }
 
@@ -55,17 +61,24 @@ public enum ScoreTask: JobTask {
         if let queries = scoring.queries {
             let path = try job.policy.resolve(queries, field: "score.queries")
             guard let format = Manifest.inferFormat(path), Manifest.textFormats.contains(format) else {
-                throw QuernError(.unsupportedFormat, "score.queries must be a .jsonl, .csv or .txt file of texts", field: "score.queries")
+                throw QuernError(
+                    .unsupportedFormat, "score.queries must be a .jsonl, .csv or .txt file of texts",
+                    field: "score.queries")
             }
-            var spec = RecordSpec(format: format, idField: scoring.idField ?? m.input.idField,
-                                  textField: scoring.textField ?? m.input.textField ?? "text")
+            var spec = RecordSpec(
+                format: format, idField: scoring.idField ?? m.input.idField,
+                textField: scoring.textField ?? m.input.textField ?? "text")
             spec.wantsText = true
             let q = try Scorer.queries(path: path, spec: spec, texts: texts, limits: m.limits.stream)
-            let vectors = LinearOperator.fp32(PackedWeights(Tensor(shape: [q.ids.count, encoder.dimension], data: q.vectors)))
+            let vectors = LinearOperator.fp32(
+                PackedWeights(Tensor(shape: [q.ids.count, encoder.dimension], data: q.vectors)))
             mode = .queries(ids: q.ids, vectors: vectors, topK: scoring.topK)
         } else if let classifier = model.capability(SequenceClassifier.self) {
             guard classifier.outputs == 1 else {
-                throw QuernError(.modelInvalid, "\(job.modelPath) has a \(classifier.outputs)-class head; score of pairs takes a bi-encoder (no head) or a cross-encoder (one output). Use predict for its classes", field: "model")
+                throw QuernError(
+                    .modelInvalid,
+                    "\(job.modelPath) has a \(classifier.outputs)-class head; score of pairs takes a bi-encoder (no head) or a cross-encoder (one output). Use predict for its classes",
+                    field: "model")
             }
             mode = .crossEncoder
         } else {
@@ -104,8 +117,10 @@ final class Scorer: RecordTask {
     }
 
     /// Reads and embeds a query file. Queries stay in memory, so there is a cap.
-    static func queries(path: String, spec: RecordSpec, texts: TextRecords, limits: StreamLimits,
-                        maxQueries: Int = 1_000_000) throws -> (ids: [String], vectors: [Float]) {
+    static func queries(
+        path: String, spec: RecordSpec, texts: TextRecords, limits: StreamLimits,
+        maxQueries: Int = 1_000_000
+    ) throws -> (ids: [String], vectors: [Float]) {
         let stream = try RecordStream(path: path, spec: spec, limits: limits)
         var records: [Record] = []
         while let item = try stream.next() {
@@ -113,13 +128,19 @@ final class Scorer: RecordTask {
             case .record(let r):
                 records.append(r)
                 if records.count > maxQueries {
-                    throw QuernError(.invalidValue, "score.queries holds more than \(maxQueries) queries; split the job", field: "score.queries")
+                    throw QuernError(
+                        .invalidValue, "score.queries holds more than \(maxQueries) queries; split the job",
+                        field: "score.queries")
                 }
             case .failure(let f):
-                throw QuernError(f.error.code, "score.queries \(f.member), line \(f.line ?? 0): \(f.error.message)", field: "score.queries")
+                throw QuernError(
+                    f.error.code, "score.queries \(f.member), line \(f.line ?? 0): \(f.error.message)",
+                    field: "score.queries")
             }
         }
-        guard !records.isEmpty else { throw QuernError(.emptyInput, "score.queries \(path) holds no queries", field: "score.queries") }
+        guard !records.isEmpty else {
+            throw QuernError(.emptyInput, "score.queries \(path) holds no queries", field: "score.queries")
+        }
         let (out, rows) = texts.run(records)
         let h = texts.model.dimension
         var vectors = [Float](repeating: 0, count: records.count * h)
@@ -164,7 +185,9 @@ final class Scorer: RecordTask {
             return batch.indices.map { i in
                 if let e = failures[i] { return .failure(e) }
                 defer { k += 2 }
-                return rows[k].flatMap { a in rows[k + 1].map { b in row(batch[i].id, score: Self.cosine(out.embeddings, a * h, b * h, h)) } }
+                return rows[k].flatMap { a in
+                    rows[k + 1].map { b in row(batch[i].id, score: Self.cosine(out.embeddings, a * h, b * h, h)) }
+                }
             }
         case .queries(let ids, let queries, let topK):
             // Cosines of every text against every query in one GEMM: unit rows × unit queriesᵀ.
@@ -172,12 +195,16 @@ final class Scorer: RecordTask {
             let q = ids.count, keep = min(topK, q)
             var units = [Float](repeating: 0, count: batch.count * h)
             for (i, row) in rows.enumerated() {
-                if case .success(let k) = row { Self.unitVector(out.embeddings, at: k * h, count: h, into: &units, at: i * h) }
+                if case .success(let k) = row {
+                    Self.unitVector(out.embeddings, at: k * h, count: h, into: &units, at: i * h)
+                }
             }
             var sims = [Float](repeating: 0, count: batch.count * q)
             units.withUnsafeBufferPointer { u in
                 sims.withUnsafeMutableBufferPointer { out in
-                    queries.apply(u.baseAddress!, m: batch.count, bias: nil, activation: .none, into: out.baseAddress!, pool: texts.pool)
+                    queries.apply(
+                        u.baseAddress!, m: batch.count, bias: nil, activation: .none, into: out.baseAddress!,
+                        pool: texts.pool)
                 }
             }
             return zip(batch, rows).enumerated().map { i, pair in
@@ -185,8 +212,12 @@ final class Scorer: RecordTask {
                     let best = Self.top(keep, of: sims[(i * q)..<((i + 1) * q)])
                     scored += 1
                     sum += Double(sims[i * q + best[0]])
-                    return ResultRow(id: pair.0.id, fields: [("matches", .strings(best.map { ids[$0] })),
-                                                             ("scores", .floats(best.map { sims[i * q + $0] }))])
+                    return ResultRow(
+                        id: pair.0.id,
+                        fields: [
+                            ("matches", .strings(best.map { ids[$0] })),
+                            ("scores", .floats(best.map { sims[i * q + $0] }))
+                        ])
                 }
             }
         }
@@ -231,7 +262,10 @@ final class Scorer: RecordTask {
     func metrics() -> JSONValue? {
         let mean = JSONValue.double(sum / Double(max(scored, 1)))
         if case .queries(let ids, _, let k) = mode {
-            return ["scored": .int(Int64(scored)), "queries": .int(Int64(ids.count)), "top_k": .int(Int64(k)), "mean_best_score": mean]
+            return [
+                "scored": .int(Int64(scored)), "queries": .int(Int64(ids.count)), "top_k": .int(Int64(k)),
+                "mean_best_score": mean
+            ]
         }
         return ["scored": .int(Int64(scored)), "mean_score": mean]
     }
