@@ -123,26 +123,49 @@ func publishModel(
     try Sys.rename(partial, final)
 }
 
-/// The job's model as a layer stack with fp32 weights, compiled for fp32 inference:
-/// what quantize and prune transform and measure against, or the error saying why this
-/// model cannot be.
-func fp32Stack(_ job: TaskInputs) throws -> (StackModel, LoadedWeights) {
-    let model = try job.loadModel(precision: .fp32)
-    let task = job.manifest.task.name
-    guard let source = model.capability(LayerStackSource.self) else {
-        let stacks = ModelRegistry.families(providing: LayerStackSource.self).joined(separator: " and ")
-        throw QuernError(
-            .unsupportedTask,
-            "task \(task) works on \(stacks) models; a \(model.family) model runs int8 with \"precision\": \"int8\" on any task",
-            field: "task")
+/// A task that transforms an fp32 layer-stack model (quantize, prune): the model, its
+/// fp32 tensors, and how the task reads its records.
+protocol StackTransform: WholeInputTask {
+    var stack: StackSource { get }
+}
+
+extension StackTransform {
+    var model: any Model { stack.model }
+    var spec: RecordSpec { stack.spec }
+    var inputSize: Int? { stack.model.inputSize }
+}
+
+/// The job's model as a layer stack with fp32 weights, compiled for fp32 inference
+/// (what the transformed model is measured against), and the records it takes; or the
+/// error saying why this model cannot be transformed.
+struct StackSource {
+    let job: TaskInputs
+    let model: StackModel
+    let fp32: LoadedWeights
+    let spec: RecordSpec
+
+    init(_ job: TaskInputs) throws {
+        let loaded = try job.loadModel(precision: .fp32)
+        let task = job.manifest.task.name
+        guard let source = loaded.capability(LayerStackSource.self) else {
+            let stacks = ModelRegistry.families(providing: LayerStackSource.self).joined(separator: " and ")
+            throw QuernError(
+                .unsupportedTask,
+                "task \(task) works on \(stacks) models; a \(loaded.family) model runs int8 with \"precision\": \"int8\" on any task",
+                field: "task")
+        }
+        guard let fp32 = source.fp32 else {
+            throw QuernError(
+                .modelInvalid, "\(task) works on fp32 models; this one is int8 (prune and fine-tune before quantizing)",
+                field: "model")
+        }
+        self.job = job
+        self.fp32 = fp32
+        model = try StackModel(
+            config: source.config, tensors: fp32.tensors, normalizer: fp32.normalizer, path: loaded.path,
+            weights: loaded.weights)
+        var spec = job.manifest.recordSpec(texts: false, labels: job.manifest.input.labelField != nil)
+        spec.modelFeatureNames = model.featureNames
+        self.spec = spec
     }
-    guard let fp32 = source.fp32 else {
-        throw QuernError(
-            .modelInvalid, "\(task) works on fp32 models; this one is int8 (prune and fine-tune before quantizing)",
-            field: "model")
-    }
-    let stack = try StackModel(
-        config: source.config, tensors: fp32.tensors, normalizer: fp32.normalizer, path: model.path,
-        weights: model.weights)
-    return (stack, fp32)
 }

@@ -30,13 +30,7 @@ public struct TrainingBlock: ManifestBlock, Equatable {
 
     public init(from t: inout StrictObject) throws {
         epochs = try t.int("epochs", range: 1...100_000) ?? epochs
-        if let o = try t.string("optimizer") {
-            guard ["sgd", "adam", "adamw"].contains(o) else {
-                throw QuernError(
-                    .invalidValue, "train.optimizer \"\(o)\" is not one of: sgd, adam, adamw", field: "train.optimizer")
-            }
-            optimizer = o
-        }
+        optimizer = try t.choice("optimizer", TrainingOptions.OptimizerKind.allCases.map(\.rawValue)) ?? optimizer
         func positive(_ key: String) throws -> Double? {
             guard let v = try t.number(key) else { return nil }
             guard v > 0, v.isFinite else {
@@ -61,14 +55,7 @@ public struct TrainingBlock: ManifestBlock, Equatable {
         momentum = try fraction("momentum") ?? momentum
         batchSize = try t.int("batch_size", range: 1...65536)
         validationSplit = try fraction("validation_split") ?? validationSplit
-        if let s = try t.string("schedule") {
-            guard ["constant", "linear", "cosine"].contains(s) else {
-                throw QuernError(
-                    .invalidValue, "train.schedule \"\(s)\" is not one of: constant, linear, cosine",
-                    field: "train.schedule")
-            }
-            schedule = s
-        }
+        schedule = try t.choice("schedule", LearningRateSchedule.Decay.allCases.map(\.rawValue)) ?? schedule
         warmup = try fraction("warmup") ?? warmup
         clipNorm = try positive("clip_norm")
         patience = try t.int("patience", range: 1...100_000)

@@ -59,10 +59,7 @@ public struct Conv2dSpec: LayerSpec, Equatable {
     public var foldTarget: (weight: String, bias: String)? { activation == .none ? ("weight", "bias") : nil }
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer {
-        let m = matrices(input: input)[0]
-        return Compiled(
-            op: t.linearOperator(m), bias: t["bias"].data, spec: self, matrix: t.name("weight"),
-            counts: t.counts(m))
+        Compiled(matrix: BoundMatrix(t, matrices(input: input)[0], bias: "bias"), spec: self)
     }
 
     public func trainable(
@@ -80,29 +77,26 @@ public struct Conv2dSpec: LayerSpec, Equatable {
     }
 
     struct Compiled: InferenceLayer {
-        let op: LinearOperator
-        let bias: [Float]
+        let matrix: BoundMatrix
         let spec: Conv2dSpec
-        let matrix: String
-        let counts: (weights: Int, zeros: Int)
 
-        /// Patches `[batch·oH·oW, C·k·k]` times the kernels, then back to NCHW.
+        /// Patches `[batch·oH·oW, C·k·k]` times the kernels, then back to NCHW. Calibration
+        /// observes the image itself: the patches hold the same values (and padding zeros,
+        /// which every input range includes).
         func forward(
             _ x: [Float], batch: Int, input: [Int], output: [Int],
             observe: ((String, [Float]) -> Void)?
         ) -> [Float] {
-            observe?(matrix, x)
+            observe?(matrix.name, x)
             let columns = ConvLayout.im2col(
                 x, batch: batch, channels: input[0], height: input[1], width: input[2],
                 kernelH: spec.kernel, kernelW: spec.kernel, stride: spec.stride,
                 padding: spec.padding)
             let positions = output[1] * output[2]
-            let flat = applyLinear(op, columns, rows: batch * positions, bias: bias, activation: spec.activation)
+            let flat = matrix.apply(columns, rows: batch * positions, activation: spec.activation, observe: nil)
             return ConvLayout.transposeImages(flat, batch: batch, rows: positions, cols: output[0])
         }
 
-        var summary: [MatrixSummary] {
-            [MatrixSummary(kernel: op.kind, weights: counts.weights, zeros: counts.zeros, bias: bias.count)]
-        }
+        var summary: [MatrixSummary] { [matrix.summary] }
     }
 }

@@ -191,9 +191,36 @@ struct IdentityLayer: InferenceLayer {
     var summary: [MatrixSummary] { [] }
 }
 
-/// `y = act(x·Wᵀ + b)` on an operator, the shared step of linear and conv layers.
-func applyLinear(_ op: LinearOperator, _ x: [Float], rows: Int, bias: [Float], activation: Activation) -> [Float] {
+/// `y = act(x·Wᵀ + b)` on an operator, the shared step of layers with weights.
+public func applyLinear(_ op: LinearOperator, _ x: [Float], rows: Int, bias: [Float], activation: Activation) -> [Float]
+{
     var y = [Float](repeating: 0, count: rows * op.outFeatures)
     op.apply(x, m: rows, bias: bias, activation: activation, into: &y)
     return y
+}
+
+/// One weight matrix and its bias, ready to multiply by: the operator chosen for them,
+/// the matrix's tensor name (calibration observes its input by it) and its counts.
+struct BoundMatrix: Sendable {
+    let op: LinearOperator
+    let bias: [Float]
+    let name: String
+    let counts: (weights: Int, zeros: Int)
+
+    init(_ t: LayerTensors, _ m: WeightMatrix, bias: String) {
+        op = t.linearOperator(m)
+        self.bias = t[bias].data
+        name = t.name(m.name)
+        counts = t.counts(m)
+    }
+
+    /// `act(x·Wᵀ + b)` for `rows` rows, after `observe` has seen `x`.
+    func apply(_ x: [Float], rows: Int, activation: Activation, observe: ((String, [Float]) -> Void)?) -> [Float] {
+        observe?(name, x)
+        return applyLinear(op, x, rows: rows, bias: bias, activation: activation)
+    }
+
+    var summary: MatrixSummary {
+        MatrixSummary(kernel: op.kind, weights: counts.weights, zeros: counts.zeros, bias: bias.count)
+    }
 }

@@ -43,10 +43,7 @@ public struct LinearSpec: LayerSpec, Equatable {
     public var foldTarget: (weight: String, bias: String)? { activation == .none ? ("weight", "bias") : nil }
 
     public func compile(_ t: LayerTensors, input: [Int]) -> any InferenceLayer {
-        let m = matrices(input: input)[0]
-        return Compiled(
-            op: t.linearOperator(m), bias: t["bias"].data, activation: activation, matrix: t.name("weight"),
-            counts: t.counts(m))
+        Compiled(matrix: BoundMatrix(t, matrices(input: input)[0], bias: "bias"), activation: activation)
     }
 
     public func trainable(
@@ -62,22 +59,16 @@ public struct LinearSpec: LayerSpec, Equatable {
     }
 
     struct Compiled: InferenceLayer {
-        let op: LinearOperator
-        let bias: [Float]
+        let matrix: BoundMatrix
         let activation: Activation
-        let matrix: String
-        let counts: (weights: Int, zeros: Int)
 
         func forward(
             _ x: [Float], batch: Int, input: [Int], output: [Int],
             observe: ((String, [Float]) -> Void)?
         ) -> [Float] {
-            observe?(matrix, x)
-            return applyLinear(op, x, rows: batch, bias: bias, activation: activation)
+            matrix.apply(x, rows: batch, activation: activation, observe: observe)
         }
 
-        var summary: [MatrixSummary] {
-            [MatrixSummary(kernel: op.kind, weights: counts.weights, zeros: counts.zeros, bias: bias.count)]
-        }
+        var summary: [MatrixSummary] { [matrix.summary] }
     }
 }

@@ -36,18 +36,9 @@ public enum PruneTask: JobTask {
                 }
                 sparsity = v
             }
-            func choice(_ key: String, _ allowed: [String]) throws -> String? {
-                guard let v = try p.string(key) else { return nil }
-                guard allowed.contains(v) else {
-                    throw QuernError(
-                        .invalidValue, "prune.\(key) \"\(v)\" is not one of: \(allowed.joined(separator: ", "))",
-                        field: "prune.\(key)")
-                }
-                return v
-            }
-            pattern = try choice("pattern", Pruner.Pattern.allCases.map(\.rawValue)) ?? pattern
-            scope = try choice("scope", Pruner.Scope.allCases.map(\.rawValue)) ?? scope
-            schedule = try choice("schedule", ["oneshot", "cubic"]) ?? schedule
+            pattern = try p.choice("pattern", Pruner.Pattern.allCases.map(\.rawValue)) ?? pattern
+            scope = try p.choice("scope", Pruner.Scope.allCases.map(\.rawValue)) ?? scope
+            schedule = try p.choice("schedule", ["oneshot", "cubic"]) ?? schedule
             recoveryEpochs = try p.int("recovery_epochs", range: 0...100_000) ?? recoveryEpochs
         }
     }
@@ -67,23 +58,15 @@ public enum PruneTask: JobTask {
     }
 
     public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
-        let (model, fp32) = try fp32Stack(job)
-        var spec = job.manifest.recordSpec(texts: false, labels: job.manifest.input.labelField != nil)
-        spec.modelFeatureNames = model.featureNames
-        return .wholeInput(PruneRun(job: job, source: model, fp32: fp32, spec: spec))
+        .wholeInput(PruneRun(stack: try StackSource(job)))
     }
 }
 
-struct PruneRun: WholeInputTask {
-    let job: TaskInputs
-    let source: StackModel
-    let fp32: LoadedWeights
-    let spec: RecordSpec
-    var model: any Model { source }
-    var inputSize: Int? { source.inputSize }
+struct PruneRun: StackTransform {
+    let stack: StackSource
 
     func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
-        let manifest = job.manifest
+        let (manifest, source, fp32) = (stack.job.manifest, stack.model, stack.fp32)
         let config = source.config
         let settings = manifest.block(PruneTask.Pruning.self), training = manifest.block(TrainingBlock.self)
         let labelled = manifest.input.labelField != nil

@@ -27,22 +27,8 @@ public enum QuantizeTask: JobTask {
         public init() {}
 
         public init(from q: inout StrictObject) throws {
-            if let s = try q.string("scheme") {
-                guard ["dynamic", "static"].contains(s) else {
-                    throw QuernError(
-                        .invalidValue, "quantize.scheme \"\(s)\" is not one of: dynamic, static",
-                        field: "quantize.scheme")
-                }
-                scheme = s
-            }
-            if let c = try q.string("calibration") {
-                guard ["minmax", "percentile"].contains(c) else {
-                    throw QuernError(
-                        .invalidValue, "quantize.calibration \"\(c)\" is not one of: minmax, percentile",
-                        field: "quantize.calibration")
-                }
-                calibration = c
-            }
+            scheme = try q.choice("scheme", ["dynamic", "static"]) ?? scheme
+            calibration = try q.choice("calibration", RangeObserver.Method.allCases.map(\.rawValue)) ?? calibration
             if let p = try q.number("percentile") {
                 guard p > 50, p <= 100 else {
                     throw QuernError(
@@ -66,27 +52,12 @@ public enum QuantizeTask: JobTask {
     }
 
     public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
-        let (model, fp32) = try fp32Stack(job)
-        var spec = job.manifest.recordSpec(texts: false, labels: job.manifest.input.labelField != nil)
-        spec.modelFeatureNames = model.featureNames
-        return .wholeInput(Quantizer(job: job, model: model, fp32: fp32, spec: spec))
+        .wholeInput(Quantizer(stack: try StackSource(job)))
     }
 }
 
-struct Quantizer: WholeInputTask {
-    let job: TaskInputs
-    let source: StackModel
-    let fp32: LoadedWeights
-    let spec: RecordSpec
-    var model: any Model { source }
-    var inputSize: Int? { source.inputSize }
-
-    init(job: TaskInputs, model: StackModel, fp32: LoadedWeights, spec: RecordSpec) {
-        self.job = job
-        self.source = model
-        self.fp32 = fp32
-        self.spec = spec
-    }
+struct Quantizer: StackTransform {
+    let stack: StackSource
 
     /// Every weight matrix (found through the layers, however many each has) as int8 per
     /// output channel, with its calibrated input range when there is one; biases, batch
@@ -113,7 +84,7 @@ struct Quantizer: WholeInputTask {
     }
 
     func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
-        let manifest = job.manifest
+        let (manifest, source, fp32) = (stack.job.manifest, stack.model, stack.fp32)
         let config = source.config
         let records = try RecordSet.read(
             manifest, config: config, context: context, labels: manifest.input.labelField != nil)
