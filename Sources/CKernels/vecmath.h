@@ -49,8 +49,8 @@ TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
 // t = 1/(1 + a/2) and S a degree-10 polynomial fitted to erfcx(a)/t over a in [0, 12]
 // (about 2e-7 relative in float), so negative inputs keep their small values accurately
 // instead of suffering 1 − erf cancellation. e^{−a²} and t·S(t) are independent chains:
-// the epilogues that run this were latency-bound on the older single chain,
-// e^{−a² + P(t)}, about twice as deep.
+// the single chain e^{−a² + P(t)} is about twice as deep and leaves the epilogues that
+// run this latency-bound.
 TARGET_AVX2 static inline __m256 gelu_avx2(__m256 x) {
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
     __m256 w = _mm256_mul_ps(x, _mm256_set1_ps(-0.70710678118654752f));     // w = −x/√2

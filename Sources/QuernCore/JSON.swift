@@ -482,10 +482,6 @@ public enum UTF8Check {
         }
         return true
     }
-
-    public static func isValid(_ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBufferPointer { isValid($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
-    }
 }
 
 /// Appends compact JSON to a byte buffer. Keys are written in the order given, numbers

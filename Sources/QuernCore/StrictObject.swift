@@ -14,12 +14,6 @@ public struct StrictObject {
     /// The dotted name of `key` in this object.
     public func field(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    /// Whether the object holds `key` (null counts as absent), without taking it.
-    public func has(_ key: String) -> Bool {
-        guard let v = object[key] else { return false }
-        return v != .null
-    }
-
     public mutating func take(_ key: String, required: Bool) throws -> JSONValue? {
         taken.insert(key)
         guard let v = object[key], v != .null else {

@@ -89,9 +89,9 @@ public enum Zlib {
         try inflateMembers(data, windowBits: 15 + 16, all: false)
     }
 
-    /// Decompresses a whole gzip file held in memory (all members); for tests and small
-    /// files only: streams are read through `ArchiveReader`.
-    public static func gunzip(_ data: [UInt8]) throws -> [UInt8] {
+    /// Decompresses a whole gzip file held in memory (all members), for tests; streams
+    /// are read through `ArchiveReader`.
+    static func gunzip(_ data: [UInt8]) throws -> [UInt8] {
         try inflateMembers(data, windowBits: 15 + 32, all: true).bytes
     }
 

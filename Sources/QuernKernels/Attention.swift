@@ -36,21 +36,3 @@ public enum Attention {
         }
     }
 }
-
-/// Rows of an embedding table by id.
-public enum Embedding {
-    /// table: `[vocab, dim]`; returns `[ids.count, dim]`, or nil if an id is out of range.
-    public static func gather(_ table: Tensor, ids: [Int]) -> Tensor? {
-        let vocab = table.rows, dim = table.rowLength
-        guard ids.allSatisfy({ $0 >= 0 && $0 < vocab }) else { return nil }
-        var out = [Float](repeating: 0, count: ids.count * dim)
-        table.data.withUnsafeBufferPointer { t in
-            out.withUnsafeMutableBufferPointer { o in
-                for (i, id) in ids.enumerated() {
-                    (o.baseAddress! + i * dim).update(from: t.baseAddress! + id * dim, count: dim)
-                }
-            }
-        }
-        return Tensor(shape: [ids.count, dim], data: out)
-    }
-}

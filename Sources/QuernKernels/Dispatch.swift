@@ -19,7 +19,8 @@ public enum ISA: String, CaseIterable, Sendable, Comparable {
 
     /// Paths this CPU can run. `.vnni` means int8 dot products in hardware, either
     /// AVX512-VNNI or AVX-VNNI (Alder Lake and later clients, which lack AVX-512), so
-    /// `.vnni` does not imply AVX-512: fp32 asks `hasAVX512` separately.
+    /// `.vnni` does not imply AVX-512: the fp32 wide tile asks `has(QUERN_CPU_AVX512)`
+    /// separately (`KernelTable.vnni`).
     public static let supported: [ISA] = {
         var out: [ISA] = [.scalar]
         if has(QUERN_CPU_AVX2) { out.append(.avx2) }

@@ -17,9 +17,8 @@ public enum LinearOperator: Sendable {
     /// are zero, CSR otherwise), dense kernels otherwise.
     /// Sparse kernels transpose each 64-row block in and out; on tiny matrices that costs
     /// more than the skipped multiplications save, so they are used from this many weights
-    /// up. fp32: since ragged blocks are zero-padded for the vector kernel, a digits mlp
-    /// whose 64×64 layer is 80 % pruned runs 1.09–1.12× faster with it sparse (it had run
-    /// at 0.65× when ragged blocks took the scalar kernel).
+    /// up. fp32: ragged blocks are zero-padded for the vector kernel, so a digits mlp whose
+    /// 64×64 layer is 80 % pruned runs 1.09–1.12× faster with it sparse.
     public static let sparseMinimumWeights = 1 << 12
     /// int8: the sparse int8 kernels' speed-ups were measured on 384×384 and larger only.
     public static let sparseInt8MinimumWeights = 1 << 16
@@ -73,24 +72,6 @@ public enum LinearOperator: Sendable {
         case .sparseInt8: "int8-csr"
         case .blockSparseInt8: "int8-block1x4"
         case .int8Static: "int8-static"
-        }
-    }
-
-    /// `y[M, N] = act(x[M, K] · wᵀ + bias)` on arrays (y sized by the caller; nothing to
-    /// do for zero rows).
-    public func apply(
-        _ x: [Float], m: Int, bias: [Float], activation: Activation, into y: inout [Float],
-        pool: ThreadPool = .shared
-    ) {
-        guard m > 0 else { return }
-        x.withUnsafeBufferPointer { xp in
-            bias.withUnsafeBufferPointer { bp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    apply(
-                        xp.baseAddress!, m: m, bias: bp.baseAddress, activation: activation, into: yp.baseAddress!,
-                        pool: pool)
-                }
-            }
         }
     }
 

@@ -1,13 +1,13 @@
 import CKernels
 
 /// Pruned weights `[N, K]` in compressed sparse rows: only the nonzeros are stored and
-/// multiplied. `SparseGEMM` runs them; `SparseWeights.preferred` says whether sparse
-/// beats the dense packed GEMM at a given density.
+/// multiplied. `SparseGEMM` runs them; `LinearOperator.choose` picks them over the dense
+/// packed GEMM below `densityThreshold`.
 ///
 /// The rows are cut into panels of `panelWidth` inputs, each panel a CSR of its own
 /// (panel-major): the kernel walks one panel at a time, so the 64 K-rows of a transposed
-/// 64-row input block it reads (16 KB) stay in L1 instead of streaming from L2 for every
-/// nonzero, which had held the kernel to about a third of its FMA rate.
+/// 64-row input block it reads (16 KB) stay in L1; streamed from L2 for every nonzero,
+/// they would hold the kernel to about a third of its FMA rate.
 public struct SparseWeights: Sendable {
     public let n: Int
     public let k: Int
@@ -20,17 +20,13 @@ public struct SparseWeights: Sendable {
     static let panelWidth = 64
     var panels: Int { (k + Self.panelWidth - 1) / Self.panelWidth }
 
-    public var nonzeros: Int { vals.count }
-    public var density: Double { Double(nonzeros) / Double(max(n * k, 1)) }
+    var nonzeros: Int { vals.count }
 
     /// Below this density the CSR kernel beats the dense packed GEMM. `quern bench kernels`
     /// on Zen 3 (AVX2, M = 1024–2048): 1.07–1.38× dense at 0.5, 1.43–1.98× at 0.3,
     /// 1.87–2.26× at 0.2; a wide digits mlp pruned to 0.2 ran 1.54–1.78× its dense self.
     /// 0.35 keeps a margin over the noise of one measurement.
     public static let densityThreshold = 0.35
-
-    /// Whether these weights should run sparse rather than dense.
-    public var preferred: Bool { density < Self.densityThreshold }
 
     public init(_ w: Tensor) {
         precondition(w.shape.count == 2, "SparseWeights: weights must be [N, K], got \(w.shape)")

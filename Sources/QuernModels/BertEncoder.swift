@@ -243,7 +243,7 @@ public final class BertEncoder: @unchecked Sendable {
     }
 
     /// One pooled vector per sequence, by the encoder's `pooling` and `normalize`.
-    public func embed(_ batch: [TokenSequence], pool threads: ThreadPool = .shared) -> [[Float]] {
+    func embed(_ batch: [TokenSequence], pool threads: ThreadPool = .shared) -> [[Float]] {
         let ws = Workspace()
         let offsets = hiddenStates(batch, workspace: ws, pool: threads)
         let flat = pool(ws.x, offsets: offsets, mode: pooling, normalize: normalize)

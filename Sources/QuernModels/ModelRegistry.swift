@@ -93,11 +93,6 @@ public enum ModelRegistry {
         families.first { $0.modelType == modelType }
     }
 
-    /// `model_type` of a model directory's config.json.
-    public static func modelType(_ path: String) throws -> String {
-        try config(path).1["model_type"]!.stringValue!
-    }
-
     static func config(_ path: String) throws -> ([UInt8], JSONObject) {
         guard Sys.isDirectory(path) else {
             throw QuernError(.fileNotFound, "model directory \(path) does not exist", field: "model")

@@ -383,12 +383,8 @@ public struct WordPieceTokenizer: Sendable {
     }
 
     /// A one-off encoding (a `Session` amortizes the scalar cache over many texts).
-    public func encode(_ text: String, maxLength: Int? = nil) -> TokenSequence {
+    func encode(_ text: String, maxLength: Int? = nil) -> TokenSequence {
         Session(self).encode(text, maxLength: maxLength)
-    }
-
-    public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> TokenSequence {
-        Session(self).encode(a, b, maxLength: maxLength)
     }
 
     /// The special token starting at `p`, if any (longest first).

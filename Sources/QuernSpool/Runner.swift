@@ -41,7 +41,8 @@ public final class JobRunner {
     ]
     static let errorsName = RecordErrors.fileName
 
-    /// The files a record job publishes: results, errors and, for NPY output, the vectors.
+    /// The files a streaming job (`RecordTask`) publishes: results, errors and, for NPY
+    /// output, the vectors.
     static func outputNames(_ format: Manifest.OutputFormat) -> [String] {
         [resultsNames[format]!, errorsName] + (format == .npy ? [VectorOutput.name] : [])
     }

@@ -67,9 +67,6 @@ public struct Manifest: Sendable {
     /// The task's block of this type: as the manifest gave it, or its defaults.
     public func block<B: ManifestBlock>(_ type: B.Type) -> B { blocks[B.key] as? B ?? B() }
 
-    /// Replaces a block (a resolved path, a test's settings).
-    public mutating func set<B: ManifestBlock>(_ block: B) { blocks[B.key] = block }
-
     public static let idPattern = "[A-Za-z0-9._-]{1,128}, not starting with '.'"
 
     public static func isValidID(_ id: String) -> Bool {

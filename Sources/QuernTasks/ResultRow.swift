@@ -79,8 +79,8 @@ public struct RowEncoder: Sendable {
 
     /// JSONL lines of a window's rows, formatted on all threads: an embed window is
     /// hundreds of thousands of floats, and formatting them on the writing thread alone
-    /// left the other cores idle between windows. Nil for CSV (its header is state) and
-    /// NPY (the vectors go to their own file first), which format in order.
+    /// would leave the other cores idle between windows. Nil for CSV (its header is
+    /// state) and NPY (the vectors go to their own file first), which format in order.
     public static func jsonLinesInParallel(
         _ outcomes: [Result<ResultRow, QuernError>], _ encoder: RowEncoder,
         pool: ThreadPool = .shared

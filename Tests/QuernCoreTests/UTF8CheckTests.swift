@@ -2,6 +2,12 @@ import QuernCore
 import QuernTestSupport
 import Testing
 
+extension UTF8Check {
+    static func isValid(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { isValid($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
+    }
+}
+
 @Suite("UTF8Check")
 struct UTF8CheckTests {
     static let valid: [[UInt8]] = [

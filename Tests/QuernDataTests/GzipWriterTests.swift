@@ -1,8 +1,9 @@
 import Foundation
 import QuernCore
-import QuernData
 import QuernTestSupport
 import Testing
+
+@testable import QuernData
 
 /// Records of varied length and content, like result lines.
 func sampleRecords(_ n: Int, seed: UInt64 = 42) -> [[UInt8]] {

@@ -5,7 +5,7 @@ import Testing
 /// Float GEMMs + vector exp against the Double reference, for values of order 1.
 let attentionTolerance: Float = 2e-5
 
-@Suite("attention and embeddings")
+@Suite("attention")
 struct AttentionTests {
     @Test(
         "unpadded packed sequences against the reference on each sequence alone",
@@ -38,13 +38,5 @@ struct AttentionTests {
                 #expect(worst <= attentionTolerance, "\(isa) \(p) threads \(pool.threads): worst error \(worst)")
             }
         }
-    }
-
-    @Test("embedding gather copies rows and refuses out-of-range ids")
-    func gather() {
-        let table = Tensor(shape: [3, 2], data: [0, 1, 10, 11, 20, 21])
-        #expect(Embedding.gather(table, ids: [2, 0, 2])?.data == [20, 21, 0, 1, 20, 21])
-        #expect(Embedding.gather(table, ids: [3]) == nil)
-        #expect(Embedding.gather(table, ids: [-1]) == nil)
     }
 }

@@ -1,10 +1,10 @@
 import Foundation
 import QuernCore
-import QuernData
 import QuernTasks
 import QuernTestSupport
 import Testing
 
+@testable import QuernData
 @testable import QuernSpool
 
 /// A predict job on the digits fixture (450 records), in batches of 16 so it makes many

@@ -7,7 +7,6 @@ import QuernNN
 public struct FlattenSpec: LayerSpec, Equatable {
     public static let types = ["flatten"]
 
-    public init() {}
     public init(type: String, entry: LayerEntry) throws {}
 
     public var json: JSONValue { ["type": "flatten"] }
