@@ -161,21 +161,7 @@ public final class JobRunner {
         let inputPath = inputs.inputPath
 
         // Resume from the checkpoint an earlier owner left, if any.
-        let resultsName = Self.resultsNames[manifest.output.format]!
-        let checkpointPath = job.file("checkpoint.json")
-        var checkpoint: Checkpoint?
-        if Sys.exists(checkpointPath) {
-            do {
-                checkpoint = try Checkpoint.load(checkpointPath)
-            } catch {
-                log.log(
-                    .warning, "checkpoint unreadable; restarting the job from the beginning",
-                    [("error", .string("\(error)"))])
-            }
-        }
-        if checkpoint != nil && !Sys.exists(job.file(resultsName + ".partial")) { checkpoint = nil }
-        if manifest.output.format == .npy && checkpoint?.vectors == nil { checkpoint = nil }
-        let resumes = (checkpoint?.resumes ?? -1) + 1
+        let checkpoint = RecordOutputs.checkpoint(of: job, format: manifest.output.format, log: log)
         if let c = checkpoint {
             try task.restore(c.taskState)
             log.log(.info, "resuming from checkpoint", [("records_done", .int(Int64(c.consumed)))])
@@ -187,24 +173,9 @@ public final class JobRunner {
                     ("model", .string(inputs.modelPath))
                 ])
         }
-        let results = try ChunkedGzipWriter(
-            path: job.file(resultsName + ".partial"), level: manifest.output.compressionLevel,
-            resume: checkpoint.map { ($0.results, $0.resultsPending) })
-        let writer = try ChunkedGzipWriter(
-            path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel,
-            resume: checkpoint.map { ($0.errors, $0.errorsPending) })
-        openErrors = writer
-        let errors = RecordErrors(
-            writer: writer, maxErrors: manifest.limits.maxErrors, count: checkpoint?.counts.failed ?? 0)
-        let vectors =
-            manifest.output.format == .npy
-            ? try VectorOutput(
-                path: job.file(VectorOutput.name + ".data.partial"), level: manifest.output.compressionLevel,
-                dtype: manifest.output.dtype, resume: checkpoint?.vectors, dimension: checkpoint?.vectorDimension)
-            : nil
-        var encoder = RowEncoder(format: manifest.output.format, header: checkpoint?.csvHeader)
-        var succeeded = checkpoint?.counts.succeeded ?? 0
-        let skip = checkpoint?.consumed ?? 0
+        let out = try RecordOutputs(job: job, manifest: manifest, checkpoint: checkpoint)
+        openErrors = out.errors.writer
+        let skip = out.consumed
 
         // A shard of a cluster job reads only its share (see ClusterJob).
         let shard = try ShardAssignment.load(job.file(ShardAssignment.fileName))
@@ -214,7 +185,6 @@ public final class JobRunner {
         let heartbeat = Heartbeat(spool: spool, dir: job.dir, started: startedAt, interval: heartbeatInterval)
         defer { heartbeat.stop() }
 
-        var consumed = skip
         var lastCheckpoint = time.monotonic()
         var lastProgress = 0.0
         let processStart = time.monotonic()
@@ -222,54 +192,28 @@ public final class JobRunner {
         batch.reserveCapacity(task.window)
 
         func writeCheckpoint() throws {
-            try results.sync()
-            try writer.sync()
-            try vectors?.data.sync()
-            let c = Checkpoint(
-                consumed: consumed, resumes: resumes, counts: Counts(succeeded: succeeded, failed: errors.count),
-                results: results.position, resultsPending: results.pending, errors: writer.position,
-                errorsPending: writer.pending, csvHeader: encoder.header, taskState: task.state,
-                vectors: vectors.map { ($0.data.position, $0.data.pending) }, vectorDimension: vectors?.dimension)
-            try c.save(checkpointPath)
+            try out.checkpoint(taskState: task.state)
             lastCheckpoint = time.monotonic()
         }
 
         func flush() throws {
             guard !batch.isEmpty else { return }
-            let outcomes = task.run(batch)
-            let encoded = RowEncoder.jsonLinesInParallel(outcomes, encoder) ?? []
-            for (i, (record, outcome)) in zip(batch, outcomes).enumerated() {
-                switch outcome {
-                case .success(var row):
-                    if !encoded.isEmpty {
-                        try results.append(encoded[i])
-                    } else {
-                        if let vectors, case .floats(let v)? = row.fields.first?.1 {
-                            row.fields = try vectors.append(v, row: succeeded)
-                        }
-                        try results.append(encoder.encode(row))
-                    }
-                    succeeded += 1
-                case .failure(let e):
-                    try errors.record(record, e)
-                }
-            }
-            consumed = batch.last!.index + 1
+            try out.write(batch, task.run(batch))
             batch.removeAll(keepingCapacity: true)
             let now = time.monotonic()
-            let progress = stream.progress
+            let progress = stream.progress, records = out.succeeded + out.errors.count
             heartbeat.update([
-                "records": .int(Int64(succeeded + errors.count)), "bytes_read": .int(Int64(progress.done)),
+                "records": .int(Int64(records)), "bytes_read": .int(Int64(progress.done)),
                 "bytes_total": .int(Int64(progress.total))
             ])
             if Log.shared.human && now - lastProgress > 0.2 {
                 lastProgress = now
-                let rate = Double(succeeded + errors.count - skip) / max(now - processStart, 1e-6)
+                let rate = Double(records - skip) / max(now - processStart, 1e-6)
                 Log.shared.progress(
                     "\(job.id) "
                         + progressBar(
-                            fraction: Double(progress.done) / Double(max(progress.total, 1)),
-                            records: succeeded + errors.count, rate: rate))
+                            fraction: Double(progress.done) / Double(max(progress.total, 1)), records: records,
+                            rate: rate))
             }
             if now - lastCheckpoint >= checkpointInterval { try writeCheckpoint() }
         }
@@ -284,8 +228,7 @@ public final class JobRunner {
             case .failure(let f):
                 if f.index < skip { continue }
                 try flush()  // keep error order equal to input order
-                try errors.record(f)
-                consumed = f.index + 1
+                try out.write(f)
             }
         }
         if shouldStop() {
@@ -294,32 +237,27 @@ public final class JobRunner {
             try writeCheckpoint()
             Log.shared.endProgress()
             openErrors = nil
-            log.log(.info, "stopped by signal; checkpointed", [("records_done", .int(Int64(consumed)))])
+            log.log(.info, "stopped by signal; checkpointed", [("records_done", .int(Int64(out.consumed)))])
             log.sync()
             return .interrupted
         }
         try flush()
         Log.shared.endProgress()
         heartbeat.stop()
-        if succeeded + errors.count == 0 && shard == nil {
+        if out.succeeded + out.errors.count == 0 && shard == nil {
+            let noMember = stream.membersRead == 0 && manifest.input.members != nil
             throw QuernError(
                 .emptyInput,
-                stream.membersRead == 0 && manifest.input.members != nil
+                noMember
                     ? "no archive member matches input.members \"\(manifest.input.members!)\""
                     : "the input holds no records",
-                field: stream.membersRead == 0 && manifest.input.members != nil ? "input.members" : "input.path")
+                field: noMember ? "input.members" : "input.path")
         }
 
-        // Publish: finish both files, name them, write the report, one rename to done/.
-        try results.finish()
-        try writer.finish()
+        // Publish: finish the files, name them, write the report, one rename to done/.
+        let outputNames = try out.publish()
         openErrors = nil
-        try Sys.rename(job.file(resultsName + ".partial"), job.file(resultsName))
-        try Sys.rename(job.file(Self.errorsName + ".partial"), job.file(Self.errorsName))
-        try vectors?.publish(rows: succeeded, to: job.file(VectorOutput.name), level: manifest.output.compressionLevel)
-        let outputNames = Self.outputNames(manifest.output.format)
         let processSeconds = time.monotonic() - processStart
-        let done = succeeded + errors.count - skip
         var report = Report(id: job.id, task: manifest.task.name)
         report["model"] = Report.model(task.model)
         report["precision"] = .string(manifest.precision.rawValue)
@@ -327,32 +265,26 @@ public final class JobRunner {
             "path": .string(inputPath), "bytes": .int(Int64(Sys.fileSize(path: inputPath))),
             "format": .string(manifest.input.format.rawValue), "members": .int(Int64(stream.membersRead))
         ]
-        report["records"] = Report.records(succeeded: succeeded, failed: errors.count)
+        report["records"] = Report.records(succeeded: out.succeeded, failed: out.errors.count)
         report.timings["model_load_seconds"] = .double(loadSeconds)
         report.timings["process_seconds"] = .double(processSeconds)
+        let done = out.succeeded + out.errors.count - skip
         report["throughput"] = ["records_per_second": .double(Double(done) / max(processSeconds, 1e-9))]
         if let m = task.metrics() { report["metrics"] = m }
         report["outputs"] = .object(try Self.outputDigests(outputNames, in: job.dir))
-        report["resumed"] = .int(Int64(resumes))
+        report["resumed"] = .int(Int64(out.resumes))
         if let shard { report["shard"] = shard.json }
         let wall = time.monotonic() - started
-        try Sys.writeFile(
-            job.file("report.json"),
-            JSONWriter.pretty(
-                report.json(
-                    startedAt: startedAt, finishedAt: time.now(),
-                    wallSeconds: wall)))
+        let json = report.json(startedAt: startedAt, finishedAt: time.now(), wallSeconds: wall)
+        try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(json))
         log.log(
             .info, "job done",
             [
-                ("records", .int(Int64(succeeded))), ("errors", .int(Int64(errors.count))),
+                ("records", .int(Int64(out.succeeded))), ("errors", .int(Int64(out.errors.count))),
                 ("seconds", .double((wall * 1000).rounded() / 1000))
             ])
-        let target = try spool.complete(
-            job,
-            keep: Set(
-                outputNames + ["manifest.json", "report.json", "job.log"]
-                    + (shard == nil ? [] : [ShardAssignment.fileName])))
-        return .done(target)
+        let keep =
+            outputNames + ["manifest.json", "report.json", "job.log"] + (shard == nil ? [] : [ShardAssignment.fileName])
+        return .done(try spool.complete(job, keep: Set(keep)))
     }
 }

@@ -29,6 +29,49 @@ public struct Manifest: Sendable {
 
         /// Whether records bring a label: a label field, or a format that carries its own.
         public var hasLabels: Bool { labelField != nil || format.carriesLabels }
+
+        /// The `input` block: its format named or inferred from the file name, its fields,
+        /// and an image scale only where there are images.
+        init(from i: inout StrictObject) throws {
+            path = try i.string("path", required: true)!
+            members = try i.string("members")
+            let formats = RecordFormat.allCases.map(\.rawValue).joined(separator: ", ")
+            if let name = try i.string("format") {
+                guard let f = RecordFormat(rawValue: name) else {
+                    throw QuernError(
+                        .unsupportedFormat, "input.format \"\(name)\" is not supported; use one of: \(formats)",
+                        field: "input.format")
+                }
+                format = f
+            } else if let f = Manifest.inferFormat(members ?? path) {
+                format = f
+            } else {
+                throw QuernError(
+                    .missingField,
+                    "input.format is missing and cannot be inferred from \"\(members ?? path)\"; set it to one of: \(formats)",
+                    field: "input.format")
+            }
+            idField = try i.string("id_field")
+            textField = try i.string("text_field")
+            pairField = try i.string("pair_field")
+            labelField = try i.string("label_field")
+            featuresField = try i.string("features_field")
+            featureColumns = try i.stringArray("feature_columns")
+            scale = try i.number("scale") ?? 1
+            offset = try i.number("offset") ?? 0
+            guard scale.isFinite, offset.isFinite, scale != 0 else {
+                throw QuernError(
+                    .invalidValue, "input.scale must be a non-zero number and input.offset a number",
+                    field: "input.scale")
+            }
+            if (scale != 1 || offset != 0) && ![RecordFormat.idx, .npy, .png].contains(format) {
+                throw QuernError(
+                    .invalidValue,
+                    "input.scale and input.offset apply to image formats (idx, png, npy); \(format.rawValue) features are taken as they are",
+                    field: "input.scale")
+            }
+            try i.finish()
+        }
     }
 
     public struct Output: Sendable {
@@ -39,11 +82,51 @@ public struct Manifest: Sendable {
         public var probabilities = true
         /// `format: npy`: the vectors' element type.
         public var dtype = VectorType.float32
+
+        /// The `output` block; NPY only for tasks whose rows are vectors.
+        mutating func decode(_ o: inout StrictObject, task: any JobTask.Type) throws {
+            format = try o.enumeration("format", OutputFormat.self) ?? .jsonl
+            if let c = try o.string("compression"), c != "gzip" {
+                throw QuernError(
+                    .invalidValue, "output.compression \"\(c)\" is not supported; results are always gzip",
+                    field: "output.compression")
+            }
+            compressionLevel = try o.int("compression_level", range: 1...9) ?? compressionLevel
+            probabilities = try o.bool("probabilities") ?? true
+            let type = try o.enumeration("dtype", VectorType.self)
+            dtype = type ?? .float32
+            try o.finish()
+            if format == .npy && !task.writesVectors {
+                let vectorTasks = TaskRegistry.tasks.filter { $0.writesVectors }.map { $0.name }.joined(separator: ", ")
+                throw QuernError(
+                    .invalidValue, "output.format npy holds vectors: it is for task \(vectorTasks); use jsonl or csv",
+                    field: "output.format")
+            }
+            if type != nil && format != .npy {
+                throw QuernError(.invalidValue, "output.dtype applies to output.format npy", field: "output.dtype")
+            }
+        }
     }
 
     public struct Limits: Sendable {
         public var maxErrors = 100
         public var stream = StreamLimits()
+
+        /// The `limits` block.
+        mutating func decode(_ l: inout StrictObject) throws {
+            maxErrors = try l.int("max_errors", range: 0...Int(Int32.max)) ?? 100
+            stream.maxLineBytes = try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? stream.maxLineBytes
+            stream.maxInputBytes = try l.int("max_input_bytes", range: 1...Int.max)
+            if let r = try l.number("max_expansion_ratio") {
+                guard r >= 1 else {
+                    throw QuernError(
+                        .invalidValue, "limits.max_expansion_ratio must be at least 1",
+                        field: "limits.max_expansion_ratio")
+                }
+                stream.maxExpansionRatio = r
+            }
+            try l.finish()
+        }
     }
 
     public var version = 1
@@ -108,87 +191,27 @@ public struct Manifest: Sendable {
         let batchSize = try d.int("batch_size", range: 1...65536) ?? 64
 
         var i = try d.object("input", required: true)!
-        let path = try i.string("path", required: true)!
-        let members = try i.string("members")
-        let formatName = try i.string("format")
-        let format: RecordFormat
-        if let formatName {
-            guard let f = RecordFormat(rawValue: formatName) else {
-                throw QuernError(
-                    .unsupportedFormat,
-                    "input.format \"\(formatName)\" is not supported; use one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))",
-                    field: "input.format")
-            }
-            format = f
-        } else if let f = inferFormat(members ?? path) {
-            format = f
-        } else {
-            throw QuernError(
-                .missingField,
-                "input.format is missing and cannot be inferred from \"\(members ?? path)\"; set it to one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))",
-                field: "input.format")
-        }
-        let input = Input(
-            path: path, members: members, format: format,
-            idField: try i.string("id_field"), textField: try i.string("text_field"),
-            pairField: try i.string("pair_field"), labelField: try i.string("label_field"),
-            featuresField: try i.string("features_field"), featureColumns: try i.stringArray("feature_columns"),
-            scale: try i.number("scale") ?? 1, offset: try i.number("offset") ?? 0)
-        guard input.scale.isFinite, input.offset.isFinite, input.scale != 0 else {
-            throw QuernError(
-                .invalidValue, "input.scale must be a non-zero number and input.offset a number", field: "input.scale")
-        }
-        if (input.scale != 1 || input.offset != 0) && ![RecordFormat.idx, .npy, .png].contains(input.format) {
-            throw QuernError(
-                .invalidValue,
-                "input.scale and input.offset apply to image formats (idx, png, npy); \(input.format.rawValue) features are taken as they are",
-                field: "input.scale")
-        }
-        try i.finish()
-
+        let input = try Input(from: &i)
         var output = Output()
         output.compressionLevel = task.defaultCompressionLevel
-        if var o = try d.object("output") {
-            output.format = try o.enumeration("format", OutputFormat.self) ?? .jsonl
-            if let c = try o.string("compression"), c != "gzip" {
-                throw QuernError(
-                    .invalidValue, "output.compression \"\(c)\" is not supported; results are always gzip",
-                    field: "output.compression")
-            }
-            output.compressionLevel = try o.int("compression_level", range: 1...9) ?? output.compressionLevel
-            output.probabilities = try o.bool("probabilities") ?? true
-            let dtype = try o.enumeration("dtype", VectorType.self)
-            output.dtype = dtype ?? .float32
-            try o.finish()
-            if output.format == .npy && !task.writesVectors {
-                let vectorTasks = TaskRegistry.tasks.filter { $0.writesVectors }.map { $0.name }.joined(separator: ", ")
-                throw QuernError(
-                    .invalidValue, "output.format npy holds vectors: it is for task \(vectorTasks); use jsonl or csv",
-                    field: "output.format")
-            }
-            if dtype != nil && output.format != .npy {
-                throw QuernError(.invalidValue, "output.dtype applies to output.format npy", field: "output.dtype")
-            }
-        }
+        if var o = try d.object("output") { try output.decode(&o, task: task) }
         var limits = Limits()
-        if var l = try d.object("limits") {
-            limits.maxErrors = try l.int("max_errors", range: 0...Int(Int32.max)) ?? 100
-            limits.stream.maxLineBytes =
-                try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? limits.stream.maxLineBytes
-            limits.stream.maxInputBytes = try l.int("max_input_bytes", range: 1...Int.max)
-            if let r = try l.number("max_expansion_ratio") {
-                guard r >= 1 else {
-                    throw QuernError(
-                        .invalidValue, "limits.max_expansion_ratio must be at least 1",
-                        field: "limits.max_expansion_ratio")
-                }
-                limits.stream.maxExpansionRatio = r
-            }
-            try l.finish()
-        }
-        // Every task's blocks are known keys, checked whatever the task; a block with
-        // settings given to a task that does not read it is refused, so a setting never
-        // silently does nothing (an empty one says nothing and is let be).
+        if var l = try d.object("limits") { try limits.decode(&l) }
+        let blocks = try decodeBlocks(&d, task: task)
+        let maxLength = try d.int("max_length", range: 2...65536)
+        try d.finish()
+
+        let m = Manifest(
+            version: 1, id: id, task: task, model: model, precision: precision, input: input, batchSize: batchSize,
+            output: output, limits: limits, maxLength: maxLength, blocks: blocks, raw: root)
+        try task.check(m)
+        return m
+    }
+
+    /// Every task's blocks are known keys, checked whatever the task; a block with
+    /// settings given to a task that does not read it is refused, so a setting never
+    /// silently does nothing (an empty one says nothing and is let be).
+    static func decodeBlocks(_ d: inout StrictObject, task: any JobTask.Type) throws -> [String: any ManifestBlock] {
         var blocks: [String: any ManifestBlock] = [:]
         for type in TaskRegistry.blockTypes {
             guard var b = try d.object(type.key) else { continue }
@@ -204,14 +227,7 @@ public struct Manifest: Sendable {
             }
             blocks[type.key] = block
         }
-        let maxLength = try d.int("max_length", range: 2...65536)
-        try d.finish()
-
-        let m = Manifest(
-            version: 1, id: id, task: task, model: model, precision: precision, input: input, batchSize: batchSize,
-            output: output, limits: limits, maxLength: maxLength, blocks: blocks, raw: root)
-        try task.check(m)
-        return m
+        return blocks
     }
 
     /// The record format a file name implies (`x.jsonl.gz` → jsonl), if any.

@@ -219,3 +219,145 @@ enum Standardizer {
         }
     }
 }
+
+/// Epochs of training on a job's records, each ending in an atomic checkpoint (the
+/// network, the optimizer, the task's own tensors, the history and early stopping), so a
+/// run killed at any moment resumes at the epoch it was in and ends with the bytes an
+/// uninterrupted run would. What `finetune` and `prune`'s recovery share; each says what
+/// it does around an epoch through `Epochs`.
+final class TrainingLoop {
+    /// What a checkpoint carries besides the tensors.
+    struct State {
+        var epochsDone = 0
+        var step = 0
+        var history: [EpochRecord] = []
+        var stopping: EarlyStopping
+        var resumes = 0
+
+        init(patience: Int?) { stopping = EarlyStopping(patience: patience) }
+
+        var json: JSONValue {
+            .object(
+                JSONObject(
+                    [("epochs_done", .int(Int64(epochsDone))), ("step", .int(Int64(step)))] + stopping.json
+                        + [("resumes", .int(Int64(resumes))), ("history", .array(history.map(\.json)))]))
+        }
+
+        init(json v: JSONValue, patience: Int?) throws {
+            guard let o = v.objectValue, let done = o["epochs_done"]?.intValue, let step = o["step"]?.intValue,
+                let history = o["history"]?.arrayValue
+            else {
+                throw QuernError(.internalError, "training checkpoint state is incomplete")
+            }
+            epochsDone = Int(done)
+            self.step = Int(step)
+            self.history = try history.map(EpochRecord.init(json:))
+            stopping = EarlyStopping(patience: patience, json: o)
+            resumes = Int(o["resumes"]?.intValue ?? 0)
+        }
+    }
+
+    /// What a task does around each epoch.
+    struct Epochs {
+        /// Before epoch `i` (0-based) trains: a pruning step, say.
+        var before: (Int) -> Void = { _ in }
+        /// The loss early stopping judges after epoch `i` (validation when there is some,
+        /// else training), or nil when this epoch does not count.
+        var judged: (Int, _ train: Double, _ validation: Double?) -> Double? = { $2 ?? $1 }
+        /// After a new best epoch.
+        var best: () -> Void = {}
+        /// Tensors the checkpoint keeps besides the network (best weights, masks).
+        var extra: () -> [String: Tensor] = { [:] }
+        /// The "epoch done" log line's fields beyond the epoch number.
+        var fields:
+            (_ train: (loss: Double, accuracy: Double), _ validation: (loss: Double, accuracy: Double)?)
+                -> [(String, JSONValue)] = { _, _ in [] }
+    }
+
+    let net: Sequential
+    let trainer: Trainer
+    let context: WholeInputContext
+    let epochs: Int
+    /// What the log calls it: "training", or "recovery" for prune's.
+    let kind: String
+    private(set) var state: State
+    /// Seconds this process spent training (a resumed run counts only its own).
+    private(set) var seconds = 0.0
+    var path: String { context.file(TrainingCheckpoint.fileName) }
+
+    init(
+        net: Sequential, options: TrainingOptions, samples: Int, patience: Int?, context: WholeInputContext,
+        kind: String = "training"
+    ) {
+        self.kind = kind
+        self.net = net
+        trainer = Trainer(model: net, options: options, samplesPerEpoch: samples)
+        self.context = context
+        epochs = options.epochs
+        state = State(patience: patience)
+    }
+
+    /// Restores the network, the optimizer and the state from the job's checkpoint, if an
+    /// earlier owner left one, and returns the task's tensors from it; nil (training
+    /// starts over) when there is none or it cannot be read.
+    func resume(patience: Int?) -> [String: Tensor]? {
+        guard Sys.exists(path) else { return nil }
+        do {
+            let (json, extra) = try TrainingCheckpoint.load(path, net: net, optimizer: trainer.optimizer)
+            state = try State(json: json, patience: patience)
+            state.resumes += 1
+            context.log.log(
+                .info, "resuming \(kind == "training" ? "" : kind + " ")training from checkpoint",
+                [("epochs_done", .int(Int64(state.epochsDone)))])
+            return extra
+        } catch {
+            context.log.log(
+                .warning, "training checkpoint unreadable; starting training over", [("error", .string("\(error)"))])
+            state = State(patience: patience)
+            return nil
+        }
+    }
+
+    /// Trains the remaining epochs (until `epochs` or early stopping). False when a stop
+    /// was requested: the job resumes at the epoch it was in.
+    func run(_ train: LabeledSamples, validation: LabeledSamples?, _ each: Epochs) throws -> Bool {
+        let time = context.time, start = time.monotonic()
+        defer { seconds += time.monotonic() - start }
+        while state.epochsDone < epochs && !state.stopping.stopped {
+            let epoch = state.epochsDone
+            let t0 = time.monotonic()
+            each.before(epoch)
+            trainer.step = state.step
+            let rate = trainer.schedule.rate(at: trainer.step)
+            guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: context.shouldStop) else {
+                context.log.log(.info, "stopped by signal; \(kind) resumes at epoch \(epoch + 1)")
+                context.log.sync()
+                return false
+            }
+            let held = validation.flatMap { $0.count > 0 ? trainer.evaluate($0) : nil }
+            state.step = trainer.step
+            state.history.append(
+                EpochRecord(
+                    epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy, validationLoss: held?.loss,
+                    validationAccuracy: held?.accuracy, learningRate: rate, seconds: time.monotonic() - t0))
+            state.epochsDone += 1
+            if let loss = each.judged(epoch, fit.loss, held?.loss), state.stopping.record(epoch: epoch + 1, loss: loss)
+            {
+                each.best()
+            }
+            try TrainingCheckpoint.save(
+                path, net: net, optimizer: trainer.optimizer, extra: each.extra(), state: state.json)
+            context.log.log(
+                .info, kind == "training" ? "epoch done" : "\(kind) epoch done",
+                [("epoch", .int(Int64(epoch + 1)))] + each.fields(fit, held))
+            context.progress(["epoch": .int(Int64(state.epochsDone)), "epochs": .int(Int64(epochs))])
+        }
+        return true
+    }
+
+    /// The report's history and stopping fields.
+    var history: [JSONValue] { state.history.map(\.json) }
+
+    /// Training is over: the checkpoint goes (the published files replace it).
+    func finish() { try? Sys.unlink(path) }
+}

@@ -90,37 +90,6 @@ struct Finetuner: WholeInputTask {
     let inputSize: Int?
     static let cacheName = "embeddings.cache"
 
-    /// Progress and bookkeeping that a checkpoint carries.
-    struct State {
-        var epochsDone = 0
-        var step = 0
-        var history: [EpochRecord] = []
-        var stopping: EarlyStopping
-        var resumes = 0
-
-        init(patience: Int?) { stopping = EarlyStopping(patience: patience) }
-
-        var json: JSONValue {
-            .object(
-                JSONObject(
-                    [("epochs_done", .int(Int64(epochsDone))), ("step", .int(Int64(step)))] + stopping.json
-                        + [("resumes", .int(Int64(resumes))), ("history", .array(history.map(\.json)))]))
-        }
-
-        init(json v: JSONValue, patience: Int?) throws {
-            guard let o = v.objectValue, let done = o["epochs_done"]?.intValue, let step = o["step"]?.intValue,
-                let history = o["history"]?.arrayValue
-            else {
-                throw QuernError(.internalError, "training checkpoint state is incomplete")
-            }
-            epochsDone = Int(done)
-            self.step = Int(step)
-            self.history = try history.map(EpochRecord.init(json:))
-            stopping = EarlyStopping(patience: patience, json: o)
-            resumes = Int(o["resumes"]?.intValue ?? 0)
-        }
-    }
-
     func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
         let manifest = job.manifest
         let settings = manifest.block(TrainingBlock.self)
@@ -150,30 +119,17 @@ struct Finetuner: WholeInputTask {
             Standardizer.apply(&validation, mean: mean, scale: scale)
         }
 
-        // 2. Network, trainer, and the checkpoint if an earlier owner left one.
+        // 2. Network and training, resumed where an earlier owner's checkpoint left it.
         let net = try config.network(tensors: base, seed: UInt64(settings.seed))
         let options = settings.options(epochs: settings.epochs, batchSize: manifest.batchSize)
-        let trainer = Trainer(model: net, options: options, samplesPerEpoch: train.count)
+        let loop = TrainingLoop(
+            net: net, options: options, samples: train.count, patience: settings.patience, context: context)
         var best = net.state
-        var state = State(patience: settings.patience)
-        let checkpointPath = context.file(TrainingCheckpoint.fileName)
-        let log = context.log
-        if Sys.exists(checkpointPath) {
-            do {
-                let (json, extra) = try TrainingCheckpoint.load(checkpointPath, net: net, optimizer: trainer.optimizer)
-                state = try State(json: json, patience: settings.patience)
-                best = [:]
-                for (name, t) in extra where name.hasPrefix("best/") { best[String(name.dropFirst(5))] = t }
-                state.resumes += 1
-                log.log(.info, "resuming training from checkpoint", [("epochs_done", .int(Int64(state.epochsDone)))])
-            } catch {
-                log.log(
-                    .warning, "training checkpoint unreadable; starting training over", [("error", .string("\(error)"))]
-                )
-                state = State(patience: settings.patience)
-            }
+        if let extra = loop.resume(patience: settings.patience) {
+            best = [:]
+            for (name, t) in extra where name.hasPrefix("best/") { best[String(name.dropFirst(5))] = t }
         } else {
-            log.log(
+            context.log.log(
                 .info, "training started",
                 [
                     ("train", .int(Int64(train.count))), ("validation", .int(Int64(validation.count))),
@@ -181,47 +137,22 @@ struct Finetuner: WholeInputTask {
                 ])
         }
 
-        // 3. Epochs, each ending in a checkpoint.
-        let time = context.time
-        let trainStart = time.monotonic()
-        while state.epochsDone < settings.epochs && !state.stopping.stopped {
-            let epoch = state.epochsDone
-            let t0 = time.monotonic()
-            trainer.step = state.step
-            let rate = trainer.schedule.rate(at: trainer.step)
-            guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: context.shouldStop) else {
-                log.log(.info, "stopped by signal; training resumes at epoch \(epoch + 1)")
-                log.sync()
-                return .interrupted
-            }
-            let held = validation.count > 0 ? trainer.evaluate(validation) : nil
-            state.step = trainer.step
-            state.history.append(
-                EpochRecord(
-                    epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy,
-                    validationLoss: held?.loss, validationAccuracy: held?.accuracy,
-                    learningRate: rate, seconds: time.monotonic() - t0))
-            state.epochsDone += 1
-            if state.stopping.record(epoch: epoch + 1, loss: held?.loss ?? fit.loss) { best = net.state }
-            var extra: [String: Tensor] = [:]
-            for (name, t) in best { extra["best/" + name] = t }
-            try TrainingCheckpoint.save(
-                checkpointPath, net: net, optimizer: trainer.optimizer, extra: extra, state: state.json)
-            var fields: [(String, JSONValue)] = [
-                ("epoch", .int(Int64(epoch + 1))), ("train_loss", .double(fit.loss)),
-                ("train_accuracy", .double(fit.accuracy))
-            ]
-            if let held {
-                fields += [("validation_loss", .double(held.loss)), ("validation_accuracy", .double(held.accuracy))]
-            }
-            log.log(.info, "epoch done", fields)
-            context.progress(["epoch": .int(Int64(state.epochsDone)), "epochs": .int(Int64(settings.epochs))])
+        // 3. Epochs, each ending in a checkpoint that keeps the best weights so far.
+        var each = TrainingLoop.Epochs()
+        each.best = { best = net.state }
+        each.extra = { Dictionary(uniqueKeysWithValues: best.map { ("best/" + $0.key, $0.value) }) }
+        each.fields = { fit, held in
+            [("train_loss", .double(fit.loss)), ("train_accuracy", .double(fit.accuracy))]
+                + (held.map { [("validation_loss", .double($0.loss)), ("validation_accuracy", .double($0.accuracy))] }
+                    ?? [])
         }
-        let trainSeconds = time.monotonic() - trainStart
+        guard try loop.run(train, validation: validation, each) else { return .interrupted }
+        let state = loop.state
 
         // 4. Publish the best weights (lowest validation loss) as model/.
         let finalNet = try config.network(tensors: best, seed: 0)
         let finalTrainer = Trainer(model: finalNet, options: options, samplesPerEpoch: train.count)
+        loop.finish()
         let trainMetrics = finalTrainer.evaluate(train)
         let validationMetrics = validation.count > 0 ? finalTrainer.evaluate(validation) : nil
         let tensors = best.mapValues { ($0.shape, TensorData.f32($0.data)) }
@@ -238,7 +169,6 @@ struct Finetuner: WholeInputTask {
             context.file("training.svg"),
             Array(TrainingPlot.svg(state.history, title: title, best: state.stopping.bestEpoch).utf8),
             durability: .content)
-        try? Sys.unlink(checkpointPath)
 
         var report = Report(id: context.id, task: FinetuneTask.name)
         switch source {
@@ -276,10 +206,8 @@ struct Finetuner: WholeInputTask {
                     ("best_epoch", state.stopping.bestEpoch.map { .int(Int64($0)) } ?? .null),
                     ("stopped_early", .bool(state.stopping.stopped))
                 ]
-                    + settings.describe(options) + [
-                        ("history", .array(state.history.map(\.json))), ("plot", "training.svg")
-                    ]))
-        report.timings["train_seconds_this_run"] = .double(trainSeconds)
+                    + settings.describe(options) + [("history", .array(loop.history)), ("plot", "training.svg")]))
+        report.timings["train_seconds_this_run"] = .double(loop.seconds)
         report.timings["seconds_per_epoch"] = .double(
             state.history.map(\.seconds).reduce(0, +) / Double(max(state.history.count, 1)))
         report["resumed"] = .int(Int64(state.resumes))

@@ -101,89 +101,52 @@ struct PruneRun: StackTransform {
                 Standardizer.apply(&held, mean: mean, scale: scale)
             }
             let options = training.options(epochs: recovery, batchSize: manifest.batchSize)
-            let trainer = Trainer(model: net, options: options, samplesPerEpoch: train.count)
+            let loop = TrainingLoop(
+                net: net, options: options, samples: train.count, patience: training.patience, context: context,
+                kind: "recovery")
             // Gradual: reach the target by three quarters of the epochs, then recover at it.
             let ramp = max(1.0, Double(recovery) * 0.75)
-            if settings.schedule == "oneshot" { pruner.prune(to: settings.sparsity) }
-            // Each recovery epoch ends in a checkpoint (weights, optimizer, masks, history):
-            // a killed job resumes at the epoch it was in.
-            let checkpointPath = context.file(TrainingCheckpoint.fileName)
-            var firstEpoch = 0
-            if Sys.exists(checkpointPath) {
-                do {
-                    let (state, extra) = try TrainingCheckpoint.load(
-                        checkpointPath, net: net, optimizer: trainer.optimizer)
-                    let masks = try (0..<pruner.parameters.count).map { i -> [Float] in
+            let cubic = settings.schedule == "cubic"
+            if !cubic { pruner.prune(to: settings.sparsity) }
+            if let extra = loop.resume(patience: training.patience) {
+                pruner.restore(
+                    masks: try (0..<pruner.parameters.count).map { i in
                         guard let m = extra["mask/\(i)"] else {
-                            throw QuernError(.internalError, "checkpoint lacks mask \(i)")
+                            throw QuernError(
+                                .internalError,
+                                "the prune checkpoint lacks mask \(i); delete \(loop.path) to start the job over")
                         }
                         return m.data
-                    }
-                    pruner.restore(masks: masks)
-                    guard let o = state.objectValue, let done = o["epochs_done"]?.intValue,
-                        let step = o["step"]?.intValue,
-                        let h = o["history"]?.arrayValue
-                    else { throw QuernError(.internalError, "checkpoint state is incomplete") }
-                    history = try h.map(EpochRecord.init(json:))
-                    stopping = EarlyStopping(patience: training.patience, json: o)
-                    firstEpoch = Int(done)
-                    trainer.step = Int(step)
-                    log.log(.info, "resuming recovery training from checkpoint", [("epochs_done", .int(done))])
-                } catch {
-                    throw QuernError(
-                        .internalError,
-                        "the prune checkpoint is unreadable (\(error)); delete \(checkpointPath) to start the job over")
-                }
+                    })
             }
-            var epoch = firstEpoch
-            while epoch < recovery && !stopping.stopped {
-                if settings.schedule == "cubic" {
+            var each = TrainingLoop.Epochs()
+            each.before = { epoch in
+                if cubic {
                     pruner.prune(to: Pruner.cubic(progress: Double(epoch + 1) / ramp, final: settings.sparsity))
                 }
                 let frozen = pruner
-                trainer.afterStep = { frozen.enforce() }
-                let t0 = context.time.monotonic()
-                guard let fit = trainer.trainEpoch(train, epoch: epoch, shouldStop: context.shouldStop) else {
-                    log.log(.info, "stopped by signal; recovery resumes at epoch \(epoch + 1)")
-                    log.sync()
-                    return .interrupted
-                }
-                let v = trainer.evaluate(held)
-                history.append(
-                    EpochRecord(
-                        epoch: epoch + 1, trainLoss: fit.loss, trainAccuracy: fit.accuracy, validationLoss: v.loss,
-                        validationAccuracy: v.accuracy, learningRate: trainer.schedule.rate(at: trainer.step),
-                        seconds: context.time.monotonic() - t0))
-                // Patience counts only epochs at the target sparsity: while the cubic ramp
-                // removes weights the loss rises by design.
-                if settings.schedule == "oneshot" || Double(epoch + 1) >= ramp {
-                    stopping.record(epoch: epoch + 1, loss: v.loss)
-                }
-                let masks = Dictionary(
+                loop.trainer.afterStep = { frozen.enforce() }
+            }
+            // Patience counts only epochs at the target sparsity: while the cubic ramp
+            // removes weights the loss rises by design.
+            each.judged = { epoch, _, validation in !cubic || Double(epoch + 1) >= ramp ? validation : nil }
+            each.extra = {
+                Dictionary(
                     uniqueKeysWithValues: pruner.masks.enumerated().map {
                         ("mask/\($0)", Tensor(shape: [$1.count], data: $1))
                     })
-                try TrainingCheckpoint.save(
-                    checkpointPath, net: net, optimizer: trainer.optimizer, extra: masks,
-                    state: .object(
-                        JSONObject(
-                            [
-                                ("epochs_done", .int(Int64(epoch + 1))),
-                                ("step", .int(Int64(trainer.step))),
-                                ("history", .array(history.map(\.json)))
-                            ] + stopping.json)))
-                log.log(
-                    .info, "recovery epoch done",
-                    [
-                        ("epoch", .int(Int64(epoch + 1))), ("sparsity", .double(overall(pruner))),
-                        ("validation_accuracy", .double(v.accuracy))
-                    ])
-                context.progress(["epoch": .int(Int64(epoch + 1)), "epochs": .int(Int64(recovery))])
-                epoch += 1
             }
+            each.fields = { _, held in
+                [
+                    ("sparsity", .double(overall(pruner))),
+                    ("validation_accuracy", held.map { .double($0.accuracy) } ?? .null)
+                ]
+            }
+            guard try loop.run(train, validation: held, each) else { return .interrupted }
+            (history, stopping) = (loop.state.history, loop.state.stopping)
+            loop.finish()
         }
 
-        try? Sys.unlink(context.file(TrainingCheckpoint.fileName))
         // The pruned model, as the loader will run it.
         let tensors = net.state
         let pruned = try StackModel(config: config, tensors: tensors, normalizer: fp32.normalizer)
