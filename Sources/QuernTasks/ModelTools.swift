@@ -4,9 +4,9 @@ import QuernModels
 /// What `quern inspect` and `quern tokenize` do: look at a model without running a job.
 public enum ModelTools {
     /// A model directory described by its family: layers, shapes, sizes, precision,
-    /// and the weights' digest.
+    /// and the weights' digest (an architecture without weights is described too).
     public static func inspect(_ path: String) throws -> JSONValue {
-        let model = try ModelRegistry.load(path)
+        let model = try ModelRegistry.load(path, ModelOptions(allowArchitectureOnly: true))
         var o = model.describe().objectValue ?? JSONObject()
         o["path"] = .string(model.path)
         if let w = model.weights {
