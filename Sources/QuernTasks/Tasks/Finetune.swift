@@ -171,19 +171,7 @@ struct Finetuner: WholeInputTask {
             durability: .content)
 
         var report = Report(id: context.id, task: FinetuneTask.name)
-        switch source {
-        case .stack:
-            report["model"] = Report.model(
-                model, [("start", .string(base == nil ? "scratch" : "base weights")), ("published", "model/")])
-        case .head:
-            report["model"] = Report.model(
-                model,
-                [
-                    ("start", "frozen encoder, new head"), ("published", "model/"),
-                    ("head", ["classes": .int(Int64(config.labels.count)), "inputs": .int(Int64(config.inputSize))]),
-                    ("embeddings_from_cache", .bool(cached))
-                ])
-        }
+        report["model"] = modelSection(config: config, fromScratch: base == nil, cached: cached)
         report["input"] = [
             "path": .string(context.inputPath), "bytes": .int(Int64(Sys.fileSize(path: context.inputPath))),
             "format": .string(manifest.input.format.rawValue)
@@ -218,6 +206,23 @@ struct Finetuner: WholeInputTask {
                     ("epochs", .int(Int64(state.epochsDone))),
                     ("validation_accuracy", validationMetrics.map { .double($0.accuracy) } ?? .null)
                 ]))
+    }
+
+    /// The report's `model` section: what training started from and what was published.
+    func modelSection(config: StackConfig, fromScratch: Bool, cached: Bool) -> JSONValue {
+        switch source {
+        case .stack:
+            return Report.model(
+                model, [("start", .string(fromScratch ? "scratch" : "base weights")), ("published", "model/")])
+        case .head:
+            return Report.model(
+                model,
+                [
+                    ("start", "frozen encoder, new head"), ("published", "model/"),
+                    ("head", ["classes": .int(Int64(config.labels.count)), "inputs": .int(Int64(config.inputSize))]),
+                    ("embeddings_from_cache", .bool(cached))
+                ])
+        }
     }
 
     /// A text encoder's training inputs: one embedding per good record, labels indexed

@@ -72,7 +72,6 @@ struct PruneRun: StackTransform {
         let labelled = manifest.input.labelField != nil
         let records = try RecordSet.read(manifest, config: config, context: context, labels: labelled)
         let recovery = labelled ? settings.recoveryEpochs : 0
-        let log = context.log
 
         // Held-out records measure before and after; the rest train the recovery.
         let all = LabeledSamples(
@@ -100,51 +99,11 @@ struct PruneRun: StackTransform {
                 Standardizer.apply(&train, mean: mean, scale: scale)
                 Standardizer.apply(&held, mean: mean, scale: scale)
             }
-            let options = training.options(epochs: recovery, batchSize: manifest.batchSize)
-            let loop = TrainingLoop(
-                net: net, options: options, samples: train.count, patience: training.patience, context: context,
-                kind: "recovery")
-            // Gradual: reach the target by three quarters of the epochs, then recover at it.
-            let ramp = max(1.0, Double(recovery) * 0.75)
-            let cubic = settings.schedule == "cubic"
-            if !cubic { pruner.prune(to: settings.sparsity) }
-            if let extra = loop.resume(patience: training.patience) {
-                pruner.restore(
-                    masks: try (0..<pruner.parameters.count).map { i in
-                        guard let m = extra["mask/\(i)"] else {
-                            throw QuernError(
-                                .internalError,
-                                "the prune checkpoint lacks mask \(i); delete \(loop.path) to start the job over")
-                        }
-                        return m.data
-                    })
+            guard let loop = try recover(net, &pruner, train: train, held: held, epochs: recovery, context: context)
+            else {
+                return .interrupted
             }
-            var each = TrainingLoop.Epochs()
-            each.before = { epoch in
-                if cubic {
-                    pruner.prune(to: Pruner.cubic(progress: Double(epoch + 1) / ramp, final: settings.sparsity))
-                }
-                let frozen = pruner
-                loop.trainer.afterStep = { frozen.enforce() }
-            }
-            // Patience counts only epochs at the target sparsity: while the cubic ramp
-            // removes weights the loss rises by design.
-            each.judged = { epoch, _, validation in !cubic || Double(epoch + 1) >= ramp ? validation : nil }
-            each.extra = {
-                Dictionary(
-                    uniqueKeysWithValues: pruner.masks.enumerated().map {
-                        ("mask/\($0)", Tensor(shape: [$1.count], data: $1))
-                    })
-            }
-            each.fields = { _, held in
-                [
-                    ("sparsity", .double(overall(pruner))),
-                    ("validation_accuracy", held.map { .double($0.accuracy) } ?? .null)
-                ]
-            }
-            guard try loop.run(train, validation: held, each) else { return .interrupted }
             (history, stopping) = (loop.state.history, loop.state.stopping)
-            loop.finish()
         }
 
         // The pruned model, as the loader will run it.
@@ -164,31 +123,15 @@ struct PruneRun: StackTransform {
             published.append("training.svg")
         }
 
-        let kernels = pruned.describe().objectValue?["layers"]?.arrayValue ?? []
-        let perLayer = Dictionary(grouping: matrices, by: \.layer)
-        let layers: [JSONValue] = matrices.enumerated().map { i, m in
-            var o = JSONObject([
-                ("layer", .int(Int64(m.layer))), ("weights", .int(Int64(pruner.parameters[i].value.count))),
-                ("sparsity", .double(pruner.sparsity[i])),
-                ("kernel", kernels[m.layer].objectValue?["kernel"] ?? .null)
-            ])
-            if perLayer[m.layer]!.count > 1 { o["tensor"] = .string(m.name) }
-            return .object(o)
-        }
         var report = Report(id: context.id, task: PruneTask.name)
         report["model"] = Report.model(source, [("published", "model/")])
         report["records"] = Report.records(
             succeeded: records.succeeded, failed: context.errors.count,
             [("train", recovery > 0 ? train.count : 0), ("evaluated", held.count)])
-        var pruning = JSONObject([
-            ("target_sparsity", .double(settings.sparsity)), ("pattern", .string(settings.pattern)),
-            ("scope", .string(settings.scope)), ("schedule", .string(settings.schedule)),
-            ("recovery_epochs", .int(Int64(recovery)))
-        ])
-        if stopping.stopped { pruning["stopped_early_after"] = .int(Int64(history.count)) }
-        pruning["sparsity"] = .double(overall(pruner))
-        pruning["layers"] = .array(layers)
-        report["pruning"] = .object(pruning)
+        report["pruning"] = .object(
+            describe(
+                pruner, matrices, pruned: pruned, recovery: recovery,
+                stoppedAfter: stopping.stopped ? history.count : nil))
         var metrics = JSONObject()
         metrics["accuracy_before"] = before.accuracy.map { .double($0) } ?? .null
         metrics["accuracy_after"] = after.accuracy.map { .double($0) } ?? .null
@@ -217,6 +160,85 @@ struct PruneRun: StackTransform {
     {
         let parameters = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0) })
         return Pruner(matrices.map { parameters[$0.name]! }, pattern: pattern, scope: scope)
+    }
+
+    /// Recovery training: the masks grow on the cubic schedule (or are set at once), and
+    /// every step keeps pruned weights at zero; nil when stopped by a signal.
+    func recover(
+        _ net: Sequential, _ pruner: inout Pruner, train: LabeledSamples, held: LabeledSamples, epochs: Int,
+        context: WholeInputContext
+    ) throws -> TrainingLoop? {
+        let manifest = stack.job.manifest
+        let settings = manifest.block(PruneTask.Pruning.self), training = manifest.block(TrainingBlock.self)
+        let loop = TrainingLoop(
+            net: net, options: training.options(epochs: epochs, batchSize: manifest.batchSize), samples: train.count,
+            patience: training.patience, context: context, kind: "recovery")
+        // Gradual: reach the target by three quarters of the epochs, then recover at it.
+        let ramp = max(1.0, Double(epochs) * 0.75)
+        let cubic = settings.schedule == "cubic"
+        var masks = pruner
+        if !cubic { masks.prune(to: settings.sparsity) }
+        if let extra = loop.resume(patience: training.patience) {
+            masks.restore(
+                masks: try (0..<masks.parameters.count).map { i in
+                    guard let m = extra["mask/\(i)"] else {
+                        throw QuernError(
+                            .internalError,
+                            "the prune checkpoint lacks mask \(i); delete \(loop.path) to start the job over")
+                    }
+                    return m.data
+                })
+        }
+        var each = TrainingLoop.Epochs()
+        each.before = { epoch in
+            if cubic { masks.prune(to: Pruner.cubic(progress: Double(epoch + 1) / ramp, final: settings.sparsity)) }
+            let frozen = masks
+            loop.trainer.afterStep = { frozen.enforce() }
+        }
+        // Patience counts only epochs at the target sparsity: while the cubic ramp
+        // removes weights the loss rises by design.
+        each.judged = { epoch, _, validation in !cubic || Double(epoch + 1) >= ramp ? validation : nil }
+        each.extra = {
+            Dictionary(
+                uniqueKeysWithValues: masks.masks.enumerated().map {
+                    ("mask/\($0)", Tensor(shape: [$1.count], data: $1))
+                })
+        }
+        each.fields = { _, held in
+            [("sparsity", .double(overall(masks))), ("validation_accuracy", held.map { .double($0.accuracy) } ?? .null)]
+        }
+        let finished = try loop.run(train, validation: held, each)
+        pruner = masks
+        guard finished else { return nil }
+        loop.finish()
+        return loop
+    }
+
+    /// The report's `pruning` section: the settings, the sparsity reached, and per weight
+    /// matrix its size, sparsity and the kernel the loader picked for it.
+    func describe(_ pruner: Pruner, _ matrices: [StackMatrix], pruned: StackModel, recovery: Int, stoppedAfter: Int?)
+        -> JSONObject
+    {
+        let settings = stack.job.manifest.block(PruneTask.Pruning.self)
+        let kernels = pruned.describe().objectValue?["layers"]?.arrayValue ?? []
+        let perLayer = Dictionary(grouping: matrices, by: \.layer)
+        let layers: [JSONValue] = matrices.enumerated().map { i, m in
+            var o = JSONObject([
+                ("layer", .int(Int64(m.layer))), ("weights", .int(Int64(pruner.parameters[i].value.count))),
+                ("sparsity", .double(pruner.sparsity[i])), ("kernel", kernels[m.layer].objectValue?["kernel"] ?? .null)
+            ])
+            if perLayer[m.layer]!.count > 1 { o["tensor"] = .string(m.name) }
+            return .object(o)
+        }
+        var pruning = JSONObject([
+            ("target_sparsity", .double(settings.sparsity)), ("pattern", .string(settings.pattern)),
+            ("scope", .string(settings.scope)), ("schedule", .string(settings.schedule)),
+            ("recovery_epochs", .int(Int64(recovery)))
+        ])
+        if let stoppedAfter { pruning["stopped_early_after"] = .int(Int64(stoppedAfter)) }
+        pruning["sparsity"] = .double(overall(pruner))
+        pruning["layers"] = .array(layers)
+        return pruning
     }
 
     func overall(_ p: Pruner) -> Double {
