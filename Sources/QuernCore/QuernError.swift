@@ -43,6 +43,11 @@ public struct QuernError: Error, Equatable, Sendable, CustomStringConvertible {
         case duplicateID = "duplicate_id"
         case fileNotFound = "file_not_found"
         case pathEscape = "path_escape"
+        /// Something in `incoming/` (or a file a job names) that is a FIFO, a socket, a
+        /// device, a directory or a symbolic link: never opened as a file.
+        case notARegularFile = "not_a_regular_file"
+        /// A file name in `incoming/` that is not UTF-8.
+        case badName = "bad_name"
         // Model (job-level).
         case modelInvalid = "model_invalid"
         case modelMismatch = "model_mismatch"

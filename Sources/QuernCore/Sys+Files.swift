@@ -11,9 +11,26 @@
 /// another, and fsyncing many at once.
 extension Sys {
     /// Reads a whole (small) file: manifests, configs, leases.
-    public static func readFile(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
-        let fd = try open(path, O_RDONLY)
+    /// A whole file. A path that is not a regular file (a FIFO would block the open, a
+    /// device or a directory never ends) is refused before anything is read, unless
+    /// `regularOnly` is false (standard input); errors name the file as `name` (the path
+    /// the user knows) when given.
+    public static func readFile(_ path: String, limit: Int = 64 << 20, name: String? = nil, regularOnly: Bool = true)
+        throws -> [UInt8]
+    {
+        let fd = try open(path, O_RDONLY | (regularOnly ? O_NONBLOCK : 0))
         defer { close(fd) }
+        if regularOnly {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw SystemError(call: "fstat", errno: errno, path: path) }
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                throw QuernError(.notARegularFile, "\(name ?? path) is \(kind(st)), not a regular file")
+            }
+            guard Int(st.st_size) <= limit else {
+                throw QuernError(
+                    .invalidValue, "\(name ?? path) is \(st.st_size) bytes, more than the \(limit) allowed")
+            }
+        }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -21,10 +38,23 @@ extension Sys {
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
             if out.count > limit {
-                throw QuernError(.invalidValue, "\(path) is larger than \(limit) bytes")
+                throw QuernError(.invalidValue, "\(name ?? path) is larger than \(limit) bytes")
             }
         }
         return out
+    }
+
+    /// What kind of file `st` describes, for messages ("a FIFO", "a directory").
+    public static func kind(_ st: stat) -> String {
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: "a regular file"
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFSOCK: "a socket"
+        case S_IFLNK: "a symbolic link"
+        case S_IFCHR, S_IFBLK: "a device"
+        default: "a special file"
+        }
     }
 
     /// How much a write must survive. Each fsync costs a journal commit (about 2.5 ms

@@ -192,6 +192,30 @@ public enum Sys {
         return names.sorted()
     }
 
+    /// Directory entries as the bytes the file system holds (names need not be UTF-8).
+    public static func listDirectoryBytes(_ path: String) throws -> [[UInt8]] {
+        guard let dir = opendir(path) else {
+            throw SystemError(call: "opendir", errno: errno, path: path)
+        }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
+            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+        }
+        return names
+    }
+
+    /// Renames the entry of `directory` whose name is the bytes `name` (not UTF-8, say).
+    public static func rename(_ name: [UInt8], in directory: String, to target: String) throws {
+        let from = Array(directory.utf8) + [0x2F] + name + [0]
+        try retrying("rename", directory) {
+            from.withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { Glibc.rename($0.baseAddress!, target) }
+            }
+        }
+    }
+
     public static func realpath(_ path: String) throws -> String {
         guard let p = Glibc.realpath(path, nil) else {
             throw SystemError(call: "realpath", errno: errno, path: path)

@@ -31,6 +31,10 @@ public final class Daemon {
     @discardableResult
     public func drain() throws -> Bool {
         try executor?.submitPending(spool: spool)
+        for id in try spool.quarantineBadNames() {
+            Log.shared.error("a manifest's file name is not UTF-8; set aside", [("failed", .string(id))])
+            failed += 1
+        }
         for claim in try spool.adoptClaims() {
             guard !StopSignal.requested else { return false }
             Log.shared.info("finishing a claim left by a dead process", [("claim", .string(claim.dir))])
@@ -65,10 +69,20 @@ public final class Daemon {
     /// Decides the id of a claimed manifest, refuses what cannot run, runs the rest.
     func handle(_ claim: Claim) {
         let stem = Path.stem(claim.sourceName)
-        var id = Manifest.isValidID(stem) ? stem : Self.sanitize(stem)
+        var id = Manifest.isValidID(stem) ? stem : Spool.sanitizedID(stem)
         let manifest: Manifest
+        let source = "incoming/\(claim.sourceName)"
         do {
-            manifest = try Manifest.decode(Sys.readFile(claim.manifestPath))
+            // Only a regular file is a manifest: a FIFO would block the read, a link could
+            // point anywhere, a directory cannot be one.
+            guard let st = Sys.linkStatus(claim.manifestPath), (st.st_mode & S_IFMT) == S_IFREG else {
+                let kind = Sys.linkStatus(claim.manifestPath).map(Sys.kind) ?? "gone"
+                throw QuernError(
+                    .notARegularFile,
+                    "\(source) is \(kind), not a regular file: a manifest is a JSON file, published with `quern submit` or written elsewhere and renamed into incoming/"
+                )
+            }
+            manifest = try Manifest.decode(Sys.readFile(claim.manifestPath, name: source))
             if let mid = manifest.id { id = mid }
             guard Manifest.isValidID(id) else {
                 throw QuernError(
@@ -128,14 +142,6 @@ public final class Daemon {
         case .interrupted:
             break
         }
-    }
-
-    static func sanitize(_ name: String) -> String {
-        let cleaned = String(
-            name.map { c -> Character in
-                (c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-")) ? c : "_"
-            }.drop(while: { $0 == "." }).prefix(128))
-        return cleaned.isEmpty ? "job" : cleaned
     }
 
     /// `quern watch`: inotify on `incoming/` plus a periodic rescan, until SIGTERM/SIGINT.

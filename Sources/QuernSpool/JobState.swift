@@ -168,6 +168,48 @@ public final class Spool: @unchecked Sendable {
         return Claim(dir: dir, sourceName: name, lock: lock)
     }
 
+    /// Manifests in `incoming/` whose names are not UTF-8 can never be claimed by name:
+    /// each is moved aside to `failed/` under a sanitized id, with `bad_name`. Returns
+    /// the ids.
+    public func quarantineBadNames() throws -> [String] {
+        var ids: [String] = []
+        for raw in try Sys.listDirectoryBytes(directory(.incoming)) {
+            guard raw.first != 0x2E, raw.count > 5, Array(raw.suffix(5)) == Array(".json".utf8),
+                String(validating: raw, as: UTF8.self) == nil
+            else { continue }
+            let lossy = String(decoding: raw, as: UTF8.self)
+            let id = Self.sanitizedID(Path.stem(lossy))
+            // A dot name: no other daemon adopts it as a claim while it is moved aside.
+            let dir = Path.join(tmp, ".claiming.\(Sys.hostname).\(Sys.pid).\(Self.uniqueSuffix())")
+            try Sys.mkdir(dir)
+            do {
+                try Sys.rename(raw, in: directory(.incoming), to: Path.join(dir, "manifest.json"))
+            } catch let e as SystemError where e.errno == ENOENT {
+                try? Sys.removeTree(dir)  // another process moved it first
+                continue
+            }
+            let printable = raw.map {
+                $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : String(format: "\\x%02X", $0)
+            }
+            let e = QuernError(
+                .badName,
+                "the file name incoming/\(printable.joined()) is not UTF-8; name manifests in UTF-8 (the job was set aside as \(id))"
+            )
+            ids.append(Path.basename(try fail(dir: dir, id: id, error: e, keep: ["manifest.json"])))
+        }
+        return ids
+    }
+
+    /// A job id made of a name that is not one: characters outside the id alphabet become
+    /// `_`, leading dots go, at most 128 remain.
+    public static func sanitizedID(_ name: String) -> String {
+        let cleaned = String(
+            name.map { c -> Character in
+                (c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-")) ? c : "_"
+            }.drop(while: { $0 == "." }).prefix(128))
+        return cleaned.isEmpty ? "job" : cleaned
+    }
+
     // MARK: tmp → active
 
     /// Moves a claim to `active/id`. Refuses (`duplicate_id`) an id already active or done.

@@ -25,7 +25,7 @@ public enum ModelTools {
     ) throws {
         let tokenizer = try WordPieceTokenizer.load(directory: model)
         let session = WordPieceTokenizer.Session(tokenizer)
-        let bytes = try Sys.readFile(input ?? "/dev/stdin", limit: 1 << 34)
+        let bytes = try Sys.readFile(input ?? "/dev/stdin", limit: 1 << 34, regularOnly: input != nil)
         var line = 0
         for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
             line += 1

@@ -451,3 +451,52 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.BadInputTests {
+    /// What a writer can leave in incoming/ that is not a manifest file: a FIFO (whose
+    /// open would block forever), a directory named `.json`, a symbolic link to a manifest
+    /// outside the spool, a file name that is not UTF-8. Each lands in failed/ with a code
+    /// saying so; the good job dropped after them runs; `run --once` ends.
+    @Test("a FIFO, a directory, a symlink and a non-UTF-8 name in incoming/ are set aside; the job behind them runs")
+    func notManifestFiles() async throws {
+        let scratch = try Scratch("not-files")
+        defer { scratch.remove() }
+        let spool = try SpoolDir(scratch.file("spool"))
+        let good = try Manifests.bytes(
+            Manifests.predict(id: "zz-good", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"]))
+        guard mkfifo(spool.root + "/incoming/a-fifo.json", 0o644) == 0 else { throw E2EFailure("mkfifo: \(errno)") }
+        try FileManager.default.createDirectory(
+            atPath: spool.root + "/incoming/b-dir.json", withIntermediateDirectories: false)
+        try Files.write(scratch.file("outside/c.json"), good)
+        guard symlink(scratch.file("outside/c.json"), spool.root + "/incoming/c-link.json") == 0 else {
+            throw E2EFailure("symlink: \(errno)")
+        }
+        let badName: [UInt8] = Array((spool.root + "/incoming/d-").utf8) + [0xFF, 0xFE] + Array(".json".utf8) + [0]
+        let fd = badName.withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) }
+        }
+        guard fd >= 0 else { throw E2EFailure("open: \(errno)") }
+        _ = good.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        try spool.drop("zz-good.json", good)
+
+        let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 120)
+        #expect(run.status == 1, "one or more jobs failed: \(run)")
+        #expect(spool.jobs("done") == ["zz-good"])
+        #expect(spool.jobs("incoming").isEmpty)
+        for (dir, kind) in [("a-fifo", "a FIFO"), ("b-dir", "a directory"), ("c-link", "a symbolic link")] {
+            let error = try Files.json(spool.job("failed", dir) + "/error.json")
+            #expect(JSON.string(error, "code") == "not_a_regular_file", "\(dir): \(error)")
+            let message = JSON.string(error, "message") ?? ""
+            #expect(message.contains("incoming/\(dir).json") && message.contains(kind), "\(message)")
+        }
+        let link = try FileManager.default.destinationOfSymbolicLink(
+            atPath: spool.job("failed", "c-link") + "/manifest.json")
+        #expect(link == scratch.file("outside/c.json"), "the link is set aside as it was, never followed")
+        let named = spool.jobs("failed").filter { $0.hasPrefix("d-") }
+        #expect(named.count == 1, "\(spool.jobs("failed"))")
+        let error = try Files.json(spool.job("failed", named.first ?? "?") + "/error.json")
+        #expect(JSON.string(error, "code") == "bad_name")
+        #expect((JSON.string(error, "message") ?? "").contains("\\xFF\\xFE"))
+    }
+}
