@@ -28,7 +28,7 @@ final class PNGDecoder: MemberDecoder {
         }
         var record = Record(index: index, id: member, member: member, line: 1)
         do {
-            record.features = try Self.decode(data)
+            record.features = try Self.decode(data, maxBytes: maxBytes)
         } catch let e as QuernError {
             return failure(index, nil, e.code, "\(member): \(e.message)", id: member)
         }
@@ -49,8 +49,10 @@ final class PNGDecoder: MemberDecoder {
         return .record(record)
     }
 
-    /// Pixels as floats, channel-major.
-    static func decode(_ png: [UInt8]) throws -> [Float] {
+    /// Pixels as floats, channel-major. An image whose header claims more pixel bytes than
+    /// `maxBytes` (limits.max_line_bytes) is refused from its header, before anything is
+    /// inflated or allocated by that size.
+    static func decode(_ png: [UInt8], maxBytes: Int = 16 << 20) throws -> [Float] {
         func bad(_ why: String) -> QuernError { QuernError(.invalidRecord, "not a usable PNG: \(why)") }
         guard png.count >= 8, png[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else {
             throw bad("bad signature")
@@ -94,6 +96,12 @@ final class PNGDecoder: MemberDecoder {
         guard colorType >= 0 else { throw bad("no IHDR chunk") }
         guard sawEnd else { throw bad("truncated (no IEND chunk)") }
         let channels = [0: 1, 2: 3, 4: 2, 6: 4][colorType]!
+        guard width * height * channels <= maxBytes else {
+            throw QuernError(
+                .lineTooLong,
+                "a \(width)x\(height) image of \(channels) channels holds \(width * height * channels) bytes, more than limits.max_line_bytes (\(maxBytes))"
+            )
+        }
         let stride = width * channels
         let raw = try Zlib.inflateZlib(idat, expected: height * (stride + 1))
         // Undo the per-scanline filters (None, Sub, Up, Average, Paeth).

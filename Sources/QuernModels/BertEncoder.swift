@@ -19,19 +19,22 @@ public final class BertEncoder: @unchecked Sendable {
 
         /// From config.json; only absolute positions and exact GELU are accepted.
         public init(json: JSONObject, source: String = "config.json") throws {
-            func int(_ key: String) throws -> Int {
-                guard let v = json[key]?.intValue, v > 0 else {
-                    throw QuernError(.modelInvalid, "\(source): \(key) must be a positive integer", field: "model")
+            // Bounds far above any BERT-family encoder, so that sizes read from the file
+            // are checked before the tensors they imply are looked for or allocated.
+            func int(_ key: String, max: Int, default d: Int? = nil) throws -> Int {
+                guard let v = json[key]?.intValue ?? d.map(Int64.init), v > 0, v <= max else {
+                    throw QuernError(
+                        .modelInvalid, "\(source): \(key) must be a positive integer of at most \(max)", field: "model")
                 }
                 return Int(v)
             }
-            vocabSize = try int("vocab_size")
-            hidden = try int("hidden_size")
-            layers = try int("num_hidden_layers")
-            heads = try int("num_attention_heads")
-            intermediate = try int("intermediate_size")
-            maxPositions = try int("max_position_embeddings")
-            typeVocabSize = Int(json["type_vocab_size"]?.intValue ?? 2)
+            vocabSize = try int("vocab_size", max: 1 << 22)
+            hidden = try int("hidden_size", max: 1 << 14)
+            layers = try int("num_hidden_layers", max: 1 << 8)
+            heads = try int("num_attention_heads", max: 1 << 10)
+            intermediate = try int("intermediate_size", max: 1 << 16)
+            maxPositions = try int("max_position_embeddings", max: 1 << 17)
+            typeVocabSize = try int("type_vocab_size", max: 1 << 10, default: 2)
             layerNormEps = Float(json["layer_norm_eps"]?.doubleValue ?? 1e-12)
             guard hidden % heads == 0 else {
                 throw QuernError(

@@ -43,6 +43,9 @@ public struct StackConfig: Sendable {
             throw bad("needs \"input_size\" (features) or \"input_shape\" ([channels, height, width])")
         }
         guard shape.allSatisfy({ $0 > 0 }) else { throw bad("input sizes must be positive, got \(shape)") }
+        guard shape.allSatisfy({ $0 <= StackLimits.size }) else {
+            throw bad("input sizes may be at most \(StackLimits.size) each, got \(shape)")
+        }
         guard let layerList = o["layers"]?.arrayValue, !layerList.isEmpty else {
             throw bad("\"layers\" must be a non-empty list")
         }
@@ -51,6 +54,11 @@ public struct StackConfig: Sendable {
             family: family, inputShape: shape, layers: layers, labels: [], problemType: o["problem_type"]?.stringValue,
             quantization: o["quantization"])
         let outputs = try config.shapes().last!.reduce(1, *)
+        _ = try config.parameterCount()
+        if config.problemType != "regression" && outputs > StackLimits.classes {
+            throw bad(
+                "the last layer has \(outputs) outputs; a classifier may have at most \(StackLimits.classes) classes")
+        }
         if let map = o["id2label"]?.objectValue {
             config.labels = try (0..<outputs).map { i in
                 guard let l = map[String(i)]?.stringValue else { throw bad("id2label has no entry for class \(i)") }
@@ -92,19 +100,50 @@ public struct StackConfig: Sendable {
         return .object(o)
     }
 
-    /// Per-sample shapes after each layer; an error names the layer that does not fit.
+    /// Per-sample shapes after each layer; an error names the layer that does not fit, or
+    /// one whose output is larger than `StackLimits.values` (checked without overflow, so
+    /// absurd sizes in a config are an error, never a trap).
     public func shapes() throws -> [[Int]] {
         var out: [[Int]] = []
         var shape = inputShape
+        guard StackLimits.count(shape) != nil else {
+            throw QuernError(
+                .modelInvalid, "config.json: an input of \(shape) holds more than \(StackLimits.values) values")
+        }
         for (i, layer) in layers.enumerated() {
             do {
                 shape = try layer.outputShape(shape)
             } catch let e as ShapeError {
                 throw LayerEntry.invalid(e.why, at: i)
             }
+            guard shape.allSatisfy({ $0 > 0 }), StackLimits.count(shape) != nil else {
+                throw LayerEntry.invalid(
+                    "gives \(shape) per sample; a layer may give at most \(StackLimits.values) values", at: i)
+            }
             out.append(shape)
         }
         return out
+    }
+
+    /// Weights the layers imply, at most `StackLimits.parameters`: checked before any
+    /// tensor is read or any network built.
+    public func parameterCount() throws -> Int {
+        var total = 0
+        for (name, shape) in try expectedTensors() {
+            guard let n = StackLimits.count(shape, limit: StackLimits.parameters) else {
+                throw QuernError(
+                    .modelInvalid,
+                    "config.json: \(name) would be \(shape), more weights than a model may have (\(StackLimits.parameters))"
+                )
+            }
+            let (sum, overflow) = total.addingReportingOverflow(n)
+            guard !overflow, sum <= StackLimits.parameters else {
+                throw QuernError(
+                    .modelInvalid, "config.json: the layers imply more than \(StackLimits.parameters) weights")
+            }
+            total = sum
+        }
+        return total
     }
 
     /// Per-sample shapes before each layer.
@@ -195,6 +234,30 @@ public struct StackConfig: Sendable {
                 let t = tensors.map { LayerTensors(layer: i, all: $0, quantized: [:], precision: .fp32) }
                 return layer.trainable(input: inputs[i], name: "layers.\(i)", tensors: t, random: &random)
             })
+    }
+}
+
+/// Bounds on what a layer-stack config may ask for, so that sizes read from a file are
+/// checked before anything is allocated by them.
+public enum StackLimits {
+    /// Any one size in a config (features, channels, kernel, stride, padding).
+    public static let size = 1 << 24
+    /// Values per sample after any layer.
+    public static let values = 1 << 31
+    /// Weights in the whole model (8 GB as fp32).
+    public static let parameters = 1 << 31
+    /// Classes of a classifier.
+    public static let classes = 1 << 20
+
+    /// The product of `shape`, or nil when it overflows or passes `limit`.
+    public static func count(_ shape: [Int], limit: Int = values) -> Int? {
+        var n = 1
+        for d in shape {
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard !overflow, p <= limit else { return nil }
+            n = p
+        }
+        return n
     }
 }
 

@@ -70,7 +70,21 @@ public struct WordPieceTokenizer: Sendable {
     /// is refused by name rather than tokenized differently.
     public init(tokenizerJSON bytes: [UInt8], source: String = "tokenizer.json") throws {
         func fail(_ what: String) -> QuernError { QuernError(.modelInvalid, "\(source): \(what)", field: "model") }
-        guard let root = try JSONParser.parse(bytes).objectValue else { throw fail("not a JSON object") }
+        /// A token id as the file gives it: an integer in [0, 2^31).
+        func id(_ v: JSONValue?, _ what: String) throws -> Int32 {
+            guard let i = v?.intValue, let id = Int32(exactly: i), id >= 0 else {
+                throw fail(
+                    "\(what) must be an integer id from 0 to \(Int32.max), not \(v.map { "\($0)" } ?? "missing")")
+            }
+            return id
+        }
+        let parsed: JSONValue
+        do {
+            parsed = try JSONParser.parse(bytes)
+        } catch let e as JSONSyntaxError {
+            throw fail("not valid JSON: \(e)")
+        }
+        guard let root = parsed.objectValue else { throw fail("not a JSON object") }
         guard let model = root["model"]?.objectValue, model["type"]?.stringValue == "WordPiece",
             let vocab = model["vocab"]?.objectValue
         else {
@@ -95,9 +109,7 @@ public struct WordPieceTokenizer: Sendable {
                 "pre_tokenizer \(root["pre_tokenizer"]?.objectValue?["type"]?.stringValue ?? "none") is not supported (BertPreTokenizer only)"
             )
         }
-        let tokens = try vocab.pairs.map { (k, v) -> ([UInt8], Int32) in
-            guard let i = v.intValue else { throw fail("vocab entry \(k) has no integer id") }
-            return (Array(k.utf8), Int32(i))
+        let tokens = try vocab.pairs.map { (k, v) -> ([UInt8], Int32) in (Array(k.utf8), try id(v, "vocab entry \(k)"))
         }
         let byToken = Self.ids(tokens)
         let unkName = model["unk_token"]?.stringValue ?? "[UNK]"
@@ -105,16 +117,15 @@ public struct WordPieceTokenizer: Sendable {
 
         var specials: [(String, Int32)] = []
         for t in root["added_tokens"]?.arrayValue ?? [] {
-            guard let o = t.objectValue, let content = o["content"]?.stringValue, let i = o["id"]?.intValue else {
-                continue
-            }
+            guard let o = t.objectValue, let content = o["content"]?.stringValue, o["id"] != nil else { continue }
+            let i = try id(o["id"], "added token \(content)")
             for flag in ["single_word", "lstrip", "rstrip"] where o[flag]?.boolValue == true {
                 throw fail("added token \(content) has \(flag), which Quern does not support")
             }
             if o["normalized"]?.boolValue == true {
                 throw fail("added token \(content) is normalized, which Quern does not support")
             }
-            specials.append((content, Int32(i)))
+            specials.append((content, i))
         }
 
         var cls: Int32?, sep: Int32?, pairType: Int32 = 1
@@ -124,10 +135,10 @@ public struct WordPieceTokenizer: Sendable {
             func items(_ key: String) -> [(special: String?, type: Int32)] {
                 (p[key]?.arrayValue ?? []).compactMap { item in
                     if let s = item.objectValue?["SpecialToken"]?.objectValue {
-                        return (s["id"]?.stringValue, Int32(s["type_id"]?.intValue ?? 0))
+                        return (s["id"]?.stringValue, Int32(clamping: s["type_id"]?.intValue ?? 0))
                     }
                     if let s = item.objectValue?["Sequence"]?.objectValue {
-                        return (nil, Int32(s["type_id"]?.intValue ?? 0))
+                        return (nil, Int32(clamping: s["type_id"]?.intValue ?? 0))
                     }
                     return nil
                 }
@@ -135,9 +146,9 @@ public struct WordPieceTokenizer: Sendable {
             let single = items("single"), pair = items("pair")
             func specialID(_ name: String?) throws -> Int32 {
                 guard let name, let ids = p["special_tokens"]?.objectValue?[name]?.objectValue?["ids"]?.arrayValue,
-                    ids.count == 1, let i = ids[0].intValue
+                    ids.count == 1
                 else { throw fail("template special token \(name ?? "?") has no single id") }
-                return Int32(i)
+                return try id(ids[0], "template special token \(name)")
             }
             guard single.count == 3, single[0].special != nil, single[1].special == nil, single[2].special != nil,
                 pair.count == 5, pair[3].special == nil, pair[4].special != nil
@@ -148,15 +159,23 @@ public struct WordPieceTokenizer: Sendable {
             sep = try specialID(single[2].special)
             pairType = pair[3].type
         case let p? where p["type"]?.stringValue == "BertProcessing":
-            cls = (p["cls"]?.arrayValue?[1].intValue).map(Int32.init)
-            sep = (p["sep"]?.arrayValue?[1].intValue).map(Int32.init)
+            // ["[CLS]", 101]: the token and its id.
+            func pairID(_ key: String) throws -> Int32 {
+                guard let a = p[key]?.arrayValue, a.count == 2 else {
+                    throw fail("post_processor \(key) must be [token, id]")
+                }
+                return try id(a[1], "post_processor \(key)")
+            }
+            cls = try pairID("cls")
+            sep = try pairID("sep")
         case nil:
             break
         case let p?:
             throw fail("post_processor \(p["type"]?.stringValue ?? "?") is not supported")
         }
         let maxLength = root["truncation"]?.objectValue?["max_length"]?.intValue.map(Int.init)
-        let pad = root["padding"]?.objectValue?["pad_id"]?.intValue.map(Int32.init) ?? byToken["[PAD]"] ?? 0
+        let padding = root["padding"]?.objectValue?["pad_id"]
+        let pad = try padding.map { try id($0, "padding.pad_id") } ?? byToken["[PAD]"] ?? 0
         try self.init(
             vocab: tokens, rules: rules, unk: unk, prefix: model["continuing_subword_prefix"]?.stringValue ?? "##",
             maxChars: Int(model["max_input_chars_per_word"]?.intValue ?? 100), specials: specials,

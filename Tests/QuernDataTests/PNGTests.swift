@@ -46,6 +46,29 @@ struct PNGTests {
         #expect(messages.contains("CRC mismatch") && messages.contains("signature"), "\(messages)")
     }
 
+    @Test("a header claiming more pixels than limits.max_line_bytes is a record error before anything is inflated")
+    func hugeHeader() throws {
+        // 16384 × 16384 RGBA claims 1 GiB of pixels; the data is a few bytes.
+        func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
+            let typed = Array(type.utf8) + body
+            let crc = typed.withUnsafeBytes { Zlib.crc32(0, $0) }
+            return be32(body.count) + typed + be32(Int(crc))
+        }
+        func be32(_ v: Int) -> [UInt8] { [24, 16, 8, 0].map { UInt8((v >> $0) & 0xFF) } }
+        let png =
+            [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+            + chunk("IHDR", be32(16384) + be32(16384) + [8, 6, 0, 0, 0])
+            + chunk("IDAT", [0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]) + chunk("IEND", [])
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        try tmp.write("in/7/huge.png", png)
+        try run(["tar", "-czf", tmp.path + "/in.tar.gz", "-C", tmp.path + "/in", "7"])
+        let d = records(tmp.path + "/in.tar.gz", spec(.png, id: nil, members: "*.png"))
+        #expect(d.records.isEmpty)
+        let e = try #require(d.failures.first?.error)
+        #expect(e.code == .lineTooLong && e.message.contains("16384x16384"), "\(e)")
+    }
+
     /// The first PNG of the fixture archive, as bytes (via tar).
     func extractFirstPNG() throws -> [UInt8] {
         let tmp = try TempDir()

@@ -242,3 +242,72 @@ struct StrictLoadingTests {
         #expect(onlyWeights?.code == .modelInvalid)
     }
 }
+
+/// Sizes read from a model's files are bounded before anything is allocated by them: an
+/// absurd config is `model_invalid` naming the key, never a trap or gigabytes first.
+@Suite("hostile model files")
+struct HostileModelTests {
+    static let tensors = StrictLoadingTests.tensors
+
+    func loadError(_ config: String, files: [String: String] = [:], from fixture: String? = nil) throws -> QuernError? {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path + "/m"
+        if let fixture {
+            try Sys.mkdirs(dir)
+            for name in try Sys.listDirectory(fixture) where Sys.isRegularFile(fixture + "/" + name) {
+                try Sys.writeFile(dir + "/" + name, Sys.readFile(fixture + "/" + name, limit: 1 << 26))
+            }
+            if !config.isEmpty { try Sys.writeFile(dir + "/config.json", Array(config.utf8)) }
+        } else {
+            try makeModel(dir, config: config, tensors: Self.tensors)
+        }
+        for (name, text) in files { try Sys.writeFile(dir + "/" + name, Array(text.utf8)) }
+        return quernError { _ = try ModelRegistry.load(dir, ModelOptions(allowArchitectureOnly: true)) }
+    }
+
+    @Test(arguments: [
+        (#"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 4611686018427387904}]}"#, "out_features"),
+        (#"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 10000000}]}"#, "classes"),
+        (#"{"model_type": "mlp", "input_size": 4611686018427387904, "layers": [{"out_features": 2}]}"#, "input sizes"),
+        (
+            #"{"model_type": "cnn", "input_shape": [1, 8, 8], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 4611686018427387904}, {"type": "flatten"}, {"type": "linear", "out_features": 2}]}"#,
+            "padding"
+        ),
+        (
+            #"{"model_type": "cnn", "input_shape": [16777216, 16777216, 16777216], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 2}]}"#,
+            "values"
+        ),
+        (
+            #"{"model_type": "cnn", "input_shape": [4096, 8, 8], "layers": [{"type": "conv2d", "out_channels": 16777216, "kernel_size": 8}, {"type": "flatten"}, {"type": "linear", "out_features": 2}]}"#,
+            "weights"
+        )
+    ])
+    func absurdLayerStacks(_ config: String, _ needle: String) throws {
+        let e = try #require(try loadError(config))
+        #expect(e.code == .modelInvalid, "\(e)")
+        #expect(e.message.contains(needle), "\(e.message)")
+    }
+
+    @Test("absurd bert sizes and malformed tokenizer.json name the file and the key")
+    func absurdBert() throws {
+        let fixture = repoRoot + "/fixtures/models/tiny-bert-classifier"
+        var config = try #require(try JSONParser.parse(Sys.readFile(fixture + "/config.json")).objectValue)
+        config["num_hidden_layers"] = 1_000_000_000_000
+        let layers = try #require(
+            try loadError(String(decoding: JSONWriter.compact(.object(config)), as: UTF8.self), from: fixture))
+        #expect(layers.code == .modelInvalid && layers.message.contains("num_hidden_layers"), "\(layers)")
+
+        let tokenizer = String(decoding: try Sys.readFile(fixture + "/tokenizer.json"), as: UTF8.self)
+        let cases: [(String, String)] = [
+            (String(tokenizer.prefix(200)), "not valid JSON"),
+            (tokenizer.replacingOccurrences(of: "\"[UNK]\": 1,", with: "\"[UNK]\": 1099511627776,"), "[UNK]"),
+            (tokenizer.replacingOccurrences(of: "\"[UNK]\": 1,", with: "\"[UNK]\": -1,"), "[UNK]")
+        ]
+        for (text, needle) in cases {
+            let e = try #require(try loadError("", files: ["tokenizer.json": text], from: fixture))
+            #expect(e.code == .modelInvalid, "\(e)")
+            #expect(e.message.contains("tokenizer.json") && e.message.contains(needle), "\(e.message)")
+        }
+    }
+}

@@ -89,6 +89,9 @@ public struct LayerEntry {
             throw invalid("\"\(key)\" is missing")
         }
         guard let i = v.intValue, i >= 0 else { throw invalid("\"\(key)\" must be a non-negative integer") }
+        guard i <= StackLimits.size else {
+            throw invalid("\"\(key)\" is \(i); a size may be at most \(StackLimits.size)")
+        }
         return Int(i)
     }
 
