@@ -139,15 +139,18 @@ final class IDXDecoder: MemberDecoder {
 
     /// First pass: every 1-D IDX member of the archive (inside the member glob), as
     /// label strings by pairing key.
-    static func readLabels(path: String, spec: RecordSpec) throws -> [String: [String]] {
+    static func readLabels(path: String, spec: RecordSpec, limits: StreamLimits) throws -> [String: [String]] {
         let reader = try ArchiveReader(path: path)
         var out: [String: [String]] = [:]
+        var decompressed = 0
         while let entry = try reader.next() {
             guard case .read = RecordStream.disposition(entry, spec: spec) else { continue }
             var header: [UInt8] = []
             var data: [UInt8] = []
             var isLabels: Bool?
             while let block = try reader.readBlock() {
+                decompressed += block.count
+                try limits.check(decompressed: decompressed, compressed: reader.compressedBytesRead)
                 if isLabels == nil {
                     header.append(contentsOf: block.prefix(max(0, 8 - header.count)))
                     if header.count >= 4 { isLabels = header[0] == 0 && header[1] == 0 && header[3] == 1 }

@@ -70,6 +70,24 @@ public struct StreamLimits: Sendable {
     public var ratioFloorBytes = 64 << 20
 
     public init() {}
+
+    /// Refuses a stream that has decompressed past `maxInputBytes`, or expanded past
+    /// `maxExpansionRatio` of the compressed bytes read so far: every pass over an input
+    /// (the record stream and the label pre-passes) is held to the same bounds.
+    public func check(decompressed: Int, compressed: Int) throws {
+        if let max = maxInputBytes, decompressed > max {
+            throw QuernError(
+                .decompressionLimit,
+                "the input decompresses to more than limits.max_input_bytes (\(max) bytes); raise the limit if this is expected",
+                field: "limits.max_input_bytes")
+        }
+        if decompressed > ratioFloorBytes, Double(decompressed) > maxExpansionRatio * Double(Swift.max(compressed, 1)) {
+            throw QuernError(
+                .decompressionLimit,
+                "the input expands more than \(Int(maxExpansionRatio))x its compressed size (\(decompressed) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
+                field: "limits.max_expansion_ratio")
+        }
+    }
 }
 
 public struct Record: Sendable {
@@ -138,7 +156,9 @@ public final class RecordStream {
         throws
     {
         var spec = spec
-        if spec.format == .idx && spec.wantsLabel { spec.idxLabels = try IDXDecoder.readLabels(path: path, spec: spec) }
+        if spec.format == .idx && spec.wantsLabel {
+            spec.idxLabels = try IDXDecoder.readLabels(path: path, spec: spec, limits: limits)
+        }
         if spec.format == .npy && spec.wantsLabel {
             spec.idxLabels = try NPYDecoder.readLabels(path: path, spec: spec, limits: limits)
         }
@@ -266,20 +286,7 @@ public final class RecordStream {
     private func account(_ chunk: ArchivePrefetcher.Chunk) throws {
         decompressedBytes += chunk.count
         compressed = chunk.compressedAfter
-        if let max = limits.maxInputBytes, decompressedBytes > max {
-            throw QuernError(
-                .decompressionLimit,
-                "the input decompresses to more than limits.max_input_bytes (\(max) bytes); raise the limit if this is expected",
-                field: "limits.max_input_bytes")
-        }
-        if decompressedBytes > limits.ratioFloorBytes,
-            Double(decompressedBytes) > limits.maxExpansionRatio * Double(max(compressed, 1))
-        {
-            throw QuernError(
-                .decompressionLimit,
-                "the input expands more than \(Int(limits.maxExpansionRatio))x its compressed size (\(decompressedBytes) bytes from \(compressed)); this looks like a decompression bomb. Raise limits.max_expansion_ratio if the data really is that repetitive",
-                field: "limits.max_expansion_ratio")
-        }
+        try limits.check(decompressed: decompressedBytes, compressed: compressed)
     }
 }
 

@@ -95,6 +95,12 @@ public enum ModelRegistry {
 
     static func config(_ path: String) throws -> ([UInt8], JSONObject) {
         guard Sys.isDirectory(path) else {
+            if let st = Sys.fileStatus(path) {
+                throw QuernError(
+                    .modelInvalid,
+                    "model \(path) is \(Sys.kind(st)), not a model directory (config.json + model.safetensors)",
+                    field: "model")
+            }
             throw QuernError(.fileNotFound, "model directory \(path) does not exist", field: "model")
         }
         let configPath = Path.join(path, "config.json")

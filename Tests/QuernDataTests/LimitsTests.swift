@@ -166,3 +166,27 @@ struct LimitsTests {
         #expect(drain(tmp.path + "/damaged.jsonl.gz", spec(.jsonl)).quernError?.code == .archiveCorrupt)
     }
 }
+
+@Suite("label pre-passes: limits")
+struct LabelPassLimitsTests {
+    @Test("the IDX labels pass is held to the expansion limit: a bomb fails at once, not after reading it all")
+    func idxLabelsBomb() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        // 64 MiB of zeros behind an IDX header for 3-D images (and a small labels member):
+        // compresses about 1000x.
+        try shell(
+            "mkdir d && printf '\\000\\000\\010\\003\\000\\001\\000\\000\\000\\000\\100\\000\\000\\000\\100\\000' > d/train-images-idx3-ubyte"
+                + " && head -c 67108864 /dev/zero >> d/train-images-idx3-ubyte"
+                + " && printf '\\000\\000\\010\\001\\000\\000\\000\\001\\007' > d/train-labels-idx1-ubyte"
+                + " && tar -czf bomb.tar.gz d", cwd: tmp.path)
+        var s = spec(.idx, id: nil)
+        s.wantsLabel = true
+        var l = StreamLimits()
+        l.ratioFloorBytes = 4 << 20
+        let clock = SystemTime(), start = clock.monotonic()
+        let e = quernError { _ = try RecordStream(path: tmp.path + "/bomb.tar.gz", spec: s, limits: l) }
+        #expect(e?.code == .decompressionLimit, "\(String(describing: e))")
+        #expect(clock.monotonic() - start < 2, "stopped within a few MB, not after 64 MiB")
+    }
+}
