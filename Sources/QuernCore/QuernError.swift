@@ -56,6 +56,13 @@ public struct QuernError: Error, Equatable, Sendable, CustomStringConvertible {
         case decompressionLimit = "decompression_limit"
         case emptyInput = "empty_input"
         case tooManyErrors = "too_many_errors"
+        // The job's process (job-level, from its supervisor).
+        /// It died (a signal, or an exit without finishing) on every allowed attempt.
+        case crashed = "crashed"
+        /// It needed more memory than `limits.max_memory_mb`.
+        case memoryLimit = "memory_limit"
+        /// It ran longer than `limits.max_seconds`.
+        case timeLimit = "time_limit"
         // Records (record-level).
         case unsafeMember = "unsafe_member"
         case lineTooLong = "line_too_long"

@@ -240,7 +240,7 @@ public enum Sys {
 
     /// Whether a process with this pid exists on this host (EPERM still means it exists).
     public static func processExists(_ pid: Int32) -> Bool {
-        kill(pid, 0) == 0 || errno == EPERM
+        Glibc.kill(pid, 0) == 0 || errno == EPERM
     }
 
     /// Shell-style glob match (`*.jsonl` also matches `dir/a.jsonl`: `*` crosses `/`).

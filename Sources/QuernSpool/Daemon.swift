@@ -16,6 +16,16 @@ public final class Daemon {
     public var rescanInterval: Double = 2
     /// Hands jobs to Slurm instead of running them here (`quern watch --executor slurm`).
     public var executor: SlurmExecutor?
+    /// Runs each job in a child process (`quern watch` and `run --once`); without one,
+    /// jobs run in this process.
+    public var supervisor: JobSupervisor?
+    /// Jobs whose process crashed, held (and locked) until their next attempt is due.
+    var waiting: [(job: ActiveJob, at: Double)] = []
+    /// Whether `drain` waits for those retries (`run --once`) or leaves them to the next
+    /// scan (`watch`).
+    var waitsForRetries = false
+    /// Jobs that stopped themselves because the disk is full (left for a later run).
+    public private(set) var paused = 0
 
     public private(set) var succeeded = 0
     public private(set) var failed = 0
@@ -43,11 +53,24 @@ public final class Daemon {
         for job in try spool.adoptOrphans() {
             guard !StopSignal.requested else { return false }
             Log.shared.info("resuming orphaned job", [("job", .string(job.id))])
-            record(runner.run(job))
+            execute(job)
         }
         while true {
+            guard !StopSignal.requested else { return false }
+            // Retries that are due come before new claims, one each between them, so a
+            // job that keeps crashing neither starves nor blocks the others.
+            if let due = waiting.firstIndex(where: { $0.at <= time.now() }) {
+                let job = waiting.remove(at: due).job
+                Log.shared.info("trying a crashed job again", [("job", .string(job.id))])
+                execute(job)
+            }
             let names = try spool.pending()
-            if names.isEmpty { return true }
+            if names.isEmpty {
+                if waiting.contains(where: { $0.at <= time.now() }) { continue }
+                guard waitsForRetries, let next = waiting.map(\.at).min() else { return true }
+                StopSignal.sleep(max(0.05, next - time.now()))
+                continue
+            }
             var claimedAny = false
             for name in names {
                 guard !StopSignal.requested else { return false }
@@ -62,7 +85,29 @@ public final class Daemon {
                 claimedAny = true
                 handle(claim)
             }
-            if !claimedAny { return true }
+            if !claimedAny {
+                guard waitsForRetries, let next = waiting.map(\.at).min() else { return true }
+                StopSignal.sleep(max(0.05, next - time.now()))
+            }
+        }
+    }
+
+    /// Runs a job, supervised in a child process when there is a supervisor.
+    func execute(_ job: ActiveJob) {
+        guard let supervisor else {
+            record(runner.run(job))
+            return
+        }
+        switch supervisor.run(job) {
+        case .done: succeeded += 1
+        case .failed: failed += 1
+        case .interrupted: break
+        case .retry(let at): waiting.append((job, at))
+        case .paused:
+            paused += 1
+            Log.shared.error(
+                "job stopped at its last checkpoint: the disk is full or failing; it stays in active/ and resumes when there is room",
+                [("job", .string(job.id)), ("spool", .string(spool.root))])
         }
     }
 
@@ -110,7 +155,7 @@ public final class Daemon {
             return
         }
         Log.shared.info("claimed job", [("job", .string(id)), ("task", .string(manifest.task.name))])
-        record(runner.run(job))
+        execute(job)
     }
 
     func reject(_ claim: Claim, id: String, _ error: Error) {
@@ -171,6 +216,7 @@ public final class Daemon {
         let fd = try Sys.open(Path.join(spool.root, ".run.lock"), O_RDWR | O_CREAT)
         defer { Sys.close(fd) }
         guard try Sys.tryLock(fd) else { return nil }
+        waitsForRetries = true
         try drain()
         return failed == 0
     }

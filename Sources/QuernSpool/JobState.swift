@@ -85,6 +85,9 @@ public struct Claim: Sendable {
 public struct ActiveJob: Sendable {
     public let id: String
     public let dir: String
+    /// The lock this process holds on the job; a supervised job process shares its
+    /// supervisor's (an inherited descriptor of the same open file), so the job stays
+    /// owned while either lives.
     let lock: JobLock
     /// True when this process adopted the job from a dead owner.
     public let adopted: Bool
@@ -98,6 +101,8 @@ public final class Spool: @unchecked Sendable {
     let time: any TimeSource
     /// Age after which a lease heartbeat from another host counts as dead.
     public var staleAfter: Double = 120
+    /// In a job process: the daemon supervising it, which leases name as the job's owner.
+    public var supervisor: Int32?
 
     public init(root: String, time: any TimeSource = SystemTime()) throws {
         let absolute = Path.absolute(root, relativeTo: Sys.getcwd())
@@ -109,6 +114,12 @@ public final class Spool: @unchecked Sendable {
     }
 
     public func directory(_ state: JobState) -> String { Path.join(root, state.rawValue) }
+
+    /// The active job `id`, owned through `lockFD`: a lock on its `lease.lock` that a
+    /// supervisor holds and handed down to this process.
+    public func supervisedJob(_ id: String, lockFD: Int32) -> ActiveJob {
+        ActiveJob(id: id, dir: path(.active, id), lock: JobLock(fd: lockFD), adopted: false)
+    }
     public var tmp: String { Path.join(root, "tmp") }
     public func path(_ state: JobState, _ id: String) -> String { Path.join(directory(state), id) }
 
@@ -403,10 +414,17 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: lease
 
+    /// Names this process in the job's lease as the worker of its supervisor.
+    public func noteOwner(_ job: ActiveJob) throws {
+        try writeLease(in: job.dir, started: time.now())
+    }
+
     func writeLease(in dir: String, started: Double, progress: JSONValue? = nil, source: String? = nil) throws {
         var o = JSONObject()
         if let source { o["source"] = .string(source) }
-        o["pid"] = .int(Int64(Sys.pid))
+        // The owner is the supervising daemon when there is one; this process its worker.
+        o["pid"] = .int(Int64(supervisor ?? Sys.pid))
+        if supervisor != nil { o["worker_pid"] = .int(Int64(Sys.pid)) }
         o["host"] = .string(Sys.hostname)
         o["started"] = .double(started)
         o["heartbeat"] = .double(time.now())

@@ -111,10 +111,25 @@ public struct Manifest: Sendable {
     public struct Limits: Sendable {
         public var maxErrors = 100
         public var stream = StreamLimits()
+        /// Attempts a job's process may crash (die by a signal, or exit without finishing)
+        /// before the job fails with `crashed`.
+        public var maxAttempts = 3
+        /// The job process's address space, in MiB; over it the job fails with
+        /// `memory_limit`. The default leaves a 24 GB machine room for the daemon and a
+        /// second job.
+        public var maxMemoryMB = 16384
+        /// Seconds one run of the job may take; then it is stopped (checkpointed) and fails
+        /// with `time_limit`.
+        public var maxSeconds = 86400
+
+        public init() {}
 
         /// The `limits` block.
         mutating func decode(_ l: inout StrictObject) throws {
             maxErrors = try l.int("max_errors", range: 0...Int(Int32.max)) ?? 100
+            maxAttempts = try l.int("max_attempts", range: 1...100) ?? maxAttempts
+            maxMemoryMB = try l.int("max_memory_mb", range: 64...(1 << 24)) ?? maxMemoryMB
+            maxSeconds = try l.int("max_seconds", range: 1...(366 * 86400)) ?? maxSeconds
             stream.maxLineBytes = try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? stream.maxLineBytes
             stream.maxInputBytes = try l.int("max_input_bytes", range: 1...Int.max)
             if let r = try l.number("max_expansion_ratio") {

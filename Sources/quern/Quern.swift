@@ -68,7 +68,7 @@ struct Quern: ParsableCommand {
         abstract: "Batch machine-learning jobs from a spool directory.",
         subcommands: [
             Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self,
-            Stage.self, RunShard.self, Merge.self, SlurmCommand.self
+            Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self
         ])
 }
 
@@ -87,7 +87,7 @@ struct Watch: ParsableCommand {
     enum Executor: String, ExpressibleByArgument { case local, slurm }
 
     func run() throws {
-        let daemon = Daemon(spool: try options.open(), roots: options.allowedRoots)
+        let daemon = try supervisedDaemon(options)
         daemon.rescanInterval = rescan
         if executor == .slurm {
             daemon.executor = SlurmExecutor(options: try slurm.options(roots: options.allowedRoots))
@@ -200,12 +200,59 @@ struct Run: ParsableCommand {
 
     func run() throws {
         guard once else { throw ValidationError("use `quern run --once`; `quern watch` is the daemon") }
-        let daemon = Daemon(spool: try options.open(), roots: options.allowedRoots)
+        let daemon = try supervisedDaemon(options)
         guard let ok = try daemon.runOnce() else {
             Log.shared.warning("another quern run holds the spool lock; exiting")
             throw Exit.locked
         }
         if !ok { throw Exit.failed }
+        if daemon.paused > 0 { throw Exit.retry }
+    }
+}
+
+/// A daemon that runs each job in a child process of this binary (`quern run-job`).
+func supervisedDaemon(_ options: SpoolOptions) throws -> Daemon {
+    let spool = try options.open()
+    let daemon = Daemon(spool: spool, roots: options.allowedRoots)
+    daemon.supervisor = JobSupervisor(
+        spool: spool, roots: options.allowedRoots, executable: try Sys.realpath("/proc/self/exe"))
+    return daemon
+}
+
+/// The job process a daemon starts for each job (not for people: `watch` and `run --once`
+/// run it). Exits 0 when the job is done, 65 when it failed (moved to failed/), 75 when it
+/// stopped at a checkpoint (a signal, or a full disk).
+struct RunJob: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-job", abstract: "Run one claimed job (started by watch and run --once).", shouldDisplay: false
+    )
+    @Argument(help: "The spool.")
+    var spool: String
+    @Argument(help: "The job id (in active/).")
+    var id: String
+    @Option(help: "The descriptor of the job's lock, inherited from the supervisor.")
+    var lockFd: Int32
+    @Option(help: "This process's address space, in MiB.")
+    var maxMemoryMb: Int?
+    @Option(name: .customLong("root"), help: "Directories the job's paths may lead to.")
+    var roots: [String] = []
+
+    func run() throws {
+        if let mb = maxMemoryMb { try Sys.limitAddressSpace(bytes: mb << 20) }
+        StopSignal.install()
+        // The job lives and dies with its supervisor, as it did when it ran in the daemon:
+        // killed with it, the job stays in active/ and the next daemon resumes it.
+        JobSupervisor.dieWithParent()
+        let spool = try Spool(root: spool)
+        spool.supervisor = getppid()
+        let job = spool.supervisedJob(id, lockFD: lockFd)
+        try spool.noteOwner(job)
+        let runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots))
+        switch runner.run(job) {
+        case .done: return
+        case .failed: throw Exit.permanent
+        case .interrupted: throw Exit.retry
+        }
     }
 }
 
