@@ -216,6 +216,13 @@ public enum Sys {
         }
     }
 
+    /// Bytes free for an unprivileged writer on the file system holding `path`.
+    public static func freeBytes(_ path: String) -> Int? {
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { return nil }
+        return Int(s.f_bavail) * Int(s.f_frsize)
+    }
+
     public static func realpath(_ path: String) throws -> String {
         guard let p = Glibc.realpath(path, nil) else {
             throw SystemError(call: "realpath", errno: errno, path: path)

@@ -153,7 +153,7 @@ public enum ClusterJob {
         switch JobRunner(spool: work, policy: policy).run(job!) {
         case .done(let target): return try commit(target, to: committed)
         case .failed(_, let e): return .failed(e)
-        case .interrupted: return .interrupted
+        case .interrupted, .paused: return .interrupted
         }
     }
 

@@ -26,6 +26,17 @@ public final class Daemon {
     var waitsForRetries = false
     /// Jobs that stopped themselves because the disk is full (left for a later run).
     public private(set) var paused = 0
+    /// Whether a full disk kept jobs from starting or finishing: `run --once` exits 75.
+    public var waitingForRoom: Bool { paused > 0 || diskFull }
+    /// Free space the spool's file system must have before a job starts, in MiB.
+    public var minFreeMB = 64
+    /// The disk was found full: said once until it has room again.
+    var diskFull = false
+    /// After a job stopped on a full disk, no job starts before this time: room that
+    /// comes back by a few megabytes is not room for the job that filled it.
+    var quietUntil = 0.0
+    /// Seconds to wait after a job stopped on a full disk.
+    public var fullDiskPause: Double = 30
 
     public private(set) var succeeded = 0
     public private(set) var failed = 0
@@ -50,8 +61,10 @@ public final class Daemon {
             Log.shared.info("finishing a claim left by a dead process", [("claim", .string(claim.dir))])
             handle(claim)
         }
+        // No job starts on a full disk: it would only stop again at its first write.
+        guard time.now() >= quietUntil, hasRoom(), paused == 0 || !waitsForRetries else { return true }
         for job in try spool.adoptOrphans() {
-            guard !StopSignal.requested else { return false }
+            guard !StopSignal.requested, !diskFull else { return false }
             Log.shared.info("resuming orphaned job", [("job", .string(job.id))])
             execute(job)
         }
@@ -74,6 +87,7 @@ public final class Daemon {
             var claimedAny = false
             for name in names {
                 guard !StopSignal.requested else { return false }
+                guard !diskFull, hasRoom() else { return true }
                 let claim: Claim?
                 do {
                     claim = try spool.claim(name)
@@ -103,11 +117,7 @@ public final class Daemon {
         case .failed: failed += 1
         case .interrupted: break
         case .retry(let at): waiting.append((job, at))
-        case .paused:
-            paused += 1
-            Log.shared.error(
-                "job stopped at its last checkpoint: the disk is full or failing; it stays in active/ and resumes when there is room",
-                [("job", .string(job.id)), ("spool", .string(spool.root))])
+        case .paused: noteFullDisk(job: job.id)
         }
     }
 
@@ -186,7 +196,36 @@ public final class Daemon {
             failed += 1
         case .interrupted:
             break
+        case .paused:
+            noteFullDisk(job: nil)
         }
+    }
+
+    /// A job stopped because the disk is full: counted (run --once then exits 75), said
+    /// once, and no more claims until there is room again.
+    func noteFullDisk(job: String?) {
+        paused += 1
+        if !diskFull {
+            Log.shared.error(
+                "the disk is full: the job stays in active/ at its last checkpoint and resumes when there is room; no new job starts until then",
+                [("job", job.map { .string($0) } ?? .null), ("spool", .string(spool.root))])
+        }
+        diskFull = true
+        quietUntil = time.now() + fullDiskPause
+    }
+
+    /// Whether the spool's file system has `minFreeMB` free (said once when it has not).
+    func hasRoom() -> Bool {
+        guard let free = Sys.freeBytes(spool.root) else { return true }
+        let room = free >= minFreeMB << 20
+        if !room && !diskFull {
+            Log.shared.error(
+                "the spool's disk has \(free >> 20) MiB free, under \(minFreeMB): waiting for room before starting jobs",
+                [("spool", .string(spool.root))])
+        }
+        if room && diskFull { Log.shared.info("the spool's disk has room again", [("spool", .string(spool.root))]) }
+        diskFull = !room
+        return room
     }
 
     /// `quern watch`: inotify on `incoming/` plus a periodic rescan, until SIGTERM/SIGINT.

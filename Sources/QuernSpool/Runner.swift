@@ -9,6 +9,9 @@ public enum JobOutcome: Sendable, Equatable {
     case failed(String, QuernError)
     /// Stopped by SIGTERM/SIGINT after a checkpoint; the job stays in `active/`.
     case interrupted
+    /// Stopped because the disk is full: the job stays in `active/` at its last
+    /// checkpoint (nothing published, nothing moved) and resumes when there is room.
+    case paused
 }
 
 /// Runs one active job from (possibly) its last checkpoint to `done/` or `failed/`. The
@@ -66,6 +69,13 @@ public final class JobRunner {
         }
         do {
             return try execute(job, log: log)
+        } catch let e as SystemError where e.errno == ENOSPC || e.errno == EDQUOT {
+            // Not the job's fault, and failing it would need the space it lacks: leave it
+            // at its checkpoint, to be resumed.
+            openErrors = nil
+            log.log(
+                .error, "the disk is full (\(e)); the job stops at its last checkpoint and resumes when there is room")
+            return .paused
         } catch let e as QuernError {
             return finishFailed(job, e, log: log)
         } catch let e as SystemError {

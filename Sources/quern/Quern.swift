@@ -80,6 +80,8 @@ struct Watch: ParsableCommand {
     @OptionGroup var options: SpoolOptions
     @Option(help: "Seconds between full rescans of incoming/ (inotify can drop events).")
     var rescan: Double = 2
+    @Option(help: "MiB the spool's disk must have free before a job starts (a full disk pauses jobs).")
+    var minFreeMb: Int = 64
     @Option(help: "Where jobs run: local (this process) or slurm (an sbatch array per job; the merge lands in done/).")
     var executor: Executor = .local
     @OptionGroup(title: "Slurm (with --executor slurm)") var slurm: SlurmArguments
@@ -87,7 +89,7 @@ struct Watch: ParsableCommand {
     enum Executor: String, ExpressibleByArgument { case local, slurm }
 
     func run() throws {
-        let daemon = try supervisedDaemon(options)
+        let daemon = try supervisedDaemon(options, minFreeMB: minFreeMb)
         daemon.rescanInterval = rescan
         if executor == .slurm {
             daemon.executor = SlurmExecutor(options: try slurm.options(roots: options.allowedRoots))
@@ -196,24 +198,27 @@ struct Run: ParsableCommand {
             "For cron: process everything pending, then exit (1 if a job failed, 75 if another run holds the spool).")
     @Flag(help: "Process what is pending and exit (the only mode; required for clarity in crontabs).")
     var once = false
+    @Option(help: "MiB the spool's disk must have free before a job starts (a full disk pauses jobs; then exit 75).")
+    var minFreeMb: Int = 64
     @OptionGroup var options: SpoolOptions
 
     func run() throws {
         guard once else { throw ValidationError("use `quern run --once`; `quern watch` is the daemon") }
-        let daemon = try supervisedDaemon(options)
+        let daemon = try supervisedDaemon(options, minFreeMB: minFreeMb)
         guard let ok = try daemon.runOnce() else {
             Log.shared.warning("another quern run holds the spool lock; exiting")
             throw Exit.locked
         }
         if !ok { throw Exit.failed }
-        if daemon.paused > 0 { throw Exit.retry }
+        if daemon.waitingForRoom { throw Exit.retry }
     }
 }
 
 /// A daemon that runs each job in a child process of this binary (`quern run-job`).
-func supervisedDaemon(_ options: SpoolOptions) throws -> Daemon {
+func supervisedDaemon(_ options: SpoolOptions, minFreeMB: Int) throws -> Daemon {
     let spool = try options.open()
     let daemon = Daemon(spool: spool, roots: options.allowedRoots)
+    daemon.minFreeMB = minFreeMB
     daemon.supervisor = JobSupervisor(
         spool: spool, roots: options.allowedRoots, executable: try Sys.realpath("/proc/self/exe"))
     return daemon
@@ -251,7 +256,7 @@ struct RunJob: ParsableCommand {
         switch runner.run(job) {
         case .done: return
         case .failed: throw Exit.permanent
-        case .interrupted: throw Exit.retry
+        case .interrupted, .paused: throw Exit.retry
         }
     }
 }

@@ -105,3 +105,36 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.SupervisionTests {
+    /// A spool on a tmpfs too small for the job's results: the job stops at its last
+    /// checkpoint (nothing published, nothing failed) and `run --once` exits 75; once the
+    /// file system has room, the next run resumes it to outputs byte-identical to an
+    /// uninterrupted run's. Needs root, to mount the tmpfs (CI runs as root).
+    @Test("disk full pauses the job; with room again it finishes byte-identical", .enabled(if: getuid() == 0))
+    func diskFull() async throws {
+        let scratch = try Scratch("disk-full")
+        defer { scratch.remove() }
+        let ref = try await EndToEnd.CrashTests.reference(scratch, id: "full", repetitions: 40)
+        let mountPoint = scratch.file("small")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        try await scratch.sh("mount -t tmpfs -o size=1m tmpfs '\(mountPoint)'")
+        defer {
+            _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", mountPoint]).waitUntilExit()
+        }
+        let spool = try SpoolDir(mountPoint + "/spool")
+        try spool.drop("full.json", ref.manifest)
+        let args = ["run", "--once", spool.root, "--min-free-mb", "0"] + rootArgs(scratch)
+        let env = ["QUERN_CHECKPOINT_SECONDS": "0"]
+        let first = try await scratch.quern(args, env: env, timeout: 300)
+        #expect(first.status == 75, "a paused job: try again later; \(first)")
+        #expect(spool.jobs("active") == ["full"] && spool.jobs("done").isEmpty && spool.jobs("failed").isEmpty)
+        #expect(Files.exists(spool.job("active", "full") + "/checkpoint.json"))
+        #expect(first.stderr.contains("disk is full"))
+
+        try await scratch.sh("mount -o remount,size=64m '\(mountPoint)'")
+        let second = try await scratch.quern(args, env: env, timeout: 300)
+        #expect(second.status == 0, "\(second)")
+        try await EndToEnd.CrashTests.checkResumed(spool.job("done", "full"), ref, scratch: scratch, resumes: 1)
+    }
+}
