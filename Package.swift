@@ -57,6 +57,13 @@ let package = Package(
         .target(
             name: "QuernBench",
             dependencies: ["QuernSpool", "QuernTasks", "QuernKernels", "QuernNN", "QuernModels", "QuernData"]),
+        // Fuzz harnesses: every parser of untrusted bytes (manifest, JSON, record formats,
+        // configs, safetensors, tokenizers) wrapped with the invariants it must keep.
+        .target(
+            name: "QuernFuzz", dependencies: ["QuernCore", "QuernData", "QuernKernels", "QuernModels", "QuernTasks"]),
+        // `quern-fuzz NAME FILE...` replays inputs; built by scripts/fuzz.sh with
+        // libFuzzer and AddressSanitizer, it fuzzes.
+        .executableTarget(name: "quern-fuzz", dependencies: ["QuernFuzz", "QuernCore"]),
         // The command line: parses arguments and calls the libraries; no logic of its own.
         .executableTarget(
             name: "quern",
@@ -74,6 +81,8 @@ let package = Package(
         .testTarget(name: "QuernDataTests", dependencies: ["QuernData", "QuernTestSupport"]),
         .testTarget(name: "QuernTasksTests", dependencies: ["QuernTasks", "QuernTestSupport"]),
         .testTarget(name: "QuernSpoolTests", dependencies: ["QuernSpool", "QuernTasks", "QuernTestSupport"]),
+        // Every harness over its committed seeds and past findings (Tests/Fuzz/NAME/).
+        .testTarget(name: "QuernFuzzTests", dependencies: ["QuernFuzz"]),
         // Runs the built `quern` binary against temporary spools: real files, processes, signals.
         .testTarget(name: "EndToEndTests", dependencies: ["quern", "QuernCore", "QuernData"])
     ]

@@ -440,6 +440,10 @@ public struct JSONParser {
         }
         let text = String(decoding: UnsafeBufferPointer(start: base + start, count: pos - start), as: UTF8.self)
         guard let v = Double(text) else { throw JSONSyntaxError(message: "invalid number", offset: start) }
+        // JSON has no infinity: a number past a double's range could not be written back.
+        guard v.isFinite else {
+            throw JSONSyntaxError(message: "number \(text) is out of range (beyond ±1.8e308)", offset: start)
+        }
         return .double(v)
     }
 }

@@ -75,6 +75,10 @@ final class IDXDecoder: MemberDecoder {
             throw bad("a record of shape \(Array(dims.dropFirst())) exceeds limits.max_line_bytes")
         }
         rowLength = dims.dropFirst().reduce(1, *)
+        // Records without values would cost nothing to claim and take forever to stream.
+        guard dims.count < 2 || rowLength > 0 || dims[0] == 0 else {
+            throw bad("records of shape \(Array(dims.dropFirst())) have no values")
+        }
         if dims.count >= 2 && spec.wantsLabel {
             guard let l = spec.idxLabels[Self.pairKey(member)] else {
                 throw QuernError(
@@ -164,25 +168,40 @@ final class IDXDecoder: MemberDecoder {
                     }
                 }
             }
-            guard isLabels == true, data.count >= 8, let size = itemSizes[data[2]] else { continue }
-            let n = data[4..<8].reduce(0) { $0 << 8 | Int($1) }
-            guard data.count >= 8 + n * size else {
-                throw QuernError(
-                    .archiveCorrupt, "labels member \(entry.name) is truncated: \(n) labels promised",
-                    member: entry.name)
-            }
-            let labels: [String] = (0..<n).map { i in
-                let b = data[(8 + i * size)..<(8 + (i + 1) * size)]
-                switch data[2] {
-                case 0x08: return String(b.first!)
-                case 0x09: return String(Int8(bitPattern: b.first!))
-                default:
-                    let v = b.reduce(0) { $0 << 8 | Int($1) }
-                    return String(v)
-                }
-            }
+            guard isLabels == true, let labels = try parseLabels(data, member: entry.name) else { continue }
             out[pairKey(entry.name)] = labels
         }
         return out
+    }
+
+    /// The labels of a 1-D IDX member, as strings; nil when `data` is not one.
+    static func parseLabels(_ data: [UInt8], member: String) throws -> [String]? {
+        guard data.count >= 8, data[0] == 0, data[1] == 0, data[3] == 1, let size = itemSizes[data[2]] else {
+            return nil
+        }
+        let n = data[4..<8].reduce(0) { $0 << 8 | Int($1) }
+        guard data.count >= 8 + n * size else {
+            throw QuernError(
+                .archiveCorrupt, "labels member \(member) is truncated: \(n) labels promised", member: member)
+        }
+        return (0..<n).map { i in
+            let b = data[(8 + i * size)..<(8 + (i + 1) * size)]
+            switch data[2] {
+            case 0x08: return String(b.first!)
+            case 0x09: return String(Int8(bitPattern: b.first!))
+            case 0x0D: return labelString(Float(bitPattern: b.reduce(0) { $0 << 8 | UInt32($1) }))
+            case 0x0E: return labelString(Double(bitPattern: b.reduce(0) { $0 << 8 | UInt64($1) }))
+            default:
+                // Signed big-endian integers of 2 or 4 bytes.
+                let v = b.reduce(0) { $0 << 8 | Int($1) }
+                return String(size == 2 ? Int(Int16(truncatingIfNeeded: v)) : Int(Int32(truncatingIfNeeded: v)))
+            }
+        }
+    }
+
+    /// A numeric label as text: whole numbers without a fraction ("3", as NumPy's integer
+    /// labels read), others as Swift prints them.
+    static func labelString<F: BinaryFloatingPoint & LosslessStringConvertible>(_ v: F) -> String {
+        v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)
     }
 }

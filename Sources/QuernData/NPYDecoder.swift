@@ -113,6 +113,8 @@ final class NPYDecoder: MemberDecoder {
             rowBytes = p
         }
         rowLength = rowBytes / itemSize
+        // Rows without values would cost nothing to claim and take forever to stream.
+        guard rowLength > 0 || rows == 0 else { throw bad("rows of shape \(Array(dims.dropFirst())) have no values") }
         headerParsed = true
     }
 
@@ -215,7 +217,7 @@ extension NPYDecoder {
             widths[r.member] = r.features.count
             if r.features.count == 1 {
                 let v = r.features[0]
-                byMember[r.member, default: []].append(v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v))
+                byMember[r.member, default: []].append(IDXDecoder.labelString(v))
                 oneDimensional.insert(r.member)
             }
         }

@@ -192,6 +192,20 @@ public final class RecordStream {
         return n
     }
 
+    /// The items of one member held in memory, decoded as if read from an archive whose
+    /// blocks are `chunkSize` bytes: how the fuzz harnesses and the decoder tests reach a
+    /// decoder without a file. Job-level problems are thrown, as `next()` throws them.
+    public static func decode(
+        member: String, bytes: [UInt8], spec: RecordSpec, limits: StreamLimits = StreamLimits(),
+        chunkSize: Int = 1 << 20, maxItems: Int = .max
+    ) throws -> [StreamItem] {
+        let source = BlockSource(bytes: bytes, chunkSize: chunkSize)
+        let decoder = try MemberDecoder.make(spec: spec, limits: limits, member: member, source: source)
+        var items: [StreamItem] = []
+        while items.count < maxItems, let item = try decoder.next(index: items.count) { items.append(item) }
+        return items
+    }
+
     deinit { prefetcher.cancel() }
 
     /// (compressed bytes read, file size): how far through the input the stream is.
@@ -291,21 +305,50 @@ public final class RecordStream {
 }
 
 /// Hands one member's data to its decoder, chunk by chunk, accounting every byte
-/// against the limits. A chunk stays valid until the next call.
+/// against the limits. A chunk stays valid until the next call. The data comes from the
+/// archive prefetcher, or from memory (`RecordStream.decode(member:...)`).
 final class BlockSource {
-    let prefetcher: ArchivePrefetcher
+    private enum Backing {
+        case archive(ArchivePrefetcher)
+        case memory(UnsafeMutableRawBufferPointer, chunkSize: Int)
+    }
+    private let backing: Backing
     let account: (ArchivePrefetcher.Chunk) throws -> Void
     var current: ArchivePrefetcher.Chunk?
+    private var offset = 0
     var done = false
 
     init(prefetcher: ArchivePrefetcher, account: @escaping (ArchivePrefetcher.Chunk) throws -> Void) {
-        self.prefetcher = prefetcher
+        self.backing = .archive(prefetcher)
         self.account = account
     }
 
-    deinit { if let c = current { prefetcher.recycle(c) } }
+    init(bytes: [UInt8], chunkSize: Int) {
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        copy.copyBytes(from: bytes)
+        self.backing = .memory(copy, chunkSize: max(1, chunkSize))
+        self.account = { _ in }
+    }
+
+    deinit {
+        switch backing {
+        case .archive(let p): if let c = current { p.recycle(c) }
+        case .memory(let bytes, _): bytes.deallocate()
+        }
+    }
 
     func next() throws -> UnsafeRawBufferPointer? {
+        switch backing {
+        case .archive(let prefetcher): return try next(from: prefetcher)
+        case .memory(let bytes, let chunkSize):
+            guard offset < bytes.count else { return nil }
+            let n = min(chunkSize, bytes.count - offset)
+            defer { offset += n }
+            return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)])
+        }
+    }
+
+    private func next(from prefetcher: ArchivePrefetcher) throws -> UnsafeRawBufferPointer? {
         if let c = current {
             prefetcher.recycle(c)
             current = nil

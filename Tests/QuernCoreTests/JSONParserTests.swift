@@ -39,6 +39,15 @@ struct JSONParserDocumentTests {
         #expect(try JSONParser.parse("  [1]") == [1])
     }
 
+    @Test("a number beyond a double's range is refused: JSON has no infinity to write back")
+    func numbersOutOfRange() throws {
+        for text in ["1e309", "-1e400", "[1, 2e99999]"] {
+            #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(text) }
+        }
+        #expect(try JSONParser.parse("1.7976931348623157e308") == .double(.greatestFiniteMagnitude))
+        #expect(try JSONParser.parse("1e-400") == .double(0))
+    }
+
     @Test func nestingIsBounded() throws {
         let ok = String(repeating: "[", count: 256) + String(repeating: "]", count: 256)
         #expect(try JSONParser.parse(ok).arrayValue != nil)

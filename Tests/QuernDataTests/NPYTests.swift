@@ -133,4 +133,31 @@ struct NPYLabelTests {
         let missing = drain(tmp.path + "/b.tar.gz", s)
         #expect(missing.quernError?.code == .missingValue)
     }
+
+    @Test("rows without values are refused from the header: (10^18, 0) would stream forever")
+    func emptyRowsAreRefused() throws {
+        var s = RecordSpec(format: .npy)
+        s.wantsFeatures = true
+        let bytes = npy(descr: "<f4", shape: "(1000000000000000000, 0)", data: [])
+        let e = quernError { _ = try RecordStream.decode(member: "x.npy", bytes: bytes, spec: s) }
+        #expect(e?.code == .invalidRecord)
+        #expect(e?.message.contains("no values") == true)
+        // No rows of nothing is simply no records.
+        #expect(
+            try RecordStream.decode(member: "x.npy", bytes: npy(descr: "<f4", shape: "(0, 0)", data: []), spec: s)
+                .isEmpty)
+    }
+
+    @Test("a member decodes the same whatever the size of the archive's blocks")
+    func blockBoundaries() throws {
+        var s = RecordSpec(format: .npy)
+        s.wantsFeatures = true
+        let bytes = npy(descr: "<f4", shape: "(3, 2)", data: f32([1, 2, 3.5, -4, 0, 1e-3]))
+        let whole = try RecordStream.decode(member: "m.npy", bytes: bytes, spec: s).compactMap(\.record)
+        for chunk in [1, 3, 7, 64] {
+            let pieces = try RecordStream.decode(member: "m.npy", bytes: bytes, spec: s, chunkSize: chunk)
+            #expect(pieces.compactMap(\.record).map(\.features) == whole.map(\.features))
+        }
+        #expect(whole.map(\.features) == [[1, 2], [3.5, -4], [0, 1e-3]])
+    }
 }

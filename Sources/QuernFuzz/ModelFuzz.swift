@@ -1,0 +1,153 @@
+import QuernCore
+import QuernKernels
+import QuernModels
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What a model directory brings: config.json of every family (each paired with the
+/// project's fixture weights, so loading gets as far as it can), the safetensors header
+/// and weights, tokenizer.json and vocab.txt, and the texts a tokenizer is given.
+enum ModelFuzz {
+    static let targets = [
+        FuzzTarget(name: "config", input: "a model's config.json (any model_type)", run: config),
+        FuzzTarget(name: "safetensors", input: "a model.safetensors file", run: safetensors),
+        FuzzTarget(name: "tokenizer", input: "a tokenizer.json", run: tokenizerJSON),
+        FuzzTarget(name: "vocab", input: "a vocab.txt", run: vocabTXT),
+        FuzzTarget(name: "text", input: "a record's text, tokenized by the fixture BERT tokenizer", run: text)
+    ]
+
+    /// Model directories the fuzzed file is dropped into, by family: the fixtures'
+    /// other files, copied once.
+    static let directories: [String: String] = {
+        let models: [String: (fixture: String, files: [String])] = [
+            "bert": (
+                "models/tiny-bert", ["model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json"]
+            ),
+            "mlp": ("models/digits-mlp", ["model.safetensors"]),
+            "cnn": ("models/digits-cnn-arch", []),
+            "other": ("", [])
+        ]
+        var out: [String: String] = [:]
+        for (family, m) in models {
+            for file in m.files {
+                _ = FuzzScratch.shared.file("\(family)/\(file)", FuzzFixtures.read(Path.join(m.fixture, file)))
+            }
+            let dir = Path.join(FuzzScratch.shared.path, family)
+            try? Sys.mkdirs(dir)
+            out[family] = dir
+        }
+        return out
+    }()
+
+    static let mlpConfig = FuzzFixtures.read("models/digits-mlp/config.json")
+
+    static func config(_ bytes: [UInt8]) {
+        let type = (try? JSONParser.parse(bytes))?.objectValue?["model_type"]?.stringValue ?? ""
+        let family = directories[type] == nil ? "other" : type
+        _ = FuzzScratch.shared.file("\(family)/config.json", bytes)
+        let dir = directories[family]!
+        for precision in [LinearOperator.Precision.fp32, .int8] {
+            _ = FuzzCheck.handled("loading a \(family) model") {
+                try ModelRegistry.load(dir, ModelOptions(precision: precision, maxLength: 16))
+            }
+        }
+        // Stack families can start from config.json alone (finetune from scratch); the
+        // size bounds are what keep that from allocating gigabytes.
+        if family == "mlp" || family == "cnn", let o = (try? JSONParser.parse(bytes))?.objectValue,
+            let stack = FuzzCheck.handled("StackConfig.decode", { try StackConfig.decode(o, family: family) }),
+            let count = FuzzCheck.handled("parameterCount", { try stack.parameterCount() }), count <= 1 << 20
+        {
+            let arch = FuzzScratch.shared.file("\(family)-arch/config.json", bytes)
+            _ = FuzzCheck.handled("building a \(family) architecture") {
+                try ModelRegistry.load(Path.dirname(arch), ModelOptions(allowArchitectureOnly: true))
+            }
+        }
+    }
+
+    static func safetensors(_ bytes: [UInt8]) {
+        let path = FuzzScratch.shared.file("weights/model.safetensors", bytes)
+        guard let file = FuzzCheck.handled("SafetensorsFile", { try SafetensorsFile(path: path) }) else { return }
+        for name in file.entries.keys.sorted().prefix(16) {
+            let entry = file.entries[name]!
+            if let t = FuzzCheck.handled("float32(\(name))", { try file.float32(name) }) {
+                FuzzCheck.require(
+                    t.shape == entry.shape, "tensor \(name) read with shape \(t.shape), not \(entry.shape)")
+            }
+            if entry.dtype == "I8" { _ = FuzzCheck.handled("int8(\(name))", { try file.int8(name) }) }
+        }
+        // The same file as an mlp's weights: strict loading must refuse what does not fit.
+        _ = FuzzScratch.shared.file("weights/config.json", mlpConfig)
+        _ = FuzzCheck.handled("loading an mlp with these weights") { try ModelRegistry.load(Path.dirname(path)) }
+    }
+
+    static let probes = [
+        "Hello, World!", "naïve café — ÉTÉ", "中文字符 and 日本語", "[CLS] [SEP] [UNK] [MASK]",
+        "unaffable ##ing", String(repeating: "x", count: 300), "tab\tnew\nline\u{0}\u{FEFF}", "🙂👍🏽", ""
+    ]
+
+    static func tokenizerJSON(_ bytes: [UInt8]) {
+        guard let t = FuzzCheck.handled("tokenizer.json", { try WordPieceTokenizer(tokenizerJSON: bytes) }) else {
+            return
+        }
+        for p in probes { check(t, p) }
+    }
+
+    static func vocabTXT(_ bytes: [UInt8]) {
+        guard let t = FuzzCheck.handled("vocab.txt", { try WordPieceTokenizer(vocabTXT: bytes) }) else { return }
+        for p in probes { check(t, p) }
+    }
+
+    static let fixtureTokenizer: WordPieceTokenizer = {
+        do {
+            return try WordPieceTokenizer(tokenizerJSON: FuzzFixtures.read("text/tiny-bert/tokenizer.json"))
+        } catch {
+            FuzzCheck.fail("the fixture tokenizer does not load: \(error)")
+        }
+    }()
+
+    static func text(_ bytes: [UInt8]) {
+        let s = String(decoding: bytes, as: UTF8.self)
+        check(fixtureTokenizer, s)
+        // A NUL splits the input into a sentence pair.
+        if let cut = bytes.firstIndex(of: 0) {
+            let a = String(decoding: bytes[..<cut], as: UTF8.self)
+            let b = String(decoding: bytes[(cut + 1)...], as: UTF8.self)
+            let session = WordPieceTokenizer.Session(fixtureTokenizer)
+            for limit in [nil, 3, 16] as [Int?] {
+                let pair = session.encode(a, b, maxLength: limit)
+                checkSequence(fixtureTokenizer, pair, limit: limit)
+            }
+        }
+    }
+
+    /// Invariants of an encoding: ids inside the vocabulary, truncation honoured, specials
+    /// in place, and a session's caches never change the result.
+    static func check(_ t: WordPieceTokenizer, _ s: String) {
+        let fresh = WordPieceTokenizer.Session(t)
+        let plain = fresh.tokens(s)
+        for limit in [nil, 2, 16] as [Int?] {
+            let sequence = fresh.encode(s, maxLength: limit)
+            checkSequence(t, sequence, limit: limit)
+            if let c = t.clsID { FuzzCheck.require(sequence.ids.first == c, "the sequence does not start with [CLS]") }
+            if let e = t.sepID { FuzzCheck.require(sequence.ids.last == e, "the sequence does not end with [SEP]") }
+            if limit == nil {
+                FuzzCheck.require(sequence.ids.count == plain.count + t.addedSingle, "specials added wrongly")
+            }
+        }
+        let warmed = WordPieceTokenizer.Session(t)
+        for p in probes { _ = warmed.tokens(p) }
+        FuzzCheck.require(warmed.tokens(s) == plain, "a session's cache changed the tokens of \(s.debugDescription)")
+    }
+
+    static func checkSequence(_ t: WordPieceTokenizer, _ s: TokenSequence, limit: Int?) {
+        FuzzCheck.require(s.ids.count == s.typeIDs.count, "ids and type ids differ in length")
+        FuzzCheck.require(
+            s.ids.allSatisfy { $0 >= 0 && Int($0) < max(t.vocabularySize, 1) }, "an id outside the vocabulary")
+        if let limit {
+            FuzzCheck.require(
+                s.ids.count <= max(limit, t.addedPair), "\(s.ids.count) tokens for max_length \(limit)")
+        }
+    }
+}
