@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of untrusted bytes with libFuzzer and AddressSanitizer.
 #
-#   scripts/fuzz.sh [--seconds N] [--jobs J] [NAME...]
+#   scripts/fuzz.sh [--seconds N] [--jobs J] [--seed S] [NAME...]
 #
 # NAME: harnesses to run (default: all; `quern-fuzz` lists them). Each runs N seconds
-# (default 60), J at a time (default 1). The corpus grows in .build/fuzz-corpus/NAME,
-# seeded from Tests/Fuzz/NAME; a finding is saved as .build/fuzz-findings/NAME-crash-*
-# (or -timeout-, -oom-, -leak-) and the script exits 1. To debug one:
+# (default 60), J at a time (default 1); --seed makes a run repeatable (CI). The corpus
+# grows in .build/fuzz-corpus/NAME, seeded from Tests/Fuzz/NAME; a finding is saved as
+# .build/fuzz-findings/NAME-crash-* (or -timeout-, -oom-, -leak-) and the script exits
+# 1. To debug one:
 #   swift build --product quern-fuzz && .build/debug/quern-fuzz NAME FILE
 # then add the file to Tests/Fuzz/NAME/ as finding-WHAT so the tests replay it.
 set -euo pipefail
@@ -14,12 +15,14 @@ cd "$(dirname "$0")/.."
 
 seconds=60
 jobs=1
+seed=0
 names=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --jobs) jobs="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --seed) seed="$2"; shift 2 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) names+=("$1"); shift ;;
     esac
 done
@@ -48,7 +51,7 @@ run_one() {
     # -malloc_limit_mb: one allocation this large is a finding (sizes from headers must
     # be bounded first); -timeout: one input this slow is a hang.
     if QUERN_FUZZ_TARGET="$name" "$binary" "$corpus" "Tests/Fuzz/$name" \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+        -max_total_time="$seconds" -seed="$seed" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
         -artifact_prefix=".build/fuzz-findings/$name-" -print_final_stats=1 >"$log" 2>&1; then
         status=ok
     else

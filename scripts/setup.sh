@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system libraries Quern links (libarchive, zlib) and the tools its tests
-# use (zstd, zip, gzip, tar; Slurm and munge for the cluster tests), if missing. Safe to
+# use (zstd, zip, gzip, tar, python3; Slurm and munge for the cluster tests), if missing. Safe to
 # run again; needs root or sudo for apt.
 set -euo pipefail
 need=()
@@ -9,6 +9,7 @@ pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v zstd >/dev/null || need+=(zstd)
 command -v zip >/dev/null || need+=(zip)
+command -v python3 >/dev/null || need+=(python3)   # scripts/torture.py, scripts/fuzz-seeds.py
 command -v slurmctld >/dev/null || need+=(slurmctld slurmd slurm-client munge)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -68,6 +68,16 @@ extension Sys {
         case full
     }
 
+    /// The first `count` bytes of a file (fewer if it is shorter; none if it cannot be
+    /// read): enough to tell a format by its magic number.
+    public static func readPrefix(_ path: String, count: Int) -> [UInt8] {
+        guard let fd = try? open(path, O_RDONLY | O_NONBLOCK) else { return [] }
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: count)
+        let n = (try? head.withUnsafeMutableBytes { try read(fd, $0) }) ?? 0
+        return Array(head.prefix(n))
+    }
+
     /// Writes `bytes` to `path` so that readers see either the old file or the whole new
     /// one: write a sibling temporary, (fsync it), rename it over, (fsync the directory).
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], durability: Durability = .full) throws {

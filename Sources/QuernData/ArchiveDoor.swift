@@ -94,11 +94,29 @@ public final class ArchiveReader {
         return QuernError(.archiveCorrupt, "cannot read \(Path.basename(path)) (\(call)): \(detail)")
     }
 
+    private var entriesRead = 0
+
+    /// Whether the file begins with a zip local file header ("PK\3\4").
+    static func startsWithZipMember(_ path: String) -> Bool {
+        Sys.readPrefix(path, count: 4) == [0x50, 0x4B, 0x03, 0x04]
+    }
+
     /// Advances to the next member, or nil at the end of the archive.
     public func next() throws -> Entry? {
         var entry: OpaquePointer?
         let r = archive_read_next_header(handle, &entry)
-        if r == ARCHIVE_EOF { return nil }
+        if r == ARCHIVE_EOF {
+            if entriesRead == 0, case .archive = layout, inflater == nil, Self.startsWithZipMember(path) {
+                // libarchive lists a zip from its central directory; a damaged one lists
+                // nothing, which is not the same as an empty archive.
+                throw QuernError(
+                    .archiveCorrupt,
+                    "\(Path.basename(path)) holds zip members but its central directory lists none: the zip is damaged or truncated; re-create it (`unzip -t` shows the damage)"
+                )
+            }
+            return nil
+        }
+        entriesRead += 1
         if r < ARCHIVE_WARN { throw failure("next header") }
         guard let entry else { throw failure("next header") }
         if case .single(let memberName) = layout {

@@ -168,13 +168,7 @@ public final class GzipInflater {
     }
 
     /// Whether the file starts with the gzip magic bytes.
-    public static func isGzip(_ path: String) -> Bool {
-        guard let fd = try? Sys.open(path, O_RDONLY) else { return false }
-        defer { Sys.close(fd) }
-        var magic = [UInt8](repeating: 0, count: 2)
-        let n = (try? magic.withUnsafeMutableBytes { try Sys.read(fd, $0) }) ?? 0
-        return n == 2 && magic == [0x1F, 0x8B]
-    }
+    public static func isGzip(_ path: String) -> Bool { Sys.readPrefix(path, count: 2) == [0x1F, 0x8B] }
 
     private func fail(_ message: String) -> QuernError {
         let e = QuernError(.archiveCorrupt, "\(Path.basename(path)): \(message)")

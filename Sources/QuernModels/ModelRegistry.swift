@@ -48,6 +48,10 @@ public struct ModelFiles {
     /// The weights (mapped, header checked) and their digest, or the error every family
     /// gives when a directory has none.
     public func weights() throws -> (SafetensorsFile, WeightsDigest) {
+        if !hasWeights, let st = Sys.fileStatus(weightsPath) {
+            throw QuernError(
+                .modelInvalid, "\(weightsPath) is \(Sys.kind(st)), not a regular file", field: "model")
+        }
         guard hasWeights else {
             throw QuernError(
                 .modelInvalid,
@@ -104,6 +108,10 @@ public enum ModelRegistry {
             throw QuernError(.fileNotFound, "model directory \(path) does not exist", field: "model")
         }
         let configPath = Path.join(path, "config.json")
+        if !Sys.isRegularFile(configPath), let st = Sys.fileStatus(configPath) {
+            throw QuernError(
+                .modelInvalid, "\(configPath) is \(Sys.kind(st)), not a regular file", field: "model")
+        }
         guard Sys.isRegularFile(configPath) else {
             throw QuernError(
                 .modelInvalid, "model directory \(path) has no config.json; a model is config.json + model.safetensors",

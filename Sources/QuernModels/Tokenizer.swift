@@ -85,12 +85,14 @@ public struct WordPieceTokenizer: Sendable {
             throw fail("not valid JSON: \(e)")
         }
         guard let root = parsed.objectValue else { throw fail("not a JSON object") }
-        guard let model = root["model"]?.objectValue, model["type"]?.stringValue == "WordPiece",
-            let vocab = model["vocab"]?.objectValue
-        else {
+        guard let model = root["model"]?.objectValue, model["type"]?.stringValue == "WordPiece" else {
             throw fail(
                 "model type \(root["model"]?.objectValue?["type"]?.stringValue ?? "?") is not supported (WordPiece only)"
             )
+        }
+        guard let vocab = model["vocab"]?.objectValue else {
+            throw fail(
+                "model.vocab must be an object of token → id, not \(model["vocab"]?.typeName ?? "missing")")
         }
         var rules = BertTextRules()
         switch root["normalizer"] {

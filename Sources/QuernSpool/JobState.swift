@@ -241,7 +241,9 @@ public final class Spool: @unchecked Sendable {
     @discardableResult
     public func fail(dir: String, id: String, error: QuernError, keep: Set<String>) throws -> String {
         try Sys.writeFileAtomically(Path.join(dir, "error.json"), JSONWriter.pretty(errorJSON(error, id: id)))
-        try removeAllBut(keep.union(["error.json"]), in: dir)
+        // The lease stays until the move: it names the file a claim came from, which is
+        // what a process adopting this directory (after we die here) takes the id from.
+        try removeAllBut(keep.union(["error.json", "lease.json"]), in: dir)
         try Sys.fsyncDirectory(dir)
         let target: String = try withNamesLock {
             var candidate = path(.failed, id)
@@ -254,6 +256,7 @@ public final class Spool: @unchecked Sendable {
             try Sys.rename(dir, candidate)
             return candidate
         }
+        if !keep.contains("lease.json") { try? Sys.unlink(Path.join(target, "lease.json")) }
         try Sys.fsyncDirectory(directory(.failed))
         try Sys.fsyncDirectory(Path.dirname(dir))
         return target

@@ -177,6 +177,24 @@ public struct Manifest: Sendable {
 
     /// Decodes manifest bytes. Errors carry `field` (dotted) and, for syntax errors, `line`.
     public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+        // RFC 8259 lets a parser ignore a byte-order mark; editors on Windows write one.
+        let bytes = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(bytes.dropFirst(3)) : bytes
+        if String(validating: bytes, as: UTF8.self) == nil {
+            // The first byte that does not decode, counting from 1.
+            var at = 1
+            var decoder = UTF8()
+            var input = bytes.makeIterator()
+            decoding: while true {
+                switch decoder.decode(&input) {
+                case .scalarValue(let c): at += UTF8.width(c)
+                case .emptyInput, .error: break decoding
+                }
+            }
+            throw QuernError(
+                .invalidUTF8,
+                "the manifest is not UTF-8 text (byte \(at) is 0x\(String(bytes[at - 1], radix: 16, uppercase: true))); save it as UTF-8",
+                line: bytes[..<(at - 1)].filter { $0 == 0x0A }.count + 1)
+        }
         let value: JSONValue
         do {
             value = try JSONParser.parse(bytes)

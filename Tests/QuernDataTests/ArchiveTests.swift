@@ -122,6 +122,18 @@ struct ArchiveTests {
         try tmp.write("garbage.zip", (0..<20000).map { _ in UInt8.random(in: 0...255, using: &rng) })
         #expect(drain(tmp.path + "/garbage.zip", spec(.jsonl)).quernError?.code == .archiveCorrupt)
 
+        // A zip whose central directory is damaged: libarchive lists no members.
+        try tmp.write("src/a.jsonl", "{\"id\":\"a\"}\n")
+        try shell("zip -q ../cd.zip a.jsonl", cwd: tmp.path + "/src")
+        var zip = try Sys.readFile(tmp.path + "/cd.zip")
+        let cd = try #require(
+            (0..<(zip.count - 4)).last { zip[$0..<($0 + 4)].elementsEqual([0x50, 0x4B, 0x01, 0x02]) })
+        for i in cd..<(cd + 20) { zip[i] = 0xAA }
+        try tmp.write("cd.zip", zip)
+        let damaged = drain(tmp.path + "/cd.zip", spec(.jsonl)).quernError
+        #expect(damaged?.code == .archiveCorrupt)
+        #expect(damaged?.message.contains("central directory") == true)
+
         // A tar.gz cut in half.
         var lines = ""
         for i in 0..<20000 {

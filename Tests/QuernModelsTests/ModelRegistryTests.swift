@@ -302,12 +302,32 @@ struct HostileModelTests {
         let cases: [(String, String)] = [
             (String(tokenizer.prefix(200)), "not valid JSON"),
             (tokenizer.replacingOccurrences(of: "\"[UNK]\": 1,", with: "\"[UNK]\": 1099511627776,"), "[UNK]"),
-            (tokenizer.replacingOccurrences(of: "\"[UNK]\": 1,", with: "\"[UNK]\": -1,"), "[UNK]")
+            (tokenizer.replacingOccurrences(of: "\"[UNK]\": 1,", with: "\"[UNK]\": -1,"), "[UNK]"),
+            (#"{"model": {"type": "WordPiece", "vocab": ["[UNK]", "a"]}}"#, "model.vocab must be an object")
         ]
         for (text, needle) in cases {
             let e = try #require(try loadError("", files: ["tokenizer.json": text], from: fixture))
             #expect(e.code == .modelInvalid, "\(e)")
             #expect(e.message.contains("tokenizer.json") && e.message.contains(needle), "\(e.message)")
         }
+    }
+
+    @Test("a config.json or model.safetensors that is not a regular file is named as what it is")
+    func filesThatAreNotFiles() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let dir = tmp.path + "/m"
+        try makeModel(
+            dir, config: #"{"model_type": "mlp", "input_size": 3, "layers": [{"out_features": 2}]}"#,
+            tensors: Self.tensors)
+        try Sys.removeTree(dir + "/model.safetensors")
+        try Sys.mkdir(dir + "/model.safetensors")
+        let weights = quernError { _ = try ModelRegistry.load(dir) }
+        #expect(weights?.code == .modelInvalid)
+        #expect(weights?.message.contains("model.safetensors is a directory") == true, "\(String(describing: weights))")
+        try Sys.removeTree(dir + "/config.json")
+        #expect(mkfifo(dir + "/config.json", 0o644) == 0)
+        let config = quernError { _ = try ModelRegistry.load(dir) }
+        #expect(config?.message.contains("config.json is a FIFO") == true, "\(String(describing: config))")
     }
 }

@@ -249,4 +249,32 @@ struct SpoolTests {
         #expect(Sys.exists(live.manifestPath))
         withExtendedLifetime((live, claims)) {}
     }
+
+    @Test("a claim whose move to failed/ was cut short is adopted under the name it came from")
+    func failCutShortKeepsTheSourceName() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let spool = try Spool(root: tmp.path + "/s")
+        _ = try spool.submit(sampleManifest, name: "named.json")
+        // failed/ that cannot take the directory: fail() stops after its clean-up, as a
+        // process killed at that point would.
+        let failed = spool.directory(.failed)
+        try Sys.removeTree(failed)
+        try Sys.writeFile(failed, [])
+        do {
+            let claim = try #require(try spool.claim("named.json"))
+            #expect(throws: (any Error).self) {
+                try spool.fail(
+                    dir: claim.dir, id: "named", error: QuernError(.invalidJSON, "x"), keep: ["manifest.json"])
+            }
+        }
+        try Sys.unlink(failed)
+        try Sys.mkdir(failed)
+        let claims = try spool.adoptClaims()
+        #expect(claims.map(\.sourceName) == ["named.json"])
+        let target = try spool.fail(
+            dir: claims[0].dir, id: "named", error: QuernError(.invalidJSON, "x"), keep: ["manifest.json"])
+        #expect(Set(try names(target)) == ["error.json", "manifest.json"])
+        withExtendedLifetime(claims) {}
+    }
 }

@@ -260,6 +260,17 @@ struct ManifestTests {
         #expect(e?.code == .invalidUTF8)
     }
 
+    @Test("bytes that are not UTF-8 are named by offset and line; a byte-order mark is ignored")
+    func encoding() throws {
+        let latin1 = Array("{\n\"version\": 1, \"id\": \"caf".utf8) + [0xE9] + Array("\"}".utf8)
+        let e = quernError { _ = try Manifest.decode(latin1) }
+        #expect(e?.code == .invalidUTF8)
+        #expect(e?.message.contains("byte 27 is 0xE9") == true, "\(String(describing: e))")
+        #expect(e?.line == 2)
+        let m = try Manifest.decode([0xEF, 0xBB, 0xBF] + manifest { _ in })
+        #expect(m.id == "job-1")
+    }
+
     @Test(
         arguments: [
             ("data/x.jsonl", nil, RecordFormat.jsonl), ("x.csv.gz", nil, .csv), ("x.CSV", nil, .csv),
