@@ -5,7 +5,7 @@ killed with SIGKILL, then an account of every job.
     scripts/torture.py [--quern PATH] [--jobs N] [--short] [--keep DIR] [--seed S]
 
 Phase 1 (kill): N good jobs (copies of the example jobs, each with its own id) and every
-hostile input below in one spool, one `quern watch` daemon; every 0.2-1.0 s either the
+hostile input below in one spool, one `quern watch` daemon; every 0.1-0.6 s either the
 daemon (restarted at once) or one job's child process gets SIGKILL. A job's child is
 killed at most limits.max_attempts - 1 times, so every crash the spool reports is one
 Quern caused.
@@ -386,7 +386,7 @@ class Spool:
 def killer(spool, rng, daemon_kills, deadline):
     """Kills a daemon (restarting it) or a child at random intervals."""
     while not spool.stop.is_set() and time.time() < deadline:
-        time.sleep(rng.uniform(0.2, 1.0))
+        time.sleep(rng.uniform(0.1, 0.6))
         spool.check_daemons()
         if daemon_kills and rng.random() < 0.5:
             alive = [p for p in spool.daemons if p.poll() is None]
@@ -537,7 +537,7 @@ def main():
             publish(s1.root, item[0] + ".json", absolute_manifest(item[1], item[0]))
         else:
             item[1](s1.root)
-    log(f"phase 1: {len(goods1)} good jobs, {len(hostiles)} hostile inputs, one daemon, SIGKILL every 0.2-1.0 s")
+    log(f"phase 1: {len(goods1)} good jobs, {len(hostiles)} hostile inputs, one daemon, SIGKILL every 0.1-0.6 s")
     s1.start_daemon()
     deadline = time.time() + args.minutes * 60
     kt = threading.Thread(target=killer, args=(s1, rng, True, deadline))

@@ -1,4 +1,5 @@
 import Foundation
+import QuernData
 import Testing
 
 #if canImport(Glibc)
@@ -498,5 +499,48 @@ extension EndToEnd.BadInputTests {
         let error = try Files.json(spool.job("failed", named.first ?? "?") + "/error.json")
         #expect(JSON.string(error, "code") == "bad_name")
         #expect((JSON.string(error, "message") ?? "").contains("\\xFF\\xFE"))
+    }
+}
+
+extension EndToEnd.BadInputTests {
+    /// A PNG whose header claims 16384 x 16384 RGB (768 MiB of pixels, 3 GiB as floats) in
+    /// an archive of real digits, under a 2 GiB memory limit: the image is a bad record
+    /// from its header alone, and the job finishes with the other 450 images.
+    @Test("a PNG header claiming 16384x16384 is a bad record, refused before any allocation")
+    func hugePNGHeader() async throws {
+        let scratch = try Scratch("huge-png")
+        defer { scratch.remove() }
+        let spool = try SpoolDir(scratch.file("spool"))
+        let tree = scratch.file("png")
+        try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+        try await scratch.sh("tar -xzf '\(E2E.dataDir)/digits-png.tar.gz' -C '\(tree)'")
+        func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
+            let typed = Array(type.utf8) + body
+            let crc = typed.withUnsafeBytes { Zlib.crc32(0, $0) }
+            return withUnsafeBytes(of: UInt32(body.count).bigEndian) { Array($0) } + typed
+                + withUnsafeBytes(of: crc.bigEndian) { Array($0) }
+        }
+        let side = withUnsafeBytes(of: UInt32(16384).bigEndian) { Array($0) }
+        let png =
+            [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", side + side + [8, 2, 0, 0, 0])
+            + chunk("IDAT", [0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]) + chunk("IEND", [])
+        try Files.write(tree + "/test/7/huge.png", Data(png))
+        try await scratch.sh("cd '\(tree)' && tar -czf ../digits-huge.tar.gz test")
+        try spool.drop(
+            "huge.json",
+            try Manifests.bytes(
+                Manifests.predict(
+                    id: "huge", input: scratch.file("digits-huge.tar.gz"), format: "png",
+                    input: ["members": "*.png", "scale": 0.0625], task: "evaluate",
+                    ["limits": ["max_memory_mb": 2048]])))
+        let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 120)
+        #expect(run.status == 0, "\(run)")
+        let done = spool.job("done", "huge")
+        let errors = try JSON.lines(try await scratch.gunzip(done + "/errors.jsonl.gz"), what: "errors")
+        #expect(errors.count == 1)
+        #expect(JSON.string(errors.first ?? [:], "code") == "line_too_long", "\(errors)")
+        #expect((JSON.string(errors.first ?? [:], "message") ?? "").contains("16384x16384"), "\(errors)")
+        let report = try Files.json(done + "/report.json")
+        #expect("\(report)".contains("450"), "the 450 real images were evaluated: \(report)")
     }
 }
