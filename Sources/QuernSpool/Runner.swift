@@ -111,7 +111,14 @@ public final class JobRunner {
         let inputPath = try policy.resolve(manifest.input.path, field: "input.path")
         let modelPath = try policy.resolve(manifest.model!, field: "model")
         guard Sys.isRegularFile(inputPath) else {
-            throw QuernError(.fileNotFound, "input.path \(inputPath) is not a regular file", field: "input.path")
+            guard let status = Sys.fileStatus(inputPath) else {
+                throw QuernError(.fileNotFound, "input.path \(inputPath) does not exist", field: "input.path")
+            }
+            let kind = Sys.kind(status)
+            throw QuernError(
+                .notARegularFile,
+                "input.path \(inputPath) is \(kind), not a regular file: give a file or an archive (tar, zip) of the data",
+                field: "input.path")
         }
         let inputs = TaskInputs(manifest: manifest, modelPath: modelPath, inputPath: inputPath, policy: policy)
         let loadStart = time.monotonic()

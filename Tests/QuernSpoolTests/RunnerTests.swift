@@ -94,4 +94,28 @@ struct RunnerTests {
         #expect(dir == spool.path(.failed, "bad"))
         #expect(Set(try Sys.listDirectory(dir)) == ["manifest.json", "job.log", "error.json"])
     }
+    @Test("an input.path that is missing or not a regular file fails naming the field and what the path is")
+    func inputThatIsNotAFile() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let spool = try Spool(root: tmp.path + "/s")
+        try Sys.mkdir(tmp.path + "/data.csv")
+        let policy = PathPolicy(base: spool.root, roots: [repoRoot, tmp.path])
+        for (name, path, code, words) in [
+            ("dir", tmp.path + "/data.csv", QuernError.Code.notARegularFile, "is a directory"),
+            ("gone", tmp.path + "/none.csv", QuernError.Code.fileNotFound, "does not exist")
+        ] {
+            var manifest = try #require(try JSONParser.parse(digitsPredict(id: name)).objectValue)
+            var input = try #require(manifest["input"]?.objectValue)
+            input["path"] = .string(path)
+            manifest["input"] = .object(input)
+            let job = try activeJob(spool, JSONWriter.pretty(.object(manifest)), id: name)
+            guard case .failed(_, let e) = JobRunner(spool: spool, policy: policy).run(job) else {
+                Issue.record("\(name): the job did not fail")
+                continue
+            }
+            #expect(e.field == "input.path" && e.code == code, "\(name): \(e)")
+            #expect(e.message.contains(words) && e.message.contains(path), "\(name): \(e.message)")
+        }
+    }
 }
