@@ -31,3 +31,31 @@ public enum Norms {
         isa.kernels.softmax(x, rows, n, n, keep)
     }
 }
+
+extension Norms {
+    /// RMS norm over the last dimension of `[rows, n]` (Llama, Qwen2, Mistral):
+    /// `y = x / sqrt(mean(x²) + eps) · gamma`, in place when `y == x`. The sum of squares
+    /// runs in eight fixed lanes, so a row's result never depends on the other rows.
+    public static func rmsNorm(
+        _ x: UnsafePointer<Float>, rows: Int, n: Int, gamma: UnsafePointer<Float>, eps: Float,
+        into y: UnsafeMutablePointer<Float>
+    ) {
+        for r in 0..<rows {
+            let row = x + r * n, out = y + r * n
+            var lanes = SIMD8<Float>(repeating: 0)
+            var i = 0
+            while i + 8 <= n {
+                let v = UnsafeRawPointer(row + i).loadUnaligned(as: SIMD8<Float>.self)
+                lanes.addProduct(v, v)
+                i += 8
+            }
+            var sum = lanes.sum()
+            while i < n {
+                sum += row[i] * row[i]
+                i += 1
+            }
+            let scale = 1 / (sum / Float(n) + eps).squareRoot()
+            for j in 0..<n { out[j] = gamma[j] * (row[j] * scale) }
+        }
+    }
+}

@@ -107,3 +107,12 @@ public protocol LayerStackSource: Model {
     /// and for an int8 model (its fp32 weights are gone).
     var fp32: LoadedWeights? { get }
 }
+
+/// A decoder language model: token ids in, next-token logits out, one KV cache per
+/// sequence: the `generate` task.
+public protocol CausalLM: Model {
+    var decoder: Decoder { get }
+    /// Ids that end a completion (generation_config.json's `eos_token_id`, one or more).
+    var endTokens: [Int32] { get }
+    var beginToken: Int32? { get }
+}

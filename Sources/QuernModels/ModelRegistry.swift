@@ -7,10 +7,17 @@ import QuernKernels
 public protocol ModelFamily: SendableMetatype {
     /// config.json's `model_type`.
     static var modelType: String { get }
+    /// Other `model_type`s whose checkpoints this family loads (configs of the same
+    /// architecture under another name).
+    static var aliases: [String] { get }
     /// The capability protocols its models can have (`TextEncoder.self`…), so an error
     /// can name the families that would do.
     static var provides: [Any.Type] { get }
     static func load(_ files: ModelFiles, options: ModelOptions) throws -> any Model
+}
+
+extension ModelFamily {
+    public static var aliases: [String] { [] }
 }
 
 /// How a job wants a model loaded.
@@ -81,10 +88,12 @@ public enum ModelRegistry {
     public static let families: [any ModelFamily.Type] = [
         MLP.self,
         CNN.self,
-        Bert.self
+        Bert.self,
+        Llama.self,
+        GPT2.self
     ]
 
-    public static var names: [String] { families.map { $0.modelType }.sorted() }
+    public static var names: [String] { families.flatMap { [$0.modelType] + $0.aliases }.sorted() }
 
     /// The families whose models can have `capability`.
     public static func families<C>(providing capability: C.Type) -> [String] {
@@ -94,7 +103,7 @@ public enum ModelRegistry {
     }
 
     public static func family(_ modelType: String) -> (any ModelFamily.Type)? {
-        families.first { $0.modelType == modelType }
+        families.first { $0.modelType == modelType || $0.aliases.contains(modelType) }
     }
 
     static func config(_ path: String) throws -> ([UInt8], JSONObject) {

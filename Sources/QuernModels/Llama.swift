@@ -1,0 +1,156 @@
+import Foundation
+import QuernCore
+import QuernKernels
+
+/// The `llama` family: Hugging Face's `LlamaForCausalLM` and the configs that share its
+/// block (`qwen2`: q/k/v biases; `mistral`: sliding-window attention): RMS norm, rotary
+/// positions (`rope_theta`, with default, linear, llama3 or yarn scaling), grouped-query
+/// attention and a SwiGLU MLP, output embeddings tied or not. SmolLM/SmolLM2,
+/// TinyLlama, Llama 2/3, Qwen2/2.5 and Mistral checkpoints load here.
+public enum Llama: ModelFamily {
+    public static let modelType = "llama"
+    public static let aliases = ["qwen2", "mistral"]
+    public static var provides: [Any.Type] { [(any CausalLM).self] }
+
+    /// Checkpoint names → Quern's: the stack's tensors sit under `model.`.
+    public static func keyMap(_ name: String) -> String {
+        name.hasPrefix("model.") ? String(name.dropFirst(6)) : name
+    }
+
+    /// What config.json says, bounded.
+    public struct Config: Sendable, Equatable {
+        public var shape: Decoder.Shape
+        public var theta: Double
+        public var scaling: RotaryEmbedding.Scaling
+        public var tied: Bool
+        /// q/k/v projections have biases (Qwen2; `attention_bias` in Llama's config, which
+        /// also gives the output projection one).
+        public var qkvBias: Bool
+        public var outputBias: Bool
+        public var mlpBias: Bool
+
+        public init(json: JSONObject, source: String = "config.json") throws {
+            let c = ConfigFields(json, source: source)
+            let type = try c.string("model_type", default: Llama.modelType)
+            let hidden = try c.int("hidden_size", max: 1 << 15)
+            let heads = try c.int("num_attention_heads", max: 1 << 10)
+            let kvHeads = try c.int("num_key_value_heads", max: heads, default: heads)
+            guard heads % kvHeads == 0 else {
+                throw c.fail("num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
+            }
+            guard hidden % heads == 0 || c.json["head_dim"] != nil else {
+                throw c.fail("hidden_size \(hidden) is not a multiple of num_attention_heads \(heads); give head_dim")
+            }
+            let headDim = try c.int("head_dim", max: 1 << 10, default: hidden / heads)
+            guard headDim % 2 == 0 else { throw c.fail("head_dim \(headDim) must be even for rotary positions") }
+            let act = try c.string("hidden_act", default: "silu")
+            guard act == "silu" else { throw c.fail("hidden_act \(act) is not supported (silu, SwiGLU)") }
+            try c.require("pretraining_tp", in: [.int(1)], what: "1 only")
+            let context = try c.int("max_position_embeddings", max: 1 << 21, default: 2048)
+            var window: Int?
+            let sliding = try type == "qwen2" && c.bool("use_sliding_window", default: false)
+            if type == "mistral" || sliding {
+                window = try c.optionalInt("sliding_window", max: 1 << 21)
+            }
+            shape = Decoder.Shape(
+                vocabulary: try c.int("vocab_size", max: 1 << 22), hidden: hidden,
+                layers: try c.int("num_hidden_layers", max: 1 << 9), heads: heads, kvHeads: kvHeads, headDim: headDim,
+                intermediate: try c.int("intermediate_size", max: 1 << 17), context: context, norm: .rms,
+                normEps: Float(try c.positive("rms_norm_eps", default: 1e-6)), mlp: .gatedSiLU,
+                window: window.flatMap { $0 < context ? $0 : nil })
+            tied = try c.bool("tie_word_embeddings", default: false)
+            let attentionBias = try c.bool("attention_bias", default: false)
+            qkvBias = type == "qwen2" || attentionBias
+            outputBias = type != "qwen2" && attentionBias
+            mlpBias = try c.bool("mlp_bias", default: false)
+
+            // Rotary settings: transformers 5 writes `rope_parameters` (theta inside);
+            // older configs `rope_theta` and `rope_scaling`.
+            let rope = c.json["rope_parameters"]?.objectValue ?? c.json["rope_scaling"]?.objectValue
+            let r = ConfigFields(rope ?? JSONObject(), source: source + " rope parameters")
+            theta = try rope?["rope_theta"] != nil ? r.positive("rope_theta") : c.positive("rope_theta", default: 10000)
+            let kind = try r.string("rope_type", default: r.string("type", default: "default"))
+            switch kind {
+            case "default":
+                scaling = .none
+            case "linear":
+                scaling = .linear(factor: try r.positive("factor"))
+            case "llama3":
+                scaling = .llama3(
+                    factor: try r.positive("factor"), lowFrequencyFactor: try r.positive("low_freq_factor"),
+                    highFrequencyFactor: try r.positive("high_freq_factor"),
+                    originalContext: try r.positive("original_max_position_embeddings"))
+            case "yarn":
+                let factor = try r.positive("factor")
+                func mscale(_ m: Double) -> Double { factor <= 1 ? 1 : 0.1 * m * log(factor) + 1 }
+                var attention = try rope?["attention_factor"] == nil ? nil : r.positive("attention_factor")
+                if attention == nil, rope?["mscale"] != nil, rope?["mscale_all_dim"] != nil {
+                    attention = mscale(try r.positive("mscale")) / mscale(try r.positive("mscale_all_dim"))
+                }
+                scaling = .yarn(
+                    factor: factor,
+                    originalContext: try r.positive("original_max_position_embeddings", default: Double(context)),
+                    betaFast: try r.positive("beta_fast", default: 32),
+                    betaSlow: try r.positive("beta_slow", default: 1),
+                    attentionFactor: attention, truncate: try r.bool("truncate", default: true))
+            default:
+                throw c.fail("rope type \"\(kind)\" is not supported (default, linear, llama3, yarn)")
+            }
+        }
+    }
+
+    public static func load(_ files: ModelFiles, options: ModelOptions) throws -> any Model {
+        let config = try Config(json: files.config, source: files.configPath)
+        let s = config.shape, h = s.hidden, hd = s.headDim
+        let (file, digest) = try files.weights()
+        var w = try StrictWeights(file, keyMap: keyMap)
+        let precision = options.precision
+        // Rotary inverse frequencies saved by old checkpoints are recomputed from the config.
+        w.ignore { $0.hasSuffix(".rotary_emb.inv_freq") }
+
+        func linear(_ parts: [(String, Int)]) throws -> LinearOperator {
+            var data = [Float]()
+            for (name, rows) in parts { data += try w.float32(name + ".weight", shape: [rows, h]).data }
+            let rows = parts.reduce(0) { $0 + $1.1 }
+            return LinearOperator.choose(Tensor(shape: [rows, h], data: data), precision: precision)
+        }
+        func bias(_ parts: [(String, Int)], _ present: Bool) throws -> [Float]? {
+            guard present else { return nil }
+            return try parts.flatMap { try w.float32($0.0 + ".bias", shape: [$0.1]).data }
+        }
+        var layers: [Decoder.Layer] = []
+        for i in 0..<s.layers {
+            let p = "layers.\(i)."
+            let qkv = [
+                (p + "self_attn.q_proj", s.heads * hd), (p + "self_attn.k_proj", s.kvWidth),
+                (p + "self_attn.v_proj", s.kvWidth)
+            ]
+            let gateUp = [(p + "mlp.gate_proj", s.intermediate), (p + "mlp.up_proj", s.intermediate)]
+            let down = try w.float32(p + "mlp.down_proj.weight", shape: [h, s.intermediate])
+            let output = try w.float32(p + "self_attn.o_proj.weight", shape: [h, s.heads * hd])
+            layers.append(
+                Decoder.Layer(
+                    attentionNorm: .init(gamma: try w.float32(p + "input_layernorm.weight", shape: [h]).data),
+                    qkv: try linear(qkv), qkvBias: try bias(qkv, config.qkvBias),
+                    output: LinearOperator.choose(output, precision: precision),
+                    outputBias: try bias([(p + "self_attn.o_proj", h)], config.outputBias),
+                    mlpNorm: .init(gamma: try w.float32(p + "post_attention_layernorm.weight", shape: [h]).data),
+                    up: try linear(gateUp), upBias: try bias(gateUp, config.mlpBias),
+                    down: LinearOperator.choose(down, precision: precision),
+                    downBias: try bias([(p + "mlp.down_proj", h)], config.mlpBias)))
+        }
+        let embeddings = try w.float32("embed_tokens.weight", shape: [s.vocabulary, h])
+        // A tied checkpoint may still carry a copy of the embeddings as lm_head.
+        let head = config.tied ? embeddings : try w.float32("lm_head.weight", shape: [s.vocabulary, h])
+        if config.tied { w.ignore { $0 == "lm_head.weight" } }
+        let decoder = Decoder(
+            shape: s, embeddings: embeddings.data, positionEmbeddings: nil,
+            rotary: RotaryEmbedding(dimensions: hd, theta: config.theta, scaling: config.scaling), layers: layers,
+            finalNorm: .init(gamma: try w.float32("norm.weight", shape: [h]).data),
+            head: LinearOperator.choose(head, precision: precision))
+        try w.finish()
+        return try DecoderModel(
+            family: files.config["model_type"]?.stringValue ?? modelType, files: files, weights: digest,
+            decoder: decoder, precision: precision)
+    }
+}
