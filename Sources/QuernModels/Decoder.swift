@@ -337,7 +337,7 @@ public final class KVCache: @unchecked Sendable {
     public internal(set) var length = 0
     private let keys: AlignedBuffer<Float>
     private let values: AlignedBuffer<Float>
-    private let layers: Int
+    let layers: Int
 
     init(layers: Int, capacity: Int, width: Int) {
         self.layers = layers
@@ -345,6 +345,14 @@ public final class KVCache: @unchecked Sendable {
         self.width = width
         keys = AlignedBuffer(count: layers * capacity * width, zeroed: false)
         values = AlignedBuffer(count: layers * capacity * width, zeroed: false)
+    }
+
+    /// Takes `other`'s filled positions (same layers, capacity and width).
+    func copyContents(of other: KVCache) {
+        precondition(other.layers == layers && other.capacity == capacity && other.width == width)
+        keys.pointer.update(from: other.keys.pointer, count: layers * capacity * width)
+        values.pointer.update(from: other.values.pointer, count: layers * capacity * width)
+        length = other.length
     }
 
     /// Bytes held: what a job's memory budget counts per sequence.
