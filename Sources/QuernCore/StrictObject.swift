@@ -4,7 +4,7 @@
 public struct StrictObject {
     public let object: JSONObject
     public let path: String
-    var taken: Set<String> = []
+    public private(set) var taken: Set<String> = []
 
     public init(_ object: JSONObject, path: String) {
         self.object = object

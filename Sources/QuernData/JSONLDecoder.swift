@@ -49,6 +49,13 @@ final class JSONLDecoder: LineDecoder {
             id = str
         }
         var record = Record(index: index, id: id, member: member, line: line)
+        if spec.wantsObject {
+            // The line parsed as a whole too: it was just scanned, so it is valid JSON.
+            guard let object = (try? JSONParser.parse(Array(bytes)))?.objectValue else {
+                return failure(index, line, .invalidRecord, "a record must be a JSON object", id: id)
+            }
+            record.object = object
+        }
         if let s = textSlot {
             guard let v = values[s]?.stringValue else {
                 let what = values[s].map { "is \($0.typeName), not a string" } ?? "is missing"

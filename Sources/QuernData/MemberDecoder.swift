@@ -14,7 +14,7 @@ class MemberDecoder {
         -> MemberDecoder
     {
         switch spec.format {
-        case .jsonl:
+        case .jsonl, .openaiBatch:
             return JSONLDecoder(
                 spec: spec, member: member,
                 lines: LineSplitter(source: source, maxBytes: limits.maxLineBytes, quoteAware: false))

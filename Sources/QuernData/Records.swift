@@ -6,6 +6,9 @@ import QuernCore
 
 public enum RecordFormat: String, Sendable, CaseIterable {
     case jsonl, csv, txt, npy, idx, png
+    /// OpenAI's Batch API input: JSON Lines of `{"custom_id", "method", "url", "body"}`
+    /// requests, read as JSONL with `custom_id` as the id and the whole object kept.
+    case openaiBatch = "openai-batch"
 
     /// Formats whose records bring their label without a `label_field`: IDX and NPY
     /// arrays are labelled by the 1-D member paired with them (`train-images-idx3-ubyte`
@@ -33,6 +36,9 @@ public struct RecordSpec: Sendable {
     /// these columns are taken by name when the header has them all.
     public var modelFeatureNames: [String]?
     public var wantsText = false
+    /// JSONL: keep each record's whole object (`Record.object`), for tasks that read
+    /// structured fields (chat messages, per-record options, OpenAI request bodies).
+    public var wantsObject = false
     public var wantsFeatures = false
     public var wantsLabel = false
     /// Applied to every feature of image formats (IDX, NPY): x·scale + offset, e.g.
@@ -102,6 +108,8 @@ public struct Record: Sendable {
     public var pair: String?
     public var features: [Float] = []
     public var label: String?
+    /// The record's JSON object, when the spec asks for it (JSONL).
+    public var object: JSONObject?
 }
 
 /// A record that could not be read: it goes to the job's error file, the job goes on.

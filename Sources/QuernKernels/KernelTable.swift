@@ -84,6 +84,8 @@ struct KernelTable: Sendable {
             UnsafePointer<Int16>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
             UnsafePointer<UInt32>?, Int, Int, UnsafeMutablePointer<Int32>?, Int
         ) -> Void
+    typealias Q4DequantPanel =
+        @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?) -> Void
     typealias Transpose =
         @convention(c) (
             UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<Float>?,
@@ -97,6 +99,8 @@ struct KernelTable: Sendable {
     let sgemmWideTile: SGEMMWideTile?
     /// `c = act(c + bias)`: the fused epilogue of the fp32 GEMMs (dense and sparse).
     let biasActivation: BiasActivation
+    /// Expands K rows of a 4-bit panel into the fp32 B layout (q4.c).
+    let q4DequantPanel: Q4DequantPanel
 
     // int8 GEMM (qgemm.c)
     /// The tile over K pairs widened to int16 (`QuantizedWeights.Layout.pairs`).
@@ -136,6 +140,7 @@ extension KernelTable {
     /// against.
     static let scalar = KernelTable(
         sgemmTile: quern_sgemm_tile_scalar, sgemmWideTile: nil, biasActivation: quern_bias_act_scalar,
+        q4DequantPanel: quern_q4_dequant_panel_scalar,
         qgemmPairTile: quern_qgemm_tile_scalar, qgemmQuadTile: quern_qgemm4_tile_scalar,
         qgemmQuadTilePairBounded: quern_qgemm4_tile_scalar,
         quantizeRows: quern_quantize_rows_u8_scalar, quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar,
@@ -179,6 +184,7 @@ extension KernelTable {
     {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
+            q4DequantPanel: quern_q4_dequant_panel_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
             dequantize: quern_dequantize_avx2,

@@ -55,6 +55,26 @@ public struct PackedWeights: Sendable {
     func panel(_ j: Int) -> UnsafePointer<Float> { UnsafePointer(panels.pointer + j * k * Self.nr) }
 }
 
+/// Weights the fp32 GEMM reads panel by panel: dense fp32 panels as they are stored, or
+/// compressed ones (`Q4Weights`) expanded a K block at a time into a scratch panel in L1.
+protocol PanelSource {
+    var n: Int { get }
+    var k: Int { get }
+    /// Rows `pc ..< pc + count` of panel `j` in the B layout (`count` steps of NR floats):
+    /// a pointer into the weights, or `scratch` filled.
+    func panel(_ j: Int, rows pc: Int, _ count: Int, scratch: UnsafeMutablePointer<Float>, kernels: KernelTable)
+        -> UnsafePointer<Float>
+}
+
+extension PackedWeights: PanelSource {
+    @inline(__always)
+    func panel(_ j: Int, rows pc: Int, _ count: Int, scratch: UnsafeMutablePointer<Float>, kernels: KernelTable)
+        -> UnsafePointer<Float>
+    {
+        panel(j) + pc * Self.nr
+    }
+}
+
 /// fp32 GEMM with a fused epilogue: `y[M, N] = act(x[M, K] · wᵀ + bias)`.
 ///
 /// BLIS-style blocking in Swift around a C register tile (6×16 on AVX2): K is split into
@@ -83,8 +103,8 @@ public enum SGEMM {
 
     /// The same through a given table (tests pass `KernelTable.avx512Emulated`). With a
     /// wide tile, the 6×32 tile runs over pairs of panels, else the 6×16 tile over each.
-    static func linear(
-        _ x: UnsafePointer<Float>, m: Int, _ w: PackedWeights, bias: UnsafePointer<Float>?,
+    static func linear<W: PanelSource>(
+        _ x: UnsafePointer<Float>, m: Int, _ w: W, bias: UnsafePointer<Float>?,
         activation: Activation, into y: UnsafeMutablePointer<Float>, kernels: KernelTable,
         pool: ThreadPool
     ) {
@@ -104,7 +124,10 @@ public enum SGEMM {
         /// of K (block `pc` starts at `scratch + rowsPadded·pc`); then, group by group of
         /// column panels, every K block runs over the group, so the group's C tiles stay
         /// in L2 between K blocks instead of making a round trip to memory for each.
-        func block(rows r0: Int, _ rows: Int, panels p0: Int, _ p1: Int, scratch: UnsafeMutablePointer<Float>) {
+        func block(
+            rows r0: Int, _ rows: Int, panels p0: Int, _ p1: Int, scratch: UnsafeMutablePointer<Float>,
+            bScratch: UnsafeMutablePointer<Float>
+        ) {
             let padded = rowsPadded(rows)
             var pc = 0
             while pc < k {
@@ -123,8 +146,10 @@ public enum SGEMM {
                     for j in stride(from: g, to: gEnd, by: step) {
                         // The wide tile covers two panels only when both are in this group.
                         let cols = min(min(step, gEnd - j) * nr, n - j * nr)
-                        let b = w.panel(j) + pc * nr
-                        let b1 = j + 1 < gEnd ? w.panel(j + 1) + pc * nr : nil
+                        let b = w.panel(j, rows: pc, kcur, scratch: bScratch, kernels: kernels)
+                        let b1 =
+                            j + 1 < gEnd && wide != nil
+                            ? w.panel(j + 1, rows: pc, kcur, scratch: bScratch + kc * nr, kernels: kernels) : nil
                         var i = 0
                         while i < rows {
                             let mcur = min(mr, rows - i)
@@ -160,7 +185,9 @@ public enum SGEMM {
                 let r0 = t * rowsPerTask, rows = min(rowsPerTask, m - r0)
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(rowsPadded(rows) * k, 1))
                 defer { scratch.deallocate() }
-                block(rows: r0, rows, panels: 0, panelCount, scratch: scratch)
+                let bScratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kc * nr)
+                defer { bScratch.deallocate() }
+                block(rows: r0, rows, panels: 0, panelCount, scratch: scratch, bScratch: bScratch)
             }
         } else {
             // Small M (1…tens of rows): split the output columns; each task packs the few
@@ -172,7 +199,9 @@ public enum SGEMM {
                 let p0 = t * perGroup, p1 = min(panelCount, p0 + perGroup)
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(rowsPadded(m) * k, 1))
                 defer { scratch.deallocate() }
-                block(rows: 0, m, panels: p0, p1, scratch: scratch)
+                let bScratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kc * nr)
+                defer { bScratch.deallocate() }
+                block(rows: 0, m, panels: p0, p1, scratch: scratch, bScratch: bScratch)
             }
         }
     }

@@ -25,7 +25,8 @@ final class RecordOutputs {
     var checkpointPath: String { job.file("checkpoint.json") }
 
     /// The outputs of `job`, continued from `checkpoint` when there is one.
-    init(job: ActiveJob, manifest: Manifest, checkpoint: Checkpoint?) throws {
+    init(job: ActiveJob, manifest: Manifest, checkpoint: Checkpoint?, errorLine: RecordErrors.LineFormat? = nil) throws
+    {
         self.job = job
         format = manifest.output.format
         level = manifest.output.compressionLevel
@@ -37,7 +38,8 @@ final class RecordOutputs {
             path: job.file(JobRunner.errorsName + ".partial"), level: level,
             resume: checkpoint.map { ($0.errors, $0.errorsPending) })
         errors = RecordErrors(
-            writer: writer, maxErrors: manifest.limits.maxErrors, count: checkpoint?.counts.failed ?? 0)
+            writer: writer, maxErrors: manifest.limits.maxErrors, count: checkpoint?.counts.failed ?? 0,
+            format: errorLine)
         vectors =
             format == .npy
             ? try VectorOutput(

@@ -190,7 +190,7 @@ public final class JobRunner {
                     ("model", .string(inputs.modelPath))
                 ])
         }
-        let out = try RecordOutputs(job: job, manifest: manifest, checkpoint: checkpoint)
+        let out = try RecordOutputs(job: job, manifest: manifest, checkpoint: checkpoint, errorLine: task.errorLine)
         openErrors = out.errors.writer
         let skip = out.consumed
 

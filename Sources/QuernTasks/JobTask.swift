@@ -1,5 +1,6 @@
 import QuernCore
 import QuernData
+import QuernKernels
 import QuernModels
 
 /// One kind of job (`predict`, `embed`, `finetune`…): everything Quern knows about it,
@@ -83,7 +84,7 @@ public struct TaskInputs {
         try ModelRegistry.load(
             modelPath,
             ModelOptions(
-                precision: (precision ?? manifest.precision) == .int8 ? .int8 : .fp32,
+                precision: LinearOperator.Precision(rawValue: (precision ?? manifest.precision).rawValue)!,
                 maxLength: manifest.maxLength,
                 allowArchitectureOnly: allowArchitectureOnly))
     }
@@ -122,6 +123,13 @@ public protocol PreparedRun {
     /// Features each record must have, when the model takes a fixed number
     /// (`quern validate` checks sampled records against it).
     var inputSize: Int? { get }
+    /// The shape of the error file's lines, when the input format has its own (nil:
+    /// Quern's `{id, member, line, code, message}`).
+    var errorLine: RecordErrors.LineFormat? { get }
+}
+
+extension PreparedRun {
+    public var errorLine: RecordErrors.LineFormat? { nil }
 }
 
 /// A task that streams records: the runner reads a window of `window` records, hands it

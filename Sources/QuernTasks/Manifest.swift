@@ -7,7 +7,9 @@ import QuernData
 /// shares (model, input, output, limits); a task's own blocks (`train`, `score`…) are
 /// decoded by their types and checked by the task (`JobTask.check`).
 public struct Manifest: Sendable {
-    public enum Precision: String, Sendable, CaseIterable { case fp32, int8 }
+    /// Weights as stored or converted at load: fp32, int8 (per output channel), or q4
+    /// (4-bit groups of 32; a GGUF's own Q4_0/Q4_1/Q4_K as stored).
+    public enum Precision: String, Sendable, CaseIterable { case fp32, int8, q4 }
     public enum OutputFormat: String, Sendable, CaseIterable { case jsonl, csv, npy }
     /// The element type of NPY vectors: float32, or int8 with a scale per row.
     public enum VectorType: String, Sendable, CaseIterable { case float32, int8 }

@@ -9,16 +9,21 @@ public final class RecordErrors {
     public let maxErrors: Int
     /// Bad records so far (a resumed job starts from its checkpoint's count).
     public private(set) var count: Int
+    /// How a bad record is written, when a task's input format has its own error shape
+    /// (OpenAI Batch); otherwise `line(id:member:line:_:)`.
+    public typealias LineFormat = @Sendable (_ id: String?, _ member: String, _ line: Int?, _ e: QuernError) -> [UInt8]
+    let format: LineFormat
 
-    public init(writer: ChunkedGzipWriter, maxErrors: Int, count: Int = 0) {
+    public init(writer: ChunkedGzipWriter, maxErrors: Int, count: Int = 0, format: LineFormat? = nil) {
         self.writer = writer
         self.maxErrors = maxErrors
         self.count = count
+        self.format = format ?? Self.line
     }
 
     public func record(id: String?, member: String, line: Int?, _ e: QuernError) throws {
         count += 1
-        try writer.append(Self.line(id: id, member: member, line: line, e))
+        try writer.append(format(id, member, line, e))
         if count > maxErrors {
             let at = line.map { "\(member), line \($0)" } ?? member
             throw QuernError(

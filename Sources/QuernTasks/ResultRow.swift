@@ -11,6 +11,9 @@ public struct ResultRow: Sendable {
         case floats([Float])
         case strings([String])
         case bool(Bool)
+        /// Structured output (OpenAI response bodies, logprobs): compact JSON in JSONL,
+        /// the same text in a CSV cell.
+        case json(JSONValue)
     }
 
     public var id: String
@@ -57,6 +60,7 @@ public struct RowEncoder: Sendable {
             case .int(let i): w.int(i)
             case .float(let f): w.float(f)
             case .bool(let b): if b { w.raw("true") } else { w.raw("false") }
+            case .json(let v): w.value(v)
             case .floats(let v):
                 w.raw("[")
                 for (i, f) in v.enumerated() {
@@ -108,6 +112,7 @@ public struct RowEncoder: Sendable {
             case .int(let i): cells.append(String(i)); names.append(name)
             case .float(let f): cells.append(f.isFinite ? f.description : ""); names.append(name)
             case .bool(let b): cells.append(b ? "true" : "false"); names.append(name)
+            case .json(let v): cells.append(String(decoding: JSONWriter.compact(v), as: UTF8.self)); names.append(name)
             case .floats(let v):
                 for (i, f) in v.enumerated() {
                     cells.append(f.isFinite ? f.description : ""); names.append("\(name)_\(i)")

@@ -28,6 +28,7 @@ struct KernelTableTests {
         func address<F>(_ f: F) -> UnsafeRawPointer { unsafeBitCast(f, to: UnsafeRawPointer.self) }
         var out: [String: UnsafeRawPointer] = [
             "sgemmTile": address(t.sgemmTile), "biasActivation": address(t.biasActivation),
+            "q4DequantPanel": address(t.q4DequantPanel),
             "qgemmPairTile": address(t.qgemmPairTile), "qgemmQuadTile": address(t.qgemmQuadTile),
             "qgemmQuadTilePairBounded": address(t.qgemmQuadTilePairBounded),
             "quantizeRows": address(t.quantizeRows), "quantizeRowsFixed": address(t.quantizeRowsFixed),
@@ -47,6 +48,7 @@ struct KernelTableTests {
     ) -> KernelTable {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
+            q4DequantPanel: quern_q4_dequant_panel_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
             dequantize: quern_dequantize_avx2, layerNorm: quern_layernorm_avx2,
@@ -65,6 +67,7 @@ struct KernelTableTests {
         case .scalar:
             return KernelTable(
                 sgemmTile: quern_sgemm_tile_scalar, sgemmWideTile: nil, biasActivation: quern_bias_act_scalar,
+                q4DequantPanel: quern_q4_dequant_panel_scalar,
                 qgemmPairTile: quern_qgemm_tile_scalar, qgemmQuadTile: quern_qgemm4_tile_scalar,
                 qgemmQuadTilePairBounded: quern_qgemm4_tile_scalar, quantizeRows: quern_quantize_rows_u8_scalar,
                 quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar, dequantize: quern_dequantize_scalar,

@@ -119,17 +119,25 @@ struct DecoderTests {
         }
     }
 
-    @Test("int8 weights keep greedy decoding close to fp32 on the tiny models")
-    func int8() throws {
+    @Test(
+        "int8 and 4-bit weights keep greedy decoding close to fp32 on the tiny models",
+        arguments: [
+            LinearOperator.Precision.int8, .q4
+        ])
+    func quantized(precision: LinearOperator.Precision) throws {
         var matched = 0, total = 0
         for e in try Self.expected() {
             let fp32 = Self.greedy(try Self.load(e.model).decoder, e.ids, count: 8)
-            let int8 = Self.greedy(try Self.load(e.model, .int8).decoder, e.ids, count: 8)
+            let low = Self.greedy(try Self.load(e.model, precision).decoder, e.ids, count: 8)
             total += 8
-            matched += zip(fp32, int8).prefix { $0 == $1 }.count
+            matched += zip(fp32, low).prefix { $0 == $1 }.count
         }
-        print("int8 greedy prefix: \(matched) of \(total) tokens")
-        #expect(Double(matched) >= 0.5 * Double(total))
+        print("\(precision) greedy prefix: \(matched) of \(total) tokens")
+        // Random weights with margins of 0.001-0.03 between the two best logits: 4-bit
+        // noise (a sixteenth of each group's range) flips them far sooner than int8's.
+        // SmolLM2's fidelity is what `quern bench generate` measures.
+        let floor = precision == .int8 ? 0.5 : 0.2
+        #expect(Double(matched) >= floor * Double(total))
     }
 
     @Test("configs with absurd or unsupported settings are refused naming the key")

@@ -155,6 +155,17 @@ void quern_residual_layernorm_scalar(float *x, const float *d, size_t rows, size
                                      const float *beta, float eps);
 
 // ---- sparse fp32 (CSR weights) -------------------------------------------------------
+// 4-bit group-quantized weights (q4.c), stored per B panel of QUERN_SGEMM_NR columns:
+// for each k, NR/2 bytes of nibbles (byte j: column j in the low nibble, column j + 8 in
+// the high one), and for each group of QUERN_Q4_GROUP k's, NR scales then NR offsets, so
+// weight = q·scale + offset (Q4_0: offset = −8·scale; Q4_1 and Q4_K: their min). Rows k0
+// … k0+kcur of a panel dequantize into the B layout the fp32 tiles read; k0 and the
+// group boundaries agree (k0 is a multiple of QUERN_Q4_GROUP).
+enum { QUERN_Q4_GROUP = 32 };
+_Static_assert(QUERN_SGEMM_NR == 16, "the q4 nibble layout pairs columns j and j + 8 of a 16-wide panel");
+void quern_q4_dequant_panel_scalar(const uint8_t *nibbles, const float *params, size_t k0, size_t kcur, float *dst);
+void quern_q4_dequant_panel_avx2(const uint8_t *nibbles, const float *params, size_t k0, size_t kcur, float *dst);
+
 // The sparse kernels below multiply blocks of mb ≤ QUERN_SPMM_BLOCK input rows held
 // transposed. Their AVX2 forms vectorise only a full block (eight accumulators of eight
 // lanes) and hand narrower ones to the scalar twin, so callers zero-pad wide-enough

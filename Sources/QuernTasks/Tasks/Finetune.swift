@@ -39,9 +39,11 @@ public enum FinetuneTask: JobTask {
                 "task finetune needs labelled feature records (csv, jsonl, npy, idx or png), not txt",
                 field: "input.format")
         }
-        if m.precision == .int8 {
+        if m.precision != .fp32 {
             throw QuernError(
-                .invalidValue, "finetune trains in fp32; quantize the result with a quantize job", field: "precision")
+                .invalidValue,
+                "finetune trains in fp32, not \(m.precision.rawValue); quantize the result with a quantize job",
+                field: "precision")
         }
     }
 
