@@ -127,7 +127,9 @@ public struct WordPieceTokenizer: Sendable {
             if o["normalized"]?.boolValue == true {
                 throw fail("added token \(content) is normalized, which Quern does not support")
             }
-            specials.append((content, i))
+            // As `tokenizers` loads an added token: the vocabulary's id for its text wins
+            // over the one the entry states (it warns "was expected to have ID").
+            specials.append((content, byToken[content] ?? i))
         }
 
         var cls: Int32?, sep: Int32?, pairType: Int32 = 1
@@ -220,7 +222,9 @@ public struct WordPieceTokenizer: Sendable {
         pairSecondTypeID = pairType
         defaultMaxLength = maxLength
         padID = pad
-        vocabularySize = (vocab.map { Int($0.1) }.max() ?? -1) + 1
+        // Every id the tokenizer can emit, so a model can check its embeddings cover them.
+        let emitted = vocab.map { Int($0.1) } + specials.map { Int($0.1) } + [cls, sep].compactMap { $0.map(Int.init) }
+        vocabularySize = (emitted.max() ?? -1) + 1
     }
 
     // MARK: encoding

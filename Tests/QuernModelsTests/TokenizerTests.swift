@@ -98,4 +98,26 @@ struct TokenizerTests {
             #expect(e.message.contains("NFKC"))
         }
     }
+
+    @Test("an added token takes its vocabulary id over a stated one, and every id it can emit counts in its size")
+    func addedTokenIDs() throws {
+        var json = try #require(try JSONParser.parse(Sys.readFile(Self.directory + "/tokenizer.json")).objectValue)
+        var added = try #require(json["added_tokens"]?.arrayValue)
+        let vocab = try #require(json["model"]?.objectValue?["vocab"]?.objectValue)
+        let sep = try #require(vocab["[SEP]"]?.intValue)
+        for (i, t) in added.enumerated() where t.objectValue?["content"]?.stringValue == "[SEP]" {
+            var o = try #require(t.objectValue)
+            o["id"] = .int(1_000_000)
+            added[i] = .object(o)
+        }
+        json["added_tokens"] = .array(added)
+        let t = try WordPieceTokenizer(tokenizerJSON: JSONWriter.compact(.object(json)))
+        #expect(WordPieceTokenizer.Session(t).tokens("a [SEP] b").contains(Int32(sep)))
+        // A template naming an id past the vocabulary makes the tokenizer that large, so a
+        // model with fewer embeddings refuses it instead of reading past them.
+        json["post_processor"] = .object(
+            JSONObject([("type", "BertProcessing"), ("sep", ["[SEP]", 5000]), ("cls", ["[CLS]", 2])]))
+        let big = try WordPieceTokenizer(tokenizerJSON: JSONWriter.compact(.object(json)))
+        #expect(big.vocabularySize == 5001)
+    }
 }
