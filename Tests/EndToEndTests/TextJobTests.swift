@@ -276,5 +276,76 @@ extension EndToEnd {
             let noPairs = try Files.json(spool.job("failed", "no-pairs") + "/error.json")
             #expect(JSON.string(noPairs, "field") == "score.queries")
         }
+
+        @Test(
+            "OpenAI Batch embeddings requests: OpenAI's output lines with the reference vectors, failures in its error shape"
+        )
+        func openAIEmbeddings() async throws {
+            let scratch = try Scratch("text-openai")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let cases = try Self.singles()
+            func request(_ id: String, _ body: [String: Any], url: String = "/v1/embeddings") -> String {
+                Self.line(["custom_id": id, "method": "POST", "url": url, "body": body])
+            }
+            let lines = [
+                request("one", ["model": "text-embedding-3-small", "input": cases[0]["text"]!]),
+                request("two", ["input": [cases[1]["text"]!, cases[2]["text"]!], "encoding_format": "base64"]),
+                request("dims", ["input": "x", "dimensions": 7]),
+                request("chat", ["input": "x"], url: "/v1/chat/completions"),
+                request("odd", ["input": "x", "temperature": 1]),
+                request("three", ["input": [cases[3]["text"]!], "user": "u1"])
+            ]
+            let input = scratch.file("requests.jsonl")
+            try Files.write(input, lines.joined(separator: "\n") + "\n")
+            try spool.drop(
+                "oa.json",
+                try JSON.encode([
+                    "version": 1, "id": "oa", "task": "embed", "model": Self.embedder,
+                    "input": ["path": input, "format": "openai-batch"]
+                ]))
+            let run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
+            #expect(run.status == 0, "run --once: \(run)")
+            let results = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "oa") + "/results.jsonl.gz"), what: "results")
+            #expect(results.map { $0["custom_id"] as? String } == ["one", "two", "three"])
+            func vectors(_ r: [String: Any]) -> [[Double]] {
+                let data = (JSON.get(r, ["response", "body", "data"]) as? [[String: Any]]) ?? []
+                return data.map { d in
+                    if let s = d["embedding"] as? String, let bytes = Data(base64Encoded: s) {
+                        return stride(from: 0, to: bytes.count, by: 4).map { i in
+                            Double(
+                                Float(
+                                    bitPattern: bytes[i..<(i + 4)].enumerated().reduce(UInt32(0)) {
+                                        $0 | UInt32($1.element) << (8 * $1.offset)
+                                    }))
+                        }
+                    }
+                    return Self.numbers(d["embedding"])
+                }
+            }
+            let expected = [[cases[0]], [cases[1], cases[2]], [cases[3]]]
+            for (r, want) in zip(results, expected) {
+                #expect((r["id"] as? String)?.hasPrefix("batch_req_") == true)
+                #expect(JSON.get(r, ["response", "status_code"]) as? Int == 200)
+                #expect(JSON.get(r, ["response", "body", "object"]) as? String == "list")
+                let got = vectors(r)
+                #expect(got.count == want.count)
+                for (g, w) in zip(got, want) {
+                    for (a, b) in zip(g, Self.numbers(w["embedding"])) { #expect(abs(a - b) <= Self.tolerance) }
+                }
+                #expect((JSON.get(r, ["response", "body", "usage", "prompt_tokens"]) as? Int ?? 0) > 0)
+            }
+            let errors = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "oa") + "/errors.jsonl.gz"), what: "errors")
+            #expect(errors.map { $0["custom_id"] as? String } == ["dims", "chat", "odd"])
+            for e in errors {
+                #expect(JSON.get(e, ["response", "status_code"]) as? Int == 400)
+                #expect(JSON.get(e, ["response", "body", "error", "message"]) as? String != nil)
+            }
+            #expect(JSON.get(errors[2], ["response", "body", "error", "param"]) as? String == "body.temperature")
+        }
     }
 }

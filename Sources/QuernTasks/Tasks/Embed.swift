@@ -12,7 +12,18 @@ public enum EmbedTask: JobTask {
     /// for a file 13 % smaller.
     public static let defaultCompressionLevel = 1
 
-    public static func check(_ manifest: Manifest) throws { try checkTexts(manifest) }
+    public static func check(_ manifest: Manifest) throws {
+        if manifest.input.format == .openaiBatch {
+            _ = try manifest.modelField("a text encoder directory, e.g. all-MiniLM-L6-v2")
+            guard manifest.output.format != .npy else {
+                throw QuernError(
+                    .invalidValue, "openai-batch input writes OpenAI's batch output lines: use output.format jsonl",
+                    field: "output.format")
+            }
+            return
+        }
+        try checkTexts(manifest)
+    }
 
     /// What `embed` and `score` need: a text encoder and texts.
     static func checkTexts(_ manifest: Manifest) throws {
@@ -37,10 +48,16 @@ public enum EmbedTask: JobTask {
     public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
         let (model, encoder) = try encoder(job)
         let m = job.manifest
+        var spec = m.recordSpec(texts: m.input.format != .openaiBatch, labels: false)
+        if m.input.format == .openaiBatch {
+            spec.wantsFeatures = false
+            spec.wantsObject = true
+            spec.idField = m.input.idField ?? "custom_id"
+        }
         return .records(
             Embedder(
-                model: model, spec: m.recordSpec(texts: true, labels: false),
-                texts: TextRecords(model: encoder, batchSize: m.batchSize)))
+                model: model, spec: spec, texts: TextRecords(model: encoder, batchSize: m.batchSize),
+                openAI: m.input.format == .openaiBatch ? Path.basename(job.modelPath) : nil))
     }
 }
 
@@ -48,16 +65,99 @@ final class Embedder: RecordTask {
     let model: any Model
     let spec: RecordSpec
     let texts: TextRecords
+    /// The model's name in OpenAI response bodies, when the input is OpenAI Batch requests.
+    let openAI: String?
     var inputSize: Int? { nil }
     var window: Int { texts.window }
 
-    init(model: any Model, spec: RecordSpec, texts: TextRecords) {
+    init(model: any Model, spec: RecordSpec, texts: TextRecords, openAI: String? = nil) {
         self.model = model
         self.spec = spec
         self.texts = texts
+        self.openAI = openAI
+    }
+
+    var errorLine: RecordErrors.LineFormat? { openAI == nil ? nil : OpenAIBatch.errorLine }
+
+    /// Body fields of an embeddings request.
+    static let embeddingFields: Set<String> = ["input", "encoding_format", "dimensions"]
+    /// Texts one request may ask for (OpenAI's limit).
+    static let maxInputs = 2048
+
+    /// An embeddings request's texts and whether it wants base64.
+    func request(_ r: Record) throws -> (texts: [String], base64: Bool) {
+        var (url, body) = try OpenAIBatch.request(r, endpoints: [OpenAIBatch.embeddingsEndpoint])
+        let input = try body.take("input", required: true)!
+        let texts: [String]
+        switch input {
+        case .string(let s): texts = [s]
+        case .array(let a) where !a.isEmpty && a.count <= Self.maxInputs && a.allSatisfy({ $0.stringValue != nil }):
+            texts = a.compactMap(\.stringValue)
+        default:
+            throw QuernError(
+                .invalidValue,
+                "\"body.input\" must be a string or an array of 1 to \(Self.maxInputs) strings (token arrays are not supported)",
+                field: "body.input")
+        }
+        let base64 = try body.choice("encoding_format", ["float", "base64"]) == "base64"
+        if let d = try body.int("dimensions", range: 1...Int(Int32.max)),
+            let encoder = model.capability(TextEncoder.self), d != encoder.dimension
+        {
+            throw QuernError(
+                .invalidValue, "\"body.dimensions\" is \(d); this model's embeddings have \(encoder.dimension)",
+                field: "body.dimensions")
+        }
+        try OpenAIBatch.finish(body, url: url, supported: Self.embeddingFields)
+        return (texts, base64)
+    }
+
+    /// OpenAI embeddings requests: every text of the window in one run, then one output
+    /// line per request.
+    func runOpenAI(_ batch: [Record], name: String) -> [Result<ResultRow, QuernError>] {
+        let requests = batch.map { r in
+            Result { try request(r) }.mapError { e -> QuernError in
+                var q = (e as? QuernError) ?? QuernError(.invalidRecord, "\(e)")
+                q.line = q.line ?? r.line
+                q.member = q.member ?? r.member
+                return q
+            }
+        }
+        var flat: [Record] = []
+        for (r, q) in zip(batch, requests) {
+            guard case .success(let q) = q else { continue }
+            for t in q.texts {
+                var each = r
+                each.text = t
+                flat.append(each)
+            }
+        }
+        let (out, rows) = texts.run(flat)
+        let h = texts.model.dimension
+        var next = 0
+        return zip(batch, requests).map { r, q in
+            q.flatMap { q in
+                let mine = rows[next..<(next + q.texts.count)]
+                next += q.texts.count
+                var vectors: [[Float]] = []
+                for row in mine {
+                    switch row {
+                    case .success(let k): vectors.append(Array(out.embeddings[(k * h)..<((k + 1) * h)]))
+                    case .failure(let e): return .failure(e)
+                    }
+                }
+                let tokens = q.texts.reduce(0) { $0 + texts.tokenizer.encode($1).ids.count }
+                let key = OpenAIBatch.requestKey(r)
+                return .success(
+                    OpenAIBatch.row(
+                        custom: r.id, key: key,
+                        body: OpenAIBatch.embeddingsBody(
+                            model: name, vectors: vectors, base64: q.base64, promptTokens: tokens)))
+            }
+        }
     }
 
     func run(_ batch: [Record]) -> [Result<ResultRow, QuernError>] {
+        if let openAI { return runOpenAI(batch, name: openAI) }
         let (out, rows) = texts.run(batch)
         let h = texts.model.dimension
         return zip(batch, rows).map { r, row in
