@@ -80,6 +80,12 @@ extension Sys {
             : ChildExit(code: nil, signal: signal, maxResidentKB: usage.ru_maxrss)
     }
 
+    /// This process's peak resident memory so far, in KiB (getrusage's ru_maxrss).
+    public static var peakResidentKB: Int {
+        var usage = rusage()
+        return getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : 0
+    }
+
     /// Sends `signal` to `pid`; false when there is no such process.
     @discardableResult
     public static func kill(_ pid: pid_t, _ signal: Int32) -> Bool { Glibc.kill(pid, signal) == 0 }

@@ -285,6 +285,8 @@ public final class JobRunner {
         report["records"] = Report.records(succeeded: out.succeeded, failed: out.errors.count)
         report.timings["model_load_seconds"] = .double(loadSeconds)
         report.timings["process_seconds"] = .double(processSeconds)
+        // The job process's peak memory, model included: what a memory limit must allow.
+        report.timings["peak_rss_mb"] = .int(Int64(Sys.peakResidentKB / 1024))
         let done = out.succeeded + out.errors.count - skip
         report["throughput"] = ["records_per_second": .double(Double(done) / max(processSeconds, 1e-9))]
         if let m = task.metrics() { report["metrics"] = m }

@@ -20,7 +20,7 @@ struct DigitsModelTests {
         #expect(model.labels == (0..<10).map(String.init))
         #expect(model.featureNames?.count == 64)
         #expect(model.featureNames?.first == "pixel_0_0")
-        #expect(ModelRegistry.names == ["bert", "cnn", "mlp"])
+        #expect(ModelRegistry.names == ["bert", "cnn", "gpt2", "llama", "mistral", "mlp", "qwen2"])
         // The digest and size come from the file itself (checked against sha256sum).
         let weights = modelPath + "/model.safetensors"
         let expected = String(decoding: try run(["sha256sum", weights]), as: UTF8.self).prefix(64)
@@ -209,7 +209,7 @@ struct StrictLoadingTests {
         let e = try #require(try loadError(config: #"{"model_type": "transformer"}"#))
         #expect(e.code == .modelInvalid)
         #expect(e.message.contains("\"transformer\""))
-        #expect(e.message.contains("cnn, mlp"))
+        #expect(e.message.contains("bert, cnn, gpt2, llama, mistral, mlp, qwen2"))
     }
 
     @Test func regressionModelsHaveNoLabels() throws {
