@@ -83,7 +83,7 @@ extension Sys {
     /// This process's peak resident memory so far, in KiB (getrusage's ru_maxrss).
     public static var peakResidentKB: Int {
         var usage = rusage()
-        return getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : 0
+        return getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage) == 0 ? usage.ru_maxrss : 0
     }
 
     /// Sends `signal` to `pid`; false when there is no such process.
