@@ -71,8 +71,9 @@ public struct GGUFFile: Sendable {
             "the tensor count", each: GGUFReader.minTensorInfoBytes, of: "tensor infos")
         let keyCount = try r.count("the metadata count", each: GGUFReader.minKeyValueBytes, of: "metadata entries")
 
+        // Capacity grows with what is read, not with what a header claims.
         var metadata: [String: GGUFValue] = [:]
-        metadata.reserveCapacity(keyCount)
+        metadata.reserveCapacity(min(keyCount, GGUFReader.reserveLimit))
         for i in 0..<keyCount {
             let key = try r.string("the key of metadata entry \(i)")
             guard metadata[key] == nil else {
@@ -93,7 +94,7 @@ public struct GGUFFile: Sendable {
         self.alignment = alignment
 
         var infos: [GGUFTensorInfo] = []
-        infos.reserveCapacity(tensorCount)
+        infos.reserveCapacity(min(tensorCount, GGUFReader.reserveLimit))
         var names: Set<String> = []
         for i in 0..<tensorCount {
             let info = try r.tensorInfo(i)
@@ -418,6 +419,9 @@ private struct GGUFReader {
     static let minTensorInfoBytes = 32
     /// The smallest metadata entry: an empty key (8), the value type (4), a 1-byte value.
     static let minKeyValueBytes = 13
+    /// Most elements reserved ahead for a count read from the file; beyond it, storage
+    /// grows only as elements are actually read.
+    static let reserveLimit = 1 << 16
 
     let bytes: UnsafeRawBufferPointer
     let path: String
@@ -462,7 +466,7 @@ private struct GGUFReader {
         guard n <= UInt64(remaining / max(each, 1)) else {
             throw invalid(
                 "\(what()) at byte \(at) is \(n), more \(items()) than the \(remaining) bytes after it can hold "
-                    + "(each takes at least \(each))")
+                    + "(each takes at least \(each)): the count is wrong, or the file is truncated")
         }
         return Int(n)
     }
@@ -551,17 +555,17 @@ private struct GGUFReader {
                 })
         case 7:
             var out: [Bool] = []
-            out.reserveCapacity(n)
+            out.reserveCapacity(min(n, Self.reserveLimit))
             for _ in 0..<n { out.append(try bool(key)) }
             return .bool(out)
         case 8:
             var out: [String] = []
-            out.reserveCapacity(n)
+            out.reserveCapacity(min(n, Self.reserveLimit))
             for i in 0..<n { out.append(try string("element \(i) of the array \"\(key)\"")) }
             return .string(out)
         case 9:
             var out: [GGUFArray] = []
-            out.reserveCapacity(n)
+            out.reserveCapacity(min(n, Self.reserveLimit))
             for _ in 0..<n { out.append(try array(key: key, depth: depth + 1)) }
             return .array(out)
         case 10:
