@@ -53,7 +53,7 @@ public struct GGUFFile: Sendable {
         var r = GGUFReader(bytes: map.bytes, path: path)
         let magic = try r.take(4, "the magic \"GGUF\"")
         guard Array(magic) == Array("GGUF".utf8) else {
-            let hex = magic.map { String($0, radix: 16, uppercase: true) }.joined(separator: " ")
+            let hex = magic.map { ($0 < 16 ? "0" : "") + String($0, radix: 16, uppercase: true) }.joined(separator: " ")
             throw r.invalid("starts with the bytes \(hex), not \"GGUF\": it is not a GGUF model file")
         }
         let rawVersion = try r.u32("the version")

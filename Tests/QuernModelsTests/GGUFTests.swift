@@ -218,7 +218,7 @@ struct GGUFTests {
     }
 
     @Test func badMagicAndVersions() throws {
-        try refuses(Array("PK\u{3}\u{4}".utf8) + Self.valid.dropFirst(4), "not \"GGUF\"")
+        try refuses(Array("PK\u{3}\u{4}".utf8) + Self.valid.dropFirst(4), "the bytes 50 4B 03 04, not \"GGUF\"")
         try refuses(B.header(version: 1, tensors: 0, keys: 0), "version 1", "versions 2 and 3")
         try refuses(B.header(version: 4, tensors: 0, keys: 0), "version 4")
         try refuses(B.header(version: 0x0300_0000, tensors: 0, keys: 0), "big-endian")
