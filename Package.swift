@@ -30,12 +30,12 @@ let package = Package(
         // C because Swift has no per-function target attribute.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Tensors, thread pool, GEMM drivers (packing, blocking, threading), dispatch,
-        // and the plain reference kernels every fast one is tested against.
+        // ggml's block formats, and the plain reference kernels every fast one is tested against.
         .target(name: "QuernKernels", dependencies: ["QuernCore", "CKernels"]),
         // Layers, reverse-mode autograd tape, losses, optimizers and schedules: training
         // on the kernel set.
         .target(name: "QuernNN", dependencies: ["QuernCore", "QuernKernels"]),
-        // safetensors (mmap), the model registry (config.json's model_type → one file per
+        // safetensors and GGUF (mmap), the model registry (config.json's model_type → one file per
         // family, each loading strictly and returning what its models can do), layer kinds
         // (one file each), tokenizers.
         .target(name: "QuernModels", dependencies: ["QuernCore", "QuernKernels", "QuernNN"]),

@@ -173,6 +173,39 @@ put("safetensors", "overlap.safetensors", struct.pack("<Q", 80) +
     b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}'[:80]
     + b"\0" * 8)
 
+# gguf: the fixture with every metadata type and block format, and small hand-made files.
+put("gguf", "types.gguf", fixture("fixtures/models/tiny-gguf/types.gguf"))
+
+
+def gguf(keys, tensors, data, alignment=32, version=3):
+    def s(text):
+        b = text.encode()
+        return struct.pack("<Q", len(b)) + b
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(keys))
+    for key, vtype, value in keys:
+        out += s(key) + struct.pack("<I", vtype) + value
+    for name, dims, gtype, offset in tensors:
+        out += s(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+        out += struct.pack("<IQ", gtype, offset)
+    return out + b"\0" * (-len(out) % alignment) + data
+
+
+llama_keys = [("general.architecture", 8, struct.pack("<Q", 5) + b"llama"),
+              ("llama.block_count", 4, struct.pack("<I", 1)),
+              ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 2) + struct.pack("<Q", 1) + b"a"
+               + struct.pack("<Q", 2) + b"\xc4\xa0"),
+              ("nested", 9, struct.pack("<IQ", 9, 2) + struct.pack("<IQ", 5, 1) + struct.pack("<i", -1)
+               + struct.pack("<IQ", 0, 0))]
+q4k_block = bytes((i * 37 + 11) % 256 for i in range(144))
+put("gguf", "small.gguf", gguf(llama_keys, [("norm", [8], 0, 0), ("w", [256, 1], 12, 32)],
+                               struct.pack("<8f", *range(8)) + q4k_block))
+put("gguf", "aligned-64.gguf", gguf([("general.alignment", 4, struct.pack("<I", 64))],
+                                    [("h", [4, 2], 1, 0), ("q", [32], 8, 64)],
+                                    struct.pack("<8e", 1, -2, 0.5, 65504, 0, -0.0, 1e-7, 3)
+                                    + b"\0" * 48 + b"\x00\x3c" + bytes(range(32)), alignment=64))
+put("gguf", "misaligned.gguf", gguf([], [("x", [4], 0, 4)], b"\0" * 32))
+put("gguf", "huge-array.gguf", gguf([("t", 9, struct.pack("<IQ", 8, 10**18))], [], b""))
+
 # tokenizer and vocab: a small BERT vocabulary in both forms.
 vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "un", "##aff", "##able", "##ing",
          ",", "!", "cafe", "naive", "中", "文", "[unused0]"]

@@ -8,11 +8,12 @@ import QuernModels
 
 /// What a model directory brings: config.json of every family (each paired with the
 /// project's fixture weights, so loading gets as far as it can), the safetensors header
-/// and weights, tokenizer.json and vocab.txt, and the texts a tokenizer is given.
+/// and weights, GGUF files, tokenizer.json and vocab.txt, and the texts a tokenizer is given.
 enum ModelFuzz {
     static let targets = [
         FuzzTarget(name: "config", input: "a model's config.json (any model_type)", run: config),
         FuzzTarget(name: "safetensors", input: "a model.safetensors file", run: safetensors),
+        FuzzTarget(name: "gguf", input: "a GGUF model file", run: gguf),
         FuzzTarget(name: "tokenizer", input: "a tokenizer.json", run: tokenizerJSON),
         FuzzTarget(name: "vocab", input: "a vocab.txt", run: vocabTXT),
         FuzzTarget(name: "text", input: "a record's text, tokenized by the fixture BERT tokenizer", run: text)
@@ -80,6 +81,36 @@ enum ModelFuzz {
         // The same file as an mlp's weights: strict loading must refuse what does not fit.
         _ = FuzzScratch.shared.file("weights/config.json", mlpConfig)
         _ = FuzzCheck.handled("loading an mlp with these weights") { try ModelRegistry.load(Path.dirname(path)) }
+    }
+
+    /// Every tensor the reader accepts lies inside the file, aligned, with the bytes its
+    /// type and dims imply, and dequantizes to exactly its element count; the typed getters
+    /// answer every key with a value or a QuernError.
+    static func gguf(_ bytes: [UInt8]) {
+        let path = FuzzScratch.shared.file("gguf/model.gguf", bytes)
+        guard let file = FuzzCheck.handled("GGUFFile", { try GGUFFile(path: path) }) else { return }
+        FuzzCheck.require(file.tensorNames.count == file.tensors.count, "tensor names and infos differ")
+        FuzzCheck.require(file.dataStart % file.alignment == 0, "data section at \(file.dataStart) is not aligned")
+        for name in file.tensorNames.prefix(16) {
+            guard let t = file.tensors[name] else { FuzzCheck.fail("tensor \(name) listed but not kept") }
+            FuzzCheck.require(t.offset % file.alignment == 0, "tensor \(name) at \(t.offset) is not aligned")
+            FuzzCheck.require(
+                file.dataStart + t.offset + t.byteCount <= bytes.count, "tensor \(name) lies outside the file")
+            FuzzCheck.require(t.shape.reduce(1, *) == t.elementCount, "tensor \(name) shape \(t.shape) vs count")
+            FuzzCheck.require(t.type.byteCount(weights: t.elementCount) == t.byteCount, "tensor \(name) byte count")
+            FuzzCheck.require(file.bytes(of: t).count == t.byteCount, "tensor \(name) bytes")
+            if let values = FuzzCheck.handled("float32(\(name))", { try file.float32(name, shape: t.shape) }) {
+                FuzzCheck.require(values.count == t.elementCount, "tensor \(name) gave \(values.count) values")
+            }
+        }
+        for key in file.metadata.keys.sorted().prefix(64) {
+            _ = FuzzCheck.handled("int(\(key))") { try file.int(key) }
+            _ = FuzzCheck.handled("double(\(key))") { try file.double(key) }
+            _ = FuzzCheck.handled("string(\(key))") { try file.string(key) }
+            _ = FuzzCheck.handled("ints(\(key))") { try file.ints(key) }
+            _ = FuzzCheck.handled("strings(\(key))") { try file.strings(key) }
+            _ = FuzzCheck.handled("floats(\(key))") { try file.floats(key) }
+        }
     }
 
     static let probes = [

@@ -1,7 +1,8 @@
 import QuernCore
 import QuernModels
 
-/// What `quern inspect` and `quern tokenize` do: look at a model without running a job.
+/// What `quern inspect`, `quern tokenize` and `quern dequantize` do: look at a model
+/// without running a job.
 public enum ModelTools {
     /// A model directory described by its family: layers, shapes, sizes, precision,
     /// and the weights' digest (an architecture without weights is described too).
@@ -46,6 +47,17 @@ public enum ModelTools {
             out["ids"] = .array(e.ids.map { JSONValue.int(Int64($0)) })
             if pairField != nil { out["type_ids"] = .array(e.typeIDs.map { JSONValue.int(Int64($0)) }) }
             try write(JSONWriter.compact(.object(out)) + [0x0A])
+        }
+    }
+
+    /// `quern dequantize`: the fp32 values of a GGUF's tensors (`names`, or every tensor in
+    /// file order), raw little-endian, one after another, each in Quern's row-major order.
+    /// For checking Quern's dequantization against other readers (scripts/check-gguf.py).
+    public static func dequantize(gguf path: String, names: [String], write: ([UInt8]) throws -> Void) throws {
+        let file = try GGUFFile(path: path)
+        for name in names.isEmpty ? file.tensorNames : names {
+            let values = try file.float32(name)
+            try values.withUnsafeBytes { try write(Array($0)) }
         }
     }
 }

@@ -67,7 +67,8 @@ struct Quern: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Batch machine-learning jobs from a spool directory.",
         subcommands: [
-            Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Bench.self,
+            Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Dequantize.self,
+            Bench.self,
             Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self
         ])
 }
@@ -352,6 +353,20 @@ struct Inspect: ParsableCommand {
         try failingWithReport {
             print(String(decoding: JSONWriter.pretty(try ModelTools.inspect(model)), as: UTF8.self), terminator: "")
         }
+    }
+}
+
+struct Dequantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Raw little-endian float32 values of a GGUF's tensors, dequantized, on standard output.",
+        shouldDisplay: false)
+    @Argument(help: "A GGUF file.")
+    var gguf: String
+    @Argument(help: "Tensors to write, in this order (default: every tensor, in file order).")
+    var tensors: [String] = []
+
+    func run() throws {
+        try failingWithReport { try ModelTools.dequantize(gguf: gguf, names: tensors) { try Sys.writeAll(1, $0) } }
     }
 }
 
