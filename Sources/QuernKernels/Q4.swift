@@ -105,3 +105,38 @@ extension SGEMM {
         linear(x, m: m, w, bias: bias, activation: activation, into: y, kernels: isa.kernels, pool: pool)
     }
 }
+
+extension Q4Weights {
+    /// The GGUF block formats that are this layout as stored (no re-quantization).
+    public static let ggmlTypes: Set<GGMLType> = [.q4_0, .q4_1, .q4_K]
+
+    /// Rows of GGUF tensors in Q4_0, Q4_1 or Q4_K, as stored: `row(r)` gives output row
+    /// `r`'s type and bytes (whole blocks, `k` weights). Q4_0's `d·(q − 8)` becomes scale
+    /// `d`, offset `−8d`; Q4_K's sub-block `(d·sc)·q − dmin·m` becomes scale `d·sc`, offset
+    /// `−dmin·m`. Each product is exact in fp32 (a half times a 6-bit integer), so the
+    /// expanded weights equal `QuantBlocks.dequantize` bit for bit.
+    public init(n: Int, k: Int, ggmlRows row: (Int) -> (GGMLType, UnsafeRawBufferPointer)) {
+        precondition(k % Self.group == 0, "GGUF rows are whole 32-weight groups")
+        self.init(n: n, k: k) { r, g in
+            let (type, bytes) = row(r)
+            func half(_ at: Int) -> Float {
+                QuantBlocks.float(fromHalf: UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8)
+            }
+            switch type {
+            case .q4_0, .q4_1:
+                let at = g * type.blockBytes
+                let d = half(at), nibbles = at + (type == .q4_0 ? 2 : 4)
+                let values = (0..<32).map { i in i < 16 ? bytes[nibbles + i] & 15 : bytes[nibbles + i - 16] >> 4 }
+                return (d, type == .q4_0 ? -8 * d : half(at + 2), values)
+            case .q4_K:
+                let at = (g / 8) * type.blockBytes, j = g % 8
+                let (sc, mn) = QuantBlocks.kQuantScale(bytes, at + 4, j)
+                let nibbles = at + 16 + 32 * (j / 2)
+                let values = (0..<32).map { l in j % 2 == 0 ? bytes[nibbles + l] & 15 : bytes[nibbles + l] >> 4 }
+                return (half(at) * Float(sc), -(half(at + 2) * Float(mn)), values)
+            default:
+                preconditionFailure("\(type.name) is not a 4-bit group format")
+            }
+        }
+    }
+}

@@ -252,7 +252,7 @@ public enum QuantBlocks {
     /// `at`. Bytes 0–3 hold scales 0–3 in their low 6 bits, bytes 4–7 mins 0–3; sub-blocks
     /// 4–7 take their low 4 bits from the nibbles of bytes 8–11 (scale low, min high) and
     /// their top 2 bits from the top bits of bytes 0–3 (scales) and 4–7 (mins).
-    static func kQuantScale(_ b: UnsafeRawBufferPointer, _ at: Int, _ j: Int) -> (scale: UInt8, min: UInt8) {
+    public static func kQuantScale(_ b: UnsafeRawBufferPointer, _ at: Int, _ j: Int) -> (scale: UInt8, min: UInt8) {
         if j < 4 { return (b[at + j] & 0x3F, b[at + 4 + j] & 0x3F) }
         let packed = b[at + 8 + j - 4]
         return (packed & 0x0F | (b[at + j - 4] >> 2) & 0x30, packed >> 4 | (b[at + j] >> 2) & 0x30)

@@ -28,6 +28,9 @@ public struct RotaryEmbedding: Sendable {
         case yarn(
             factor: Double, originalContext: Double, betaFast: Double, betaSlow: Double, attentionFactor: Double?,
             truncate: Bool)
+        /// One divisor per frequency, as GGUF files store Llama 3.1's scaling
+        /// (`rope_freqs.weight`: llama.cpp precomputes the llama3 rule into it).
+        case factors([Double])
     }
 
     public init(dimensions: Int, theta: Double, scaling: Scaling = .none) {
@@ -50,6 +53,10 @@ public struct RotaryEmbedding: Sendable {
                 let smooth = (original / wavelength - low) / (high - low)
                 return (1 - smooth) * f / factor + smooth * f
             }
+            attentionFactor = 1
+        case .factors(let f):
+            precondition(f.count == dimensions / 2, "one rotary factor per frequency")
+            inverseFrequencies = zip(base, f).map { $0 / $1 }
             attentionFactor = 1
         case .yarn(let factor, let original, let betaFast, let betaSlow, let given, let truncate):
             // The dimension index at which a frequency makes `rotations` turns over the

@@ -12,16 +12,19 @@ public struct DecoderModel: CausalLM {
     public let precision: LinearOperator.Precision
     public let endTokens: [Int32]
     public let beginToken: Int32?
+    /// Where the weights came from and in which formats (a GGUF's tensor types).
+    public let weightsSummary: String
 
     init(
         family: String, files: ModelFiles, weights: WeightsDigest?, decoder: Decoder,
-        precision: LinearOperator.Precision
+        precision: LinearOperator.Precision, weightsSummary: String
     ) throws {
         self.family = family
         path = files.path
         self.weights = weights
         self.decoder = decoder
         self.precision = precision
+        self.weightsSummary = weightsSummary
         let generation = try files.json("generation_config.json")?.objectValue ?? JSONObject()
         let vocabulary = decoder.shape.vocabulary
         func ids(_ key: String) throws -> [Int32] {
@@ -56,6 +59,7 @@ public struct DecoderModel: CausalLM {
             ("mlp", .string(s.mlp.rawValue)), ("end_tokens", .array(endTokens.map { .int(Int64($0)) }))
         ])
         if let window = s.window { o["sliding_window"] = .int(Int64(window)) }
+        o["weights_format"] = .string(weightsSummary)
         if let w = weights { o["weights_sha256"] = .string(w.sha256) }
         return .object(o)
     }

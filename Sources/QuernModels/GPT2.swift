@@ -80,6 +80,7 @@ public enum GPT2: ModelFamily {
             finalNorm: try norm("ln_f"), head: LinearOperator.choose(embeddings, precision: precision))
         try w.finish()
         return try DecoderModel(
-            family: modelType, files: files, weights: digest, decoder: decoder, precision: precision)
+            family: modelType, files: files, weights: digest, decoder: decoder, precision: precision,
+            weightsSummary: "safetensors")
     }
 }

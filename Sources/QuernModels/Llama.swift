@@ -101,22 +101,76 @@ public enum Llama: ModelFamily {
 
     public static func load(_ files: ModelFiles, options: ModelOptions) throws -> any Model {
         let config = try Config(json: files.config, source: files.configPath)
-        let s = config.shape, h = s.hidden, hd = s.headDim
         let (file, digest) = try files.weights()
-        var w = try StrictWeights(file, keyMap: keyMap)
-        let precision = options.precision
+        var weights = SafetensorsDecoderWeights(weights: try StrictWeights(file, keyMap: keyMap))
         // Rotary inverse frequencies saved by old checkpoints are recomputed from the config.
-        w.ignore { $0.hasSuffix(".rotary_emb.inv_freq") }
+        weights.ignore { $0.hasSuffix(".rotary_emb.inv_freq") }
+        let decoder = try build(config, &weights, precision: options.precision, frequencyFactors: nil)
+        return try DecoderModel(
+            family: files.config["model_type"]?.stringValue ?? modelType, files: files, weights: digest,
+            decoder: decoder, precision: options.precision, weightsSummary: weights.summary)
+    }
 
-        func linear(_ parts: [(String, Int)]) throws -> LinearOperator {
-            var data = [Float]()
-            for (name, rows) in parts { data += try w.float32(name + ".weight", shape: [rows, h]).data }
-            let rows = parts.reduce(0) { $0 + $1.1 }
-            return LinearOperator.choose(Tensor(shape: [rows, h], data: data), precision: precision)
+    /// A GGUF file of the `llama` architecture: hyperparameters from its metadata (read
+    /// through `Config`, so the same bounds apply), tensors as stored where Quern has a
+    /// kernel for their format.
+    public static func load(gguf file: GGUFFile, options: ModelOptions) throws -> Decoder {
+        let a = try file.string("general.architecture")
+        func key(_ k: String) -> String { a + "." + k }
+        var o = JSONObject()
+        o["model_type"] = .string(modelType)
+        for (hf, g) in [
+            ("hidden_size", "embedding_length"), ("num_attention_heads", "attention.head_count"),
+            ("num_key_value_heads", "attention.head_count_kv"), ("intermediate_size", "feed_forward_length"),
+            ("num_hidden_layers", "block_count"), ("max_position_embeddings", "context_length"),
+            ("head_dim", "attention.key_length")
+        ] where file.metadata[key(g)] != nil {
+            o[hf] = .int(Int64(try file.int(key(g))))
         }
+        o["rms_norm_eps"] = .double(try file.double(key("attention.layer_norm_rms_epsilon")))
+        o["rope_theta"] = .double(try file.double(key("rope.freq_base"), default: 10000))
+        let vocabulary =
+            try file.metadata[key("vocab_size")] != nil
+            ? file.int(key("vocab_size")) : file.tensors["token_embd.weight"]?.shape.first ?? 0
+        o["vocab_size"] = .int(Int64(vocabulary))
+        o["tie_word_embeddings"] = .bool(file.tensors["output.weight"] == nil)
+        switch try file.string(key("rope.scaling.type"), default: "none") {
+        case "none": break
+        case let type:
+            var r = JSONObject()
+            r["rope_type"] = .string(type)
+            r["factor"] = .double(try file.double(key("rope.scaling.factor")))
+            if file.metadata[key("rope.scaling.original_context_length")] != nil {
+                r["original_max_position_embeddings"] = .int(
+                    Int64(try file.int(key("rope.scaling.original_context_length"))))
+            }
+            o["rope_scaling"] = .object(r)
+        }
+        let config = try Config(json: o, source: file.path)
+        let s = config.shape
+        if let rotaryDims = file.metadata[key("rope.dimension_count")]?.intValue, rotaryDims != s.headDim {
+            throw QuernError(
+                .modelInvalid,
+                "\(file.path): rope.dimension_count \(rotaryDims) is not the head size \(s.headDim); partial rotary is not supported",
+                field: "model")
+        }
+        var weights = GGUFDecoderWeights(file: file, layers: s.layers, heads: s.heads, kvHeads: s.kvHeads)
+        var factors: [Double]?
+        if weights.has("rope_freqs.weight") {
+            factors = try weights.float32("rope_freqs.weight", shape: [s.headDim / 2]).map(Double.init)
+        }
+        let decoder = try build(config, &weights, precision: options.precision, frequencyFactors: factors)
+        return decoder
+    }
+
+    /// The decoder from a config and its tensors, whichever file they came from.
+    static func build<W: DecoderWeights>(
+        _ config: Config, _ w: inout W, precision: LinearOperator.Precision, frequencyFactors: [Double]?
+    ) throws -> Decoder {
+        let s = config.shape, h = s.hidden, hd = s.headDim
         func bias(_ parts: [(String, Int)], _ present: Bool) throws -> [Float]? {
             guard present else { return nil }
-            return try parts.flatMap { try w.float32($0.0 + ".bias", shape: [$0.1]).data }
+            return try parts.flatMap { try w.float32($0.0 + ".bias", shape: [$0.1]) }
         }
         var layers: [Decoder.Layer] = []
         for i in 0..<s.layers {
@@ -126,31 +180,34 @@ public enum Llama: ModelFamily {
                 (p + "self_attn.v_proj", s.kvWidth)
             ]
             let gateUp = [(p + "mlp.gate_proj", s.intermediate), (p + "mlp.up_proj", s.intermediate)]
-            let down = try w.float32(p + "mlp.down_proj.weight", shape: [h, s.intermediate])
-            let output = try w.float32(p + "self_attn.o_proj.weight", shape: [h, s.heads * hd])
             layers.append(
                 Decoder.Layer(
-                    attentionNorm: .init(gamma: try w.float32(p + "input_layernorm.weight", shape: [h]).data),
-                    qkv: try linear(qkv), qkvBias: try bias(qkv, config.qkvBias),
-                    output: LinearOperator.choose(output, precision: precision),
+                    attentionNorm: .init(gamma: try w.float32(p + "input_layernorm.weight", shape: [h])),
+                    qkv: try w.linear(qkv, cols: h, precision: precision), qkvBias: try bias(qkv, config.qkvBias),
+                    output: try w.linear([(p + "self_attn.o_proj", h)], cols: s.heads * hd, precision: precision),
                     outputBias: try bias([(p + "self_attn.o_proj", h)], config.outputBias),
-                    mlpNorm: .init(gamma: try w.float32(p + "post_attention_layernorm.weight", shape: [h]).data),
-                    up: try linear(gateUp), upBias: try bias(gateUp, config.mlpBias),
-                    down: LinearOperator.choose(down, precision: precision),
+                    mlpNorm: .init(gamma: try w.float32(p + "post_attention_layernorm.weight", shape: [h])),
+                    up: try w.linear(gateUp, cols: h, precision: precision), upBias: try bias(gateUp, config.mlpBias),
+                    down: try w.linear([(p + "mlp.down_proj", h)], cols: s.intermediate, precision: precision),
                     downBias: try bias([(p + "mlp.down_proj", h)], config.mlpBias)))
         }
         let embeddings = try w.float32("embed_tokens.weight", shape: [s.vocabulary, h])
         // A tied checkpoint may still carry a copy of the embeddings as lm_head.
-        let head = config.tied ? embeddings : try w.float32("lm_head.weight", shape: [s.vocabulary, h])
-        if config.tied { w.ignore { $0 == "lm_head.weight" } }
+        let head: LinearOperator
+        if config.tied {
+            w.ignore { $0 == "lm_head.weight" }
+            // The output projection of a tied model is the embedding table as stored
+            // (4-bit only when the file stores it so; otherwise its fp32 values).
+            head = try w.linear([("embed_tokens", s.vocabulary)], cols: h, precision: precision)
+        } else {
+            head = try w.linear([("lm_head", s.vocabulary)], cols: h, precision: precision)
+        }
+        let scaling = frequencyFactors.map { RotaryEmbedding.Scaling.factors($0) } ?? config.scaling
         let decoder = Decoder(
-            shape: s, embeddings: embeddings.data, positionEmbeddings: nil,
-            rotary: RotaryEmbedding(dimensions: hd, theta: config.theta, scaling: config.scaling), layers: layers,
-            finalNorm: .init(gamma: try w.float32("norm.weight", shape: [h]).data),
-            head: LinearOperator.choose(head, precision: precision))
+            shape: s, embeddings: embeddings, positionEmbeddings: nil,
+            rotary: RotaryEmbedding(dimensions: hd, theta: config.theta, scaling: scaling), layers: layers,
+            finalNorm: .init(gamma: try w.float32("norm.weight", shape: [h])), head: head)
         try w.finish()
-        return try DecoderModel(
-            family: files.config["model_type"]?.stringValue ?? modelType, files: files, weights: digest,
-            decoder: decoder, precision: precision)
+        return decoder
     }
 }
