@@ -27,6 +27,9 @@ public struct ChatTemplate: Sendable {
     public let name: String
     private let nodes: [JinjaNode]
 
+    /// The most a render may produce, in UTF-8 bytes.
+    public static let maxOutputBytes = JinjaLimits.maxOutputBytes
+
     /// Parses `source` once; syntax errors and unsupported constructs that can be seen
     /// without rendering fail here, as `model_invalid` naming the line.
     /// - Parameter name: what the template is called in errors (e.g. the model's path).
@@ -35,10 +38,7 @@ public struct ChatTemplate: Sendable {
         do {
             nodes = try JinjaParser.parse(source)
         } catch {
-            // Every failure here is the template's, whatever the conversation.
-            let at = error.line.map { " (line \($0))" } ?? ""
-            let why = error.kind == .unsupported ? "uses a Jinja construct Quern does not support" : "cannot be parsed"
-            throw QuernError(.modelInvalid, "chat template \(name) \(why)\(at): \(error.message)", line: error.line)
+            throw Self.quernError(error, name: name, parsing: true)
         }
     }
 
@@ -53,12 +53,14 @@ public struct ChatTemplate: Sendable {
     ///     variable undefined, as a tokenizer without that token does.
     ///   - tools, documents: transformers' `tools` and `documents` (nil is Python's None).
     ///   - extra: further template variables (`enable_thinking`, `date_string`, other special
-    ///     tokens...). They override the ones above, as keyword arguments do in transformers.
+    ///     tokens...). They override the tokens, as keyword arguments do in transformers;
+    ///     `messages`, `tools`, `documents` and `add_generation_prompt` are refused there.
     ///   - now: the local date `strftime_now` formats; nil reads the clock when it is used.
     /// - Throws: `invalid_record` when the template refuses the conversation
     ///   (`raise_exception`, carrying the template's message) or fails on it (a missing key,
     ///   a type error) or goes past a limit; `model_invalid` when it needs a construct
-    ///   outside the supported subset.
+    ///   outside the supported subset. Template lines are named in the message (the error's
+    ///   `line` is kept for the record's own line).
     public func render(
         messages: [JSONValue], addGenerationPrompt: Bool, bosToken: String?, eosToken: String?,
         tools: [JSONValue]? = nil, documents: [JSONValue]? = nil, extra: [String: JSONValue] = [:],
@@ -73,7 +75,13 @@ public struct ChatTemplate: Sendable {
             var context: [String: JinjaValue] = [:]
             if let bosToken { context["bos_token"] = .string(bosToken) }
             if let eosToken { context["eos_token"] = .string(eosToken) }
-            for (k, v) in extra { context[k] = try JinjaValue(json: v) }
+            for (k, v) in extra {
+                if Self.conversationVariables.contains(k) {
+                    throw QuernError(
+                        .invalidValue, "the chat template variable '\(k)' comes from the conversation, not from extra")
+                }
+                context[k] = try JinjaValue(json: v)
+            }
             context["messages"] = try .list(try messages.map { m throws(JinjaError) in try Self.message(m) })
             context["tools"] =
                 try tools.map { t throws(JinjaError) in try JinjaValue(json: .array(t)) } ?? JinjaValue.none
@@ -85,6 +93,8 @@ public struct ChatTemplate: Sendable {
             throw Self.quernError(e, name: name)
         }
     }
+
+    static let conversationVariables: Set<String> = ["messages", "tools", "documents", "add_generation_prompt"]
 
     /// Renders with exactly `variables` in scope and nothing of transformers' message
     /// handling: for testing the engine itself.
@@ -122,24 +132,25 @@ public struct ChatTemplate: Sendable {
         return try JinjaValue(json: .object(JSONObject(kept)))
     }
 
-    private static func quernError(_ e: JinjaError, name: String) -> QuernError {
+    /// The `QuernError` for an engine error. While parsing, every failure (a limit too) is
+    /// the template's, whatever the conversation: `model_invalid`.
+    private static func quernError(_ e: JinjaError, name: String, parsing: Bool = false) -> QuernError {
         let at = e.line.map { " (line \($0))" } ?? ""
         switch e.kind {
-        case .syntax:
-            return QuernError(
-                .modelInvalid, "chat template \(name) cannot be parsed\(at): \(e.message)", line: e.line)
+        case .syntax,
+            .limit where parsing:
+            return QuernError(.modelInvalid, "chat template \(name) cannot be parsed\(at): \(e.message)")
         case .unsupported:
             return QuernError(
                 .modelInvalid,
                 "chat template \(name) uses a Jinja construct Quern does not support\(at): \(e.message); "
-                    + "give the job a template without it", line: e.line)
+                    + "give the job a template without it")
         case .raised:
-            return QuernError(.invalidRecord, "the chat template refused the conversation: \(e.message)", line: e.line)
+            return QuernError(.invalidRecord, "the chat template refused the conversation: \(e.message)")
         case .runtime:
-            return QuernError(
-                .invalidRecord, "chat template \(name) failed on this conversation\(at): \(e.message)", line: e.line)
+            return QuernError(.invalidRecord, "chat template \(name) failed on this conversation\(at): \(e.message)")
         case .limit:
-            return QuernError(.invalidRecord, "chat template \(name)\(at): \(e.message)", line: e.line)
+            return QuernError(.invalidRecord, "chat template \(name)\(at): \(e.message)")
         }
     }
 }

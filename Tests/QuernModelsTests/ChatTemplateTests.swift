@@ -178,7 +178,7 @@ struct ChatTemplateTests {
         let e = try #require(parseError(source))
         #expect(e.code == .modelInvalid)
         #expect(e.message.contains(construct))
-        #expect(e.line == line)
+        #expect(e.message.contains("(line \(line))"))
     }
 
     @Test("an unsupported method or global fails at render time, as model_invalid with its name")
@@ -186,7 +186,7 @@ struct ChatTemplateTests {
         let e = try #require(renderError("{{ 'x'.zfill(4) }}"))
         #expect(e.code == .modelInvalid && e.message.contains("zfill"))
         let g = try #require(renderError("\n{{ cycler('a', 'b') }}"))
-        #expect(g.code == .modelInvalid && g.message.contains("cycler") && g.line == 2)
+        #expect(g.code == .modelInvalid && g.message.contains("cycler") && g.message.contains("(line 2)"))
     }
 
     @Test("raise_exception carries the template's message as a record error")
@@ -197,8 +197,7 @@ struct ChatTemplateTests {
             name: "t")
         #expect(
             throws: QuernError(
-                .invalidRecord, "the chat template refused the conversation: Conversation must start with user", line: 1
-            )
+                .invalidRecord, "the chat template refused the conversation: Conversation must start with user")
         ) {
             try t.render(
                 messages: [["role": "system", "content": "x"]], addGenerationPrompt: true, bosToken: nil, eosToken: nil)
@@ -234,6 +233,11 @@ struct ChatTemplateTests {
             messages: [["role": "user", "content": "x"]], addGenerationPrompt: false, bosToken: "<s>", eosToken: "</s>",
             tools: [["name": "f"]], documents: [], extra: ["flag": 1.0])
         #expect(full == "[<s>|</s>|True|[{'name': 'f'}]|[]|1.0|False]")
+        #expect(throws: QuernError.self) {
+            try t.render(
+                messages: [["role": "user", "content": "x"]], addGenerationPrompt: false, bosToken: nil, eosToken: nil,
+                extra: ["messages": []])
+        }
     }
 
     @Test("strftime_now formats the injected local date as Python's datetime.strftime")
@@ -279,6 +283,13 @@ struct ChatTemplateTests {
             "{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}",
             "{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ a() }}{% endmacro %}{{ a() }}",
             "{{ 2 ** 4096 }}",
+            "{% set s = 'x' * 4000000 %}{{ [s] * 100000 }}",
+            "{% set s = 'x' * 4000000 %}{{ s | replace('', s) }}",
+            "{{ range(100000) | join('x' * 4000000) }}",
+            "{% set s = 'x\\n' * 2000000 %}{{ s | indent(4096) }}",
+            "{{ '%4097d' | format(1) }}",
+            "{% set s = 'x' * 4000000 %}{{ s ~ s ~ s }}",
+            "{% set s = 'x' * 3000000 %}{{ '{}{}{}'.format(s, s, s) }}",
             "{% for i in range(100000) %}{{ [[i]] | tojson(indent=100000) }}{% endfor %}"
         ])
     func hostile(_ source: String) throws {

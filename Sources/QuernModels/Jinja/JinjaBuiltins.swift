@@ -233,7 +233,7 @@ enum JinjaBuiltins {
             let sep = try (p[0] ?? .string("")).str()
             var parts: [String] = []
             for x in items { parts.append(try x.str()) }
-            return try it.made(parts.joined(separator: sep))
+            return try it.made(try joined(parts, sep))
         case "last":
             _ = try a.bind(name, [])
             switch v {
@@ -279,7 +279,7 @@ enum JinjaBuiltins {
             guard let old = p[0], let new = p[1] else { throw .runtime("replace() missing required arguments") }
             var count = -1
             if let c = p[2], case .int(let n) = c { count = Int(clamping: n) }
-            return try it.made(PyStr.replace(try v.str(), try old.str(), try new.str(), count))
+            return try it.made(try PyStr.replace(try v.str(), try old.str(), try new.str(), count))
         case "reverse":
             _ = try a.bind(name, [])
             switch v {
@@ -371,6 +371,14 @@ enum JinjaBuiltins {
         default:
             throw .unsupported("the filter '\(name)' is not supported")
         }
+    }
+
+    /// `sep.join(parts)`, refused before it is built when past the output limit.
+    private static func joined(_ parts: [String], _ sep: String) throws(JinjaError) -> String {
+        var total = sep.utf8.count * max(0, parts.count - 1)
+        for p in parts { total += p.utf8.count }
+        if total > JinjaLimits.maxOutputBytes { throw .limit("a joined string of \(total) bytes") }
+        return parts.joined(separator: sep)
     }
 
     /// jinja2's `ignore_case`: strings compare lower-cased.
@@ -511,6 +519,10 @@ enum JinjaBuiltins {
         }
         // jinja2 appends a newline so that splitlines keeps a trailing empty line.
         var lines = PyStr.splitLines(s + "\n")
+        let (padding, overflow) = pad.utf8.count.multipliedReportingOverflow(by: lines.count + 1)
+        if overflow || s.utf8.count + padding > JinjaLimits.maxOutputBytes {
+            throw .limit("an indented string of more than \(JinjaLimits.maxOutputBytes) bytes")
+        }
         var out: String
         if blank {
             out = lines.joined(separator: "\n" + pad)
@@ -726,7 +738,7 @@ enum JinjaBuiltins {
             case "index":
                 guard let x = try a.bind(name, ["value"])[0] else { throw .runtime("index() takes one argument") }
                 guard let i = l.items.firstIndex(where: { $0.equals(x) }) else {
-                    throw .runtime("\(x.repr()) is not in list")
+                    throw .runtime("\((try? x.repr()) ?? x.typeName) is not in list")
                 }
                 return .int(Int64(i))
             default: break
@@ -797,7 +809,7 @@ enum JinjaBuiltins {
         case "replace":
             let p = try a.bind(name, ["old", "new", "count"])
             return try it.made(
-                PyStr.replace(s, try string(p[0], "old"), try string(p[1], "new"), try maxSplit(p[2])))
+                try PyStr.replace(s, try string(p[0], "old"), try string(p[1], "new"), try maxSplit(p[2])))
         case "find", "rfind", "index", "rindex", "count":
             let p = try a.bind(name, ["sub"])
             let needle = try string(p[0], "sub")
@@ -818,7 +830,7 @@ enum JinjaBuiltins {
                 }
                 parts.append(part)
             }
-            return try it.made(parts.joined(separator: s))
+            return try it.made(try joined(parts, s))
         case "removeprefix", "removesuffix":
             let p = try a.bind(name, ["affix"])
             let x = try string(p[0], "affix")
@@ -923,7 +935,7 @@ enum JinjaBuiltins {
             }
             for (k, v) in a.keywords { try d.set(.string(k), v) }
             if name == "dict" { return .dict(d) }
-            let ns = JinjaNamespace()
+            let ns = it.namespace()
             for (k, v) in d.pairs {
                 if case .string(let key) = k { try checkNamespaceName(key) }
                 try ns.attributes.set(k, v)

@@ -7,11 +7,15 @@ enum JinjaLimits {
     /// Bytes of rendered output, and of any string a template builds.
     static let maxOutputBytes = 4 << 20
     /// Bytes of strings and list items built during one render, all told: a loop that
-    /// rebuilds a long string every time round stops here long before it gets slow.
-    static let maxWorkBytes = 256 << 20
+    /// rebuilds a long string every time round stops here long before it gets slow. Real
+    /// templates copy each message a handful of times, so 16 times the output limit leaves
+    /// room for any prompt that fits.
+    static let maxWorkBytes = 16 * maxOutputBytes
     /// Evaluation steps in one render: every statement and expression node evaluated, loop
-    /// iteration, call, and item a filter visits counts one.
-    static let maxSteps = 5_000_000
+    /// iteration, call, and item a filter visits counts one. Real templates take tens of
+    /// steps a message; a million is a conversation of thousands of turns, and a fraction
+    /// of a second.
+    static let maxSteps = 1_000_000
     /// Nested macro calls (a macro may call itself, as JSON-schema printers do).
     static let maxCallDepth = 48
     /// Nested blocks, parentheses and operators in the source.

@@ -21,7 +21,8 @@ final class JinjaScope {
 /// are when it is called, as jinja2's macros do.
 final class JinjaMacro {
     let definition: JinjaMacroDefinition
-    let scope: JinjaScope
+    /// Cleared when the render ends: the scope usually holds the macro too.
+    var scope: JinjaScope?
 
     init(_ definition: JinjaMacroDefinition, _ scope: JinjaScope) {
         self.definition = definition
@@ -64,6 +65,12 @@ final class JinjaInterpreter {
     private var work = 0
     private var callDepth = 0
     private var date: ChatTemplateDate?
+    /// The objects a template can make reference each other (a macro and the scope that
+    /// holds it, a namespace holding itself): their links are cut when the render ends,
+    /// or they would never be freed.
+    private var macros: [JinjaMacro] = []
+    private var namespaces: [JinjaNamespace] = []
+    private var loops: [JinjaLoop] = []
 
     init(date: ChatTemplateDate?) { self.date = date }
 
@@ -82,8 +89,25 @@ final class JinjaInterpreter {
     func render(_ nodes: [JinjaNode], context: [String: JinjaValue]) throws(JinjaError) -> String {
         let globals = JinjaScope(parent: nil)
         globals.variables = context
+        defer {
+            for m in macros { m.scope = nil }
+            for n in namespaces { n.attributes = JinjaDict() }
+            for l in loops { l.lastChanged = nil }
+        }
         _ = try exec(nodes, JinjaScope(parent: globals))
         return output
+    }
+
+    func macro(_ d: JinjaMacroDefinition, _ scope: JinjaScope) -> JinjaValue {
+        let m = JinjaMacro(d, scope)
+        macros.append(m)
+        return .callable(.macro(m))
+    }
+
+    func namespace() -> JinjaNamespace {
+        let n = JinjaNamespace()
+        namespaces.append(n)
+        return n
     }
 
     // MARK: Budgets
@@ -165,12 +189,12 @@ final class JinjaInterpreter {
                 if let filter { v = try applyFilters(filter, to: v, scope) }
                 try located(line) { () throws(JinjaError) in try assign(target, v, scope) }
             case .macro(let d):
-                scope.variables[d.name] = .callable(.macro(JinjaMacro(d, scope)))
+                scope.variables[d.name] = macro(d, scope)
             case .callBlock(let call, let caller):
                 guard case .call(let callee, let args) = call.kind else { continue }
                 let f = try eval(callee, scope)
                 var a = try arguments(args, scope)
-                a.keywords.append(("caller", .callable(.macro(JinjaMacro(caller, scope)))))
+                a.keywords.append(("caller", macro(caller, scope)))
                 try write(try located(call.line) { () throws(JinjaError) in try self.call(f, a).str() })
             case .filterBlock(let filter, let body):
                 let text = try capture { () throws(JinjaError) in _ = try exec(body, scope) }
@@ -208,6 +232,7 @@ final class JinjaInterpreter {
             return
         }
         let loop = JinjaLoop(items)
+        loops.append(loop)
         for (index, item) in items.enumerated() {
             try step()
             loop.index0 = index
@@ -317,7 +342,12 @@ final class JinjaInterpreter {
             return try JinjaOperators.binary(op, try eval(a, scope), try eval(b, scope), self)
         case .concat(let parts):
             var s = ""
-            for p in parts { s += try eval(p, scope).str() }
+            for p in parts {
+                s += try eval(p, scope).str()
+                if s.utf8.count > JinjaLimits.maxOutputBytes {
+                    throw .limit("a string of more than \(JinjaLimits.maxOutputBytes) bytes")
+                }
+            }
             return try made(s)
         case .compare(let first, let ops):
             var left = try eval(first, scope)
@@ -422,7 +452,8 @@ final class JinjaInterpreter {
             throw .limit("macro calls nested deeper than \(JinjaLimits.maxCallDepth)")
         }
         let d = m.definition
-        let scope = JinjaScope(parent: m.scope)
+        guard let defining = m.scope else { throw .runtime("macro '\(d.name)' called after its template ended") }
+        let scope = JinjaScope(parent: defining)
         var keywords = a.keywords
         if a.positional.count > d.parameters.count && !d.takesVarargs {
             throw .runtime("macro '\(d.name)' takes not more than \(d.parameters.count) argument(s)")

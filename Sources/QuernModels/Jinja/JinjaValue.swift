@@ -45,7 +45,7 @@ struct JinjaUndefined {
 
     static func element(_ key: JinjaValue, of v: JinjaValue) -> JinjaUndefined {
         if case .string(let s) = key { return attribute(s, of: v) }
-        return JinjaUndefined(message: "\(v.objectTypeRepr) has no element \(key.repr())")
+        return JinjaUndefined(message: "\(v.objectTypeRepr) has no element \((try? key.repr()) ?? key.typeName)")
     }
 }
 
@@ -61,7 +61,7 @@ struct JinjaList {
         for v in items { d = max(d, v.depth) }
         depth = d + 1
         if depth > JinjaLimits.maxValueDepth {
-            throw .limit("a list nested deeper than \(JinjaLimits.maxValueDepth) levels")
+            throw .limit("lists and dicts nested deeper than \(JinjaLimits.maxValueDepth) levels")
         }
     }
 }
@@ -92,7 +92,7 @@ struct JinjaDict {
         let k = try JinjaKey(key)
         depth = max(depth, max(key.depth, value.depth) + 1)
         if depth > JinjaLimits.maxValueDepth {
-            throw .limit("a dict nested deeper than \(JinjaLimits.maxValueDepth) levels")
+            throw .limit("lists and dicts nested deeper than \(JinjaLimits.maxValueDepth) levels")
         }
         if let i = index[k] {
             values[i] = value
@@ -476,41 +476,63 @@ extension JinjaValue {
         switch self {
         case .undefined: return ""
         case .string(let s): return s
+        default: return try repr()
+        }
+    }
+
+    /// Python's `repr(value)`, as containers print their items. Refused past the output
+    /// limit (a list holding one long string 100,000 times prints as gigabytes), and for
+    /// what Python prints with a memory address.
+    func repr() throws(JinjaError) -> String {
+        var out = ""
+        try appendRepr(to: &out)
+        return out
+    }
+
+    private func appendRepr(to out: inout String) throws(JinjaError) {
+        func items(_ xs: [JinjaValue], _ open: String, _ close: String) throws(JinjaError) {
+            out += open
+            for (i, x) in xs.enumerated() {
+                if i > 0 { out += ", " }
+                try x.appendRepr(to: &out)
+            }
+            out += close
+        }
+        func dict(_ d: JinjaDict) throws(JinjaError) {
+            out += "{"
+            for (i, (k, v)) in d.pairs.enumerated() {
+                if i > 0 { out += ", " }
+                try k.appendRepr(to: &out)
+                out += ": "
+                try v.appendRepr(to: &out)
+            }
+            out += "}"
+        }
+        switch self {
+        case .undefined: out += "Undefined"
+        case .none: out += "None"
+        case .bool(let b): out += b ? "True" : "False"
+        case .int(let i): out += String(i)
+        case .float(let d): out += PyFormat.floatRepr(d)
+        case .string(let s): out += PyFormat.stringRepr(s)
+        case .list(let l): try items(l.items, "[", "]")
+        case .tuple(let l): try items(l.items, "(", l.items.count == 1 ? ",)" : ")")
+        case .dict(let d): try dict(d)
+        case .range(let r): out += "range(\(r.start), \(r.stop)" + (r.step == 1 ? ")" : ", \(r.step))")
+        case .view(let v): try items(v.items, v.kind.rawValue + "([", "])")
+        case .namespace(let n):
+            out += "<Namespace "
+            try dict(n.attributes)
+            out += ">"
+        case .loop(let l): out += "<LoopContext \(l.index0 + 1)/\(l.length)>"
+        case .callable(.macro(let m)): out += "<Macro '\(m.name)'>"
         case .iterator(let i):
             throw .runtime("cannot print a \(i.kind) object (Python prints its address); add |list")
-        case .callable(.macro(let m)): return "<Macro '\(m.name)'>"
         case .callable: throw .runtime("cannot print a function (Python prints its address)")
-        default: return repr()
         }
-    }
-
-    /// Python's `repr(value)`, used inside printed containers.
-    func repr() -> String {
-        switch self {
-        case .undefined: return "Undefined"
-        case .none: return "None"
-        case .bool(let b): return b ? "True" : "False"
-        case .int(let i): return String(i)
-        case .float(let d): return PyFormat.floatRepr(d)
-        case .string(let s): return PyFormat.stringRepr(s)
-        case .list(let l): return "[" + l.items.map { $0.repr() }.joined(separator: ", ") + "]"
-        case .tuple(let l):
-            if l.items.count == 1 { return "(" + l.items[0].repr() + ",)" }
-            return "(" + l.items.map { $0.repr() }.joined(separator: ", ") + ")"
-        case .dict(let d): return Self.dictRepr(d)
-        case .range(let r):
-            return r.step == 1 ? "range(\(r.start), \(r.stop))" : "range(\(r.start), \(r.stop), \(r.step))"
-        case .view(let v): return "\(v.kind.rawValue)([" + v.items.map { $0.repr() }.joined(separator: ", ") + "])"
-        case .namespace(let n): return "<Namespace \(Self.dictRepr(n.attributes))>"
-        case .loop(let l): return "<LoopContext \(l.index0 + 1)/\(l.length)>"
-        case .callable(.macro(let m)): return "<Macro '\(m.name)'>"
-        case .iterator(let i): return "<\(i.kind) object>"
-        case .callable: return "<function>"
+        if out.utf8.count > JinjaLimits.maxOutputBytes {
+            throw .limit("a printed value of more than \(JinjaLimits.maxOutputBytes) bytes")
         }
-    }
-
-    private static func dictRepr(_ d: JinjaDict) -> String {
-        "{" + d.pairs.map { $0.repr() + ": " + $1.repr() }.joined(separator: ", ") + "}"
     }
 }
 

@@ -126,8 +126,8 @@ enum PyStr {
         return lines
     }
 
-    /// `str.replace(old, new, count)`.
-    static func replace(_ s: String, _ old: String, _ new: String, _ count: Int) -> String {
+    /// `str.replace(old, new, count)`, refused while it is built once past the output limit.
+    static func replace(_ s: String, _ old: String, _ new: String, _ count: Int) throws(JinjaError) -> String {
         let hay = Array(s.utf8), needle = Array(old.utf8), with = Array(new.utf8)
         var out: [UInt8] = []
         var done = 0
@@ -139,6 +139,7 @@ enum PyStr {
                     done += 1
                 }
                 out += Array(String(c).utf8)
+                if out.count > JinjaLimits.maxOutputBytes { throw .limit("a replaced string past the output limit") }
             }
             if count < 0 || done < count { out += with }
             return String(decoding: out, as: UTF8.self)
@@ -149,6 +150,7 @@ enum PyStr {
             out += with
             start = at + needle.count
             done += 1
+            if out.count > JinjaLimits.maxOutputBytes { throw .limit("a replaced string past the output limit") }
         }
         out += hay[start...]
         return String(decoding: out, as: UTF8.self)
@@ -637,6 +639,7 @@ extension PyFormat {
             }
             if value == nil { value = try take() }
             out += try percentOne(spec, conversion, value!)
+            if out.utf8.count > JinjaLimits.maxOutputBytes { throw .limit("a formatted string past the output limit") }
         }
         if mapping == nil && next < positional.count {
             throw .runtime("not all arguments converted during string formatting")
@@ -647,9 +650,12 @@ extension PyFormat {
     private static func percentOne(_ spec: String, _ conversion: Unicode.Scalar, _ v: JinjaValue) throws(JinjaError)
         -> String
     {
+        for number in spec.split(whereSeparator: { !$0.isNumber }) where (Int(number) ?? Int.max) > 4096 {
+            throw .limit("a printf width or precision over 4096")
+        }
         switch conversion {
         case "s", "r", "a":
-            let text = conversion == "s" ? try v.str() : v.repr()
+            let text = conversion == "s" ? try v.str() : try v.repr()
             var body = spec.dropFirst()
             let left = body.contains("-")
             body = body.drop { "-+ #0".contains($0) }
@@ -750,7 +756,8 @@ extension PyFormat {
                 }
                 value = v
             }
-            out += conversion == "r" || conversion == "a" ? value.repr() : try value.str()
+            out += conversion == "r" || conversion == "a" ? try value.repr() : try value.str()
+            if out.utf8.count > JinjaLimits.maxOutputBytes { throw .limit("a formatted string past the output limit") }
         }
         return out
     }
