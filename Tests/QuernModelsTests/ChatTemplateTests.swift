@@ -1,3 +1,4 @@
+import Foundation
 import QuernCore
 import QuernTestSupport
 import Testing
@@ -305,6 +306,35 @@ struct ChatTemplateTests {
             Issue.record("rendered \(out.utf8.count) bytes instead of failing")
         } catch let e as QuernError {
             #expect(e.code == .invalidRecord || e.code == .modelInvalid)
+        }
+    }
+
+    @Test("templates at the nesting limits render, or stop at one, on a thread with a 1 MiB stack")
+    func smallStack() throws {
+        let cases = [
+            "{{ " + String(repeating: "(", count: 45) + "1" + String(repeating: ")", count: 45) + " }}",
+            "{{ 1" + String(repeating: " + 1", count: 98) + " }}",
+            "{{ " + String(repeating: "not ", count: 90) + "x }}",
+            String(repeating: "{% if true %}", count: 95) + "x" + String(repeating: "{% endif %}", count: 95),
+            "{% macro r(n) %}{% if n < 31 %}{{ r(n + 1) }}{% endif %}{% endmacro %}{{ r(0) }}",
+            "{% macro r(n) %}{% if n < 31 %}{{ " + String(repeating: "(", count: 45) + "r(n + 1)"
+                + String(repeating: " if true else 0)", count: 45) + " }}{% endif %}{% endmacro %}{{ r(0) }}",
+            "{% set ns = namespace(l=[]) %}{% for i in range(290) %}{% set ns.l = [ns.l] %}{% endfor %}"
+                + "{{ ns.l | tojson }}{{ ns.l == ns.l }}{{ ns.l | string | length }}"
+        ]
+        for source in cases {
+            let done = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var outcome: Result<String, Error>?
+            let thread = Thread {
+                outcome = Result { try ChatTemplate(source: source, name: "deep").render(variables: ["x": 1]) }
+                done.signal()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+            done.wait()
+            if case .failure(let e as QuernError) = outcome {
+                #expect(e.message.contains("limit"), "\(source.prefix(40)): \(e)")
+            }
         }
     }
 

@@ -64,6 +64,7 @@ final class JinjaInterpreter {
     private var steps = 0
     private var work = 0
     private var callDepth = 0
+    private var recursion = 0
     private var date: ChatTemplateDate?
     /// The objects a template can make reference each other (a macro and the scope that
     /// holds it, a namespace holding itself): their links are cut when the render ends,
@@ -117,6 +118,15 @@ final class JinjaInterpreter {
         if steps > JinjaLimits.maxSteps { throw .limit("more than \(JinjaLimits.maxSteps) evaluation steps") }
     }
 
+    /// One level deeper into `eval` or `exec`.
+    private func enter() throws(JinjaError) {
+        recursion += 1
+        if recursion > JinjaLimits.maxRecursion {
+            throw .limit(
+                "evaluation nested deeper than \(JinjaLimits.maxRecursion) (blocks, expressions and macro calls)")
+        }
+    }
+
     /// Charges a string the template built, and refuses one past the output limit.
     func made(_ s: String) throws(JinjaError) -> JinjaValue {
         let n = s.utf8.count
@@ -162,53 +172,73 @@ final class JinjaInterpreter {
 
     private enum Flow { case normal, breakLoop, continueLoop }
 
+    /// Runs statements. As in `evalKind`, cases with locals of their own are functions of
+    /// their own, to keep this frame (once per block and macro level) small.
     private func exec(_ nodes: [JinjaNode], _ scope: JinjaScope) throws(JinjaError) -> Flow {
+        try enter()
+        defer { recursion -= 1 }
         for node in nodes {
             try step()
+            var flow = Flow.normal
             switch node {
             case .text(let t): try write(t)
             case .output(let e): try write(try located(e.line) { () throws(JinjaError) in try eval(e, scope).str() })
-            case .ifBlock(let branches, let otherwise):
-                var taken: [JinjaNode] = otherwise
-                for (test, body) in branches {
-                    if try eval(test, scope).truthy {
-                        taken = body
-                        break
-                    }
-                }
-                let flow = try exec(taken, scope)
-                if flow != .normal { return flow }
+            case .ifBlock(let branches, let otherwise): flow = try execIf(branches, otherwise, scope)
             case .forLoop(let target, let iterable, let condition, let body, let otherwise, let line):
                 try forLoop(target, iterable, condition, body, otherwise, line, scope)
             case .set(let target, let e, let line):
                 let v = try eval(e, scope)
                 try located(line) { () throws(JinjaError) in try assign(target, v, scope) }
             case .setBlock(let target, let filter, let body, let line):
-                let inner = JinjaScope(parent: scope)
-                var v = JinjaValue.string(try capture { () throws(JinjaError) in _ = try exec(body, inner) })
-                if let filter { v = try applyFilters(filter, to: v, scope) }
-                try located(line) { () throws(JinjaError) in try assign(target, v, scope) }
-            case .macro(let d):
-                scope.variables[d.name] = macro(d, scope)
-            case .callBlock(let call, let caller):
-                guard case .call(let callee, let args) = call.kind else { continue }
-                let f = try eval(callee, scope)
-                var a = try arguments(args, scope)
-                a.keywords.append(("caller", macro(caller, scope)))
-                try write(try located(call.line) { () throws(JinjaError) in try self.call(f, a).str() })
-            case .filterBlock(let filter, let body):
-                let text = try capture { () throws(JinjaError) in _ = try exec(body, scope) }
-                try write(try applyFilters(filter, to: .string(text), scope).str())
-            case .with(let assignments, let body):
-                let inner = JinjaScope(parent: scope)
-                for (target, e) in assignments { try assign(target, try eval(e, scope), inner) }
-                let flow = try exec(body, inner)
-                if flow != .normal { return flow }
-            case .loopControl(let isBreak, _):
-                return isBreak ? .breakLoop : .continueLoop
+                try execSetBlock(target, filter, body, line, scope)
+            case .macro(let d): scope.variables[d.name] = macro(d, scope)
+            case .callBlock(let call, let caller): try execCallBlock(call, caller, scope)
+            case .filterBlock(let filter, let body): try execFilterBlock(filter, body, scope)
+            case .with(let assignments, let body): flow = try execWith(assignments, body, scope)
+            case .loopControl(let isBreak, _): flow = isBreak ? .breakLoop : .continueLoop
             }
+            if flow != .normal { return flow }
         }
         return .normal
+    }
+
+    private func execIf(_ branches: [(JinjaExpr, [JinjaNode])], _ otherwise: [JinjaNode], _ scope: JinjaScope)
+        throws(JinjaError) -> Flow
+    {
+        for (test, body) in branches where try eval(test, scope).truthy { return try exec(body, scope) }
+        return try exec(otherwise, scope)
+    }
+
+    private func execSetBlock(
+        _ target: JinjaTarget, _ filter: JinjaExpr?, _ body: [JinjaNode], _ line: Int, _ scope: JinjaScope
+    ) throws(JinjaError) {
+        let inner = JinjaScope(parent: scope)
+        var v = JinjaValue.string(try capture { () throws(JinjaError) in _ = try exec(body, inner) })
+        if let filter { v = try applyFilters(filter, to: v, scope) }
+        try located(line) { () throws(JinjaError) in try assign(target, v, scope) }
+    }
+
+    private func execCallBlock(_ call: JinjaExpr, _ caller: JinjaMacroDefinition, _ scope: JinjaScope)
+        throws(JinjaError)
+    {
+        guard case .call(let callee, let args) = call.kind else { return }
+        let f = try eval(callee, scope)
+        var a = try arguments(args, scope)
+        a.keywords.append(("caller", macro(caller, scope)))
+        try write(try located(call.line) { () throws(JinjaError) in try self.call(f, a).str() })
+    }
+
+    private func execFilterBlock(_ filter: JinjaExpr, _ body: [JinjaNode], _ scope: JinjaScope) throws(JinjaError) {
+        let text = try capture { () throws(JinjaError) in _ = try exec(body, scope) }
+        try write(try applyFilters(filter, to: .string(text), scope).str())
+    }
+
+    private func execWith(_ assignments: [(JinjaTarget, JinjaExpr)], _ body: [JinjaNode], _ scope: JinjaScope)
+        throws(JinjaError) -> Flow
+    {
+        let inner = JinjaScope(parent: scope)
+        for (target, e) in assignments { try assign(target, try eval(e, scope), inner) }
+        return try exec(body, inner)
     }
 
     private func forLoop(
@@ -277,86 +307,44 @@ final class JinjaInterpreter {
 
     func eval(_ e: JinjaExpr, _ scope: JinjaScope) throws(JinjaError) -> JinjaValue {
         try step()
-        return try located(e.line) { () throws(JinjaError) in try evalKind(e, scope) }
+        try enter()
+        defer { recursion -= 1 }
+        do {
+            return try evalKind(e, scope)
+        } catch {
+            var located = error
+            if located.line == nil { located.line = e.line }
+            throw located
+        }
     }
 
+    /// One node. Each case that needs locals of its own calls a function of its own: this
+    /// frame recurses once per level of the expression, and a debug build gives a function
+    /// room for the locals of all its cases at once.
     private func evalKind(_ e: JinjaExpr, _ scope: JinjaScope) throws(JinjaError) -> JinjaValue {
         switch e.kind {
-        case .constant(let c):
-            switch c {
-            case .none: return .none
-            case .bool(let b): return .bool(b)
-            case .int(let i): return .int(i)
-            case .float(let d): return .float(d)
-            case .string(let s): return .string(s)
-            }
+        case .constant(let c): return Self.constant(c)
         case .name(let n):
             if let v = scope.lookup(n) { return v }
             if Self.globalNames.contains(n) { return .callable(.global(n)) }
             return .undefined(.named(n))
-        case .list(let xs):
-            var items: [JinjaValue] = []
-            for x in xs { items.append(try eval(x, scope)) }
-            return try makeList(items)
-        case .tuple(let xs):
-            var items: [JinjaValue] = []
-            for x in xs { items.append(try eval(x, scope)) }
-            try charge(16 * items.count)
-            return try .tuple(items)
-        case .dict(let pairs):
-            var d = JinjaDict()
-            for (k, v) in pairs { try d.set(try eval(k, scope), try eval(v, scope)) }
-            try charge(32 * d.count)
-            return .dict(d)
-        case .attribute(let x, let name):
-            return try JinjaBuiltins.attribute(try eval(x, scope), name)
-        case .item(let x, let key):
-            let v = try eval(x, scope)
-            if case .slice(let a, let b, let c) = key.kind {
-                func bound(_ e: JinjaExpr?) throws(JinjaError) -> Int64? {
-                    guard let e else { return nil }
-                    switch try eval(e, scope) {
-                    case .none: return nil
-                    case .int(let i): return i
-                    case .bool(let f): return f ? 1 : 0
-                    default: throw .runtime("slice indices must be integers or None or have an __index__ method")
-                    }
-                }
-                return try slice(v, try bound(a), try bound(b), try bound(c))
-            }
-            return try JinjaBuiltins.item(v, try eval(key, scope))
-        case .slice:
-            throw .syntax("a slice outside []")
-        case .call(let callee, let args):
-            let f = try eval(callee, scope)
-            return try call(f, try arguments(args, scope))
-        case .filter:
-            return try applyFilters(e, to: nil, scope)
+        case .list(let xs): return try makeList(try evalAll(xs, scope))
+        case .tuple(let xs): return try makeTuple(try evalAll(xs, scope))
+        case .dict(let pairs): return try evalDict(pairs, scope)
+        case .attribute(let x, let name): return try JinjaBuiltins.attribute(try eval(x, scope), name)
+        case .item(let x, let key): return try evalItem(try eval(x, scope), key, scope)
+        case .slice: throw .syntax("a slice outside []")
+        case .call(let callee, let args): return try call(try eval(callee, scope), try arguments(args, scope))
+        case .filter: return try applyFilters(e, to: nil, scope)
         case .test(let x, let name, let args):
-            let v = try eval(x, scope)
-            return .bool(try JinjaBuiltins.test(name, v, try arguments(args, scope), self))
+            return .bool(try JinjaBuiltins.test(name, try eval(x, scope), try arguments(args, scope), self))
         case .not(let x): return .bool(!(try eval(x, scope).truthy))
         case .negate(let x): return try JinjaOperators.negate(try eval(x, scope))
         case .plus(let x): return try JinjaOperators.plus(try eval(x, scope))
         case .binary(let op, let a, let b):
             return try JinjaOperators.binary(op, try eval(a, scope), try eval(b, scope), self)
-        case .concat(let parts):
-            var s = ""
-            for p in parts {
-                s += try eval(p, scope).str()
-                if s.utf8.count > JinjaLimits.maxOutputBytes {
-                    throw .limit("a string of more than \(JinjaLimits.maxOutputBytes) bytes")
-                }
-            }
-            return try made(s)
-        case .compare(let first, let ops):
-            var left = try eval(first, scope)
-            for (op, rhs) in ops {
-                let right = try eval(rhs, scope)
-                if !(try JinjaOperators.compare(op, left, right)) { return .bool(false) }
-                left = right
-            }
-            return .bool(true)
+        case .concat(let parts): return try evalConcat(parts, scope)
+        case .compare(let first, let ops): return try evalCompare(first, ops, scope)
         case .and(let a, let b):
             let l = try eval(a, scope)
             return l.truthy ? try eval(b, scope) : l
@@ -366,12 +354,82 @@ final class JinjaInterpreter {
         case .conditional(let test, let then, let otherwise):
             if try eval(test, scope).truthy { return try eval(then, scope) }
             if let otherwise { return try eval(otherwise, scope) }
-            return .undefined(
-                JinjaUndefined(
-                    message:
-                        "the inline if-expression on line \(e.line) evaluated to false and no else section was defined."
-                ))
+            return .undefined(Self.noElse(e.line))
         }
+    }
+
+    private static func constant(_ c: JinjaConstant) -> JinjaValue {
+        switch c {
+        case .none: .none
+        case .bool(let b): .bool(b)
+        case .int(let i): .int(i)
+        case .float(let d): .float(d)
+        case .string(let s): .string(s)
+        }
+    }
+
+    private static func noElse(_ line: Int) -> JinjaUndefined {
+        JinjaUndefined(
+            message: "the inline if-expression on line \(line) evaluated to false and no else section was defined.")
+    }
+
+    private func evalAll(_ xs: [JinjaExpr], _ scope: JinjaScope) throws(JinjaError) -> [JinjaValue] {
+        var items: [JinjaValue] = []
+        items.reserveCapacity(xs.count)
+        for x in xs { items.append(try eval(x, scope)) }
+        return items
+    }
+
+    private func makeTuple(_ items: [JinjaValue]) throws(JinjaError) -> JinjaValue {
+        try charge(16 * items.count)
+        return try .tuple(items)
+    }
+
+    private func evalDict(_ pairs: [(JinjaExpr, JinjaExpr)], _ scope: JinjaScope) throws(JinjaError) -> JinjaValue {
+        var d = JinjaDict()
+        for (k, v) in pairs { try d.set(try eval(k, scope), try eval(v, scope)) }
+        try charge(32 * d.count)
+        return .dict(d)
+    }
+
+    private func evalItem(_ v: JinjaValue, _ key: JinjaExpr, _ scope: JinjaScope) throws(JinjaError) -> JinjaValue {
+        guard case .slice(let a, let b, let c) = key.kind else {
+            return try JinjaBuiltins.item(v, try eval(key, scope))
+        }
+        func bound(_ e: JinjaExpr?) throws(JinjaError) -> Int64? {
+            guard let e else { return nil }
+            switch try eval(e, scope) {
+            case .none: return nil
+            case .int(let i): return i
+            case .bool(let f): return f ? 1 : 0
+            default: throw .runtime("slice indices must be integers or None or have an __index__ method")
+            }
+        }
+        return try slice(v, try bound(a), try bound(b), try bound(c))
+    }
+
+    private func evalConcat(_ parts: [JinjaExpr], _ scope: JinjaScope) throws(JinjaError) -> JinjaValue {
+        var s = ""
+        for p in parts {
+            s += try eval(p, scope).str()
+            if s.utf8.count > JinjaLimits.maxOutputBytes {
+                throw .limit("a string of more than \(JinjaLimits.maxOutputBytes) bytes")
+            }
+        }
+        return try made(s)
+    }
+
+    /// `a < b < c` is `a < b and b < c`, each operand evaluated once, stopping at the first false.
+    private func evalCompare(_ first: JinjaExpr, _ ops: [(String, JinjaExpr)], _ scope: JinjaScope)
+        throws(JinjaError) -> JinjaValue
+    {
+        var left = try eval(first, scope)
+        for (op, rhs) in ops {
+            let right = try eval(rhs, scope)
+            if !(try JinjaOperators.compare(op, left, right)) { return .bool(false) }
+            left = right
+        }
+        return .bool(true)
     }
 
     private func arguments(_ a: JinjaArguments, _ scope: JinjaScope) throws(JinjaError) -> JinjaCallArguments {
