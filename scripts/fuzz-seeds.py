@@ -230,3 +230,20 @@ put("text", "ascii.txt", "Hello, world! unaffable things")
 put("text", "unicode.txt", "Naïve CAFÉ — 中文字 🙂 \u0301e \u200b\ufeff")
 put("text", "pair.txt", b"first sentence\x00second one, longer than the first")
 put("text", "controls.txt", b"\x01\x02\t\r\n\x7f [CLS] [SEP][MASK]" + "ß".encode() * 50)
+
+# chattemplate: the fixture's real templates, and one-rule snippets of each Jinja corner.
+templates = os.path.join(ROOT, "fixtures", "text", "chat-templates")
+for name in sorted(os.listdir(templates)):
+    put("chattemplate", name, fixture(os.path.join("fixtures", "text", "chat-templates", name)))
+put("chattemplate", "whitespace.jinja", "a\n  {% if true %}\n  b {{- ' c ' -}} d\n  {%- endif %}\n{# note #}\n{% raw %}{{ x }}{% endraw %}\n")
+put("chattemplate", "scopes.jinja", "{% set ns = namespace(n=0) %}{% for m in messages if m.role != 'system' %}"
+    "{% set ns.n = ns.n + loop.index %}{{ loop.index0 }}{{ m['content'][::-1] | trim | tojson }}{% else %}none"
+    "{% endfor %}{{ ns.n }}{% macro box(x, y=2) %}[{{ x }}{{ caller() }}]{% endmacro %}"
+    "{% call box(1) %}in{% endcall %}{{ raise_exception('no') if ns.n > 99 }}")
+put("chattemplate", "values.jinja", "{{ [1, 'a', none, true, 1.0, (1,), {'k': 2.5e20}] }} {{ 7 // -2 }} {{ 2 ** 10 }} "
+    "{{ 'x' ~ tools | length }} {{ messages | selectattr('role', 'eq', 'user') | map(attribute='content') | join('|') }} "
+    "{{ strftime_now('%d %b %Y') }} {{ 'a,b'.split(',') }} {{ range(3) | list }} {{ '%s-%d' | format('a', 3) }}")
+put("chattemplate", "messages.bin", b"{% for m in messages %}{{ m.content }}{% endfor %}\x00"
+    b'[{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"user","content":null},{"x":1}]')
+put("chattemplate", "refused.jinja", "{% include 'x' %}{{ 'x' * 10**12 }}{% for x in y recursive %}")
+put("chattemplate", "limits.jinja", "{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}")

@@ -8,7 +8,8 @@ import QuernModels
 
 /// What a model directory brings: config.json of every family (each paired with the
 /// project's fixture weights, so loading gets as far as it can), the safetensors header
-/// and weights, GGUF files, tokenizer.json and vocab.txt, and the texts a tokenizer is given.
+/// and weights, GGUF files, tokenizer.json and vocab.txt, the texts a tokenizer is given,
+/// and the chat template of tokenizer_config.json or a GGUF.
 enum ModelFuzz {
     static let targets = [
         FuzzTarget(name: "config", input: "a model's config.json (any model_type)", run: config),
@@ -16,7 +17,10 @@ enum ModelFuzz {
         FuzzTarget(name: "gguf", input: "a GGUF model file", run: gguf),
         FuzzTarget(name: "tokenizer", input: "a tokenizer.json", run: tokenizerJSON),
         FuzzTarget(name: "vocab", input: "a vocab.txt", run: vocabTXT),
-        FuzzTarget(name: "text", input: "a record's text, tokenized by the fixture BERT tokenizer", run: text)
+        FuzzTarget(name: "text", input: "a record's text, tokenized by the fixture BERT tokenizer", run: text),
+        FuzzTarget(
+            name: "chattemplate", input: "a chat template (Jinja2); after a NUL byte, the messages as a JSON array",
+            run: chatTemplate)
     ]
 
     /// Model directories the fuzzed file is dropped into, by family: the fixtures'
@@ -180,5 +184,55 @@ enum ModelFuzz {
             FuzzCheck.require(
                 s.ids.count <= max(limit, t.addedPair), "\(s.ids.count) tokens for max_length \(limit)")
         }
+    }
+
+    // Built per input, not held in static storage: LeakSanitizer does not recognise
+    // Swift's tagged pointers to enum boxes in globals and would report them as leaks.
+    static func chatMessages() -> [JSONValue] {
+        [
+            ["role": "system", "content": "Be brief."], ["role": "user", "content": "Hi 🙂"],
+            [
+                "role": "assistant", "content": "Yo",
+                "tool_calls": [["function": ["name": "f", "arguments": ["x": 1.5]]]]
+            ],
+            ["role": "tool", "content": "{\"ok\": true}"], ["role": "user", "content": "  and?\n"]
+        ]
+    }
+
+    static func chatTools() -> [JSONValue] {
+        [
+            [
+                "type": "function",
+                "function": ["name": "f", "parameters": ["type": "object", "properties": ["x": ["type": "number"]]]]
+            ]
+        ]
+    }
+
+    /// Parsing and rendering any template return, within the output limit, and render
+    /// the same twice (no state survives a render).
+    static func chatTemplate(_ bytes: [UInt8]) {
+        var source = bytes[...]
+        var messages = chatMessages()
+        let tools = chatTools()
+        if let cut = bytes.firstIndex(of: 0) {
+            source = bytes[..<cut]
+            if let given = (try? JSONParser.parse(Array(bytes[(cut + 1)...])))?.arrayValue { messages = given }
+        }
+        let text = String(decoding: source, as: UTF8.self)
+        guard let template = FuzzCheck.handled("ChatTemplate", { try ChatTemplate(source: text, name: "fuzz") }) else {
+            return
+        }
+        let now = ChatTemplateDate(year: 2025, month: 1, day: 2, hour: 3, minute: 4, second: 5)
+        func render() -> String? {
+            FuzzCheck.handled("rendering the template") {
+                try template.render(
+                    messages: messages, addGenerationPrompt: true, bosToken: "<s>", eosToken: "</s>", tools: tools,
+                    extra: ["enable_thinking": false], now: now)
+            }
+        }
+        guard let first = render() else { return }
+        FuzzCheck.require(
+            first.utf8.count <= ChatTemplate.maxOutputBytes, "a render of \(first.utf8.count) bytes passed the limit")
+        FuzzCheck.require(render()?.utf8.elementsEqual(first.utf8) == true, "rendering twice gave two outputs")
     }
 }
