@@ -127,7 +127,7 @@ public struct BPETokenizer: Sendable {
     init(root: JSONObject, source: String, bos: String?, eos: String?) throws {
         func fail(_ what: String) -> QuernError { QuernError(.modelInvalid, "\(source): \(what)", field: "model") }
         if let version = root["version"], version.stringValue != "1.0" {
-            throw fail("version \(version) is not 1.0")
+            throw fail("version \(version.stringValue?.debugDescription ?? version.typeName) is not \"1.0\"")
         }
         guard let model = root["model"]?.objectValue else {
             throw fail("model must be an object, not \(root["model"]?.typeName ?? "missing")")
@@ -498,6 +498,10 @@ public struct BPETokenizer: Sendable {
         guard id >= 0, Int(id) < vocabularySize, hasToken[Int(id)] else { return nil }
         return String(decoding: names[Int(nameOffsets[Int(id)])..<Int(nameOffsets[Int(id) + 1])], as: UTF8.self)
     }
+
+    /// The id of the token for a single byte, or nil when the vocabulary has none (then
+    /// the byte is dropped from text, or becomes `unk_token`).
+    public func id(byte: UInt8) -> Int32? { byteIDs[Int(byte)] >= 0 ? byteIDs[Int(byte)] : nil }
 
     /// Whether `id` is a special added token (what `skipSpecialTokens` drops).
     public func isSpecial(_ id: Int32) -> Bool { id >= 0 && Int(id) < vocabularySize && special[Int(id)] }
