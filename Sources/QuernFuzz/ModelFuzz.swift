@@ -8,14 +8,17 @@ import QuernModels
 
 /// What a model directory brings: config.json of every family (each paired with the
 /// project's fixture weights, so loading gets as far as it can), the safetensors header
-/// and weights, tokenizer.json and vocab.txt, and the texts a tokenizer is given.
+/// and weights, tokenizer.json (WordPiece here, BPE in BPEFuzz.swift) and vocab.txt, and
+/// the texts a tokenizer is given.
 enum ModelFuzz {
     static let targets = [
         FuzzTarget(name: "config", input: "a model's config.json (any model_type)", run: config),
         FuzzTarget(name: "safetensors", input: "a model.safetensors file", run: safetensors),
         FuzzTarget(name: "tokenizer", input: "a tokenizer.json", run: tokenizerJSON),
         FuzzTarget(name: "vocab", input: "a vocab.txt", run: vocabTXT),
-        FuzzTarget(name: "text", input: "a record's text, tokenized by the fixture BERT tokenizer", run: text)
+        FuzzTarget(name: "text", input: "a record's text, tokenized by the fixture BERT tokenizer", run: text),
+        FuzzTarget(name: "bpe", input: "a byte-level BPE tokenizer.json", run: bpeJSON),
+        FuzzTarget(name: "bpe-text", input: "a text (and ids) through the fixture BPE tokenizers", run: bpeText)
     ]
 
     /// Model directories the fuzzed file is dropped into, by family: the fixtures'
