@@ -12,7 +12,8 @@ check Quern's BPE tokenizer without Python.
                   normalized added tokens written in NFD
   starcoder-unk   the smollm2 cut with Digits + ByteLevel(add_prefix_space), some bytes
                   missing from the vocabulary and a fused unk_token
-  splits          the smollm2 cut behind literal Splits of all five behaviors
+  splits          the smollm2 cut behind literal Splits of all five behaviors, Digits in
+                  runs, Qwen2's regex and ByteLevel(add_prefix_space) without its own
 
 golden.jsonl lines: {"text", "ids" (special tokens added), "plain" (not added),
 "decoded" (decode(ids) keeping specials), "skipped" (dropping them)}, and
@@ -192,5 +193,8 @@ splits["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
     {"type": "Split", "pattern": {"String": "::"}, "behavior": "Removed", "invert": False},
     {"type": "Split", "pattern": {"String": "."}, "behavior": "MergedWithPrevious", "invert": False},
     {"type": "Split", "pattern": {"String": "ab"}, "behavior": "Isolated", "invert": True},
-    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
-save("splits", splits, ["a - b - c", "x,,y,z,", "a::b::::c", "end. next.. last.", "cabbage abab ab", " - ,::.ab"])
+    {"type": "Digits", "individual_digits": False},
+    {"type": "Split", "pattern": {"Regex": QWEN2}, "behavior": "Isolated", "invert": False},
+    {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": False}]}
+save("splits", splits, ["a - b - c", "x,,y,z,", "a::b::::c", "end. next.. last.", "cabbage abab ab", " - ,::.ab",
+                        "x12345y 6 78"])

@@ -390,11 +390,12 @@ struct BPEMergeTable: Sendable {
 }
 
 /// A session's memory of merged words: their bytes → ids, open addressing over bytes kept
-/// back to back. Cleared when full, so it stays bounded however varied the text.
+/// back to back. It grows with use and is cleared when full, so it stays bounded however
+/// varied the text.
 struct BPEWordCache {
     static let maxWords = 1 << 16
     static let maxWordBytes = 256
-    private var slots = [Int32](repeating: -1, count: 1 << 17)
+    private var slots = [Int32](repeating: -1, count: 1 << 10)
     private var hashes: [Int] = []
     private var keyStarts: [Int32] = [0]
     private var keys: [UInt8] = []
@@ -434,21 +435,29 @@ struct BPEWordCache {
     mutating func insert(_ p: UnsafePointer<UInt8>, _ n: Int, _ ids: ArraySlice<Int32>) {
         guard n <= Self.maxWordBytes else { return }
         if hashes.count >= Self.maxWords {
-            for i in slots.indices { slots[i] = -1 }
+            slots = [Int32](repeating: -1, count: slots.count)
             hashes.removeAll(keepingCapacity: true)
             keyStarts = [0]
             keys.removeAll(keepingCapacity: true)
             valueStarts = [0]
             values.removeAll(keepingCapacity: true)
+        } else if hashes.count * 2 >= slots.count {
+            slots = [Int32](repeating: -1, count: slots.count * 2)
+            for (e, h) in hashes.enumerated() { place(h, e) }
         }
-        let h = Self.hash(p, n), mask = slots.count - 1
-        var s = h & mask
-        while slots[s] >= 0 { s = (s + 1) & mask }
-        slots[s] = Int32(hashes.count)
+        let h = Self.hash(p, n)
+        place(h, hashes.count)
         hashes.append(h)
         keys.append(contentsOf: UnsafeBufferPointer(start: p, count: n))
         keyStarts.append(Int32(keys.count))
         values += ids
         valueStarts.append(Int32(values.count))
+    }
+
+    private mutating func place(_ h: Int, _ entry: Int) {
+        let mask = slots.count - 1
+        var s = h & mask
+        while slots[s] >= 0 { s = (s + 1) & mask }
+        slots[s] = Int32(entry)
     }
 }

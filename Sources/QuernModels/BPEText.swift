@@ -127,31 +127,35 @@ enum BPEUnicode {
     }
 }
 
-/// Per-session facts about scalars, looked up once each: a flat table over every code
-/// point (1.1 MB, pages touched only where text lands), filled 256 scalars at a time,
+/// Per-session facts about scalars, looked up once each: 256 scalars at a time, in blocks
+/// filled when text first lands in them (a session costs a few kilobytes until then),
 /// plus the decompositions and compositions NFC has needed.
 final class BPEScalars {
-    private var table: [UInt8]
     let nfc: Bool
+    private let ascii: [UInt8]
+    /// Block (scalar >> 8) → its place in `filled` + 1, or 0 when not looked up yet.
+    private var blockSlots = [UInt16](repeating: 0, count: 0x1100)
+    private var filled: [UInt8] = []
     private var decompositions: [UInt32: [UInt32]] = [:]
     private var compositions: [UInt64: UInt32] = [:]
 
     init(nfc: Bool) {
         self.nfc = nfc
-        table = [UInt8](repeating: 0, count: 0x110000)
-        for v in 0..<128 { table[v] = BPEUnicode.flags(UInt32(v), nfc: false) }
+        ascii = (0..<128).map { BPEUnicode.flags(UInt32($0), nfc: false) }
     }
 
     /// The flags of scalar `v` (`BPEUnicode.letter`...).
     @inline(__always) func flags(_ v: UInt32) -> UInt8 {
-        let f = table[Int(v)]
-        return f != 0 ? f : fill(v)
+        if v < 0x80 { return ascii[Int(v)] }
+        let slot = Int(blockSlots[Int(v >> 8)])
+        return slot != 0 ? filled[(slot - 1) << 8 | Int(v & 0xFF)] : fill(v)
     }
 
     private func fill(_ v: UInt32) -> UInt8 {
-        let base = Int(v) & ~0xFF
-        for i in base..<(base + 256) where table[i] == 0 { table[i] = BPEUnicode.flags(UInt32(i), nfc: nfc) }
-        return table[Int(v)]
+        let base = v & ~0xFF
+        filled += (base..<(base + 256)).map { BPEUnicode.flags($0, nfc: nfc) }
+        blockSlots[Int(v >> 8)] = UInt16(filled.count >> 8)
+        return flags(v)
     }
 
     func decomposition(_ v: UInt32) -> [UInt32]? {
