@@ -313,7 +313,7 @@ struct BPEAddedTokens: Sendable {
             var start = matchStart, stop = matchEnd
             if entry.lstrip {
                 var s = matchStart
-                while s > 0 {
+                while s > startOffset {  // no further: the start is never before startOffset
                     let before = Self.scalarStart(before: s, p)
                     if scalars.flags(UTF8Scalars.decode(p, before).0) & BPEUnicode.space == 0 { break }
                     s = before

@@ -130,8 +130,8 @@ public struct BPEPipeline: Sendable, Equatable {
         let byteLevels = steps.filter { if case .byteLevel = $0 { true } else { false } }.count
         guard byteLevels == 1, case .byteLevel = steps.last else {
             throw fail(
-                "pre_tokenizer must end with one ByteLevel (Quern's BPE is byte-level only), not "
-                    + "\(byteLevels) ByteLevel steps")
+                "pre_tokenizer must end with one ByteLevel (Quern's BPE is byte-level only); this one has "
+                    + "\(byteLevels) ByteLevel step\(byteLevels == 1 ? "" : "s")\(byteLevels == 1 ? ", not last" : "")")
         }
         return BPEPipeline(nfc: nfc, steps: steps)
     }

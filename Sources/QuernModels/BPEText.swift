@@ -210,20 +210,21 @@ final class BPEScalars {
                 scratch.append(v)
             }
         }
-        // Put each run of marks in canonical order (a stable insertion sort: runs are short).
-        var k = 1
+        // Put each run of marks in canonical order: a stable sort by combining class.
+        var k = 0
         while k < scratch.count {
-            let c = BPEUnicode.combiningClass(scratch[k])
-            if c != 0 {
-                var j = k
-                while j > 0 {
-                    let before = BPEUnicode.combiningClass(scratch[j - 1])
-                    if before <= c { break }
-                    scratch.swapAt(j - 1, j)
-                    j -= 1
-                }
+            guard BPEUnicode.combiningClass(scratch[k]) != 0 else {
+                k += 1
+                continue
             }
-            k += 1
+            var end = k + 1
+            while end < scratch.count && BPEUnicode.combiningClass(scratch[end]) != 0 { end += 1 }
+            if end - k > 1 {
+                let run = scratch[k..<end].enumerated().map { (BPEUnicode.combiningClass($1), $0, $1) }
+                let sorted = run.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+                for (j, r) in sorted.enumerated() { scratch[k + j] = r.2 }
+            }
+            k = end
         }
         // Compose (the reference algorithm of UAX #15).
         var starter = -1

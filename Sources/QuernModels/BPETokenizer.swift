@@ -155,7 +155,8 @@ public struct BPETokenizer: Sendable {
         let tokens = try vocab.pairs.map { (token, v) -> (String, Int32) in
             guard let i = v.intValue, let id = Int32(exactly: i), id >= 0 else {
                 throw fail(
-                    "vocab entry \(token.debugDescription) must have an integer id from 0 to \(Int32.max), not \(v)")
+                    "vocab entry \(token.debugDescription) must have an integer id from 0 to \(Int32.max), not "
+                        + (v.intValue.map { "\($0)" } ?? v.typeName))
             }
             return (token, id)
         }
