@@ -9,8 +9,9 @@ extension BPETokenizer {
         let scalars: BPEScalars
         let cutter: BPEPreTokenizing
         var cache = BPEWordCache()
-        /// The one-regex pipelines (all the presets but StarCoder's) go word by word without
-        /// a list of pieces.
+        /// Set for a one-regex pipeline (every preset but StarCoder's): a Split whose regex
+        /// matches at every position, so its matches are the words, then a plain ByteLevel;
+        /// or ByteLevel with its own regex. Those go word by word with no list of pieces.
         let singlePattern: BPEPipeline.SplitPattern?
         var normalized: [UInt8] = []
         var codePoints: [UInt32] = []
@@ -31,7 +32,7 @@ extension BPETokenizer {
             self.tokenizer = tokenizer
             scalars = BPEScalars(nfc: tokenizer.pipeline.nfc)
             cutter = BPEPreTokenizing(scalars: scalars)
-            // The literal pattern is not one: its matches leave gaps.
+            // (A literal pattern's matches leave gaps: it goes the long way.)
             let steps = tokenizer.pipeline.steps,
                 plain = BPEPipeline.Step.byteLevel(addPrefixSpace: false, useRegex: false)
             var single: BPEPipeline.SplitPattern?

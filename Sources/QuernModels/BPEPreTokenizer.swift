@@ -175,9 +175,10 @@ public enum BPEPreset: String, Sendable, CaseIterable {
     public var ignoresMerges: Bool { self == .llama3 }
 
     /// `tokenizer.ggml.pre` names (as llama.cpp's converter writes them) → presets. Only
-    /// names whose Hugging Face tokenizer.json is known to be one of the presets are here;
-    /// "smollm" is GPT-2's pipeline, which is what SmolLM2's tokenizer.json holds (llama.cpp
-    /// also cuts digits apart for it, which changes nothing with SmolLM's vocabulary).
+    /// names whose Hugging Face tokenizer.json is known to be one of the presets are here.
+    /// "smollm" is GPT-2's pipeline, which is what SmolLM2's tokenizer.json holds; llama.cpp
+    /// cuts digits apart first for it, which differs on a few texts (" ²", two spaces
+    /// before a number), and Quern follows tokenizer.json.
     public static let ggufNames: [String: BPEPreset] = [
         "gpt-2": .gpt2, "phi-2": .gpt2, "mpt": .gpt2, "olmo": .gpt2, "smollm": .gpt2,
         "llama3": .llama3, "llama-v3": .llama3, "llama-bpe": .llama3,
