@@ -14,7 +14,9 @@ extension ModelFuzz {
         guard let t = FuzzCheck.handled("BPE tokenizer.json", { try BPETokenizer(tokenizerJSON: bytes) }) else {
             return
         }
-        for p in bpeProbes { checkBPE(t, p) }
+        let warmed = BPETokenizer.Session(t)
+        for p in bpeProbes { _ = warmed.encode(p) }
+        for p in bpeProbes { checkBPE(t, p, warmed: warmed) }
     }
 
     /// The fixture tokenizers (fixtures/text/bpe): every pipeline Quern implements.
@@ -50,18 +52,19 @@ extension ModelFuzz {
     }
 
     /// Invariants of an encoding: ids inside the vocabulary, the template around the text,
-    /// a session's caches neutral, streaming decoding equal to decoding at once.
-    static func checkBPE(_ t: BPETokenizer, _ s: String) {
+    /// a session's caches neutral (a fresh session, the same one again, and `warmed`, which
+    /// has seen other texts, agree), streaming decoding equal to decoding at once.
+    static func checkBPE(_ t: BPETokenizer, _ s: String, warmed: BPETokenizer.Session? = nil) {
         let fresh = BPETokenizer.Session(t)
         let plain = fresh.encode(s, addSpecialTokens: false), full = fresh.encode(s)
         FuzzCheck.require(
             plain.allSatisfy { $0 >= 0 && Int($0) < t.vocabularySize },
             "an id outside the vocabulary for \(s.debugDescription)")
         FuzzCheck.require(full == t.prefixIDs + plain + t.suffixIDs, "special tokens added wrongly")
-        let warmed = BPETokenizer.Session(t)
-        for p in bpeProbes { _ = warmed.encode(p) }
-        FuzzCheck.require(
-            warmed.encode(s, addSpecialTokens: false) == plain, "a session's cache changed \(s.debugDescription)")
+        for session in [fresh] + (warmed.map { [$0] } ?? []) {
+            FuzzCheck.require(
+                session.encode(s, addSpecialTokens: false) == plain, "a session's cache changed \(s.debugDescription)")
+        }
         checkDecoding(t, full)
     }
 
