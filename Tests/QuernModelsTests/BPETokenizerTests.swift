@@ -309,6 +309,28 @@ struct BPETokenizerTests {
         "type": "TemplateProcessing", "single": [["SpecialToken": ["id": "<s>"]], ["Sequence": ["id": "A"]]],
         "special_tokens": ["<s>": ["id": "<s>", "ids": [99]]]
     ]
+    static let templateBOS: JSONValue = [
+        "type": "TemplateProcessing", "single": [["SpecialToken": ["id": "<s>"]], ["Sequence": ["id": "A"]]],
+        "special_tokens": ["<s>": ["id": "<s>", "ids": [3]]]
+    ]
+    static let twoTemplates: JSONValue = ["type": "Sequence", "processors": [templateBOS, templateBOS]]
+
+    @Test("a template inside Sequences is found, whatever else the Sequences hold")
+    func nestedTemplate() throws {
+        let nested: JSONValue = [
+            "type": "Sequence",
+            "processors": [
+                ["type": "ByteLevel"], Self.templateBOS, ["type": "Sequence", "processors": [["type": "ByteLevel"]]]
+            ]
+        ]
+        #expect(Self.refusal(Self.patch("post_processor", nested)) == nil)
+        var root = try #require(
+            try JSONParser.parse(Sys.readFile("\(Self.fixtures)/smollm2/tokenizer.json")).objectValue)
+        root["post_processor"] = nested
+        let t = try BPETokenizer(tokenizerJSON: JSONWriter.compact(.object(root)))
+        #expect(t.prefixIDs == [3] && t.suffixIDs.isEmpty && t.encode("a").first == 3)
+    }
+
     static let templateWithoutIDs: JSONValue = [
         "type": "TemplateProcessing", "single": [["SpecialToken": ["id": "<s>"]], ["Sequence": ["id": "A"]]]
     ]
@@ -332,7 +354,8 @@ struct BPETokenizerTests {
             ("unk_token \"<unk>\"", "model.unk_token", "<unk>"),
             ("added_tokens entries", "added_tokens", [["id": 0]]),
             ("outside the 4-token vocabulary", "post_processor", templateOutside),
-            ("has no ids", "post_processor", templateWithoutIDs)
+            ("has no ids", "post_processor", templateWithoutIDs),
+            ("more than one template", "post_processor", twoTemplates)
         ] as [(String, String, JSONValue)])
     func hostile(_ name: String, _ path: String, _ value: JSONValue) {
         let message = Self.refusal(Self.patch(path, value))
