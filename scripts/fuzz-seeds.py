@@ -225,6 +225,80 @@ odd["added_tokens"] = [{"id": 40, "content": "[EXTRA]", "special": True}]
 odd["model"] = dict(base["model"], vocab={"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "x": 2147483647})
 put("tokenizer", "odd-ids.json", json.dumps(odd))
 
+# bpe: small byte-level BPE tokenizer.json files, one per pipeline, and near-misses.
+def byte_chars():
+    bs = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = list(bs), 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for _, c in sorted(zip(bs, cs))]
+
+
+def bpe(pre, merges=(("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("i", "n"), ("in", "g"), ("1", "2")),
+        pairs=False, **extra):
+    vocab = {c: i for i, c in enumerate(byte_chars())}
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    merge_list = [[a, b] if pairs else f"{a} {b}" for a, b in merges]
+    doc = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+           "pre_tokenizer": pre, "post_processor": None, "decoder": {"type": "ByteLevel"},
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "fuse_unk": False, "byte_fallback": False,
+                     "ignore_merges": False, "vocab": vocab, "merges": merge_list}}
+    for k, v in extra.items():
+        if k in doc["model"]:
+            doc["model"][k] = v
+        else:
+            doc[k] = v
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def split(regex):
+    return {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+
+
+LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2 = LLAMA3.replace(r"\p{N}{1,3}", r"\p{N}")
+byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+put("bpe", "gpt2.json", bpe(byte_level, merges=[("\u0120", "t"), ("h", "e"), ("\u0120t", "he")]))
+put("bpe", "llama3.json", bpe(split(LLAMA3), ignore_merges=True, added_tokens=[
+    {"id": 300, "content": "<|begin_of_text|>", "single_word": False, "lstrip": False, "rstrip": False,
+     "normalized": False, "special": True},
+    {"id": 301, "content": "<mask>", "single_word": False, "lstrip": True, "rstrip": True, "normalized": False,
+     "special": True},
+    {"id": 302, "content": "[WORD]", "single_word": True, "lstrip": False, "rstrip": False, "normalized": True,
+     "special": False}],
+    post_processor={"type": "Sequence", "processors": [
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+        {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                                                  {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [], "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [262],
+                                                              "tokens": ["<|begin_of_text|>"]}}}]}))
+put("bpe", "qwen2.json", bpe(split(QWEN2), normalizer={"type": "NFC"}, added_tokens=[
+    {"id": 300, "content": "cafe\u0301", "single_word": False, "lstrip": False, "rstrip": False,
+     "normalized": True, "special": False}]))
+put("bpe", "digits-unk.json", bpe({"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True}, dict(byte_level, add_prefix_space=True)]},
+    unk_token="h", fuse_unk=True))
+put("bpe", "splits.json", bpe({"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "pattern": {"String": " - "}, "behavior": "MergedWithNext", "invert": False},
+    {"type": "Split", "pattern": {"String": ","}, "behavior": "Contiguous", "invert": True},
+    {"type": "Split", "pattern": {"String": "::"}, "behavior": "Removed", "invert": False},
+    {"type": "Split", "pattern": {"String": "."}, "behavior": "MergedWithPrevious", "invert": False},
+    byte_level]}))
+put("bpe", "pair-merges.json", bpe(byte_level, pairs=True))
+put("bpe", "hostile.json", bpe(byte_level, merges=[("h", "q"), ("x", "y")]).replace('"vocab": {', '"vocab": {"big": 2147483647, '))
+
+# bpe-text: what a BPE tokenizer is given (also read as pairs of id bytes).
+put("bpe-text", "ascii.txt", "Hello, world! It's 12345 o'clock - a, b::c. ab")
+put("bpe-text", "unicode.txt", "Naïve CAFÉ cafe\u0301 — 中文字 🙂 \u1100\u1161\u11a8 a\u0301\u0316 \u0ccb")
+put("bpe-text", "added.txt", "<|begin_of_text|>a   <mask>b [WORD] x[WORD]y nice <sep>  <|im_start|>user\n")
+put("bpe-text", "bytes.txt", bytes(range(256)) + "\u017f'S'LL\r\n\t\u3000".encode())
+
 # text: what records carry.
 put("text", "ascii.txt", "Hello, world! unaffable things")
 put("text", "unicode.txt", "Naïve CAFÉ — 中文字 🙂 \u0301e \u200b\ufeff")

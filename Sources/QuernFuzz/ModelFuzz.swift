@@ -8,8 +8,9 @@ import QuernModels
 
 /// What a model directory brings: config.json of every family (each paired with the
 /// project's fixture weights, so loading gets as far as it can), the safetensors header
-/// and weights, GGUF files, tokenizer.json and vocab.txt, the texts a tokenizer is given,
-/// and the chat template of tokenizer_config.json or a GGUF.
+/// and weights, GGUF files, tokenizer.json (WordPiece here, BPE in BPEFuzz.swift) and
+/// vocab.txt, the texts a tokenizer is given, and the chat template of
+/// tokenizer_config.json or a GGUF.
 enum ModelFuzz {
     static let targets = [
         FuzzTarget(name: "config", input: "a model's config.json (any model_type)", run: config),
@@ -20,7 +21,9 @@ enum ModelFuzz {
         FuzzTarget(name: "text", input: "a record's text, tokenized by the fixture BERT tokenizer", run: text),
         FuzzTarget(
             name: "chattemplate", input: "a chat template (Jinja2); after a NUL byte, the messages as a JSON array",
-            run: chatTemplate)
+            run: chatTemplate),
+        FuzzTarget(name: "bpe", input: "a byte-level BPE tokenizer.json", run: bpeJSON),
+        FuzzTarget(name: "bpe-text", input: "a text (and ids) through the fixture BPE tokenizers", run: bpeText)
     ]
 
     /// Model directories the fuzzed file is dropped into, by family: the fixtures'

@@ -18,35 +18,69 @@ public enum ModelTools {
     }
 
     /// `quern tokenize`: the token ids of each JSONL line's text field (and of a pair when
-    /// `pairField` is given), one JSON object per line, as the model's tokenizer makes them.
-    /// For checking Quern's tokenizer against others and for looking at what a model sees.
+    /// `pairField` is given), one JSON object per line, as the model's tokenizer makes them
+    /// (tokenizer.json's model type picks WordPiece or byte-level BPE). With `decode`, each
+    /// line's `ids` array becomes `{"text", "streamed"}`: the BPE decoding at once and one
+    /// id at a time. For checking Quern's tokenizers against others and for looking at
+    /// what a model sees.
     public static func tokenize(
         model: String, input: String?, field: String, pairField: String?, maxLength: Int?,
+        addSpecialTokens: Bool = true, decode: Bool = false, skipSpecialTokens: Bool = false,
         write: ([UInt8]) throws -> Void
     ) throws {
-        let tokenizer = try WordPieceTokenizer.load(directory: model)
-        let session = WordPieceTokenizer.Session(tokenizer)
+        let tokenizer = try ModelTokenizer.load(directory: model)
+        let encode: (JSONObject, Int) throws -> JSONObject
+        switch tokenizer {
+        case .wordPiece(let t):
+            guard !decode else { throw QuernError(.invalidValue, "\(model): WordPiece tokenizers do not decode") }
+            let session = WordPieceTokenizer.Session(t)
+            encode = { o, line in
+                let text = try Self.text(o, field, line)
+                var out = JSONObject()
+                if let pairField {
+                    let e = session.encode(text, try Self.text(o, pairField, line), maxLength: maxLength)
+                    out["ids"] = Self.json(e.ids)
+                    out["type_ids"] = Self.json(e.typeIDs)
+                } else {
+                    out["ids"] = Self.json(
+                        addSpecialTokens ? session.encode(text, maxLength: maxLength).ids : session.tokens(text))
+                }
+                return out
+            }
+        case .bpe(let t):
+            guard pairField == nil, maxLength == nil else {
+                throw QuernError(.invalidValue, "\(model): a BPE tokenizer encodes single texts, untruncated")
+            }
+            let session = BPETokenizer.Session(t)
+            encode = { o, line in
+                var out = JSONObject()
+                guard decode else {
+                    out["ids"] = Self.json(
+                        session.encode(try Self.text(o, field, line), addSpecialTokens: addSpecialTokens))
+                    return out
+                }
+                guard let list = o["ids"]?.arrayValue,
+                    let ids = Optional(list.compactMap { $0.intValue.flatMap { Int32(exactly: $0) } }),
+                    ids.count == list.count
+                else {
+                    throw QuernError(
+                        .invalidRecord, "line \(line): not a JSON object with an \"ids\" array of integers")
+                }
+                var stream = BPETokenizer.StreamDecoder(t, skipSpecialTokens: skipSpecialTokens)
+                out["text"] = .string(t.decode(ids, skipSpecialTokens: skipSpecialTokens))
+                out["streamed"] = .string(ids.map { stream.next($0) }.joined() + stream.finish())
+                return out
+            }
+        }
         let bytes = try Sys.readFile(input ?? "/dev/stdin", limit: 1 << 34, regularOnly: input != nil)
         var line = 0
         for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
             line += 1
             guard !raw.isEmpty else { continue }
-            guard let o = try? JSONParser.parse(Array(raw)).objectValue, let text = o[field]?.stringValue else {
-                throw QuernError(.invalidRecord, "line \(line): not a JSON object with a string \"\(field)\"")
+            guard let o = try? JSONParser.parse(Array(raw)).objectValue else {
+                throw QuernError(.invalidRecord, "line \(line): not a JSON object")
             }
-            let e: TokenSequence
-            if let pairField {
-                guard let second = o[pairField]?.stringValue else {
-                    throw QuernError(.invalidRecord, "line \(line): no string \"\(pairField)\"")
-                }
-                e = session.encode(text, second, maxLength: maxLength)
-            } else {
-                e = session.encode(text, maxLength: maxLength)
-            }
-            var out = JSONObject()
-            out["ids"] = .array(e.ids.map { JSONValue.int(Int64($0)) })
-            if pairField != nil { out["type_ids"] = .array(e.typeIDs.map { JSONValue.int(Int64($0)) }) }
-            try write(JSONWriter.compact(.object(out)) + [0x0A])
+            try write(JSONWriter.compact(.object(try encode(o, line))) + [0x0A])
         }
     }
 
@@ -60,4 +94,13 @@ public enum ModelTools {
             try values.withUnsafeBytes { try write(Array($0)) }
         }
     }
+
+    static func text(_ o: JSONObject, _ field: String, _ line: Int) throws -> String {
+        guard let text = o[field]?.stringValue else {
+            throw QuernError(.invalidRecord, "line \(line): not a JSON object with a string \"\(field)\"")
+        }
+        return text
+    }
+
+    static func json(_ ids: [Int32]) -> JSONValue { .array(ids.map { JSONValue.int(Int64($0)) }) }
 }

@@ -316,7 +316,10 @@ struct Status: ParsableCommand {
 
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Token ids of JSONL texts with a model's tokenizer (tokenizer.json or vocab.txt), one JSON line each."
+        abstract:
+            "Token ids of JSONL texts with a model's tokenizer (tokenizer.json or vocab.txt), one JSON line each.",
+        discussion:
+            "WordPiece or byte-level BPE, as tokenizer.json's model type says. --decode reads \"ids\" arrays instead and prints the BPE decoding of each."
     )
     @Argument(help: "A model directory with tokenizer.json or vocab.txt.")
     var model: String
@@ -328,12 +331,19 @@ struct Tokenize: ParsableCommand {
     var pairField: String?
     @Option(help: "Truncate to this many tokens, special tokens included.")
     var maxLength: Int?
+    @Flag(inversion: .prefixedNo, help: "Add the tokenizer's special tokens (the template's BOS, [CLS]/[SEP]).")
+    var specialTokens = true
+    @Flag(help: "Decode each line's \"ids\" to {\"text\", \"streamed\"} (BPE).")
+    var decode = false
+    @Flag(help: "When decoding, drop special tokens.")
+    var skipSpecialTokens = false
 
     func run() throws {
         try failingWithReport {
             var out: [UInt8] = []
             try ModelTools.tokenize(
-                model: model, input: input, field: field, pairField: pairField, maxLength: maxLength
+                model: model, input: input, field: field, pairField: pairField, maxLength: maxLength,
+                addSpecialTokens: specialTokens, decode: decode, skipSpecialTokens: skipSpecialTokens
             ) {
                 out += $0
                 if out.count >= 1 << 20 { try Sys.writeAll(1, out); out.removeAll(keepingCapacity: true) }
