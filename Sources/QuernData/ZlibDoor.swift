@@ -91,7 +91,7 @@ public enum Zlib {
 
     /// Decompresses a whole gzip file held in memory (all members), for tests; streams
     /// are read through `ArchiveReader`.
-    static func gunzip(_ data: [UInt8]) throws -> [UInt8] {
+    public static func gunzip(_ data: [UInt8]) throws -> [UInt8] {
         try inflateMembers(data, windowBits: 15 + 32, all: true).bytes
     }
 

@@ -115,4 +115,13 @@ public protocol CausalLM: Model {
     /// Ids that end a completion (generation_config.json's `eos_token_id`, one or more).
     var endTokens: [Int32] { get }
     var beginToken: Int32? { get }
+    /// A prompt's token ids as the model's tokenizer gives them: special tokens written
+    /// in the text (`<|im_start|>`) are matched as such, and `addSpecialTokens` adds the
+    /// tokenizer's own (a BOS for Llama 3), as transformers' `encode` does.
+    func tokenize(_ text: String, addSpecialTokens: Bool) -> [Int32]
+    /// A token's text bytes as a completion shows them: empty for special tokens.
+    func tokenBytes(_ id: Int32) -> [UInt8]
+    /// A conversation (`[{role, content}]`) rendered with the model's chat template;
+    /// the error says why when the template rejects it or the model has none.
+    func chatPrompt(_ messages: [JSONValue], addGenerationPrompt: Bool) throws -> String
 }

@@ -87,6 +87,7 @@ public struct Generator {
         public var promptTokens = 0
         public var generatedTokens = 0
         public var steps = 0
+        public init() {}
     }
 
     /// A sequence in flight: one choice of one request.

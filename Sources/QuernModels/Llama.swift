@@ -7,7 +7,7 @@ import QuernKernels
 /// positions (`rope_theta`, with default, linear, llama3 or yarn scaling), grouped-query
 /// attention and a SwiGLU MLP, output embeddings tied or not. SmolLM/SmolLM2,
 /// TinyLlama, Llama 2/3, Qwen2/2.5 and Mistral checkpoints load here.
-public enum Llama: ModelFamily {
+public enum Llama: GGUFModelFamily {
     public static let modelType = "llama"
     public static let aliases = ["qwen2", "mistral"]
     public static var provides: [Any.Type] { [(any CausalLM).self] }
@@ -114,7 +114,14 @@ public enum Llama: ModelFamily {
     /// A GGUF file of the `llama` architecture: hyperparameters from its metadata (read
     /// through `Config`, so the same bounds apply), tensors as stored where Quern has a
     /// kernel for their format.
-    public static func load(gguf file: GGUFFile, options: ModelOptions) throws -> Decoder {
+    public static func load(gguf file: GGUFFile, options: ModelOptions) throws -> any Model {
+        try DecoderModel(
+            gguf: file, family: modelType, decoder: try decoder(gguf: file, options: options),
+            precision: options.precision)
+    }
+
+    /// The decoder of a GGUF file, without its tokenizer.
+    static func decoder(gguf file: GGUFFile, options: ModelOptions) throws -> Decoder {
         let a = try file.string("general.architecture")
         func key(_ k: String) -> String { a + "." + k }
         var o = JSONObject()

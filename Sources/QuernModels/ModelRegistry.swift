@@ -20,6 +20,12 @@ extension ModelFamily {
     public static var aliases: [String] { [] }
 }
 
+/// A family that also loads GGUF files (llama.cpp's format), by their
+/// `general.architecture`.
+public protocol GGUFModelFamily: ModelFamily {
+    static func load(gguf: GGUFFile, options: ModelOptions) throws -> any Model
+}
+
 /// How a job wants a model loaded.
 public struct ModelOptions: Sendable {
     /// `int8` quantizes an fp32 model's weights at load (per output channel); an int8
@@ -139,9 +145,39 @@ public enum ModelRegistry {
         return (bytes, o)
     }
 
-    /// Loads a model directory through its family. Errors name the model field, so a
-    /// failed job's error.json points at the manifest's `model`.
+    /// Whether `path` is a GGUF file (its first four bytes say so).
+    static func isGGUF(_ path: String) -> Bool {
+        Sys.isRegularFile(path) && Sys.readPrefix(path, count: 4) == Array("GGUF".utf8)
+    }
+
+    /// Families that read GGUF files, by the `general.architecture` they read.
+    public static let ggufFamilies: [String: any GGUFModelFamily.Type] = [Llama.modelType: Llama.self]
+
+    /// A GGUF file through the family of its `general.architecture`.
+    static func loadGGUF(_ path: String, _ options: ModelOptions) throws -> any Model {
+        let file = try GGUFFile(path: path)
+        let architecture = try file.string("general.architecture")
+        guard let family = ggufFamilies[architecture] else {
+            let known = ggufFamilies.keys.sorted().joined(separator: ", ")
+            throw QuernError(
+                .modelInvalid,
+                "\(path): GGUF architecture \"\(architecture)\" is not supported; Quern reads GGUF files of: \(known)",
+                field: "model")
+        }
+        return try family.load(gguf: file, options: options)
+    }
+
+    /// Loads a model directory (or a GGUF file) through its family. Errors name the model
+    /// field, so a failed job's error.json points at the manifest's `model`.
     public static func load(_ path: String, _ options: ModelOptions = ModelOptions()) throws -> any Model {
+        if isGGUF(path) {
+            do {
+                return try loadGGUF(path, options)
+            } catch var e as QuernError {
+                e.field = e.field ?? "model"
+                throw e
+            }
+        }
         let (bytes, config) = try config(path)
         let type = config["model_type"]!.stringValue!
         guard let family = family(type) else {

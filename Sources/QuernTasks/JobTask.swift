@@ -46,6 +46,7 @@ public enum TaskRegistry {
         EmbedTask.self,
         ScoreTask.self,
         EvaluateTask.self,
+        GenerateTask.self,
         FinetuneTask.self,
         QuantizeTask.self,
         PruneTask.self

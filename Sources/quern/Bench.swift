@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks, printed as ratios against reference systems (use a release build).",
         subcommands: [
             SpoolBench.self, KernelBench.self, TrainBench.self, TokenizeBench.self, EmbedBench.self, ClassifyBench.self,
-            ShardBench.self
+            ShardBench.self, GenerateBench.self
         ])
 }
 
@@ -209,6 +209,52 @@ struct ShardBench: ParsableCommand {
         try ShardBenchmark(
             quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, limit: limit,
             streamCopies: streamCopies, precision: precision, workdir: dir
+        ).run()
+        if workdir == nil { try? Sys.removeTree(dir) }
+    }
+}
+
+struct GenerateBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract:
+            "Batch text generation end to end (real generate jobs) against transformers, CTranslate2 and llama.cpp: same prompt ids, threads and batch, greedy; tokens/s, fidelity, perplexity."
+    )
+    @Option(help: "Chat-format prompts (JSONL), as generate_anchors.py reads them.")
+    var prompts: String = "../shared/corpora/prompts-debdesc-64.jsonl"
+    @Option(help: "The anchors script.")
+    var anchor: String = "../shared/bench/generate_anchors.py"
+    @Option(help: "Python with the anchors (../shared/bench/setup-llm-anchors.sh makes it).")
+    var python: String = "/tmp/quern-llm-anchors/venv/bin/python"
+    @Option(help: "The Hugging Face fp32 directory (fp32 and int8 runs).")
+    var model: String = "/tmp/quern-llm-anchors/models/smollm2-135m-hf"
+    @Option(help: "The GGUF that q4 runs as stored.")
+    var gguf: String = "/tmp/quern-llm-anchors/models/smollm2-135m-instruct.Q4_1.gguf"
+    @Option(help: "Thread counts, comma-separated (default: 1 and all cores).")
+    var threads: String?
+    @Option(help: "Batch sizes, comma-separated.")
+    var batches: String = "16,64"
+    @Option(help: "Quern precisions, comma-separated.")
+    var precisions: String = "fp32,int8,q4"
+    @Option(help: "Anchor systems, comma-separated (generate_anchors.py --systems).")
+    var systems: String = "hf_fp32,ct2_fp32,ct2_int8,llama_q4_1,llama_q8_0"
+    @Option(help: "New tokens per prompt.")
+    var maxNewTokens: Int = 64
+    @Option(help: "debdesc texts for the perplexity comparison (0: skip it).")
+    var perplexityTexts: Int = 200
+    @Option(help: "JSONL texts for perplexity.")
+    var corpus: String = "../shared/corpora/debdesc.jsonl"
+    @Option(help: "Where to put prompts, anchor outputs and spools (default: a new directory under /tmp).")
+    var workdir: String?
+
+    func run() throws {
+        let dir = workdir ?? "/tmp/quern-bench-generate-\(ProcessInfo.processInfo.processIdentifier)"
+        func list(_ s: String) -> [String] { s.split(separator: ",").map(String.init) }
+        try GenerateBenchmark(
+            quernBinary: CommandLine.arguments[0], prompts: prompts, anchorScript: anchor, python: python, model: model,
+            gguf: gguf, threads: threadCounts(threads), batches: list(batches).compactMap { Int($0) },
+            precisions: list(precisions), systems: systems, maxNewTokens: maxNewTokens,
+            perplexityTexts: perplexityTexts, corpus: corpus, workdir: dir
         ).run()
         if workdir == nil { try? Sys.removeTree(dir) }
     }

@@ -38,11 +38,11 @@ struct DecoderGGUFTests {
     @Test("the tiny GGUF llama loads strictly and runs; q4 runs its 4-bit tensors as stored")
     func tinyLoads() throws {
         let file = try GGUFFile(path: Self.tiny)
-        let d = try Llama.load(gguf: file, options: ModelOptions(precision: .fp32))
+        let d = try Llama.decoder(gguf: file, options: ModelOptions(precision: .fp32))
         #expect(d.shape.layers == 1 && d.shape.heads == 4 && d.shape.kvHeads == 2 && d.shape.vocabulary == 64)
         let logits = d.forward([.init(cache: d.makeCache(capacity: 8), tokens: [1, 5, 9, 2])])
         #expect(logits.count == 64 && logits.allSatisfy(\.isFinite))
-        let q4 = try Llama.load(gguf: file, options: ModelOptions(precision: .q4))
+        let q4 = try Llama.decoder(gguf: file, options: ModelOptions(precision: .q4))
         let again = q4.forward([.init(cache: q4.makeCache(capacity: 8), tokens: [1, 5, 9, 2])])
         // No fused group here is all 4-bit (attn_q is Q4_K beside K-quants of 3 and 5
         // bits), so every product runs on the exact fp32 values: the same logits.
@@ -74,7 +74,7 @@ struct DecoderGGUFTests {
             d.forward([.init(cache: d.makeCache(capacity: prompt.count), tokens: prompt)], logits: .all)
         }
         let reference = logits(hf)
-        #expect(logits(try Llama.load(gguf: file, options: ModelOptions(precision: .fp32))) == reference)
-        #expect(logits(try Llama.load(gguf: file, options: ModelOptions(precision: .q4))) == reference)
+        #expect(logits(try Llama.decoder(gguf: file, options: ModelOptions(precision: .fp32))) == reference)
+        #expect(logits(try Llama.decoder(gguf: file, options: ModelOptions(precision: .q4))) == reference)
     }
 }

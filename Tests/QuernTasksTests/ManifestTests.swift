@@ -130,7 +130,9 @@ struct ManifestTests {
     }
 
     @Test func everyTaskIsRegisteredOnceByName() {
-        #expect(TaskRegistry.names == ["predict", "embed", "score", "evaluate", "finetune", "quantize", "prune"])
+        #expect(
+            TaskRegistry.names == ["predict", "embed", "score", "evaluate", "generate", "finetune", "quantize", "prune"]
+        )
         for name in TaskRegistry.names { #expect(TaskRegistry.task(named: name)?.name == name) }
         #expect(TaskRegistry.task(named: "train") == nil)
     }
