@@ -48,62 +48,27 @@ extension Attention {
     public static func cached(
         q: UnsafePointer<Float>, qStride: Int, rows: Int, first: Int, keys: UnsafePointer<Float>,
         values: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
-        into out: UnsafeMutablePointer<Float>, outStride: Int, scores: UnsafeMutablePointer<Float>
+        into out: UnsafeMutablePointer<Float>, outStride: Int, scores: UnsafeMutablePointer<Float>,
+        isa: ISA = .active
     ) {
-        let group = heads / kvHeads, kvStride = kvHeads * headDim
-        for i in 0..<rows {
-            let position = first + i
-            let start = window.map { max(0, position - $0 + 1) } ?? 0
-            for h in 0..<heads {
-                let query = q + i * qStride + h * headDim
-                let kv = (h / group) * headDim
-                var best = -Float.infinity
-                for j in start...position {
-                    let s = dot(query, keys + j * kvStride + kv, headDim) * scale
-                    scores[j - start] = s
-                    best = max(best, s)
-                }
-                var total: Float = 0
-                for j in 0...(position - start) {
-                    let e = Foundation.exp(scores[j] - best)
-                    scores[j] = e
-                    total += e
-                }
-                let o = out + i * outStride + h * headDim
-                o.update(repeating: 0, count: headDim)
-                let inverse = 1 / total
-                for j in start...position {
-                    axpy(scores[j - start] * inverse, values + j * kvStride + kv, o, headDim)
-                }
-            }
-        }
+        cached(
+            q: q, qStride: qStride, rows: rows, first: first, keys: keys, values: values, heads: heads,
+            kvHeads: kvHeads, headDim: headDim, window: window, scale: scale, into: out, outStride: outStride,
+            scores: scores, kernels: isa.kernels)
+    }
+
+    /// The same through a given table (tests compare each path with the scalar twin).
+    static func cached(
+        q: UnsafePointer<Float>, qStride: Int, rows: Int, first: Int, keys: UnsafePointer<Float>,
+        values: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
+        into out: UnsafeMutablePointer<Float>, outStride: Int, scores: UnsafeMutablePointer<Float>,
+        kernels: KernelTable
+    ) {
+        precondition(kvHeads > 0 && heads % kvHeads == 0 && (window ?? 1) > 0)
+        kernels.attentionCached(
+            q, qStride, rows, first, keys, values, heads, kvHeads, headDim, window ?? 0, scale, out, outStride, scores)
     }
 
     /// Floats of scratch `cached` needs for sequences up to `positions` long.
     public static func cachedScratch(positions: Int) -> Int { max(positions, 1) }
-
-    /// `a · b` over `n` floats in eight fixed lanes.
-    @inline(__always) static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        var lanes = SIMD8<Float>(repeating: 0)
-        var i = 0
-        while i + 8 <= n {
-            lanes.addProduct(
-                UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self),
-                UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self))
-            i += 8
-        }
-        var s = lanes.sum()
-        while i < n {
-            s += a[i] * b[i]
-            i += 1
-        }
-        return s
-    }
-
-    /// `y += alpha · x` over `n` floats.
-    @inline(__always) static func axpy(
-        _ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int
-    ) {
-        for i in 0..<n { y[i] += alpha * x[i] }
-    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import QuernKernels
@@ -37,6 +38,57 @@ struct AttentionTests {
                 let worst = zip(out, expected).map { abs($0 - $1) }.max() ?? .nan
                 #expect(worst <= attentionTolerance, "\(isa) \(p) threads \(pool.threads): worst error \(worst)")
             }
+        }
+    }
+
+    @Test(
+        "cached attention: every path agrees with the scalar twin (GQA, a window, ragged and long heads) and with a plain softmax",
+        arguments: KernelTableTests.paths)
+    func cachedAgreesWithTwin(path: KernelTableTests.Path) {
+        var seed: UInt64 = 7
+        func values(_ n: Int) -> [Float] {
+            (0..<n).map { _ in
+                seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Float(Int64(bitPattern: seed >> 11) % 2_000_000) / 1_000_000
+            }
+        }
+        for (heads, kvHeads, hd, window) in [
+            (4, 2, 16, nil), (9, 3, 64, nil), (2, 1, 12, nil), (2, 2, 136, nil), (4, 4, 32, 5)
+        ]
+            as [(Int, Int, Int, Int?)]
+        {
+            let positions = 23, rows = 4, first = positions - rows
+            let keys = values(positions * kvHeads * hd), vals = values(positions * kvHeads * hd)
+            let q = values(rows * heads * hd)
+            var got = [Float](repeating: 0, count: rows * heads * hd), want = got
+            var scores = [Float](repeating: 0, count: positions)
+            for (table, into) in [(path.table, 0), (KernelTable.scalar, 1)] {
+                var out = [Float](repeating: 0, count: rows * heads * hd)
+                Attention.cached(
+                    q: q, qStride: heads * hd, rows: rows, first: first, keys: keys, values: vals, heads: heads,
+                    kvHeads: kvHeads, headDim: hd, window: window, scale: 0.25, into: &out, outStride: heads * hd,
+                    scores: &scores, kernels: table)
+                if into == 0 { got = out } else { want = out }
+            }
+            // The plain definition for the last row and first head.
+            let pos = positions - 1, start = window.map { max(0, pos - $0 + 1) } ?? 0
+            let qRow = (rows - 1) * heads * hd
+            var s: [Double] = []
+            for j in start...pos {
+                var dot = 0.0
+                for d in 0..<hd { dot += Double(q[qRow + d]) * Double(keys[j * kvHeads * hd + d]) }
+                s.append(dot * 0.25)
+            }
+            let top = s.max()!
+            let e = s.map { Foundation.exp($0 - top) }
+            let total = e.reduce(0, +)
+            for d in 0..<hd {
+                var plain = 0.0
+                for (j, w) in zip(start...pos, e) { plain += w / total * Double(vals[j * kvHeads * hd + d]) }
+                #expect(abs(Double(want[qRow + d]) - plain) < 1e-5)
+            }
+            let worst = zip(got, want).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-5, "\(path) heads \(heads)/\(kvHeads) hd \(hd): \(worst)")
         }
     }
 }

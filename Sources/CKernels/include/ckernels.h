@@ -148,6 +148,14 @@ void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t
                               float *scratch, float *out);
 void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                 float *scratch, float *out);
+// Causal attention of new query rows against a sequence's key/value cache, grouped-query
+// heads, an optional sliding window (0: none); see attention_cached.c.
+void quern_attention_cached_scalar(const float *q, size_t q_stride, size_t rows, size_t first, const float *keys,
+                                   const float *values, size_t heads, size_t kv_heads, size_t hd, size_t window,
+                                   float scale, float *out, size_t out_stride, float *scores);
+void quern_attention_cached_avx2(const float *q, size_t q_stride, size_t rows, size_t first, const float *keys,
+                                 const float *values, size_t heads, size_t kv_heads, size_t hd, size_t window,
+                                 float scale, float *out, size_t out_stride, float *scores);
 // x = layernorm(x + d) row by row (the residual add fused into the norm's first pass).
 void quern_residual_layernorm_avx2(float *x, const float *d, size_t rows, size_t n, const float *gamma,
                                    const float *beta, float eps);
