@@ -34,6 +34,16 @@ public enum Path {
         return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
     }
 
+    /// An absolute path with `.` and `..` resolved by name (`/a/b/../c` → `/a/c`), as a
+    /// shell user means them; the result is still checked where it leads.
+    public static func collapse(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) where part != "." {
+            if part == ".." { _ = parts.popLast() } else { parts.append(part) }
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
     /// `path` equals `root` or lies below it.
     public static func isInside(_ path: String, _ root: String) -> Bool {
         if root == "/" { return true }

@@ -11,8 +11,12 @@ public enum Commands {
     /// Relative paths resolve against `base` (the submitter's working directory).
     public static func validate(manifestPath: String, base: String, roots: [String]) throws -> (Manifest, JSONValue) {
         let policy = PathPolicy(base: base, roots: roots)
-        let manifest = try Manifest.decode(Sys.readFile(manifestPath)).resolvingPaths {
-            try policy.resolve($0, field: $1)
+        // Run from a shell, a relative path means what it means there (`../shared/x`);
+        // it is made absolute by name, then checked against the roots like any other.
+        // Manifests dropped into incoming/ keep refusing `..`.
+        let manifest = try Manifest.decode(Sys.readFile(manifestPath)).resolvingPaths { path, field in
+            try policy.resolve(
+                path.hasPrefix("/") ? path : Path.collapse(Path.absolute(path, relativeTo: base)), field: field)
         }
         let input = manifest.input.path, modelPath = manifest.model!
         let prepared = try manifest.task.prepare(

@@ -44,4 +44,12 @@ struct PathTests {
         #expect(!Path.isInside("/a", "/a/b"))
         #expect(Path.isInside("/anything", "/"))
     }
+
+    @Test("collapse resolves . and .. by name, never above the root")
+    func collapse() {
+        #expect(Path.collapse("/work/main/../shared/corpora/x.jsonl") == "/work/shared/corpora/x.jsonl")
+        #expect(Path.collapse("/a/./b//c/..") == "/a/b")
+        #expect(Path.collapse("/../../etc") == "/etc")
+        #expect(Path.collapse("/") == "/")
+    }
 }
