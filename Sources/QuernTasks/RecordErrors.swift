@@ -52,3 +52,16 @@ public final class RecordErrors {
         return entry
     }
 }
+
+extension Record {
+    /// `body`'s result for this record, or its error as a record-level `QuernError` that
+    /// says where the record is (its line and member, unless the error names them).
+    func attempt<T>(_ body: () throws -> T) -> Result<T, QuernError> {
+        Result { try body() }.mapError { e in
+            var q = (e as? QuernError) ?? QuernError(.invalidRecord, "\(e)")
+            q.line = q.line ?? line
+            q.member = q.member ?? member
+            return q
+        }
+    }
+}

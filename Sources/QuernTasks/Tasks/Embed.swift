@@ -114,14 +114,7 @@ final class Embedder: RecordTask {
     /// OpenAI embeddings requests: every text of the window in one run, then one output
     /// line per request.
     func runOpenAI(_ batch: [Record], name: String) -> [Result<ResultRow, QuernError>] {
-        let requests = batch.map { r in
-            Result { try request(r) }.mapError { e -> QuernError in
-                var q = (e as? QuernError) ?? QuernError(.invalidRecord, "\(e)")
-                q.line = q.line ?? r.line
-                q.member = q.member ?? r.member
-                return q
-            }
-        }
+        let requests = batch.map { r in r.attempt { try request(r) } }
         var flat: [Record] = []
         for (r, q) in zip(batch, requests) {
             guard case .success(let q) = q else { continue }

@@ -110,14 +110,7 @@ final class Generating: RecordTask {
     }
 
     func run(_ batch: [Record]) -> [Result<ResultRow, QuernError>] {
-        let prepared = batch.map { r in
-            Result { try prepare(r) }.mapError { e in
-                var q = (e as? QuernError) ?? QuernError(.invalidRecord, "\(e)")
-                q.line = q.line ?? r.line
-                q.member = q.member ?? r.member
-                return q
-            }
-        }
+        let prepared = batch.map { r in r.attempt { try prepare(r) } }
         var requests: [GenerationRequest] = []
         for (r, p) in zip(batch, prepared) {
             if case .success(let p) = p {
