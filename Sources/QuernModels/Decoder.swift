@@ -128,9 +128,10 @@ public struct Decoder: Sendable {
         self.head = head
     }
 
-    /// A cache for one sequence of up to `capacity` positions (prompt + completion).
-    public func makeCache(capacity: Int) -> KVCache {
-        KVCache(layers: shape.layers, capacity: min(capacity, shape.context), width: shape.kvWidth)
+    /// A cache for one sequence of up to `positions` positions (prompt + completion),
+    /// within the context.
+    public func makeCache(capacity positions: Int) -> KVCache {
+        KVCache(layers: shape.layers, limit: min(positions, shape.context), width: shape.kvWidth)
     }
 
     /// New tokens for one sequence: they take the positions after its cache's length.
@@ -160,7 +161,7 @@ public struct Decoder: Sendable {
         var positions = [Int]()
         positions.reserveCapacity(rows)
         for step in steps {
-            precondition(step.cache.length + step.tokens.count <= step.cache.capacity, "KV cache full")
+            step.cache.reserve(step.cache.length + step.tokens.count)
             positions.append(contentsOf: step.cache.length..<(step.cache.length + step.tokens.count))
         }
 
@@ -328,35 +329,65 @@ public struct Decoder: Sendable {
 }
 
 /// The keys and values a sequence has computed, per layer: `[capacity, kvHeads·headDim]`
-/// each, filled up to `length` positions. Sized once for the prompt and the longest
-/// completion, so decoding never reallocates.
+/// each, filled up to `length` positions. It holds at most `limit` positions (prompt and
+/// longest completion, within the context) but grows to them by doubling as tokens come:
+/// memory follows what a sequence has run, not the `max_tokens` it asked for, so a
+/// record asking for a whole context does not reserve gigabytes it may never use.
 public final class KVCache: @unchecked Sendable {
-    public let capacity: Int
+    /// Positions the sequence may reach.
+    public let limit: Int
     public let width: Int
     /// Positions filled (the tokens the sequence has run).
     public internal(set) var length = 0
-    private let keys: AlignedBuffer<Float>
-    private let values: AlignedBuffer<Float>
+    /// Positions allocated.
+    public private(set) var capacity: Int
+    private var keys: AlignedBuffer<Float>
+    private var values: AlignedBuffer<Float>
     let layers: Int
+    /// Positions allocated at first: a short prompt and its first tokens.
+    static let initialCapacity = 64
 
-    init(layers: Int, capacity: Int, width: Int) {
+    init(layers: Int, limit: Int, width: Int) {
         self.layers = layers
-        self.capacity = capacity
+        self.limit = limit
         self.width = width
+        capacity = min(limit, Self.initialCapacity)
         keys = AlignedBuffer(count: layers * capacity * width, zeroed: false)
         values = AlignedBuffer(count: layers * capacity * width, zeroed: false)
     }
 
-    /// Takes `other`'s filled positions (same layers, capacity and width).
-    func copyContents(of other: KVCache) {
-        precondition(other.layers == layers && other.capacity == capacity && other.width == width)
-        keys.pointer.update(from: other.keys.pointer, count: layers * capacity * width)
-        values.pointer.update(from: other.values.pointer, count: layers * capacity * width)
-        length = other.length
+    /// Room for `positions` (at most `limit`): the buffers doubled (or grown to fit) and
+    /// each layer's filled rows moved to the new layout.
+    func reserve(_ positions: Int) {
+        precondition(positions <= limit, "KV cache full")
+        guard positions > capacity else { return }
+        let grown = min(limit, max(positions, 2 * capacity))
+        let newKeys = AlignedBuffer<Float>(count: layers * grown * width, zeroed: false)
+        let newValues = AlignedBuffer<Float>(count: layers * grown * width, zeroed: false)
+        for l in 0..<layers {
+            (newKeys.pointer + l * grown * width).update(
+                from: keys.pointer + l * capacity * width, count: length * width)
+            (newValues.pointer + l * grown * width).update(
+                from: values.pointer + l * capacity * width, count: length * width)
+        }
+        keys = newKeys
+        values = newValues
+        capacity = grown
     }
 
-    /// Bytes held: what a job's memory budget counts per sequence.
-    public var bytes: Int { 2 * layers * capacity * width * MemoryLayout<Float>.size }
+    /// An independent copy holding the same positions (a prompt's other choices).
+    public func copy() -> KVCache {
+        let c = KVCache(layers: layers, limit: limit, width: width)
+        c.reserve(length)
+        for l in 0..<layers {
+            (c.keys.pointer + l * c.capacity * width).update(
+                from: keys.pointer + l * capacity * width, count: length * width)
+            (c.values.pointer + l * c.capacity * width).update(
+                from: values.pointer + l * capacity * width, count: length * width)
+        }
+        c.length = length
+        return c
+    }
 
     func layer(_ l: Int) -> (UnsafePointer<Float>, UnsafePointer<Float>) {
         (UnsafePointer(keys.pointer + l * capacity * width), UnsafePointer(values.pointer + l * capacity * width))
@@ -365,6 +396,7 @@ public final class KVCache: @unchecked Sendable {
     /// Copies `count` rows of keys then values (each `width` floats, values right after
     /// the keys) from `rows` (row stride `stride`) after the filled positions of layer `l`.
     func append(layer l: Int, rows: UnsafePointer<Float>, count: Int, stride: Int) {
+        precondition(length + count <= capacity, "reserve before appending")
         for r in 0..<count {
             let at = (l * capacity + length + r) * width
             (keys.pointer + at).update(from: rows + r * stride, count: width)

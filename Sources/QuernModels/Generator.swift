@@ -232,12 +232,3 @@ public struct Generator {
         return earliest
     }
 }
-
-extension KVCache {
-    /// An independent copy holding the same positions (a prompt's other choices).
-    public func copy() -> KVCache {
-        let c = KVCache(layers: layers, capacity: capacity, width: width)
-        c.copyContents(of: self)
-        return c
-    }
-}

@@ -140,6 +140,24 @@ struct DecoderTests {
         #expect(Double(matched) >= floor * Double(total))
     }
 
+    @Test("a KV cache grows with what the sequence runs, up to its limit, without changing a logit")
+    func cacheGrowth() throws {
+        let d = try Self.load("tiny-llama").decoder
+        let prompt = (0..<200).map { Int32($0 % 300 + 3) }
+        let whole = d.makeCache(capacity: 250)
+        #expect(whole.limit == 250 && whole.capacity == KVCache.initialCapacity)
+        let once = d.forward([.init(cache: whole, tokens: prompt)])
+        #expect(whole.capacity == 200)
+        let stepwise = d.makeCache(capacity: 1000)
+        #expect(stepwise.limit == d.shape.context)
+        var last: [Float] = []
+        for t in prompt { last = d.forward([.init(cache: stepwise, tokens: [t])]) }
+        #expect(last == once)
+        #expect(stepwise.capacity == 256 && stepwise.length == 200)
+        let twin = stepwise.copy()
+        #expect(d.forward([.init(cache: twin, tokens: [7])]) == d.forward([.init(cache: stepwise, tokens: [7])]))
+    }
+
     @Test("configs with absurd or unsupported settings are refused naming the key")
     func badConfigs() throws {
         let base = try #require(
