@@ -75,13 +75,17 @@ public final class Log: @unchecked Sendable {
 }
 
 /// A text progress bar: `[#########.........]  45%  1,234 records  5,000/s`.
-public func progressBar(fraction: Double?, records: Int, rate: Double, width: Int = 24) -> String {
+public func progressBar(
+    fraction: Double?, records: Int, rate: Double?, units: [(name: String, rate: Double)] = [], width: Int = 24
+) -> String {
     var s = ""
     if let f = fraction {
         let filled = Int((min(max(f, 0), 1) * Double(width)).rounded(.down))
         s += "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
         s += String(format: "%3d%%  ", Int(f * 100))
     }
-    s += "\(records) records  \(Int(rate))/s"
+    s += "\(records) records"
+    if let rate { s += "  \(Int(rate))/s" }
+    for u in units { s += "  \(Int(u.rate)) \(u.name)/s" }
     return s
 }

@@ -196,10 +196,17 @@ public enum Commands {
                 let done = Double(p?["bytes_read"]?.intValue ?? 0),
                     total = Double(max(p?["bytes_total"]?.intValue ?? 1, 1))
                 let alive = a["alive"]?.boolValue.map { $0 ? "" : "  (owner dead: will be resumed)" } ?? ""
+                // Each counter a task reports beside records (generate: tokens) comes with its rate.
+                let units = (p?.pairs ?? []).compactMap { key, value -> (name: String, rate: Double)? in
+                    guard key.hasSuffix("_per_second"), key != "records_per_second", let r = value.doubleValue
+                    else { return nil }
+                    return (String(key.dropLast("_per_second".count)), r)
+                }
                 lines.append(
                     "  \(a["id"]?.stringValue ?? "?")  pid \(a["pid"]?.intValue ?? 0)  "
-                        + progressBar(fraction: done / total, records: Int(records), rate: 0).replacingOccurrences(
-                            of: "  0/s", with: "") + alive)
+                        + progressBar(
+                            fraction: done / total, records: Int(records), rate: p?["records_per_second"]?.doubleValue,
+                            units: units) + alive)
             }
         }
         let cluster = o["cluster"]?.arrayValue ?? []

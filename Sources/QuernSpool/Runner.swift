@@ -205,6 +205,14 @@ public final class JobRunner {
         var lastCheckpoint = time.monotonic()
         var lastProgress = 0.0
         let processStart = time.monotonic()
+        // Rates count this process's work only: a resumed job's earlier totals are not
+        // divided by the time since it restarted.
+        let startCounters = Dictionary(task.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        func rates(now: Double) -> [(name: String, total: Int, rate: Double)] {
+            let seconds = max(now - processStart, 1e-6)
+            return task.counters.map { c in (c.name, c.value, Double(c.value - (startCounters[c.name] ?? 0)) / seconds)
+            }
+        }
         var batch: [Record] = []
         batch.reserveCapacity(task.window)
 
@@ -219,18 +227,22 @@ public final class JobRunner {
             batch.removeAll(keepingCapacity: true)
             let now = time.monotonic()
             let progress = stream.progress, records = out.succeeded + out.errors.count
-            heartbeat.update([
-                "records": .int(Int64(records)), "bytes_read": .int(Int64(progress.done)),
-                "bytes_total": .int(Int64(progress.total))
+            let rate = Double(records - skip) / max(now - processStart, 1e-6), units = rates(now: now)
+            var live = JSONObject([
+                ("records", .int(Int64(records))), ("bytes_read", .int(Int64(progress.done))),
+                ("bytes_total", .int(Int64(progress.total))), ("records_per_second", .double(rate))
             ])
+            for u in units {
+                live[u.name] = .int(Int64(u.total)); live[u.name + "_per_second"] = .double(u.rate)
+            }
+            heartbeat.update(.object(live))
             if Log.shared.human && now - lastProgress > 0.2 {
                 lastProgress = now
-                let rate = Double(records - skip) / max(now - processStart, 1e-6)
                 Log.shared.progress(
                     "\(job.id) "
                         + progressBar(
                             fraction: Double(progress.done) / Double(max(progress.total, 1)), records: records,
-                            rate: rate))
+                            rate: rate, units: units.map { ($0.name, $0.rate) }))
             }
             if now - lastCheckpoint >= checkpointInterval { try writeCheckpoint() }
         }
@@ -288,7 +300,9 @@ public final class JobRunner {
         // The job process's peak memory, model included: what a memory limit must allow.
         report.timings["peak_rss_mb"] = .int(Int64(Sys.peakResidentKB / 1024))
         let done = out.succeeded + out.errors.count - skip
-        report["throughput"] = ["records_per_second": .double(Double(done) / max(processSeconds, 1e-9))]
+        var throughput = JSONObject([("records_per_second", .double(Double(done) / max(processSeconds, 1e-9)))])
+        for u in rates(now: processStart + processSeconds) { throughput[u.name + "_per_second"] = .double(u.rate) }
+        report["throughput"] = .object(throughput)
         if let m = task.metrics() { report["metrics"] = m }
         report["outputs"] = .object(try Self.outputDigests(outputNames, in: job.dir))
         report["resumed"] = .int(Int64(out.resumes))

@@ -147,6 +147,13 @@ public protocol RecordTask: AnyObject, PreparedRun {
     func restore(_ state: JSONValue) throws
     /// Job-level metrics for report.json (nil for tasks without any).
     func metrics() -> JSONValue?
+    /// Running totals of the units the task produces besides records (generate: tokens),
+    /// checkpointed with `state`: progress and the report show each one's rate.
+    var counters: [(name: String, value: Int)] { get }
+}
+
+extension RecordTask {
+    public var counters: [(name: String, value: Int)] { [] }
 }
 
 /// A task that reads every record before it can do anything (training, calibration):

@@ -81,6 +81,11 @@ extension EndToEnd {
             #expect((byID["zero"]?["message"] as? String)?.contains("max_tokens") == true)
             let report = try Files.json(spool.job("done", "gen") + "/report.json")
             #expect(JSON.get(report, ["metrics", "completion_tokens"]) as? Int == 24 * cases.count + 5 + 3)
+            // Generation reports its tokens/s beside records/s.
+            let tokensPerSecond = try #require(JSON.get(report, ["throughput", "tokens_per_second"]) as? Double)
+            let recordsPerSecond = try #require(JSON.get(report, ["throughput", "records_per_second"]) as? Double)
+            #expect(tokensPerSecond > recordsPerSecond && recordsPerSecond > 0, "\(report["throughput"] ?? "-")")
+            #expect(JSON.get(report, ["throughput", "prompt_tokens_per_second"]) as? Double ?? 0 > 0)
         }
 
         @Test("OpenAI Batch chat and completion requests: OpenAI's output and error lines")

@@ -278,3 +278,29 @@ struct SpoolTests {
         withExtendedLifetime(claims) {}
     }
 }
+
+@Suite("quern status table")
+struct StatusTableTests {
+    /// A running job's line shows its records/s and the rate of each unit its task
+    /// counts besides records (generate: tokens), read from the lease's progress.
+    @Test func runningJobsShowTheirRates() throws {
+        let progress = JSONObject([
+            ("records", .int(120)), ("bytes_read", .int(50)), ("bytes_total", .int(100)),
+            ("records_per_second", .double(6.5)), ("tokens", .int(7680)), ("tokens_per_second", .double(412.7))
+        ])
+        let status = JSONValue.object(
+            JSONObject([
+                ("spool", .string("/s")), ("counts", .object(JSONObject([("active", .int(1))]))),
+                (
+                    "active",
+                    .array([
+                        .object(JSONObject([("id", .string("gen")), ("pid", .int(7)), ("progress", .object(progress))]))
+                    ])
+                )
+            ]))
+        let table = Commands.statusTable(status)
+        let line = try #require(table.split(separator: "\n").first { $0.contains("gen") })
+        #expect(line.contains(" 50%"), "\(line)")
+        #expect(line.contains("120 records  6/s  412 tokens/s"), "\(line)")
+    }
+}

@@ -287,6 +287,10 @@ final class Generating: RecordTask {
         completions = Int(o["completions"]?.intValue ?? 0)
     }
 
+    var counters: [(name: String, value: Int)] {
+        [("tokens", completionTokens), ("prompt_tokens", promptTokens)]
+    }
+
     func metrics() -> JSONValue? {
         .object(
             JSONObject([
