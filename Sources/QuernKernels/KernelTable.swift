@@ -36,6 +36,11 @@ struct KernelTable: Sendable {
             Int, UnsafePointer<UInt32>?, UnsafePointer<Int8>?,
             UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32
         ) -> Void
+    typealias QGEMMWideQuadTile =
+        @convention(c) (
+            Int, UnsafePointer<UInt32>?, UnsafePointer<Int8>?, UnsafePointer<Int8>?,
+            UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32
+        ) -> Void
     typealias QuantizeRows =
         @convention(c) (
             UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?, Int,
@@ -115,6 +120,9 @@ struct KernelTable: Sendable {
     /// The tile over K quads for pair-bounded weights (`QuantizedWeights.pairBounded`):
     /// it may be one that is exact only for them, when that one is faster.
     let qgemmQuadTilePairBounded: QGEMMQuadTile
+    /// The 6×32 tile over two adjacent quad panels, exact for any weights, on paths with
+    /// AVX512-VNNI's zmm registers; nil elsewhere (the quad tiles above run each panel).
+    let qgemmWideQuadTile: QGEMMWideQuadTile?
     /// Dynamic per-row u8 quantization of the activations.
     let quantizeRows: QuantizeRows
     /// u8 quantization with one calibrated range for every row.
@@ -149,7 +157,7 @@ extension KernelTable {
         sgemmTile: quern_sgemm_tile_scalar, sgemmWideTile: nil, biasActivation: quern_bias_act_scalar,
         q4DequantPanel: quern_q4_dequant_panel_scalar,
         qgemmPairTile: quern_qgemm_tile_scalar, qgemmQuadTile: quern_qgemm4_tile_scalar,
-        qgemmQuadTilePairBounded: quern_qgemm4_tile_scalar,
+        qgemmQuadTilePairBounded: quern_qgemm4_tile_scalar, qgemmWideQuadTile: nil,
         quantizeRows: quern_quantize_rows_u8_scalar, quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar,
         dequantize: quern_dequantize_scalar,
         layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
@@ -161,39 +169,47 @@ extension KernelTable {
     /// AVX2 + FMA. Quad-packed weights run vpmaddubsw when they are pair-bounded (exact
     /// for them, and a quarter fewer instructions than the pair tile), else the VNNI tile's
     /// body with vpdpbusd emulated (exact, slower than the pair tile).
-    static let avx2 = simd(wide: nil, quads: quern_qgemm4_tile_avx2, pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+    static let avx2 = simd(
+        wide: nil, quads: quern_qgemm4_tile_avx2, pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: nil)
 
-    /// AVX-512: AVX2's kernels plus the 6×32 fp32 tile on zmm registers. The int8 tiles
-    /// stay 256-bit (see qgemm_tile_body.h).
+    /// AVX-512: AVX2's kernels plus the 6×32 fp32 tile on zmm registers. Without VNNI the
+    /// int8 tiles stay 256-bit (see qgemm_tile_body.h).
     static let avx512 = simd(
         wide: avx512WideTile, quads: quern_qgemm4_tile_avx2,
-        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: nil)
 
-    /// VNNI: quads through vpdpbusd for all weights, EVEX-encoded with AVX512-VNNI, else
-    /// AVX-VNNI's VEX form (Alder Lake and later clients). Those clients lack AVX-512, so
-    /// the wide fp32 tile is there only when the CPU has AVX-512 too.
+    /// VNNI: quads through vpdpbusd for all weights. With AVX512-VNNI, the 6×32 zmm tile
+    /// over panel pairs (qgemm_wide_body.h) and the EVEX ymm tile for a last odd panel;
+    /// else AVX-VNNI's VEX ymm tile (Alder Lake and later clients, 16 vector registers).
+    /// Those clients lack AVX-512, so the wide fp32 tile is there only when the CPU has
+    /// AVX-512 too.
     static let vnni: KernelTable = {
-        let quads: QGEMMQuadTile = ISA.has(QUERN_CPU_VNNI) ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
-        return simd(wide: avx512WideTile, quads: quads, pairBoundedQuads: quads)
+        let evex = ISA.has(QUERN_CPU_VNNI)
+        let quads: QGEMMQuadTile = evex ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
+        return simd(
+            wide: avx512WideTile, quads: quads, pairBoundedQuads: quads,
+            wideQuads: evex ? quern_qgemm4_tile2_avx512vnni : nil)
     }()
 
-    /// AVX2's table with the AVX-512 tile's body on emulated zmm registers (two ymm
-    /// halves each): runs on AVX2 machines, so tests cover that body everywhere.
+    /// AVX2's table with the AVX-512 tiles' bodies on emulated zmm registers (two ymm
+    /// halves each): runs on AVX2 machines, so tests cover those bodies everywhere.
     static let avx512Emulated = simd(
         wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
-        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: quern_qgemm4_tile2_avx512vnni_emulated)
 
     /// The 6×32 tile wherever the CPU has AVX-512 registers.
     private static let avx512WideTile: SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
 
     /// The SIMD paths share every AVX2 kernel; they differ in the fp32 wide tile and the
     /// int8 quad tiles.
-    private static func simd(wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile) -> KernelTable
-    {
+    private static func simd(
+        wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile, wideQuads: QGEMMWideQuadTile?
+    ) -> KernelTable {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
             q4DequantPanel: quern_q4_dequant_panel_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
+            qgemmWideQuadTile: wideQuads,
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
             dequantize: quern_dequantize_avx2,
             layerNorm: quern_layernorm_avx2, residualLayerNorm: quern_residual_layernorm_avx2,
@@ -205,6 +221,16 @@ extension KernelTable {
 
     /// The int32 tile kernel for `w`'s panels: the pair tile or, for quads, the one for
     /// `w`'s weights (`qgemmQuadTilePairBounded` when they are pair-bounded).
+    /// The tile over two adjacent panels of `w`, when this path has one for its layout.
+    func qgemmWideTile(for w: QuantizedWeights) -> QGEMM.WideTile? {
+        guard w.layout == .quads, let tile = qgemmWideQuadTile else { return nil }
+        return {
+            tile(
+                $0, $1, $2.assumingMemoryBound(to: Int8.self), $3?.assumingMemoryBound(to: Int8.self), $4, $5, $6, $7,
+                $8)
+        }
+    }
+
     func qgemmTile(for w: QuantizedWeights) -> QGEMM.Tile {
         switch w.layout {
         case .pairs:

@@ -163,10 +163,20 @@ public enum QGEMM {
         activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
         input range: InputRange? = nil, isa: ISA = .active, pool: ThreadPool = .shared
     ) {
+        linear(x, m: m, w, bias: bias, activation: activation, into: y, input: range, kernels: isa.kernels, pool: pool)
+    }
+
+    /// The same through a given table (tests pass `KernelTable.avx512Emulated`). With a
+    /// wide tile, the 6×32 tile runs over pairs of quad panels, else a 6×16 tile over each.
+    static func linear(
+        _ x: UnsafePointer<Float>, m: Int, _ w: QuantizedWeights, bias: UnsafePointer<Float>?,
+        activation: Activation, into y: UnsafeMutablePointer<Float>, input range: InputRange?,
+        kernels: KernelTable, pool: ThreadPool
+    ) {
         let k = w.k, n = w.n, kp = w.steps
         guard m > 0, n > 0 else { return }
-        let kernels = isa.kernels
-        let tile = kernels.qgemmTile(for: w)
+        let tile = kernels.qgemmTile(for: w), wide = kernels.qgemmWideTile(for: w)
+        let step = wide == nil ? 1 : 2
         let quantize = kernels.quantizeRows, quantizeFixed = kernels.quantizeRowsFixed
         let dequantize = kernels.dequantize
         let act = activation.code
@@ -198,28 +208,36 @@ public enum QGEMM {
         }
 
         /// Tiles of rows [r0, r0+rows) × panels [p0, p1) from already packed rows. Each
-        /// panel's int32 sums for all the rows (at most 96 × 16, in L1) are rescaled by one
-        /// epilogue call: per 6-row tile, the call costs as much as its work.
+        /// panel's (or panel pair's, with a wide tile) int32 sums for all the rows (at most
+        /// 96 × 32, in L1) are rescaled by one epilogue call: per 6-row tile, the call costs
+        /// as much as its work.
         func tiles(_ a: PackedRows, rows r0: Int, _ rows: Int, panels p0: Int, _ p1: Int) {
-            let block = min(rows, 96)
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: ((block + mr - 1) / mr * mr) * nr) { acc in
+            let block = min(rows, 96), ld = step * nr
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: ((block + mr - 1) / mr * mr) * ld) { acc in
                 var b0 = 0
                 while b0 < rows {
                     let bRows = min(block, rows - b0)
-                    for j in p0..<p1 {
-                        let cols = min(nr, n - j * nr)
+                    var j = p0
+                    while j < p1 {
+                        // The wide tile covers two panels only when both are in this range.
+                        let pair = wide != nil && j + 1 < p1
+                        let cols = min((pair ? 2 : 1) * nr, n - j * nr)
                         let b = w.panel(j)
                         var i = 0
                         while i < bRows {
-                            tile(
-                                kp, a.packed + (b0 + i) * kp, b, acc.baseAddress! + i * nr, nr, min(mr, bRows - i),
-                                cols, 0)
+                            let rowsHere = min(mr, bRows - i), c = acc.baseAddress! + i * ld
+                            if let wide {
+                                wide(kp, a.packed + (b0 + i) * kp, b, pair ? w.panel(j + 1) : nil, c, ld, rowsHere, cols, 0)
+                            } else {
+                                tile(kp, a.packed + (b0 + i) * kp, b, c, ld, rowsHere, cols, 0)
+                            }
                             i += mr
                         }
                         dequantize(
-                            acc.baseAddress!, nr, bRows, cols, y + (r0 + b0) * n + j * nr, n,
+                            acc.baseAddress!, ld, bRows, cols, y + (r0 + b0) * n + j * nr, n,
                             a.scale + b0, a.zeroPoint + b0, w.paddedScales.pointer + j * nr,
                             w.colsum.pointer + j * nr, bias.map { $0 + j * nr }, act)
+                        j += pair ? 2 : 1
                     }
                     b0 += bRows
                 }
@@ -242,7 +260,8 @@ public enum QGEMM {
             let a = quantizeAndPack(rows: 0, m)
             defer { a.free() }
             let groups = min(panelCount, threads * 4)
-            let perGroup = (panelCount + groups - 1) / groups
+            // Whole panel pairs per task, so the wide tile never loses a pair at a border.
+            let perGroup = ((panelCount + groups - 1) / groups + step - 1) / step * step
             let tasks = (panelCount + perGroup - 1) / perGroup
             pool.parallelFor(tasks) { t in
                 tiles(a, rows: 0, m, panels: t * perGroup, min(panelCount, (t + 1) * perGroup))
@@ -254,6 +273,12 @@ public enum QGEMM {
     /// c, ldc, m, n, accumulate)` (`KernelTable.qgemmTile(for:)` picks it).
     typealias Tile = (Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeMutablePointer<Int32>, Int, Int, Int, Int32)
         -> Void
+    /// The same over two adjacent panels (`KernelTable.qgemmWideTile(for:)`): `(steps, a,
+    /// b0, b1, c, ldc, m, n, accumulate)`, b1 nil when only b0 is left.
+    typealias WideTile = (
+        Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeRawPointer?, UnsafeMutablePointer<Int32>, Int, Int, Int,
+        Int32
+    ) -> Void
 
     /// Packs u8 rows into MR-row panels of K groups (pairs or quads): word i of step p
     /// holds `q[i][g·p …]` little-endian, as 16-bit halves for pairs and bytes for quads

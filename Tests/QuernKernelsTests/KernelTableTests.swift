@@ -39,18 +39,20 @@ struct KernelTableTests {
             "spmmQCSR": address(t.spmmQCSR), "transpose": address(t.transpose)
         ]
         if let wide = t.sgemmWideTile { out["sgemmWideTile"] = address(wide) }
+        if let wide = t.qgemmWideQuadTile { out["qgemmWideQuadTile"] = address(wide) }
         return out
     }
 
     /// The AVX2 kernels, with the given fp32 wide tile and int8 quad tiles.
     static func expectedSIMD(
         wide: KernelTable.SGEMMWideTile?, quads: KernelTable.QGEMMQuadTile,
-        pairBoundedQuads: KernelTable.QGEMMQuadTile
+        pairBoundedQuads: KernelTable.QGEMMQuadTile, wideQuads: KernelTable.QGEMMWideQuadTile? = nil
     ) -> KernelTable {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
             q4DequantPanel: quern_q4_dequant_panel_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
+            qgemmWideQuadTile: wideQuads,
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
             dequantize: quern_dequantize_avx2, layerNorm: quern_layernorm_avx2,
             residualLayerNorm: quern_residual_layernorm_avx2, softmax: quern_softmax_avx2,
@@ -62,7 +64,8 @@ struct KernelTableTests {
     /// What each path runs: the scalar twins only on `.scalar`; on AVX2 and AVX-512
     /// vpmaddubsw for pair-bounded quads and emulated vpdpbusd for other quads; on
     /// `.vnni` vpdpbusd in the form the CPU has (EVEX with AVX512-VNNI, else VEX) for all
-    /// quads; the 6×32 fp32 tile on `.avx512` and `.vnni` where the CPU has AVX-512.
+    /// quads, and with AVX512-VNNI the 6×32 zmm int8 tile; the 6×32 fp32 tile on
+    /// `.avx512` and `.vnni` where the CPU has AVX-512.
     static func expected(_ isa: ISA) -> KernelTable {
         let wide: KernelTable.SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
         switch isa {
@@ -71,7 +74,8 @@ struct KernelTableTests {
                 sgemmTile: quern_sgemm_tile_scalar, sgemmWideTile: nil, biasActivation: quern_bias_act_scalar,
                 q4DequantPanel: quern_q4_dequant_panel_scalar,
                 qgemmPairTile: quern_qgemm_tile_scalar, qgemmQuadTile: quern_qgemm4_tile_scalar,
-                qgemmQuadTilePairBounded: quern_qgemm4_tile_scalar, quantizeRows: quern_quantize_rows_u8_scalar,
+                qgemmQuadTilePairBounded: quern_qgemm4_tile_scalar, qgemmWideQuadTile: nil,
+                quantizeRows: quern_quantize_rows_u8_scalar,
                 quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar, dequantize: quern_dequantize_scalar,
                 layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
                 softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
@@ -90,7 +94,9 @@ struct KernelTableTests {
             let quads: KernelTable.QGEMMQuadTile =
                 ISA.has(QUERN_CPU_VNNI)
                 ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
-            return expectedSIMD(wide: wide, quads: quads, pairBoundedQuads: quads)
+            return expectedSIMD(
+                wide: wide, quads: quads, pairBoundedQuads: quads,
+                wideQuads: ISA.has(QUERN_CPU_VNNI) ? quern_qgemm4_tile2_avx512vnni : nil)
         }
     }
 
@@ -107,13 +113,14 @@ struct KernelTableTests {
         }
     }
 
-    @Test("the emulated AVX-512 table is AVX2's with the emulated wide tile")
+    @Test("the emulated AVX-512 table is AVX2's with the emulated wide tiles")
     func emulatedTable() {
         let got = Self.entries(.avx512Emulated)
         let want = Self.entries(
             Self.expectedSIMD(
                 wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
-                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2))
+                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2,
+                wideQuads: quern_qgemm4_tile2_avx512vnni_emulated))
         #expect(got == want)
     }
 
@@ -250,6 +257,23 @@ struct KernelTableTests {
                     t.qgemmQuadTilePairBounded(kq, quadA, boundedB, &got, ldc, m, n, accumulate)
                     s.qgemmQuadTilePairBounded(kq, quadA, boundedB, &want, ldc, m, n, accumulate)
                     #expect(got == want, "\(path) qgemmQuadTilePairBounded m=\(m) n=\(n)")
+                }
+            }
+            // The wide tile against two scalar tiles, with one panel (b1 nil) and two; the
+            // second panel holds the extremes (-128 against 255) that saturate vpdpbusds.
+            guard let wide = t.qgemmWideQuadTile else { continue }
+            let extremeB = (0..<(kq * nr * 4)).map { i in i % 3 == 0 ? Int8.min : Int8.random(in: -128...127, using: &bits) }
+            for n in [9, nr, 2 * nr - 3, 2 * nr] {
+                for accumulate: Int32 in [0, 1] {
+                    let ldc = n + 2
+                    let c0 = (0..<(mr * ldc)).map { _ in Int32.random(in: -1000...1000, using: &bits) }
+                    var got = c0, want = c0
+                    withPointer(to: n > nr ? extremeB : nil) { wide(kq, quadA, quadB, $0, &got, ldc, m, n, accumulate) }
+                    want.withUnsafeMutableBufferPointer { c in
+                        s.qgemmQuadTile(kq, quadA, quadB, c.baseAddress, ldc, m, min(n, nr), accumulate)
+                        if n > nr { s.qgemmQuadTile(kq, quadA, extremeB, c.baseAddress! + nr, ldc, m, n - nr, accumulate) }
+                    }
+                    #expect(got == want, "\(path) qgemmWideQuadTile m=\(m) n=\(n) accumulate=\(accumulate)")
                 }
             }
         }

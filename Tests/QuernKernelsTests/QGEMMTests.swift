@@ -62,6 +62,38 @@ struct QGEMMTests {
         }
     }
 
+    /// The zmm tile's body over panel pairs (compiled with emulated zmm registers where
+    /// the CPU lacks them) inside the driver: pairs split across tasks, a last odd panel,
+    /// ragged columns. Integer sums are exact and every table shares AVX2's quantization
+    /// and epilogue, so the outputs equal AVX2's bit for bit.
+    @Test("wide int8 tile body (emulated zmm) in the driver equals AVX2 exactly, one and two threads")
+    func wideQuadBody() {
+        guard ISA.supported.contains(.avx2) else { return }
+        var tables: [(String, KernelTable)] = [("avx512Emulated", .avx512Emulated)]
+        if ISA.supported.contains(.vnni) { tables.append(("vnni", ISA.vnni.kernels)) }
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            for (m, k, n) in Self.shapes + [(16, 576, 1536), (64, 200, 95), (3, 129, 80)] {
+                let x = random(m * k, seed: UInt64(m * 3 + k)), wf = random(n * k, seed: UInt64(n + k * 5)),
+                    bias = random(n, seed: 4)
+                let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: wf), layout: .quads)
+                func run(_ kernels: KernelTable) -> [Float] {
+                    var y = [Float](repeating: .nan, count: m * n)
+                    y.withUnsafeMutableBufferPointer { yp in
+                        QGEMM.linear(
+                            x, m: m, w, bias: bias, activation: .gelu, into: yp.baseAddress!, input: nil,
+                            kernels: kernels, pool: pool)
+                    }
+                    return y
+                }
+                let want = run(.avx2)
+                for (name, table) in tables {
+                    #expect(run(table) == want, "\(name) \(m)x\(k)x\(n) threads \(threads)")
+                }
+            }
+        }
+    }
+
     @Test(
         "dequantized output within the quantization error bound of fp32, every layout and ISA",
         arguments: QuantizedWeights.Layout.allCases, ISA.supported)
