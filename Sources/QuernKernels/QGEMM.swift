@@ -227,7 +227,9 @@ public enum QGEMM {
                         while i < bRows {
                             let rowsHere = min(mr, bRows - i), c = acc.baseAddress! + i * ld
                             if let wide {
-                                wide(kp, a.packed + (b0 + i) * kp, b, pair ? w.panel(j + 1) : nil, c, ld, rowsHere, cols, 0)
+                                wide(
+                                    kp, a.packed + (b0 + i) * kp, b, pair ? w.panel(j + 1) : nil, c, ld, rowsHere, cols,
+                                    0)
                             } else {
                                 tile(kp, a.packed + (b0 + i) * kp, b, c, ld, rowsHere, cols, 0)
                             }

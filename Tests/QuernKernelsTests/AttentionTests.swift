@@ -53,7 +53,8 @@ struct AttentionTests {
             }
         }
         for (heads, kvHeads, hd, window) in [
-            (4, 2, 16, nil), (9, 3, 64, nil), (2, 1, 12, nil), (2, 2, 136, nil), (4, 4, 32, 5)
+            (4, 2, 16, nil), (9, 3, 64, nil), (2, 1, 12, nil), (2, 2, 136, nil), (4, 4, 32, 5), (8, 2, 128, nil),
+            (3, 1, 40, 7), (2, 1, 96, nil)
         ]
             as [(Int, Int, Int, Int?)]
         {

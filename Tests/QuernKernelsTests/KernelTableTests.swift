@@ -262,7 +262,9 @@ struct KernelTableTests {
             // The wide tile against two scalar tiles, with one panel (b1 nil) and two; the
             // second panel holds the extremes (-128 against 255) that saturate vpdpbusds.
             guard let wide = t.qgemmWideQuadTile else { continue }
-            let extremeB = (0..<(kq * nr * 4)).map { i in i % 3 == 0 ? Int8.min : Int8.random(in: -128...127, using: &bits) }
+            let extremeB = (0..<(kq * nr * 4)).map { i in
+                i % 3 == 0 ? Int8.min : Int8.random(in: -128...127, using: &bits)
+            }
             for n in [9, nr, 2 * nr - 3, 2 * nr] {
                 for accumulate: Int32 in [0, 1] {
                     let ldc = n + 2
@@ -271,7 +273,9 @@ struct KernelTableTests {
                     withPointer(to: n > nr ? extremeB : nil) { wide(kq, quadA, quadB, $0, &got, ldc, m, n, accumulate) }
                     want.withUnsafeMutableBufferPointer { c in
                         s.qgemmQuadTile(kq, quadA, quadB, c.baseAddress, ldc, m, min(n, nr), accumulate)
-                        if n > nr { s.qgemmQuadTile(kq, quadA, extremeB, c.baseAddress! + nr, ldc, m, n - nr, accumulate) }
+                        if n > nr {
+                            s.qgemmQuadTile(kq, quadA, extremeB, c.baseAddress! + nr, ldc, m, n - nr, accumulate)
+                        }
                     }
                     #expect(got == want, "\(path) qgemmWideQuadTile m=\(m) n=\(n) accumulate=\(accumulate)")
                 }
