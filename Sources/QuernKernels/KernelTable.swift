@@ -94,6 +94,8 @@ struct KernelTable: Sendable {
             UnsafePointer<Float>?, Int, Int, Int, UnsafePointer<Float>?, UnsafePointer<Float>?, Int, Int, Int, Int,
             Float, UnsafeMutablePointer<Float>?, Int, UnsafeMutablePointer<Float>?
         ) -> Void
+    typealias GatedSiLU = @convention(c) (UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?) -> Void
+    typealias GELUTanh = @convention(c) (UnsafeMutablePointer<Float>?, Int) -> Void
     typealias Q4DequantPanel =
         @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?) -> Void
     typealias Transpose =
@@ -138,6 +140,10 @@ struct KernelTable: Sendable {
     let attention: AttentionSequence
     /// Causal attention of new rows against a KV cache (decoders).
     let attentionCached: AttentionCached
+    /// SwiGLU's gate (elementwise.c).
+    let gatedSiLU: GatedSiLU
+    /// GPT-2's tanh GELU, in place (elementwise.c).
+    let geluTanh: GELUTanh
 
     // sparse (sparse.c) and layout (layout.c)
     /// fp32 CSR weights times a transposed block of input rows.
@@ -162,7 +168,8 @@ extension KernelTable {
         dequantize: quern_dequantize_scalar,
         layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
         softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
-        attentionCached: quern_attention_cached_scalar,
+        attentionCached: quern_attention_cached_scalar, gatedSiLU: quern_gated_silu_scalar,
+        geluTanh: quern_gelu_tanh_scalar,
         spmmCSR: quern_spmm_csr_scalar, spmmQ1x4: quern_spmm_q1x4_scalar, spmmQCSR: quern_spmm_qcsr_scalar,
         transpose: quern_transpose_f32_scalar)
 
@@ -214,7 +221,8 @@ extension KernelTable {
             dequantize: quern_dequantize_avx2,
             layerNorm: quern_layernorm_avx2, residualLayerNorm: quern_residual_layernorm_avx2,
             softmax: quern_softmax_avx2, attention: quern_attention_seq_avx2,
-            attentionCached: quern_attention_cached_avx2,
+            attentionCached: quern_attention_cached_avx2, gatedSiLU: quern_gated_silu_avx2,
+            geluTanh: quern_gelu_tanh_avx2,
             spmmCSR: quern_spmm_csr_avx2, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQCSR: quern_spmm_qcsr_avx2,
             transpose: quern_transpose_f32_avx2)
     }

@@ -35,6 +35,7 @@ struct KernelTableTests {
             "dequantize": address(t.dequantize), "layerNorm": address(t.layerNorm),
             "residualLayerNorm": address(t.residualLayerNorm), "softmax": address(t.softmax),
             "attention": address(t.attention), "attentionCached": address(t.attentionCached),
+            "gatedSiLU": address(t.gatedSiLU), "geluTanh": address(t.geluTanh),
             "spmmCSR": address(t.spmmCSR), "spmmQ1x4": address(t.spmmQ1x4),
             "spmmQCSR": address(t.spmmQCSR), "transpose": address(t.transpose)
         ]
@@ -57,6 +58,7 @@ struct KernelTableTests {
             dequantize: quern_dequantize_avx2, layerNorm: quern_layernorm_avx2,
             residualLayerNorm: quern_residual_layernorm_avx2, softmax: quern_softmax_avx2,
             attention: quern_attention_seq_avx2, attentionCached: quern_attention_cached_avx2,
+            gatedSiLU: quern_gated_silu_avx2, geluTanh: quern_gelu_tanh_avx2,
             spmmCSR: quern_spmm_csr_avx2, spmmQ1x4: quern_spmm_q1x4_avx2,
             spmmQCSR: quern_spmm_qcsr_avx2, transpose: quern_transpose_f32_avx2)
     }
@@ -79,7 +81,8 @@ struct KernelTableTests {
                 quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar, dequantize: quern_dequantize_scalar,
                 layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
                 softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
-                attentionCached: quern_attention_cached_scalar, spmmCSR: quern_spmm_csr_scalar,
+                attentionCached: quern_attention_cached_scalar, gatedSiLU: quern_gated_silu_scalar,
+                geluTanh: quern_gelu_tanh_scalar, spmmCSR: quern_spmm_csr_scalar,
                 spmmQ1x4: quern_spmm_q1x4_scalar, spmmQCSR: quern_spmm_qcsr_scalar,
                 transpose: quern_transpose_f32_scalar)
         case .avx2:

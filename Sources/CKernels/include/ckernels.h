@@ -163,6 +163,13 @@ void quern_attention_cached_scalar(const float *q, size_t q_stride, size_t rows,
 void quern_attention_cached_avx2(const float *q, size_t q_stride, size_t rows, size_t first, const float *keys,
                                  const float *values, size_t heads, size_t kv_heads, size_t hd, size_t window,
                                  float scale, float *out, size_t out_stride, float *scores);
+// SwiGLU: out[r][i] = silu(g[r][i]) · u[r][i], silu(g) = g / (1 + e^−g), for rows of 2n
+// floats (the n gate columns, then the n up columns); out rows of n floats.
+void quern_gated_silu_scalar(const float *gate_up, size_t rows, size_t n, float *out);
+void quern_gated_silu_avx2(const float *gate_up, size_t rows, size_t n, float *out);
+// GPT-2's GELU ("gelu_new") in place: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+void quern_gelu_tanh_scalar(float *x, size_t count);
+void quern_gelu_tanh_avx2(float *x, size_t count);
 // x = layernorm(x + d) row by row (the residual add fused into the norm's first pass).
 void quern_residual_layernorm_avx2(float *x, const float *d, size_t rows, size_t n, const float *gamma,
                                    const float *beta, float eps);
