@@ -12,7 +12,9 @@
 // max(0, first + i − window + 1) … first + i (all of them when window is 0); query head h
 // reads key/value head h / (heads / kv_heads). Each (row, head) is computed alone, in a
 // fixed order, so a row's output does not depend on which rows share the call.
-// scores: first + rows floats at least.
+// scores: 4 · (first + rows) floats at least (quern_attention_cached_scratch).
+
+size_t quern_attention_cached_scratch(size_t positions) { return 4 * (positions ? positions : 1); }
 
 void quern_attention_cached_scalar(const float *q, size_t q_stride, size_t rows, size_t first, const float *keys,
                                    const float *values, size_t heads, size_t kv_heads, size_t hd, size_t window,
@@ -71,20 +73,128 @@ TARGET_AVX2 static inline void prefetch_row(const float *p, size_t hd) {
     for (size_t d = 0; d < hd; d += 16) _mm_prefetch((const char *)(p + d), _MM_HINT_T0);
 }
 
-// o[0 : 8V] = inv · Σ_j p[j] · v_j[0 : 8V], with V (a constant at each call) vectors of
-// sums held in registers across all keys.
+// Query heads of one key/value head handled together (grouped-query attention): each key
+// and value row is read once for all of them instead of once per head. With single-head
+// passes the rows of a long cache came from L2 or memory once per head.
+enum { HB = 4 };
+
+// The scores of B heads (B ≤ HB, a constant at each call) against keys j and j + 1:
+// lane b of *s0 (*s1) is head b's score for key j (j + 1). Each lane is reduced by the same
+// horizontal adds whichever heads share it, so a score does not depend on B.
 TARGET_AVX2 static inline __attribute__((always_inline)) void
-weigh_values_avx2(const int V, const float *p, size_t n, const float *v, size_t kv_stride, float inv, float *o) {
-    __m256 acc[8];
-    for (int t = 0; t < V; t++) acc[t] = _mm256_setzero_ps();
-    for (size_t j = 0; j < n; j++) {
-        const __m256 pj = _mm256_broadcast_ss(p + j);
-        const float *vj = v + j * kv_stride;
-        if (j + KV_AHEAD < n) prefetch_row(vj + KV_AHEAD * kv_stride, (size_t)V * 8);
-        for (int t = 0; t < V; t++) acc[t] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * t), acc[t]);
+score_pair_avx2(const int B, const float *const *qh, const float *k0, const float *k1, size_t vecs, __m128 scale4,
+                __m128 *s0, __m128 *s1) {
+    __m256 a0[HB], a1[HB];
+    for (int b = 0; b < HB; b++) a0[b] = a1[b] = _mm256_setzero_ps();
+    for (size_t t = 0; t < vecs; t++) {
+        const __m256 x0 = _mm256_loadu_ps(k0 + 8 * t), x1 = _mm256_loadu_ps(k1 + 8 * t);
+        for (int b = 0; b < B; b++) {
+            const __m256 qb = _mm256_loadu_ps(qh[b] + 8 * t);
+            a0[b] = _mm256_fmadd_ps(qb, x0, a0[b]);
+            a1[b] = _mm256_fmadd_ps(qb, x1, a1[b]);
+        }
     }
-    const __m256 scale = _mm256_set1_ps(inv);
-    for (int t = 0; t < V; t++) _mm256_storeu_ps(o + 8 * t, _mm256_mul_ps(acc[t], scale));
+    *s0 = _mm_mul_ps(reduce4_avx2(a0[0], a0[1], a0[2], a0[3]), scale4);
+    *s1 = _mm_mul_ps(reduce4_avx2(a1[0], a1[1], a1[2], a1[3]), scale4);
+}
+
+// o_b[0 : 8V] = inv_b · Σ_j p_b[j] · v_j[0 : 8V] for B heads (p_b = p + b·n), the B × V
+// vectors of sums held in registers across all keys; each value row is loaded once for
+// all B heads. The first pass prefetches `prefetch` floats of the rows ahead (the whole
+// head), the others none (0).
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+weigh_values_avx2(const int B, const int V, const float *p, size_t n, const float *v, size_t kv_stride,
+                  const float *inv, float *const *o, size_t offset, size_t prefetch) {
+    __m256 acc[HB][8];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < V; t++) acc[b][t] = _mm256_setzero_ps();
+    for (size_t j = 0; j < n; j++) {
+        const float *vj = v + j * kv_stride;
+        if (prefetch && j + KV_AHEAD < n) prefetch_row(vj + KV_AHEAD * kv_stride, prefetch);
+        __m256 x[8];
+        for (int t = 0; t < V; t++) x[t] = _mm256_loadu_ps(vj + 8 * t);
+        for (int b = 0; b < B; b++) {
+            const __m256 pb = _mm256_broadcast_ss(p + b * n + j);
+            for (int t = 0; t < V; t++) acc[b][t] = _mm256_fmadd_ps(pb, x[t], acc[b][t]);
+        }
+    }
+    for (int b = 0; b < B; b++) {
+        const __m256 scale = _mm256_set1_ps(inv[b]);
+        for (int t = 0; t < V; t++) _mm256_storeu_ps(o[b] + offset + 8 * t, _mm256_mul_ps(acc[b][t], scale));
+    }
+}
+
+// Value vectors per pass for B heads: B · V sums plus V value vectors and a broadcast fit
+// the 16 ymm registers.
+#define VALUES_PER_PASS(B) ((B) == 1 ? 8 : (B) == 2 ? 6 : (B) == 3 ? 4 : 3)
+
+// All passes over the values for B heads, each pass as wide as the registers allow.
+#define WEIGH_CASE(B, W)                                                                                            \
+    case W: weigh_values_avx2(B, W, scores, n, vbase + 8 * c, kv_stride, inv, o, 8 * c, c == 0 ? 8 * vecs : 0); break;
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+weigh_all_avx2(const int B, const float *scores, size_t n, const float *vbase, size_t kv_stride, size_t vecs,
+               const float *inv, float *const *o) {
+    const size_t per = VALUES_PER_PASS(B);
+    for (size_t c = 0; c < vecs; c += per) {
+        switch (vecs - c < per ? vecs - c : per) {
+            WEIGH_CASE(B, 1)
+            WEIGH_CASE(B, 2)
+            WEIGH_CASE(B, 3)
+            WEIGH_CASE(B, 4)
+            WEIGH_CASE(B, 5)
+            WEIGH_CASE(B, 6)
+            WEIGH_CASE(B, 7)
+        default: weigh_values_avx2(B, 8, scores, n, vbase + 8 * c, kv_stride, inv, o, 8 * c, c == 0 ? 8 * vecs : 0); break;
+        }
+    }
+}
+#undef WEIGH_CASE
+
+// One query row against the cache for B heads of one key/value head.
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+attend_heads_avx2(const int B, const float *const *qh, const float *kbase, const float *vbase, size_t n,
+                  size_t kv_stride, size_t vecs, float scale, float *const *o, float *scores) {
+    const __m128 scale4 = _mm_set1_ps(scale);
+    __m128 best4 = _mm_set1_ps(-FLT_MAX);  // lane b: head b's largest score
+    for (size_t j = 0; j < n; j += 2) {
+        const int two = j + 1 < n;
+        const float *k0 = kbase + j * kv_stride, *k1 = two ? k0 + kv_stride : k0;
+        if (j + KV_AHEAD + 2 <= n) {
+            prefetch_row(k0 + KV_AHEAD * kv_stride, vecs * 8);
+            prefetch_row(k0 + (KV_AHEAD + 1) * kv_stride, vecs * 8);
+        }
+        __m128 s0, s1;
+        score_pair_avx2(B, qh, k0, k1, vecs, scale4, &s0, &s1);
+        float t0[4], t1[4];
+        _mm_storeu_ps(t0, s0);
+        _mm_storeu_ps(t1, s1);
+        for (int b = 0; b < B; b++) scores[b * n + j] = t0[b];
+        best4 = _mm_max_ps(best4, s0);
+        if (two) {
+            for (int b = 0; b < B; b++) scores[b * n + j + 1] = t1[b];
+            best4 = _mm_max_ps(best4, s1);
+        }
+    }
+    float best[4], inv[HB];
+    _mm_storeu_ps(best, best4);
+    for (int b = 0; b < B; b++) {
+        float *sb = scores + b * n;
+        const __m256 mx = _mm256_set1_ps(best[b]);
+        __m256 vsum = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(sb + j), mx));
+            _mm256_storeu_ps(sb + j, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        float total = hsum_avx2(vsum);
+        for (; j < n; j++) {
+            sb[j] = expf(sb[j] - best[b]);
+            total += sb[j];
+        }
+        inv[b] = 1.0f / total;
+    }
+    weigh_all_avx2(B, scores, n, vbase, kv_stride, vecs, inv, o);
 }
 
 TARGET_AVX2 void quern_attention_cached_avx2(const float *q, size_t q_stride, size_t rows, size_t first,
@@ -97,70 +207,23 @@ TARGET_AVX2 void quern_attention_cached_avx2(const float *q, size_t q_stride, si
         return;
     }
     const size_t group = heads / kv_heads, kv_stride = kv_heads * hd, vecs = hd / 8;
-    const __m128 scale4 = _mm_set1_ps(scale);
     for (size_t i = 0; i < rows; i++) {
         const size_t pos = first + i, start = window && pos + 1 > window ? pos + 1 - window : 0, n = pos + 1 - start;
-        for (size_t h = 0; h < heads; h++) {
-            const float *qh = q + i * q_stride + h * hd;
-            const size_t kv = (h / group) * hd;
-            const float *kbase = keys + start * kv_stride + kv, *vbase = values + start * kv_stride + kv;
-            __m256 qv[MAX_HD / 8];
-            for (size_t t = 0; t < vecs; t++) qv[t] = _mm256_loadu_ps(qh + 8 * t);
-            // Scores, four keys at a time, and their maximum.
-            __m128 vbest = _mm_set1_ps(-FLT_MAX);
-            size_t j = 0;
-            for (; j + 4 <= n; j += 4) {
-                const float *k0 = kbase + j * kv_stride, *k1 = k0 + kv_stride, *k2 = k1 + kv_stride,
-                            *k3 = k2 + kv_stride;
-                if (j + KV_AHEAD + 4 <= n)
-                    for (size_t a = 0; a < 4; a++) prefetch_row(k0 + (KV_AHEAD + a) * kv_stride, hd);
-                __m256 a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k0)), a1 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k1)),
-                       a2 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k2)), a3 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k3));
-                for (size_t t = 1; t < vecs; t++) {
-                    a0 = _mm256_fmadd_ps(qv[t], _mm256_loadu_ps(k0 + 8 * t), a0);
-                    a1 = _mm256_fmadd_ps(qv[t], _mm256_loadu_ps(k1 + 8 * t), a1);
-                    a2 = _mm256_fmadd_ps(qv[t], _mm256_loadu_ps(k2 + 8 * t), a2);
-                    a3 = _mm256_fmadd_ps(qv[t], _mm256_loadu_ps(k3 + 8 * t), a3);
+        for (size_t g = 0; g < kv_heads; g++) {
+            const float *kbase = keys + start * kv_stride + g * hd, *vbase = values + start * kv_stride + g * hd;
+            for (size_t h0 = g * group; h0 < (g + 1) * group; h0 += HB) {
+                const size_t count = (g + 1) * group - h0 < HB ? (g + 1) * group - h0 : HB;
+                const float *qh[HB];
+                float *o[HB];
+                for (size_t b = 0; b < count; b++) {
+                    qh[b] = q + i * q_stride + (h0 + b) * hd;
+                    o[b] = out + i * out_stride + (h0 + b) * hd;
                 }
-                const __m128 s = _mm_mul_ps(reduce4_avx2(a0, a1, a2, a3), scale4);
-                _mm_storeu_ps(scores + j, s);
-                vbest = _mm_max_ps(vbest, s);
-            }
-            vbest = _mm_max_ps(vbest, _mm_movehl_ps(vbest, vbest));
-            float best = _mm_cvtss_f32(_mm_max_ss(vbest, _mm_movehdup_ps(vbest)));
-            for (; j < n; j++) {
-                const float *k = kbase + j * kv_stride;
-                __m256 acc = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
-                for (size_t t = 1; t < vecs; t++) acc = _mm256_fmadd_ps(qv[t], _mm256_loadu_ps(k + 8 * t), acc);
-                const float s = hsum_avx2(acc) * scale;
-                scores[j] = s;
-                if (s > best) best = s;
-            }
-            const __m256 mx = _mm256_set1_ps(best);
-            __m256 vsum = _mm256_setzero_ps();
-            for (j = 0; j + 8 <= n; j += 8) {
-                __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + j), mx));
-                _mm256_storeu_ps(scores + j, e);
-                vsum = _mm256_add_ps(vsum, e);
-            }
-            float total = hsum_avx2(vsum);
-            for (; j < n; j++) {
-                scores[j] = expf(scores[j] - best);
-                total += scores[j];
-            }
-            // Values in chunks of up to 64 floats, so each chunk's sums stay in registers.
-            const float inv = 1.0f / total;
-            float *o = out + i * out_stride + h * hd;
-            for (size_t c = 0; c < vecs; c += 8) {
-                switch (vecs - c < 8 ? vecs - c : 8) {
-                case 1: weigh_values_avx2(1, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
-                case 2: weigh_values_avx2(2, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
-                case 3: weigh_values_avx2(3, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
-                case 4: weigh_values_avx2(4, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
-                case 5: weigh_values_avx2(5, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
-                case 6: weigh_values_avx2(6, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
-                case 7: weigh_values_avx2(7, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
-                default: weigh_values_avx2(8, scores, n, vbase + 8 * c, kv_stride, inv, o + 8 * c); break;
+                switch (count) {
+                case 1: attend_heads_avx2(1, qh, kbase, vbase, n, kv_stride, vecs, scale, o, scores); break;
+                case 2: attend_heads_avx2(2, qh, kbase, vbase, n, kv_stride, vecs, scale, o, scores); break;
+                case 3: attend_heads_avx2(3, qh, kbase, vbase, n, kv_stride, vecs, scale, o, scores); break;
+                default: attend_heads_avx2(4, qh, kbase, vbase, n, kv_stride, vecs, scale, o, scores); break;
                 }
             }
         }

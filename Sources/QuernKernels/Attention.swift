@@ -70,5 +70,5 @@ extension Attention {
     }
 
     /// Floats of scratch `cached` needs for sequences up to `positions` long.
-    public static func cachedScratch(positions: Int) -> Int { max(positions, 1) }
+    public static func cachedScratch(positions: Int) -> Int { quern_attention_cached_scratch(positions) }
 }

@@ -54,7 +54,7 @@ struct AttentionTests {
         }
         for (heads, kvHeads, hd, window) in [
             (4, 2, 16, nil), (9, 3, 64, nil), (2, 1, 12, nil), (2, 2, 136, nil), (4, 4, 32, 5), (8, 2, 128, nil),
-            (3, 1, 40, 7), (2, 1, 96, nil)
+            (3, 1, 40, 7), (2, 1, 96, nil), (14, 2, 64, nil), (6, 1, 24, 9)
         ]
             as [(Int, Int, Int, Int?)]
         {
@@ -62,7 +62,7 @@ struct AttentionTests {
             let keys = values(positions * kvHeads * hd), vals = values(positions * kvHeads * hd)
             let q = values(rows * heads * hd)
             var got = [Float](repeating: 0, count: rows * heads * hd), want = got
-            var scores = [Float](repeating: 0, count: positions)
+            var scores = [Float](repeating: 0, count: Attention.cachedScratch(positions: positions))
             for (table, into) in [(path.table, 0), (KernelTable.scalar, 1)] {
                 var out = [Float](repeating: 0, count: rows * heads * hd)
                 Attention.cached(

@@ -156,7 +156,9 @@ void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t
 void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                 float *scratch, float *out);
 // Causal attention of new query rows against a sequence's key/value cache, grouped-query
-// heads, an optional sliding window (0: none); see attention_cached.c.
+// heads, an optional sliding window (0: none); see attention_cached.c. scores: at least
+// quern_attention_cached_scratch(first + rows) floats.
+size_t quern_attention_cached_scratch(size_t positions);
 void quern_attention_cached_scalar(const float *q, size_t q_stride, size_t rows, size_t first, const float *keys,
                                    const float *values, size_t heads, size_t kv_heads, size_t hd, size_t window,
                                    float scale, float *out, size_t out_stride, float *scores);
