@@ -305,19 +305,24 @@ TARGET_AVX2 static inline void emu_store_i(void *p, emu_v16i v) {
 
 #else
 
-// Without x86 the wide tile is two scalar tiles (same semantics).
-static void qgemm4_tile2_scalar(size_t kq, const uint32_t *a, const int8_t *b0, const int8_t *b1, int32_t *c,
-                                size_t ldc, size_t m, size_t n, int accumulate) {
-    quern_qgemm4_tile_scalar(kq, a, b0, c, ldc, m, n < NR ? n : NR, accumulate);
-    if (n > NR) quern_qgemm4_tile_scalar(kq, a, b1, c + NR, ldc, m, n - NR, accumulate);
+// Without x86 the wide tile is scalar tiles (same semantics).
+static void qgemm4_tile2_scalar(size_t kq, const uint32_t *a, const uint32_t *a_hi, const int8_t *b0,
+                                const int8_t *b1, int32_t *c, size_t ldc, size_t m, size_t n, int accumulate) {
+    for (size_t r = 0; r < m; r += MR) {
+        const uint32_t *ar = r ? a_hi : a;
+        size_t rows = m - r < MR ? m - r : MR;
+        quern_qgemm4_tile_scalar(kq, ar, b0, c + r * ldc, ldc, rows, n < NR ? n : NR, accumulate);
+        if (n > NR) quern_qgemm4_tile_scalar(kq, ar, b1, c + r * ldc + NR, ldc, rows, n - NR, accumulate);
+    }
 }
-void quern_qgemm4_tile2_avx512vnni(size_t kq, const uint32_t *a, const int8_t *b0, const int8_t *b1, int32_t *c,
-                                   size_t ldc, size_t m, size_t n, int accumulate) {
-    qgemm4_tile2_scalar(kq, a, b0, b1, c, ldc, m, n, accumulate);
+void quern_qgemm4_tile2_avx512vnni(size_t kq, const uint32_t *a, const uint32_t *a_hi, const int8_t *b0,
+                                   const int8_t *b1, int32_t *c, size_t ldc, size_t m, size_t n, int accumulate) {
+    qgemm4_tile2_scalar(kq, a, a_hi, b0, b1, c, ldc, m, n, accumulate);
 }
-void quern_qgemm4_tile2_avx512vnni_emulated(size_t kq, const uint32_t *a, const int8_t *b0, const int8_t *b1,
-                                            int32_t *c, size_t ldc, size_t m, size_t n, int accumulate) {
-    qgemm4_tile2_scalar(kq, a, b0, b1, c, ldc, m, n, accumulate);
+void quern_qgemm4_tile2_avx512vnni_emulated(size_t kq, const uint32_t *a, const uint32_t *a_hi, const int8_t *b0,
+                                            const int8_t *b1, int32_t *c, size_t ldc, size_t m, size_t n,
+                                            int accumulate) {
+    qgemm4_tile2_scalar(kq, a, a_hi, b0, b1, c, ldc, m, n, accumulate);
 }
 
 void quern_qgemm4_tile_maddubs_avx2(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,

@@ -17,16 +17,16 @@
 // next panel, and a prefetch never faults); this file undefines the macros.
 
 QW_TARGET static inline __attribute__((always_inline)) void
-QW_ROWS(const int M, size_t kq, const uint32_t *a, const int8_t *b0, const int8_t *b1, int32_t *c, size_t ldc,
-        int accumulate) {
-    VI acc[MR][2];
+QW_ROWS(const int M, size_t kq, const uint32_t *a, const uint32_t *a_hi, const int8_t *b0, const int8_t *b1,
+        int32_t *c, size_t ldc, int accumulate) {
+    VI acc[2 * MR][2];
     for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = VI_ZERO();
     for (size_t q = 0; q < kq; q++) {
         VI_PREFETCH(b0 + (q + QW_AHEAD) * QUERN_QGEMM_STEP_BYTES);
         VI_PREFETCH(b1 + (q + QW_AHEAD) * QUERN_QGEMM_STEP_BYTES);
         VI x0 = VI_LOAD(b0 + q * QUERN_QGEMM_STEP_BYTES), x1 = VI_LOAD(b1 + q * QUERN_QGEMM_STEP_BYTES);
         for (int i = 0; i < M; i++) {
-            VI ai = VI_BCAST(a + q * MR + i);
+            VI ai = VI_BCAST(i < MR ? a + q * MR + i : a_hi + q * MR + (i - MR));
             acc[i][0] = VI_DPBUSD(acc[i][0], ai, x0);
             acc[i][1] = VI_DPBUSD(acc[i][1], ai, x1);
         }
@@ -42,22 +42,28 @@ QW_ROWS(const int M, size_t kq, const uint32_t *a, const int8_t *b0, const int8_
     }
 }
 
-QW_TARGET void QW_NAME(size_t kq, const uint32_t *a, const int8_t *b0, const int8_t *b1, int32_t *c, size_t ldc,
-                       size_t m, size_t n, int accumulate) {
+QW_TARGET void QW_NAME(size_t kq, const uint32_t *a, const uint32_t *a_hi, const int8_t *b0, const int8_t *b1,
+                       int32_t *c, size_t ldc, size_t m, size_t n, int accumulate) {
     if (!b1) b1 = b0;  // only one panel left: compute it twice and keep the first copy
     int full = n == 2 * NR;
-    int32_t tmp[MR * 2 * NR];
+    int32_t tmp[2 * MR * 2 * NR];
     int32_t *dst = full ? c : tmp;
     size_t ld = full ? ldc : 2 * NR;
     if (!full && accumulate)
         for (size_t i = 0; i < m; i++) memcpy(tmp + i * 2 * NR, c + i * ldc, n * sizeof(int32_t));
     switch (m) {
-    case 1: QW_ROWS(1, kq, a, b0, b1, dst, ld, accumulate); break;
-    case 2: QW_ROWS(2, kq, a, b0, b1, dst, ld, accumulate); break;
-    case 3: QW_ROWS(3, kq, a, b0, b1, dst, ld, accumulate); break;
-    case 4: QW_ROWS(4, kq, a, b0, b1, dst, ld, accumulate); break;
-    case 5: QW_ROWS(5, kq, a, b0, b1, dst, ld, accumulate); break;
-    default: QW_ROWS(6, kq, a, b0, b1, dst, ld, accumulate); break;
+    case 1: QW_ROWS(1, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 2: QW_ROWS(2, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 3: QW_ROWS(3, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 4: QW_ROWS(4, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 5: QW_ROWS(5, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 6: QW_ROWS(6, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 7: QW_ROWS(7, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 8: QW_ROWS(8, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 9: QW_ROWS(9, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 10: QW_ROWS(10, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    case 11: QW_ROWS(11, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
+    default: QW_ROWS(12, kq, a, a_hi, b0, b1, dst, ld, accumulate); break;
     }
     if (!full)
         for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * 2 * NR, n * sizeof(int32_t));

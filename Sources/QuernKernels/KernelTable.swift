@@ -38,7 +38,7 @@ struct KernelTable: Sendable {
         ) -> Void
     typealias QGEMMWideQuadTile =
         @convention(c) (
-            Int, UnsafePointer<UInt32>?, UnsafePointer<Int8>?, UnsafePointer<Int8>?,
+            Int, UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, UnsafePointer<Int8>?, UnsafePointer<Int8>?,
             UnsafeMutablePointer<Int32>?, Int, Int, Int, Int32
         ) -> Void
     typealias QuantizeRows =
@@ -122,8 +122,9 @@ struct KernelTable: Sendable {
     /// The tile over K quads for pair-bounded weights (`QuantizedWeights.pairBounded`):
     /// it may be one that is exact only for them, when that one is faster.
     let qgemmQuadTilePairBounded: QGEMMQuadTile
-    /// The 6×32 tile over two adjacent quad panels, exact for any weights, on paths with
-    /// AVX512-VNNI's zmm registers; nil elsewhere (the quad tiles above run each panel).
+    /// The tile of up to 12 rows (two A panels) × two adjacent quad panels, exact for any
+    /// weights, on paths with AVX512-VNNI's 32 zmm registers; nil elsewhere (the quad tiles
+    /// above run each panel).
     let qgemmWideQuadTile: QGEMMWideQuadTile?
     /// Dynamic per-row u8 quantization of the activations.
     let quantizeRows: QuantizeRows
@@ -185,7 +186,7 @@ extension KernelTable {
         wide: avx512WideTile, quads: quern_qgemm4_tile_avx2,
         pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: nil)
 
-    /// VNNI: quads through vpdpbusd for all weights. With AVX512-VNNI, the 6×32 zmm tile
+    /// VNNI: quads through vpdpbusd for all weights. With AVX512-VNNI, the 12×32 zmm tile
     /// over panel pairs (qgemm_wide_body.h) and the EVEX ymm tile for a last odd panel;
     /// else AVX-VNNI's VEX ymm tile (Alder Lake and later clients, 16 vector registers).
     /// Those clients lack AVX-512, so the wide fp32 tile is there only when the CPU has
@@ -234,8 +235,8 @@ extension KernelTable {
         guard w.layout == .quads, let tile = qgemmWideQuadTile else { return nil }
         return {
             tile(
-                $0, $1, $2.assumingMemoryBound(to: Int8.self), $3?.assumingMemoryBound(to: Int8.self), $4, $5, $6, $7,
-                $8)
+                $0, $1, $2, $3.assumingMemoryBound(to: Int8.self), $4?.assumingMemoryBound(to: Int8.self), $5, $6, $7,
+                $8, $9)
         }
     }
 

@@ -225,15 +225,17 @@ public enum QGEMM {
                         let b = w.panel(j)
                         var i = 0
                         while i < bRows {
-                            let rowsHere = min(mr, bRows - i), c = acc.baseAddress! + i * ld
+                            let c = acc.baseAddress! + i * ld, panelA = a.packed + (b0 + i) * kp
                             if let wide {
-                                wide(
-                                    kp, a.packed + (b0 + i) * kp, b, pair ? w.panel(j + 1) : nil, c, ld, rowsHere, cols,
-                                    0)
+                                // Two A panels a call: each weight step loaded feeds 24 vpdpbusd.
+                                let rowsHere = min(2 * mr, bRows - i)
+                                let next = rowsHere > mr ? panelA + mr * kp : panelA
+                                wide(kp, panelA, next, b, pair ? w.panel(j + 1) : nil, c, ld, rowsHere, cols, 0)
+                                i += 2 * mr
                             } else {
-                                tile(kp, a.packed + (b0 + i) * kp, b, c, ld, rowsHere, cols, 0)
+                                tile(kp, panelA, b, c, ld, min(mr, bRows - i), cols, 0)
+                                i += mr
                             }
-                            i += mr
                         }
                         dequantize(
                             acc.baseAddress!, ld, bRows, cols, y + (r0 + b0) * n + j * nr, n,
@@ -275,11 +277,12 @@ public enum QGEMM {
     /// c, ldc, m, n, accumulate)` (`KernelTable.qgemmTile(for:)` picks it).
     typealias Tile = (Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeMutablePointer<Int32>, Int, Int, Int, Int32)
         -> Void
-    /// The same over two adjacent panels (`KernelTable.qgemmWideTile(for:)`): `(steps, a,
-    /// b0, b1, c, ldc, m, n, accumulate)`, b1 nil when only b0 is left.
+    /// Up to 12 rows over two adjacent panels (`KernelTable.qgemmWideTile(for:)`): `(steps,
+    /// a, aNext, b0, b1, c, ldc, m, n, accumulate)`, rows 6–11 from the next A panel
+    /// `aNext` (read only when m > 6), b1 nil when only b0 is left.
     typealias WideTile = (
-        Int, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeRawPointer?, UnsafeMutablePointer<Int32>, Int, Int, Int,
-        Int32
+        Int, UnsafePointer<UInt32>, UnsafePointer<UInt32>, UnsafeRawPointer, UnsafeRawPointer?,
+        UnsafeMutablePointer<Int32>, Int, Int, Int, Int32
     ) -> Void
 
     /// Packs u8 rows into MR-row panels of K groups (pairs or quads): word i of step p

@@ -262,25 +262,35 @@ struct KernelTableTests {
                     #expect(got == want, "\(path) qgemmQuadTilePairBounded m=\(m) n=\(n)")
                 }
             }
-            // The wide tile against two scalar tiles, with one panel (b1 nil) and two; the
-            // second panel holds the extremes (-128 against 255) that saturate vpdpbusds.
-            guard let wide = t.qgemmWideQuadTile else { continue }
+        }
+        // The wide tile (up to two A panels of rows × two B panels) against scalar tiles,
+        // with one B panel (b1 nil) and two; the second holds the extremes (-128 against
+        // 255) that would saturate vpdpbusds.
+        if let wide = t.qgemmWideQuadTile {
+            let u8Next = (0..<(mr * k)).map { _ in UInt8.random(in: 0...255, using: &bits) }
+            var quadNext = [UInt32](repeating: 0, count: quadA.count)
+            quern_qgemm_pack_a(u8Next, k, mr, k, Int32(QUERN_QGEMM_QUAD_K), &quadNext)
             let extremeB = (0..<(kq * nr * 4)).map { i in
                 i % 3 == 0 ? Int8.min : Int8.random(in: -128...127, using: &bits)
             }
-            for n in [9, nr, 2 * nr - 3, 2 * nr] {
-                for accumulate: Int32 in [0, 1] {
-                    let ldc = n + 2
-                    let c0 = (0..<(mr * ldc)).map { _ in Int32.random(in: -1000...1000, using: &bits) }
-                    var got = c0, want = c0
-                    withPointer(to: n > nr ? extremeB : nil) { wide(kq, quadA, quadB, $0, &got, ldc, m, n, accumulate) }
-                    want.withUnsafeMutableBufferPointer { c in
-                        s.qgemmQuadTile(kq, quadA, quadB, c.baseAddress, ldc, m, min(n, nr), accumulate)
-                        if n > nr {
-                            s.qgemmQuadTile(kq, quadA, extremeB, c.baseAddress! + nr, ldc, m, n - nr, accumulate)
+            for m in 1...(2 * mr) {
+                for n in [9, nr, 2 * nr - 3, 2 * nr] {
+                    for accumulate: Int32 in [0, 1] {
+                        let ldc = n + 2
+                        let c0 = (0..<(2 * mr * ldc)).map { _ in Int32.random(in: -1000...1000, using: &bits) }
+                        var got = c0, want = c0
+                        withPointer(to: n > nr ? extremeB : nil) {
+                            wide(kq, quadA, quadNext, quadB, $0, &got, ldc, m, n, accumulate)
                         }
+                        want.withUnsafeMutableBufferPointer { c in
+                            for (a, r0) in [(quadA, 0), (quadNext, mr)] where m > r0 {
+                                let rows = min(mr, m - r0), cr = c.baseAddress! + r0 * ldc
+                                s.qgemmQuadTile(kq, a, quadB, cr, ldc, rows, min(n, nr), accumulate)
+                                if n > nr { s.qgemmQuadTile(kq, a, extremeB, cr + nr, ldc, rows, n - nr, accumulate) }
+                            }
+                        }
+                        #expect(got == want, "\(path) qgemmWideQuadTile m=\(m) n=\(n) accumulate=\(accumulate)")
                     }
-                    #expect(got == want, "\(path) qgemmWideQuadTile m=\(m) n=\(n) accumulate=\(accumulate)")
                 }
             }
         }

@@ -96,13 +96,16 @@ void quern_qgemm4_tile_avxvnni(size_t kq, const uint32_t *a, const int8_t *b, in
                                size_t m, size_t n, int accumulate);
 void quern_qgemm4_tile_avx2(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,
                             size_t m, size_t n, int accumulate);
-// Two adjacent quad panels at once (32 columns; b1 may be NULL when only b0 is left, n ≤
-// 16 then): the zmm tile of AVX512-VNNI, and the same body on emulated zmm registers
-// (two ymm halves, vpdpbusd as in _avx2) so tests run it on any AVX2 machine.
-void quern_qgemm4_tile2_avx512vnni(size_t kq, const uint32_t *a, const int8_t *b0, const int8_t *b1, int32_t *c,
-                                   size_t ldc, size_t m, size_t n, int accumulate);
-void quern_qgemm4_tile2_avx512vnni_emulated(size_t kq, const uint32_t *a, const int8_t *b0, const int8_t *b1,
-                                            int32_t *c, size_t ldc, size_t m, size_t n, int accumulate);
+// Up to 12 rows × two adjacent quad panels at once (32 columns; b1 may be NULL when only
+// b0 is left, n ≤ 16 then): rows 0–5 from the A panel a, rows 6–11 from a_hi (the next
+// MR-row panel; read only when m > 6). The zmm tile of AVX512-VNNI, and the same body on
+// emulated zmm registers (two ymm halves, vpdpbusd as in _avx2) so tests run it on any
+// AVX2 machine.
+void quern_qgemm4_tile2_avx512vnni(size_t kq, const uint32_t *a, const uint32_t *a_hi, const int8_t *b0,
+                                   const int8_t *b1, int32_t *c, size_t ldc, size_t m, size_t n, int accumulate);
+void quern_qgemm4_tile2_avx512vnni_emulated(size_t kq, const uint32_t *a, const uint32_t *a_hi, const int8_t *b0,
+                                            const int8_t *b1, int32_t *c, size_t ldc, size_t m, size_t n,
+                                            int accumulate);
 // The same quads on AVX2 with vpmaddubsw (u8·s8 pairs summed into saturating int16)
 // then vpmaddwd by ones: a quarter fewer instructions than the emulation above, and
 // exact only for pair-bounded weights, |w[j][2t]| + |w[j][2t+1]| <= 128 for every
