@@ -73,7 +73,9 @@ struct QGEMMTests {
         if ISA.supported.contains(.vnni) { tables.append(("vnni", ISA.vnni.kernels)) }
         for threads in [1, 2] {
             let pool = ThreadPool(threads: threads)
-            for (m, k, n) in Self.shapes + [(16, 576, 1536), (64, 200, 95), (3, 129, 80)] {
+            for (m, k, n) in Self.shapes + [
+                (16, 576, 1536), (64, 200, 95), (3, 129, 80), (150, 576, 100), (301, 1536, 70)
+            ] {
                 let x = random(m * k, seed: UInt64(m * 3 + k)), wf = random(n * k, seed: UInt64(n + k * 5)),
                     bias = random(n, seed: 4)
                 let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: wf), layout: .quads)
