@@ -152,39 +152,55 @@ public struct GenerateBenchmark {
         return (Double(prefix) / Double(reference.count), Double(matched) / Double(reference.count))
     }
 
-    /// Perplexity of each precision over debdesc texts, teacher-forced in this process.
-    func perplexities() throws -> [(String, Double)] {
+    /// Perplexity of each precision over debdesc texts, teacher-forced in this process, and
+    /// the mean KL divergence of its next-token distributions from fp32's: a small model's
+    /// perplexity on short texts hangs on the far tail of its distributions, so a bit-level
+    /// change in a kernel moves int8's by half a percent either way; the divergence does not.
+    func perplexities() throws -> [(String, Double, Double)] {
         var texts: [String] = []
         for line in try Sys.readFile(corpus, limit: 1 << 32).split(separator: 0x0A) where texts.count < perplexityTexts
         {
             if let t = try JSONParser.parse(Array(line)).objectValue?["text"]?.stringValue { texts.append(t) }
         }
-        var out: [(String, Double)] = []
+        // Every precision runs each text in turn, so each one's next-token distributions
+        // are compared with fp32's on the same positions (KL divergence) as well as scored.
+        var models: [(String, any CausalLM)] = []
         for precision in precisions {
             let path = precision == "q4" ? (gguf ?? model) : model
-            guard
-                let lm = try ModelRegistry.load(
-                    path, ModelOptions(precision: LinearOperator.Precision(rawValue: precision) ?? .fp32)
-                ).capability(CausalLM.self)
-            else { continue }
-            var nll = 0.0, count = 0
-            let d = lm.decoder
-            for t in texts {
-                let ids = lm.tokenize(t, addSpecialTokens: true)
-                guard ids.count >= 2 else { continue }
+            if let lm = try ModelRegistry.load(
+                path, ModelOptions(precision: LinearOperator.Precision(rawValue: precision) ?? .fp32)
+            ).capability(CausalLM.self) {
+                models.append((precision, lm))
+            }
+        }
+        var nll = [Double](repeating: 0, count: models.count), kl = nll
+        var count = 0
+        for t in texts {
+            guard let first = models.first else { break }
+            let ids = first.1.tokenize(t, addSpecialTokens: true)
+            guard ids.count >= 2 else { continue }
+            var reference: [Double]? = nil  // fp32 log-probabilities of the current text
+            for (m, (precision, lm)) in models.enumerated() {
+                let d = lm.decoder, v = d.shape.vocabulary
                 let logits = d.forward([.init(cache: d.makeCache(capacity: ids.count), tokens: ids)], logits: .all)
-                let v = d.shape.vocabulary
+                var logp = [Double](repeating: 0, count: (ids.count - 1) * v)
                 for i in 0..<(ids.count - 1) {
                     let row = logits[(i * v)..<((i + 1) * v)]
                     let best = Double(row.max()!)
-                    let sum = row.reduce(0.0) { $0 + exp(Double($1) - best) }
-                    nll -= Double(row[row.startIndex + Int(ids[i + 1])]) - best - log(sum)
-                    count += 1
+                    let lse = best + log(row.reduce(0.0) { $0 + exp(Double($1) - best) })
+                    for (c, x) in row.enumerated() { logp[i * v + c] = Double(x) - lse }
+                    nll[m] -= logp[i * v + Int(ids[i + 1])]
+                }
+                if precision == "fp32" { reference = logp }
+                if let r = reference, r.count == logp.count {
+                    for (a, b) in zip(r, logp) { kl[m] += exp(a) * (a - b) }
                 }
             }
-            out.append((precision, exp(nll / Double(max(count, 1)))))
+            count += ids.count - 1
         }
-        return out
+        return models.indices.map { m in
+            (models[m].0, exp(nll[m] / Double(max(count, 1))), kl[m] / Double(max(count, 1)))
+        }
     }
 
     public func run() throws {
@@ -221,12 +237,15 @@ public struct GenerateBenchmark {
         if perplexityTexts > 0 {
             let p = try perplexities()
             let base = p.first { $0.0 == "fp32" }?.1
-            print("perplexity over \(perplexityTexts) debdesc texts (teacher-forced, BOS + text)")
-            for (name, value) in p {
+            print(
+                "perplexity over \(perplexityTexts) debdesc texts (teacher-forced, BOS + text), and the mean KL divergence of each next-token distribution from fp32's"
+            )
+            for (name, value, divergence) in p {
                 print(
                     "  " + name.padding(toLength: 6, withPad: " ", startingAt: 0)
                         + String(format: "%10.3f", value)
-                        + (base.map { String(format: "   %+.2f%% vs fp32", 100 * (value / $0 - 1)) } ?? ""))
+                        + (base.map { String(format: "   %+.2f%% vs fp32", 100 * (value / $0 - 1)) } ?? "")
+                        + (base != nil ? String(format: "   KL %.5f", divergence) : ""))
             }
         }
     }
