@@ -42,3 +42,11 @@ func shell(_ command: String) throws {
         throw QuernError(.internalError, "`\(command)` exited \(p.terminationStatus)")
     }
 }
+
+/// The CPU's model name (/proc/cpuinfo), which every benchmark prints beside its figures.
+func cpuModel() -> String {
+    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") })
+    else { return "unknown" }
+    return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+}

@@ -1,19 +1,27 @@
 import Foundation
 import QuernCore
+import QuernData
+import QuernKernels
 import QuernModels
 
-/// `quern bench embed`: sentence embeddings end to end against onnxruntime
-/// (../shared/bench/embed_anchors.py) on the same texts, same threads. Quern's side is a
-/// real `embed` job run by `quern run --once` in a child process (texts in from JSONL,
-/// gzip results out; `QUERN_THREADS` set), timed by its report's `process_seconds`
-/// (model load excluded, as the anchor excludes session creation). The anchor's side is
-/// tokenization, inference on length-sorted batches and pooling, in one process.
+/// `quern bench embed`: sentence embeddings end to end against the strongest CPU engines
+/// set up here (../shared/bench/embed_anchors_plus.py: CTranslate2, OpenVINO, onnxruntime
+/// plain, fused and int8, fastembed, PyTorch, llama.cpp; each in its own process), or
+/// against onnxruntime alone (embed_anchors.py) where those are not set up, on the same
+/// texts, same threads. Quern's side is a real `embed` job run by `quern run --once` in a
+/// child process (texts in from JSONL, NPY vectors out; `QUERN_THREADS` set), timed by its
+/// report's `process_seconds` (model load excluded, as the anchors exclude theirs). Each
+/// precision is compared with the fastest anchor of that precision, and every system's
+/// vectors with the same fp32 reference (sentence-transformers on PyTorch).
 public struct EmbedBenchmark {
     let quern: String
     let model: String
     let corpus: String
     let anchor: String?
     let python: String
+    /// embed_anchors_plus.py and the Python of its venv (setup-anchors-plus.sh).
+    let plusAnchor: String?
+    let plusPython: String
     let limit: Int
     let longLimit: Int
     let threads: [Int]
@@ -23,6 +31,7 @@ public struct EmbedBenchmark {
 
     public init(
         quernBinary: String, model: String, corpus: String, anchorScript: String?, python: String,
+        plusAnchorScript: String?, plusPython: String,
         limit: Int, longLimit: Int, threads: [Int], precisions: [String], batchSize: Int, workdir: String
     ) {
         quern = (try? Sys.realpath(quernBinary)) ?? quernBinary
@@ -30,6 +39,8 @@ public struct EmbedBenchmark {
         self.corpus = corpus
         anchor = anchorScript
         self.python = python
+        plusAnchor = plusAnchorScript
+        self.plusPython = plusPython
         self.limit = limit
         self.longLimit = longLimit
         self.threads = threads
@@ -70,20 +81,59 @@ public struct EmbedBenchmark {
         return [try write("short", Array(lines.prefix(limit))), try write("long", long)]
     }
 
-    /// Runs one embed job in a fresh spool; texts per second from its report.
-    func quernRun(set path: String, precision: String, threads: Int) throws -> Double {
+    /// Runs one embed job in a fresh spool: texts per second from its report, and its
+    /// vectors (NPY, input order) as `[rows][dim]`.
+    func quernRun(set path: String, precision: String, threads: Int) throws -> (rate: Double, vectors: [[Float]]) {
         let manifest: JSONValue = [
             "version": 1, "id": "bench", "task": "embed", "precision": .string(precision),
-            "model": .string(model), "input": ["path": .string(path)],
+            "model": .string(model), "input": ["path": .string(path)], "output": ["format": "npy"],
             "batch_size": .int(Int64(batchSize))
         ]
         let spool = Path.join(workdir, "spool-\(precision)-\(threads)")
-        let (report, _) = try Self.job(quern: quern, spool: spool, manifest: manifest, threads: threads)
+        let (report, done) = try Self.job(quern: quern, spool: spool, manifest: manifest, threads: threads)
+        let vectors = try Self.npyRows(Zlib.gunzip(Sys.readFile(Path.join(done, "results.npy.gz"), limit: 1 << 32)))
         try? Sys.removeTree(spool)
         guard let rate = report["throughput"]?.objectValue?["records_per_second"]?.doubleValue else {
             throw QuernError(.internalError, "the bench's embed job has no throughput in its report")
         }
-        return rate
+        return (rate, vectors)
+    }
+
+    /// The rows of a little-endian float32 NPY array `[rows, dim]` (version 1 header).
+    static func npyRows(_ bytes: [UInt8]) throws -> [[Float]] {
+        guard let (descr, shape) = NPYHeader.decode(bytes), descr == "<f4", shape.count == 2, bytes.count >= 10 else {
+            throw QuernError(.internalError, "the bench expected a float32 [rows, dim] NPY array")
+        }
+        let start = 10 + (Int(bytes[8]) | Int(bytes[9]) << 8), (rows, dim) = (shape[0], shape[1])
+        guard bytes.count >= start + rows * dim * 4 else {
+            throw QuernError(.internalError, "the bench's NPY array is shorter than its header says")
+        }
+        return bytes.withUnsafeBytes { raw in
+            (0..<rows).map { r in
+                (0..<dim).map { c in
+                    Float(
+                        bitPattern: UInt32(
+                            littleEndian: raw.loadUnaligned(fromByteOffset: start + (r * dim + c) * 4, as: UInt32.self))
+                    )
+                }
+            }
+        }
+    }
+
+    /// Mean and worst cosine between matching rows.
+    static func cosines(_ a: [[Float]], _ b: [[Float]]) -> (mean: Double, worst: Double)? {
+        guard !a.isEmpty, a.count == b.count else { return nil }
+        var total = 0.0, worst = 1.0
+        for (x, y) in zip(a, b) {
+            var dot = 0.0, nx = 0.0, ny = 0.0
+            for (u, v) in zip(x, y) {
+                dot += Double(u) * Double(v); nx += Double(u) * Double(u); ny += Double(v) * Double(v)
+            }
+            let c = dot / max((nx * ny).squareRoot(), 1e-30)
+            total += c
+            worst = min(worst, c)
+        }
+        return (total / Double(a.count), worst)
     }
 
     /// Runs one job (id "bench") with `quern run --once` in a fresh spool; its report and
@@ -112,43 +162,78 @@ public struct EmbedBenchmark {
 
     public func run() throws {
         try Sys.mkdirs(workdir)
-        print("quern bench embed  (\(model); batch \(batchSize); end to end, release build)")
+        let plus =
+            plusAnchor.map { FileManager.default.fileExists(atPath: $0) } == true
+            && FileManager.default.fileExists(atPath: plusPython)
         print(
-            "target: fp32 >= 1.5x the faster onnxruntime fp32 graph, int8 >= 1.5x the faster dynamic-int8 graph, 1 and 2 threads\n"
+            "quern bench embed  (\(model); batch \(batchSize); end to end, release build; cpu: \(cpuModel()), isa \(ISA.active.rawValue))"
         )
         print(
-            "texts                 count  tokens/text  threads  precision  quern texts/s  onnxruntime texts/s (graph)   ratio"
+            plus
+                ? "target: fp32 and int8 each >= 1.5x the fastest anchor of the same precision (embed_anchors_plus.py), 1 and 2 threads; int8 cosine to the fp32 reference mean >= 0.998, worst >= 0.99\n"
+                : "target: fp32 >= 1.5x the faster onnxruntime fp32 graph, int8 >= 1.5x the faster dynamic-int8 graph, 1 and 2 threads (embed_anchors_plus.py is not set up: onnxruntime only)\n"
+        )
+        print(
+            "texts                 count  tokens/text  threads  precision  quern texts/s  best anchor texts/s (system)       ratio   quern cos mean/worst   anchor cos mean/worst"
         )
         for set in try writeSets() {
             for t in threads {
-                let reference = Anchor.jsonLines(
-                    python: python, script: anchor,
-                    arguments: [
-                        set.path, "--limit", String(set.count), "--threads", String(t),
-                        "--only", "ort32,ortq8,ort32opt,ortq8opt"
-                    ])
+                var rows: [JSONObject] = []
+                var reference: [[Float]]? = nil
+                if plus {
+                    let out = Path.join(workdir, "anchors-\(set.name)-t\(t)")
+                    _ = Anchor.jsonLines(
+                        python: plusPython, script: plusAnchor,
+                        arguments: [set.path, "--limit", String(set.count), "--threads", String(t), "--out", out])
+                    rows =
+                        (try? Sys.readFile(Path.join(out, "results.jsonl")))?.split(separator: 0x0A).compactMap {
+                            try? JSONParser.parse(Array($0)).objectValue
+                        } ?? []
+                    reference = try? Self.npyRows(Sys.readFile(Path.join(out, "vecs_st_fp32.npy"), limit: 1 << 32))
+                } else {
+                    rows =
+                        (Anchor.jsonLines(
+                            python: python, script: anchor,
+                            arguments: [
+                                set.path, "--limit", String(set.count), "--threads", String(t),
+                                "--only", "ort32,ortq8,ort32opt,ortq8opt"
+                            ]) ?? []).map { r in
+                            var r = r
+                            let name = r["system"]?.stringValue ?? ""
+                            r["precision"] = .string(name.contains("q8") ? "int8" : "fp32")
+                            return r
+                        }
+                }
                 for precision in precisions {
                     let ours = try quernRun(set: set.path, precision: precision, threads: t)
-                    // The faster graph of the matching precision (plain or optimizer-fused).
-                    let names = precision == "int8" ? ["ortq8", "ortq8opt"] : ["ort32", "ort32opt"]
-                    let best = (reference ?? []).filter { names.contains($0["system"]?.stringValue ?? "") }
+                    let best = rows.filter { $0["precision"]?.stringValue == precision && $0["error"] == nil }
                         .max { ($0["texts_per_s"]?.doubleValue ?? 0) < ($1["texts_per_s"]?.doubleValue ?? 0) }
-                    let theirs = best?["texts_per_s"]?.doubleValue
+                    let theirs = best?["texts_per_s"]?.doubleValue, system = best?["system"]?.stringValue ?? "-"
                     let label = set.name == "short" ? "corpus lines" : "joined, 50-250 tokens"
+                    let fidelity = reference.flatMap { Self.cosines(ours.vectors, $0) }
+                    let theirFidelity = best.flatMap { b in
+                        b["cos_mean"]?.doubleValue.map { ($0, b["cos_min"]?.doubleValue ?? 0) }
+                    }
                     print(
                         label.padding(toLength: 21, withPad: " ", startingAt: 0)
                             + String(
                                 format: " %6d %12.1f %8d  %-9@ %14.1f ", set.count,
-                                Double(set.tokens) / Double(set.count), t,
-                                precision as NSString, ours)
+                                Double(set.tokens) / Double(set.count), t, precision as NSString, ours.rate)
                             + (theirs.map {
-                                String(
-                                    format: "%11.1f (%@)%*@ %6.2f", $0, best!["system"]!.stringValue! as NSString,
-                                    10 - best!["system"]!.stringValue!.count, "" as NSString, ours / $0)
-                            }
-                                ?? "          - (no anchor)          -"))
+                                String(format: "%11.1f (%@)", $0, system as NSString)
+                                    .padding(toLength: 34, withPad: " ", startingAt: 0)
+                                    + String(format: " %6.2f", ours.rate / $0)
+                            } ?? "          - (no anchor)                  -")
+                            + (fidelity.map { String(format: "   %8.5f / %7.5f", $0.mean, $0.worst) }
+                                ?? "          -         ")
+                            + (theirFidelity.map { String(format: "     %8.5f / %7.5f", $0.0, $0.1) } ?? ""))
                 }
             }
+        }
+        if plus {
+            print(
+                "cosines against sentence-transformers fp32 (PyTorch) on the same texts; anchors' full tables in \(workdir)/anchors-*"
+            )
         }
     }
 }

@@ -194,14 +194,6 @@ public struct KernelBenchmark {
                 environment: ["OPENBLAS_NUM_THREADS": String(threads)]) ?? []
         return shapes.indices.map { $0 < lines.count ? lines[$0]["gflops"]?.doubleValue : nil }
     }
-
-    func cpuModel() -> String {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") })
-        else { return "unknown" }
-        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) }
-            ?? "unknown"
-    }
 }
 
 extension SplitMix {

@@ -117,7 +117,7 @@ struct EmbedBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "embed",
         abstract:
-            "Sentence embeddings end to end (a real embed job) against onnxruntime fp32 and dynamic int8, same texts and threads."
+            "Sentence embeddings end to end (a real embed job) against CTranslate2, OpenVINO, onnxruntime, fastembed, PyTorch and llama.cpp (embed_anchors_plus.py), fp32 and int8, same texts and threads, with fidelity."
     )
     @Option(help: "A sentence-transformers model directory (scripts/fetch-minilm.sh).")
     var model: String = "models/all-MiniLM-L6-v2"
@@ -127,6 +127,10 @@ struct EmbedBench: ParsableCommand {
     var anchor: String = "../shared/bench/embed_anchors.py"
     @Option(help: "Python with onnxruntime (../shared/bench/setup-anchors.sh makes it).")
     var python: String = "/tmp/quern-anchors/venv/bin/python"
+    @Option(help: "The anchors of every engine (used when its venv exists; else onnxruntime alone).")
+    var plusAnchor: String = "../shared/bench/embed_anchors_plus.py"
+    @Option(help: "Python of embed_anchors_plus.py (../shared/bench/setup-anchors-plus.sh makes it).")
+    var plusPython: String = "/tmp/quern-anchors2/venv/bin/python"
     @Option(help: "Short texts (corpus lines) per measurement.")
     var limit: Int = 20000
     @Option(help: "Long texts (lines joined to 50-250 tokens) per measurement.")
@@ -144,7 +148,8 @@ struct EmbedBench: ParsableCommand {
         let dir = workdir ?? "/tmp/quern-bench-embed-\(ProcessInfo.processInfo.processIdentifier)"
         try EmbedBenchmark(
             quernBinary: CommandLine.arguments[0], model: model, corpus: corpus, anchorScript: anchor, python: python,
-            limit: limit, longLimit: longLimit, threads: threadCounts(threads),
+            plusAnchorScript: plusAnchor, plusPython: plusPython, limit: limit, longLimit: longLimit,
+            threads: threadCounts(threads),
             precisions: precisions.split(separator: ",").map(String.init), batchSize: batchSize, workdir: dir
         ).run()
         if workdir == nil { try? Sys.removeTree(dir) }
