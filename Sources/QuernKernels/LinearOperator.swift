@@ -42,9 +42,16 @@ public enum LinearOperator: Sendable {
         }
     }
 
+    /// Whether the sparse int8 kernels can beat the dense one on this CPU. They are 256-bit;
+    /// where the dense path has AVX512-VNNI's 12×32 zmm tile they lost to it at every
+    /// density measured (Zen 5, `quern bench kernels`, one thread: 1×4 blocks 0.52–0.86×
+    /// dense at 80 % block sparsity and 0.80–1.19× at 90 %; CSR 0.31–0.77×), so pruned
+    /// int8 weights stay dense there and a pruned model is never slower than its original.
+    public static var sparseInt8Pays: Bool { ISA.active.kernels.qgemmWideQuadTile == nil }
+
     /// The fastest operator for already quantized weights.
     public static func choose(_ q: QuantizedWeights) -> LinearOperator {
-        guard q.values.count >= sparseInt8MinimumWeights else { return .int8(q) }
+        guard sparseInt8Pays, q.values.count >= sparseInt8MinimumWeights else { return .int8(q) }
         // Both sparse forms need at least half the weights zero (whole blocks, or a CSR
         // density under its threshold): a dense matrix is not worth building them for.
         let zeros = q.values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
