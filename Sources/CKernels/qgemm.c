@@ -252,7 +252,7 @@ TARGET_AVX2 static inline __m256i maddubs_quads(__m256i acc, __m256i a, __m256i 
 #define DPBUSD(acc, a, b) maddubs_quads(acc, a, b)
 #include "qgemm_tile_body.h"
 
-// ---- AVX512-VNNI: 6×32 tiles over two quad panels (body in qgemm_wide_body.h) -------
+// ---- AVX512-VNNI: 12×32 tiles over two quad panels (body in qgemm_wide_body.h) ------
 
 #define QW_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni")))
 #define QW_ROWS wide_quads_rows_avx512vnni

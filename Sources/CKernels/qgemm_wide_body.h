@@ -1,14 +1,16 @@
-// The 6×32 int8 tile for AVX512-VNNI, written once against a small vector vocabulary
+// The 12×32 int8 tile for AVX512-VNNI, written once against a small vector vocabulary
 // and included by qgemm.c twice: with real zmm registers and vpdpbusd, and with each zmm
 // emulated by two ymm halves and vpdpbusd by vpmaddwd (exact either way). The emulated
 // copy runs on any AVX2 machine, so the body's indexing, edge handling and accumulation
 // are tested even where AVX-512 is absent; only the instructions differ between copies.
 //
 // Two quad panels (32 columns) per tile: a step of a panel is one 64-byte zmm (16
-// columns × 4 K), so each row's 32-bit A broadcast feeds two vpdpbusd, and six rows ×
-// two panels give 12 independent accumulators: enough to keep two vpdpbusd pipes of
-// latency 4–5 busy, where the 256-bit tile needs twice the instructions for the same
-// work. Integer sums are exact in any order, so this equals the scalar twin bit for bit.
+// columns × 4 K), so each row's 32-bit A broadcast feeds two vpdpbusd. Up to 12 rows (two
+// MR-row A panels: a, then a_hi) give up to 24 independent accumulators in the 32 zmm
+// registers, so each 128 bytes of weights loaded feed 24 vpdpbusd (decode-shaped
+// products stream their weights from memory), where the 256-bit tile needs twice the
+// instructions for the same work. Integer sums are exact in any order, so this equals
+// the scalar twin bit for bit.
 //
 // The includer defines QW_TARGET (function attribute), QW_ROWS and QW_NAME (the two
 // function names), VI (16 int32 lanes) and VI_ZERO, VI_LOAD, VI_BCAST (a 32-bit word

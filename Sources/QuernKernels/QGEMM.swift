@@ -167,7 +167,8 @@ public enum QGEMM {
     }
 
     /// The same through a given table (tests pass `KernelTable.avx512Emulated`). With a
-    /// wide tile, the 6×32 tile runs over pairs of quad panels, else a 6×16 tile over each.
+    /// wide tile, tiles of up to 12 rows run over pairs of quad panels, else 6×16 tiles
+    /// over each panel.
     static func linear(
         _ x: UnsafePointer<Float>, m: Int, _ w: QuantizedWeights, bias: UnsafePointer<Float>?,
         activation: Activation, into y: UnsafeMutablePointer<Float>, input range: InputRange?,
@@ -209,8 +210,8 @@ public enum QGEMM {
 
         /// Tiles of rows [r0, r0+rows) × panels [p0, p1) from already packed rows. Each
         /// panel's (or panel pair's, with a wide tile) int32 sums for all the rows (at most
-        /// 96 × 32, in L1) are rescaled by one epilogue call: per 6-row tile, the call costs
-        /// as much as its work.
+        /// 96 × 32, in L1) are rescaled by one epilogue call: per tile, the call would cost
+        /// as much as the tile's work.
         func tiles(_ a: PackedRows, rows r0: Int, _ rows: Int, panels p0: Int, _ p1: Int) {
             let block = min(rows, 96), ld = step * nr
             withUnsafeTemporaryAllocation(of: Int32.self, capacity: ((block + mr - 1) / mr * mr) * ld) { acc in

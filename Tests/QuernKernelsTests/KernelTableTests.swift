@@ -66,7 +66,7 @@ struct KernelTableTests {
     /// What each path runs: the scalar twins only on `.scalar`; on AVX2 and AVX-512
     /// vpmaddubsw for pair-bounded quads and emulated vpdpbusd for other quads; on
     /// `.vnni` vpdpbusd in the form the CPU has (EVEX with AVX512-VNNI, else VEX) for all
-    /// quads, and with AVX512-VNNI the 6×32 zmm int8 tile; the 6×32 fp32 tile on
+    /// quads, and with AVX512-VNNI the 12×32 zmm int8 tile; the 6×32 fp32 tile on
     /// `.avx512` and `.vnni` where the CPU has AVX-512.
     static func expected(_ isa: ISA) -> KernelTable {
         let wide: KernelTable.SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
