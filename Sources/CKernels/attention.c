@@ -14,8 +14,11 @@
 #endif
 
 static size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-size_t quern_attention_scratch(size_t seq, size_t hd) { return hd * round8(seq) + 4 * round8(seq); }
+// Kᵀ of one head and up to 16 rows of scores, keys padded to whole 16-float vectors
+// (enough for every body here).
+size_t quern_attention_scratch(size_t seq, size_t hd) { return (hd + 16) * round16(seq); }
 
 void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                 float *scratch, float *out) {
@@ -101,11 +104,9 @@ TARGET_AVX2 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t h
     float *kt = scratch, *s = scratch + hd * sp;  // s: four rows of sp scores
     for (size_t h = 0; h < heads; h++) {
         // Kᵀ of this head, padded to whole vectors of keys with zeros.
-        for (size_t d = 0; d < hd; d++) {
-            float *dst = kt + d * sp;
-            for (size_t j = 0; j < seq; j++) dst[j] = qkv[j * row + hidden + h * hd + d];
-            for (size_t j = seq; j < sp; j++) dst[j] = 0;
-        }
+        quern_transpose_f32_avx2(qkv + hidden + h * hd, row, seq, hd, kt, sp);
+        for (size_t d = 0; d < hd; d++)
+            for (size_t j = seq; j < sp; j++) kt[d * sp + j] = 0;
         const float *v = qkv + 2 * hidden + h * hd;
         for (size_t i0 = 0; i0 < seq; i0 += 4) {
             const size_t rows = seq - i0 < 4 ? seq - i0 : 4;
@@ -152,8 +153,46 @@ TARGET_AVX2 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t h
     }
 }
 
+// ---- 16-float bodies (attention_wide_body.h) ----------------------------------------
+
+// Eight query rows a pass: 16 accumulators, and each 64-byte load of Kᵀ or V feeds
+// eight FMAs through broadcasts folded into the FMAs.
+enum { AW_ROWS = 8 };
+
+#define AW_TARGET TARGET_AVX512
+#define AW_NAME attention_wide_avx512
+#define VF z16
+#define V(op) z16_##op
+#include "attention_wide_body.h"
+
+#define AW_TARGET TARGET_AVX2
+#define AW_NAME attention_wide_emulated
+#define VF e16
+#define V(op) e16_##op
+#include "attention_wide_body.h"
+
+void quern_attention_seq_avx512(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                float *scratch, float *out) {
+    if (hd % 16 == 0) attention_wide_avx512(qkv, seq, heads, hd, scale, scratch, out);
+    else quern_attention_seq_avx2(qkv, seq, heads, hd, scale, scratch, out);
+}
+
+void quern_attention_seq_avx512_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                         float *scratch, float *out) {
+    if (hd % 16 == 0) attention_wide_emulated(qkv, seq, heads, hd, scale, scratch, out);
+    else quern_attention_seq_avx2(qkv, seq, heads, hd, scale, scratch, out);
+}
+
 #else
 
+void quern_attention_seq_avx512(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                float *scratch, float *out) {
+    quern_attention_seq_scalar(qkv, seq, heads, hd, scale, scratch, out);
+}
+void quern_attention_seq_avx512_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                         float *scratch, float *out) {
+    quern_attention_seq_scalar(qkv, seq, heads, hd, scale, scratch, out);
+}
 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                               float *scratch, float *out) {
     quern_attention_seq_scalar(qkv, seq, heads, hd, scale, scratch, out);

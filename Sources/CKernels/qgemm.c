@@ -168,44 +168,6 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
     }
 }
 
-// One activation over the rows; always inlined with a constant `act` (see sgemm.c).
-TARGET_AVX2 static inline __attribute__((always_inline)) void
-dequantize_rows_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy, const float *row_scale,
-                     const int32_t *row_zp, const float *col_scale, const int32_t *colsum, const float *bias,
-                     quern_act act) {
-    for (size_t i = 0; i < m; i++) {
-        __m256i zp = _mm256_set1_epi32(row_zp[i]);
-        __m256 rs = _mm256_set1_ps(row_scale[i]);
-        size_t j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256i centered = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + i * ldacc + j)),
-                                                _mm256_mullo_epi32(zp, _mm256_loadu_si256((const __m256i *)(colsum + j))));
-            __m256 v = _mm256_mul_ps(_mm256_mul_ps(rs, _mm256_loadu_ps(col_scale + j)), _mm256_cvtepi32_ps(centered));
-            if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
-            _mm256_storeu_ps(y + i * ldy + j, act_avx2(v, act));
-        }
-        for (; j < n; j++) {
-            int32_t centered = acc[i * ldacc + j] - row_zp[i] * colsum[j];
-            float v = row_scale[i] * col_scale[j] * (float)centered + (bias ? bias[j] : 0);
-            y[i * ldy + j] = quern_act_scalar(v, act);
-        }
-    }
-}
-
-TARGET_AVX2 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
-                                       const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                                       const int32_t *colsum, const float *bias, quern_act act) {
-#define DEQUANTIZE_AS(code) dequantize_rows_avx2(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, code)
-    switch (act) {
-    case QUERN_ACT_RELU: DEQUANTIZE_AS(QUERN_ACT_RELU); break;
-    case QUERN_ACT_GELU: DEQUANTIZE_AS(QUERN_ACT_GELU); break;
-    case QUERN_ACT_TANH: DEQUANTIZE_AS(QUERN_ACT_TANH); break;
-    case QUERN_ACT_SIGMOID: DEQUANTIZE_AS(QUERN_ACT_SIGMOID); break;
-    default: DEQUANTIZE_AS(QUERN_ACT_NONE); break;
-    }
-#undef DEQUANTIZE_AS
-}
-
 // ---- VNNI: groups of four K (body in qgemm_tile_body.h) ---------------------------
 
 #define QUADS_TARGET __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
@@ -332,11 +294,6 @@ void quern_qgemm4_tile_maddubs_avx2(size_t kq, const uint32_t *a, const int8_t *
 void quern_qgemm_tile_avx2(size_t kp, const uint32_t *a, const int16_t *b, int32_t *c, size_t ldc,
                            size_t m, size_t n, int accumulate) {
     quern_qgemm_tile_scalar(kp, a, b, c, ldc, m, n, accumulate);
-}
-void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
-                           const float *row_scale, const int32_t *row_zp, const float *col_scale,
-                           const int32_t *colsum, const float *bias, quern_act act) {
-    quern_dequantize_scalar(acc, ldacc, m, n, y, ldy, row_scale, row_zp, col_scale, colsum, bias, act);
 }
 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                  float *scale, int32_t *zero_point) {

@@ -138,32 +138,6 @@ TARGET_AVX2 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b,
     for (size_t i = 0; i < m; i++) memcpy(c + i * ldc, tmp + i * NR, n * sizeof(float));
 }
 
-// One activation over the rows; always inlined with a constant `act`, so each
-// activation gets its own loop instead of a jump table per vector.
-TARGET_AVX2 static inline __attribute__((always_inline)) void
-bias_act_rows_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act) {
-    for (size_t i = 0; i < m; i++) {
-        float *ci = c + i * ldc;
-        size_t j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256 v = _mm256_loadu_ps(ci + j);
-            if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
-            _mm256_storeu_ps(ci + j, act_avx2(v, act));
-        }
-        for (; j < n; j++) ci[j] = quern_act_scalar(ci[j] + (bias ? bias[j] : 0), act);
-    }
-}
-
-TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act) {
-    switch (act) {
-    case QUERN_ACT_RELU: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_RELU); break;
-    case QUERN_ACT_GELU: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_GELU); break;
-    case QUERN_ACT_TANH: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_TANH); break;
-    case QUERN_ACT_SIGMOID: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_SIGMOID); break;
-    default: bias_act_rows_avx2(c, ldc, m, n, bias, QUERN_ACT_NONE); break;
-    }
-}
-
 // ---- AVX-512: 6×32 tiles over two panels (body in sgemm_wide_body.h) ----------------
 
 #define WIDE_TARGET __attribute__((target("avx2,fma,avx512f")))
@@ -179,34 +153,16 @@ TARGET_AVX2 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, c
 #include "sgemm_wide_body.h"
 
 // The same body with a zmm emulated as two ymm halves, for tests on AVX2 machines.
-typedef struct { __m256 lo, hi; } emu_v16f;
-TARGET_AVX2 static inline emu_v16f emu_zero(void) { return (emu_v16f){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
-TARGET_AVX2 static inline emu_v16f emu_load(const float *p) {
-    return (emu_v16f){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
-}
-TARGET_AVX2 static inline emu_v16f emu_bcast(const float *p) {
-    return (emu_v16f){_mm256_broadcast_ss(p), _mm256_broadcast_ss(p)};
-}
-TARGET_AVX2 static inline emu_v16f emu_fma(emu_v16f a, emu_v16f b, emu_v16f c) {
-    return (emu_v16f){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
-}
-TARGET_AVX2 static inline emu_v16f emu_add(emu_v16f a, emu_v16f b) {
-    return (emu_v16f){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
-}
-TARGET_AVX2 static inline void emu_store(float *p, emu_v16f v) {
-    _mm256_storeu_ps(p, v.lo);
-    _mm256_storeu_ps(p + 8, v.hi);
-}
 #define WIDE_TARGET TARGET_AVX2
 #define WIDE_ROWS wide_rows_emulated
 #define WIDE_NAME quern_sgemm_tile2_avx512_emulated
-#define VF emu_v16f
-#define VF_ZERO() emu_zero()
-#define VF_LOAD(p) emu_load(p)
-#define VF_BCAST(p) emu_bcast(p)
-#define VF_FMA(a, b, c) emu_fma(a, b, c)
-#define VF_ADD(a, b) emu_add(a, b)
-#define VF_STORE(p, v) emu_store(p, v)
+#define VF e16
+#define VF_ZERO() e16_zero()
+#define VF_LOAD(p) e16_load(p)
+#define VF_BCAST(p) e16_bcast(p)
+#define VF_FMA(a, b, c) e16_fma(a, b, c)
+#define VF_ADD(a, b) e16_add(a, b)
+#define VF_STORE(p, v) e16_store(p, v)
 #include "sgemm_wide_body.h"
 
 #else
@@ -214,9 +170,6 @@ TARGET_AVX2 static inline void emu_store(float *p, emu_v16f v) {
 void quern_sgemm_tile_avx2(size_t k, const float *a, const float *b, float *c, size_t ldc,
                            size_t m, size_t n, int accumulate) {
     quern_sgemm_tile_scalar(k, a, b, c, ldc, m, n, accumulate);
-}
-void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act) {
-    quern_bias_act_scalar(c, ldc, m, n, bias, act);
 }
 
 // Without x86 the wide tile is two scalar tiles (same semantics).

@@ -1,13 +1,22 @@
-// Vector math for the AVX2 kernels (internal to CKernels): exp and the activations
-// (exact GELU, tanh, sigmoid), each checked against libm by the tests.
+// Vector math for the SIMD kernels (internal to CKernels): the attributes, three 16- or
+// 8-float vector vocabularies, and exp and the activations for each width
+// (vecmath_body.h).
+//
+//   v8_*   one ymm register (AVX2 + FMA)
+//   z16_*  one zmm register (AVX-512)
+//   e16_*  a zmm emulated by two ymm halves: bodies written against the 16-lane
+//          vocabulary compile as both z16 and e16, and the e16 copy runs on any AVX2
+//          machine, so their indexing and edge handling are tested where AVX-512 is absent.
 #ifndef QUERN_VECMATH_H
 #define QUERN_VECMATH_H
 #include "ckernels.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-// The attribute every AVX2 function in CKernels carries (one definition for all files).
+// The attributes every AVX2 and AVX-512 function in CKernels carries (one definition
+// for all files).
 #define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define TARGET_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")))
 
 // Horizontal sum and maximum of the eight lanes.
 TARGET_AVX2 static inline float hsum_avx2(__m256 v) {
@@ -24,95 +33,130 @@ TARGET_AVX2 static inline float hmax_avx2(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-// exp(x) for a vector: x = k·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for exactness),
-// e^r by a degree-6 polynomial (Cephes' expf coefficients), 2^k through the exponent
-// bits. About 1 ulp on [-87, 88]; below that it flushes to 0, which softmax wants.
-TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-// GELU(x) = x·Φ(x) = x · erfc(−x/√2) / 2. With a = |x|/√2, erfc(a) = e^{−a²} · t · S(t),
-// t = 1/(1 + a/2) and S a degree-10 polynomial fitted to erfcx(a)/t over a in [0, 12]
-// (about 2e-7 relative in float), so negative inputs keep their small values accurately
-// instead of suffering 1 − erf cancellation. e^{−a²} and t·S(t) are independent chains:
-// the single chain e^{−a² + P(t)} is about twice as deep and leaves the epilogues that
-// run this latency-bound.
-TARGET_AVX2 static inline __m256 gelu_avx2(__m256 x) {
-    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-    __m256 w = _mm256_mul_ps(x, _mm256_set1_ps(-0.70710678118654752f));     // w = −x/√2
-    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), w);                   // |w|
-    __m256 gauss = exp_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a));
-    // t = 1/d by the reciprocal estimate and one Newton step (d in [1, ∞): no
-    // special cases; about 23 bits, next to a division's 7-cycle throughput).
-    __m256 d = _mm256_fmadd_ps(half, a, one);
-    __m256 t = _mm256_rcp_ps(d);
-    t = _mm256_mul_ps(t, _mm256_fnmadd_ps(d, t, _mm256_set1_ps(2.0f)));
-    __m256 p = _mm256_set1_ps(4.248227552e-02f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-2.314950675e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(4.875133932e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-4.485304356e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.281889081e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-5.771970004e-02f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(9.313459694e-02f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.753549129e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.468825281e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.820937634e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.820948064e-01f));
-    __m256 erfc_a = _mm256_mul_ps(gauss, _mm256_mul_ps(t, p));               // erfc(|w|)
-    // erfc(w) = erfc(|w|) for w ≥ 0, 2 − erfc(|w|) for w < 0.
-    __m256 negative = _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ);
-    __m256 erfc_w = _mm256_blendv_ps(erfc_a, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_a), negative);
-    return _mm256_mul_ps(_mm256_mul_ps(half, x), erfc_w);
-}
-
-// tanh(x): for |x| < 0.625 the odd polynomial x + x³·P(x²) (Cephes' tanhf), which keeps
-// full relative accuracy near 0; above, 1 − 2/(e^{2|x|} + 1) with the sign restored.
-TARGET_AVX2 static inline __m256 tanh_avx2(__m256 x) {
-    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
-    __m256 a = _mm256_andnot_ps(sign, x);
-    __m256 s = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-5.70498872745E-3f);
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(2.06390887954E-2f));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-5.37397155531E-2f));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(1.33314422036E-1f));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-3.33332819422E-1f));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, s), x, x);
-    __m256 e = exp_avx2(_mm256_add_ps(a, a));
-    __m256 large = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
-    large = _mm256_or_ps(large, _mm256_and_ps(sign, x));
-    __m256 use_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
-    return _mm256_blendv_ps(large, small, use_small);
-}
-
-// sigmoid(x) = 1 / (1 + e^{−x}); exp_avx2's clamping gives 0 and 1 at the far ends.
-TARGET_AVX2 static inline __m256 sigmoid_avx2(__m256 x) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
-// The activations of ckernels.h (quern_act), eight lanes at a time.
-TARGET_AVX2 static inline __m256 act_avx2(__m256 v, quern_act act) {
-    switch (act) {
-    case QUERN_ACT_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
-    case QUERN_ACT_GELU: return gelu_avx2(v);
-    case QUERN_ACT_TANH: return tanh_avx2(v);
-    case QUERN_ACT_SIGMOID: return sigmoid_avx2(v);
-    default: return v;
+// ---- the ops each width provides ----------------------------------------------------
+// set1, add, sub, mul, div, min, max, abs; fma(a, b, c) = a·b + c, fnma(a, b, c) = c − a·b
+// (one rounding); round (to nearest even); pow2(k) = 2^k for integral k in float
+// [−127, 128]; rcp (an estimate of at least 11 bits); copysign(magnitude, sign);
+// select_negative(w, x, y) = w < 0 ? x : y; select_less(a, b, x, y) = a < b ? x : y.
+#define VEC_OPS(P, T, TARGET, W, CMPLT, SELECT, RCP)                                                        \
+    TARGET static inline T P##set1(float x) { return _mm##W##_set1_ps(x); }                                \
+    TARGET static inline T P##add(T a, T b) { return _mm##W##_add_ps(a, b); }                               \
+    TARGET static inline T P##sub(T a, T b) { return _mm##W##_sub_ps(a, b); }                               \
+    TARGET static inline T P##mul(T a, T b) { return _mm##W##_mul_ps(a, b); }                               \
+    TARGET static inline T P##div(T a, T b) { return _mm##W##_div_ps(a, b); }                               \
+    TARGET static inline T P##min(T a, T b) { return _mm##W##_min_ps(a, b); }                               \
+    TARGET static inline T P##max(T a, T b) { return _mm##W##_max_ps(a, b); }                               \
+    TARGET static inline T P##fma(T a, T b, T c) { return _mm##W##_fmadd_ps(a, b, c); }                     \
+    TARGET static inline T P##fnma(T a, T b, T c) { return _mm##W##_fnmadd_ps(a, b, c); }                   \
+    TARGET static inline T P##abs(T a) { return _mm##W##_andnot_ps(_mm##W##_set1_ps(-0.0f), a); }           \
+    TARGET static inline T P##copysign(T m, T s) {                                                          \
+        const T sign = _mm##W##_set1_ps(-0.0f);                                                             \
+        return _mm##W##_or_ps(_mm##W##_andnot_ps(sign, m), _mm##W##_and_ps(sign, s));                       \
+    }                                                                                                       \
+    TARGET static inline T P##pow2(T k) {                                                                   \
+        return _mm##W##_castsi##W##_ps(                                                                     \
+            _mm##W##_slli_epi32(_mm##W##_add_epi32(_mm##W##_cvtps_epi32(k), _mm##W##_set1_epi32(127)), 23)); \
+    }                                                                                                       \
+    TARGET static inline T P##rcp(T a) { return RCP(a); }                                                   \
+    TARGET static inline T P##select_less(T a, T b, T x, T y) { return SELECT(CMPLT(a, b), x, y); }         \
+    TARGET static inline T P##select_negative(T w, T x, T y) {                                              \
+        return P##select_less(w, _mm##W##_setzero_ps(), x, y);                                              \
     }
+
+#define V8_CMPLT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define V8_SELECT(m, x, y) _mm256_blendv_ps(y, x, m)
+VEC_OPS(v8_, __m256, TARGET_AVX2, 256, V8_CMPLT, V8_SELECT, _mm256_rcp_ps)
+TARGET_AVX2 static inline __m256 v8_round(__m256 a) {
+    return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+#define Z16_CMPLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define Z16_SELECT(m, x, y) _mm512_mask_blend_ps(m, y, x)
+VEC_OPS(z16_, __m512, TARGET_AVX512, 512, Z16_CMPLT, Z16_SELECT, _mm512_rcp14_ps)
+TARGET_AVX512 static inline __m512 z16_round(__m512 a) {
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+#undef VEC_OPS
+
+#define VT __m256
+#define VTARGET TARGET_AVX2
+#define VM(name) name##_avx2
+#define VP(op) v8_##op
+#include "vecmath_body.h"
+
+#define VT __m512
+#define VTARGET TARGET_AVX512
+#define VM(name) name##_avx512
+#define VP(op) z16_##op
+#include "vecmath_body.h"
+
+// ---- load/store vocabulary: v8, and 16 lanes in two forms ---------------------------
+// zero, load, store, bcast (the float at p in every lane), set1, add, sub, mul, max,
+// fma(a, b, c) = a·b + c, exp, act, hsum, hmax, head(v, n, fill): lanes ≥ n set to fill,
+// and centered(acc, colsum, zp) = float(acc[j] − zp·colsum[j]) (the int8 epilogue's).
+
+TARGET_AVX2 static inline __m256 v8_load(const float *p) { return _mm256_loadu_ps(p); }
+TARGET_AVX2 static inline void v8_store(float *p, __m256 v) { _mm256_storeu_ps(p, v); }
+TARGET_AVX2 static inline __m256 v8_act(__m256 v, quern_act act) { return act_avx2(v, act); }
+TARGET_AVX2 static inline __m256i v8_centered_i(const int32_t *acc, const int32_t *colsum, int32_t zp) {
+    return _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)acc),
+                            _mm256_mullo_epi32(_mm256_set1_epi32(zp), _mm256_loadu_si256((const __m256i *)colsum)));
+}
+TARGET_AVX2 static inline __m256 v8_centered(const int32_t *acc, const int32_t *colsum, int32_t zp) {
+    return _mm256_cvtepi32_ps(v8_centered_i(acc, colsum, zp));
+}
+
+typedef __m512 z16;
+TARGET_AVX512 static inline z16 z16_zero(void) { return _mm512_setzero_ps(); }
+TARGET_AVX512 static inline z16 z16_load(const float *p) { return _mm512_loadu_ps(p); }
+TARGET_AVX512 static inline void z16_store(float *p, z16 v) { _mm512_storeu_ps(p, v); }
+TARGET_AVX512 static inline z16 z16_bcast(const float *p) { return _mm512_set1_ps(*p); }
+TARGET_AVX512 static inline z16 z16_exp(z16 v) { return exp_avx512(v); }
+TARGET_AVX512 static inline z16 z16_act(z16 v, quern_act act) { return act_avx512(v, act); }
+TARGET_AVX512 static inline float z16_hsum(z16 v) { return _mm512_reduce_add_ps(v); }
+TARGET_AVX512 static inline float z16_hmax(z16 v) { return _mm512_reduce_max_ps(v); }
+TARGET_AVX512 static inline z16 z16_centered(const int32_t *acc, const int32_t *colsum, int32_t zp) {
+    return _mm512_cvtepi32_ps(
+        _mm512_sub_epi32(_mm512_loadu_si512(acc), _mm512_mullo_epi32(_mm512_set1_epi32(zp), _mm512_loadu_si512(colsum))));
+}
+TARGET_AVX512 static inline z16 z16_head(z16 v, size_t n, z16 fill) {
+    return n >= 16 ? v : _mm512_mask_blend_ps((__mmask16)((1u << n) - 1), fill, v);
+}
+
+typedef struct { __m256 lo, hi; } e16;
+#define E16_LIFT1(name, f) \
+    TARGET_AVX2 static inline e16 e16_##name(e16 a) { return (e16){f(a.lo), f(a.hi)}; }
+#define E16_LIFT2(name, f) \
+    TARGET_AVX2 static inline e16 e16_##name(e16 a, e16 b) { return (e16){f(a.lo, b.lo), f(a.hi, b.hi)}; }
+E16_LIFT2(add, _mm256_add_ps)
+E16_LIFT2(sub, _mm256_sub_ps)
+E16_LIFT2(mul, _mm256_mul_ps)
+E16_LIFT2(max, _mm256_max_ps)
+E16_LIFT1(exp, exp_avx2)
+#undef E16_LIFT1
+#undef E16_LIFT2
+TARGET_AVX2 static inline e16 e16_zero(void) { return (e16){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+TARGET_AVX2 static inline e16 e16_load(const float *p) { return (e16){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+TARGET_AVX2 static inline void e16_store(float *p, e16 v) {
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+}
+TARGET_AVX2 static inline e16 e16_bcast(const float *p) { return (e16){_mm256_broadcast_ss(p), _mm256_broadcast_ss(p)}; }
+TARGET_AVX2 static inline e16 e16_set1(float x) { return (e16){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+TARGET_AVX2 static inline e16 e16_fma(e16 a, e16 b, e16 c) {
+    return (e16){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+TARGET_AVX2 static inline e16 e16_act(e16 v, quern_act act) { return (e16){act_avx2(v.lo, act), act_avx2(v.hi, act)}; }
+TARGET_AVX2 static inline float e16_hsum(e16 v) { return hsum_avx2(_mm256_add_ps(v.lo, v.hi)); }
+TARGET_AVX2 static inline float e16_hmax(e16 v) { return hmax_avx2(_mm256_max_ps(v.lo, v.hi)); }
+TARGET_AVX2 static inline e16 e16_centered(const int32_t *acc, const int32_t *colsum, int32_t zp) {
+    return (e16){v8_centered(acc, colsum, zp), v8_centered(acc + 8, colsum + 8, zp)};
+}
+TARGET_AVX2 static inline e16 e16_head(e16 v, size_t n, e16 fill) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 lo = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 16 ? n : 16)), lane));
+    __m256 hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 16 ? n : 16) - 8), lane));
+    return (e16){_mm256_blendv_ps(fill.lo, v.lo, lo), _mm256_blendv_ps(fill.hi, v.hi, hi)};
 }
 
 #endif

@@ -184,7 +184,7 @@ extension KernelTable {
     /// int8 tiles stay 256-bit (see qgemm_tile_body.h).
     static let avx512 = simd(
         wide: avx512WideTile, quads: quern_qgemm4_tile_avx2,
-        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: nil)
+        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: nil, lanes: avx512Lanes)
 
     /// VNNI: quads through vpdpbusd for all weights. With AVX512-VNNI, the 12×32 zmm tile
     /// over panel pairs (qgemm_wide_body.h) and the EVEX ymm tile for a last odd panel;
@@ -196,32 +196,54 @@ extension KernelTable {
         let quads: QGEMMQuadTile = evex ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
         return simd(
             wide: avx512WideTile, quads: quads, pairBoundedQuads: quads,
-            wideQuads: evex ? quern_qgemm4_tile2_avx512vnni : nil)
+            wideQuads: evex ? quern_qgemm4_tile2_avx512vnni : nil, lanes: avx512Lanes)
     }()
 
     /// AVX2's table with the AVX-512 tiles' bodies on emulated zmm registers (two ymm
     /// halves each): runs on AVX2 machines, so tests cover those bodies everywhere.
     static let avx512Emulated = simd(
         wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
-        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: quern_qgemm4_tile2_avx512vnni_emulated)
+        pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: quern_qgemm4_tile2_avx512vnni_emulated,
+        lanes: .zmmEmulated)
 
     /// The 6×32 tile wherever the CPU has AVX-512 registers.
     private static let avx512WideTile: SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
 
-    /// The SIMD paths share every AVX2 kernel; they differ in the fp32 wide tile and the
-    /// int8 quad tiles.
+    /// The 16-float kernels wherever the CPU has zmm registers.
+    private static let avx512Lanes: VectorKernels = ISA.has(QUERN_CPU_AVX512) ? .zmm : .ymm
+
+    /// The kernels written once for 8- and 16-float vectors (vecmath.h's vocabularies):
+    /// ymm, zmm, or zmm emulated by two ymm halves.
+    struct VectorKernels {
+        let attention: AttentionSequence
+        let biasActivation: BiasActivation
+        let dequantize: Dequantize
+
+        static let ymm = VectorKernels(
+            attention: quern_attention_seq_avx2, biasActivation: quern_bias_act_avx2, dequantize: quern_dequantize_avx2)
+        static let zmm = VectorKernels(
+            attention: quern_attention_seq_avx512, biasActivation: quern_bias_act_avx512,
+            dequantize: quern_dequantize_avx512)
+        static let zmmEmulated = VectorKernels(
+            attention: quern_attention_seq_avx512_emulated, biasActivation: quern_bias_act_avx512_emulated,
+            dequantize: quern_dequantize_avx512_emulated)
+    }
+
+    /// The SIMD paths share every AVX2 kernel; they differ in the fp32 wide tile, the
+    /// int8 quad tiles and the vector width of attention and the epilogues.
     private static func simd(
-        wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile, wideQuads: QGEMMWideQuadTile?
+        wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile, wideQuads: QGEMMWideQuadTile?,
+        lanes: VectorKernels = .ymm
     ) -> KernelTable {
         KernelTable(
-            sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
+            sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: lanes.biasActivation,
             q4DequantPanel: quern_q4_dequant_panel_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
             qgemmWideQuadTile: wideQuads,
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
-            dequantize: quern_dequantize_avx2,
+            dequantize: lanes.dequantize,
             layerNorm: quern_layernorm_avx2, residualLayerNorm: quern_residual_layernorm_avx2,
-            softmax: quern_softmax_avx2, attention: quern_attention_seq_avx2,
+            softmax: quern_softmax_avx2, attention: lanes.attention,
             attentionCached: quern_attention_cached_avx2, gatedSiLU: quern_gated_silu_avx2,
             geluTanh: quern_gelu_tanh_avx2,
             spmmCSR: quern_spmm_csr_avx2, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQCSR: quern_spmm_qcsr_avx2,

@@ -47,17 +47,18 @@ struct KernelTableTests {
     /// The AVX2 kernels, with the given fp32 wide tile and int8 quad tiles.
     static func expectedSIMD(
         wide: KernelTable.SGEMMWideTile?, quads: KernelTable.QGEMMQuadTile,
-        pairBoundedQuads: KernelTable.QGEMMQuadTile, wideQuads: KernelTable.QGEMMWideQuadTile? = nil
+        pairBoundedQuads: KernelTable.QGEMMQuadTile, wideQuads: KernelTable.QGEMMWideQuadTile? = nil,
+        lanes: KernelTable.VectorKernels = .ymm
     ) -> KernelTable {
         KernelTable(
-            sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: quern_bias_act_avx2,
+            sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: lanes.biasActivation,
             q4DequantPanel: quern_q4_dequant_panel_avx2,
             qgemmPairTile: quern_qgemm_tile_avx2, qgemmQuadTile: quads, qgemmQuadTilePairBounded: pairBoundedQuads,
             qgemmWideQuadTile: wideQuads,
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
-            dequantize: quern_dequantize_avx2, layerNorm: quern_layernorm_avx2,
+            dequantize: lanes.dequantize, layerNorm: quern_layernorm_avx2,
             residualLayerNorm: quern_residual_layernorm_avx2, softmax: quern_softmax_avx2,
-            attention: quern_attention_seq_avx2, attentionCached: quern_attention_cached_avx2,
+            attention: lanes.attention, attentionCached: quern_attention_cached_avx2,
             gatedSiLU: quern_gated_silu_avx2, geluTanh: quern_gelu_tanh_avx2,
             spmmCSR: quern_spmm_csr_avx2, spmmQ1x4: quern_spmm_q1x4_avx2,
             spmmQCSR: quern_spmm_qcsr_avx2, transpose: quern_transpose_f32_avx2)
@@ -70,6 +71,7 @@ struct KernelTableTests {
     /// `.avx512` and `.vnni` where the CPU has AVX-512.
     static func expected(_ isa: ISA) -> KernelTable {
         let wide: KernelTable.SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
+        let lanes: KernelTable.VectorKernels = ISA.has(QUERN_CPU_AVX512) ? .zmm : .ymm
         switch isa {
         case .scalar:
             return KernelTable(
@@ -92,14 +94,14 @@ struct KernelTableTests {
         case .avx512:
             return expectedSIMD(
                 wide: wide, quads: quern_qgemm4_tile_avx2,
-                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2)
+                pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, lanes: lanes)
         case .vnni:
             let quads: KernelTable.QGEMMQuadTile =
                 ISA.has(QUERN_CPU_VNNI)
                 ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
             return expectedSIMD(
                 wide: wide, quads: quads, pairBoundedQuads: quads,
-                wideQuads: ISA.has(QUERN_CPU_VNNI) ? quern_qgemm4_tile2_avx512vnni : nil)
+                wideQuads: ISA.has(QUERN_CPU_VNNI) ? quern_qgemm4_tile2_avx512vnni : nil, lanes: lanes)
         }
     }
 
@@ -123,7 +125,7 @@ struct KernelTableTests {
             Self.expectedSIMD(
                 wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
                 pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2,
-                wideQuads: quern_qgemm4_tile2_avx512vnni_emulated))
+                wideQuads: quern_qgemm4_tile2_avx512vnni_emulated, lanes: .zmmEmulated))
         #expect(got == want)
     }
 
@@ -199,7 +201,7 @@ struct KernelTableTests {
     func epilogues(path: Path) {
         let t = path.table, s = KernelTable.scalar
         var bits = Bits(state: 2)
-        let (rows, cols, ld) = (3, 21, 23)  // 21: two vectors and a tail
+        let (rows, cols, ld) = (3, 37, 39)  // 37: whole 8- and 16-float vectors and a tail
         let bias = bits.floats(cols)
         let acc = (0..<(rows * cols)).map { _ in Int32.random(in: -50_000...50_000, using: &bits) }
         let rowScale = bits.floats(rows, in: 0.005...0.02), colScale = bits.floats(cols, in: 0.0002...0.001)
@@ -342,15 +344,17 @@ struct KernelTableTests {
             expectClose(got, want, "\(path) softmax masked=\(masked)") { _ in softmaxTolerance }
         }
 
-        // One sequence, with a vector tail in both its length and the head width.
-        let (seq, heads, headDim) = (11, 2, 20)
-        let qkv = bits.floats(seq * 3 * heads * headDim, in: -2...2)
-        var scratch = [Float](repeating: 0, count: quern_attention_scratch(seq, headDim))
-        var gotOut = [Float](repeating: .nan, count: seq * heads * headDim), wantOut = gotOut
-        let scale = 1 / Float(headDim).squareRoot()
-        t.attention(qkv, seq, heads, headDim, scale, &scratch, &gotOut)
-        s.attention(qkv, seq, heads, headDim, scale, &scratch, &wantOut)
-        expectClose(gotOut, wantOut, "\(path) attention") { _ in attentionTolerance }
+        // Sequences with vector tails in their length (8 and 16 keys a vector, 8 rows a pass)
+        // and head widths of 8-, 16- and 32-float multiples and neither.
+        for (seq, heads, headDim) in [(11, 2, 20), (1, 2, 32), (17, 2, 16), (33, 3, 32), (9, 2, 48), (40, 1, 64)] {
+            let qkv = bits.floats(seq * 3 * heads * headDim, in: -2...2)
+            var scratch = [Float](repeating: 0, count: quern_attention_scratch(seq, headDim))
+            var gotOut = [Float](repeating: .nan, count: seq * heads * headDim), wantOut = gotOut
+            let scale = 1 / Float(headDim).squareRoot()
+            t.attention(qkv, seq, heads, headDim, scale, &scratch, &gotOut)
+            s.attention(qkv, seq, heads, headDim, scale, &scratch, &wantOut)
+            expectClose(gotOut, wantOut, "\(path) attention \(seq)×\(heads)×\(headDim)") { _ in attentionTolerance }
+        }
     }
 
     @Test("sparse kernels agree with the scalar ones on a full block and a narrow one", arguments: paths)

@@ -57,6 +57,9 @@ typedef enum quern_act {
 // Epilogue on an m×n block of C (row-major, ldc): c = act(c + bias[col]). bias may be NULL.
 void quern_bias_act_avx2(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act);
 void quern_bias_act_scalar(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act);
+// The same on zmm registers, or each zmm emulated by two ymm halves (for tests).
+void quern_bias_act_avx512(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act);
+void quern_bias_act_avx512_emulated(float *c, size_t ldc, size_t m, size_t n, const float *bias, quern_act act);
 
 // ---- int8 GEMM (u8 activations × s8 weights → s32) -------------------------------
 // Exact on every path: no intermediate can saturate, so every ISA returns the same
@@ -136,6 +139,12 @@ void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n,
 void quern_dequantize_scalar(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
                              const float *row_scale, const int32_t *row_zp, const float *col_scale,
                              const int32_t *colsum, const float *bias, quern_act act);
+void quern_dequantize_avx512(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                             const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                             const int32_t *colsum, const float *bias, quern_act act);
+void quern_dequantize_avx512_emulated(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,
+                                      const float *row_scale, const int32_t *row_zp, const float *col_scale,
+                                      const int32_t *colsum, const float *bias, quern_act act);
 
 // ---- normalisation and softmax ------------------------------------------------------
 // Layer norm over the last dimension: y = (x − mean) / sqrt(var + eps) · gamma + beta
@@ -158,6 +167,12 @@ void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t
                               float *scratch, float *out);
 void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                 float *scratch, float *out);
+// On 16-float vectors for heads a multiple of 16 wide (others run the AVX2 kernel): zmm
+// registers, or each zmm emulated by two ymm halves (runs on any AVX2 CPU, for tests).
+void quern_attention_seq_avx512(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                float *scratch, float *out);
+void quern_attention_seq_avx512_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                         float *scratch, float *out);
 // Causal attention of new query rows against a sequence's key/value cache, grouped-query
 // heads, an optional sliding window (0: none); see attention_cached.c. scores: at least
 // quern_attention_cached_scratch(first + rows) floats.
