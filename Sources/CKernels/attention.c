@@ -13,7 +13,6 @@
 #include <immintrin.h>
 #endif
 
-static size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 // Kᵀ of one head and up to 16 rows of scores, keys padded to whole 16-float vectors
@@ -49,6 +48,8 @@ void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size
 }
 
 #if defined(__x86_64__)
+
+static size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 // Scores of four query rows against sixteen keys, d over the head: eight accumulators,
 // two loads of Kᵀ and four broadcasts of Q per step, so FMAs, not loads, set the pace.

@@ -22,11 +22,17 @@ void quern_pack_pairs_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_
     }
 }
 
-void quern_transpose_i32(const int32_t *in, size_t ldi, size_t rows, size_t cols, int32_t *out, size_t ldo) {
-    for (size_t r0 = 0; r0 < rows; r0 += 8)
-        for (size_t c0 = 0; c0 < cols; c0 += 8)
-            for (size_t r = r0; r < r0 + 8 && r < rows; r++)
-                for (size_t c = c0; c < c0 + 8 && c < cols; c++) out[c * ldo + r] = in[r * ldi + c];
+void quern_pack_quads_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_t groups, uint32_t *xt, size_t ldx) {
+    for (size_t g = 0; g < groups; g++) {
+        uint32_t *dst = xt + g * ldx;
+        for (size_t r = 0; r < mb; r++) {
+            uint32_t word = 0;
+            for (size_t t = 0; t < 4; t++)
+                if (4 * g + t < k) word |= (uint32_t)q[r * ldq + 4 * g + t] << (8 * t);
+            dst[r] = word;
+        }
+        for (size_t r = mb; r < ldx; r++) dst[r] = 0;
+    }
 }
 
 void quern_transpose_u8_i16(const uint8_t *q, size_t ldq, size_t rows, size_t cols, int16_t *out, size_t ldo) {

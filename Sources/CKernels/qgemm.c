@@ -184,16 +184,6 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
 #define DPBUSD(acc, a, b) _mm256_dpbusd_avx_epi32(acc, a, b)
 #include "qgemm_tile_body.h"
 
-// vpdpbusd on AVX2: the even and odd bytes of each 16-bit lane, widened (A unsigned, B
-// sign-extended), then two vpmaddwd: together the four products of each 32-bit group.
-TARGET_AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i a, __m256i b) {
-    __m256i a_even = _mm256_and_si256(a, _mm256_set1_epi16(0x00FF));
-    __m256i a_odd = _mm256_srli_epi16(a, 8);
-    __m256i b_even = _mm256_srai_epi16(_mm256_slli_epi16(b, 8), 8);
-    __m256i b_odd = _mm256_srai_epi16(b, 8);
-    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(a_even, b_even), _mm256_madd_epi16(a_odd, b_odd));
-    return _mm256_add_epi32(acc, sum);
-}
 #define QUADS_TARGET TARGET_AVX2
 #define QUADS_ROWS quads_rows_avx2
 #define QUADS_NAME quern_qgemm4_tile_avx2
@@ -231,37 +221,16 @@ TARGET_AVX2 static inline __m256i maddubs_quads(__m256i acc, __m256i a, __m256i 
 
 // The same body with a zmm emulated as two ymm halves and vpdpbusd as in
 // quern_qgemm4_tile_avx2, for tests on AVX2 machines.
-typedef struct { __m256i lo, hi; } emu_v16i;
-TARGET_AVX2 static inline emu_v16i emu_zero_i(void) {
-    return (emu_v16i){_mm256_setzero_si256(), _mm256_setzero_si256()};
-}
-TARGET_AVX2 static inline emu_v16i emu_load_i(const void *p) {
-    return (emu_v16i){_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)p + 1)};
-}
-TARGET_AVX2 static inline emu_v16i emu_bcast_i(const uint32_t *p) {
-    __m256i v = _mm256_set1_epi32((int32_t)*p);
-    return (emu_v16i){v, v};
-}
-TARGET_AVX2 static inline emu_v16i emu_dpbusd_i(emu_v16i acc, emu_v16i a, emu_v16i b) {
-    return (emu_v16i){dpbusd_avx2(acc.lo, a.lo, b.lo), dpbusd_avx2(acc.hi, a.hi, b.hi)};
-}
-TARGET_AVX2 static inline emu_v16i emu_add_i(emu_v16i a, emu_v16i b) {
-    return (emu_v16i){_mm256_add_epi32(a.lo, b.lo), _mm256_add_epi32(a.hi, b.hi)};
-}
-TARGET_AVX2 static inline void emu_store_i(void *p, emu_v16i v) {
-    _mm256_storeu_si256((__m256i *)p, v.lo);
-    _mm256_storeu_si256((__m256i *)p + 1, v.hi);
-}
 #define QW_TARGET TARGET_AVX2
 #define QW_ROWS wide_quads_rows_emulated
 #define QW_NAME quern_qgemm4_tile2_avx512vnni_emulated
-#define VI emu_v16i
-#define VI_ZERO() emu_zero_i()
-#define VI_LOAD(p) emu_load_i(p)
-#define VI_BCAST(p) emu_bcast_i(p)
-#define VI_DPBUSD(acc, a, b) emu_dpbusd_i(acc, a, b)
-#define VI_ADD(a, b) emu_add_i(a, b)
-#define VI_STORE(p, v) emu_store_i(p, v)
+#define VI e16i
+#define VI_ZERO() e16i_zero()
+#define VI_LOAD(p) e16i_load(p)
+#define VI_BCAST(p) e16i_bcast(p)
+#define VI_DPBUSD(acc, a, b) e16i_dpbusd(acc, a, b)
+#define VI_ADD(a, b) e16i_add(a, b)
+#define VI_STORE(p, v) e16i_store(p, v)
 #define VI_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #include "qgemm_wide_body.h"
 

@@ -35,6 +35,21 @@ void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int
     }
 }
 
+void quern_spmm_q1x4_quads_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
+                                  const int32_t *groups, const uint32_t *quads, size_t n0, size_t n1, int32_t *yt,
+                                  size_t ldy) {
+    for (size_t n = n0; n < n1; n++) {
+        int32_t *y = yt + n * ldy;
+        for (size_t r = 0; r < mb; r++) y[r] = 0;
+        for (int32_t e = rowptr[n]; e < rowptr[n + 1]; e++) {
+            const uint32_t *x = xt + (size_t)groups[e] * ldx;
+            for (size_t r = 0; r < mb; r++)
+                for (int t = 0; t < 4; t++)
+                    y[r] += (int32_t)((x[r] >> (8 * t)) & 0xFF) * (int8_t)((quads[e] >> (8 * t)) & 0xFF);
+        }
+    }
+}
+
 void quern_spmm_qcsr_scalar(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
                             const uint32_t *w, size_t n0, size_t n1, int32_t *yt, size_t ldy) {
     for (size_t n = n0; n < n1; n++) {
@@ -156,7 +171,43 @@ TARGET_AVX2 void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, con
     }
 }
 
+// ---- 16-lane bodies (spmm_wide_body.h) -------------------------------------------
+
+_Static_assert(QUERN_SPMM_BLOCK == 4 * 16, "the 16-lane kernels hold a block in four vectors");
+
+#define SW_TARGET_F TARGET_AVX512
+#define SW_TARGET_I TARGET_AVX512VNNI
+#define SW_CSR_NAME quern_spmm_csr_avx512
+#define SW_Q1X4_NAME quern_spmm_q1x4_avx512vnni
+#define V(op) z16_##op
+#define VI(op) z16i_##op
+#define VF z16
+#define VI_T z16i
+#include "spmm_wide_body.h"
+
+#define SW_TARGET_F TARGET_AVX2
+#define SW_TARGET_I TARGET_AVX2
+#define SW_CSR_NAME quern_spmm_csr_avx512_emulated
+#define SW_Q1X4_NAME quern_spmm_q1x4_avx512vnni_emulated
+#define V(op) e16_##op
+#define VI(op) e16i_##op
+#define VF e16
+#define VI_T e16i
+#include "spmm_wide_body.h"
+
 #else
+
+#define SPMM_PLAIN(csr, q1x4)                                                                                    \
+    void csr(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,                 \
+             const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate) {                  \
+        quern_spmm_csr_scalar(xt, ldx, mb, rowptr, cols, vals, n0, n1, yt, ldy, accumulate);                     \
+    }                                                                                                            \
+    void q1x4(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,           \
+              const uint32_t *quads, size_t n0, size_t n1, int32_t *yt, size_t ldy) {                            \
+        quern_spmm_q1x4_quads_scalar(xt, ldx, mb, rowptr, groups, quads, n0, n1, yt, ldy);                       \
+    }
+SPMM_PLAIN(quern_spmm_csr_avx512, quern_spmm_q1x4_avx512vnni)
+SPMM_PLAIN(quern_spmm_csr_avx512_emulated, quern_spmm_q1x4_avx512vnni_emulated)
 
 void quern_spmm_qcsr_avx2(const int16_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
                           const uint32_t *w, size_t n0, size_t n1, int32_t *yt, size_t ldy) {

@@ -7,6 +7,7 @@
 //   e16_*  a zmm emulated by two ymm halves: bodies written against the 16-lane
 //          vocabulary compile as both z16 and e16, and the e16 copy runs on any AVX2
 //          machine, so their indexing and edge handling are tested where AVX-512 is absent.
+//   z16i_* / e16i_*  the same for 16 int32 lanes, with vpdpbusd (emulated exactly).
 #ifndef QUERN_VECMATH_H
 #define QUERN_VECMATH_H
 #include "ckernels.h"
@@ -17,6 +18,7 @@
 // for all files).
 #define TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define TARGET_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")))
+#define TARGET_AVX512VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
 
 // Horizontal sum and maximum of the eight lanes.
 TARGET_AVX2 static inline float hsum_avx2(__m256 v) {
@@ -157,6 +159,49 @@ TARGET_AVX2 static inline e16 e16_head(e16 v, size_t n, e16 fill) {
     __m256 lo = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 16 ? n : 16)), lane));
     __m256 hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 16 ? n : 16) - 8), lane));
     return (e16){_mm256_blendv_ps(fill.lo, v.lo, lo), _mm256_blendv_ps(fill.hi, v.hi, hi)};
+}
+
+// ---- 16 int32 lanes, two forms: zero, load, store, bcast (the 32-bit word at p in
+// every lane), add, and dpbusd(acc, a, b): acc + the four u8(a)·s8(b) products of each
+// 32-bit group, exact.
+
+typedef __m512i z16i;
+TARGET_AVX512VNNI static inline z16i z16i_zero(void) { return _mm512_setzero_si512(); }
+TARGET_AVX512VNNI static inline z16i z16i_load(const void *p) { return _mm512_loadu_si512(p); }
+TARGET_AVX512VNNI static inline void z16i_store(void *p, z16i v) { _mm512_storeu_si512(p, v); }
+TARGET_AVX512VNNI static inline z16i z16i_bcast(const uint32_t *p) { return _mm512_set1_epi32((int32_t)*p); }
+TARGET_AVX512VNNI static inline z16i z16i_add(z16i a, z16i b) { return _mm512_add_epi32(a, b); }
+TARGET_AVX512VNNI static inline z16i z16i_dpbusd(z16i acc, z16i a, z16i b) { return _mm512_dpbusd_epi32(acc, a, b); }
+
+// vpdpbusd on AVX2: the even and odd bytes of each 16-bit lane, widened (A unsigned, B
+// sign-extended), then two vpmaddwd: together the four products of each 32-bit group.
+TARGET_AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i a, __m256i b) {
+    __m256i a_even = _mm256_and_si256(a, _mm256_set1_epi16(0x00FF));
+    __m256i a_odd = _mm256_srli_epi16(a, 8);
+    __m256i b_even = _mm256_srai_epi16(_mm256_slli_epi16(b, 8), 8);
+    __m256i b_odd = _mm256_srai_epi16(b, 8);
+    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(a_even, b_even), _mm256_madd_epi16(a_odd, b_odd));
+    return _mm256_add_epi32(acc, sum);
+}
+
+typedef struct { __m256i lo, hi; } e16i;
+TARGET_AVX2 static inline e16i e16i_zero(void) { return (e16i){_mm256_setzero_si256(), _mm256_setzero_si256()}; }
+TARGET_AVX2 static inline e16i e16i_load(const void *p) {
+    return (e16i){_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)p + 1)};
+}
+TARGET_AVX2 static inline void e16i_store(void *p, e16i v) {
+    _mm256_storeu_si256((__m256i *)p, v.lo);
+    _mm256_storeu_si256((__m256i *)p + 1, v.hi);
+}
+TARGET_AVX2 static inline e16i e16i_bcast(const uint32_t *p) {
+    __m256i v = _mm256_set1_epi32((int32_t)*p);
+    return (e16i){v, v};
+}
+TARGET_AVX2 static inline e16i e16i_add(e16i a, e16i b) {
+    return (e16i){_mm256_add_epi32(a.lo, b.lo), _mm256_add_epi32(a.hi, b.hi)};
+}
+TARGET_AVX2 static inline e16i e16i_dpbusd(e16i acc, e16i a, e16i b) {
+    return (e16i){dpbusd_avx2(acc.lo, a.lo, b.lo), dpbusd_avx2(acc.hi, a.hi, b.hi)};
 }
 
 #endif

@@ -144,7 +144,7 @@ public struct KernelBenchmark {
             let pool = ThreadPool(threads: threads)
             for (i, s) in shapes.enumerated() where s.isLarge {
                 let denseOps = measuredInt8[threads]?[i] ?? .nan
-                for kept in [0.2, 0.1] {
+                for kept in [0.5, 0.3, 0.2, 0.1] {
                     let pruned = QuantizedWeights(quantizing: blockPruned(weights(s, seed: 13), keep: kept))
                     let sparse = BlockSparseWeights(pruned)
                     let ops = gflops(s, seed: 13) {
@@ -178,10 +178,15 @@ public struct KernelBenchmark {
                 }
             }
         }
-        if let one = measured[1], let most = threadCounts.max(), most > 1, let all = measured[most] {
+        if let most = threadCounts.max(), most > 1 {
             print("\nparallel efficiency, \(most) threads over 1 (target >= 1.8 for M >= 512):")
+            print("shape MxKxN          fp32    int8")
             for (i, s) in shapes.enumerated() where s.isLarge {
-                if let a = one[i], let b = all[i] { print("  " + s.column + String(format: " %.2fx", b / a)) }
+                func ratio(_ table: [Int: [Int: Double]]) -> String {
+                    guard let a = table[1]?[i], let b = table[most]?[i] else { return "     -" }
+                    return String(format: "%6.2fx", b / a)
+                }
+                print("  " + s.column + " " + ratio(measured) + "  " + ratio(measuredInt8))
             }
         }
     }

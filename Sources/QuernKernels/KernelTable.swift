@@ -84,6 +84,11 @@ struct KernelTable: Sendable {
             UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, Int, Int,
             UnsafeMutablePointer<Int32>?, Int
         ) -> Void
+    typealias SpmmQ1x4Quads =
+        @convention(c) (
+            UnsafePointer<UInt32>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+            UnsafePointer<UInt32>?, Int, Int, UnsafeMutablePointer<Int32>?, Int
+        ) -> Void
     typealias SpmmQCSR =
         @convention(c) (
             UnsafePointer<Int16>?, Int, Int, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
@@ -151,6 +156,9 @@ struct KernelTable: Sendable {
     let spmmCSR: SpmmCSR
     /// int8 1×4 block-sparse weights times a transposed block of u8 rows.
     let spmmQ1x4: SpmmQ1x4
+    /// The same with rows and weights as K quads for 16-lane vpdpbusd, where the path has
+    /// it (AVX512-VNNI); `SparseQGEMM` prefers it.
+    let spmmQ1x4Quads: SpmmQ1x4Quads?
     /// int8 CSR weights (nonzeros in pairs) times a transposed block of u8 rows.
     let spmmQCSR: SpmmQCSR
     /// fp32 matrix transpose.
@@ -171,7 +179,8 @@ extension KernelTable {
         softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
         attentionCached: quern_attention_cached_scalar, gatedSiLU: quern_gated_silu_scalar,
         geluTanh: quern_gelu_tanh_scalar,
-        spmmCSR: quern_spmm_csr_scalar, spmmQ1x4: quern_spmm_q1x4_scalar, spmmQCSR: quern_spmm_qcsr_scalar,
+        spmmCSR: quern_spmm_csr_scalar, spmmQ1x4: quern_spmm_q1x4_scalar, spmmQ1x4Quads: nil,
+        spmmQCSR: quern_spmm_qcsr_scalar,
         transpose: quern_transpose_f32_scalar)
 
     /// AVX2 + FMA. Quad-packed weights run vpmaddubsw when they are pair-bounded (exact
@@ -187,7 +196,8 @@ extension KernelTable {
         pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: nil, lanes: avx512Lanes)
 
     /// VNNI: quads through vpdpbusd for all weights. With AVX512-VNNI, the 12×32 zmm tile
-    /// over panel pairs (qgemm_wide_body.h) and the EVEX ymm tile for a last odd panel;
+    /// over panel pairs (qgemm_wide_body.h), the EVEX ymm tile for a last odd panel and
+    /// the zmm 1×4 block-sparse kernel (spmm_wide_body.h);
     /// else AVX-VNNI's VEX ymm tile (Alder Lake and later clients, 16 vector registers).
     /// Those clients lack AVX-512, so the wide fp32 tile is there only when the CPU has
     /// AVX-512 too.
@@ -196,7 +206,8 @@ extension KernelTable {
         let quads: QGEMMQuadTile = evex ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
         return simd(
             wide: avx512WideTile, quads: quads, pairBoundedQuads: quads,
-            wideQuads: evex ? quern_qgemm4_tile2_avx512vnni : nil, lanes: avx512Lanes)
+            wideQuads: evex ? quern_qgemm4_tile2_avx512vnni : nil,
+            sparseQuads: evex ? quern_spmm_q1x4_avx512vnni : nil, lanes: avx512Lanes)
     }()
 
     /// AVX2's table with the AVX-512 tiles' bodies on emulated zmm registers (two ymm
@@ -204,7 +215,7 @@ extension KernelTable {
     static let avx512Emulated = simd(
         wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
         pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2, wideQuads: quern_qgemm4_tile2_avx512vnni_emulated,
-        lanes: .zmmEmulated)
+        sparseQuads: quern_spmm_q1x4_avx512vnni_emulated, lanes: .zmmEmulated)
 
     /// The 6×32 tile wherever the CPU has AVX-512 registers.
     private static let avx512WideTile: SGEMMWideTile? = ISA.has(QUERN_CPU_AVX512) ? quern_sgemm_tile2_avx512 : nil
@@ -218,22 +229,24 @@ extension KernelTable {
         let attention: AttentionSequence
         let biasActivation: BiasActivation
         let dequantize: Dequantize
+        let spmmCSR: SpmmCSR
 
         static let ymm = VectorKernels(
-            attention: quern_attention_seq_avx2, biasActivation: quern_bias_act_avx2, dequantize: quern_dequantize_avx2)
+            attention: quern_attention_seq_avx2, biasActivation: quern_bias_act_avx2, dequantize: quern_dequantize_avx2,
+            spmmCSR: quern_spmm_csr_avx2)
         static let zmm = VectorKernels(
             attention: quern_attention_seq_avx512, biasActivation: quern_bias_act_avx512,
-            dequantize: quern_dequantize_avx512)
+            dequantize: quern_dequantize_avx512, spmmCSR: quern_spmm_csr_avx512)
         static let zmmEmulated = VectorKernels(
             attention: quern_attention_seq_avx512_emulated, biasActivation: quern_bias_act_avx512_emulated,
-            dequantize: quern_dequantize_avx512_emulated)
+            dequantize: quern_dequantize_avx512_emulated, spmmCSR: quern_spmm_csr_avx512_emulated)
     }
 
     /// The SIMD paths share every AVX2 kernel; they differ in the fp32 wide tile, the
     /// int8 quad tiles and the vector width of attention and the epilogues.
     private static func simd(
         wide: SGEMMWideTile?, quads: QGEMMQuadTile, pairBoundedQuads: QGEMMQuadTile, wideQuads: QGEMMWideQuadTile?,
-        lanes: VectorKernels = .ymm
+        sparseQuads: SpmmQ1x4Quads? = nil, lanes: VectorKernels = .ymm
     ) -> KernelTable {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: lanes.biasActivation,
@@ -246,7 +259,8 @@ extension KernelTable {
             softmax: quern_softmax_avx2, attention: lanes.attention,
             attentionCached: quern_attention_cached_avx2, gatedSiLU: quern_gated_silu_avx2,
             geluTanh: quern_gelu_tanh_avx2,
-            spmmCSR: quern_spmm_csr_avx2, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQCSR: quern_spmm_qcsr_avx2,
+            spmmCSR: lanes.spmmCSR, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQ1x4Quads: sparseQuads,
+            spmmQCSR: quern_spmm_qcsr_avx2,
             transpose: quern_transpose_f32_avx2)
     }
 

@@ -42,23 +42,25 @@ public enum LinearOperator: Sendable {
         }
     }
 
-    /// Whether the sparse int8 kernels can beat the dense one on this CPU. They are 256-bit;
-    /// where the dense path has AVX512-VNNI's 12×32 zmm tile they lost to it at every
-    /// density measured (Zen 5, `quern bench kernels`, one thread: 1×4 blocks 0.52–0.86×
-    /// dense at 80 % block sparsity and 0.80–1.19× at 90 %; CSR 0.31–0.77×), so pruned
-    /// int8 weights stay dense there and a pruned model is never slower than its original.
-    public static var sparseInt8Pays: Bool { ISA.active.kernels.qgemmWideQuadTile == nil }
-
-    /// The fastest operator for already quantized weights.
+    /// The fastest operator for already quantized weights. Both sparse forms need at least
+    /// half the weights zero (whole blocks, or a CSR density under its threshold): a dense
+    /// matrix is not worth building them for.
     public static func choose(_ q: QuantizedWeights) -> LinearOperator {
-        guard sparseInt8Pays, q.values.count >= sparseInt8MinimumWeights else { return .int8(q) }
-        // Both sparse forms need at least half the weights zero (whole blocks, or a CSR
-        // density under its threshold): a dense matrix is not worth building them for.
+        guard q.values.count >= sparseInt8MinimumWeights else { return .int8(q) }
         let zeros = q.values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
         guard 2 * zeros >= q.values.count else { return .int8(q) }
+        let kernels = ISA.active.kernels
+        if kernels.qgemmWideQuadTile != nil {
+            // Against AVX512-VNNI's zmm tile only the zmm block-sparse kernel can win; the
+            // 256-bit sparse kernels lost to it at every density measured (see
+            // `BlockSparseWeights.zmmDensityThreshold`).
+            guard kernels.spmmQ1x4Quads != nil else { return .int8(q) }
+            let blocks = BlockSparseWeights(q)
+            return blocks.blockDensity < BlockSparseWeights.zmmDensityThreshold ? .blockSparseInt8(blocks) : .int8(q)
+        }
         let blocks = BlockSparseWeights(q)
-        // Block-sparse wins by 2–3× at 80–90 % block sparsity (see `quern bench kernels`);
-        // require at least half of the blocks empty before leaving the dense kernel.
+        // Block-sparse wins by 2–3× at 80–90 % block sparsity on AVX2 (see `quern bench
+        // kernels`); require at least half of the blocks empty before leaving the dense kernel.
         if blocks.blockDensity < 0.5 { return .blockSparseInt8(blocks) }
         let csr = SparseQuantizedWeights(q)
         if csr.preferred { return .sparseInt8(csr) }

@@ -6,20 +6,37 @@ public enum Norms {
     public static func layerNorm(
         _ x: UnsafePointer<Float>, rows: Int, n: Int, gamma: UnsafePointer<Float>?,
         beta: UnsafePointer<Float>?, eps: Float, into y: UnsafeMutablePointer<Float>,
-        isa: ISA = .active
+        isa: ISA = .active, pool: ThreadPool = .single
     ) {
         guard rows > 0, n > 0 else { return }
-        isa.kernels.layerNorm(x, rows, n, n, gamma, beta, eps, y)
+        let kernel = isa.kernels.layerNorm
+        forRowBlocks(rows, n: n, pool: pool) { r0, count in
+            kernel(x + r0 * n, count, n, n, gamma, beta, eps, y + r0 * n)
+        }
     }
 
     /// `x = layerNorm(x + d)` over `[rows, n]`: a residual connection and its norm in one pass.
     public static func residualLayerNorm(
         _ x: UnsafeMutablePointer<Float>, adding d: UnsafePointer<Float>, rows: Int, n: Int,
         gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, eps: Float,
-        isa: ISA = .active
+        isa: ISA = .active, pool: ThreadPool = .single
     ) {
         guard rows > 0, n > 0 else { return }
-        isa.kernels.residualLayerNorm(x, d, rows, n, gamma, beta, eps)
+        let kernel = isa.kernels.residualLayerNorm
+        forRowBlocks(rows, n: n, pool: pool) { r0, count in
+            kernel(x + r0 * n, d + r0 * n, count, n, gamma, beta, eps)
+        }
+    }
+
+    /// Runs `body(firstRow, rows)` over blocks of rows across the pool: rows are
+    /// independent, and a batch's norms left on one thread are what two threads wait on.
+    /// Blocks of at least 32 KB, so the hand-off never costs more than the work.
+    static func forRowBlocks(_ rows: Int, n: Int, pool: ThreadPool, _ body: (Int, Int) -> Void) {
+        let minimum = max(1, (1 << 13) / max(n, 1))
+        let tasks = min(pool.threads * 4, max(1, rows / minimum))
+        guard tasks > 1 else { return body(0, rows) }
+        let per = (rows + tasks - 1) / tasks
+        pool.parallelFor((rows + per - 1) / per) { t in body(t * per, min(per, rows - t * per)) }
     }
 
     /// Softmax of each row of `[rows, n]` in place; `keep` (n flags) masks key positions.

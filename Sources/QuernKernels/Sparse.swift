@@ -22,11 +22,14 @@ public struct SparseWeights: Sendable {
 
     var nonzeros: Int { vals.count }
 
-    /// Below this density the CSR kernel beats the dense packed GEMM. `quern bench kernels`
-    /// on Zen 3 (AVX2, M = 1024–2048): 1.07–1.38× dense at 0.5, 1.43–1.98× at 0.3,
-    /// 1.87–2.26× at 0.2; a wide digits mlp pruned to 0.2 ran 1.54–1.78× its dense self.
-    /// 0.35 keeps a margin over the noise of one measurement.
-    public static let densityThreshold = 0.35
+    /// Below this density the CSR kernel beats the dense packed GEMM on this CPU, measured
+    /// with `quern bench kernels` (M = 1024–2048) for each dense tile:
+    /// - AVX2 (Zen 3): 1.07–1.38× dense at 0.5, 1.43–1.98× at 0.3, 1.87–2.26× at 0.2; a
+    ///   wide digits mlp pruned to 0.2 ran 1.54–1.78× its dense self. 0.35 keeps a margin
+    ///   over the noise of one measurement.
+    /// - AVX-512 (Zen 5, zmm CSR against the 6×32 zmm tile, one thread): 0.63–0.68× at
+    ///   0.5, 0.95–1.05× at 0.3, 1.40–2.11× at 0.2, 1.88–3.14× at 0.1: 0.25.
+    public static var densityThreshold: Double { ISA.active.kernels.sgemmWideTile == nil ? 0.35 : 0.25 }
 
     public init(_ w: Tensor) {
         precondition(w.shape.count == 2, "SparseWeights: weights must be [N, K], got \(w.shape)")
@@ -123,7 +126,15 @@ public struct BlockSparseWeights: Sendable {
     /// Each block's weights as two int16 pairs: (w0, w1) and (w2, w3).
     let lo: [UInt32]
     let hi: [UInt32]
+    /// Each block's weights as one int8 quad, w0 in the low byte (the vpdpbusd kernel's).
+    let quads: [UInt32]
     let dense: QuantizedWeights
+
+    /// Below this fraction of blocks kept, the zmm vpdpbusd kernel beats AVX512-VNNI's
+    /// dense zmm tile: `quern bench kernels` on Zen 5 (M = 1024–2048, one thread) gave
+    /// 0.62–0.95× dense at 0.5, 0.94–1.31× at 0.3, 1.15–1.57× at 0.2 and 1.32–2.32× at 0.1.
+    /// (The AVX2 kernels' threshold is in `LinearOperator.choose`.)
+    public static let zmmDensityThreshold = 0.25
 
     public var blocks: Int { groups.count }
     /// Fraction of 1×4 blocks kept.
@@ -133,7 +144,7 @@ public struct BlockSparseWeights: Sendable {
         n = w.n
         k = w.k
         dense = w
-        var rowptr: [Int32] = [0], groups: [Int32] = [], lo: [UInt32] = [], hi: [UInt32] = []
+        var rowptr: [Int32] = [0], groups: [Int32] = [], lo: [UInt32] = [], hi: [UInt32] = [], quads: [UInt32] = []
         let rows = w.n, width = w.k
         for r in 0..<rows {
             for g in 0..<((width + 3) / 4) {
@@ -142,6 +153,7 @@ public struct BlockSparseWeights: Sendable {
                 groups.append(Int32(g))
                 lo.append(pair(v[0], v[1]))
                 hi.append(pair(v[2], v[3]))
+                quads.append(v.enumerated().reduce(0) { $0 | UInt32(UInt8(bitPattern: $1.element)) << (8 * $1.offset) })
             }
             rowptr.append(Int32(groups.count))
         }
@@ -149,6 +161,7 @@ public struct BlockSparseWeights: Sendable {
         self.groups = groups
         self.lo = lo
         self.hi = hi
+        self.quads = quads
     }
 }
 
@@ -214,6 +227,35 @@ public enum SparseQGEMM {
         activation: Activation = .none, into y: UnsafeMutablePointer<Float>,
         isa: ISA = .active, pool: ThreadPool = .shared
     ) {
+        if let kernel = isa.kernels.spmmQ1x4Quads {
+            let transpose = isa.kernels.transpose
+            // vpdpbusd: one K quad of the block's rows per weight word.
+            let groupCount = (w.k + 3) / 4
+            w.rowptr.withUnsafeBufferPointer { rowptr in
+                w.groups.withUnsafeBufferPointer { groups in
+                    w.quads.withUnsafeBufferPointer { quads in
+                        blocks(
+                            x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
+                            layoutBytes: groupCount * block * 4
+                        ) { q, mb, width, layout, sums in
+                            let xt = layout.assumingMemoryBound(to: UInt32.self)
+                            if w.k % 4 == 0 {
+                                // Whole quads: the packing is a 32-bit transpose of the rows.
+                                transpose(
+                                    UnsafePointer(OpaquePointer(q)), groupCount, mb, groupCount,
+                                    UnsafeMutablePointer(OpaquePointer(xt)), block)
+                            } else {
+                                quern_pack_quads_t(q, w.k, mb, w.k, groupCount, xt, block)
+                            }
+                            kernel(
+                                xt, block, width, rowptr.baseAddress!, groups.baseAddress, quads.baseAddress, 0, w.n,
+                                sums, block)
+                        }
+                    }
+                }
+            }
+            return
+        }
         let kernel = isa.kernels.spmmQ1x4
         let pairCount = 2 * ((w.k + 3) / 4)  // whole 1×4 groups, so pair 2g+1 always exists
         w.rowptr.withUnsafeBufferPointer { rowptr in
@@ -274,7 +316,7 @@ public enum SparseQGEMM {
         let k = dense.k, n = dense.n
         guard m > 0, n > 0 else { return }
         let kernels = isa.kernels
-        let quantize = kernels.quantizeRows, dequantize = kernels.dequantize
+        let quantize = kernels.quantizeRows, dequantize = kernels.dequantize, transpose = kernels.transpose
         pool.parallelFor((m + block - 1) / block) { b in
             let m0 = b * block, mb = min(block, m - m0)
             let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(mb * k, 1))
@@ -291,8 +333,9 @@ public enum SparseQGEMM {
             if width > mb { layout.initializeMemory(as: UInt8.self, repeating: 0, count: max(layoutBytes, 1)) }
             quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
             sparse(q, mb, width, layout, sums)
-            // Back to row-major sums, then the same epilogue as dense int8.
-            quern_transpose_i32(sums, block, n, mb, acc, n)
+            // Back to row-major sums (the fp32 transpose only moves bits), then the same
+            // epilogue as dense int8.
+            transpose(UnsafePointer(OpaquePointer(sums)), block, n, mb, UnsafeMutablePointer(OpaquePointer(acc)), n)
             dequantize(
                 acc, n, mb, n, y + m0 * n, n, scale, zp, dense.paddedScales.pointer, dense.colsum.pointer,
                 bias, activation.code)

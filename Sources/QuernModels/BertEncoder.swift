@@ -174,7 +174,8 @@ public final class BertEncoder: @unchecked Sendable {
         let eps = config.layerNormEps
         embeddingNorm.0.withUnsafeBufferPointer { g in
             embeddingNorm.1.withUnsafeBufferPointer { b in
-                Norms.layerNorm(ws.x, rows: rows, n: h, gamma: g.baseAddress, beta: b.baseAddress, eps: eps, into: ws.x)
+                Norms.layerNorm(
+                    ws.x, rows: rows, n: h, gamma: g.baseAddress, beta: b.baseAddress, eps: eps, into: ws.x, pool: pool)
             }
         }
         func residualNorm(_ n: ([Float], [Float])) {
@@ -182,7 +183,7 @@ public final class BertEncoder: @unchecked Sendable {
                 n.1.withUnsafeBufferPointer { b in
                     Norms.residualLayerNorm(
                         ws.x, adding: ws.projected, rows: rows, n: h, gamma: g.baseAddress, beta: b.baseAddress,
-                        eps: eps)
+                        eps: eps, pool: pool)
                 }
             }
         }

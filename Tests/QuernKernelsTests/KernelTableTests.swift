@@ -41,6 +41,7 @@ struct KernelTableTests {
         ]
         if let wide = t.sgemmWideTile { out["sgemmWideTile"] = address(wide) }
         if let wide = t.qgemmWideQuadTile { out["qgemmWideQuadTile"] = address(wide) }
+        if let quads = t.spmmQ1x4Quads { out["spmmQ1x4Quads"] = address(quads) }
         return out
     }
 
@@ -48,7 +49,7 @@ struct KernelTableTests {
     static func expectedSIMD(
         wide: KernelTable.SGEMMWideTile?, quads: KernelTable.QGEMMQuadTile,
         pairBoundedQuads: KernelTable.QGEMMQuadTile, wideQuads: KernelTable.QGEMMWideQuadTile? = nil,
-        lanes: KernelTable.VectorKernels = .ymm
+        sparseQuads: KernelTable.SpmmQ1x4Quads? = nil, lanes: KernelTable.VectorKernels = .ymm
     ) -> KernelTable {
         KernelTable(
             sgemmTile: quern_sgemm_tile_avx2, sgemmWideTile: wide, biasActivation: lanes.biasActivation,
@@ -60,7 +61,7 @@ struct KernelTableTests {
             residualLayerNorm: quern_residual_layernorm_avx2, softmax: quern_softmax_avx2,
             attention: lanes.attention, attentionCached: quern_attention_cached_avx2,
             gatedSiLU: quern_gated_silu_avx2, geluTanh: quern_gelu_tanh_avx2,
-            spmmCSR: quern_spmm_csr_avx2, spmmQ1x4: quern_spmm_q1x4_avx2,
+            spmmCSR: lanes.spmmCSR, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQ1x4Quads: sparseQuads,
             spmmQCSR: quern_spmm_qcsr_avx2, transpose: quern_transpose_f32_avx2)
     }
 
@@ -85,7 +86,7 @@ struct KernelTableTests {
                 softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
                 attentionCached: quern_attention_cached_scalar, gatedSiLU: quern_gated_silu_scalar,
                 geluTanh: quern_gelu_tanh_scalar, spmmCSR: quern_spmm_csr_scalar,
-                spmmQ1x4: quern_spmm_q1x4_scalar, spmmQCSR: quern_spmm_qcsr_scalar,
+                spmmQ1x4: quern_spmm_q1x4_scalar, spmmQ1x4Quads: nil, spmmQCSR: quern_spmm_qcsr_scalar,
                 transpose: quern_transpose_f32_scalar)
         case .avx2:
             return expectedSIMD(
@@ -101,7 +102,8 @@ struct KernelTableTests {
                 ? quern_qgemm4_tile_avx512vnni : quern_qgemm4_tile_avxvnni
             return expectedSIMD(
                 wide: wide, quads: quads, pairBoundedQuads: quads,
-                wideQuads: ISA.has(QUERN_CPU_VNNI) ? quern_qgemm4_tile2_avx512vnni : nil, lanes: lanes)
+                wideQuads: ISA.has(QUERN_CPU_VNNI) ? quern_qgemm4_tile2_avx512vnni : nil,
+                sparseQuads: ISA.has(QUERN_CPU_VNNI) ? quern_spmm_q1x4_avx512vnni : nil, lanes: lanes)
         }
     }
 
@@ -125,7 +127,8 @@ struct KernelTableTests {
             Self.expectedSIMD(
                 wide: quern_sgemm_tile2_avx512_emulated, quads: quern_qgemm4_tile_avx2,
                 pairBoundedQuads: quern_qgemm4_tile_maddubs_avx2,
-                wideQuads: quern_qgemm4_tile2_avx512vnni_emulated, lanes: .zmmEmulated))
+                wideQuads: quern_qgemm4_tile2_avx512vnni_emulated,
+                sparseQuads: quern_spmm_q1x4_avx512vnni_emulated, lanes: .zmmEmulated))
         #expect(got == want)
     }
 
@@ -388,6 +391,19 @@ struct KernelTableTests {
             t.spmmQ1x4(pairs, block, mb, q1x4.rowptr, q1x4.groups, q1x4.lo, q1x4.hi, 0, n, &got, block)
             s.spmmQ1x4(pairs, block, mb, q1x4.rowptr, q1x4.groups, q1x4.lo, q1x4.hi, 0, n, &want, block)
             #expect(got == want, "\(path) spmmQ1x4 mb=\(mb)")
+            // The quad layout gives the same integer sums, in its scalar twin and its vector kernel.
+            let groupCount = (k + 3) / 4
+            var quadRows = [UInt32](repeating: 0, count: groupCount * block)
+            quern_pack_quads_t(q, k, mb, k, groupCount, &quadRows, block)
+            var plain = [Int32](repeating: -1, count: n * block)
+            quern_spmm_q1x4_quads_scalar(
+                quadRows, block, mb, q1x4.rowptr, q1x4.groups, q1x4.quads, 0, n, &plain, block)
+            #expect(plain == want, "quad-layout scalar spmmQ1x4 mb=\(mb)")
+            if let quads = t.spmmQ1x4Quads {
+                got = [Int32](repeating: -1, count: n * block)
+                quads(quadRows, block, mb, q1x4.rowptr, q1x4.groups, q1x4.quads, 0, n, &got, block)
+                #expect(got == want, "\(path) spmmQ1x4Quads mb=\(mb)")
+            }
             quern_transpose_u8_i16(q, k, mb, k, &widened, block)
             (got, want) = ([Int32](repeating: -1, count: n * block), [Int32](repeating: -1, count: n * block))
             t.spmmQCSR(widened, block, mb, qcsr.rowptr, qcsr.cols, qcsr.pairs, 0, n, &got, block)

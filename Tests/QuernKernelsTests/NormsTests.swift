@@ -89,6 +89,25 @@ struct NormsTests {
         }
     }
 
+    @Test("norms split across a pool equal the norms of one thread, bit for bit, ragged blocks included")
+    func pooled() {
+        let pool = ThreadPool(threads: 2)
+        for (rows, n) in [(1, 384), (7, 3), (301, 384), (1000, 32)] {
+            var r = Rand(state: UInt64(rows + n))
+            let x = (0..<(rows * n)).map { _ in r.next() * 3 }, d = (0..<(rows * n)).map { _ in r.next() }
+            let gamma = (0..<n).map { _ in r.next() + 1.5 }, beta = (0..<n).map { _ in r.next() }
+            func run(_ pool: ThreadPool) -> ([Float], [Float]) {
+                var y = [Float](repeating: .nan, count: rows * n), z = x
+                Norms.layerNorm(x, rows: rows, n: n, gamma: gamma, beta: beta, eps: 1e-12, into: &y, pool: pool)
+                Norms.residualLayerNorm(
+                    &z, adding: d, rows: rows, n: n, gamma: gamma, beta: beta, eps: 1e-12, pool: pool)
+                return (y, z)
+            }
+            let (one, two) = (run(.single), run(pool))
+            #expect(one.0 == two.0 && one.1 == two.1, "\(rows)x\(n)")
+        }
+    }
+
     @Test("a row with every position masked becomes zeros")
     func allMasked() {
         var x: [Float] = [1, 2, 3]

@@ -223,6 +223,12 @@ void quern_spmm_csr_avx2(const float *xt, size_t ldx, size_t mb, const int32_t *
                          const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate);
 void quern_spmm_csr_scalar(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
                            const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate);
+// The same on zmm registers, or each zmm emulated by two ymm halves (for tests).
+void quern_spmm_csr_avx512(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *cols,
+                           const float *vals, size_t n0, size_t n1, float *yt, size_t ldy, int accumulate);
+void quern_spmm_csr_avx512_emulated(const float *xt, size_t ldx, size_t mb, const int32_t *rowptr,
+                                    const int32_t *cols, const float *vals, size_t n0, size_t n1, float *yt,
+                                    size_t ldy, int accumulate);
 
 // ---- block-sparse int8 (1×4 blocks) ---------------------------------------------------
 // Output row n of the weights keeps only its nonzero 1×4 blocks: block e covers inputs
@@ -233,6 +239,21 @@ void quern_spmm_q1x4_avx2(const uint32_t *xt, size_t ldx, size_t mb, const int32
                           const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy);
 void quern_spmm_q1x4_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr, const int32_t *groups,
                             const uint32_t *lo, const uint32_t *hi, size_t n0, size_t n1, int32_t *yt, size_t ldy);
+
+// The same blocks for vpdpbusd: xt holds the u8 rows transposed as K quads, word
+// xt[g·ldx + r] = q[r][4g] | q[r][4g+1] << 8 | … (quern_pack_quads_t), and each block's
+// four int8 weights are one word of quads[e] (w0 in the low byte). On zmm registers with
+// AVX512-VNNI, or each zmm emulated by two ymm halves (any AVX2 CPU, for tests); the
+// 16-lane forms vectorise a full block only, like the AVX2 ones. All are exact.
+void quern_spmm_q1x4_quads_scalar(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
+                                  const int32_t *groups, const uint32_t *quads, size_t n0, size_t n1, int32_t *yt,
+                                  size_t ldy);
+void quern_spmm_q1x4_avx512vnni(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
+                                const int32_t *groups, const uint32_t *quads, size_t n0, size_t n1, int32_t *yt,
+                                size_t ldy);
+void quern_spmm_q1x4_avx512vnni_emulated(const uint32_t *xt, size_t ldx, size_t mb, const int32_t *rowptr,
+                                         const int32_t *groups, const uint32_t *quads, size_t n0, size_t n1,
+                                         int32_t *yt, size_t ldy);
 
 // ---- sparse int8 (CSR weights) ---------------------------------------------------------
 // Output row n's nonzeros come in pairs, rowptr[n]…rowptr[n+1] (a row with an odd count
@@ -267,6 +288,10 @@ void quern_im2col_f32(const float *x, size_t batch, size_t channels, size_t heig
                       size_t kw, size_t stride, size_t pad, float *cols);
 void quern_col2im_f32(const float *cols, size_t batch, size_t channels, size_t height, size_t width, size_t kh,
                       size_t kw, size_t stride, size_t pad, float *dx);
-void quern_transpose_i32(const int32_t *in, size_t ldi, size_t rows, size_t cols, int32_t *out, size_t ldo);
+
+// Packs mb u8 rows of length k (leading dimension ldq) as transposed K quads for the
+// vpdpbusd sparse kernel: xt[g·ldx + r] = q[r][4g … 4g+3] little-endian (zero past k),
+// for g < groups, and zero for rows mb … ldx−1.
+void quern_pack_quads_t(const uint8_t *q, size_t ldq, size_t mb, size_t k, size_t groups, uint32_t *xt, size_t ldx);
 
 #endif
