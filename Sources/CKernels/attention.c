@@ -15,9 +15,9 @@
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-// Kᵀ of one head and up to 16 rows of scores, keys padded to whole 16-float vectors
-// (enough for every body here).
-size_t quern_attention_scratch(size_t seq, size_t hd) { return (hd + 16) * round16(seq); }
+// Enough for every body here: at most (2·hd + 12) floats a key padded to whole 16-float
+// vectors (the bf16 body's operands and scores).
+size_t quern_attention_scratch(size_t seq, size_t hd) { return (2 * hd + 16) * round16(seq); }
 
 void quern_attention_seq_scalar(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                 float *scratch, float *out) {
@@ -172,6 +172,30 @@ enum { AW_ROWS = 8 };
 #define V(op) e16_##op
 #include "attention_wide_body.h"
 
+#define AB_TARGET TARGET_AVX512BF16
+#define AB_NAME attention_bf16_avx512
+#define VF z16
+#define V(op) z16_##op
+#include "attention_bf16_body.h"
+
+#define AB_TARGET TARGET_AVX2
+#define AB_NAME attention_bf16_emulated
+#define VF e16
+#define V(op) e16_##op
+#include "attention_bf16_body.h"
+
+void quern_attention_seq_bf16_avx512(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                     float *scratch, float *out) {
+    if (hd % 16 == 0) attention_bf16_avx512(qkv, seq, heads, hd, scale, scratch, out);
+    else quern_attention_seq_avx2(qkv, seq, heads, hd, scale, scratch, out);
+}
+
+void quern_attention_seq_bf16_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                       float *scratch, float *out) {
+    if (hd % 16 == 0) attention_bf16_emulated(qkv, seq, heads, hd, scale, scratch, out);
+    else quern_attention_seq_avx2(qkv, seq, heads, hd, scale, scratch, out);
+}
+
 void quern_attention_seq_avx512(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                 float *scratch, float *out) {
     if (hd % 16 == 0) attention_wide_avx512(qkv, seq, heads, hd, scale, scratch, out);
@@ -192,6 +216,14 @@ void quern_attention_seq_avx512(const float *qkv, size_t seq, size_t heads, size
 }
 void quern_attention_seq_avx512_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                          float *scratch, float *out) {
+    quern_attention_seq_scalar(qkv, seq, heads, hd, scale, scratch, out);
+}
+void quern_attention_seq_bf16_avx512(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                     float *scratch, float *out) {
+    quern_attention_seq_scalar(qkv, seq, heads, hd, scale, scratch, out);
+}
+void quern_attention_seq_bf16_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                       float *scratch, float *out) {
     quern_attention_seq_scalar(qkv, seq, heads, hd, scale, scratch, out);
 }
 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,

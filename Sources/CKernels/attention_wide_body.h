@@ -28,6 +28,10 @@ AW_TARGET void AW_NAME(const float *qkv, size_t seq, size_t heads, size_t hd, fl
             const float *q[AW_ROWS];
             for (size_t r = 0; r < AW_ROWS; r++) q[r] = qkv + (i0 + (r < rows ? r : rows - 1)) * row + h * hd;
             // Scores, 32 keys (or the last 16) a pass; keys past the sequence become −FLT_MAX.
+            // Each row's maximum is gathered as its scores are stored: the softmax needs
+            // no pass of its own to find it.
+            VF vmax[AW_ROWS];
+            for (int r = 0; r < AW_ROWS; r++) vmax[r] = lowest;
             for (size_t j = 0; j < sp; j += 32) {
                 const int two = j + 16 < sp;
                 VF acc[AW_ROWS][2];
@@ -43,17 +47,18 @@ AW_TARGET void AW_NAME(const float *qkv, size_t seq, size_t heads, size_t hd, fl
                 }
                 for (int half = 0; half < 1 + two; half++) {
                     size_t jj = j + 16 * half, real = seq > jj ? seq - jj : 0;
-                    for (int r = 0; r < AW_ROWS; r++)
-                        V(store)(s + r * sp + jj, V(head)(V(mul)(acc[r][half], vscale), real, lowest));
+                    for (int r = 0; r < AW_ROWS; r++) {
+                        VF v = V(head)(V(mul)(acc[r][half], vscale), real, lowest);
+                        V(store)(s + r * sp + jj, v);
+                        vmax[r] = V(max)(vmax[r], v);
+                    }
                 }
             }
             // Softmax of each row in place; 1 / its sum is applied to the context.
             float inv[AW_ROWS];
             for (size_t r = 0; r < AW_ROWS; r++) {
                 float *sr = s + r * sp;
-                VF vmax = lowest;
-                for (size_t j = 0; j < sp; j += 16) vmax = V(max)(vmax, V(load)(sr + j));
-                VF mx = V(set1)(V(hmax)(vmax)), vsum = V(zero)();
+                VF mx = V(set1)(V(hmax)(vmax[r])), vsum = V(zero)();
                 for (size_t j = 0; j < sp; j += 16) {
                     VF e = V(exp)(V(sub)(V(load)(sr + j), mx));
                     V(store)(sr + j, e);

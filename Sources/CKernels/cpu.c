@@ -10,6 +10,7 @@ uint32_t quern_cpu_features(void) {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) f |= QUERN_CPU_AVX512;
     if ((f & QUERN_CPU_AVX512) && __builtin_cpu_supports("avx512vnni")) f |= QUERN_CPU_VNNI;
+    if ((f & QUERN_CPU_AVX512) && __builtin_cpu_supports("avx512bf16")) f |= QUERN_CPU_BF16;
 #if defined(__clang__) && __clang_major__ >= 14
     if (__builtin_cpu_supports("avxvnni")) f |= QUERN_CPU_AVXVNNI;
 #endif

@@ -13,6 +13,7 @@
 #include "ckernels.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <string.h>
 
 // The attributes every AVX2 and AVX-512 function in CKernels carries (one definition
 // for all files).
@@ -125,6 +126,29 @@ TARGET_AVX512 static inline z16 z16_head(z16 v, size_t n, z16 fill) {
     return n >= 16 ? v : _mm512_mask_blend_ps((__mmask16)((1u << n) - 1), fill, v);
 }
 
+// bfloat16 for the bf16 attention body: bf16_row writes n floats (a multiple of 16) as
+// bf16 (round to nearest even), bf16_pairs interleaves two bf16 rows of n into n 32-bit
+// words (a[c] low, b[c] high), bcast32 broadcasts a word of two bf16, and dpbf16(acc, a,
+// b) adds each lane's two products a·b (odd element first, then even: vdpbf16ps's order;
+// bf16 products are exact in fp32, so the emulation below is exact too).
+#define TARGET_AVX512BF16 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+TARGET_AVX512BF16 static inline void z16_bf16_row(const float *x, uint16_t *out, size_t n) {
+    for (size_t i = 0; i < n; i += 16) _mm256_storeu_si256((__m256i *)(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+}
+TARGET_AVX512BF16 static inline void z16_bf16_pairs(const uint16_t *a, const uint16_t *b, uint32_t *out, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(a + i)));
+        __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(b + i)));
+        _mm512_storeu_si512(out + i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+}
+TARGET_AVX512BF16 static inline __m512 z16_bcast32(const uint32_t *p) {
+    return _mm512_castsi512_ps(_mm512_set1_epi32((int32_t)*p));
+}
+TARGET_AVX512BF16 static inline __m512 z16_dpbf16(__m512 acc, __m512 a, __m512 b) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+
 typedef struct { __m256 lo, hi; } e16;
 #define E16_LIFT1(name, f) \
     TARGET_AVX2 static inline e16 e16_##name(e16 a) { return (e16){f(a.lo), f(a.hi)}; }
@@ -153,6 +177,35 @@ TARGET_AVX2 static inline float e16_hsum(e16 v) { return hsum_avx2(_mm256_add_ps
 TARGET_AVX2 static inline float e16_hmax(e16 v) { return hmax_avx2(_mm256_max_ps(v.lo, v.hi)); }
 TARGET_AVX2 static inline e16 e16_centered(const int32_t *acc, const int32_t *colsum, int32_t zp) {
     return (e16){v8_centered(acc, colsum, zp), v8_centered(acc + 8, colsum + 8, zp)};
+}
+static inline uint16_t bf16_nearest(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    return (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+}
+TARGET_AVX2 static inline void e16_bf16_row(const float *x, uint16_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = bf16_nearest(x[i]);
+}
+TARGET_AVX2 static inline void e16_bf16_pairs(const uint16_t *a, const uint16_t *b, uint32_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = (uint32_t)a[i] | (uint32_t)b[i] << 16;
+}
+TARGET_AVX2 static inline e16 e16_bcast32(const uint32_t *p) {
+    __m256 v = _mm256_castsi256_ps(_mm256_set1_epi32((int32_t)*p));
+    return (e16){v, v};
+}
+// The odd (high) bf16 of each 32-bit lane as fp32, then the even (low) one.
+TARGET_AVX2 static inline __m256 bf16_high(__m256 v) {
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32((int32_t)0xFFFF0000u)));
+}
+TARGET_AVX2 static inline __m256 bf16_low(__m256 v) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(v), 16));
+}
+TARGET_AVX2 static inline __m256 dpbf16_avx2(__m256 acc, __m256 a, __m256 b) {
+    acc = _mm256_fmadd_ps(bf16_high(a), bf16_high(b), acc);
+    return _mm256_fmadd_ps(bf16_low(a), bf16_low(b), acc);
+}
+TARGET_AVX2 static inline e16 e16_dpbf16(e16 acc, e16 a, e16 b) {
+    return (e16){dpbf16_avx2(acc.lo, a.lo, b.lo), dpbf16_avx2(acc.hi, a.hi, b.hi)};
 }
 TARGET_AVX2 static inline e16 e16_head(e16 v, size_t n, e16 fill) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -6,16 +6,27 @@ public enum Attention {
     /// Self-attention over unpadded sequences packed one after another: sequence `i` is
     /// rows `offsets[i]..<offsets[i + 1]` of qkv (`3·heads·headDim` floats a row) and of
     /// `out` (`heads·headDim`). No padding means no mask and no wasted rows; sequences
-    /// are split across the pool.
+    /// are split across the pool. `bf16` takes the bfloat16 kernel where the path has one
+    /// (int8 encoders: their quantized GEMMs err more than its products).
     public static func sequences(
         qkv: UnsafePointer<Float>, offsets: [Int], heads: Int, headDim: Int,
-        into out: UnsafeMutablePointer<Float>, isa: ISA = .active, pool: ThreadPool = .shared
+        into out: UnsafeMutablePointer<Float>, bf16: Bool = false, isa: ISA = .active, pool: ThreadPool = .shared
+    ) {
+        sequences(
+            qkv: qkv, offsets: offsets, heads: heads, headDim: headDim, into: out, bf16: bf16, kernels: isa.kernels,
+            pool: pool)
+    }
+
+    /// The same through a given table (tests pass `KernelTable.avx512Emulated`).
+    static func sequences(
+        qkv: UnsafePointer<Float>, offsets: [Int], heads: Int, headDim: Int,
+        into out: UnsafeMutablePointer<Float>, bf16: Bool, kernels: KernelTable, pool: ThreadPool
     ) {
         let hidden = heads * headDim, scale = 1 / Float(headDim).squareRoot()
         let count = offsets.count - 1
         guard count > 0 else { return }
         let longest = (0..<count).map { offsets[$0 + 1] - offsets[$0] }.max()!
-        let kernel = isa.kernels.attention
+        let kernel = bf16 ? kernels.attentionBF16 ?? kernels.attention : kernels.attention
         let scratchSize = quern_attention_scratch(longest, headDim)
         if pool.threads == 1 {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchSize)

@@ -144,6 +144,8 @@ struct KernelTable: Sendable {
     let softmax: Softmax
     /// Self-attention over one unpadded sequence, all heads.
     let attention: AttentionSequence
+    /// The same on bfloat16 products (vdpbf16ps), where the path has it: for int8 encoders.
+    let attentionBF16: AttentionSequence?
     /// Causal attention of new rows against a KV cache (decoders).
     let attentionCached: AttentionCached
     /// SwiGLU's gate (elementwise.c).
@@ -176,7 +178,7 @@ extension KernelTable {
         quantizeRows: quern_quantize_rows_u8_scalar, quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar,
         dequantize: quern_dequantize_scalar,
         layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
-        softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
+        softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar, attentionBF16: nil,
         attentionCached: quern_attention_cached_scalar, gatedSiLU: quern_gated_silu_scalar,
         geluTanh: quern_gelu_tanh_scalar,
         spmmCSR: quern_spmm_csr_scalar, spmmQ1x4: quern_spmm_q1x4_scalar, spmmQ1x4Quads: nil,
@@ -227,18 +229,23 @@ extension KernelTable {
     /// ymm, zmm, or zmm emulated by two ymm halves.
     struct VectorKernels {
         let attention: AttentionSequence
+        let attentionBF16: AttentionSequence?
         let biasActivation: BiasActivation
         let dequantize: Dequantize
         let spmmCSR: SpmmCSR
 
         static let ymm = VectorKernels(
-            attention: quern_attention_seq_avx2, biasActivation: quern_bias_act_avx2, dequantize: quern_dequantize_avx2,
+            attention: quern_attention_seq_avx2, attentionBF16: nil, biasActivation: quern_bias_act_avx2,
+            dequantize: quern_dequantize_avx2,
             spmmCSR: quern_spmm_csr_avx2)
         static let zmm = VectorKernels(
-            attention: quern_attention_seq_avx512, biasActivation: quern_bias_act_avx512,
+            attention: quern_attention_seq_avx512,
+            attentionBF16: ISA.has(QUERN_CPU_BF16) ? quern_attention_seq_bf16_avx512 : nil,
+            biasActivation: quern_bias_act_avx512,
             dequantize: quern_dequantize_avx512, spmmCSR: quern_spmm_csr_avx512)
         static let zmmEmulated = VectorKernels(
-            attention: quern_attention_seq_avx512_emulated, biasActivation: quern_bias_act_avx512_emulated,
+            attention: quern_attention_seq_avx512_emulated, attentionBF16: quern_attention_seq_bf16_emulated,
+            biasActivation: quern_bias_act_avx512_emulated,
             dequantize: quern_dequantize_avx512_emulated, spmmCSR: quern_spmm_csr_avx512_emulated)
     }
 
@@ -256,7 +263,7 @@ extension KernelTable {
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
             dequantize: lanes.dequantize,
             layerNorm: quern_layernorm_avx2, residualLayerNorm: quern_residual_layernorm_avx2,
-            softmax: quern_softmax_avx2, attention: lanes.attention,
+            softmax: quern_softmax_avx2, attention: lanes.attention, attentionBF16: lanes.attentionBF16,
             attentionCached: quern_attention_cached_avx2, gatedSiLU: quern_gated_silu_avx2,
             geluTanh: quern_gelu_tanh_avx2,
             spmmCSR: lanes.spmmCSR, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQ1x4Quads: sparseQuads,

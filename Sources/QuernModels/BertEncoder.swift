@@ -199,7 +199,7 @@ public final class BertEncoder: @unchecked Sendable {
             linear(layer.qkv, ws.x, layer.qkvBias, .none, ws.qkv)
             Attention.sequences(
                 qkv: ws.qkv, offsets: offsets, heads: config.heads, headDim: h / config.heads, into: ws.context,
-                pool: pool)
+                bf16: precision == .int8, pool: pool)
             linear(layer.output, ws.context, layer.outputBias, .none, ws.projected)
             residualNorm(layer.norm1)
             linear(layer.up, ws.x, layer.upBias, .gelu, ws.inner)

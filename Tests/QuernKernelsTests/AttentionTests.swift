@@ -5,6 +5,9 @@ import Testing
 
 /// Float GEMMs + vector exp against the Double reference, for values of order 1.
 let attentionTolerance: Float = 2e-5
+/// bfloat16 operands (8 significant bits, relative rounding 2⁻⁹) in Q·Kᵀ and P·V, fp32
+/// sums, for values of order 1 and heads of up to 64.
+let bf16AttentionTolerance: Float = 2e-2
 
 @Suite("attention")
 struct AttentionTests {
@@ -25,18 +28,26 @@ struct AttentionTests {
                 qkv: Array(qkv[(offsets[i] * row)..<(offsets[i + 1] * row)]), batch: 1, seq: l,
                 heads: heads, headDim: headDim, keep: [UInt8](repeating: 1, count: l))
         }
-        for isa in ISA.supported {
-            for pool in [ThreadPool.single, ThreadPool(threads: 2)] {
-                var out = [Float](repeating: .nan, count: offsets.last! * hidden)
-                qkv.withUnsafeBufferPointer { q in
-                    out.withUnsafeMutableBufferPointer { o in
-                        Attention.sequences(
-                            qkv: q.baseAddress!, offsets: offsets, heads: heads, headDim: headDim,
-                            into: o.baseAddress!, isa: isa, pool: pool)
+        // Every path, the emulated zmm bodies, and each one's bf16 kernel where it has one.
+        let tables =
+            ISA.supported.map { ("\($0)", $0.kernels) }
+            + (ISA.supported.contains(.avx2) ? [("avx512Emulated", KernelTable.avx512Emulated)] : [])
+        for (name, table) in tables {
+            for bf16 in [false, true] where !bf16 || table.attentionBF16 != nil {
+                for pool in [ThreadPool.single, ThreadPool(threads: 2)] {
+                    var out = [Float](repeating: .nan, count: offsets.last! * hidden)
+                    qkv.withUnsafeBufferPointer { q in
+                        out.withUnsafeMutableBufferPointer { o in
+                            Attention.sequences(
+                                qkv: q.baseAddress!, offsets: offsets, heads: heads, headDim: headDim,
+                                into: o.baseAddress!, bf16: bf16, kernels: table, pool: pool)
+                        }
                     }
+                    let worst = zip(out, expected).map { abs($0 - $1) }.max() ?? .nan
+                    let tolerance = bf16 ? bf16AttentionTolerance : attentionTolerance
+                    #expect(
+                        worst <= tolerance, "\(name) bf16 \(bf16) \(p) threads \(pool.threads): worst error \(worst)")
                 }
-                let worst = zip(out, expected).map { abs($0 - $1) }.max() ?? .nan
-                #expect(worst <= attentionTolerance, "\(isa) \(p) threads \(pool.threads): worst error \(worst)")
             }
         }
     }

@@ -42,6 +42,7 @@ struct KernelTableTests {
         if let wide = t.sgemmWideTile { out["sgemmWideTile"] = address(wide) }
         if let wide = t.qgemmWideQuadTile { out["qgemmWideQuadTile"] = address(wide) }
         if let quads = t.spmmQ1x4Quads { out["spmmQ1x4Quads"] = address(quads) }
+        if let bf16 = t.attentionBF16 { out["attentionBF16"] = address(bf16) }
         return out
     }
 
@@ -59,7 +60,8 @@ struct KernelTableTests {
             quantizeRows: quern_quantize_rows_u8_avx2, quantizeRowsFixed: quern_quantize_rows_u8_fixed_avx2,
             dequantize: lanes.dequantize, layerNorm: quern_layernorm_avx2,
             residualLayerNorm: quern_residual_layernorm_avx2, softmax: quern_softmax_avx2,
-            attention: lanes.attention, attentionCached: quern_attention_cached_avx2,
+            attention: lanes.attention, attentionBF16: lanes.attentionBF16,
+            attentionCached: quern_attention_cached_avx2,
             gatedSiLU: quern_gated_silu_avx2, geluTanh: quern_gelu_tanh_avx2,
             spmmCSR: lanes.spmmCSR, spmmQ1x4: quern_spmm_q1x4_avx2, spmmQ1x4Quads: sparseQuads,
             spmmQCSR: quern_spmm_qcsr_avx2, transpose: quern_transpose_f32_avx2)
@@ -83,7 +85,7 @@ struct KernelTableTests {
                 quantizeRows: quern_quantize_rows_u8_scalar,
                 quantizeRowsFixed: quern_quantize_rows_u8_fixed_scalar, dequantize: quern_dequantize_scalar,
                 layerNorm: quern_layernorm_scalar, residualLayerNorm: quern_residual_layernorm_scalar,
-                softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar,
+                softmax: quern_softmax_scalar, attention: quern_attention_seq_scalar, attentionBF16: nil,
                 attentionCached: quern_attention_cached_scalar, gatedSiLU: quern_gated_silu_scalar,
                 geluTanh: quern_gelu_tanh_scalar, spmmCSR: quern_spmm_csr_scalar,
                 spmmQ1x4: quern_spmm_q1x4_scalar, spmmQ1x4Quads: nil, spmmQCSR: quern_spmm_qcsr_scalar,
@@ -357,6 +359,12 @@ struct KernelTableTests {
             t.attention(qkv, seq, heads, headDim, scale, &scratch, &gotOut)
             s.attention(qkv, seq, heads, headDim, scale, &scratch, &wantOut)
             expectClose(gotOut, wantOut, "\(path) attention \(seq)×\(heads)×\(headDim)") { _ in attentionTolerance }
+            if let bf16 = t.attentionBF16 {
+                bf16(qkv, seq, heads, headDim, scale, &scratch, &gotOut)
+                expectClose(gotOut, wantOut, "\(path) bf16 attention \(seq)×\(heads)×\(headDim)") { _ in
+                    bf16AttentionTolerance
+                }
+            }
         }
     }
 

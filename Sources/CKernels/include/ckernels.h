@@ -14,6 +14,7 @@ enum {
     QUERN_CPU_AVX512 = 1 << 1,  // AVX-512 F, BW, DQ, VL
     QUERN_CPU_VNNI = 1 << 2,    // AVX512-VNNI
     QUERN_CPU_AVXVNNI = 1 << 3, // AVX-VNNI (VEX-encoded, on AVX2 machines)
+    QUERN_CPU_BF16 = 1 << 4,    // AVX512-BF16 (with AVX-512)
 };
 uint32_t quern_cpu_features(void);
 
@@ -173,6 +174,14 @@ void quern_attention_seq_avx512(const float *qkv, size_t seq, size_t heads, size
                                 float *scratch, float *out);
 void quern_attention_seq_avx512_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
                                          float *scratch, float *out);
+// The same with Q·Kᵀ and P·V on bfloat16 operands (round to nearest even) summed in fp32
+// by vdpbf16ps, softmax in fp32: for int8 encoders, whose quantized GEMMs already err
+// more. AVX512-BF16, or emulated exactly on AVX2 (for tests); heads a multiple of 16
+// wide (others run the fp32 kernel).
+void quern_attention_seq_bf16_avx512(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                     float *scratch, float *out);
+void quern_attention_seq_bf16_emulated(const float *qkv, size_t seq, size_t heads, size_t hd, float scale,
+                                       float *scratch, float *out);
 // Causal attention of new query rows against a sequence's key/value cache, grouped-query
 // heads, an optional sliding window (0: none); see attention_cached.c. scores: at least
 // quern_attention_cached_scratch(first + rows) floats.
