@@ -154,7 +154,7 @@ TARGET_AVX2 void quern_attention_seq_avx2(const float *qkv, size_t seq, size_t h
     }
 }
 
-// ---- 16-float bodies (attention_wide_body.h) ----------------------------------------
+// ---- 16-float bodies, fp32 and bf16 (attention_wide_body.h) ------------------------
 
 // Eight query rows a pass: 16 accumulators, and each 64-byte load of Kᵀ or V feeds
 // eight FMAs through broadcasts folded into the FMAs.
@@ -162,27 +162,31 @@ enum { AW_ROWS = 8 };
 
 #define AW_TARGET TARGET_AVX512
 #define AW_NAME attention_wide_avx512
+#define AW_BF16 0
 #define VF z16
 #define V(op) z16_##op
 #include "attention_wide_body.h"
 
 #define AW_TARGET TARGET_AVX2
 #define AW_NAME attention_wide_emulated
+#define AW_BF16 0
 #define VF e16
 #define V(op) e16_##op
 #include "attention_wide_body.h"
 
-#define AB_TARGET TARGET_AVX512BF16
-#define AB_NAME attention_bf16_avx512
+#define AW_TARGET TARGET_AVX512BF16
+#define AW_NAME attention_bf16_avx512
+#define AW_BF16 1
 #define VF z16
 #define V(op) z16_##op
-#include "attention_bf16_body.h"
+#include "attention_wide_body.h"
 
-#define AB_TARGET TARGET_AVX2
-#define AB_NAME attention_bf16_emulated
+#define AW_TARGET TARGET_AVX2
+#define AW_NAME attention_bf16_emulated
+#define AW_BF16 1
 #define VF e16
 #define V(op) e16_##op
-#include "attention_bf16_body.h"
+#include "attention_wide_body.h"
 
 // Below this many tokens the fp32 body runs: converting Q, K and V to bf16 costs more
 // than the halved products save on short texts (Zen 5: attention took 7.6 % of an int8
