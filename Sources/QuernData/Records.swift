@@ -395,8 +395,12 @@ struct LineSplitter {
     var cursor = 0
     var carry: [UInt8] = []
     var overflowing = false
-    var atStart = true
     var physicalLine = 1
+    /// How many bytes of a UTF-8 byte-order mark (Excel's CSVs) the member has begun
+    /// with so far; nil once the start is settled. The mark is not part of the first
+    /// line, and it may span blocks.
+    var byteOrderMark: Int? = 0
+    static let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
 
     init(source: BlockSource, maxBytes: Int, quoteAware: Bool) {
         self.source = source
@@ -432,9 +436,12 @@ struct LineSplitter {
     mutating func next<T>(_ body: (Item) throws -> T) throws -> T? {
         while true {
             if cursor >= block.count {
-                let first = atStart
-                atStart = false
                 guard let b = try source.next() else {
+                    // A member that is only the start of a mark: those bytes are its line.
+                    if let m = byteOrderMark {
+                        byteOrderMark = nil
+                        carry.append(contentsOf: Self.bom[..<m])
+                    }
                     // End of member: whatever is carried is the last line (no final newline).
                     if overflowing {
                         overflowing = false; carry = []; return try body(.tooLong(lineNumber: takeLine()))
@@ -446,8 +453,23 @@ struct LineSplitter {
                 }
                 block = b
                 cursor = 0
-                // A UTF-8 byte-order mark (Excel's CSVs) is not part of the first line.
-                if first, b.count >= 3, b[0] == 0xEF, b[1] == 0xBB, b[2] == 0xBF { cursor = 3 }
+            }
+            if let m = byteOrderMark {
+                var matched = m
+                while matched < 3, cursor < block.count, block[cursor] == Self.bom[matched] {
+                    matched += 1
+                    cursor += 1
+                }
+                if matched == 3 {
+                    byteOrderMark = nil
+                } else if cursor < block.count {
+                    // Not a mark after all: the bytes skipped so far begin the first line.
+                    byteOrderMark = nil
+                    carry.append(contentsOf: Self.bom[..<matched])
+                } else {
+                    byteOrderMark = matched
+                    continue
+                }
             }
             if let end = findEnd(from: cursor) {
                 let start = cursor
