@@ -71,11 +71,10 @@ void quern_quantize_rows_u8_scalar(const float *x, size_t m, size_t k, size_t ld
 
 
 void quern_quantize_rows_u8_fixed_scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
-                                         float scale, int32_t zero_point) {
-    const float inv = 1.0f / scale;
+                                         const float *inv, int32_t zero_point) {
     for (size_t i = 0; i < m; i++)
         for (size_t p = 0; p < k; p++) {
-            int32_t v = (int32_t)lrintf(x[i * lda + p] * inv) + zero_point;
+            int32_t v = (int32_t)lrintf(x[i * lda + p] * inv[p]) + zero_point;
             q[i * ldq + p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
         }
 }
@@ -128,9 +127,29 @@ TARGET_AVX2 static inline void quantize_row_avx2(const float *row, size_t k, flo
     }
 }
 
+// The same with a multiplier per column (static ranges, smoothed or not).
 TARGET_AVX2 void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
-                                                   float scale, int32_t zero_point) {
-    for (size_t i = 0; i < m; i++) quantize_row_avx2(x + i * lda, k, 1.0f / scale, zero_point, q + i * ldq);
+                                                   const float *inv, int32_t zero_point) {
+    const __m256i vzp = _mm256_set1_epi32(zero_point);
+    for (size_t i = 0; i < m; i++) {
+        const float *row = x + i * lda;
+        uint8_t *out = q + i * ldq;
+        size_t p = 0;
+        for (; p + 32 <= k; p += 32) {
+            __m256i v[4];
+            for (int j = 0; j < 4; j++)
+                v[j] = _mm256_add_epi32(
+                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 8 * j), _mm256_loadu_ps(inv + p + 8 * j))),
+                    vzp);
+            __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+            bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(out + p), bytes);
+        }
+        for (; p < k; p++) {
+            int32_t v = (int32_t)lrintf(row[p] * inv[p]) + zero_point;
+            out[p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        }
+    }
 }
 
 // Same arithmetic as the scalar twin (min/max, then round-to-nearest-even through the
@@ -269,8 +288,8 @@ void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda,
     quern_quantize_rows_u8_scalar(x, m, k, lda, q, ldq, scale, zero_point);
 }
 void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
-                                       float scale, int32_t zero_point) {
-    quern_quantize_rows_u8_fixed_scalar(x, m, k, lda, q, ldq, scale, zero_point);
+                                       const float *inv, int32_t zero_point) {
+    quern_quantize_rows_u8_fixed_scalar(x, m, k, lda, q, ldq, inv, zero_point);
 }
 
 void quern_qgemm4_tile_avx512vnni(size_t kq, const uint32_t *a, const int8_t *b, int32_t *c, size_t ldc,

@@ -49,7 +49,7 @@ struct KernelTable: Sendable {
     typealias QuantizeRowsFixed =
         @convention(c) (
             UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<UInt8>?,
-            Int, Float, Int32
+            Int, UnsafePointer<Float>?, Int32
         ) -> Void
     typealias Dequantize =
         @convention(c) (
@@ -133,7 +133,7 @@ struct KernelTable: Sendable {
     let qgemmWideQuadTile: QGEMMWideQuadTile?
     /// Dynamic per-row u8 quantization of the activations.
     let quantizeRows: QuantizeRows
-    /// u8 quantization with one calibrated range for every row.
+    /// u8 quantization with one calibrated range for every row, a multiplier per column.
     let quantizeRowsFixed: QuantizeRowsFixed
     /// The int8 epilogue: rescale, remove the zero point, bias, activation.
     let dequantize: Dequantize

@@ -139,22 +139,34 @@ public enum QGEMM {
     static let mr = Int(QUERN_QGEMM_MR), nr = Int(QUERN_QGEMM_NR)
 
     /// A calibrated activation range: static quantization uses it for every row instead
-    /// of measuring each row.
+    /// of measuring each row. With SmoothQuant's smoothing, input channel p is divided by
+    /// `smoothing[p]` before it is quantized (the weights' column p was multiplied by it,
+    /// so the product is unchanged), and the range is that of the divided values.
     public struct InputRange: Sendable, Equatable {
         public let scale: Float
         public let zeroPoint: Int32
+        public let smoothing: [Float]?
 
         /// The u8 grid for [lo, hi] widened to include 0 (so zero padding stays exact).
-        public init(lo: Float, hi: Float) {
+        public init(lo: Float, hi: Float, smoothing: [Float]? = nil) {
             let l = min(lo, 0), h = max(hi, 0)
             let s = (h - l) / 255
             scale = s > 0 ? s : 1
             zeroPoint = Int32(max(0, min(255, (-l / scale).rounded())))
+            self.smoothing = smoothing
         }
 
-        public init(scale: Float, zeroPoint: Int32) {
+        public init(scale: Float, zeroPoint: Int32, smoothing: [Float]? = nil) {
             self.scale = scale
             self.zeroPoint = zeroPoint
+            self.smoothing = smoothing
+        }
+
+        /// What the quantizer multiplies input channel p by: 1 / (scale · smoothing[p]).
+        public func multipliers(k: Int) -> [Float] {
+            guard let smoothing else { return [Float](repeating: 1 / scale, count: k) }
+            precondition(smoothing.count == k, "smoothing has \(smoothing.count) channels, the input \(k)")
+            return smoothing.map { 1 / (scale * $0) }
         }
     }
 
@@ -182,6 +194,7 @@ public enum QGEMM {
         let dequantize = kernels.dequantize
         let act = activation.code
         let panelCount = (n + nr - 1) / nr
+        let multipliers = range?.multipliers(k: k) ?? []
 
         /// Quantizes rows [r0, r0+rows) per row and packs them into K-pair panels.
         struct PackedRows {
@@ -198,7 +211,7 @@ public enum QGEMM {
                 packed: .allocate(capacity: max(padded * kp, 1)), scale: .allocate(capacity: rows),
                 zeroPoint: .allocate(capacity: rows))
             if let range {
-                quantizeFixed(x + r0 * k, rows, k, k, q, k, range.scale, range.zeroPoint)
+                quantizeFixed(x + r0 * k, rows, k, k, q, k, multipliers, range.zeroPoint)
                 out.scale.update(repeating: range.scale, count: rows)
                 out.zeroPoint.update(repeating: range.zeroPoint, count: rows)
             } else {

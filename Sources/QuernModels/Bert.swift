@@ -12,7 +12,9 @@ import QuernKernels
 /// `finetune` job trains on the frozen encoder).
 public enum Bert: ModelFamily {
     public static let modelType = "bert"
-    public static var provides: [Any.Type] { [(any TextEncoder).self, (any SequenceClassifier).self] }
+    public static var provides: [Any.Type] {
+        [(any TextEncoder).self, (any SequenceClassifier).self, (any QuantizableEncoder).self]
+    }
     /// The directory holding Quern's pooled-embedding head.
     public static let headDirectory = "head"
 
@@ -69,9 +71,10 @@ public enum Bert: ModelFamily {
         }
         let (file, digest) = try files.weights()
         var weights = try StrictWeights(file, keyMap: keyMap)
-        let precision = options.precision
         let encoder = try BertEncoder(
-            config: config, weights: &weights, precision: precision, pooling: pooling, normalize: normalize)
+            config: config, weights: &weights, precision: options.precision, pooling: pooling, normalize: normalize)
+        // An int8 model's head runs int8 too.
+        let precision = encoder.precision
         let tokenizer = try WordPieceTokenizer.load(directory: path)
         guard tokenizer.vocabularySize <= config.vocabSize else {
             throw fail(
@@ -185,6 +188,7 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
             "vocabulary": .int(Int64(tokenizer.vocabularySize)), "max_length": .int(Int64(maxLength)),
             "pooling": .string(encoder.pooling.rawValue), "normalize": .bool(encoder.normalize),
             "precision": .string(encoder.precision.rawValue),
+            "quantization": c.quantization ?? .null,
             "head": head == nil
                 ? .null
                 : .object(
@@ -284,24 +288,38 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
         head: StackConfig, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?,
         to directory: String
     ) throws {
+        try copy(to: directory, skipping: [Bert.headDirectory]) { partial in
+            let headDir = Path.join(partial, Bert.headDirectory)
+            try Sys.mkdirs(headDir)
+            try head.write(into: headDir, tensors: tensors, normalizer: normalizer)
+        }
+    }
+
+    /// Copies this model's files (copies, not links: a published model must not change
+    /// when its source does) into `directory.partial/`, leaving out the top-level names
+    /// in `skipping`, writes the files in `writing`, lets `finish` add more, then renames
+    /// the whole into `directory`.
+    func copy(
+        to directory: String, skipping: Set<String>, writing: [String: [UInt8]] = [:],
+        finish: (String) throws -> Void = { _ in }
+    ) throws {
         let partial = directory + ".partial"
         try? Sys.removeTree(partial)
         try Sys.mkdirs(partial)
-        func copyTree(_ from: String, _ to: String) throws {
-            for name in try Sys.listDirectory(from) where name != Bert.headDirectory && !name.hasPrefix(".") {
+        func copyTree(_ from: String, _ to: String, top: Bool) throws {
+            for name in try Sys.listDirectory(from) where !name.hasPrefix(".") && !(top && skipping.contains(name)) {
                 let source = Path.join(from, name), target = Path.join(to, name)
                 if Sys.isDirectory(source) {
                     try Sys.mkdirs(target)
-                    try copyTree(source, target)
+                    try copyTree(source, target, top: false)
                 } else if Sys.isRegularFile(source) {
                     try Sys.writeFile(target, Sys.readFile(source, limit: 1 << 34))
                 }
             }
         }
-        try copyTree(path, partial)
-        let headDir = Path.join(partial, Bert.headDirectory)
-        try Sys.mkdirs(headDir)
-        try head.write(into: headDir, tensors: tensors, normalizer: normalizer)
+        try copyTree(path, partial, top: true)
+        for (name, bytes) in writing { try Sys.writeFile(Path.join(partial, name), bytes) }
+        try finish(partial)
         try? Sys.removeTree(directory)
         try Sys.rename(partial, directory)
     }

@@ -16,6 +16,9 @@ public final class BertEncoder: @unchecked Sendable {
         public var maxPositions = 512
         public var typeVocabSize = 2
         public var layerNormEps: Float = 1e-12
+        /// An int8 model (published by a `quantize` job): config.json's `quantization`
+        /// block; its weight matrices are stored as I8 (see `BertEncoder.MatrixInput`).
+        public var quantization: JSONValue?
 
         /// From config.json; only absolute positions and exact GELU are accepted.
         public init(json: JSONObject, source: String = "config.json") throws {
@@ -36,6 +39,7 @@ public final class BertEncoder: @unchecked Sendable {
             maxPositions = try int("max_position_embeddings", max: 1 << 17)
             typeVocabSize = try int("type_vocab_size", max: 1 << 10, default: 2)
             layerNormEps = Float(json["layer_norm_eps"]?.doubleValue ?? 1e-12)
+            quantization = json["quantization"]
             guard hidden % heads == 0 else {
                 throw QuernError(
                     .modelInvalid, "\(source): hidden_size \(hidden) is not a multiple of num_attention_heads \(heads)",
@@ -55,6 +59,33 @@ public final class BertEncoder: @unchecked Sendable {
     }
 
     public enum Pooling: String, Sendable { case mean, cls, max }
+
+    /// A layer's weight matrices grouped by the activations they read: each group's input
+    /// is quantized once (query, key and value share theirs). In an int8 model each
+    /// matrix `P.weight` is I8 with `P.weight_scale` (one per output channel); a
+    /// statically quantized input adds, under `layer prefix + rawValue`, `input_scale` and
+    /// `input_zero_point` (one each) and, when smoothed, `input_smoothing` (one divisor
+    /// per input channel, already multiplied into the matrices' columns).
+    public enum MatrixInput: String, CaseIterable, Sendable {
+        case attention = "attention.self"
+        case attentionOutput = "attention.output.dense"
+        case intermediate = "intermediate.dense"
+        case output = "output.dense"
+
+        /// The matrices (tensor name prefixes within a layer) that read this input.
+        public var matrices: [String] {
+            self == .attention ? ["attention.self.query", "attention.self.key", "attention.self.value"] : [rawValue]
+        }
+
+        /// Channels of the input.
+        public func width(_ c: Config) -> Int { self == .output ? c.intermediate : c.hidden }
+
+        public static func prefix(layer: Int) -> String { "encoder.layer.\(layer)." }
+    }
+
+    /// Sees a weight matrix group's input during a forward pass (calibration): layer,
+    /// group, `[rows, width]` values.
+    public typealias Observer = (Int, MatrixInput, UnsafePointer<Float>, Int) -> Void
 
     struct Layer {
         let qkv: LinearOperator
@@ -87,31 +118,62 @@ public final class BertEncoder: @unchecked Sendable {
         self.config = config
         self.pooling = pooling
         self.normalize = normalize
-        self.precision = precision
+        // A quantized model runs int8 whatever was asked: its fp32 weights are gone.
+        self.precision = config.quantization != nil ? .int8 : precision
         let h = config.hidden, inner = config.intermediate
         func t(_ name: String, _ shape: [Int]) throws -> Tensor { try weights.float32(name, shape: shape) }
         func norm(_ name: String) throws -> ([Float], [Float]) {
             (try t(name + ".weight", [h]).data, try t(name + ".bias", [h]).data)
+        }
+        /// A group's matrices stacked into one operator (query, key and value: one GEMM).
+        func matrix(_ layer: Int, _ input: MatrixInput, rows: Int) throws -> LinearOperator {
+            let p = MatrixInput.prefix(layer: layer), k = input.width(config)
+            guard config.quantization != nil else {
+                let data = try input.matrices.flatMap { try t(p + $0 + ".weight", [rows, k]).data }
+                return LinearOperator.choose(
+                    Tensor(shape: [rows * input.matrices.count, k], data: data), precision: precision)
+            }
+            var values: [Int8] = [], scales: [Float] = []
+            for m in input.matrices {
+                values += try weights.int8(p + m + ".weight", shape: [rows, k])
+                scales += try t(p + m + ".weight_scale", [rows]).data
+            }
+            guard scales.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw QuernError(.modelInvalid, "\(p + input.rawValue): a weight_scale is negative or not finite")
+            }
+            let q = QuantizedWeights(values: values, scales: scales, n: scales.count, k: k)
+            let g = p + input.rawValue
+            guard weights.has(g + ".input_scale") else { return LinearOperator.choose(q) }
+            let scale = try t(g + ".input_scale", [1]).data[0], zero = try t(g + ".input_zero_point", [1]).data[0]
+            guard scale > 0, scale.isFinite, zero >= 0, zero <= 255, zero == zero.rounded() else {
+                throw QuernError(
+                    .modelInvalid, "\(g): input_scale \(scale) / input_zero_point \(zero) are not a u8 range")
+            }
+            var smoothing: [Float]?
+            if weights.has(g + ".input_smoothing") {
+                smoothing = try t(g + ".input_smoothing", [k]).data
+                guard smoothing!.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                    throw QuernError(.modelInvalid, "\(g): input_smoothing holds a divisor that is not positive")
+                }
+            }
+            return .int8Static(q, QGEMM.InputRange(scale: scale, zeroPoint: Int32(zero), smoothing: smoothing))
         }
         words = try t("embeddings.word_embeddings.weight", [config.vocabSize, h])
         positions = try t("embeddings.position_embeddings.weight", [config.maxPositions, h])
         types = try t("embeddings.token_type_embeddings.weight", [config.typeVocabSize, h])
         embeddingNorm = try norm("embeddings.LayerNorm")
         layers = try (0..<config.layers).map { i in
-            let p = "encoder.layer.\(i)."
-            let q = try t(p + "attention.self.query.weight", [h, h]), k = try t(p + "attention.self.key.weight", [h, h])
-            let v = try t(p + "attention.self.value.weight", [h, h])
+            let p = MatrixInput.prefix(layer: i)
             let qkvBias = try ["query", "key", "value"].flatMap { try t(p + "attention.self.\($0).bias", [h]).data }
             return Layer(
-                qkv: LinearOperator.choose(
-                    Tensor(shape: [3 * h, h], data: q.data + k.data + v.data), precision: precision),
+                qkv: try matrix(i, .attention, rows: h),
                 qkvBias: qkvBias,
-                output: LinearOperator.choose(try t(p + "attention.output.dense.weight", [h, h]), precision: precision),
+                output: try matrix(i, .attentionOutput, rows: h),
                 outputBias: try t(p + "attention.output.dense.bias", [h]).data,
                 norm1: try norm(p + "attention.output.LayerNorm"),
-                up: LinearOperator.choose(try t(p + "intermediate.dense.weight", [inner, h]), precision: precision),
+                up: try matrix(i, .intermediate, rows: inner),
                 upBias: try t(p + "intermediate.dense.bias", [inner]).data,
-                down: LinearOperator.choose(try t(p + "output.dense.weight", [h, inner]), precision: precision),
+                down: try matrix(i, .output, rows: h),
                 downBias: try t(p + "output.dense.bias", [h]).data,
                 norm2: try norm(p + "output.LayerNorm"))
         }
@@ -150,7 +212,9 @@ public final class BertEncoder: @unchecked Sendable {
     /// Token states of unpadded sequences packed one after another, into `workspace.x`
     /// (`[tokens, hidden]`); returns where each sequence starts (and, last, the total).
     /// No row is padding, so no FLOP is spent on it and attention needs no mask.
-    public func hiddenStates(_ batch: [TokenSequence], workspace ws: Workspace, pool: ThreadPool = .shared) -> [Int] {
+    public func hiddenStates(
+        _ batch: [TokenSequence], workspace ws: Workspace, pool: ThreadPool = .shared, observe: Observer? = nil
+    ) -> [Int] {
         var offsets = [0]
         for e in batch { offsets.append(offsets.last! + e.ids.count) }
         let rows = offsets.last!, h = config.hidden
@@ -195,14 +259,18 @@ public final class BertEncoder: @unchecked Sendable {
                 op.apply(x, m: rows, bias: $0.baseAddress, activation: act, into: y, pool: pool)
             }
         }
-        for layer in layers {
+        for (i, layer) in layers.enumerated() {
+            observe?(i, .attention, ws.x, rows)
             linear(layer.qkv, ws.x, layer.qkvBias, .none, ws.qkv)
             Attention.sequences(
                 qkv: ws.qkv, offsets: offsets, heads: config.heads, headDim: h / config.heads, into: ws.context,
                 bf16: precision == .int8, pool: pool)
+            observe?(i, .attentionOutput, ws.context, rows)
             linear(layer.output, ws.context, layer.outputBias, .none, ws.projected)
             residualNorm(layer.norm1)
+            observe?(i, .intermediate, ws.x, rows)
             linear(layer.up, ws.x, layer.upBias, .gelu, ws.inner)
+            observe?(i, .output, ws.inner, rows)
             linear(layer.down, ws.inner, layer.downBias, .none, ws.projected)
             residualNorm(layer.norm2)
         }

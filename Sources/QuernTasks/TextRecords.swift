@@ -51,6 +51,33 @@ final class TextRecords {
         return (model.run(sequences, batchSize: batchSize, pool: pool), rows)
     }
 
+    /// Every record of a whole-input task's input, as `take` makes it; a record `take`
+    /// refuses (by throwing a QuernError) goes to the error file with that error, as do
+    /// undecodable ones. An input with nothing usable is an error.
+    static func readAll<T>(
+        _ manifest: Manifest, spec: RecordSpec, context: WholeInputContext, _ take: (Record) throws -> T
+    ) throws -> [T] {
+        let stream = try RecordStream(path: context.inputPath, spec: spec, limits: manifest.limits.stream)
+        var out: [T] = []
+        while let item = try stream.next() {
+            if context.shouldStop() { throw QuernError(.io, "stopped by signal while reading records") }
+            switch item {
+            case .record(let r):
+                do {
+                    out.append(try take(r))
+                } catch let e as QuernError {
+                    try context.errors.record(r, e)
+                }
+            case .failure(let f):
+                try context.errors.record(f)
+            }
+        }
+        guard !out.isEmpty else {
+            throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path")
+        }
+        return out
+    }
+
     /// Embeddings of plain texts, in passes of `window` (whole-input tasks).
     func embed(_ texts: [String], stop: () -> Bool) throws -> [Float] {
         var out: [Float] = []

@@ -166,6 +166,84 @@ extension EndToEnd {
             #expect(accuracy > 0 && accuracy <= 1)
         }
 
+        @Test("quantize a text encoder (static, smoothed): int8 model published, measured, and used by an embed job")
+        func quantizeEncoder() async throws {
+            let scratch = try Scratch("text-quantize")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            // The debdesc sample, with one record that has no text.
+            var lines = try Files.text(E2E.repoRoot + "/fixtures/text/debdesc-sample.jsonl")
+                .split(separator: "\n").map(String.init)
+            lines.insert(#"{"id": "no-text", "section": "admin"}"#, at: 7)
+            let input = scratch.file("texts.jsonl")
+            try Files.write(input, lines.joined(separator: "\n") + "\n")
+            try spool.drop(
+                "q.json",
+                try JSON.encode([
+                    "version": 1, "id": "q", "task": "quantize", "model": Self.embedder,
+                    "input": ["path": input, "id_field": "id"],
+                    "quantize": ["scheme": "static", "samples": 200, "smoothing": 0.8]
+                ]))
+            var run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
+            #expect(run.status == 0, "quantize: \(run)")
+            // A text input cannot calibrate a tabular model: failed, with the reason.
+            try spool.drop(
+                "mlp.json",
+                try JSON.encode([
+                    "version": 1, "id": "mlp", "task": "quantize", "model": E2E.model,
+                    "input": ["path": input, "format": "txt"]
+                ]))
+            run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(run.status != 0)
+            let failure = try Files.json(spool.job("failed", "mlp") + "/error.json")
+            #expect(JSON.string(failure, "field") == "input.format", "\(failure)")
+
+            let done = spool.job("done", "q")
+            #expect(Files.list(done) == ModelTransformTests.modelFiles)
+            let report = try Files.json(done + "/report.json")
+            #expect(JSON.string(report, "quantization.scheme") == "static")
+            #expect(JSON.int(report, "quantization.calibration_records") == 200)
+            #expect(JSON.int(report, "records.succeeded") == 300 && JSON.int(report, "records.failed") == 1)
+            #expect(JSON.string(report, "metrics.measured_on") == "held-out texts")
+            #expect(JSON.int(report, "metrics.measured_texts") == 100)
+            let mean = JSON.double(report, "metrics.cosine_mean") ?? 0,
+                worst = JSON.double(report, "metrics.cosine_min") ?? 0
+            #expect(mean >= 0.98 && worst >= 0.9 && worst <= mean && mean <= 1.000001, "cosine \(mean) / \(worst)")
+            let errors = try await JSON.lines(scratch.gunzip(done + "/errors.jsonl.gz"), what: "errors")
+            #expect(errors.map { $0["id"] as? String } == ["no-text"])
+            let config = try Files.json(done + "/model/config.json")
+            #expect(JSON.double(config, "quantization.smoothing") == 0.8)
+
+            // The int8 model embeds; its vectors stay near the fp32 model's.
+            for (id, model) in [("fp32", Self.embedder), ("int8", done + "/model")] {
+                try spool.drop(
+                    id + ".json",
+                    try JSON.encode([
+                        "version": 1, "id": id, "task": "embed", "model": model,
+                        "input": ["path": input, "id_field": "id"]
+                    ]))
+            }
+            run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(run.status == 0, "embed: \(run)")
+            let fp32 = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "fp32") + "/results.jsonl.gz"), what: "fp32")
+            let int8 = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "int8") + "/results.jsonl.gz"), what: "int8")
+            #expect(fp32.count == 300 && int8.count == 300)
+            var lowest = 1.0
+            for (a, b) in zip(fp32, int8) {
+                let x = Self.numbers(a["embedding"]), y = Self.numbers(b["embedding"])
+                let dot = zip(x, y).map(*).reduce(0, +)
+                lowest = min(
+                    lowest, dot / (x.map { $0 * $0 }.reduce(0, +) * y.map { $0 * $0 }.reduce(0, +)).squareRoot())
+            }
+            #expect(lowest >= 0.9, "worst cosine between the fp32 and int8 embed jobs \(lowest)")
+            let inspect = try await scratch.quern(["inspect", done + "/model"])
+            #expect(inspect.status == 0 && inspect.stdout.contains("static"), "\(inspect)")
+        }
+
         @Test("embed to NPY: float32 and int8 arrays in results.npy.gz, ids and rows (and scales) in results.jsonl.gz")
         func npyOutput() async throws {
             let scratch = try Scratch("text-npy")

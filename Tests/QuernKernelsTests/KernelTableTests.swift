@@ -312,9 +312,15 @@ struct KernelTableTests {
         t.quantizeRows(x, rows, k, k, &gotQ, k, &gotScale, &gotZero)
         s.quantizeRows(x, rows, k, k, &wantQ, k, &wantScale, &wantZero)
         #expect(gotQ == wantQ && gotScale == wantScale && gotZero == wantZero, "\(path) quantizeRows")
-        t.quantizeRowsFixed(x, rows, k, k, &gotQ, k, 2 / 255, 128)
-        s.quantizeRowsFixed(x, rows, k, k, &wantQ, k, 2 / 255, 128)
-        #expect(gotQ == wantQ, "\(path) quantizeRowsFixed")
+        // One multiplier for all columns, and a smoothing multiplier per column.
+        let flat = [Float](repeating: 255 / 2, count: k)
+        let smoothed = bits.floats(k, in: 0.25...4).map { 255 / 2 * $0 }
+        for inv in [flat, smoothed] {
+            t.quantizeRowsFixed(x, rows, k, k, &gotQ, k, inv, 128)
+            s.quantizeRowsFixed(x, rows, k, k, &wantQ, k, inv, 128)
+            #expect(gotQ == wantQ, "\(path) quantizeRowsFixed")
+        }
+        #expect(wantQ[0] == UInt8(max(0, min(255, Int32((x[0] * smoothed[0]).rounded(.toNearestOrEven)) + 128))))
     }
 
     @Test("norms, softmax and attention agree with the scalar ones", arguments: paths)

@@ -199,18 +199,7 @@ struct StaticQuantizationTests {
         let range = QGEMM.InputRange(lo: -1, hi: 1)
         #expect(range.zeroPoint == 128 || range.zeroPoint == 127)
         let exact = Reference.linear(Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: wf), bias: nil)
-        var outputs: [[Float]] = []
-        for isa in ISA.supported {
-            var y = [Float](repeating: .nan, count: m * n)
-            x.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    QGEMM.linear(
-                        xp.baseAddress!, m: m, w, bias: nil, into: yp.baseAddress!, input: range, isa: isa,
-                        pool: ThreadPool(threads: 2))
-                }
-            }
-            outputs.append(y)
-        }
+        let outputs = Self.everyPath(x, m: m, w, range)
         #expect(outputs.allSatisfy { $0 == outputs[0] })
         for i in 0..<m {
             for j in 0..<n {
@@ -222,6 +211,49 @@ struct StaticQuantizationTests {
                 }
                 #expect(abs(outputs[0][i * n + j] - exact.data[i * n + j]) <= bound * 1.01 + quantizedAbsoluteSlack)
             }
+        }
+    }
+
+    @Test(
+        "smoothing (x / s into the quantizer, W · s into the weights) keeps the product, and tames an outlier channel")
+    func smoothedRange() {
+        let (m, k, n) = (24, 64, 16)
+        var r = Rand(state: 91)
+        // Channel 5 carries values 40× the others': one static range for all channels
+        // leaves the rest a few steps of the grid.
+        let x = (0..<(m * k)).map { i in r.next() * (i % k == 5 ? 40 : 1) }
+        let wf = (0..<(n * k)).map { _ in r.next() }
+        let exact = Reference.linear(Tensor(shape: [m, k], data: x), Tensor(shape: [n, k], data: wf), bias: nil)
+        func error(_ smoothing: [Float]?) -> (Float, [[Float]]) {
+            let s = smoothing ?? [Float](repeating: 1, count: k)
+            let scaled = (0..<(n * k)).map { wf[$0] * s[$0 % k] }
+            let w = QuantizedWeights(quantizing: Tensor(shape: [n, k], data: scaled))
+            let divided = (0..<(m * k)).map { x[$0] / s[$0 % k] }
+            let range = QGEMM.InputRange(lo: divided.min()!, hi: divided.max()!, smoothing: smoothing)
+            let outputs = Self.everyPath(x, m: m, w, range)
+            let worst = zip(outputs[0], exact.data).map { abs($0 - $1) }.max()!
+            return (worst, outputs)
+        }
+        let (plain, _) = error(nil)
+        // SmoothQuant's α = 0.5: the outlier's range is split evenly between x and W.
+        let smoothing = (0..<k).map { p -> Float in p == 5 ? Float(40).squareRoot() : 1 }
+        let (smoothed, outputs) = error(smoothing)
+        #expect(outputs.allSatisfy { $0 == outputs[0] }, "every ISA path gives the same bytes")
+        #expect(smoothed < plain / 2, "smoothed worst error \(smoothed), plain \(plain)")
+    }
+
+    /// `x · wᵀ` through every supported ISA with a static range.
+    static func everyPath(_ x: [Float], m: Int, _ w: QuantizedWeights, _ range: QGEMM.InputRange) -> [[Float]] {
+        ISA.supported.map { isa in
+            var y = [Float](repeating: .nan, count: m * w.n)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    QGEMM.linear(
+                        xp.baseAddress!, m: m, w, bias: nil, into: yp.baseAddress!, input: range, isa: isa,
+                        pool: ThreadPool(threads: 2))
+                }
+            }
+            return y
         }
     }
 }

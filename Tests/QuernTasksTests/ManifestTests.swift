@@ -206,6 +206,12 @@ struct ManifestTests {
             $0["task"] = "prune"; $0["prune"] = ["sparsity": 1.0]
         },
         BadManifest("quantize scheme unknown", .invalidValue, "quantize.scheme") { $0["quantize"] = ["scheme": "fp8"] },
+        BadManifest("smoothing above 1", .invalidValue, "quantize.smoothing") {
+            $0["quantize"] = ["scheme": "static", "smoothing": 1.5]
+        },
+        BadManifest("smoothing with dynamic ranges", .invalidValue, "quantize.smoothing") {
+            $0["quantize"] = ["smoothing": 0.5]
+        },
         BadManifest("train optimizer unknown", .invalidValue, "train.optimizer") {
             $0["train"] = ["optimizer": "lion"]
         },

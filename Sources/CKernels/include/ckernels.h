@@ -126,12 +126,14 @@ void quern_quantize_rows_u8_scalar(const float *x, size_t m, size_t k, size_t ld
 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                  float *scale, int32_t *zero_point);
 
-// Static quantization (a range calibrated ahead of time): one scale and zero point for
-// every row; values outside the range saturate at 0 and 255.
+// Static quantization (a range calibrated ahead of time): q = clamp(round(x[p] ·
+// inv[p]) + zero_point, 0, 255) for every row, inv[p] being 1 / scale, or, with
+// SmoothQuant's per-channel smoothing, 1 / (scale · s[p]); values outside the range
+// saturate at 0 and 255.
 void quern_quantize_rows_u8_fixed_scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
-                                         float scale, int32_t zero_point);
+                                         const float *inv, int32_t zero_point);
 void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
-                                       float scale, int32_t zero_point);
+                                       const float *inv, int32_t zero_point);
 
 // Dequantizing epilogue: y[i][j] = act(rs[i]·cs[j]·(acc[i][j] − zp[i]·colsum[j]) + bias[j]).
 void quern_dequantize_avx2(const int32_t *acc, size_t ldacc, size_t m, size_t n, float *y, size_t ldy,

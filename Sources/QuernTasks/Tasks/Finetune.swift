@@ -234,26 +234,13 @@ struct Finetuner: WholeInputTask {
         StackConfig, RecordSet, cached: Bool
     ) {
         let manifest = job.manifest
-        let stream = try RecordStream(path: context.inputPath, spec: spec, limits: manifest.limits.stream)
-        var texts: [String] = [], names: [String] = []
-        while let item = try stream.next() {
-            if context.shouldStop() { throw QuernError(.io, "stopped by signal while reading records") }
-            switch item {
-            case .record(let r):
-                guard let text = r.text, let label = r.label else {
-                    try context.errors.record(
-                        r, QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label"))
-                    continue
-                }
-                texts.append(text)
-                names.append(label)
-            case .failure(let f):
-                try context.errors.record(f)
+        let labelled = try TextRecords.readAll(manifest, spec: spec, context: context) { r in
+            guard let text = r.text, let label = r.label else {
+                throw QuernError(.missingValue, r.text == nil ? "record has no text" : "record has no label")
             }
+            return (text, label)
         }
-        guard !texts.isEmpty else {
-            throw QuernError(.emptyInput, "the input holds no usable records", field: "input.path")
-        }
+        let texts = labelled.map(\.0), names = labelled.map(\.1)
         let classes = Array(Set(names)).sorted()
         guard classes.count >= 2 else {
             throw QuernError(

@@ -4,12 +4,14 @@ import QuernKernels
 import QuernModels
 import QuernNN
 
-/// `quantize`: post-training int8 of a layer-stack model. Every weight matrix becomes
-/// int8 per output channel (symmetric, [-127, 127]); activations are either quantized
-/// per row at run time (`dynamic`) or to one range per matrix input calibrated on the
-/// job's records (`static`: min-max, or percentiles that ignore outliers). Publishes the
-/// int8 model and reports its accuracy and speed next to the fp32 model's, measured on
-/// the same records.
+/// `quantize`: post-training int8 of a layer-stack model or a text encoder. Every
+/// weight matrix becomes int8 per output channel (symmetric, [-127, 127]); activations
+/// are either quantized per row at run time (`dynamic`) or to one range per matrix input
+/// calibrated on the job's records (`static`: min-max, or percentiles that ignore
+/// outliers; for text encoders optionally smoothed first, as SmoothQuant does).
+/// Publishes the int8 model and reports its fidelity (accuracy, or the cosine of its
+/// embeddings to the fp32 ones) and speed next to the fp32 model's, measured on the
+/// same records.
 public enum QuantizeTask: JobTask {
     public static let name = "quantize"
     public static let blocks: [any ManifestBlock.Type] = [Quantization.self]
@@ -23,6 +25,10 @@ public enum QuantizeTask: JobTask {
         public var percentile = 99.99
         /// Records used for calibration (the first ones of the input).
         public var samples = 2048
+        /// SmoothQuant's α for a text encoder's static ranges (nil: the default,
+        /// `defaultSmoothing`); 0 turns smoothing off.
+        public var smoothing: Double?
+        public static let defaultSmoothing = 0.8
 
         public init() {}
 
@@ -38,21 +44,142 @@ public enum QuantizeTask: JobTask {
                 percentile = p
             }
             samples = try q.int("samples", range: 1...10_000_000) ?? samples
+            if let a = try q.number("smoothing") {
+                guard a >= 0, a <= 1 else {
+                    throw QuernError(
+                        .invalidValue, "quantize.smoothing (SmoothQuant's alpha) must be in [0, 1], e.g. 0.5",
+                        field: "quantize.smoothing")
+                }
+                guard scheme == "static" else {
+                    throw QuernError(
+                        .invalidValue, "quantize.smoothing applies to static ranges; set quantize.scheme to \"static\"",
+                        field: "quantize.smoothing")
+                }
+                smoothing = a
+            }
         }
     }
 
     public static func check(_ m: Manifest) throws {
         _ = try m.modelField("an fp32 model directory")
-        if m.input.format == .txt {
-            throw QuernError(
-                .unsupportedFormat,
-                "task quantize needs feature records (csv, jsonl, npy or idx) to calibrate and measure on",
-                field: "input.format")
-        }
     }
 
     public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
-        .wholeInput(Quantizer(stack: try StackSource(job)))
+        let m = job.manifest
+        let model = try job.loadModel(precision: .fp32)
+        if let encoder = model.capability((any QuantizableEncoder).self) {
+            return .wholeInput(
+                EncoderQuantizer(job: job, encoder: encoder, spec: m.recordSpec(texts: true, labels: false)))
+        }
+        if m.input.format == .txt {
+            throw QuernError(
+                .unsupportedFormat,
+                "task quantize on a \(model.family) model needs feature records (csv, jsonl, npy or idx) to calibrate and measure on",
+                field: "input.format")
+        }
+        if m.block(Quantization.self).smoothing != nil {
+            throw QuernError(
+                .invalidValue,
+                "quantize.smoothing applies to text encoders; a \(model.family) model has no such option",
+                field: "quantize.smoothing")
+        }
+        return .wholeInput(Quantizer(stack: try StackSource(job)))
+    }
+}
+
+/// `quantize` on a text encoder: calibrates on the first texts (static), publishes the
+/// int8 model, then measures it against the fp32 one on the texts calibration did not
+/// see (or, when it saw them all, on those).
+struct EncoderQuantizer: WholeInputTask {
+    let job: TaskInputs
+    let encoder: any QuantizableEncoder
+    let spec: RecordSpec
+    var model: any Model { encoder }
+    var inputSize: Int? { nil }
+    /// Texts the fidelity and speed measurement runs on, at most.
+    static let measured = 4096
+
+    func run(_ context: WholeInputContext) throws -> WholeInputOutcome {
+        let manifest = job.manifest
+        let settings = manifest.block(QuantizeTask.Quantization.self)
+        if encoder.isQuantized {
+            throw QuernError(
+                .modelInvalid, "quantize works on fp32 models; this encoder is int8 already", field: "model")
+        }
+        let texts = try TextRecords.readAll(manifest, spec: spec, context: context) { r in
+            guard let t = r.text else { throw QuernError(.missingValue, "record has no text") }
+            return t
+        }
+        let tokenizer = encoder.makeTokenizer()
+        let calibrated = settings.scheme == "static" ? min(settings.samples, texts.count) : 0
+        var plan = EncoderQuantization()
+        plan.isStatic = settings.scheme == "static"
+        plan.method = RangeObserver.Method(rawValue: settings.calibration) ?? .minmax
+        plan.percentile = settings.percentile
+        plan.smoothing = settings.smoothing ?? QuantizeTask.Quantization.defaultSmoothing
+        context.progress(["stage": "calibrating", "texts": .int(Int64(calibrated))])
+        let block = try encoder.publishInt8(
+            plan, calibration: texts.prefix(calibrated).map { tokenizer.encode($0) }, batchSize: manifest.batchSize,
+            to: context.file("model"), pool: .shared, stop: context.shouldStop)
+
+        // Fidelity and speed on texts calibration did not see, else on those it did.
+        let heldOut = texts.count > calibrated ? Array(texts[calibrated...]) : texts
+        let sample = heldOut.prefix(Self.measured).map { tokenizer.encode($0) }
+        guard let int8 = try ModelRegistry.load(context.file("model")).capability((any TextEncoder).self) else {
+            throw QuernError(.internalError, "the published int8 model is not a text encoder")
+        }
+        context.progress(["stage": "measuring", "texts": .int(Int64(sample.count))])
+        func timed(_ m: any TextEncoder) -> (TextOutput, Double) {
+            let t0 = context.time.monotonic()
+            let out = m.run(sample, batchSize: manifest.batchSize, pool: .shared)
+            return (out, Double(sample.count) / max(context.time.monotonic() - t0, 1e-9))
+        }
+        let (before, fp32Speed) = timed(encoder), (after, int8Speed) = timed(int8)
+        let h = encoder.dimension
+        var cosines: [Double] = []
+        for i in 0..<sample.count {
+            var dot = 0.0, a = 0.0, b = 0.0
+            for d in 0..<h {
+                let x = Double(before.embeddings[i * h + d]), y = Double(after.embeddings[i * h + d])
+                dot += x * y
+                a += x * x
+                b += y * y
+            }
+            cosines.append(a > 0 && b > 0 ? dot / (a * b).squareRoot() : (a == b ? 1 : 0))
+        }
+        let mean = cosines.reduce(0, +) / Double(max(cosines.count, 1))
+
+        var report = Report(id: context.id, task: QuantizeTask.name)
+        report["model"] = Report.model(encoder, [("published", "model/")])
+        report["input"] = ["path": .string(context.inputPath), "format": .string(manifest.input.format.rawValue)]
+        report["records"] = Report.records(succeeded: texts.count, failed: context.errors.count)
+        var described = block
+        described["calibration_records"] = .int(Int64(calibrated))
+        report["quantization"] = .object(described)
+        var metrics = JSONObject()
+        metrics["measured_on"] = .string(texts.count > calibrated ? "held-out texts" : "the calibration texts")
+        metrics["measured_texts"] = .int(Int64(sample.count))
+        metrics["cosine_mean"] = .double(mean)
+        metrics["cosine_min"] = .double(cosines.min() ?? 1)
+        let outputs = before.scores.count / max(sample.count, 1)
+        if outputs > 1 {
+            func argmax(_ s: [Float], _ i: Int) -> Int {
+                (0..<outputs).max { s[i * outputs + $0] < s[i * outputs + $1] }!
+            }
+            let same = (0..<sample.count).filter { argmax(before.scores, $0) == argmax(after.scores, $0) }.count
+            metrics["top1_agreement"] = .double(Double(same) / Double(max(sample.count, 1)))
+        }
+        metrics["fp32_texts_per_second"] = .double(fp32Speed)
+        metrics["int8_texts_per_second"] = .double(int8Speed)
+        metrics["speedup"] = .double(int8Speed / max(fp32Speed, 1e-9))
+        metrics["fp32_bytes"] = .int(Int64(encoder.weights?.bytes ?? 0))
+        metrics["int8_bytes"] = .int(
+            Int64(Sys.fileSize(path: Path.join(context.file("model"), ModelFiles.weightsName))))
+        report["metrics"] = .object(metrics)
+        return .finished(
+            TaskResult(
+                report: report, published: ["model"],
+                summary: [("cosine_mean", .double(mean)), ("cosine_min", .double(cosines.min() ?? 1))]))
     }
 }
 
