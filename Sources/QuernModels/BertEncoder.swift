@@ -103,7 +103,10 @@ public final class BertEncoder: @unchecked Sendable {
     public let config: Config
     public var pooling: Pooling
     public var normalize: Bool
+    /// The word embeddings `[vocab, hidden]`: fp32, or in an int8 model int8 rows with
+    /// one symmetric scale each (the table is most of a small encoder's bytes).
     let words: Tensor
+    let wordsInt8: (values: [Int8], scales: [Float])?
     let positions: Tensor
     let types: Tensor
     let embeddingNorm: ([Float], [Float])
@@ -158,7 +161,18 @@ public final class BertEncoder: @unchecked Sendable {
             }
             return .int8Static(q, QGEMM.InputRange(scale: scale, zeroPoint: Int32(zero), smoothing: smoothing))
         }
-        words = try t("embeddings.word_embeddings.weight", [config.vocabSize, h])
+        let wordsName = "embeddings.word_embeddings.weight"
+        if config.quantization != nil && weights.dtype(wordsName) == "I8" {
+            let scales = try t("embeddings.word_embeddings.weight_scale", [config.vocabSize]).data
+            guard scales.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw QuernError(.modelInvalid, "embeddings.word_embeddings: a weight_scale is negative or not finite")
+            }
+            wordsInt8 = (try weights.int8(wordsName, shape: [config.vocabSize, h]), scales)
+            words = Tensor(shape: [0, h], data: [])
+        } else {
+            words = try t(wordsName, [config.vocabSize, h])
+            wordsInt8 = nil
+        }
         positions = try t("embeddings.position_embeddings.weight", [config.maxPositions, h])
         types = try t("embeddings.token_type_embeddings.weight", [config.typeVocabSize, h])
         embeddingNorm = try norm("embeddings.LayerNorm")
@@ -221,15 +235,24 @@ public final class BertEncoder: @unchecked Sendable {
         guard rows > 0 else { return offsets }
         ws.reserve(rows: rows, hidden: h, intermediate: config.intermediate)
         // Embeddings: word + position + type, then layer norm.
-        words.data.withUnsafeBufferPointer { w in
-            positions.data.withUnsafeBufferPointer { p in
-                types.data.withUnsafeBufferPointer { t in
-                    for (i, e) in batch.enumerated() {
-                        for (s, id) in e.ids.enumerated() {
-                            let row = ws.x + (offsets[i] + s) * h
-                            let wr = w.baseAddress! + Int(id) * h, pr = p.baseAddress! + s * h
-                            let tr = t.baseAddress! + Int(e.typeIDs.isEmpty ? 0 : e.typeIDs[s]) * h
-                            for d in 0..<h { row[d] = wr[d] + pr[d] + tr[d] }
+        positions.data.withUnsafeBufferPointer { p in
+            types.data.withUnsafeBufferPointer { t in
+                for (i, e) in batch.enumerated() {
+                    for (s, id) in e.ids.enumerated() {
+                        let row = ws.x + (offsets[i] + s) * h
+                        let pr = p.baseAddress! + s * h
+                        let tr = t.baseAddress! + Int(e.typeIDs.isEmpty ? 0 : e.typeIDs[s]) * h
+                        if let (values, scales) = wordsInt8 {
+                            let scale = scales[Int(id)]
+                            values.withUnsafeBufferPointer { q in
+                                let wr = q.baseAddress! + Int(id) * h
+                                for d in 0..<h { row[d] = Float(wr[d]) * scale + pr[d] + tr[d] }
+                            }
+                        } else {
+                            words.data.withUnsafeBufferPointer { w in
+                                let wr = w.baseAddress! + Int(id) * h
+                                for d in 0..<h { row[d] = wr[d] + pr[d] + tr[d] }
+                            }
                         }
                     }
                 }

@@ -141,6 +141,12 @@ extension BertModel: QuantizableEncoder {
                 if let s = r.smoothing { tensors[name + ".input_smoothing"] = ([k], .f32(s)) }
             }
         }
+        // The word embeddings as int8 rows, one scale each: a quarter of the table's bytes.
+        let wordsName = "embeddings.word_embeddings.weight"
+        let words = QuantizedWeights(quantizing: try source.float32(wordsName, shape: [c.vocabSize, c.hidden]))
+        tensors[wordsName] = ([c.vocabSize, c.hidden], .i8(words.values))
+        tensors["embeddings.word_embeddings.weight_scale"] = ([c.vocabSize], .f32(words.scales))
+        quantizedNames.insert(wordsName)
         for original in source.file.entries.keys.sorted() {
             let name = Bert.keyMap(original)
             guard !quantizedNames.contains(name), name != "embeddings.position_ids" else { continue }

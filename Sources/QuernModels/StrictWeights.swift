@@ -36,6 +36,9 @@ public struct StrictWeights {
     /// The stored shape of a tensor, without taking it.
     public func shape(_ name: String) -> [Int]? { names[name].flatMap { file.entries[$0]?.shape } }
 
+    /// The stored dtype of a tensor ("F32", "I8", ...), without taking it.
+    public func dtype(_ name: String) -> String? { names[name].flatMap { file.entries[$0]?.dtype } }
+
     /// A tensor as fp32, its shape checked against `shape`.
     public mutating func float32(_ name: String, shape: [Int]) throws -> Tensor {
         taken.insert(name)
