@@ -56,7 +56,8 @@ public struct EmbedBenchmark {
         let tokenizer = WordPieceTokenizer.Session(try WordPieceTokenizer.load(directory: model))
         var lines: [String] = []
         let needed = limit + longLimit * 25
-        for line in try Sys.readFile(corpus, limit: 1 << 32).split(separator: 0x0A) where lines.count < needed {
+        for line in try Sys.readFile(corpus, limit: 1 << 32).split(separator: 0x0A)
+        where lines.count < needed + Self.calibrationTexts {
             guard let t = try JSONParser.parse(Array(line)).objectValue?["text"]?.stringValue else { continue }
             lines.append(t)
         }
@@ -78,15 +79,38 @@ public struct EmbedBenchmark {
                 current = []
             }
         }
+        // Static int8 calibrates on lines past those the sets can use.
+        _ = try write("calibration", Array(lines.suffix(Self.calibrationTexts)))
         return [try write("short", Array(lines.prefix(limit))), try write("long", long)]
+    }
+
+    /// Texts the `int8-static` model is calibrated on.
+    static let calibrationTexts = 2048
+
+    /// The `int8-static` row's model: a `quantize` job's static (smoothed) int8 copy of
+    /// the model, calibrated on the calibration set.
+    func staticModel() throws -> String {
+        let manifest: JSONValue = [
+            "version": 1, "id": "bench", "task": "quantize", "model": .string(model),
+            "input": ["path": .string(Path.join(workdir, "calibration.jsonl"))],
+            "quantize": ["scheme": "static", "samples": .int(Int64(Self.calibrationTexts))]
+        ]
+        let spool = Path.join(workdir, "spool-quantize")
+        let (_, done) = try Self.job(quern: quern, spool: spool, manifest: manifest)
+        return Path.join(done, "model")
     }
 
     /// Runs one embed job in a fresh spool: texts per second from its report, and its
     /// vectors (NPY, input order) as `[rows][dim]`.
-    func quernRun(set path: String, precision: String, threads: Int) throws -> (rate: Double, vectors: [[Float]]) {
+    /// `int8-static` runs `staticModel`, the others `model` at that precision.
+    func quernRun(set path: String, precision: String, threads: Int, staticModel: String?) throws -> (
+        rate: Double, vectors: [[Float]]
+    ) {
+        let isStatic = precision == "int8-static"
         let manifest: JSONValue = [
-            "version": 1, "id": "bench", "task": "embed", "precision": .string(precision),
-            "model": .string(model), "input": ["path": .string(path)], "output": ["format": "npy"],
+            "version": 1, "id": "bench", "task": "embed", "precision": .string(isStatic ? "int8" : precision),
+            "model": .string(isStatic ? staticModel ?? model : model), "input": ["path": .string(path)],
+            "output": ["format": "npy"],
             "batch_size": .int(Int64(batchSize))
         ]
         let spool = Path.join(workdir, "spool-\(precision)-\(threads)")
@@ -174,9 +198,11 @@ public struct EmbedBenchmark {
                 : "target: fp32 >= 1.5x the faster onnxruntime fp32 graph, int8 >= 1.5x the faster dynamic-int8 graph, 1 and 2 threads (embed_anchors_plus.py is not set up: onnxruntime only)\n"
         )
         print(
-            "texts                 count  tokens/text  threads  precision  quern texts/s  best anchor texts/s (system)       ratio   quern cos mean/worst   anchor cos mean/worst"
+            "texts                 count  tokens/text  threads  precision    quern texts/s  best anchor texts/s (system)       ratio   quern cos mean/worst   anchor cos mean/worst"
         )
-        for set in try writeSets() {
+        let sets = try writeSets()
+        let quantized = precisions.contains("int8-static") ? try staticModel() : nil
+        for set in sets {
             for t in threads {
                 var rows: [JSONObject] = []
                 var reference: [[Float]]? = nil
@@ -205,8 +231,10 @@ public struct EmbedBenchmark {
                         }
                 }
                 for precision in precisions {
-                    let ours = try quernRun(set: set.path, precision: precision, threads: t)
-                    let best = rows.filter { $0["precision"]?.stringValue == precision && $0["error"] == nil }
+                    let ours = try quernRun(set: set.path, precision: precision, threads: t, staticModel: quantized)
+                    // int8-static is measured against the int8 anchors (OpenVINO's is static too).
+                    let kind = precision == "int8-static" ? "int8" : precision
+                    let best = rows.filter { $0["precision"]?.stringValue == kind && $0["error"] == nil }
                         .max { ($0["texts_per_s"]?.doubleValue ?? 0) < ($1["texts_per_s"]?.doubleValue ?? 0) }
                     let theirs = best?["texts_per_s"]?.doubleValue, system = best?["system"]?.stringValue ?? "-"
                     let label = set.name == "short" ? "corpus lines" : "joined, 50-250 tokens"
@@ -217,8 +245,9 @@ public struct EmbedBenchmark {
                     print(
                         label.padding(toLength: 21, withPad: " ", startingAt: 0)
                             + String(
-                                format: " %6d %12.1f %8d  %-9@ %14.1f ", set.count,
-                                Double(set.tokens) / Double(set.count), t, precision as NSString, ours.rate)
+                                format: " %6d %12.1f %8d  ", set.count, Double(set.tokens) / Double(set.count), t)
+                            + precision.padding(toLength: 11, withPad: " ", startingAt: 0)
+                            + String(format: " %12.1f ", ours.rate)
                             + (theirs.map {
                                 String(format: "%11.1f (%@)", $0, system as NSString)
                                     .padding(toLength: 34, withPad: " ", startingAt: 0)
@@ -233,6 +262,11 @@ public struct EmbedBenchmark {
         if plus {
             print(
                 "cosines against sentence-transformers fp32 (PyTorch) on the same texts; anchors' full tables in \(workdir)/anchors-*"
+            )
+        }
+        if quantized != nil {
+            print(
+                "int8-static: a quantize job's static, smoothed int8 model, calibrated on \(Self.calibrationTexts) other corpus lines"
             )
         }
     }

@@ -137,8 +137,11 @@ struct EmbedBench: ParsableCommand {
     var longLimit: Int = 4000
     @Option(help: "Thread counts, comma-separated (default: 1 and all cores).")
     var threads: String?
-    @Option(help: "Precisions, comma-separated.")
-    var precisions: String = "fp32,int8"
+    @Option(
+        help:
+            "Precisions, comma-separated: fp32, int8 (quantized at load), int8-static (a quantize job's static int8 model)."
+    )
+    var precisions: String = "fp32,int8,int8-static"
     @Option(help: "The job's batch_size.")
     var batchSize: Int = 64
     @Option(help: "Where to put the text sets and spools (default: a new directory under /tmp).")
