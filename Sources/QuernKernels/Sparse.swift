@@ -132,9 +132,9 @@ public struct BlockSparseWeights: Sendable {
 
     /// Below this fraction of blocks kept, the zmm vpdpbusd kernel beats AVX512-VNNI's
     /// dense zmm tile: `quern bench kernels` on Zen 5 (M = 1024–2048, one thread) gave
-    /// 0.62–0.95× dense at 0.5, 0.94–1.31× at 0.3, 1.15–1.57× at 0.2 and 1.32–2.32× at 0.1.
-    /// (The AVX2 kernels' threshold is in `LinearOperator.choose`.)
-    public static let zmmDensityThreshold = 0.25
+    /// 0.71–1.09× dense at 0.5, 1.35–1.58× at 0.3, 1.74–2.13× at 0.2 and 2.12–3.18× at
+    /// 0.1. (The AVX2 kernels' threshold is in `LinearOperator.choose`.)
+    public static let zmmDensityThreshold = 0.35
 
     public var blocks: Int { groups.count }
     /// Fraction of 1×4 blocks kept.
@@ -237,7 +237,7 @@ public enum SparseQGEMM {
                         blocks(
                             x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
                             layoutBytes: groupCount * block * 4
-                        ) { q, mb, width, layout, sums in
+                        ) { q, mb, layout in
                             let xt = layout.assumingMemoryBound(to: UInt32.self)
                             if w.k % 4 == 0 {
                                 // Whole quads: the packing is a 32-bit transpose of the rows.
@@ -247,9 +247,10 @@ public enum SparseQGEMM {
                             } else {
                                 quern_pack_quads_t(q, w.k, mb, w.k, groupCount, xt, block)
                             }
+                        } multiply: { layout, width, n0, n1, sums in
                             kernel(
-                                xt, block, width, rowptr.baseAddress!, groups.baseAddress, quads.baseAddress, 0, w.n,
-                                sums, block)
+                                layout.assumingMemoryBound(to: UInt32.self), block, width, rowptr.baseAddress!,
+                                groups.baseAddress, quads.baseAddress, n0, n1, sums, block)
                         }
                     }
                 }
@@ -265,13 +266,13 @@ public enum SparseQGEMM {
                         blocks(
                             x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
                             layoutBytes: pairCount * block * 4
-                        ) { q, mb, width, layout, sums in
-                            let xt = layout.assumingMemoryBound(to: UInt32.self)
-                            quern_pack_pairs_t(q, w.k, mb, w.k, pairCount, xt, block)
+                        ) { q, mb, layout in
+                            quern_pack_pairs_t(
+                                q, w.k, mb, w.k, pairCount, layout.assumingMemoryBound(to: UInt32.self), block)
+                        } multiply: { layout, width, n0, n1, sums in
                             kernel(
-                                xt, block, width, rowptr.baseAddress!, groups.baseAddress, lo.baseAddress,
-                                hi.baseAddress,
-                                0, w.n, sums, block)
+                                layout.assumingMemoryBound(to: UInt32.self), block, width, rowptr.baseAddress!,
+                                groups.baseAddress, lo.baseAddress, hi.baseAddress, n0, n1, sums, block)
                         }
                     }
                 }
@@ -292,26 +293,34 @@ public enum SparseQGEMM {
                     blocks(
                         x, m: m, w.dense, bias: bias, activation: activation, into: y, isa: isa, pool: pool,
                         layoutBytes: w.k * block * 2
-                    ) { q, mb, width, layout, sums in
-                        let xt = layout.assumingMemoryBound(to: Int16.self)
-                        quern_transpose_u8_i16(q, w.k, mb, w.k, xt, block)
+                    ) { q, mb, layout in
+                        quern_transpose_u8_i16(q, w.k, mb, w.k, layout.assumingMemoryBound(to: Int16.self), block)
+                    } multiply: { layout, width, n0, n1, sums in
                         kernel(
-                            xt, block, width, rowptr.baseAddress!, cols.baseAddress, pairs.baseAddress, 0, w.n, sums,
-                            block)
+                            layout.assumingMemoryBound(to: Int16.self), block, width, rowptr.baseAddress!,
+                            cols.baseAddress, pairs.baseAddress, n0, n1, sums, block)
                     }
                 }
             }
         }
     }
 
-    /// The shared driver. `sparse(q, mb, width, layout, sums)` lays out the block's mb u8
-    /// rows `q` in `layout` (layoutBytes, zeroed when width > mb) and writes the transposed
-    /// integer sums `[N][64]` of `width` columns (`SparseGEMM.kernelWidth`).
+    /// Output rows whose sums are finished at a time: their transposed sums (64 × 64
+    /// int32) and row-major copy stay in L1 between the kernel, the transpose and the
+    /// epilogue, where a whole matrix's (N × 64) would have gone out to L2 and back.
+    static let outputChunk = 64
+
+    /// The shared driver. `pack(q, mb, layout)` lays out the block's mb u8 rows `q` in
+    /// `layout` (layoutBytes, zeroed when the kernel width exceeds mb);
+    /// `multiply(layout, width, n0, n1, sums)` writes the transposed integer sums of
+    /// output rows [n0, n1) (row n at `sums + n·64`) over `width` columns
+    /// (`SparseGEMM.kernelWidth`).
     static func blocks(
         _ x: UnsafePointer<Float>, m: Int, _ dense: QuantizedWeights, bias: UnsafePointer<Float>?,
         activation: Activation, into y: UnsafeMutablePointer<Float>, isa: ISA, pool: ThreadPool,
         layoutBytes: Int,
-        sparse: (UnsafePointer<UInt8>, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) -> Void
+        pack: (UnsafePointer<UInt8>, Int, UnsafeMutableRawPointer) -> Void,
+        multiply: (UnsafeMutableRawPointer, Int, Int, Int, UnsafeMutablePointer<Int32>) -> Void
     ) {
         let k = dense.k, n = dense.n
         guard m > 0, n > 0 else { return }
@@ -321,8 +330,9 @@ public enum SparseQGEMM {
             let m0 = b * block, mb = min(block, m - m0)
             let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(mb * k, 1))
             let layout = UnsafeMutableRawPointer.allocate(byteCount: max(layoutBytes, 1), alignment: 64)
+            let chunk = outputChunk
             let sums = UnsafeMutablePointer<Int32>.allocate(capacity: n * block)
-            let acc = UnsafeMutablePointer<Int32>.allocate(capacity: mb * n)
+            let acc = UnsafeMutablePointer<Int32>.allocate(capacity: mb * chunk)
             let scale = UnsafeMutablePointer<Float>.allocate(capacity: mb)
             let zp = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
             defer {
@@ -332,13 +342,21 @@ public enum SparseQGEMM {
             let width = SparseGEMM.kernelWidth(rows: mb)
             if width > mb { layout.initializeMemory(as: UInt8.self, repeating: 0, count: max(layoutBytes, 1)) }
             quantize(x + m0 * k, mb, k, k, q, k, scale, zp)
-            sparse(q, mb, width, layout, sums)
-            // Back to row-major sums (the fp32 transpose only moves bits), then the same
-            // epilogue as dense int8.
-            transpose(UnsafePointer(OpaquePointer(sums)), block, n, mb, UnsafeMutablePointer(OpaquePointer(acc)), n)
-            dequantize(
-                acc, n, mb, n, y + m0 * n, n, scale, zp, dense.paddedScales.pointer, dense.colsum.pointer,
-                bias, activation.code)
+            pack(q, mb, layout)
+            var n0 = 0
+            while n0 < n {
+                let n1 = min(n, n0 + chunk)
+                multiply(layout, width, n0, n1, sums)
+                // Back to row-major sums (the fp32 transpose only moves bits), then the
+                // same epilogue as dense int8.
+                transpose(
+                    UnsafePointer(OpaquePointer(sums + n0 * block)), block, n1 - n0, mb,
+                    UnsafeMutablePointer(OpaquePointer(acc)), chunk)
+                dequantize(
+                    acc, chunk, mb, n1 - n0, y + m0 * n + n0, n, scale, zp, dense.paddedScales.pointer + n0,
+                    dense.colsum.pointer + n0, bias.map { $0 + n0 }, activation.code)
+                n0 = n1
+            }
         }
     }
 }
