@@ -9,6 +9,7 @@ final class CSVDecoder: LineDecoder {
     var header: [String]?
     var idCol: Int?, textCol: Int?, pairCol: Int?, labelCol: Int?
     var featureCols: [Int] = []
+    var carryCols: [Int] = []
 
     /// Splits one CSV record into fields; nil if its quoting is malformed.
     static func fields(_ b: UnsafeRawBufferPointer) -> [String]? {
@@ -62,6 +63,7 @@ final class CSVDecoder: LineDecoder {
         textCol = spec.wantsText ? try column(spec.textField, "input.text_field") : nil
         pairCol = spec.wantsText ? try column(spec.pairField, "input.pair_field") : nil
         labelCol = spec.wantsLabel ? try column(spec.labelField, "input.label_field") : nil
+        carryCols = try spec.carryFields.map { try column($0, "output.include_fields")! }
         if spec.wantsFeatures {
             if let cols = spec.featureColumns {
                 featureCols = try cols.map { try column($0, "input.feature_columns")! }
@@ -111,6 +113,7 @@ final class CSVDecoder: LineDecoder {
         var record = Record(index: index, id: id, member: member, line: line)
         if let c = textCol { record.text = fields[c] }
         if let c = pairCol { record.pair = fields[c] }
+        record.carried = carryCols.map { .string(fields[$0]) }
         if let c = labelCol {
             guard !fields[c].isEmpty else {
                 return failure(index, line, .missingValue, "the label column \"\(header[c])\" is empty", id: id)

@@ -5,6 +5,9 @@ final class JSONLDecoder: LineDecoder {
     let wanted: [[UInt8]]
     let idSlot: Int?, textSlot: Int?, pairSlot: Int?, labelSlot: Int?, featuresSlot: Int?
     let columnSlots: Range<Int>
+    /// The slot of each carried field: its own, or the one a field of the same name
+    /// already has (the text field may be carried too).
+    let carrySlots: [Int]
 
     override init(spec: RecordSpec, member: String, lines: LineSplitter) {
         var keys: [String] = []
@@ -22,6 +25,11 @@ final class JSONLDecoder: LineDecoder {
         let first = keys.count
         keys += columns
         columnSlots = first..<keys.count
+        carrySlots = spec.carryFields.map { name in
+            if let i = keys.firstIndex(of: name) { return i }
+            keys.append(name)
+            return keys.count - 1
+        }
         wanted = keys.map { Array($0.utf8) }
         super.init(spec: spec, member: member, lines: lines)
     }
@@ -49,6 +57,7 @@ final class JSONLDecoder: LineDecoder {
             id = str
         }
         var record = Record(index: index, id: id, member: member, line: line)
+        record.carried = carrySlots.map { values[$0] ?? .null }
         if spec.wantsObject {
             // The line parsed as a whole too: it was just scanned, so it is valid JSON.
             guard let object = (try? JSONParser.parse(Array(bytes)))?.objectValue else {

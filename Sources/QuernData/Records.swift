@@ -39,6 +39,9 @@ public struct RecordSpec: Sendable {
     /// JSONL: keep each record's whole object (`Record.object`), for tasks that read
     /// structured fields (chat messages, per-record options, OpenAI request bodies).
     public var wantsObject = false
+    /// JSONL fields or CSV columns copied into each result line (`output.include_fields`):
+    /// `Record.carried` holds their values in this order (null when a JSONL record lacks one).
+    public var carryFields: [String] = []
     public var wantsFeatures = false
     public var wantsLabel = false
     /// Applied to every feature of image formats (IDX, NPY): x·scale + offset, e.g.
@@ -110,6 +113,8 @@ public struct Record: Sendable {
     public var label: String?
     /// The record's JSON object, when the spec asks for it (JSONL).
     public var object: JSONObject?
+    /// The values of `RecordSpec.carryFields`, in order.
+    public var carried: [JSONValue] = []
 }
 
 /// A record that could not be read: it goes to the job's error file, the job goes on.

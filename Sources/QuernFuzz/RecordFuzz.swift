@@ -32,6 +32,7 @@ enum RecordFuzz {
         var texts = RecordSpec(format: .csv, idField: "id", textField: "text")
         texts.pairField = "pair"
         texts.wantsText = true
+        texts.carryFields = ["url", "text"]
         for spec in [features, texts] { decode(bytes, member: "data.csv", spec: spec) }
     }
 
@@ -39,6 +40,7 @@ enum RecordFuzz {
         var texts = RecordSpec(format: .jsonl, idField: "id", textField: "text", labelField: "label")
         texts.pairField = "pair"
         texts.wantsText = true
+        texts.carryFields = ["title", "text", "meta"]
         texts.wantsLabel = true
         var vectors = RecordSpec(format: .jsonl, labelField: "label", featuresField: "features")
         vectors.wantsFeatures = true
@@ -148,7 +150,7 @@ enum RecordFuzz {
             FuzzCheck.require(!r.id.isEmpty, "a record without an id")
             let features = r.features.map { String($0.bitPattern, radix: 16) }.joined(separator: ",")
             return
-                "record \(r.index) \(r.id) \(r.member):\(r.line) text=\(r.text ?? "-") pair=\(r.pair ?? "-") label=\(r.label ?? "-") [\(features)]"
+                "record \(r.index) \(r.id) \(r.member):\(r.line) text=\(r.text ?? "-") pair=\(r.pair ?? "-") label=\(r.label ?? "-") [\(features)] carried=\(r.carried.map { String(decoding: JSONWriter.compact($0), as: UTF8.self) })"
         case .failure(let f):
             FuzzCheck.require(f.error.code != .internalError, "\(f.member): internal_error: \(f.error.message)")
             return

@@ -15,6 +15,8 @@ final class RecordOutputs {
     let errors: RecordErrors
     let vectors: VectorOutput?
     var encoder: RowEncoder
+    /// `output.include_fields`: each record's `carried` values, written after the task's fields.
+    let includeFields: [String]
     private(set) var succeeded: Int
     /// Stream items fully written (records and bad records): where a resumed run starts.
     var consumed: Int
@@ -47,6 +49,7 @@ final class RecordOutputs {
                 resume: checkpoint?.vectors, dimension: checkpoint?.vectorDimension)
             : nil
         encoder = RowEncoder(format: format, header: checkpoint?.csvHeader)
+        includeFields = manifest.output.includeFields
         succeeded = checkpoint?.counts.succeeded ?? 0
         consumed = checkpoint?.consumed ?? 0
         resumes = (checkpoint?.resumes ?? -1) + 1
@@ -74,6 +77,7 @@ final class RecordOutputs {
     /// One window's outcomes in input order: rows to the results (formatted on all
     /// threads for JSONL), bad records to the error file.
     func write(_ batch: [Record], _ outcomes: [Result<ResultRow, QuernError>]) throws {
+        let outcomes = try included(batch, outcomes)
         let encoded = RowEncoder.jsonLinesInParallel(outcomes, encoder) ?? []
         for (i, (record, outcome)) in zip(batch, outcomes).enumerated() {
             switch outcome {
@@ -82,7 +86,7 @@ final class RecordOutputs {
                     try results.append(encoded[i])
                 } else {
                     if let vectors, case .floats(let v)? = row.fields.first?.1 {
-                        row.fields = try vectors.append(v, row: succeeded)
+                        row.fields = try vectors.append(v, row: succeeded) + row.fields.dropFirst()
                     }
                     try results.append(encoder.encode(row))
                 }
@@ -92,6 +96,28 @@ final class RecordOutputs {
             }
         }
         if let last = batch.last { consumed = last.index + 1 }
+    }
+
+    /// The rows with each record's `include_fields` values after the task's fields. A
+    /// name the task writes itself fails the job on its first row, naming both.
+    func included(_ batch: [Record], _ outcomes: [Result<ResultRow, QuernError>]) throws -> [Result<
+        ResultRow, QuernError
+    >] {
+        guard !includeFields.isEmpty else { return outcomes }
+        return try zip(batch, outcomes).map { record, outcome in
+            guard case .success(var row) = outcome else { return outcome }
+            for (name, value) in zip(includeFields, record.carried) {
+                if row.fields.contains(where: { $0.0 == name }) {
+                    throw QuernError(
+                        .invalidValue,
+                        "output.include_fields names \"\(name)\", which this task writes in every result line; leave it out or rename the input field",
+                        field: "output.include_fields")
+                }
+                // A string stays a plain CSV cell; anything else is its compact JSON.
+                row.fields.append((name, value.stringValue.map { .string($0) } ?? .json(value)))
+            }
+            return .success(row)
+        }
     }
 
     /// A bad record the stream itself reported.

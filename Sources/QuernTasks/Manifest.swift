@@ -84,6 +84,9 @@ public struct Manifest: Sendable {
         public var probabilities = true
         /// `format: npy`: the vectors' element type.
         public var dtype = VectorType.float32
+        /// Input fields (JSONL) or columns (CSV) copied into every result line, after the
+        /// task's own fields: SageMaker's `JoinSource`, Vertex's `included_fields`.
+        public var includeFields: [String] = []
 
         /// The `output` block; NPY only for tasks whose rows are vectors.
         mutating func decode(_ o: inout StrictObject, task: any JobTask.Type) throws {
@@ -97,6 +100,17 @@ public struct Manifest: Sendable {
             probabilities = try o.bool("probabilities") ?? true
             let type = try o.enumeration("dtype", VectorType.self)
             dtype = type ?? .float32
+            includeFields = try o.stringArray("include_fields") ?? []
+            for (i, name) in includeFields.enumerated() {
+                guard !name.isEmpty, name != "id", !includeFields[..<i].contains(name) else {
+                    throw QuernError(
+                        .invalidValue,
+                        name.isEmpty || name == "id"
+                            ? "output.include_fields cannot name \"\(name)\": every result line has its id already"
+                            : "output.include_fields names \"\(name)\" twice",
+                        field: "output.include_fields")
+                }
+            }
             try o.finish()
             if format == .npy && !task.writesVectors {
                 let vectorTasks = TaskRegistry.tasks.filter { $0.writesVectors }.map { $0.name }.joined(separator: ", ")
@@ -230,6 +244,19 @@ public struct Manifest: Sendable {
         var output = Output()
         output.compressionLevel = task.defaultCompressionLevel
         if var o = try d.object("output") { try output.decode(&o, task: task) }
+        if !output.includeFields.isEmpty {
+            guard input.format == .jsonl || input.format == .csv else {
+                throw QuernError(
+                    .invalidValue,
+                    "output.include_fields copies JSON Lines fields or CSV columns; input.format is \(input.format.rawValue)",
+                    field: "output.include_fields")
+            }
+            guard !task.readsWholeInput else {
+                throw QuernError(
+                    .invalidValue, "output.include_fields applies to tasks that write a line per record, not \(name)",
+                    field: "output.include_fields")
+            }
+        }
         var limits = Limits()
         if var l = try d.object("limits") { try limits.decode(&l) }
         let blocks = try decodeBlocks(&d, task: task)
@@ -314,6 +341,7 @@ public struct Manifest: Sendable {
             featuresField: input.featuresField, featureColumns: input.featureColumns)
         s.featureScale = Float(input.scale)
         s.featureOffset = Float(input.offset)
+        s.carryFields = output.includeFields
         s.wantsLabel = labels
         if texts {
             s.wantsText = true

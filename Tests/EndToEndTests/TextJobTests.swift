@@ -244,6 +244,72 @@ extension EndToEnd {
             #expect(inspect.status == 0 && inspect.stdout.contains("static"), "\(inspect)")
         }
 
+        @Test(
+            "output.include_fields: embed (JSONL and NPY) and predict (CSV) carry input fields; a name the task writes fails"
+        )
+        func includeFields() async throws {
+            let scratch = try Scratch("text-include")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let cases = try Self.singles().prefix(4)
+            var lines = cases.enumerated().map { i, c in
+                Self.line(["id": "t\(i)", "text": c["text"]!, "title": "T\(i)", "meta": ["rank": i, "tags": ["a"]]])
+            }
+            lines[2] = Self.line(["id": "t2", "text": cases[2]["text"]!])  // no title, no meta
+            let jsonl = scratch.file("texts.jsonl")
+            try Files.write(jsonl, lines.joined(separator: "\n") + "\n")
+            let csv = scratch.file("texts.csv")
+            try Files.write(
+                csv,
+                "id,text,url\n"
+                    + cases.enumerated().map { i, c in
+                        "t\(i),\"\((c["text"] as! String).replacingOccurrences(of: "\"", with: "\"\""))\",http://e/\(i)"
+                    }.joined(separator: "\n")
+                    + "\n")
+            for (id, task, model, input, output) in [
+                ("embed", "embed", Self.embedder, jsonl, ["include_fields": ["title", "meta"]]),
+                ("npy", "embed", Self.embedder, jsonl, ["format": "npy", "include_fields": ["title"]]),
+                ("predict", "predict", Self.classifier, csv, ["include_fields": ["url"]])
+            ] as [(String, String, String, String, [String: Any])] {
+                try spool.drop(
+                    id + ".json",
+                    try JSON.encode([
+                        "version": 1, "id": id, "task": task, "model": model,
+                        "input": ["path": input, "id_field": "id"], "output": output
+                    ]))
+            }
+            var run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
+            #expect(run.status == 0, "\(run)")
+            func results(_ id: String) async throws -> [[String: Any]] {
+                try await JSON.lines(scratch.gunzip(spool.job("done", id) + "/results.jsonl.gz"), what: id)
+            }
+            let embedded = try await results("embed")
+            #expect(embedded.map { $0["title"] as? String } == ["T0", "T1", nil, "T3"])
+            #expect(embedded[2].keys.contains("title") && embedded[2]["title"] is NSNull)
+            #expect(((embedded[1]["meta"] as? [String: Any])?["rank"] as? NSNumber)?.intValue == 1)
+            #expect(Self.numbers(embedded[0]["embedding"]).count == 32)
+            let rows = try await results("npy")
+            #expect(rows.map { ($0["row"] as? NSNumber)?.intValue } == [0, 1, 2, 3])
+            #expect(rows.map { $0["title"] as? String } == ["T0", "T1", nil, "T3"])
+            let predicted = try await results("predict")
+            #expect(predicted.map { $0["url"] as? String } == (0..<4).map { "http://e/\($0)" })
+            #expect(predicted.allSatisfy { $0["label"] is String })
+
+            // "embedding" is the embed task's own field.
+            try spool.drop(
+                "clash.json",
+                try JSON.encode([
+                    "version": 1, "id": "clash", "task": "embed", "model": Self.embedder,
+                    "input": ["path": jsonl, "id_field": "id"], "output": ["include_fields": ["embedding"]]
+                ]))
+            run = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(run.status != 0)
+            let error = try Files.json(spool.job("failed", "clash") + "/error.json")
+            #expect(JSON.string(error, "field") == "output.include_fields", "\(error)")
+        }
+
         @Test("embed to NPY: float32 and int8 arrays in results.npy.gz, ids and rows (and scales) in results.jsonl.gz")
         func npyOutput() async throws {
             let scratch = try Scratch("text-npy")

@@ -59,6 +59,23 @@ struct CSVTests {
         #expect(labelled?.id == "x")
     }
 
+    @Test("carried columns as strings; one the header lacks stops the stream naming output.include_fields")
+    func carriedColumns() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let path = try tmp.write("t.csv", "id,a,url\nx,1,\"http://e/1,2\"\ny,2,\n")
+        var s = spec(.csv, columns: ["a"])
+        s.carryFields = ["url", "a"]
+        #expect(
+            records(path, s).records.map(\.carried) == [
+                [.string("http://e/1,2"), .string("1")], [.string(""), .string("2")]
+            ])
+        s.carryFields = ["title"]
+        let e = drain(path, s).error as? QuernError
+        #expect(
+            e?.field == "output.include_fields" && e?.message.contains("\"title\"") == true, "\(String(describing: e))")
+    }
+
     @Test func crlfLineEndings() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }

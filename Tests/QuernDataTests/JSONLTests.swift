@@ -120,6 +120,28 @@ struct JSONLTests {
         #expect(d.ids == ["a", "b", "c", "d", "e"], "failures after the id is known carry it")
     }
 
+    @Test("carried fields keep their JSON values, null when a record lacks one; the text field can be one")
+    func carriedFields() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let path = try tmp.write(
+            "d.jsonl",
+            """
+            {"id":"a","text":"x","title":"T","meta":{"n":[1,2]},"score":0.5}
+            {"id":"b","text":"y","score":null}
+            """)
+        var s = spec(.jsonl, text: "text")
+        s.wantsFeatures = false
+        s.carryFields = ["title", "meta", "score", "text"]
+        let d = records(path, s)
+        #expect(d.records.count == 2)
+        #expect(
+            d.records[0].carried == [
+                .string("T"), .object(JSONObject([("n", .array([.int(1), .int(2)]))])), .double(0.5), .string("x")
+            ])
+        #expect(d.records[1].carried == [.null, .null, .null, .string("y")])
+    }
+
     @Test func emptyFilesHaveNoRecords() throws {
         let tmp = try TempDir()
         defer { tmp.remove() }

@@ -231,6 +231,21 @@ struct ManifestTests {
         BadManifest("dtype without npy", .invalidValue, "output.dtype") {
             $0["task"] = "embed"; $0["output"] = ["dtype": "int8"]
         },
+        BadManifest("include_fields naming id", .invalidValue, "output.include_fields") {
+            $0["output"] = ["include_fields": ["title", "id"]]
+        },
+        BadManifest("include_fields twice", .invalidValue, "output.include_fields") {
+            $0["output"] = ["include_fields": ["title", "title"]]
+        },
+        BadManifest("include_fields empty", .invalidType, "output.include_fields") {
+            $0["output"] = ["include_fields": []]
+        },
+        BadManifest("include_fields on txt", .invalidValue, "output.include_fields") {
+            $0["task"] = "embed"; setInput(&$0, "format", "txt"); $0["output"] = ["include_fields": ["a"]]
+        },
+        BadManifest("include_fields on a whole-input task", .invalidValue, "output.include_fields") {
+            $0["task"] = "finetune"; $0["output"] = ["include_fields": ["a"]]
+        },
         BadManifest("not JSON", .invalidJSON, nil, text: "{\n  \"version\": 1,\n  \"task\": predict\n}"),
         BadManifest("trailing comma", .invalidJSON, nil, text: "{\"version\": 1,}"),
         BadManifest("not an object", .invalidType, nil, text: "[1, 2]")
