@@ -27,10 +27,13 @@ public struct StrictObject {
         QuernError(.invalidType, "\"\(field(key))\" must be \(expected), not \(got.typeName)", field: field(key))
     }
 
-    public mutating func string(_ key: String, required: Bool = false) throws -> String? {
+    /// A string, empty only when `allowEmpty` (most settings mean nothing when empty).
+    public mutating func string(_ key: String, required: Bool = false, allowEmpty: Bool = false) throws -> String? {
         guard let v = try take(key, required: required) else { return nil }
         guard let s = v.stringValue else { throw typeError(key, "a string", v) }
-        if s.isEmpty { throw QuernError(.invalidValue, "\"\(field(key))\" must not be empty", field: field(key)) }
+        if s.isEmpty && !allowEmpty {
+            throw QuernError(.invalidValue, "\"\(field(key))\" must not be empty", field: field(key))
+        }
         return s
     }
 

@@ -55,8 +55,9 @@ public enum Bert: ModelFamily {
             }
         }
         // Without 1_Pooling, mean pooling: what sentence-transformers gives a plain checkpoint.
-        var pooling = BertEncoder.Pooling.mean
+        var pooling = BertEncoder.Pooling.mean, poolsPrompt = true
         if let p = try object(Path.join(poolingPath, "config.json")) {
+            poolsPrompt = p["include_prompt"]?.boolValue ?? true
             let modes = p.keys.filter { $0.hasPrefix("pooling_mode_") && p[$0]?.boolValue == true }.sorted()
             let known: [String: BertEncoder.Pooling] = [
                 "pooling_mode_mean_tokens": .mean, "pooling_mode_cls_token": .cls,
@@ -124,9 +125,26 @@ public enum Bert: ModelFamily {
         // Older transformers saved the position ids, a constant buffer.
         weights.ignore { $0 == "embeddings.position_ids" }
         try weights.finish()
-        return BertModel(
+        let model = BertModel(
             path: path, encoder: encoder, tokenizer: tokenizer, maxLength: length, head: head, labels: labels,
             weights: digest)
+        model.poolsPrompt = poolsPrompt
+        // sentence-transformers' prompts: {"prompts": {"query": "query: ", ...}, "default_prompt_name": ...}.
+        if let st = try object("config_sentence_transformers.json") {
+            if let p = st["prompts"] {
+                guard let o = p.objectValue, o.keys.allSatisfy({ o[$0]?.stringValue != nil }) else {
+                    throw fail("config_sentence_transformers.json: prompts must map names to strings")
+                }
+                model.prompts = Dictionary(uniqueKeysWithValues: o.keys.map { ($0, o[$0]!.stringValue!) })
+            }
+            if let d = st["default_prompt_name"], d != .null {
+                guard let name = d.stringValue, model.prompts[name] != nil else {
+                    throw fail("config_sentence_transformers.json: default_prompt_name \(d) is not one of its prompts")
+                }
+                model.defaultPromptName = name
+            }
+        }
+        return model
     }
 }
 
@@ -150,6 +168,9 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     /// Class names by head output; empty without a head (or for a regression head).
     public let labels: [String]
     public let weights: WeightsDigest?
+    public internal(set) var prompts: [String: String] = [:]
+    public internal(set) var defaultPromptName: String?
+    public internal(set) var poolsPrompt = true
     public var family: String { Bert.modelType }
     public var dimension: Int { encoder.config.hidden }
     public var outputs: Int {

@@ -63,11 +63,23 @@ public protocol TextEncoder: Model {
     /// Runs sequences in passes of at most `batchSize`: pooled embeddings
     /// `[n, dimension]` and head scores `[n, outputs]`, in the order given.
     func run(_ sequences: [TokenSequence], batchSize: Int, pool: ThreadPool) -> TextOutput
+    /// sentence-transformers' prompts (`config_sentence_transformers.json`): name → the
+    /// text put before each input ("query: "), and the one to use when a job names none.
+    var prompts: [String: String] { get }
+    var defaultPromptName: String? { get }
+    /// False when the pooling leaves the prompt's tokens out (`include_prompt: false`).
+    var poolsPrompt: Bool { get }
     /// Publishes a copy of this encoder in `directory` (built whole, then renamed into
     /// place) with `head` as its pooled-embedding classification head.
     func publish(
         head: StackConfig, tensors: [String: ([Int], TensorData)], normalizer: ([Float], [Float])?,
         to directory: String) throws
+}
+
+extension TextEncoder {
+    public var prompts: [String: String] { [:] }
+    public var defaultPromptName: String? { nil }
+    public var poolsPrompt: Bool { true }
 }
 
 /// A text encoder with a classification or regression head: `predict` and `evaluate`

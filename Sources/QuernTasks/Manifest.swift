@@ -173,6 +173,11 @@ public struct Manifest: Sendable {
     /// Text models: tokens per sequence, specials included (default: the model's own,
     /// e.g. sentence_bert_config.json's max_seq_length).
     public var maxLength: Int?
+    /// Text encoders: the text put before every input, named from the model's
+    /// sentence-transformers prompts (`prompt_name`) or given (`prompt`); without either,
+    /// the model's default prompt if it has one.
+    public var promptName: String?
+    public var prompt: String?
     /// The task's blocks that the manifest gave, decoded and checked, by key.
     var blocks: [String: any ManifestBlock]
     /// The manifest as received, for provenance.
@@ -261,11 +266,19 @@ public struct Manifest: Sendable {
         if var l = try d.object("limits") { try limits.decode(&l) }
         let blocks = try decodeBlocks(&d, task: task)
         let maxLength = try d.int("max_length", range: 2...65536)
+        let promptName = try d.string("prompt_name"), prompt = try d.string("prompt", allowEmpty: true)
+        if promptName != nil && prompt != nil {
+            throw QuernError(
+                .invalidValue, "give prompt_name (one of the model's prompts) or prompt (the text itself), not both",
+                field: "prompt")
+        }
         try d.finish()
 
-        let m = Manifest(
+        var m = Manifest(
             version: 1, id: id, task: task, model: model, precision: precision, input: input, batchSize: batchSize,
             output: output, limits: limits, maxLength: maxLength, blocks: blocks, raw: root)
+        m.promptName = promptName
+        m.prompt = prompt
         try task.check(m)
         return m
     }

@@ -10,12 +10,46 @@ final class TextRecords {
     let tokenizer: any TextTokenizer
     let batchSize: Int
     let pool: ThreadPool
+    /// Put before every single text (not before sentence pairs, which cross-encoders
+    /// read as they are): see `prompt(_:_:)`.
+    let prompt: String
 
-    init(model: any TextEncoder, batchSize: Int, pool: ThreadPool = .shared) {
+    init(model: any TextEncoder, batchSize: Int, prompt: String = "", pool: ThreadPool = .shared) {
         self.model = model
         tokenizer = model.makeTokenizer()
         self.batchSize = batchSize
+        self.prompt = prompt
         self.pool = pool
+    }
+
+    /// The records of `manifest` for `model`, prompted as the manifest and the model say.
+    convenience init(_ manifest: Manifest, model: any TextEncoder) throws {
+        self.init(model: model, batchSize: manifest.batchSize, prompt: try Self.prompt(manifest, model))
+    }
+
+    /// The job's prompt: `prompt` as given, the model's prompt named `prompt_name`, else
+    /// the model's default prompt, else none: what sentence-transformers' `encode` does.
+    static func prompt(_ manifest: Manifest, _ model: any TextEncoder) throws -> String {
+        var text = manifest.prompt ?? ""
+        if let name = manifest.promptName ?? (manifest.prompt == nil ? model.defaultPromptName : nil) {
+            guard let p = model.prompts[name] else {
+                let known = model.prompts.keys.sorted()
+                throw QuernError(
+                    .invalidValue,
+                    known.isEmpty
+                        ? "prompt_name \"\(name)\": this model has no prompts (config_sentence_transformers.json); give the text as \"prompt\""
+                        : "prompt_name \"\(name)\" is not one of this model's prompts: \(known.joined(separator: ", "))",
+                    field: "prompt_name")
+            }
+            text = p
+        }
+        if !text.isEmpty && !model.poolsPrompt {
+            throw QuernError(
+                .invalidValue,
+                "this model's pooling leaves the prompt's tokens out (include_prompt: false), which Quern does not support",
+                field: manifest.promptName != nil ? "prompt_name" : "prompt")
+        }
+        return text
     }
 
     /// Records to hand to a task at a time: enough passes for every thread to run whole
@@ -34,7 +68,7 @@ final class TextRecords {
             }
             return .success(tokenizer.encode(text, b))
         }
-        return .success(tokenizer.encode(text))
+        return .success(tokenizer.encode(prompt + text))
     }
 
     /// Encodes and runs the records: the model's output and, per record, its row in that
@@ -84,7 +118,7 @@ final class TextRecords {
         out.reserveCapacity(texts.count * model.dimension)
         for start in stride(from: 0, to: texts.count, by: window) {
             if stop() { throw QuernError(.io, "stopped by signal while computing embeddings") }
-            let sequences = texts[start..<min(start + window, texts.count)].map { tokenizer.encode($0) }
+            let sequences = texts[start..<min(start + window, texts.count)].map { tokenizer.encode(prompt + $0) }
             out += model.run(sequences, batchSize: batchSize, pool: pool).embeddings
         }
         return out

@@ -310,6 +310,62 @@ extension EndToEnd {
             #expect(JSON.string(error, "field") == "output.include_fields", "\(error)")
         }
 
+        @Test(
+            "prompts: the model's default, prompt_name, a literal prompt and \"\" embed prompt + text; unknown names fail"
+        )
+        func prompts() async throws {
+            let scratch = try Scratch("text-prompts")
+            defer { scratch.remove() }
+            let model = scratch.file("e5-like")
+            try await scratch.sh("cp -r '\(Self.embedder)' '\(model)'")
+            try Files.write(
+                model + "/config_sentence_transformers.json",
+                #"{"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": "query"}"#)
+            let spool = try SpoolDir(scratch.file("spool"))
+            let cases = try Self.singles().prefix(5).map { $0["text"] as! String }
+            func write(_ name: String, _ prefix: String) throws -> String {
+                let path = scratch.file(name)
+                try Files.write(
+                    path,
+                    cases.enumerated().map { Self.line(["id": "t\($0)", "text": prefix + $1]) }.joined(separator: "\n")
+                        + "\n")
+                return path
+            }
+            let plain = try write("plain.jsonl", ""), query = try write("query.jsonl", "query: ")
+            let passage = try write("passage.jsonl", "passage: ")
+            for (id, input, extra) in [
+                ("default", plain, [String: Any]()), ("named", plain, ["prompt_name": "passage"]),
+                ("literal", plain, ["prompt": "passage: "]), ("query-text", query, ["prompt": ""]),
+                ("passage-text", passage, ["prompt": ""]), ("unknown", plain, ["prompt_name": "document"])
+            ] as [(String, String, [String: Any])] {
+                var m: [String: Any] = [
+                    "version": 1, "id": id, "task": "embed", "model": model, "input": ["path": input, "id_field": "id"]
+                ]
+                for (k, v) in extra { m[k] = v }
+                try spool.drop(id + ".json", try JSON.encode(m))
+            }
+            let run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
+            #expect(run.status != 0, "the unknown prompt name fails")
+            func vectors(_ id: String) async throws -> [[Double]] {
+                try await JSON.lines(scratch.gunzip(spool.job("done", id) + "/results.jsonl.gz"), what: id).map {
+                    Self.numbers($0["embedding"])
+                }
+            }
+            let byDefault = try await vectors("default"), queryText = try await vectors("query-text")
+            #expect(byDefault == queryText)
+            let passageText = try await vectors("passage-text")
+            #expect(try await vectors("named") == passageText)
+            #expect(try await vectors("literal") == passageText)
+            #expect(byDefault != passageText)
+            let report = try Files.json(spool.job("done", "named") + "/report.json")
+            #expect(JSON.string(report, "metrics.prompt") == "passage: ", "\(report)")
+            let error = try Files.json(spool.job("failed", "unknown") + "/error.json")
+            #expect(JSON.string(error, "field") == "prompt_name")
+            #expect((JSON.string(error, "message") ?? "").contains("passage, query"), "\(error)")
+        }
+
         @Test("embed to NPY: float32 and int8 arrays in results.npy.gz, ids and rows (and scales) in results.jsonl.gz")
         func npyOutput() async throws {
             let scratch = try Scratch("text-npy")

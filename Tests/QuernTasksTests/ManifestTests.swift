@@ -231,6 +231,9 @@ struct ManifestTests {
         BadManifest("dtype without npy", .invalidValue, "output.dtype") {
             $0["task"] = "embed"; $0["output"] = ["dtype": "int8"]
         },
+        BadManifest("prompt and prompt_name", .invalidValue, "prompt") {
+            $0["task"] = "embed"; $0["prompt"] = "query: "; $0["prompt_name"] = "query"
+        },
         BadManifest("include_fields naming id", .invalidValue, "output.include_fields") {
             $0["output"] = ["include_fields": ["title", "id"]]
         },

@@ -56,7 +56,7 @@ public enum EmbedTask: JobTask {
         }
         return .records(
             Embedder(
-                model: model, spec: spec, texts: TextRecords(model: encoder, batchSize: m.batchSize),
+                model: model, spec: spec, texts: try TextRecords(m, model: encoder),
                 openAI: m.input.format == .openaiBatch ? Path.basename(job.modelPath) : nil))
     }
 }
@@ -163,6 +163,10 @@ final class Embedder: RecordTask {
     var state: JSONValue { .null }
     func restore(_ state: JSONValue) throws {}
     func metrics() -> JSONValue? {
-        ["dimension": .int(Int64(texts.model.dimension)), "max_length": .int(Int64(texts.model.maxLength))]
+        var o = JSONObject([
+            ("dimension", .int(Int64(texts.model.dimension))), ("max_length", .int(Int64(texts.model.maxLength)))
+        ])
+        if !texts.prompt.isEmpty { o["prompt"] = .string(texts.prompt) }
+        return .object(o)
     }
 }

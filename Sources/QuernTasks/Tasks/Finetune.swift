@@ -264,7 +264,7 @@ struct Finetuner: WholeInputTask {
             cached = true
             context.log.log(.info, "embeddings from the job's cache", [("records", .int(Int64(texts.count)))])
         } else {
-            out.inputs = try TextRecords(model: encoder, batchSize: manifest.batchSize).embed(
+            out.inputs = try TextRecords(manifest, model: encoder).embed(
                 texts, stop: context.shouldStop)
             try Sys.writeFileAtomically(
                 cachePath,

@@ -90,7 +90,7 @@ final class Predictor: RecordTask {
                 "\(job.modelPath) has no classification head; embed or score with it, or train a head with a finetune job",
                 field: "model")
         }
-        let texts = TextRecords(model: encoder, batchSize: m.batchSize)
+        let texts = try TextRecords(m, model: encoder)
         let pairs = m.input.pairField != nil
         let c = classifier.outputs
         return Predictor(

@@ -110,7 +110,7 @@ struct EncoderQuantizer: WholeInputTask {
             guard let t = r.text else { throw QuernError(.missingValue, "record has no text") }
             return t
         }
-        let tokenizer = encoder.makeTokenizer()
+        let tokenizer = encoder.makeTokenizer(), prompt = try TextRecords.prompt(manifest, encoder)
         let calibrated = settings.scheme == "static" ? min(settings.samples, texts.count) : 0
         var plan = EncoderQuantization()
         plan.isStatic = settings.scheme == "static"
@@ -119,12 +119,13 @@ struct EncoderQuantizer: WholeInputTask {
         plan.smoothing = settings.smoothing ?? QuantizeTask.Quantization.defaultSmoothing
         context.progress(["stage": "calibrating", "texts": .int(Int64(calibrated))])
         let block = try encoder.publishInt8(
-            plan, calibration: texts.prefix(calibrated).map { tokenizer.encode($0) }, batchSize: manifest.batchSize,
+            plan, calibration: texts.prefix(calibrated).map { tokenizer.encode(prompt + $0) },
+            batchSize: manifest.batchSize,
             to: context.file("model"), pool: .shared, stop: context.shouldStop)
 
         // Fidelity and speed on texts calibration did not see, else on those it did.
         let heldOut = texts.count > calibrated ? Array(texts[calibrated...]) : texts
-        let sample = heldOut.prefix(Self.measured).map { tokenizer.encode($0) }
+        let sample = heldOut.prefix(Self.measured).map { tokenizer.encode(prompt + $0) }
         guard let int8 = try ModelRegistry.load(context.file("model")).capability((any TextEncoder).self) else {
             throw QuernError(.internalError, "the published int8 model is not a text encoder")
         }

@@ -55,7 +55,7 @@ public enum ScoreTask: JobTask {
     public static func prepare(_ job: TaskInputs) throws -> PreparedTask {
         let (model, encoder) = try EmbedTask.encoder(job)
         let m = job.manifest
-        let texts = TextRecords(model: encoder, batchSize: m.batchSize)
+        let texts = try TextRecords(m, model: encoder)
         let scoring = m.block(Scoring.self)
         let mode: Scorer.Mode
         if let queries = scoring.queries {
