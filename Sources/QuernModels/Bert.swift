@@ -171,6 +171,7 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     public internal(set) var prompts: [String: String] = [:]
     public internal(set) var defaultPromptName: String?
     public internal(set) var poolsPrompt = true
+    public var normalizes: Bool { encoder.normalize }
     public var family: String { Bert.modelType }
     public var dimension: Int { encoder.config.hidden }
     public var outputs: Int {

@@ -69,6 +69,8 @@ public protocol TextEncoder: Model {
     var defaultPromptName: String? { get }
     /// False when the pooling leaves the prompt's tokens out (`include_prompt: false`).
     var poolsPrompt: Bool { get }
+    /// True when the vectors are L2-normalised (a Normalize module).
+    var normalizes: Bool { get }
     /// Publishes a copy of this encoder in `directory` (built whole, then renamed into
     /// place) with `head` as its pooled-embedding classification head.
     func publish(
@@ -80,6 +82,7 @@ extension TextEncoder {
     public var prompts: [String: String] { [:] }
     public var defaultPromptName: String? { nil }
     public var poolsPrompt: Bool { true }
+    public var normalizes: Bool { false }
 }
 
 /// A text encoder with a classification or regression head: `predict` and `evaluate`

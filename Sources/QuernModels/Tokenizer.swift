@@ -252,19 +252,26 @@ public struct WordPieceTokenizer: Sendable {
         /// tokens in all (specials included) when given.
         public func encode(_ text: String, maxLength: Int? = nil) -> TokenSequence {
             var ids = tokens(text)
-            if let maxLength { ids.removeLast(max(0, ids.count - max(0, maxLength - tokenizer.addedSingle))) }
+            var cut = 0
+            if let maxLength {
+                cut = max(0, ids.count - max(0, maxLength - tokenizer.addedSingle))
+                ids.removeLast(cut)
+            }
             var out: [Int32] = []
             out.reserveCapacity(ids.count + 2)
             if let c = tokenizer.clsID { out.append(c) }
             out += ids
             if let s = tokenizer.sepID { out.append(s) }
-            return TokenSequence(ids: out, typeIDs: [Int32](repeating: 0, count: out.count))
+            var sequence = TokenSequence(ids: out, typeIDs: [Int32](repeating: 0, count: out.count))
+            sequence.truncated = cut
+            return sequence
         }
 
         /// A sentence pair as cross-encoders take it: `[CLS] a [SEP] b [SEP]`, type ids 0
         /// then 1, truncated longest-first as `tokenizers` does.
         public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> TokenSequence {
             var x = tokens(a), y = tokens(b)
+            let whole = x.count + y.count
             if let maxLength {
                 let budget = max(0, maxLength - tokenizer.addedPair)
                 let (keepA, keepB) = WordPieceTokenizer.longestFirst(x.count, y.count, budget: budget)
@@ -279,7 +286,9 @@ public struct WordPieceTokenizer: Sendable {
             ids += y
             if let s = tokenizer.sepID { ids.append(s) }
             types += [Int32](repeating: tokenizer.pairSecondTypeID, count: ids.count - types.count)
-            return TokenSequence(ids: ids, typeIDs: types)
+            var sequence = TokenSequence(ids: ids, typeIDs: types)
+            sequence.truncated = whole - x.count - y.count
+            return sequence
         }
 
         /// The ids of `text` alone: no specials added, no truncation.
@@ -503,6 +512,8 @@ struct PieceTable: Sendable {
 public struct TokenSequence: Equatable, Sendable {
     public var ids: [Int32]
     public var typeIDs: [Int32]
+    /// Tokens the text had beyond the length limit (0: nothing was cut).
+    public var truncated = 0
 
     public init(ids: [Int32], typeIDs: [Int32]) {
         self.ids = ids

@@ -72,8 +72,8 @@ final class TextRecords {
     }
 
     /// Encodes and runs the records: the model's output and, per record, its row in that
-    /// output or its error.
-    func run(_ batch: [Record], pairs: Bool = false) -> (TextOutput, [Result<Int, QuernError>]) {
+    /// output or its error, and whether its text was cut to the model's length.
+    func run(_ batch: [Record], pairs: Bool = false) -> (TextOutput, [Result<Int, QuernError>], truncated: [Bool]) {
         var sequences: [TokenSequence] = []
         sequences.reserveCapacity(batch.count)
         let rows = batch.map { r -> Result<Int, QuernError> in
@@ -82,7 +82,8 @@ final class TextRecords {
                 return sequences.count - 1
             }
         }
-        return (model.run(sequences, batchSize: batchSize, pool: pool), rows)
+        let truncated = rows.map { (try? $0.get()).map { sequences[$0].truncated > 0 } ?? false }
+        return (model.run(sequences, batchSize: batchSize, pool: pool), rows, truncated)
     }
 
     /// Every record of a whole-input task's input, as `take` makes it; a record `take`

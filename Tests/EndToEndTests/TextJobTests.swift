@@ -366,6 +366,71 @@ extension EndToEnd {
             #expect((JSON.string(error, "message") ?? "").contains("passage, query"), "\(error)")
         }
 
+        @Test(
+            "embed.dimensions keeps the first values renormalised; mark_truncated flags cut texts, the report counts them"
+        )
+        func dimensionsAndTruncation() async throws {
+            let scratch = try Scratch("text-dimensions")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let cases = try Self.singles()
+            let input = scratch.file("texts.jsonl")
+            try Files.write(
+                input,
+                cases.enumerated().map { Self.line(["id": "t\($0)", "text": $1["text"]!]) }.joined(separator: "\n")
+                    + "\n")
+            for (id, extra) in [
+                ("full", [String: Any]()),
+                ("short", ["embed": ["dimensions": 12, "mark_truncated": true], "max_length": 8]),
+                ("npy", ["embed": ["dimensions": 12], "output": ["format": "npy"]])
+            ] as [(String, [String: Any])] {
+                var m: [String: Any] = [
+                    "version": 1, "id": id, "task": "embed", "model": Self.embedder,
+                    "input": ["path": input, "id_field": "id"]
+                ]
+                for (k, v) in extra { m[k] = v }
+                try spool.drop(id + ".json", try JSON.encode(m))
+            }
+            try spool.drop(
+                "wide.json",
+                try JSON.encode([
+                    "version": 1, "id": "wide", "task": "embed", "model": Self.embedder,
+                    "input": ["path": input, "id_field": "id"], "embed": ["dimensions": 33]
+                ]))
+            let run = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
+            #expect(run.status != 0, "the 33-dimension job fails")
+            #expect(
+                JSON.string(try Files.json(spool.job("failed", "wide") + "/error.json"), "field") == "embed.dimensions")
+
+            func lines(_ id: String) async throws -> [[String: Any]] {
+                try await JSON.lines(scratch.gunzip(spool.job("done", id) + "/results.jsonl.gz"), what: id)
+            }
+            let full = try await lines("full"), short = try await lines("short")
+            // With 8 tokens, the texts of more than 6 word pieces are cut.
+            let pieces = cases.map { (($0["ids"] as? [Any])?.count ?? 0) }
+            #expect(short.map { $0["truncated"] as? Bool } == pieces.map { $0 > 8 })
+            let report = try Files.json(spool.job("done", "short") + "/report.json")
+            #expect(JSON.int(report, "metrics.truncated_records") == pieces.filter { $0 > 8 }.count)
+            #expect(JSON.int(report, "metrics.dimension") == 12 && JSON.int(report, "metrics.model_dimension") == 32)
+            // The model's own limit (64) cuts 3 of the fixture's four 64-token texts: the
+            // fourth is exactly 64 tokens (scripts/make_tiny_bert.py), which fits.
+            #expect(
+                JSON.int(try Files.json(spool.job("done", "full") + "/report.json"), "metrics.truncated_records") == 3)
+            #expect(pieces.filter { $0 == 64 }.count == 4)
+            #expect(full.allSatisfy { $0["truncated"] == nil })
+            for (f, s) in zip(full, short) where !(s["truncated"] as? Bool ?? true) {
+                let head = Array(Self.numbers(f["embedding"]).prefix(12))
+                let norm = head.map { $0 * $0 }.reduce(0, +).squareRoot()
+                let got = Self.numbers(s["embedding"])
+                #expect(got.count == 12)
+                for (a, b) in zip(got, head) { #expect(abs(a - b / norm) <= 1e-5) }
+            }
+            let npy = try await scratch.gunzip(spool.job("done", "npy") + "/results.npy.gz")
+            #expect(String(decoding: npy.prefix(128), as: UTF8.self).contains("'shape': (\(cases.count), 12)"))
+        }
+
         @Test("embed to NPY: float32 and int8 arrays in results.npy.gz, ids and rows (and scales) in results.jsonl.gz")
         func npyOutput() async throws {
             let scratch = try Scratch("text-npy")
@@ -491,10 +556,11 @@ extension EndToEnd {
             let lines = [
                 request("one", ["model": "text-embedding-3-small", "input": cases[0]["text"]!]),
                 request("two", ["input": [cases[1]["text"]!, cases[2]["text"]!], "encoding_format": "base64"]),
-                request("dims", ["input": "x", "dimensions": 7]),
+                request("dims", ["input": "x", "dimensions": 33]),
                 request("chat", ["input": "x"], url: "/v1/chat/completions"),
                 request("odd", ["input": "x", "temperature": 1]),
-                request("three", ["input": [cases[3]["text"]!], "user": "u1"])
+                request("three", ["input": [cases[3]["text"]!], "user": "u1"]),
+                request("short", ["input": cases[4]["text"]!, "dimensions": 8])
             ]
             let input = scratch.file("requests.jsonl")
             try Files.write(input, lines.joined(separator: "\n") + "\n")
@@ -510,7 +576,7 @@ extension EndToEnd {
             #expect(run.status == 0, "run --once: \(run)")
             let results = try await JSON.lines(
                 scratch.gunzip(spool.job("done", "oa") + "/results.jsonl.gz"), what: "results")
-            #expect(results.map { $0["custom_id"] as? String } == ["one", "two", "three"])
+            #expect(results.map { $0["custom_id"] as? String } == ["one", "two", "three", "short"])
             func vectors(_ r: [String: Any]) -> [[Double]] {
                 let data = (JSON.get(r, ["response", "body", "data"]) as? [[String: Any]]) ?? []
                 return data.map { d in
@@ -538,6 +604,12 @@ extension EndToEnd {
                 }
                 #expect((JSON.get(r, ["response", "body", "usage", "prompt_tokens"]) as? Int ?? 0) > 0)
             }
+            // dimensions: the first 8 values, renormalised (the model normalises).
+            let head = Array(Self.numbers(cases[4]["embedding"]).prefix(8))
+            let norm = head.map { $0 * $0 }.reduce(0, +).squareRoot()
+            let short = vectors(results[3]).first ?? []
+            #expect(short.count == 8)
+            for (a, b) in zip(short, head.map { $0 / norm }) { #expect(abs(a - b) <= Self.tolerance * 4) }
             let errors = try await JSON.lines(
                 scratch.gunzip(spool.job("done", "oa") + "/errors.jsonl.gz"), what: "errors")
             #expect(errors.map { $0["custom_id"] as? String } == ["dims", "chat", "odd"])

@@ -8,6 +8,24 @@ import QuernModels
 public enum EmbedTask: JobTask {
     public static let name = "embed"
     public static let writesVectors = true
+    public static let blocks: [any ManifestBlock.Type] = [Embedding.self]
+
+    /// The `embed` block.
+    public struct Embedding: ManifestBlock, Equatable {
+        public static let key = "embed"
+        /// Keep the first this many values of each vector (Matryoshka models), renormalised
+        /// when the model normalises its vectors; nil keeps them all.
+        public var dimensions: Int?
+        /// Add `truncated` (true when the text was cut to the model's length) to each line.
+        public var markTruncated = false
+
+        public init() {}
+
+        public init(from b: inout StrictObject) throws {
+            dimensions = try b.int("dimensions", range: 1...(1 << 20))
+            markTruncated = try b.bool("mark_truncated") ?? false
+        }
+    }
     /// Vectors of floats compress little at any level: level 6 is 4× slower than level 1
     /// for a file 13 % smaller.
     public static let defaultCompressionLevel = 1
@@ -54,10 +72,16 @@ public enum EmbedTask: JobTask {
             spec.wantsObject = true
             spec.idField = m.input.idField ?? "custom_id"
         }
+        let settings = m.block(Embedding.self)
+        if let d = settings.dimensions, d > encoder.dimension {
+            throw QuernError(
+                .invalidValue, "embed.dimensions is \(d); this model's vectors have \(encoder.dimension)",
+                field: "embed.dimensions")
+        }
         return .records(
             Embedder(
                 model: model, spec: spec, texts: try TextRecords(m, model: encoder),
-                openAI: m.input.format == .openaiBatch ? Path.basename(job.modelPath) : nil))
+                openAI: m.input.format == .openaiBatch ? Path.basename(job.modelPath) : nil, settings: settings))
     }
 }
 
@@ -67,14 +91,35 @@ final class Embedder: RecordTask {
     let texts: TextRecords
     /// The model's name in OpenAI response bodies, when the input is OpenAI Batch requests.
     let openAI: String?
+    let settings: EmbedTask.Embedding
+    /// Records whose text was cut to the model's length, so far (checkpointed).
+    var truncated = 0
     var inputSize: Int? { nil }
     var window: Int { texts.window }
 
-    init(model: any Model, spec: RecordSpec, texts: TextRecords, openAI: String? = nil) {
+    init(
+        model: any Model, spec: RecordSpec, texts: TextRecords, openAI: String? = nil,
+        settings: EmbedTask.Embedding = .init()
+    ) {
         self.model = model
         self.spec = spec
         self.texts = texts
         self.openAI = openAI
+        self.settings = settings
+    }
+
+    /// Row `k` of `out` as written: its first `dimensions` values, renormalised when the
+    /// model normalises (what OpenAI's `dimensions` and sentence-transformers'
+    /// `truncate_dim` followed by normalisation give).
+    func vector(_ out: TextOutput, _ k: Int, dimensions: Int?) -> [Float] {
+        let h = texts.model.dimension
+        let d = min(dimensions ?? h, h)
+        var v = Array(out.embeddings[(k * h)..<(k * h + d)])
+        if d < h && texts.model.normalizes {
+            let norm = v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            if norm > 0 { v = v.map { Float(Double($0) / norm) } }
+        }
+        return v
     }
 
     var errorLine: RecordErrors.LineFormat? { openAI == nil ? nil : OpenAIBatch.errorLine }
@@ -84,8 +129,8 @@ final class Embedder: RecordTask {
     /// Texts one request may ask for (OpenAI's limit).
     static let maxInputs = 2048
 
-    /// An embeddings request's texts and whether it wants base64.
-    func request(_ r: Record) throws -> (texts: [String], base64: Bool) {
+    /// An embeddings request's texts, whether it wants base64, and its `dimensions`.
+    func request(_ r: Record) throws -> (texts: [String], base64: Bool, dimensions: Int?) {
         var (url, body) = try OpenAIBatch.request(r, endpoints: [OpenAIBatch.embeddingsEndpoint])
         let input = try body.take("input", required: true)!
         let texts: [String]
@@ -100,15 +145,15 @@ final class Embedder: RecordTask {
                 field: "body.input")
         }
         let base64 = try body.choice("encoding_format", ["float", "base64"]) == "base64"
-        if let d = try body.int("dimensions", range: 1...Int(Int32.max)),
-            let encoder = model.capability(TextEncoder.self), d != encoder.dimension
-        {
+        let dimensions = try body.int("dimensions", range: 1...Int(Int32.max))
+        if let d = dimensions, d > self.texts.model.dimension {
             throw QuernError(
-                .invalidValue, "\"body.dimensions\" is \(d); this model's embeddings have \(encoder.dimension)",
+                .invalidValue,
+                "\"body.dimensions\" is \(d); this model's embeddings have \(self.texts.model.dimension)",
                 field: "body.dimensions")
         }
         try OpenAIBatch.finish(body, url: url, supported: Self.embeddingFields)
-        return (texts, base64)
+        return (texts, base64, dimensions)
     }
 
     /// OpenAI embeddings requests: every text of the window in one run, then one output
@@ -124,8 +169,7 @@ final class Embedder: RecordTask {
                 flat.append(each)
             }
         }
-        let (out, rows) = texts.run(flat)
-        let h = texts.model.dimension
+        let (out, rows, _) = texts.run(flat)
         var next = 0
         return zip(batch, requests).map { r, q in
             q.flatMap { q in
@@ -134,7 +178,7 @@ final class Embedder: RecordTask {
                 var vectors: [[Float]] = []
                 for row in mine {
                     switch row {
-                    case .success(let k): vectors.append(Array(out.embeddings[(k * h)..<((k + 1) * h)]))
+                    case .success(let k): vectors.append(vector(out, k, dimensions: q.dimensions))
                     case .failure(let e): return .failure(e)
                     }
                 }
@@ -151,20 +195,27 @@ final class Embedder: RecordTask {
 
     func run(_ batch: [Record]) -> [Result<ResultRow, QuernError>] {
         if let openAI { return runOpenAI(batch, name: openAI) }
-        let (out, rows) = texts.run(batch)
-        let h = texts.model.dimension
-        return zip(batch, rows).map { r, row in
-            row.map {
-                ResultRow(id: r.id, fields: [("embedding", .floats(Array(out.embeddings[($0 * h)..<(($0 + 1) * h)])))])
+        let (out, rows, cut) = texts.run(batch)
+        truncated += cut.filter { $0 }.count
+        return zip(zip(batch, rows), cut).map { item, wasCut in
+            let (r, row) = item
+            return row.map {
+                var fields: [(String, ResultRow.Value)] = [
+                    ("embedding", .floats(vector(out, $0, dimensions: settings.dimensions)))
+                ]
+                if settings.markTruncated { fields.append(("truncated", .bool(wasCut))) }
+                return ResultRow(id: r.id, fields: fields)
             }
         }
     }
 
-    var state: JSONValue { .null }
-    func restore(_ state: JSONValue) throws {}
+    var state: JSONValue { ["truncated": .int(Int64(truncated))] }
+    func restore(_ state: JSONValue) throws { truncated = Int(state.objectValue?["truncated"]?.intValue ?? 0) }
     func metrics() -> JSONValue? {
         var o = JSONObject([
-            ("dimension", .int(Int64(texts.model.dimension))), ("max_length", .int(Int64(texts.model.maxLength)))
+            ("dimension", .int(Int64(settings.dimensions ?? texts.model.dimension))),
+            ("model_dimension", .int(Int64(texts.model.dimension))),
+            ("max_length", .int(Int64(texts.model.maxLength))), ("truncated_records", .int(Int64(truncated)))
         ])
         if !texts.prompt.isEmpty { o["prompt"] = .string(texts.prompt) }
         return .object(o)

@@ -97,7 +97,7 @@ final class Predictor: RecordTask {
             model: model, spec: m.recordSpec(texts: true, labels: evaluate), inputSize: nil, labels: classifier.labels,
             evaluate: evaluate, probabilities: m.output.probabilities, window: texts.window
         ) { batch in
-            let (out, rows) = texts.run(batch, pairs: pairs)
+            let (out, rows, _) = texts.run(batch, pairs: pairs)
             return rows.map { $0.map { Array(out.scores[($0 * c)..<(($0 + 1) * c)]) } }
         }
     }

@@ -141,7 +141,7 @@ final class Scorer: RecordTask {
         guard !records.isEmpty else {
             throw QuernError(.emptyInput, "score.queries \(path) holds no queries", field: "score.queries")
         }
-        let (out, rows) = texts.run(records)
+        let (out, rows, _) = texts.run(records)
         let h = texts.model.dimension
         var vectors = [Float](repeating: 0, count: records.count * h)
         for (i, row) in rows.enumerated() {
@@ -163,7 +163,7 @@ final class Scorer: RecordTask {
         let h = texts.model.dimension
         switch mode {
         case .crossEncoder:
-            let (out, rows) = texts.run(batch, pairs: true)
+            let (out, rows, _) = texts.run(batch, pairs: true)
             return zip(batch, rows).map { r, row in row.map { self.row(r.id, score: out.scores[$0]) } }
         case .pairs:
             // Both sides in one run: the texts, then their pairs (missing pairs fail the record).
@@ -180,7 +180,7 @@ final class Scorer: RecordTask {
                 sides.append(r)
                 sides.append(second)
             }
-            let (out, rows) = texts.run(sides)
+            let (out, rows, _) = texts.run(sides)
             var k = 0
             return batch.indices.map { i in
                 if let e = failures[i] { return .failure(e) }
@@ -191,7 +191,7 @@ final class Scorer: RecordTask {
             }
         case .queries(let ids, let queries, let topK):
             // Cosines of every text against every query in one GEMM: unit rows × unit queriesᵀ.
-            let (out, rows) = texts.run(batch)
+            let (out, rows, _) = texts.run(batch)
             let q = ids.count, keep = min(topK, q)
             var units = [Float](repeating: 0, count: batch.count * h)
             for (i, row) in rows.enumerated() {
