@@ -41,14 +41,26 @@ final class VectorOutput {
             let scale = peak > 0 ? peak / 127 : 1
             try data.append(v.map { UInt8(bitPattern: Int8(max(-127, min(127, ($0 / scale).rounded())))) })
             return [("row", .int(row)), ("scale", .float(scale))]
+        case .binary, .ubinary:
+            try data.append(Self.packBits(v, offset: dtype == .binary))
+            return [("row", .int(row))]
         }
+    }
+
+    /// sentence-transformers' `binary` / `ubinary`: bit 7 − (i mod 8) of byte i / 8 is set
+    /// when `v[i] > 0` (the last byte zero-padded); `offset` stores each byte minus 128
+    /// as an int8's bits.
+    static func packBits(_ v: [Float], offset: Bool) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: (v.count + 7) / 8)
+        for (i, x) in v.enumerated() where x > 0 { out[i / 8] |= 0x80 >> UInt8(i % 8) }
+        return offset ? out.map { $0 &- 128 } : out
     }
 
     /// Finishes the data and writes `final`: header member, then the data member.
     func publish(rows: Int, to final: String, level: Int) throws {
         try data.finish()
         try Self.assemble(
-            final + ".partial", descr: dtype == .float32 ? "<f4" : "|i1", shape: [rows, dimension ?? 0],
+            final + ".partial", descr: dtype.descr, shape: [rows, dtype.columns(dimension ?? 0)],
             level: level, parts: [(data.path, 0)])
         try Sys.unlink(data.path)
         try Sys.rename(final + ".partial", final)

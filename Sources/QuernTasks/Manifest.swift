@@ -12,7 +12,27 @@ public struct Manifest: Sendable {
     public enum Precision: String, Sendable, CaseIterable { case fp32, int8, q4 }
     public enum OutputFormat: String, Sendable, CaseIterable { case jsonl, csv, npy }
     /// The element type of NPY vectors: float32, or int8 with a scale per row.
-    public enum VectorType: String, Sendable, CaseIterable { case float32, int8 }
+    /// `output.dtype` of NPY vectors: float32; int8 rows with a scale each (symmetric);
+    /// or sentence-transformers' `binary` / `ubinary` (one bit a dimension, set when the
+    /// value is positive, packed 8 to a byte first dimension in the high bit as
+    /// `numpy.packbits` does; `binary` bytes are stored minus 128 as int8).
+    public enum VectorType: String, Sendable, CaseIterable {
+        case float32, int8, binary, ubinary
+
+        /// The NPY element type.
+        public var descr: String {
+            switch self {
+            case .float32: "<f4"
+            case .int8, .binary: "|i1"
+            case .ubinary: "|u1"
+            }
+        }
+
+        /// NPY columns for vectors of `dimension` values.
+        public func columns(_ dimension: Int) -> Int {
+            self == .binary || self == .ubinary ? (dimension + 7) / 8 : dimension
+        }
+    }
 
     public struct Input: Sendable {
         public var path: String

@@ -443,7 +443,8 @@ extension EndToEnd {
                 cases.enumerated().map { i, c in
                     Self.line(["id": "t\(i)", "text": c["text"]!])
                 }.joined(separator: "\n") + "\n")
-            for dtype in ["float32", "int8"] {
+            let dtypes = ["float32", "int8", "binary", "ubinary"]
+            for dtype in dtypes {
                 try spool.drop(
                     dtype + ".json",
                     try JSON.encode([
@@ -456,7 +457,8 @@ extension EndToEnd {
                 "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
             ])
             #expect(run.status == 0, "run --once: \(run)")
-            for dtype in ["float32", "int8"] {
+            var floats: [UInt8] = []
+            for dtype in dtypes {
                 let done = spool.job("done", dtype)
                 #expect(
                     Files.list(done) == [
@@ -471,9 +473,33 @@ extension EndToEnd {
                 let headerLength = Int(npy[8]) | Int(npy[9]) << 8
                 let header = String(decoding: npy[10..<(10 + headerLength)], as: UTF8.self)
                 #expect((10 + headerLength) % 64 == 0)
+                let body = Array(npy[(10 + headerLength)...])
+                if dtype.hasSuffix("binary") {
+                    // sentence-transformers' packing of the float32 job's vectors: bit
+                    // 7 − d mod 8 of byte d / 8 set when value d > 0; binary stores byte − 128.
+                    #expect(
+                        header.contains("'shape': (\(cases.count), 4)")
+                            && header.contains(dtype == "binary" ? "'|i1'" : "'|u1'"), "\(header)")
+                    #expect(body.count == cases.count * 4)
+                    for i in cases.indices {
+                        for b in 0..<4 {
+                            var byte = 0
+                            for d in (8 * b)..<(8 * b + 8) {
+                                let v = floats.withUnsafeBytes {
+                                    $0.loadUnaligned(fromByteOffset: (i * 32 + d) * 4, as: Float.self)
+                                }
+                                if v > 0 { byte |= 0x80 >> (d % 8) }
+                            }
+                            #expect(
+                                Int(body[i * 4 + b]) == (dtype == "binary" ? (byte + 128) % 256 : byte),
+                                "\(dtype) row \(i) byte \(b)")
+                        }
+                    }
+                    continue
+                }
+                if dtype == "float32" { floats = body }
                 #expect(header.contains("'shape': (\(cases.count), 32)"), "\(header)")
                 #expect(header.contains(dtype == "float32" ? "'<f4'" : "'|i1'"))
-                let body = Array(npy[(10 + headerLength)...])
                 #expect(body.count == cases.count * 32 * (dtype == "float32" ? 4 : 1))
                 var worst = 0.0
                 for (i, c) in cases.enumerated() {
