@@ -12,9 +12,12 @@
 public enum StopSignal {
     nonisolated(unsafe) private static var pipeFDs: [Int32] = [-1, -1]
     nonisolated(unsafe) private static var flag: sig_atomic_t = 0
+    nonisolated(unsafe) private static var drainFlag: sig_atomic_t = 0
     nonisolated(unsafe) private static var writeEnd: Int32 = -1
 
     public static var requested: Bool { flag != 0 }
+    /// SIGUSR1 (`quern drain`): finish the running job, claim nothing new, exit 0.
+    public static var drainRequested: Bool { drainFlag != 0 }
 
     public static func install() {
         guard pipeFDs[0] < 0 else { return }
@@ -36,12 +39,22 @@ public enum StopSignal {
         action.sa_flags = SA_RESTART
         sigaction(SIGTERM, &action, nil)
         sigaction(SIGINT, &action, nil)
+        var drain = sigaction()
+        drain.__sigaction_handler.sa_handler = { _ in
+            StopSignal.drainFlag = 1
+            var b: UInt8 = 1
+            _ = Glibc.write(StopSignal.writeEnd, &b, 1)
+        }
+        sigemptyset(&drain.sa_mask)
+        drain.sa_flags = SA_RESTART
+        sigaction(SIGUSR1, &drain, nil)
         // A parent may have started us with these blocked (the mask is inherited);
         // a daemon that cannot be stopped cleanly is worse than one that can.
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGUSR1)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 

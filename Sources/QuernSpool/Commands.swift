@@ -129,7 +129,10 @@ public enum Commands {
         return [
             "spool": .string(spool.root), "counts": .object(counts), "active": .array(active),
             "cluster": .array(try spool.jobs(.cluster).map { clusterStatus(spool: spool, id: $0) }),
-            "recent_failures": .array(Array(recentFailures))
+            "recent_failures": .array(Array(recentFailures)),
+            "paused": spool.isPaused
+                ? ((try? JSONParser.parse(Sys.readFile(spool.pauseMarker, limit: 1 << 16))) ?? .bool(true))
+                : .bool(false)
         ]
     }
 
@@ -182,6 +185,11 @@ public enum Commands {
     public static func statusTable(_ status: JSONValue) -> String {
         guard let o = status.objectValue, let counts = o["counts"]?.objectValue else { return "" }
         var lines = ["spool \(o["spool"]?.stringValue ?? "")", ""]
+        if let p = o["paused"], p != .bool(false) {
+            let reason = p.objectValue?["reason"]?.stringValue.map { ": \($0)" } ?? ""
+            lines.insert(
+                "PAUSED since \(p.objectValue?["paused_at"]?.stringValue ?? "?")\(reason) (quern resume)", at: 1)
+        }
         lines.append("STATE      JOBS")
         for state in ["incoming", "active", "done", "failed", "cluster"] {
             lines.append(

@@ -40,6 +40,10 @@ public final class Daemon {
 
     public private(set) var succeeded = 0
     public private(set) var failed = 0
+    /// Pending manifests' priorities, kept between scans (`Spool.queue`).
+    var priorities: [String: (key: [Int], priority: Int, mtime: Double)] = [:]
+    /// The spool's pause was said once (until it is lifted).
+    var saidPaused = false
 
     public init(spool: Spool, roots: [String], time: any TimeSource = SystemTime()) {
         self.spool = spool
@@ -47,8 +51,24 @@ public final class Daemon {
         runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots), time: time)
     }
 
+    /// Whether new manifests may be claimed: not after SIGUSR1 (drain), nor while the
+    /// spool is paused (said once).
+    func mayClaim() -> Bool {
+        if StopSignal.drainRequested { return false }
+        let paused = spool.isPaused
+        if paused != saidPaused {
+            Log.shared.info(
+                paused ? "spool paused: no new job is claimed until `quern resume`" : "spool resumed",
+                [("spool", .string(spool.root))])
+            saidPaused = paused
+        }
+        return !paused
+    }
+
     /// Processes everything runnable now: orphaned claims and jobs first, then incoming
-    /// manifests in name order. Returns false if a stop was requested.
+    /// manifests, higher `priority` first and then in arrival order, the queue read again
+    /// after each job (so a job submitted meanwhile with a higher priority goes next).
+    /// Returns false if a stop was requested.
     @discardableResult
     public func drain() throws -> Bool {
         try executor?.submitPending(spool: spool)
@@ -77,7 +97,7 @@ public final class Daemon {
                 Log.shared.info("trying a crashed job again", [("job", .string(job.id))])
                 execute(job)
             }
-            let names = try spool.pending()
+            let names = mayClaim() ? try spool.queue(cache: &priorities) : []
             if names.isEmpty {
                 if waiting.contains(where: { $0.at <= time.now() }) { continue }
                 guard waitsForRetries, let next = waiting.map(\.at).min() else { return true }
@@ -98,6 +118,7 @@ public final class Daemon {
                 guard let claim else { continue }  // another process won it
                 claimedAny = true
                 handle(claim)
+                break
             }
             if !claimedAny {
                 guard waitsForRetries, let next = waiting.map(\.at).min() else { return true }
@@ -232,8 +253,10 @@ public final class Daemon {
     public func watch() throws {
         StopSignal.install()
         let watch = try DirectoryWatch(spool.directory(.incoming))
+        let registration = try spool.registerDaemon()
+        defer { withExtendedLifetime(registration.lock) { try? Sys.unlink(registration.path) } }
         Log.shared.info("watching spool", [("spool", .string(spool.root)), ("pid", .int(Int64(Sys.pid)))])
-        while !StopSignal.requested {
+        while !StopSignal.requested && !StopSignal.drainRequested {
             do {
                 try drain()
             } catch {
@@ -245,7 +268,10 @@ public final class Daemon {
             if StopSignal.requested { break }
             if StopSignal.wait(for: watch.fd, timeout: rescanInterval) { watch.drain() }
         }
-        Log.shared.info("stopping: signal received", [("spool", .string(spool.root))])
+        Log.shared.info(
+            StopSignal.drainRequested
+                ? "drained: the running job finished, nothing new claimed" : "stopping: signal received",
+            [("spool", .string(spool.root))])
     }
 
     /// `quern run --once`: process everything pending under the spool's run lock.

@@ -198,6 +198,9 @@ public struct Manifest: Sendable {
     /// the model's default prompt if it has one.
     public var promptName: String?
     public var prompt: String?
+    /// Claim order among pending manifests: higher first, ties in arrival order.
+    public var priority = 0
+    public static let priorityRange = -1_000_000...1_000_000
     /// The task's blocks that the manifest gave, decoded and checked, by key.
     var blocks: [String: any ManifestBlock]
     /// The manifest as received, for provenance.
@@ -287,6 +290,7 @@ public struct Manifest: Sendable {
         let blocks = try decodeBlocks(&d, task: task)
         let maxLength = try d.int("max_length", range: 2...65536)
         let promptName = try d.string("prompt_name"), prompt = try d.string("prompt", allowEmpty: true)
+        let priority = try d.int("priority", range: priorityRange) ?? 0
         if promptName != nil && prompt != nil {
             throw QuernError(
                 .invalidValue, "give prompt_name (one of the model's prompts) or prompt (the text itself), not both",
@@ -299,6 +303,7 @@ public struct Manifest: Sendable {
             output: output, limits: limits, maxLength: maxLength, blocks: blocks, raw: root)
         m.promptName = promptName
         m.prompt = prompt
+        m.priority = priority
         try task.check(m)
         return m
     }

@@ -69,7 +69,8 @@ struct Quern: ParsableCommand {
         subcommands: [
             Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Dequantize.self,
             Bench.self,
-            Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self
+            Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self, Pause.self, Resume.self,
+            Drain.self
         ])
 }
 
@@ -471,6 +472,59 @@ struct Merge: ParsableCommand {
         let spool = try options.open()
         try failingWithReport {
             print(try ClusterJob.merge(spool: spool, id: id))
+        }
+    }
+}
+
+struct Pause: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Claim nothing new from the spool (running jobs go on) until `quern resume`.")
+    @OptionGroup var options: SpoolOptions
+    @Option(help: "Why, for `quern status`.")
+    var reason: String?
+
+    func run() throws {
+        let spool = try options.open()
+        try spool.pause(reason: reason)
+        print("paused \(spool.root)")
+    }
+}
+
+struct Resume: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Lift `quern pause`: daemons claim again.")
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        let spool = try options.open()
+        print(try spool.resume() ? "resumed \(spool.root)" : "\(spool.root) was not paused")
+    }
+}
+
+struct Drain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Ask this host's daemons of the spool (SIGUSR1) to finish their running job, claim nothing new and exit 0.")
+    @OptionGroup var options: SpoolOptions
+    @Option(help: "Seconds to wait for them to exit (0: do not wait).")
+    var wait: Double = 0
+
+    func run() throws {
+        let spool = try options.open()
+        let (pids, elsewhere) = try spool.signalDaemons()
+        print("asked \(pids.count) daemon(s) to drain: \(pids.map(String.init).joined(separator: " "))")
+        if !elsewhere.isEmpty {
+            print("daemons on other hosts (drain them there): \(elsewhere.joined(separator: " "))")
+        }
+        let deadline = SystemTime().monotonic() + wait
+        while wait > 0, pids.contains(where: spool.daemonRunning), SystemTime().monotonic() < deadline {
+            StopSignal.sleep(0.2)
+        }
+        let left = pids.filter(spool.daemonRunning)
+        if !left.isEmpty {
+            if wait > 0 {
+                print("still running (their jobs have not finished): \(left.map(String.init).joined(separator: " "))")
+            }
+            if wait > 0 { throw ExitCode(75) }
         }
     }
 }

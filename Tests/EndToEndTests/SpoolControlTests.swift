@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension EndToEnd {
+    /// Priorities, pause and resume, and drain, on the real binary.
+    @Suite("spool control")
+    struct SpoolControlTests {
+        static func job(_ id: String, priority: Int? = nil) throws -> Data {
+            try Manifests.bytes(
+                Manifests.predict(
+                    id: id, input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"],
+                    priority.map { ["priority": $0] } ?? [:]))
+        }
+
+        @Test("higher priority first, ties in arrival order, whatever the names")
+        func priorities() async throws {
+            let scratch = try Scratch("priority")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            // Arrival order: a, b, c, d (one second apart in modification time).
+            for (i, (id, p)) in [("a-low", -1), ("b-none", nil), ("c-high", 5), ("d-none", nil)].enumerated() {
+                try spool.drop(id + ".json", try Self.job(id, priority: p))
+                let path = spool.root + "/incoming/\(id).json"
+                var times = [
+                    timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0)
+                ]
+                #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+            }
+            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(run.status == 0, "\(run)")
+            #expect(spool.jobs("done").sorted() == ["a-low", "b-none", "c-high", "d-none"])
+            // The daemon's log says what it claimed, in order.
+            let claimed = run.stderr.split(separator: "\n").compactMap { line -> String? in
+                guard line.contains("\"claimed job\""),
+                    let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                else { return nil }
+                return o["job"] as? String
+            }
+            #expect(claimed == ["c-high", "b-none", "d-none", "a-low"], "\(run.stderr)")
+        }
+
+        @Test("pause: nothing new is claimed and status says so; resume: the job runs")
+        func pauseAndResume() async throws {
+            let scratch = try Scratch("pause")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            var r = try await scratch.quern(["pause", spool.root, "--reason", "disk swap"])
+            #expect(r.status == 0, "\(r)")
+            try spool.drop("waits.json", try Self.job("waits"))
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+            #expect(spool.jobs("incoming") == ["waits.json"] && spool.jobs("done").isEmpty)
+            #expect(r.stderr.contains("spool paused"), "\(r.stderr)")
+            let status = try await scratch.quern(["status", spool.root, "--json"])
+            let o = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            #expect((o?["paused"] as? [String: Any])?["reason"] as? String == "disk swap", "\(status.stdout)")
+            let table = try await scratch.quern(["status", spool.root])
+            #expect(table.stdout.contains("PAUSED since") && table.stdout.contains("disk swap"))
+
+            r = try await scratch.quern(["resume", spool.root])
+            #expect(r.status == 0 && r.stdout.contains("resumed"), "\(r)")
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0 && spool.jobs("done") == ["waits"], "\(r)")
+            r = try await scratch.quern(["resume", spool.root])
+            #expect(r.status == 0 && r.stdout.contains("was not paused"))
+        }
+
+        @Test("drain: the daemon finishes its job, claims nothing new and exits 0; SIGUSR1 does the same")
+        func drain() async throws {
+            let scratch = try Scratch("drain")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            for how in ["command", "signal"] {
+                let daemon = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-\(how)")
+                try await E2E.waitUntil("the daemon registered", timeout: 30) {
+                    (try? FileManager.default.contentsOfDirectory(atPath: spool.root + "/daemons"))?.isEmpty == false
+                }
+                try spool.drop("first-\(how).json", try Self.job("first-\(how)"))
+                try await E2E.waitUntil("first-\(how) claimed", timeout: 30) {
+                    spool.jobs("active").contains("first-\(how)") || spool.jobs("done").contains("first-\(how)")
+                }
+                if how == "command" {
+                    let r = try await scratch.quern(["drain", spool.root, "--wait", "60"])
+                    #expect(r.status == 0 && r.stdout.contains("asked 1 daemon"), "\(r)")
+                } else {
+                    daemon.signal(SIGUSR1)
+                }
+                let exit = try await daemon.wait(timeout: 60)
+                #expect(!exit.signaled && exit.status == 0, "\(exit); \(daemon.stderrTail)")
+                #expect(daemon.stderr.contains("drained"), "\(daemon.stderrTail)")
+                #expect(spool.jobs("done").contains("first-\(how)"))
+                #expect(
+                    (try? FileManager.default.contentsOfDirectory(atPath: spool.root + "/daemons")) ?? [] == [],
+                    "the daemon's entry is removed")
+            }
+            // With no daemon left, a new manifest waits.
+            try spool.drop("later.json", try Self.job("later"))
+            let r = try await scratch.quern(["drain", spool.root])
+            #expect(r.status == 0 && r.stdout.contains("asked 0 daemon"), "\(r)")
+            #expect(spool.jobs("incoming") == ["later.json"])
+        }
+    }
+}
