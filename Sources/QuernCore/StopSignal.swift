@@ -29,25 +29,17 @@ public enum StopSignal {
         }
         pipeFDs = fds
         writeEnd = fds[1]
+        // One handler: it records which signal came (each flag is set by one) and wakes
+        // the poll; both steps are async-signal-safe.
         var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in
-            StopSignal.flag = 1
+        action.__sigaction_handler.sa_handler = { signal in
+            if signal == SIGUSR1 { StopSignal.drainFlag = 1 } else { StopSignal.flag = 1 }
             var b: UInt8 = 1
             _ = Glibc.write(StopSignal.writeEnd, &b, 1)
         }
         sigemptyset(&action.sa_mask)
         action.sa_flags = SA_RESTART
-        sigaction(SIGTERM, &action, nil)
-        sigaction(SIGINT, &action, nil)
-        var drain = sigaction()
-        drain.__sigaction_handler.sa_handler = { _ in
-            StopSignal.drainFlag = 1
-            var b: UInt8 = 1
-            _ = Glibc.write(StopSignal.writeEnd, &b, 1)
-        }
-        sigemptyset(&drain.sa_mask)
-        drain.sa_flags = SA_RESTART
-        sigaction(SIGUSR1, &drain, nil)
+        for signal in [SIGTERM, SIGINT, SIGUSR1] { sigaction(signal, &action, nil) }
         // A parent may have started us with these blocked (the mask is inherited);
         // a daemon that cannot be stopped cleanly is worse than one that can.
         var set = sigset_t()
