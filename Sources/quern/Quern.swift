@@ -70,7 +70,7 @@ struct Quern: ParsableCommand {
             Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Dequantize.self,
             Bench.self,
             Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self, Pause.self, Resume.self,
-            Drain.self
+            Drain.self, GC.self
         ])
 }
 
@@ -526,5 +526,35 @@ struct Drain: ParsableCommand {
             }
             if wait > 0 { throw ExitCode(75) }
         }
+    }
+}
+
+struct GC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc",
+        abstract:
+            "Remove (or archive) finished jobs in done/ and failed/: those older than --keep-days and not among the newest --keep-last of their state. Never an active job."
+    )
+    @OptionGroup var options: SpoolOptions
+    @Option(help: "Keep jobs that finished less than this many days ago.")
+    var keepDays: Double?
+    @Option(help: "Keep the newest this many jobs of each state (done, failed).")
+    var keepLast: Int?
+    @Option(help: "Move the jobs to ARCHIVE/done/ and ARCHIVE/failed/ (same file system) instead of deleting them.")
+    var archive: String?
+
+    func run() throws {
+        guard keepDays != nil || keepLast != nil else {
+            throw ValidationError("give --keep-days, --keep-last or both: without either gc would keep everything")
+        }
+        guard (keepDays ?? 0) >= 0, (keepLast ?? 0) >= 0 else {
+            throw ValidationError("--keep-days and --keep-last must not be negative")
+        }
+        let spool = try options.open()
+        let policy = Retention(
+            keepDays: keepDays, keepLast: keepLast, archive: archive.map { Path.absolute($0, relativeTo: Sys.getcwd()) }
+        )
+        let outcome = try policy.apply(to: spool, now: SystemTime().now())
+        print(String(decoding: JSONWriter.pretty(outcome.json), as: UTF8.self), terminator: "")
     }
 }

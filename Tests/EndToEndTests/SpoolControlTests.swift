@@ -103,5 +103,47 @@ extension EndToEnd {
             #expect(r.status == 0 && r.stdout.contains("asked 0 daemon"), "\(r)")
             #expect(spool.jobs("incoming") == ["later.json"])
         }
+
+        @Test("gc: old done and failed jobs go (or move to an archive), the newest and every active job stay")
+        func gc() async throws {
+            let scratch = try Scratch("gc")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            for id in ["old-1", "old-2", "new-1"] { try spool.drop(id + ".json", try Self.job(id)) }
+            try spool.drop("bad.json", Data("{".utf8))
+            var r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(spool.jobs("done").sorted() == ["new-1", "old-1", "old-2"] && spool.jobs("failed") == ["bad"])
+            // An active job whose directory is as old as the oldest: never touched.
+            try FileManager.default.createDirectory(
+                atPath: spool.job("active", "running"), withIntermediateDirectories: true)
+            func age(_ path: String, days: Int) {
+                let t = Int(Date().timeIntervalSince1970) - days * 86400
+                var times = [timespec(tv_sec: t, tv_nsec: 0), timespec(tv_sec: t, tv_nsec: 0)]
+                #expect(utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0)
+            }
+            age(spool.job("done", "old-1"), days: 30)
+            age(spool.job("done", "old-2"), days: 20)
+            age(spool.job("failed", "bad"), days: 40)
+            age(spool.job("active", "running"), days: 50)
+
+            r = try await scratch.quern(["gc", spool.root])
+            #expect(r.status != 0 && r.stderr.contains("--keep-days"), "gc without a rule: \(r)")
+            // Kept: newer than 7 days, or among the newest 2 of its state. Only old-1 goes:
+            // old-2 is the second newest done job, bad the only failed one.
+            r = try await scratch.quern(["gc", spool.root, "--keep-days", "7", "--keep-last", "2"])
+            #expect(r.status == 0, "\(r)")
+            #expect(spool.jobs("done").sorted() == ["new-1", "old-2"] && spool.jobs("failed") == ["bad"])
+            let first = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            #expect(first?["removed"] as? [String] == ["done/old-1"], "\(r.stdout)")
+
+            let archive = scratch.file("archive")
+            r = try await scratch.quern(["gc", spool.root, "--keep-days", "7", "--archive", archive])
+            #expect(r.status == 0, "\(r)")
+            #expect(spool.jobs("done") == ["new-1"] && spool.jobs("failed").isEmpty)
+            #expect(
+                Files.exists(archive + "/done/old-2/report.json") && Files.exists(archive + "/failed/bad/error.json"))
+            #expect(spool.jobs("active") == ["running"])
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: spool.root + "/tmp")) ?? [] == [])
+        }
     }
 }
