@@ -25,9 +25,13 @@ extension Sys {
     /// `inherit` are descriptors the child receives at the same numbers (every other
     /// descriptor Quern opens is close-on-exec); `output` (a descriptor, a pipe's write
     /// end say) receives its stdout and stderr, else it shares this process's.
-    public static func spawn(_ path: String, _ arguments: [String], inherit: [Int32] = [], output: Int32? = nil) throws
-        -> pid_t
-    {
+    /// `environment` replaces the inherited environment ("NAME=value" entries);
+    /// `processGroup` starts the child in a group of its own, so `kill(-pid, …)` reaches
+    /// everything it starts (a shell command's children).
+    public static func spawn(
+        _ path: String, _ arguments: [String], inherit: [Int32] = [], output: Int32? = nil,
+        environment: [String]? = nil, processGroup: Bool = false
+    ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -37,11 +41,25 @@ extension Sys {
             posix_spawn_file_actions_adddup2(&actions, output, 1)
             posix_spawn_file_actions_adddup2(&actions, output, 2)
         }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        if processGroup {
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+            posix_spawnattr_setpgroup(&attributes, 0)
+        }
         let argv = ([path] + arguments).map { strdup($0) }
-        defer { for p in argv { free(p) } }
+        let envp = environment?.map { strdup($0) }
+        defer {
+            for p in argv { free(p) }
+            for p in envp ?? [] { free(p) }
+        }
         var pid: pid_t = 0
         let status = (argv + [nil]).withUnsafeBufferPointer { p in
-            posix_spawn(&pid, path, &actions, nil, p.baseAddress!, environ)
+            guard let envp else { return posix_spawn(&pid, path, &actions, &attributes, p.baseAddress!, environ) }
+            return (envp + [nil]).withUnsafeBufferPointer { e in
+                posix_spawn(&pid, path, &actions, &attributes, p.baseAddress!, e.baseAddress!)
+            }
         }
         guard status == 0 else { throw SystemError(call: "posix_spawn", errno: status, path: path) }
         return pid

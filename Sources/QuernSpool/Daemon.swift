@@ -44,6 +44,14 @@ public final class Daemon {
     var priorities: [String: (key: [Int], priority: Int, mtime: Double)] = [:]
     /// The spool's pause was said once (until it is lifted).
     var saidPaused = false
+    /// `SPOOL/quern.json`: hooks, metrics, retention.
+    public var config = SpoolConfig() {
+        didSet { metrics = config.metrics.map(MetricsFile.init) }
+    }
+    var metrics: MetricsFile?
+    /// When retention last ran (`watch` applies it hourly).
+    var lastRetention = -Double.infinity
+    public static let retentionInterval = 3600.0
 
     public init(spool: Spool, roots: [String], time: any TimeSource = SystemTime()) {
         self.spool = spool
@@ -127,6 +135,41 @@ public final class Daemon {
         }
     }
 
+    /// A job reached `done/` or `failed/`: counted in the metrics, then the spool's hook
+    /// and the manifest's own (where quern.json allows them) run.
+    func ended(_ id: String, _ state: JobState, dir: String) {
+        metrics?.count(state, dir: dir)
+        metrics?.write(spool)
+        if let command = config.hooks.command(succeeded: state == .done) {
+            HookRunner.run(
+                command, id: id, state: state, dir: dir, spool: spool, timeout: config.hooks.timeoutSeconds,
+                source: "quern.json")
+        }
+        guard config.allowManifestHooks,
+            let manifest = try? Manifest.decode(Sys.readFile(Path.join(dir, "manifest.json"), limit: 1 << 20)),
+            let hooks = manifest.hooks, let command = hooks.command(succeeded: state == .done)
+        else { return }
+        HookRunner.run(
+            command, id: id, state: state, dir: dir, spool: spool, timeout: hooks.timeoutSeconds, source: "manifest")
+    }
+
+    /// Retention from quern.json, at most once per `interval` seconds (0: now).
+    func applyRetention(every interval: Double) {
+        guard let retention = config.retention, time.monotonic() - lastRetention >= interval else { return }
+        lastRetention = time.monotonic()
+        do {
+            let outcome = try retention.apply(to: spool, now: time.now())
+            if !outcome.removed.isEmpty || !outcome.archived.isEmpty {
+                Log.shared.info(
+                    "retention",
+                    [("removed", .int(Int64(outcome.removed.count))), ("archived", .int(Int64(outcome.archived.count)))]
+                )
+            }
+        } catch {
+            Log.shared.error("retention failed: \(error)", [("spool", .string(spool.root))])
+        }
+    }
+
     /// Runs a job, supervised in a child process when there is a supervisor.
     func execute(_ job: ActiveJob) {
         guard let supervisor else {
@@ -134,8 +177,12 @@ public final class Daemon {
             return
         }
         switch supervisor.run(job) {
-        case .done: succeeded += 1
-        case .failed: failed += 1
+        case .done(let dir):
+            succeeded += 1
+            ended(job.id, .done, dir: dir)
+        case .failed(let dir, _):
+            failed += 1
+            ended(job.id, .failed, dir: dir)
         case .interrupted: break
         case .retry(let at): waiting.append((job, at))
         case .paused: noteFullDisk(job: job.id)
@@ -160,6 +207,12 @@ public final class Daemon {
             }
             manifest = try Manifest.decode(Sys.readFile(claim.manifestPath, name: source))
             if let mid = manifest.id { id = mid }
+            if manifest.hooks != nil && !config.allowManifestHooks {
+                throw QuernError(
+                    .invalidValue,
+                    "this spool does not run a manifest's own hooks (they would run as the daemon's user); its operator can allow them with \"allow_manifest_hooks\": true in \(SpoolConfig.name), or set hooks there",
+                    field: "hooks")
+            }
             guard Manifest.isValidID(id) else {
                 throw QuernError(
                     .invalidID,
@@ -202,6 +255,7 @@ public final class Daemon {
                     ("job", .string(id)), ("code", .string(e.code.rawValue)),
                     ("failed", .string(target))
                 ])
+            ended(Path.basename(target), .failed, dir: target)
         } catch {
             Log.shared.error("cannot move a refused manifest to failed/: \(error)", [("claim", .string(claim.dir))])
         }
@@ -211,10 +265,12 @@ public final class Daemon {
     func record(_ outcome: JobOutcome) {
         switch outcome {
         // The runner has already logged the outcome, in the job's log and here.
-        case .done:
+        case .done(let dir):
             succeeded += 1
-        case .failed:
+            ended(Path.basename(dir), .done, dir: dir)
+        case .failed(let dir, _):
             failed += 1
+            ended(Path.basename(dir), .failed, dir: dir)
         case .interrupted:
             break
         case .paused:
@@ -256,7 +312,13 @@ public final class Daemon {
         let registration = try spool.registerDaemon()
         defer { withExtendedLifetime(registration.lock) { try? Sys.unlink(registration.path) } }
         Log.shared.info("watching spool", [("spool", .string(spool.root)), ("pid", .int(Int64(Sys.pid)))])
+        supervisor?.whileRunning = { [weak self] in
+            guard let self else { return }
+            self.metrics?.write(self.spool, atMostEvery: 10)
+        }
         while !StopSignal.requested && !StopSignal.drainRequested {
+            applyRetention(every: Self.retentionInterval)
+            metrics?.write(spool, atMostEvery: 10)
             do {
                 try drain()
             } catch {
@@ -283,6 +345,8 @@ public final class Daemon {
         guard try Sys.tryLock(fd) else { return nil }
         waitsForRetries = true
         try drain()
+        applyRetention(every: 0)
+        metrics?.write(spool)
         return failed == 0
     }
 }

@@ -29,6 +29,8 @@ public final class JobSupervisor {
     public var grace: Double = 30
     /// The pause before the retry after crash n (1-based): base · 4^(n−1) seconds.
     public var retryBase: Double = 1
+    /// Called every 20 ms while a job's process runs (the daemon refreshes its metrics).
+    public var whileRunning: (() -> Void)?
 
     public static let attemptsName = "attempts.json"
 
@@ -153,6 +155,7 @@ public final class JobSupervisor {
             } else if let t = termAt, now - t > grace {
                 Sys.kill(pid, SIGKILL)
             }
+            whileRunning?()
             usleep(20_000)
         }
     }

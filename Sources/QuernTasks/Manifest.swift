@@ -200,6 +200,8 @@ public struct Manifest: Sendable {
     public var prompt: String?
     /// Claim order among pending manifests: higher first, ties in arrival order.
     public var priority = 0
+    /// The job's own hooks (run only where the spool's quern.json allows manifest hooks).
+    public var hooks: JobHooks?
     public static let priorityRange = -1_000_000...1_000_000
     /// The task's blocks that the manifest gave, decoded and checked, by key.
     var blocks: [String: any ManifestBlock]
@@ -291,6 +293,8 @@ public struct Manifest: Sendable {
         let maxLength = try d.int("max_length", range: 2...65536)
         let promptName = try d.string("prompt_name"), prompt = try d.string("prompt", allowEmpty: true)
         let priority = try d.int("priority", range: priorityRange) ?? 0
+        var hooks: JobHooks?
+        if var h = try d.object("hooks") { hooks = try JobHooks(from: &h) }
         if promptName != nil && prompt != nil {
             throw QuernError(
                 .invalidValue, "give prompt_name (one of the model's prompts) or prompt (the text itself), not both",
@@ -304,6 +308,7 @@ public struct Manifest: Sendable {
         m.promptName = promptName
         m.prompt = prompt
         m.priority = priority
+        m.hooks = hooks
         try task.check(m)
         return m
     }
@@ -407,4 +412,31 @@ public protocol ManifestBlock: Sendable, SendableMetatype {
 
 extension ManifestBlock {
     public static var pathFields: [String] { [] }
+}
+
+/// Shell commands run when a job ends (the spool's `quern.json`, or a manifest's `hooks`
+/// where the spool allows them), with the job's id, final state and directory in the
+/// environment (`QUERN_JOB_ID`, `QUERN_JOB_STATE` done or failed, `QUERN_JOB_DIR`,
+/// `QUERN_SPOOL`), each stopped after `timeout_seconds`.
+public struct JobHooks: Sendable, Equatable {
+    public var onDone: String?
+    public var onFailed: String?
+    public var timeoutSeconds = 60.0
+
+    public init() {}
+
+    /// A `hooks` object.
+    public init(from o: inout StrictObject) throws {
+        onDone = try o.string("on_done")
+        onFailed = try o.string("on_failed")
+        timeoutSeconds = try o.number("timeout_seconds") ?? timeoutSeconds
+        guard timeoutSeconds > 0, timeoutSeconds <= 86400 else {
+            throw QuernError(
+                .invalidValue, "hooks.timeout_seconds must be in (0, 86400]", field: "hooks.timeout_seconds")
+        }
+        try o.finish()
+    }
+
+    /// The command for a job that ended done (`succeeded`) or failed.
+    public func command(succeeded: Bool) -> String? { succeeded ? onDone : onFailed }
 }

@@ -86,12 +86,14 @@ struct Watch: ParsableCommand {
     var minFreeMb: Int = 64
     @Option(help: "Where jobs run: local (this process) or slurm (an sbatch array per job; the merge lands in done/).")
     var executor: Executor = .local
+    @Option(help: "A Prometheus textfile to keep current (overrides quern.json's \"metrics\").")
+    var metrics: String?
     @OptionGroup(title: "Slurm (with --executor slurm)") var slurm: SlurmArguments
 
     enum Executor: String, ExpressibleByArgument { case local, slurm }
 
     func run() throws {
-        let daemon = try supervisedDaemon(options, minFreeMB: minFreeMb)
+        let daemon = try supervisedDaemon(options, minFreeMB: minFreeMb, metrics: metrics)
         daemon.rescanInterval = rescan
         if executor == .slurm {
             daemon.executor = SlurmExecutor(options: try slurm.options(roots: options.allowedRoots))
@@ -202,11 +204,13 @@ struct Run: ParsableCommand {
     var once = false
     @Option(help: "MiB the spool's disk must have free before a job starts (a full disk pauses jobs; then exit 75).")
     var minFreeMb: Int = 64
+    @Option(help: "A Prometheus textfile to write (overrides quern.json's \"metrics\").")
+    var metrics: String?
     @OptionGroup var options: SpoolOptions
 
     func run() throws {
         guard once else { throw ValidationError("use `quern run --once`; `quern watch` is the daemon") }
-        let daemon = try supervisedDaemon(options, minFreeMB: minFreeMb)
+        let daemon = try supervisedDaemon(options, minFreeMB: minFreeMb, metrics: metrics)
         guard let ok = try daemon.runOnce() else {
             Log.shared.warning("another quern run holds the spool lock; exiting")
             throw Exit.locked
@@ -217,12 +221,21 @@ struct Run: ParsableCommand {
 }
 
 /// A daemon that runs each job in a child process of this binary (`quern run-job`).
-func supervisedDaemon(_ options: SpoolOptions, minFreeMB: Int) throws -> Daemon {
+/// Its settings come from the spool's quern.json; `metrics` overrides the file's.
+func supervisedDaemon(_ options: SpoolOptions, minFreeMB: Int, metrics: String? = nil) throws -> Daemon {
     let spool = try options.open()
     let daemon = Daemon(spool: spool, roots: options.allowedRoots)
     daemon.minFreeMB = minFreeMB
     daemon.supervisor = JobSupervisor(
         spool: spool, roots: options.allowedRoots, executable: try Sys.realpath("/proc/self/exe"))
+    do {
+        var config = try SpoolConfig.load(spool)
+        if let metrics { config.metrics = Path.absolute(metrics, relativeTo: Sys.getcwd()) }
+        daemon.config = config
+    } catch {
+        Log.shared.error("\(error)")
+        throw Exit.usage
+    }
     return daemon
 }
 

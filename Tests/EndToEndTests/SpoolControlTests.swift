@@ -145,5 +145,85 @@ extension EndToEnd {
             #expect(spool.jobs("active") == ["running"])
             #expect((try? FileManager.default.contentsOfDirectory(atPath: spool.root + "/tmp")) ?? [] == [])
         }
+
+        @Test(
+            "quern.json: hooks with the job in their environment (a failing and a hanging one change nothing), a metrics textfile Prometheus parses, retention, manifest hooks only where allowed"
+        )
+        func configHooksMetrics() async throws {
+            let scratch = try Scratch("config")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let log = scratch.file("hooks.log"), metrics = scratch.file("textfile/quern.prom")
+            func config(_ o: [String: Any]) throws {
+                try Files.write(spool.root + "/quern.json", String(decoding: try JSON.encode(o), as: UTF8.self))
+            }
+            try config([
+                "hooks": [
+                    "on_done": "echo \"done $QUERN_JOB_ID $QUERN_JOB_STATE $QUERN_JOB_DIR\" >> '\(log)'; exit 3",
+                    "on_failed": "echo \"failed $QUERN_JOB_ID\" >> '\(log)'; sleep 30", "timeout_seconds": 1
+                ],
+                "metrics": metrics
+            ])
+            try spool.drop("good.json", try Self.job("good"))
+            try spool.drop("broken.json", Data("{".utf8))
+            var hooked = try Manifests.bytes(
+                Manifests.predict(
+                    id: "hooked", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"],
+                    ["hooks": ["on_done": "echo \"manifest $QUERN_JOB_ID\" >> '\(log)'"]]))
+            try spool.drop("hooked.json", hooked)
+            let started = Date()
+            var r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 1, "a job failed: \(r)")
+            #expect(Date().timeIntervalSince(started) < 20, "the hanging hook was killed after its timeout")
+            let lines = try Files.text(log).split(separator: "\n").map(String.init).sorted()
+            #expect(
+                lines == ["done good done \(spool.job("done", "good"))", "failed broken", "failed hooked"],
+                "\(lines)")
+            let refused = try Files.json(spool.job("failed", "hooked") + "/error.json")
+            #expect(JSON.string(refused, "field") == "hooks", "\(refused)")
+            #expect(r.stderr.contains("hook failed") && r.stderr.contains("hook killed"), "\(r.stderr)")
+
+            // Prometheus' own parser reads the file.
+            let parse = try await scratch.run(
+                "/usr/bin/python3",
+                [
+                    "-c",
+                    """
+                    import sys
+                    from prometheus_client.parser import text_string_to_metric_families
+                    for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+                        for s in f.samples:
+                            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                            print(f"{s.name}|{labels}|{s.value}")
+                    """, metrics
+                ], label: "prometheus-parser")
+            #expect(parse.status == 0, "\(parse)")
+            let samples = Set(parse.stdout.split(separator: "\n").map(String.init))
+            for expected in [
+                "quern_jobs|state=done|1.0", "quern_jobs|state=failed|2.0", "quern_jobs|state=active|0.0",
+                "quern_jobs_finished_total|state=done,task=predict|1.0",
+                "quern_job_failures_total|code=invalid_json|1.0", "quern_job_failures_total|code=invalid_value|1.0",
+                "quern_records_total|task=predict|450.0", "quern_paused||0.0"
+            ] {
+                #expect(samples.contains(expected), "\(expected) in \(samples.sorted())")
+            }
+            #expect(samples.contains { $0.hasPrefix("quern_last_success_timestamp_seconds|task=predict|") })
+
+            // Manifest hooks where allowed; retention keeps the newest done job.
+            try config(["allow_manifest_hooks": true, "retention": ["keep_last": 1]])
+            hooked = try Manifests.bytes(
+                Manifests.predict(
+                    id: "hooked-2", input: E2E.digitsCSV, format: "csv", input: ["id_field": "id"],
+                    ["hooks": ["on_done": "echo \"manifest $QUERN_JOB_ID\" >> '\(log)'"]]))
+            try spool.drop("hooked-2.json", hooked)
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+            #expect(try Files.text(log).contains("manifest hooked-2"))
+            #expect(spool.jobs("done") == ["hooked-2"] && spool.jobs("failed").count == 1, "retention kept the newest")
+
+            try config(["hooks": ["on_done": "true"], "metrcs": "typo"])
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 2 && r.stderr.contains("metrcs"), "\(r)")
+        }
     }
 }
