@@ -12,6 +12,7 @@ command -v zip >/dev/null || need+=(zip)
 command -v python3 >/dev/null || need+=(python3)   # scripts/torture.py, scripts/fuzz-seeds.py
 # The metrics test parses Quern's textfile with Prometheus' own parser (Debian's python3).
 /usr/bin/python3 -c "import prometheus_client.parser" 2>/dev/null || need+=(python3-prometheus-client)
+command -v systemd-analyze >/dev/null || need+=(systemd)   # contrib/systemd's units are verified by the tests
 command -v slurmctld >/dev/null || need+=(slurmctld slurmd slurm-client munge)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

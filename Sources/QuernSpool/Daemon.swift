@@ -312,11 +312,24 @@ public final class Daemon {
         let registration = try spool.registerDaemon()
         defer { withExtendedLifetime(registration.lock) { try? Sys.unlink(registration.path) } }
         Log.shared.info("watching spool", [("spool", .string(spool.root)), ("pid", .int(Int64(Sys.pid)))])
+        // systemd (Type=notify): ready once registered, then watchdog pings from the
+        // scan loop and while a job runs, so a hung daemon is restarted.
+        let watchdog = SystemdNotify.watchdogInterval
+        var lastPing = time.monotonic()
+        func ping() {
+            guard let watchdog, time.monotonic() - lastPing >= watchdog else { return }
+            lastPing = time.monotonic()
+            SystemdNotify.send("WATCHDOG=1")
+        }
+        SystemdNotify.send("READY=1\nSTATUS=watching \(spool.root)")
+        defer { SystemdNotify.send("STOPPING=1") }
         supervisor?.whileRunning = { [weak self] in
             guard let self else { return }
             self.metrics?.write(self.spool, atMostEvery: 10)
+            ping()
         }
         while !StopSignal.requested && !StopSignal.drainRequested {
+            ping()
             applyRetention(every: Self.retentionInterval)
             metrics?.write(spool, atMostEvery: 10)
             do {
