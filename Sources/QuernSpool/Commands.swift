@@ -258,4 +258,50 @@ public enum Commands {
         }
         return lines.joined(separator: "\n")
     }
+
+    /// `quern cancel`: an active job stops at its next batch (its finished work is
+    /// published to `done/JOB/` with status `cancelled`, the records it did not run listed
+    /// in `unrun.jsonl.gz`); a pending one is claimed and published the same way at once,
+    /// every record listed. Returns what happened, for people.
+    public static func cancel(id: String, spool: Spool, roots: [String]) throws -> String {
+        let active = spool.path(.active, id)
+        if Sys.isDirectory(active) {
+            let marker = Path.join(active, JobRunner.cancelName)
+            try Sys.writeFileAtomically(
+                marker, JSONWriter.compact(["requested_at": .string(Timestamp.iso8601(SystemTime().now()))]))
+            // The job may have finished meanwhile: then the marker went with it.
+            let finished = Path.join(spool.path(.done, id), JobRunner.cancelName)
+            if Sys.exists(finished) {
+                try? Sys.unlink(finished)
+                return "job \(id) finished before the cancel arrived: done/\(id)/ is complete"
+            }
+            return "cancel requested: job \(id) stops at its next batch; what it finished goes to done/\(id)/"
+        }
+        for name in try spool.pending() {
+            let path = Path.join(spool.directory(.incoming), name)
+            let declared = (try? JSONParser.parse(Sys.readFile(path, limit: 1 << 20)))?.objectValue?["id"]?.stringValue
+            guard (declared ?? Path.stem(name)) == id, let claim = try spool.claim(name) else { continue }
+            let job = try spool.activate(claim, id: id)
+            try Sys.writeFileAtomically(
+                job.file(JobRunner.cancelName),
+                JSONWriter.compact(["requested_at": .string(Timestamp.iso8601(SystemTime().now()))]))
+            let runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots))
+            switch runner.run(job) {
+            case .done: return "cancelled pending job \(id): done/\(id)/ lists its records in \(JobRunner.unrunName)"
+            case .failed(_, let e):
+                return "pending job \(id) could not run to be cancelled: failed/\(id)/ (\(e.message))"
+            case .interrupted, .paused: return "job \(id) is cancelled but was interrupted; the next run finishes it"
+            }
+        }
+        for state in [JobState.done, .failed] where Sys.exists(spool.path(state, id)) {
+            throw QuernError(.invalidValue, "job \(id) has finished already (\(state.rawValue)/\(id)/)", field: "id")
+        }
+        if Sys.exists(spool.path(.cluster, id)) {
+            throw QuernError(
+                .invalidValue,
+                "job \(id) runs on a cluster: cancel its array there (scancel), then `quern merge` publishes what finished",
+                field: "id")
+        }
+        throw QuernError(.fileNotFound, "no pending or active job \(id) in \(spool.root)", field: "id")
+    }
 }

@@ -43,6 +43,23 @@ public final class JobRunner {
         .jsonl: "results.jsonl.gz", .csv: "results.csv.gz", .npy: "results.jsonl.gz"
     ]
     static let errorsName = RecordErrors.fileName
+    /// `quern cancel` leaves this in an active job's directory.
+    public static let cancelName = "cancel"
+    /// The records a cancelled or expired job did not run: `{id, member, line}` a line.
+    public static let unrunName = "unrun.jsonl.gz"
+
+    /// Why `job` must stop early, checked between batches: "cancelled" (`quern cancel`)
+    /// or "expired" (its deadline, counted from submission: the manifest's modification
+    /// time, which claiming keeps).
+    func earlyStop(_ job: ActiveJob, _ manifest: Manifest) -> () -> String? {
+        let submitted = Sys.fileStatus(job.manifestPath).map { Double($0.st_mtim.tv_sec) } ?? time.now()
+        let deadline = manifest.deadline?.time(submitted: submitted)
+        return { [time] in
+            if Sys.exists(job.file(Self.cancelName)) { return "cancelled" }
+            if let deadline, time.now() >= deadline { return "expired" }
+            return nil
+        }
+    }
 
     /// The files a streaming job (`RecordTask`) publishes: results, errors and, for NPY
     /// output, the vectors.
@@ -145,13 +162,34 @@ public final class JobRunner {
             path: job.file(Self.errorsName + ".partial"), level: manifest.output.compressionLevel)
         openErrors = writer
         log.log(.info, "job started", [("task", .string(manifest.task.name)), ("model", .string(inputs.modelPath))])
+        let early = earlyStop(job, manifest)
+        let stop = shouldStop
         let context = WholeInputContext(
             directory: job.dir, inputPath: inputs.inputPath, log: log, time: time,
             errors: RecordErrors(writer: writer, maxErrors: manifest.limits.maxErrors),
-            progress: heartbeat.update, shouldStop: shouldStop)
-        guard case .finished(let result) = try task.run(context) else {
+            progress: heartbeat.update, shouldStop: { stop() || early() != nil })
+        var finished: TaskResult?
+        if early() == nil, case .finished(let result) = try task.run(context) { finished = result }
+        guard let result = finished else {
+            guard let status = early(), !shouldStop() else {
+                openErrors = nil
+                return .interrupted
+            }
+            // Cancelled or expired: a whole-input task has no partial result to keep.
+            heartbeat.stop()
+            try writer.finish()
             openErrors = nil
-            return .interrupted
+            try Sys.rename(writer.path, job.file(Self.errorsName))
+            var report = Report(id: job.id, task: manifest.task.name)
+            report["status"] = .string(status)
+            report["model"] = Report.model(task.model)
+            report["records"] = Report.records(succeeded: 0, failed: 0)
+            let json = report.json(
+                startedAt: startedAt, finishedAt: time.now(), wallSeconds: time.monotonic() - started)
+            try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(json))
+            log.log(.info, "job \(status)", [])
+            return .done(
+                try spool.complete(job, keep: ["manifest.json", "report.json", Self.errorsName, "job.log"]))
         }
         heartbeat.stop()
         try writer.finish()
@@ -215,6 +253,11 @@ public final class JobRunner {
         }
         var batch: [Record] = []
         batch.reserveCapacity(task.window)
+        // Cancelled or expired: the rest of the input is listed, not run.
+        let early = earlyStop(job, manifest)
+        var stopped: String?
+        var unrun: ChunkedGzipWriter?
+        var unrunCount = 0
 
         func writeCheckpoint() throws {
             try out.checkpoint(taskState: task.state)
@@ -249,6 +292,28 @@ public final class JobRunner {
 
         while let item = try stream.next() {
             if shouldStop() { break }
+            // Between batches: has the job been cancelled, or run out of time?
+            if stopped == nil && batch.isEmpty, let why = early() {
+                stopped = why
+                unrun = try ChunkedGzipWriter(
+                    path: job.file(Self.unrunName + ".partial"), level: manifest.output.compressionLevel)
+                log.log(.info, "job \(why): listing the records not run", [("records_done", .int(Int64(out.consumed)))])
+            }
+            if let unrun {
+                switch item {
+                case .record(let r):
+                    if r.index < skip { continue }
+                    let line: JSONValue = [
+                        "id": .string(r.id), "member": .string(r.member), "line": .int(Int64(r.line))
+                    ]
+                    _ = try unrun.append(JSONWriter.compact(line) + [0x0A])
+                    unrunCount += 1
+                case .failure(let f):
+                    if f.index < skip { continue }
+                    try out.write(f)
+                }
+                continue
+            }
             switch item {
             case .record(let r):
                 if r.index < skip { continue }
@@ -273,7 +338,7 @@ public final class JobRunner {
         try flush()
         Log.shared.endProgress()
         heartbeat.stop()
-        if out.succeeded + out.errors.count == 0 && shard == nil {
+        if out.succeeded + out.errors.count + unrunCount == 0 && shard == nil && stopped == nil {
             let noMember = stream.membersRead == 0 && manifest.input.members != nil
             throw QuernError(
                 .emptyInput,
@@ -284,7 +349,12 @@ public final class JobRunner {
         }
 
         // Publish: finish the files, name them, write the report, one rename to done/.
-        let outputNames = try out.publish()
+        var outputNames = try out.publish()
+        if let unrun {
+            try unrun.finish()
+            try Sys.rename(unrun.path, job.file(Self.unrunName))
+            outputNames.append(Self.unrunName)
+        }
         openErrors = nil
         let processSeconds = time.monotonic() - processStart
         var report = Report(id: job.id, task: manifest.task.name)
@@ -294,7 +364,9 @@ public final class JobRunner {
             "path": .string(inputPath), "bytes": .int(Int64(Sys.fileSize(path: inputPath))),
             "format": .string(manifest.input.format.rawValue), "members": .int(Int64(stream.membersRead))
         ]
-        report["records"] = Report.records(succeeded: out.succeeded, failed: out.errors.count)
+        report["records"] = Report.records(
+            succeeded: out.succeeded, failed: out.errors.count, stopped == nil ? [] : [("cancelled", unrunCount)])
+        if let stopped { report["status"] = .string(stopped) }
         report.timings["model_load_seconds"] = .double(loadSeconds)
         report.timings["process_seconds"] = .double(processSeconds)
         // The job process's peak memory, model included: what a memory limit must allow.

@@ -202,6 +202,22 @@ public struct Manifest: Sendable {
     public var priority = 0
     /// The job's own hooks (run only where the spool's quern.json allows manifest hooks).
     public var hooks: JobHooks?
+    /// When the job stops (status `expired`, finished work kept): a time, or a duration
+    /// after submission (the manifest file's modification time).
+    public var deadline: Deadline?
+
+    public enum Deadline: Sendable, Equatable {
+        case at(Double)
+        case after(Double)
+
+        /// The moment, for a manifest submitted at `submitted`.
+        public func time(submitted: Double) -> Double {
+            switch self {
+            case .at(let t): t
+            case .after(let s): submitted + s
+            }
+        }
+    }
     public static let priorityRange = -1_000_000...1_000_000
     /// The task's blocks that the manifest gave, decoded and checked, by key.
     var blocks: [String: any ManifestBlock]
@@ -295,6 +311,19 @@ public struct Manifest: Sendable {
         let priority = try d.int("priority", range: priorityRange) ?? 0
         var hooks: JobHooks?
         if var h = try d.object("hooks") { hooks = try JobHooks(from: &h) }
+        var deadline: Deadline?
+        if let text = try d.string("deadline") {
+            if let t = Timestamp.parse(text) {
+                deadline = .at(t)
+            } else if let s = Timestamp.duration(text) {
+                deadline = .after(s)
+            } else {
+                throw QuernError(
+                    .invalidValue,
+                    "deadline \"\(text)\" is neither an RFC 3339 time (2026-12-06T10:00:00Z) nor a duration (90m, 24h, 2d)",
+                    field: "deadline")
+            }
+        }
         if promptName != nil && prompt != nil {
             throw QuernError(
                 .invalidValue, "give prompt_name (one of the model's prompts) or prompt (the text itself), not both",
@@ -309,6 +338,7 @@ public struct Manifest: Sendable {
         m.prompt = prompt
         m.priority = priority
         m.hooks = hooks
+        m.deadline = deadline
         try task.check(m)
         return m
     }

@@ -70,7 +70,7 @@ struct Quern: ParsableCommand {
             Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Dequantize.self,
             Bench.self,
             Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self, Pause.self, Resume.self,
-            Drain.self, GC.self
+            Drain.self, GC.self, Cancel.self
         ])
 }
 
@@ -569,5 +569,20 @@ struct GC: ParsableCommand {
         )
         let outcome = try policy.apply(to: spool, now: SystemTime().now())
         print(String(decoding: JSONWriter.pretty(outcome.json), as: UTF8.self), terminator: "")
+    }
+}
+
+struct Cancel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Cancel a pending or active job: it stops at its next batch, and what it finished is published to done/JOB/ with status cancelled (the records not run in unrun.jsonl.gz)."
+    )
+    @Argument(help: "The job id.")
+    var id: String
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        let spool = try options.open()
+        try failingWithReport { print(try Commands.cancel(id: id, spool: spool, roots: options.allowedRoots)) }
     }
 }

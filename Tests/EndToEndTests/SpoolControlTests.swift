@@ -225,5 +225,99 @@ extension EndToEnd {
             r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
             #expect(r.status == 2 && r.stderr.contains("metrcs"), "\(r)")
         }
+
+        /// A JSON Lines file of `n` prompts for the tiny Llama, ids p0, p1, ….
+        static func prompts(_ scratch: Scratch, _ n: Int) throws -> String {
+            let path = scratch.file("prompts-\(n).jsonl")
+            try Files.write(
+                path,
+                (0..<n).map { #"{"id": "p\#($0)", "prompt": "tell me \#($0 % 97)"}"# }.joined(separator: "\n") + "\n")
+            return path
+        }
+
+        static func generate(_ id: String, _ input: String, _ extra: [String: Any] = [:]) throws -> Data {
+            var m: [String: Any] = [
+                "version": 1, "id": id, "task": "generate", "model": E2E.repoRoot + "/fixtures/models/tiny-llama",
+                "input": ["path": input, "id_field": "id"], "generate": ["max_tokens": 12, "temperature": 0]
+            ]
+            for (k, v) in extra { m[k] = v }
+            return try JSON.encode(m)
+        }
+
+        @Test("cancel a running 10,000-record job: its finished results and counts are published, the rest listed")
+        func cancelRunning() async throws {
+            let scratch = try Scratch("cancel")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let input = try Self.prompts(scratch, 10_000)
+            let daemon = try scratch.startQuern(["watch", spool.root] + rootArgs(scratch), label: "watch-cancel")
+            try spool.drop("big.json", try Self.generate("big", input))
+            // Once the first batch is written, cancel.
+            try await E2E.waitUntil("the job's first batch", timeout: 120) {
+                guard let lease = try? Files.json(spool.job("active", "big") + "/lease.json") else { return false }
+                return (JSON.int(lease, "progress.records") ?? 0) > 0
+            }
+            let r = try await scratch.quern(["cancel", "big", spool.root])
+            #expect(r.status == 0 && r.stdout.contains("stops at its next batch"), "\(r)")
+            try await E2E.waitUntil("done/big", timeout: 120) {
+                Files.exists(spool.job("done", "big") + "/report.json")
+            }
+            daemon.signal(SIGTERM)
+            _ = try await daemon.wait(timeout: 30)
+
+            let done = spool.job("done", "big")
+            let report = try Files.json(done + "/report.json")
+            #expect(JSON.string(report, "status") == "cancelled")
+            let succeeded = JSON.int(report, "records.succeeded") ?? -1,
+                cancelled = JSON.int(report, "records.cancelled") ?? -1
+            #expect(succeeded > 0 && cancelled > 0 && succeeded + cancelled == 10_000, "\(succeeded) + \(cancelled)")
+            #expect(JSON.int(report, "records.failed") == 0)
+            let results = try await JSON.lines(scratch.gunzip(done + "/results.jsonl.gz"), what: "results")
+            let unrun = try await JSON.lines(scratch.gunzip(done + "/unrun.jsonl.gz"), what: "unrun")
+            #expect(results.map { $0["id"] as? String } == (0..<succeeded).map { "p\($0)" })
+            #expect(unrun.map { $0["id"] as? String } == (succeeded..<10_000).map { "p\($0)" })
+            #expect(unrun.first?["line"] as? Int == succeeded + 1 && unrun.first?["member"] as? String != nil)
+            #expect(!Files.exists(done + "/cancel"), "the cancel marker is not published")
+        }
+
+        @Test(
+            "cancel a pending job, and deadlines (a past time, a duration since submission): nothing runs, every record listed"
+        )
+        func cancelPendingAndDeadlines() async throws {
+            let scratch = try Scratch("deadline")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let input = try Self.prompts(scratch, 50)
+            try spool.drop("waiting.json", try Self.generate("waiting", input))
+            var r = try await scratch.quern(["cancel", "waiting", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0 && r.stdout.contains("cancelled pending job"), "\(r)")
+            var report = try Files.json(spool.job("done", "waiting") + "/report.json")
+            #expect(JSON.string(report, "status") == "cancelled" && JSON.int(report, "records.cancelled") == 50)
+            #expect(JSON.int(report, "records.succeeded") == 0)
+
+            try spool.drop("past.json", try Self.generate("past", input, ["deadline": "2001-02-03T04:05:06Z"]))
+            try spool.drop("soon.json", try Self.generate("soon", input, ["deadline": "30s"]))
+            try spool.drop("later.json", try Self.generate("later", input, ["deadline": "24h"]))
+            // "soon" was submitted a minute ago: its 30 s are over.
+            let t = Int(Date().timeIntervalSince1970) - 60
+            var times = [timespec(tv_sec: t, tv_nsec: 0), timespec(tv_sec: t, tv_nsec: 0)]
+            #expect(utimensat(AT_FDCWD, spool.root + "/incoming/soon.json", &times, 0) == 0)
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+            for id in ["past", "soon"] {
+                report = try Files.json(spool.job("done", id) + "/report.json")
+                #expect(JSON.string(report, "status") == "expired", "\(id)")
+                #expect(JSON.int(report, "records.cancelled") == 50 && JSON.int(report, "records.succeeded") == 0)
+                let unrun = try await JSON.lines(scratch.gunzip(spool.job("done", id) + "/unrun.jsonl.gz"), what: id)
+                #expect(unrun.count == 50)
+            }
+            report = try Files.json(spool.job("done", "later") + "/report.json")
+            #expect(JSON.string(report, "status") == "done" && JSON.int(report, "records.succeeded") == 50)
+
+            r = try await scratch.quern(["cancel", "later", spool.root])
+            #expect(r.status != 0 && r.stderr.contains("finished already"), "\(r)")
+            r = try await scratch.quern(["cancel", "nothing", spool.root])
+            #expect(r.status != 0 && r.stderr.contains("no pending or active job"), "\(r)")
+        }
     }
 }

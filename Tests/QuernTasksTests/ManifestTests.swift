@@ -231,6 +231,10 @@ struct ManifestTests {
         BadManifest("dtype without npy", .invalidValue, "output.dtype") {
             $0["task"] = "embed"; $0["output"] = ["dtype": "int8"]
         },
+        BadManifest("deadline neither a time nor a duration", .invalidValue, "deadline") {
+            $0["deadline"] = "tomorrow"
+        },
+        BadManifest("deadline of zero", .invalidValue, "deadline") { $0["deadline"] = "0h" },
         BadManifest("prompt and prompt_name", .invalidValue, "prompt") {
             $0["task"] = "embed"; $0["prompt"] = "query: "; $0["prompt_name"] = "query"
         },
