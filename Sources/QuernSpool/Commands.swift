@@ -304,4 +304,58 @@ public enum Commands {
         }
         throw QuernError(.fileNotFound, "no pending or active job \(id) in \(spool.root)", field: "id")
     }
+
+    /// Where `quern retry` keeps the selection files of the jobs it makes (inside the
+    /// spool, so `gc` of the original job does not take them away).
+    public static let retriesDirectory = "retries"
+
+    /// `quern retry`: a new pending job `JOB-retry` (`-retry-2`, …) with the finished
+    /// job's manifest, reading only its bad records (`errors.jsonl.gz`) and, for a
+    /// cancelled or expired job, the records it did not run (`unrun.jsonl.gz`). A job that
+    /// failed as a whole is submitted again unchanged. Returns the new job's id and path.
+    public static func retry(id: String, spool: Spool) throws -> (id: String, path: String) {
+        let done = spool.path(.done, id), failed = spool.path(.failed, id)
+        guard let dir = [done, failed].first(where: { Sys.exists(Path.join($0, "manifest.json")) }) else {
+            throw QuernError(.fileNotFound, "no finished job \(id) in \(spool.root) (done/ or failed/)", field: "id")
+        }
+        guard var raw = try JSONParser.parse(Sys.readFile(Path.join(dir, "manifest.json"), limit: 1 << 20)).objectValue
+        else {
+            throw QuernError(.invalidValue, "\(dir)/manifest.json is not a JSON object", field: "id")
+        }
+        var newID = id + "-retry", n = 1
+        while [JobState.incoming, .active, .done, .failed, .cluster].contains(where: {
+            Sys.exists(spool.path($0, newID)) || Sys.exists(spool.path($0, newID + ".json"))
+        }) {
+            n += 1
+            newID = "\(id)-retry-\(n)"
+        }
+        raw["id"] = .string(newID)
+        if dir == done {
+            // The records to read again, as (member, line) lines.
+            var lines: [UInt8] = []
+            var count = 0
+            for name in [RecordErrors.fileName, JobRunner.unrunName] where Sys.exists(Path.join(dir, name)) {
+                for record in try JobRunner.selectedRecords(Path.join(dir, name)) {
+                    lines += JSONWriter.compact(["member": .string(record.member), "line": .int(Int64(record.line))])
+                    lines.append(0x0A)
+                    count += 1
+                }
+            }
+            guard count > 0 else {
+                throw QuernError(.invalidValue, "job \(id) has no bad or unrun records to retry", field: "id")
+            }
+            let retries = Path.join(spool.root, retriesDirectory)
+            try Sys.mkdirs(retries)
+            let select = Path.join(retries, newID + ".select.jsonl")
+            try Sys.writeFileAtomically(select, lines)
+            var input = raw["input"]?.objectValue ?? JSONObject()
+            input["select"] = .string(select)
+            raw["input"] = .object(input)
+        }
+        // The deadline of the first attempt is not the retry's.
+        raw["deadline"] = nil
+        let bytes = JSONWriter.pretty(.object(raw))
+        _ = try Manifest.decode(bytes)
+        return (newID, try spool.submit(bytes, name: newID + ".json"))
+    }
 }

@@ -43,6 +43,39 @@ public final class JobRunner {
         .jsonl: "results.jsonl.gz", .csv: "results.csv.gz", .npy: "results.jsonl.gz"
     ]
     static let errorsName = RecordErrors.fileName
+    /// A record named by `member` and `line` (`input.select`).
+    struct SelectedRecord: Hashable {
+        let member: String
+        let line: Int
+    }
+
+    /// Selection files hold at most this many records (10 million: a few hundred MB).
+    static let maxSelected = 10_000_000
+
+    /// The records a selection file lists: JSON Lines (gzipped or not) whose lines have
+    /// `member` and `line`, as `errors.jsonl.gz` and `unrun.jsonl.gz` do.
+    static func selectedRecords(_ path: String) throws -> Set<SelectedRecord> {
+        var spec = RecordSpec(format: .jsonl)
+        spec.wantsObject = true
+        let stream = try RecordStream(path: path, spec: spec)
+        var out: Set<SelectedRecord> = []
+        while let item = try stream.next() {
+            guard case .record(let r) = item, let o = r.object, let member = o["member"]?.stringValue,
+                let line = o["line"]?.intValue
+            else {
+                throw QuernError(
+                    .invalidValue, "input.select \(path): every line must be an object with \"member\" and \"line\"",
+                    field: "input.select")
+            }
+            out.insert(SelectedRecord(member: member, line: Int(line)))
+            guard out.count <= maxSelected else {
+                throw QuernError(
+                    .invalidValue, "input.select lists more than \(maxSelected) records", field: "input.select")
+            }
+        }
+        return out
+    }
+
     /// `quern cancel` leaves this in an active job's directory.
     public static let cancelName = "cancel"
     /// The records a cancelled or expired job did not run: `{id, member, line}` a line.
@@ -232,6 +265,14 @@ public final class JobRunner {
         openErrors = out.errors.writer
         let skip = out.consumed
 
+        // A retry reads only the records its selection file lists.
+        let selected = try manifest.input.select.map {
+            try Self.selectedRecords(try policy.resolve($0, field: "input.select"))
+        }
+        func wanted(_ member: String, _ line: Int?) -> Bool {
+            guard let selected else { return true }
+            return line.map { selected.contains(SelectedRecord(member: member, line: $0)) } ?? false
+        }
         // A shard of a cluster job reads only its share (see ClusterJob).
         let shard = try ShardAssignment.load(job.file(ShardAssignment.fileName))
         let stream = try RecordStream(
@@ -298,6 +339,10 @@ public final class JobRunner {
                 unrun = try ChunkedGzipWriter(
                     path: job.file(Self.unrunName + ".partial"), level: manifest.output.compressionLevel)
                 log.log(.info, "job \(why): listing the records not run", [("records_done", .int(Int64(out.consumed)))])
+            }
+            switch item {
+            case .record(let r): if !wanted(r.member, r.line) { continue }
+            case .failure(let f): if !wanted(f.member, f.line) { continue }
             }
             if let unrun {
                 switch item {

@@ -48,6 +48,9 @@ public struct Manifest: Sendable {
         /// Image formats (idx, npy): features become x·scale + offset.
         public var scale: Double = 1
         public var offset: Double = 0
+        /// Read only the records a JSON Lines file lists by `member` and `line` (an
+        /// `errors.jsonl.gz` or `unrun.jsonl.gz`, gzipped or not): what `quern retry` sets.
+        public var select: String?
 
         /// Whether records bring a label: a label field, or a format that carries its own.
         public var hasLabels: Bool { labelField != nil || format.carriesLabels }
@@ -57,6 +60,7 @@ public struct Manifest: Sendable {
         init(from i: inout StrictObject) throws {
             path = try i.string("path", required: true)!
             members = try i.string("members")
+            select = try i.string("select")
             let formats = RecordFormat.allCases.map(\.rawValue).joined(separator: ", ")
             if let name = try i.string("format") {
                 guard let f = RecordFormat(rawValue: name) else {
@@ -385,6 +389,7 @@ public struct Manifest: Sendable {
         var raw = self.raw
         var i = raw["input"]!.objectValue!
         i["path"] = .string(try resolve(input.path, "input.path"))
+        if let select = input.select { i["select"] = .string(try resolve(select, "input.select")) }
         raw["input"] = .object(i)
         if let model { raw["model"] = .string(try resolve(model, "model")) }
         for (key, block) in blocks {

@@ -70,7 +70,7 @@ struct Quern: ParsableCommand {
             Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Dequantize.self,
             Bench.self,
             Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self, Pause.self, Resume.self,
-            Drain.self, GC.self, Cancel.self
+            Drain.self, GC.self, Cancel.self, Retry.self
         ])
 }
 
@@ -584,5 +584,23 @@ struct Cancel: ParsableCommand {
     func run() throws {
         let spool = try options.open()
         try failingWithReport { print(try Commands.cancel(id: id, spool: spool, roots: options.allowedRoots)) }
+    }
+}
+
+struct Retry: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Submit a finished job again, reading only its bad records (errors.jsonl.gz) and, when it was cancelled or expired, the records it did not run; a job that failed as a whole is submitted unchanged."
+    )
+    @Argument(help: "The finished job's id.")
+    var id: String
+    @OptionGroup var options: SpoolOptions
+
+    func run() throws {
+        let spool = try options.open()
+        try failingWithReport {
+            let (newID, path) = try Commands.retry(id: id, spool: spool)
+            print("submitted \(newID): \(path)")
+        }
     }
 }

@@ -319,5 +319,57 @@ extension EndToEnd {
             r = try await scratch.quern(["cancel", "nothing", spool.root])
             #expect(r.status != 0 && r.stderr.contains("no pending or active job"), "\(r)")
         }
+
+        @Test("retry: a new job reads only the bad records (and a cancelled job's unrun ones) from the same input")
+        func retry() async throws {
+            let scratch = try Scratch("retry")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let lines = try Files.text(E2E.digitsCSV).split(separator: "\n").map(String.init)
+            let header = lines[0], rows = Array(lines[1...12])
+            // Rows 3 and 8 (file lines 4 and 9) are broken: a feature that is not a number.
+            var broken = rows
+            for i in [2, 7] { broken[i] = broken[i].replacingOccurrences(of: ",", with: ",x", options: [], range: nil) }
+            let input = scratch.file("digits.csv")
+            try Files.write(input, ([header] + broken).joined(separator: "\n") + "\n")
+            func job(_ id: String) throws -> Data {
+                try Manifests.bytes(
+                    Manifests.predict(
+                        id: id, input: input, format: "csv", input: ["id_field": "id", "label_field": "label"]))
+            }
+            try spool.drop("first.json", try job("first"))
+            var r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+            var report = try Files.json(spool.job("done", "first") + "/report.json")
+            #expect(JSON.int(report, "records.succeeded") == 10 && JSON.int(report, "records.failed") == 2)
+
+            // The input is fixed; the retry reads those two records only.
+            try Files.write(input, ([header] + rows).joined(separator: "\n") + "\n")
+            r = try await scratch.quern(["retry", "first", spool.root])
+            #expect(r.status == 0 && r.stdout.contains("first-retry"), "\(r)")
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+            report = try Files.json(spool.job("done", "first-retry") + "/report.json")
+            #expect(JSON.int(report, "records.succeeded") == 2 && JSON.int(report, "records.failed") == 0)
+            let results = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "first-retry") + "/results.jsonl.gz"), what: "retry")
+            let ids = [2, 7].map { rows[$0].split(separator: ",")[0] }.map(String.init)
+            #expect(results.map { $0["id"] as? String } == ids)
+
+            // Nothing left to retry; a second retry of the first job gets its own id.
+            r = try await scratch.quern(["retry", "first-retry", spool.root])
+            #expect(r.status != 0 && r.stderr.contains("no bad or unrun records"), "\(r)")
+            r = try await scratch.quern(["retry", "first", spool.root])
+            #expect(r.status == 0 && r.stdout.contains("first-retry-2"), "\(r)")
+
+            // A cancelled job's unrun records are retried too.
+            try spool.drop("stopped.json", try job("stopped"))
+            r = try await scratch.quern(["cancel", "stopped", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+            r = try await scratch.quern(["retry", "stopped", spool.root])
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            report = try Files.json(spool.job("done", "stopped-retry") + "/report.json")
+            #expect(JSON.int(report, "records.succeeded") == 12, "\(report)")
+        }
     }
 }
