@@ -346,7 +346,7 @@ public enum Commands {
             }
             let retries = Path.join(spool.root, retriesDirectory)
             try Sys.mkdirs(retries)
-            let select = Path.join(retries, newID + ".select.jsonl")
+            let select = Path.join(retries, newID + Retention.selectSuffix)
             try Sys.writeFileAtomically(select, lines)
             var input = raw["input"]?.objectValue ?? JSONObject()
             input["select"] = .string(select)

@@ -20,6 +20,8 @@ public struct Retention: Sendable {
         self.archive = archive
     }
 
+    static let selectSuffix = ".select.jsonl"
+
     /// What one pass did, by state.
     public struct Outcome: Sendable {
         public var removed: [String] = []
@@ -84,6 +86,17 @@ public struct Retention: Sendable {
                     try Sys.removeTree(doomed)
                     out.removed.append(name)
                 }
+            }
+        }
+        // A retry's record list goes once no job of that id is left anywhere.
+        let retries = Path.join(spool.root, Commands.retriesDirectory)
+        if Sys.isDirectory(retries) {
+            for name in try Sys.listDirectory(retries) where name.hasSuffix(Self.selectSuffix) {
+                let id = String(name.dropLast(Self.selectSuffix.count))
+                let live = JobState.allCases.contains {
+                    Sys.exists(spool.path($0, id)) || Sys.exists(spool.path($0, id + ".json"))
+                }
+                if !live { try Sys.unlink(Path.join(retries, name)) }
             }
         }
         return out

@@ -370,6 +370,14 @@ extension EndToEnd {
             r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
             report = try Files.json(spool.job("done", "stopped-retry") + "/report.json")
             #expect(JSON.int(report, "records.succeeded") == 12, "\(report)")
+
+            // Once gc has taken the jobs, their record lists go too; a pending retry's stays.
+            r = try await scratch.quern(["retry", "first", spool.root])
+            #expect(spool.jobs("incoming") == ["first-retry-3.json"], "\(r)")
+            r = try await scratch.quern(["gc", spool.root, "--keep-last", "0"])
+            #expect(r.status == 0 && spool.jobs("done").isEmpty, "\(r)")
+            let left = try FileManager.default.contentsOfDirectory(atPath: spool.root + "/retries")
+            #expect(left == ["first-retry-3.select.jsonl"], "\(left)")
         }
     }
 }
