@@ -14,7 +14,8 @@ for job in jobs/predict-digits.json jobs/evaluate-digits.json jobs/predict-digit
            jobs/finetune-digits-cnn.json jobs/finetune-digits-cnn-idx.json jobs/finetune-digits-mlp-wide.json \
            jobs/quantize-digits-mlp.json jobs/prune-digits-mlp.json \
            jobs/embed-texts.json jobs/score-queries.json jobs/score-pairs.json jobs/predict-texts.json \
-           jobs/finetune-text-head.json jobs/generate-chat.json jobs/generate-openai-batch.json; do
+           jobs/finetune-text-head.json jobs/quantize-text-encoder.json jobs/generate-chat.json \
+           jobs/generate-openai-batch.json; do
   $Q submit "$job" "$SPOOL" --root .
 done
 $Q run --once "$SPOOL" --root .
@@ -47,6 +48,7 @@ echo "text jobs on the tiny random BERT fixtures (real models: jobs/text/, after
 gzip -dc "$SPOOL/done/score-queries/results.jsonl.gz" | head -2 || true
 gzip -dc "$SPOOL/done/score-pairs/results.jsonl.gz" | head -2 || true
 show finetune-text-head validation_accuracy
+show quantize-text-encoder cosine_mean
 echo
 echo "generation on the tiny random decoders (real model: jobs/text/generate-smollm2.json, after scripts/fetch-smollm2.sh):"
 gzip -dc "$SPOOL/done/generate-chat/results.jsonl.gz" | head -1 | cut -c1-160 || true
