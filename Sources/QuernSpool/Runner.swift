@@ -202,7 +202,14 @@ public final class JobRunner {
             errors: RecordErrors(writer: writer, maxErrors: manifest.limits.maxErrors),
             progress: heartbeat.update, shouldStop: { stop() || early() != nil })
         var finished: TaskResult?
-        if early() == nil, case .finished(let result) = try task.run(context) { finished = result }
+        if early() == nil {
+            do {
+                if case .finished(let result) = try task.run(context) { finished = result }
+            } catch {
+                // A task asked to stop may throw rather than return; cancelled, that is no failure.
+                if early() == nil || shouldStop() { throw error }
+            }
+        }
         guard let result = finished else {
             guard let status = early(), !shouldStop() else {
                 openErrors = nil
@@ -299,6 +306,7 @@ public final class JobRunner {
         var stopped: String?
         var unrun: ChunkedGzipWriter?
         var unrunCount = 0
+        var lastEarlyCheck = -Double.infinity
 
         func writeCheckpoint() throws {
             try out.checkpoint(taskState: task.state)
@@ -334,11 +342,16 @@ public final class JobRunner {
         while let item = try stream.next() {
             if shouldStop() { break }
             // Between batches: has the job been cancelled, or run out of time?
-            if stopped == nil && batch.isEmpty, let why = early() {
-                stopped = why
-                unrun = try ChunkedGzipWriter(
-                    path: job.file(Self.unrunName + ".partial"), level: manifest.output.compressionLevel)
-                log.log(.info, "job \(why): listing the records not run", [("records_done", .int(Int64(out.consumed)))])
+            // (At most every 0.1 s: between batches, and while skipping records on resume.)
+            if stopped == nil && batch.isEmpty && time.monotonic() - lastEarlyCheck >= 0.1 {
+                lastEarlyCheck = time.monotonic()
+                if let why = early() {
+                    stopped = why
+                    unrun = try ChunkedGzipWriter(
+                        path: job.file(Self.unrunName + ".partial"), level: manifest.output.compressionLevel)
+                    log.log(
+                        .info, "job \(why): listing the records not run", [("records_done", .int(Int64(out.consumed)))])
+                }
             }
             switch item {
             case .record(let r): if !wanted(r.member, r.line) { continue }

@@ -314,6 +314,13 @@ extension EndToEnd {
             report = try Files.json(spool.job("done", "later") + "/report.json")
             #expect(JSON.string(report, "status") == "done" && JSON.int(report, "records.succeeded") == 50)
 
+            // A whole-input task cancelled: its report and errors only.
+            try spool.drop("tune.json", try TrainingTests.manifest("quantize-digits-mlp", id: "tune"))
+            r = try await scratch.quern(["cancel", "tune", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+            report = try Files.json(spool.job("done", "tune") + "/report.json")
+            #expect(JSON.string(report, "status") == "cancelled" && !Files.exists(spool.job("done", "tune") + "/model"))
+
             r = try await scratch.quern(["cancel", "later", spool.root])
             #expect(r.status != 0 && r.stderr.contains("finished already"), "\(r)")
             r = try await scratch.quern(["cancel", "nothing", spool.root])
