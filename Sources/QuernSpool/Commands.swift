@@ -358,4 +358,41 @@ public enum Commands {
         _ = try Manifest.decode(bytes)
         return (newID, try spool.submit(bytes, name: newID + ".json"))
     }
+
+    /// `quern ranges`: each column's minimum and maximum over the float32 vectors of an NPY
+    /// file (an embed job's `results.npy.gz`, gzipped or not), written as an NPY of shape
+    /// (2, dimension): the `output.ranges` of calibrated int8 / uint8 vectors, and
+    /// sentence-transformers' `ranges`. Returns the number of vectors read.
+    public static func ranges(input: String, output: String) throws -> Int {
+        var spec = RecordSpec(format: .npy)
+        spec.wantsFeatures = true
+        let stream = try RecordStream(path: input, spec: spec)
+        var lo: [Float] = [], hi: [Float] = [], n = 0
+        while let item = try stream.next() {
+            guard case .record(let r) = item else {
+                if case .failure(let f) = item { throw f.error }
+                continue
+            }
+            if n == 0 {
+                lo = r.features
+                hi = r.features
+            } else {
+                guard r.features.count == lo.count else {
+                    throw QuernError(.invalidValue, "\(input): rows of \(lo.count) and \(r.features.count) values")
+                }
+                for (d, x) in r.features.enumerated() {
+                    lo[d] = min(lo[d], x)
+                    hi[d] = max(hi[d], x)
+                }
+            }
+            n += 1
+        }
+        guard n >= 2 else {
+            throw QuernError(.emptyInput, "\(input): ranges need at least 2 vectors, it has \(n)")
+        }
+        var bytes = NPYHeader.encode(descr: "<f4", shape: [2, lo.count])
+        for x in lo + hi { withUnsafeBytes(of: x.bitPattern.littleEndian) { bytes += $0 } }
+        try Sys.writeFileAtomically(output, bytes)
+        return n
+    }
 }

@@ -27,8 +27,10 @@ final class RecordOutputs {
     var checkpointPath: String { job.file("checkpoint.json") }
 
     /// The outputs of `job`, continued from `checkpoint` when there is one.
-    init(job: ActiveJob, manifest: Manifest, checkpoint: Checkpoint?, errorLine: RecordErrors.LineFormat? = nil) throws
-    {
+    init(
+        job: ActiveJob, manifest: Manifest, checkpoint: Checkpoint?, errorLine: RecordErrors.LineFormat? = nil,
+        ranges: (min: [Float], max: [Float])? = nil
+    ) throws {
         self.job = job
         format = manifest.output.format
         level = manifest.output.compressionLevel
@@ -46,7 +48,7 @@ final class RecordOutputs {
             format == .npy
             ? try VectorOutput(
                 path: job.file(VectorOutput.name + ".data.partial"), level: level, dtype: manifest.output.dtype,
-                resume: checkpoint?.vectors, dimension: checkpoint?.vectorDimension)
+                resume: checkpoint?.vectors, dimension: checkpoint?.vectorDimension, ranges: ranges)
             : nil
         encoder = RowEncoder(format: format, header: checkpoint?.csvHeader)
         includeFields = manifest.output.includeFields

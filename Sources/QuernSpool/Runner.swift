@@ -268,7 +268,11 @@ public final class JobRunner {
                     ("model", .string(inputs.modelPath))
                 ])
         }
-        let out = try RecordOutputs(job: job, manifest: manifest, checkpoint: checkpoint, errorLine: task.errorLine)
+        let ranges = try manifest.output.ranges.map {
+            try VectorOutput.loadRanges(try policy.resolve($0, field: "output.ranges"))
+        }
+        let out = try RecordOutputs(
+            job: job, manifest: manifest, checkpoint: checkpoint, errorLine: task.errorLine, ranges: ranges)
         openErrors = out.errors.writer
         let skip = out.consumed
 

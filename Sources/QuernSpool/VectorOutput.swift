@@ -17,12 +17,51 @@ final class VectorOutput {
     let dtype: Manifest.VectorType
     let data: ChunkedGzipWriter
     private(set) var dimension: Int?
+    /// `output.ranges`: each dimension's minimum and maximum (calibrated int8 / uint8).
+    let ranges: (min: [Float], max: [Float])?
 
-    init(path: String, level: Int, dtype: Manifest.VectorType, resume: (GzipPosition, [UInt8])?, dimension: Int?) throws
-    {
+    init(
+        path: String, level: Int, dtype: Manifest.VectorType, resume: (GzipPosition, [UInt8])?, dimension: Int?,
+        ranges: (min: [Float], max: [Float])? = nil
+    ) throws {
         self.dtype = dtype
         self.dimension = dimension
+        self.ranges = ranges
         data = try ChunkedGzipWriter(path: path, level: level, resume: resume)
+    }
+
+    /// sentence-transformers' scalar quantization of `v` (`quantize_embeddings` with
+    /// `ranges`), in float32 as it computes: q = clip(floor((x − min) / step), 0, 255),
+    /// step = (max − min) / 255 (1 where that is 0); `offset` stores q − 128 as int8 bits.
+    static func calibrated(_ v: [Float], min: [Float], max: [Float], offset: Bool) -> [UInt8] {
+        v.indices.map { d in
+            var step = (max[d] - min[d]) / 255
+            if step == 0 { step = 1 }
+            let q = Swift.min(Swift.max(((v[d] - min[d]) / step).rounded(.down), 0), 255)
+            return offset ? UInt8(q) &- 128 : UInt8(q)
+        }
+    }
+
+    /// Reads `output.ranges`: an NPY float32 array of shape (2, dimension).
+    static func loadRanges(_ path: String) throws -> (min: [Float], max: [Float]) {
+        var spec = RecordSpec(format: .npy)
+        spec.wantsFeatures = true
+        let stream = try RecordStream(path: path, spec: spec)
+        var rows: [[Float]] = []
+        while let item = try stream.next(), rows.count <= 2 {
+            switch item {
+            case .record(let r): rows.append(r.features)
+            case .failure(let f):
+                throw QuernError(.invalidValue, "output.ranges \(path): \(f.error.message)", field: "output.ranges")
+            }
+        }
+        guard rows.count == 2, rows[0].count == rows[1].count, zip(rows[0], rows[1]).allSatisfy({ $0 <= $1 }) else {
+            throw QuernError(
+                .invalidValue,
+                "output.ranges \(path) must hold 2 rows of one length, each dimension's minimum then maximum (as numpy.vstack((emb.min(0), emb.max(0))))",
+                field: "output.ranges")
+        }
+        return (rows[0], rows[1])
     }
 
     /// Appends one vector; the result line's fields that locate it.
@@ -30,6 +69,15 @@ final class VectorOutput {
         if dimension == nil { dimension = v.count }
         guard v.count == dimension else {
             throw QuernError(.internalError, "vector of \(v.count) values in an array of \(dimension!)")
+        }
+        if let ranges, dtype == .int8 || dtype == .uint8 {
+            guard v.count == ranges.min.count else {
+                throw QuernError(
+                    .invalidValue, "output.ranges has \(ranges.min.count) dimensions, the vectors \(v.count)",
+                    field: "output.ranges")
+            }
+            try data.append(Self.calibrated(v, min: ranges.min, max: ranges.max, offset: dtype == .int8))
+            return [("row", .int(row))]
         }
         switch dtype {
         case .float32:
@@ -41,6 +89,8 @@ final class VectorOutput {
             let scale = peak > 0 ? peak / 127 : 1
             try data.append(v.map { UInt8(bitPattern: Int8(max(-127, min(127, ($0 / scale).rounded())))) })
             return [("row", .int(row)), ("scale", .float(scale))]
+        case .uint8:
+            throw QuernError(.internalError, "uint8 vectors without output.ranges")
         case .binary, .ubinary:
             try data.append(Self.packBits(v, offset: dtype == .binary))
             return [("row", .int(row))]

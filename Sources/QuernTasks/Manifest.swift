@@ -16,15 +16,18 @@ public struct Manifest: Sendable {
     /// or sentence-transformers' `binary` / `ubinary` (one bit a dimension, set when the
     /// value is positive, packed 8 to a byte first dimension in the high bit as
     /// `numpy.packbits` does; `binary` bytes are stored minus 128 as int8).
+    /// With `output.ranges`, `int8` and `uint8` are sentence-transformers' calibrated
+    /// scalar quantization instead: per dimension, q = floor((x − min) / step) clipped to
+    /// [0, 255] with step = (max − min) / 255; uint8 stores q, int8 q − 128.
     public enum VectorType: String, Sendable, CaseIterable {
-        case float32, int8, binary, ubinary
+        case float32, int8, uint8, binary, ubinary
 
         /// The NPY element type.
         public var descr: String {
             switch self {
             case .float32: "<f4"
             case .int8, .binary: "|i1"
-            case .ubinary: "|u1"
+            case .uint8, .ubinary: "|u1"
             }
         }
 
@@ -111,6 +114,9 @@ public struct Manifest: Sendable {
         /// Input fields (JSONL) or columns (CSV) copied into every result line, after the
         /// task's own fields: SageMaker's `JoinSource`, Vertex's `included_fields`.
         public var includeFields: [String] = []
+        /// `dtype` int8 / uint8: an NPY file of shape (2, dimension), each dimension's
+        /// minimum and maximum (sentence-transformers' `ranges`; `quern ranges` makes one).
+        public var ranges: String?
 
         /// The `output` block; NPY only for tasks whose rows are vectors.
         mutating func decode(_ o: inout StrictObject, task: any JobTask.Type) throws {
@@ -124,6 +130,18 @@ public struct Manifest: Sendable {
             probabilities = try o.bool("probabilities") ?? true
             let type = try o.enumeration("dtype", VectorType.self)
             dtype = type ?? .float32
+            ranges = try o.string("ranges")
+            if ranges != nil && dtype != .int8 && dtype != .uint8 {
+                throw QuernError(
+                    .invalidValue, "output.ranges calibrates int8 and uint8 vectors; set output.dtype to one of them",
+                    field: "output.ranges")
+            }
+            if dtype == .uint8 && ranges == nil {
+                throw QuernError(
+                    .missingField,
+                    "output.dtype uint8 needs output.ranges: an NPY of each dimension's minimum and maximum (quern ranges makes one from a float32 embed job's results.npy.gz)",
+                    field: "output.ranges")
+            }
             includeFields = try o.stringArray("include_fields") ?? []
             for (i, name) in includeFields.enumerated() {
                 guard !name.isEmpty, name != "id", !includeFields[..<i].contains(name) else {
@@ -391,6 +409,10 @@ public struct Manifest: Sendable {
         i["path"] = .string(try resolve(input.path, "input.path"))
         if let select = input.select { i["select"] = .string(try resolve(select, "input.select")) }
         raw["input"] = .object(i)
+        if let ranges = output.ranges, var o = raw["output"]?.objectValue {
+            o["ranges"] = .string(try resolve(ranges, "output.ranges"))
+            raw["output"] = .object(o)
+        }
         if let model { raw["model"] = .string(try resolve(model, "model")) }
         for (key, block) in blocks {
             guard var o = raw[key]?.objectValue else { continue }

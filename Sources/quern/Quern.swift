@@ -70,7 +70,7 @@ struct Quern: ParsableCommand {
             Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Dequantize.self,
             Bench.self,
             Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self, Pause.self, Resume.self,
-            Drain.self, GC.self, Cancel.self, Retry.self
+            Drain.self, GC.self, Cancel.self, Retry.self, Ranges.self
         ])
 }
 
@@ -601,6 +601,24 @@ struct Retry: ParsableCommand {
         try failingWithReport {
             let (newID, path) = try Commands.retry(id: id, spool: spool)
             print("submitted \(newID): \(path)")
+        }
+    }
+}
+
+struct Ranges: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Each dimension's minimum and maximum over an NPY of float32 vectors (an embed job's results.npy.gz), as the NPY that output.ranges (calibrated int8/uint8 vectors) reads."
+    )
+    @Argument(help: "The float32 vectors (.npy, or .npy.gz).")
+    var input: String
+    @Argument(help: "The ranges file to write (.npy, shape (2, dimension)).")
+    var output: String
+
+    func run() throws {
+        try failingWithReport {
+            let n = try Commands.ranges(input: input, output: output)
+            print("ranges of \(n) vectors: \(output)")
         }
     }
 }

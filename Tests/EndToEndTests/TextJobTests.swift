@@ -523,6 +523,69 @@ extension EndToEnd {
             }
         }
 
+        @Test(
+            "calibrated int8/uint8 vectors: quern ranges of a float32 job, then output.ranges, as sentence-transformers quantizes"
+        )
+        func calibratedVectors() async throws {
+            let scratch = try Scratch("text-ranges")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let input = E2E.repoRoot + "/fixtures/text/debdesc-sample.jsonl"
+            func embed(_ id: String, _ output: [String: Any]) throws {
+                try spool.drop(
+                    id + ".json",
+                    try JSON.encode([
+                        "version": 1, "id": id, "task": "embed", "model": Self.embedder,
+                        "input": ["path": input, "id_field": "id"], "output": output
+                    ]))
+            }
+            try embed("floats", ["format": "npy"])
+            var r = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
+            #expect(r.status == 0, "\(r)")
+            let ranges = scratch.file("ranges.npy")
+            r = try await scratch.quern(["ranges", spool.job("done", "floats") + "/results.npy.gz", ranges])
+            #expect(r.status == 0 && r.stdout.contains("ranges of 300 vectors"), "\(r)")
+            for dtype in ["int8", "uint8"] { try embed(dtype, ["format": "npy", "dtype": dtype, "ranges": ranges]) }
+            r = try await scratch.quern(["run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path])
+            #expect(r.status == 0, "\(r)")
+
+            func body(_ id: String) async throws -> (header: String, body: [UInt8]) {
+                let npy = [UInt8](try await scratch.gunzip(spool.job("done", id) + "/results.npy.gz"))
+                let n = Int(npy[8]) | Int(npy[9]) << 8
+                return (String(decoding: npy[10..<(10 + n)], as: UTF8.self), Array(npy[(10 + n)...]))
+            }
+            let floats = try await body("floats").body.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let rows = floats.count / 32
+            #expect(rows == 300)
+            var lo = [Float](repeating: .infinity, count: 32), hi = [Float](repeating: -.infinity, count: 32)
+            for i in 0..<rows {
+                for d in 0..<32 {
+                    lo[d] = min(lo[d], floats[i * 32 + d])
+                    hi[d] = max(hi[d], floats[i * 32 + d])
+                }
+            }
+            for dtype in ["int8", "uint8"] {
+                let (header, bytes) = try await body(dtype)
+                #expect(header.contains(dtype == "int8" ? "'|i1'" : "'|u1'") && header.contains("'shape': (300, 32)"))
+                var mismatches = 0
+                for i in 0..<rows {
+                    for d in 0..<32 {
+                        // quantize_embeddings: clip(floor((x - min) / step), 0, 255), step = (max - min) / 255.
+                        let step = (hi[d] - lo[d]) / 255
+                        let q = min(max(((floats[i * 32 + d] - lo[d]) / (step == 0 ? 1 : step)).rounded(.down), 0), 255)
+                        let want = dtype == "int8" ? (Int(q) + 128) % 256 : Int(q)
+                        if Int(bytes[i * 32 + d]) != want { mismatches += 1 }
+                    }
+                }
+                #expect(mismatches == 0, "\(dtype): \(mismatches) values differ")
+                let lines = try await JSON.lines(
+                    scratch.gunzip(spool.job("done", dtype) + "/results.jsonl.gz"), what: dtype)
+                #expect(lines.allSatisfy { $0["scale"] == nil && $0["row"] != nil })
+            }
+        }
+
         @Test("quern submit records the query file's path absolute, like input.path and model")
         func submitQueries() async throws {
             let scratch = try Scratch("text-submit")

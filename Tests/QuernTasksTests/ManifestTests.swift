@@ -238,6 +238,12 @@ struct ManifestTests {
         BadManifest("prompt and prompt_name", .invalidValue, "prompt") {
             $0["task"] = "embed"; $0["prompt"] = "query: "; $0["prompt_name"] = "query"
         },
+        BadManifest("uint8 without ranges", .missingField, "output.ranges") {
+            $0["task"] = "embed"; $0["output"] = ["format": "npy", "dtype": "uint8"]
+        },
+        BadManifest("ranges for float32", .invalidValue, "output.ranges") {
+            $0["task"] = "embed"; $0["output"] = ["format": "npy", "ranges": "r.npy"]
+        },
         BadManifest("include_fields naming id", .invalidValue, "output.include_fields") {
             $0["output"] = ["include_fields": ["title", "id"]]
         },
