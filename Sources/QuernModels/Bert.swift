@@ -230,6 +230,9 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
         let maxLength: Int
         func encode(_ text: String) -> TokenSequence { session.encode(text, maxLength: maxLength) }
         func encode(_ a: String, _ b: String) -> TokenSequence { session.encode(a, b, maxLength: maxLength) }
+        func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence] {
+            session.chunks(text, tokens: min(tokens, maxLength), overlap: overlap)
+        }
     }
 
     /// Runs one batch of sequences (unpadded, see `BertEncoder.hiddenStates`).

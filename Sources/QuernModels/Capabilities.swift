@@ -99,6 +99,9 @@ public protocol TextTokenizer {
     func encode(_ text: String) -> TokenSequence
     /// A sentence pair as one sequence (cross-encoders).
     func encode(_ a: String, _ b: String) -> TokenSequence
+    /// The whole text as overlapping windows of at most `tokens` tokens (specials
+    /// included), each starting `tokens − specials − overlap` text tokens after the last.
+    func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence]
 }
 
 /// What a text encoder computes for a batch of sequences.

@@ -267,6 +267,24 @@ public struct WordPieceTokenizer: Sendable {
             return sequence
         }
 
+        /// The text's tokens in windows of `tokens` (specials included) that overlap by
+        /// `overlap` text tokens; one window (perhaps empty of text) for a short text.
+        public func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence] {
+            let ids = self.tokens(text)
+            let width = max(1, tokens - tokenizer.addedSingle), stride = max(1, width - overlap)
+            var out: [TokenSequence] = []
+            var start = 0
+            while true {
+                var window: [Int32] = []
+                if let c = tokenizer.clsID { window.append(c) }
+                window += ids[start..<min(ids.count, start + width)]
+                if let s = tokenizer.sepID { window.append(s) }
+                out.append(TokenSequence(ids: window, typeIDs: [Int32](repeating: 0, count: window.count)))
+                if start + width >= ids.count { return out }
+                start += stride
+            }
+        }
+
         /// A sentence pair as cross-encoders take it: `[CLS] a [SEP] b [SEP]`, type ids 0
         /// then 1, truncated longest-first as `tokenizers` does.
         public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> TokenSequence {

@@ -17,6 +17,16 @@ extension EndToEnd {
                 .filter { $0["text_pair"] == nil }
         }
 
+        /// The reference's single texts as `{"id": "tN", "text"}` lines in the scratch directory.
+        static func singlesFile(_ scratch: Scratch) throws -> String {
+            let path = scratch.file("texts.jsonl")
+            try Files.write(
+                path,
+                try singles().enumerated().map { line(["id": "t\($0)", "text": $1["text"]!]) }.joined(separator: "\n")
+                    + "\n")
+            return path
+        }
+
         static func numbers(_ v: Any?) -> [Double] { (v as? [NSNumber])?.map(\.doubleValue) ?? [] }
 
         /// One JSON Lines line (JSON.encode pretty-prints).
@@ -374,11 +384,7 @@ extension EndToEnd {
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             let cases = try Self.singles()
-            let input = scratch.file("texts.jsonl")
-            try Files.write(
-                input,
-                cases.enumerated().map { Self.line(["id": "t\($0)", "text": $1["text"]!]) }.joined(separator: "\n")
-                    + "\n")
+            let input = try Self.singlesFile(scratch)
             for (id, extra) in [
                 ("full", [String: Any]()),
                 ("short", ["embed": ["dimensions": 12, "mark_truncated": true], "max_length": 8]),
@@ -521,6 +527,46 @@ extension EndToEnd {
                     worst <= (dtype == "float32" ? Self.tolerance : 0.5 / 127 + Self.tolerance),
                     "\(dtype): worst \(worst)")
             }
+        }
+
+        @Test("embed.chunk: long texts in overlapping windows averaged into one unit vector; short ones as before")
+        func chunks() async throws {
+            let scratch = try Scratch("text-chunks")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let cases = try Self.singles()
+            let input = try Self.singlesFile(scratch)
+            for (id, embed) in [("plain", [String: Any]()), ("chunked", ["chunk": ["tokens": 16, "overlap": 4]])] {
+                try spool.drop(
+                    id + ".json",
+                    try JSON.encode([
+                        "version": 1, "id": id, "task": "embed", "model": Self.embedder,
+                        "input": ["path": input, "id_field": "id"], "embed": embed
+                    ]))
+            }
+            let r = try await scratch.quern([
+                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+            ])
+            #expect(r.status == 0, "\(r)")
+            let plain = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "plain") + "/results.jsonl.gz"), what: "p")
+            let chunked = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "chunked") + "/results.jsonl.gz"), what: "c")
+            #expect(chunked.count == cases.count)
+            for (i, c) in cases.enumerated() {
+                let pieces = (c["ids"] as? [Any])?.count ?? 0, n = chunked[i]["chunks"] as? Int ?? 0
+                let v = Self.numbers(chunked[i]["embedding"])
+                #expect(abs(v.map { $0 * $0 }.reduce(0, +) - 1) < 1e-5, "t\(i) is a unit vector")
+                if pieces <= 16 {
+                    // One window: the very sequence the plain job ran.
+                    #expect(n == 1, "t\(i)")
+                    for (a, b) in zip(v, Self.numbers(plain[i]["embedding"])) { #expect(abs(a - b) < 1e-5) }
+                } else {
+                    // Windows of 14 text tokens, 10 apart: at least ceil((pieces - 2 - 14) / 10) + 1.
+                    #expect(n >= (pieces - 2 - 14 + 9) / 10 + 1, "t\(i): \(n) chunks for \(pieces) tokens")
+                }
+            }
+            #expect(chunked.contains { ($0["chunks"] as? Int ?? 0) >= 9 }, "the 100-token text spans many windows")
         }
 
         @Test(

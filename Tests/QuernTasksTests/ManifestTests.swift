@@ -238,6 +238,9 @@ struct ManifestTests {
         BadManifest("prompt and prompt_name", .invalidValue, "prompt") {
             $0["task"] = "embed"; $0["prompt"] = "query: "; $0["prompt_name"] = "query"
         },
+        BadManifest("chunk overlap over half", .invalidValue, "embed.chunk.overlap") {
+            $0["task"] = "embed"; $0["embed"] = ["chunk": ["tokens": 16, "overlap": 9]]
+        },
         BadManifest("uint8 without ranges", .missingField, "output.ranges") {
             $0["task"] = "embed"; $0["output"] = ["format": "npy", "dtype": "uint8"]
         },

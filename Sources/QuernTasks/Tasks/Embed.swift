@@ -18,12 +18,31 @@ public enum EmbedTask: JobTask {
         public var dimensions: Int?
         /// Add `truncated` (true when the text was cut to the model's length) to each line.
         public var markTruncated = false
+        /// Embed long texts whole: windows of `tokens` tokens overlapping by `overlap`, their
+        /// vectors averaged into one per record (renormalised when the model normalises).
+        public var chunk: (tokens: Int, overlap: Int)?
 
         public init() {}
 
         public init(from b: inout StrictObject) throws {
             dimensions = try b.int("dimensions", range: 1...(1 << 20))
             markTruncated = try b.bool("mark_truncated") ?? false
+            if var c = try b.object("chunk") {
+                let tokens = try c.int("tokens", required: true, range: 8...65536)!
+                let overlap = try c.int("overlap", range: 0...65535) ?? 0
+                try c.finish()
+                guard overlap <= tokens / 2 else {
+                    throw QuernError(
+                        .invalidValue, "embed.chunk.overlap must be at most half of embed.chunk.tokens",
+                        field: "embed.chunk.overlap")
+                }
+                chunk = (tokens, overlap)
+            }
+        }
+
+        public static func == (a: Self, b: Self) -> Bool {
+            a.dimensions == b.dimensions && a.markTruncated == b.markTruncated && a.chunk?.tokens == b.chunk?.tokens
+                && a.chunk?.overlap == b.chunk?.overlap
         }
     }
     /// Vectors of floats compress little at any level: level 6 is 4× slower than level 1
@@ -73,6 +92,10 @@ public enum EmbedTask: JobTask {
             spec.idField = m.input.idField ?? "custom_id"
         }
         let settings = m.block(Embedding.self)
+        if settings.chunk != nil && m.input.format == .openaiBatch {
+            throw QuernError(
+                .invalidValue, "embed.chunk applies to texts, not OpenAI Batch requests", field: "embed.chunk")
+        }
         if let d = settings.dimensions, d > encoder.dimension {
             throw QuernError(
                 .invalidValue, "embed.dimensions is \(d); this model's vectors have \(encoder.dimension)",
@@ -193,8 +216,42 @@ final class Embedder: RecordTask {
         }
     }
 
+    /// Each record's text in windows, one vector per record: the mean of its windows'
+    /// vectors, renormalised when the model normalises.
+    func runChunked(_ batch: [Record], tokens: Int, overlap: Int) -> [Result<ResultRow, QuernError>] {
+        var sequences: [TokenSequence] = [], spans: [Result<Range<Int>, QuernError>] = []
+        for r in batch {
+            guard let text = r.text else {
+                spans.append(.failure(QuernError(.missingValue, "record has no text", line: r.line, member: r.member)))
+                continue
+            }
+            let windows = texts.tokenizer.chunks(texts.prompt + text, tokens: tokens, overlap: overlap)
+            spans.append(.success(sequences.count..<(sequences.count + windows.count)))
+            sequences += windows
+        }
+        let out = texts.model.run(sequences, batchSize: texts.batchSize, pool: texts.pool)
+        let h = texts.model.dimension
+        return zip(batch, spans).map { r, span in
+            span.map { s in
+                var mean = [Double](repeating: 0, count: h)
+                for k in s { for d in 0..<h { mean[d] += Double(out.embeddings[k * h + d]) } }
+                let pooled = TextOutput(embeddings: mean.map { Float($0 / Double(s.count)) }, scores: [])
+                var v = vector(pooled, 0, dimensions: settings.dimensions)
+                if texts.model.normalizes && settings.dimensions == nil {
+                    let norm = v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+                    if norm > 0 { v = v.map { Float(Double($0) / norm) } }
+                }
+                var fields: [(String, ResultRow.Value)] = [("embedding", .floats(v))]
+                fields.append(("chunks", .int(s.count)))
+                if settings.markTruncated { fields.append(("truncated", .bool(false))) }
+                return ResultRow(id: r.id, fields: fields)
+            }
+        }
+    }
+
     func run(_ batch: [Record]) -> [Result<ResultRow, QuernError>] {
         if let openAI { return runOpenAI(batch, name: openAI) }
+        if let c = settings.chunk { return runChunked(batch, tokens: c.tokens, overlap: c.overlap) }
         let (out, rows, cut) = texts.run(batch)
         truncated += cut.filter { $0 }.count
         return zip(zip(batch, rows), cut).map { item, wasCut in
