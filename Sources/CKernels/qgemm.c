@@ -105,51 +105,35 @@ TARGET_AVX2 static inline __m256i madd_pairs(__m256i acc, __m256i a, __m256i b) 
 #define DPBUSD(acc, a, b) madd_pairs(acc, a, b)
 #include "qgemm_tile_body.h"
 
-// q = clamp(round(x · inv) + zp, 0, 255) for one row, 32 values a step.
-TARGET_AVX2 static inline void quantize_row_avx2(const float *row, size_t k, float inv, int32_t zp, uint8_t *out) {
+// q = clamp(round(x · m) + zp, 0, 255) for one row, 32 values a step; m is column p's
+// multiplier cols[p], or `inv` for every column when cols is NULL (the dynamic path,
+// where the compiler folds the test away).
+TARGET_AVX2 static inline void quantize_row_avx2(const float *row, size_t k, const float *cols, float inv, int32_t zp,
+                                                 uint8_t *out) {
     const __m256 vinv = _mm256_set1_ps(inv);
     const __m256i vzp = _mm256_set1_epi32(zp);
     size_t p = 0;
     for (; p + 32 <= k; p += 32) {
-        __m256i a = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p), vinv)), vzp);
-        __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 8), vinv)), vzp);
-        __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 16), vinv)), vzp);
-        __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 24), vinv)), vzp);
+        __m256i v[4];
+        for (int j = 0; j < 4; j++) {
+            const __m256 m = cols ? _mm256_loadu_ps(cols + p + 8 * j) : vinv;
+            v[j] = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 8 * j), m)), vzp);
+        }
         // Saturating packs work within 128-bit lanes; the final permute restores order.
-        __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-        __m256i bytes = _mm256_packus_epi16(ab, cd);
+        __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
         bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(out + p), bytes);
     }
     for (; p < k; p++) {
-        int32_t v = (int32_t)lrintf(row[p] * inv) + zp;
+        int32_t v = (int32_t)lrintf(row[p] * (cols ? cols[p] : inv)) + zp;
         out[p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
     }
 }
 
-// The same with a multiplier per column (static ranges, smoothed or not).
+// Static ranges, smoothed or not: a multiplier per column.
 TARGET_AVX2 void quern_quantize_rows_u8_fixed_avx2(const float *x, size_t m, size_t k, size_t lda, uint8_t *q, size_t ldq,
                                                    const float *inv, int32_t zero_point) {
-    const __m256i vzp = _mm256_set1_epi32(zero_point);
-    for (size_t i = 0; i < m; i++) {
-        const float *row = x + i * lda;
-        uint8_t *out = q + i * ldq;
-        size_t p = 0;
-        for (; p + 32 <= k; p += 32) {
-            __m256i v[4];
-            for (int j = 0; j < 4; j++)
-                v[j] = _mm256_add_epi32(
-                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + p + 8 * j), _mm256_loadu_ps(inv + p + 8 * j))),
-                    vzp);
-            __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
-            bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            _mm256_storeu_si256((__m256i *)(out + p), bytes);
-        }
-        for (; p < k; p++) {
-            int32_t v = (int32_t)lrintf(row[p] * inv[p]) + zero_point;
-            out[p] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
-        }
-    }
+    for (size_t i = 0; i < m; i++) quantize_row_avx2(x + i * lda, k, inv, 0, zero_point, q + i * ldq);
 }
 
 // Same arithmetic as the scalar twin (min/max, then round-to-nearest-even through the
@@ -181,7 +165,7 @@ TARGET_AVX2 void quern_quantize_rows_u8_avx2(const float *x, size_t m, size_t k,
         if (!(s > 0)) s = 1.0f;
         int32_t zp = (int32_t)lrintf(-lo / s);
         zp = zp < 0 ? 0 : (zp > 255 ? 255 : zp);
-        quantize_row_avx2(row, k, 1.0f / s, zp, q + i * ldq);
+        quantize_row_avx2(row, k, NULL, 1.0f / s, zp, q + i * ldq);
         scale[i] = s;
         zero_point[i] = zp;
     }

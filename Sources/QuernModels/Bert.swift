@@ -322,12 +322,9 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
 
     /// Copies this model's files (copies, not links: a published model must not change
     /// when its source does) into `directory.partial/`, leaving out the top-level names
-    /// in `skipping`, writes the files in `writing`, lets `finish` add more, then renames
-    /// the whole into `directory`.
-    func copy(
-        to directory: String, skipping: Set<String>, writing: [String: [UInt8]] = [:],
-        finish: (String) throws -> Void = { _ in }
-    ) throws {
+    /// in `skipping`, lets `finish` write its own into that directory, then renames the
+    /// whole into `directory`.
+    func copy(to directory: String, skipping: Set<String>, finish: (String) throws -> Void) throws {
         let partial = directory + ".partial"
         try? Sys.removeTree(partial)
         try Sys.mkdirs(partial)
@@ -343,7 +340,6 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
             }
         }
         try copyTree(path, partial, top: true)
-        for (name, bytes) in writing { try Sys.writeFile(Path.join(partial, name), bytes) }
         try finish(partial)
         try? Sys.removeTree(directory)
         try Sys.rename(partial, directory)

@@ -170,12 +170,12 @@ extension BertModel: QuantizableEncoder {
         }
         var config = files.config
         config["quantization"] = .object(block)
-        try copy(
-            to: directory, skipping: [ModelFiles.weightsName, "config.json"],
-            writing: [
-                "config.json": JSONWriter.pretty(.object(config)),
-                ModelFiles.weightsName: Safetensors.encode(typed: tensors, metadata: ["quern": "int8 bert"])
-            ])
+        try copy(to: directory, skipping: [ModelFiles.weightsName, "config.json"]) { partial in
+            try Sys.writeFile(Path.join(partial, "config.json"), JSONWriter.pretty(.object(config)))
+            try Sys.writeFile(
+                Path.join(partial, ModelFiles.weightsName),
+                Safetensors.encode(typed: tensors, metadata: ["quern": "int8 bert"]))
+        }
         return block
     }
 }

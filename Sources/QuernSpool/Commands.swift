@@ -264,11 +264,15 @@ public enum Commands {
     /// in `unrun.jsonl.gz`); a pending one is claimed and published the same way at once,
     /// every record listed. Returns what happened, for people.
     public static func cancel(id: String, spool: Spool, roots: [String]) throws -> String {
+        /// The file the job checks between batches.
+        func requestCancel(in dir: String) throws {
+            try Sys.writeFileAtomically(
+                Path.join(dir, JobRunner.cancelName),
+                JSONWriter.compact(["requested_at": .string(Timestamp.iso8601(SystemTime().now()))]))
+        }
         let active = spool.path(.active, id)
         if Sys.isDirectory(active) {
-            let marker = Path.join(active, JobRunner.cancelName)
-            try Sys.writeFileAtomically(
-                marker, JSONWriter.compact(["requested_at": .string(Timestamp.iso8601(SystemTime().now()))]))
+            try requestCancel(in: active)
             // The job may have finished meanwhile: then the marker went with it.
             let finished = Path.join(spool.path(.done, id), JobRunner.cancelName)
             if Sys.exists(finished) {
@@ -282,9 +286,7 @@ public enum Commands {
             let declared = (try? JSONParser.parse(Sys.readFile(path, limit: 1 << 20)))?.objectValue?["id"]?.stringValue
             guard (declared ?? Path.stem(name)) == id, let claim = try spool.claim(name) else { continue }
             let job = try spool.activate(claim, id: id)
-            try Sys.writeFileAtomically(
-                job.file(JobRunner.cancelName),
-                JSONWriter.compact(["requested_at": .string(Timestamp.iso8601(SystemTime().now()))]))
+            try requestCancel(in: job.dir)
             let runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots))
             switch runner.run(job) {
             case .done: return "cancelled pending job \(id): done/\(id)/ lists its records in \(JobRunner.unrunName)"
@@ -323,9 +325,7 @@ public enum Commands {
             throw QuernError(.invalidValue, "\(dir)/manifest.json is not a JSON object", field: "id")
         }
         var newID = id + "-retry", n = 1
-        while [JobState.incoming, .active, .done, .failed, .cluster].contains(where: {
-            Sys.exists(spool.path($0, newID)) || Sys.exists(spool.path($0, newID + ".json"))
-        }) {
+        while spool.holdsJob(newID) {
             n += 1
             newID = "\(id)-retry-\(n)"
         }

@@ -154,6 +154,12 @@ public final class Spool: @unchecked Sendable {
         }
     }
 
+    /// Whether any state holds a job `id` (in `incoming/` as `id.json`): for names that
+    /// must not meet an existing job, such as a retry's.
+    public func holdsJob(_ id: String) -> Bool {
+        JobState.allCases.contains { Sys.exists(path($0, id)) || Sys.exists(path($0, id + ".json")) }
+    }
+
     // MARK: incoming → tmp (claim)
 
     /// Atomically takes `incoming/name` for this process. Returns nil when another

@@ -93,10 +93,7 @@ public struct Retention: Sendable {
         if Sys.isDirectory(retries) {
             for name in try Sys.listDirectory(retries) where name.hasSuffix(Self.selectSuffix) {
                 let id = String(name.dropLast(Self.selectSuffix.count))
-                let live = JobState.allCases.contains {
-                    Sys.exists(spool.path($0, id)) || Sys.exists(spool.path($0, id + ".json"))
-                }
-                if !live { try Sys.unlink(Path.join(retries, name)) }
+                if !spool.holdsJob(id) { try Sys.unlink(Path.join(retries, name)) }
             }
         }
         return out

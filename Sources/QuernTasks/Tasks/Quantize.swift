@@ -85,6 +85,31 @@ public enum QuantizeTask: JobTask {
         }
         return .wholeInput(Quantizer(stack: try StackSource(job)))
     }
+
+    /// The report of either quantizer: the model and its published int8 copy, the input,
+    /// record counts, the quantization block, and `metrics` (the task's own, then both
+    /// speeds in `unit`s per second, the speed-up and both sizes).
+    static func report(
+        _ context: WholeInputContext, manifest: Manifest, model: any Model, succeeded: Int, block: JSONObject,
+        calibrated: Int, metrics: JSONObject, unit: String, speeds: (fp32: Double, int8: Double)
+    ) -> Report {
+        var report = Report(id: context.id, task: name)
+        report["model"] = Report.model(model, [("published", "model/")])
+        report["input"] = ["path": .string(context.inputPath), "format": .string(manifest.input.format.rawValue)]
+        report["records"] = Report.records(succeeded: succeeded, failed: context.errors.count)
+        var described = block
+        described["calibration_records"] = .int(Int64(calibrated))
+        report["quantization"] = .object(described)
+        var metrics = metrics
+        metrics["fp32_\(unit)_per_second"] = .double(speeds.fp32)
+        metrics["int8_\(unit)_per_second"] = .double(speeds.int8)
+        metrics["speedup"] = .double(speeds.int8 / max(speeds.fp32, 1e-9))
+        metrics["fp32_bytes"] = .int(Int64(model.weights?.bytes ?? 0))
+        metrics["int8_bytes"] = .int(
+            Int64(Sys.fileSize(path: Path.join(context.file("model"), ModelFiles.weightsName))))
+        report["metrics"] = .object(metrics)
+        return report
+    }
 }
 
 /// `quantize` on a text encoder: calibrates on the first texts (static), publishes the
@@ -150,13 +175,6 @@ struct EncoderQuantizer: WholeInputTask {
         }
         let mean = cosines.reduce(0, +) / Double(max(cosines.count, 1))
 
-        var report = Report(id: context.id, task: QuantizeTask.name)
-        report["model"] = Report.model(encoder, [("published", "model/")])
-        report["input"] = ["path": .string(context.inputPath), "format": .string(manifest.input.format.rawValue)]
-        report["records"] = Report.records(succeeded: texts.count, failed: context.errors.count)
-        var described = block
-        described["calibration_records"] = .int(Int64(calibrated))
-        report["quantization"] = .object(described)
         var metrics = JSONObject()
         metrics["measured_on"] = .string(texts.count > calibrated ? "held-out texts" : "the calibration texts")
         metrics["measured_texts"] = .int(Int64(sample.count))
@@ -170,13 +188,9 @@ struct EncoderQuantizer: WholeInputTask {
             let same = (0..<sample.count).filter { argmax(before.scores, $0) == argmax(after.scores, $0) }.count
             metrics["top1_agreement"] = .double(Double(same) / Double(max(sample.count, 1)))
         }
-        metrics["fp32_texts_per_second"] = .double(fp32Speed)
-        metrics["int8_texts_per_second"] = .double(int8Speed)
-        metrics["speedup"] = .double(int8Speed / max(fp32Speed, 1e-9))
-        metrics["fp32_bytes"] = .int(Int64(encoder.weights?.bytes ?? 0))
-        metrics["int8_bytes"] = .int(
-            Int64(Sys.fileSize(path: Path.join(context.file("model"), ModelFiles.weightsName))))
-        report["metrics"] = .object(metrics)
+        let report = QuantizeTask.report(
+            context, manifest: manifest, model: encoder, succeeded: texts.count, block: block, calibrated: calibrated,
+            metrics: metrics, unit: "texts", speeds: (fp32Speed, int8Speed))
         return .finished(
             TaskResult(
                 report: report, published: ["model"],
@@ -265,16 +279,7 @@ struct Quantizer: StackTransform {
         let agreement =
             Double(zip(before.predictions, after.predictions).filter { $0 == $1 }.count) / Double(max(records.count, 1))
         try publishModel(context, config: published, tensors: tensors, normalizer: fp32.normalizer)
-        let fp32Bytes = source.weights?.bytes ?? 0
-        let int8Bytes = Sys.fileSize(path: Path.join(context.file("model"), ModelFiles.weightsName))
 
-        var report = Report(id: context.id, task: QuantizeTask.name)
-        report["model"] = Report.model(source, [("published", "model/")])
-        report["input"] = ["path": .string(context.inputPath), "format": .string(manifest.input.format.rawValue)]
-        report["records"] = Report.records(succeeded: records.succeeded, failed: context.errors.count)
-        var described = block
-        described["calibration_records"] = .int(Int64(calibrated))
-        report["quantization"] = .object(described)
         var metrics = JSONObject()
         metrics["fp32_accuracy"] = before.accuracy.map { .double($0) } ?? .null
         metrics["int8_accuracy"] = after.accuracy.map { .double($0) } ?? .null
@@ -282,12 +287,9 @@ struct Quantizer: StackTransform {
             metrics["accuracy_change_points"] = .double((b - a) * 100)
         }
         metrics["top1_agreement"] = .double(agreement)
-        metrics["fp32_records_per_second"] = .double(speed[0])
-        metrics["int8_records_per_second"] = .double(speed[1])
-        metrics["speedup"] = .double(speed[1] / max(speed[0], 1e-9))
-        metrics["fp32_bytes"] = .int(Int64(fp32Bytes))
-        metrics["int8_bytes"] = .int(Int64(int8Bytes))
-        report["metrics"] = .object(metrics)
+        let report = QuantizeTask.report(
+            context, manifest: manifest, model: source, succeeded: records.succeeded, block: block,
+            calibrated: calibrated, metrics: metrics, unit: "records", speeds: (speed[0], speed[1]))
         return .finished(
             TaskResult(
                 report: report, published: ["model"],
