@@ -108,7 +108,11 @@ public final class Daemon {
             let names = mayClaim() ? try spool.queue(cache: &priorities) : []
             if names.isEmpty {
                 if waiting.contains(where: { $0.at <= time.now() }) { continue }
-                guard waitsForRetries, let next = waiting.map(\.at).min() else { return true }
+                // Drained: a crashed job waiting for its retry stays in active/ for the next
+                // daemon (and the signal's byte in the stop pipe would make this wait spin).
+                guard waitsForRetries, !StopSignal.drainRequested, let next = waiting.map(\.at).min() else {
+                    return true
+                }
                 StopSignal.sleep(max(0.05, next - time.now()))
                 continue
             }

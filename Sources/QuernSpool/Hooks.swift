@@ -47,7 +47,9 @@ enum HookRunner {
                 Log.shared.error("hook killed after \(timeout) s; the job is \(state.rawValue) regardless", fields)
                 return "timed out"
             }
-            StopSignal.sleep(0.02)
+            // Not StopSignal.sleep: after SIGTERM or SIGUSR1 its pipe stays readable, and
+            // this wait would spin until the hook ends.
+            usleep(20_000)
         }
     }
 }
