@@ -93,7 +93,7 @@ def write_llama(path, tensors, types):
     w.add_file_type(0)
     tokens, token_types, merges = vocabulary()
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
+    w.add_tokenizer_pre("gpt-2")  # a pre-tokenizer Quern knows, so the file loads as a whole model
     w.add_token_list(tokens)
     w.add_token_types(token_types)
     w.add_token_merges(merges)

@@ -9,20 +9,22 @@ public enum Commands {
     /// Decodes a manifest and checks everything it names, without running it: paths
     /// resolve inside the allowed roots, the model loads, the first records decode.
     /// Relative paths resolve against `base` (the submitter's working directory).
-    public static func validate(manifestPath: String, base: String, roots: [String]) throws -> (Manifest, JSONValue) {
-        let policy = PathPolicy(base: base, roots: roots)
+    public static func validate(manifestPath: String, base: String, roots: [String], zoo: ModelZoo?) throws -> (
+        Manifest, JSONValue
+    ) {
+        let policy = PathPolicy(base: base, roots: roots, zoo: zoo)
         // Run from a shell, a relative path means what it means there (`../shared/x`);
         // it is made absolute by name, then checked against the roots like any other.
         // Manifests dropped into incoming/ keep refusing `..`.
         let manifest = try Manifest.decode(Sys.readFile(manifestPath)).resolvingPaths { path, field in
             try policy.resolve(
-                path.hasPrefix("/") ? path : Path.collapse(Path.absolute(path, relativeTo: base)), field: field)
+                path.hasPrefix("/") || ModelZoo.Reference.isReference(path)
+                    ? path : Path.collapse(Path.absolute(path, relativeTo: base)), field: field)
         }
-        let input = manifest.input.path, modelPath = manifest.model!
+        let input = manifest.input.path
+        let (modelPath, entry) = try policy.model(manifest.model!)
         let prepared = try manifest.task.prepare(
-            TaskInputs(
-                manifest: manifest, modelPath: modelPath, inputPath: input,
-                policy: policy)
+            TaskInputs(manifest: manifest, modelPath: modelPath, inputPath: input, policy: policy, zoo: entry)
         ).run
         let (spec, inputSize, family) = (prepared.spec, prepared.inputSize, prepared.model.family)
         let stream = try RecordStream(path: input, spec: spec, limits: manifest.limits.stream)
@@ -49,6 +51,7 @@ public enum Commands {
         let summary: JSONValue = [
             "valid": true, "task": .string(manifest.task.name), "input": .string(input),
             "model": .string(modelPath), "model_family": .string(family),
+            "model_zoo": entry.map { .string($0.pinned) } ?? .null,
             "sampled_records": .int(Int64(sampled)), "sampled_bad_records": .int(Int64(bad)),
             "first_problem": firstProblem
         ]
@@ -74,7 +77,9 @@ public enum Commands {
     static func resolved(manifestPath: String, base: String, spool: Spool, roots: [String], id: String? = nil) throws
         -> (String, [UInt8])
     {
-        let (manifest, _) = try validate(manifestPath: manifestPath, base: base, roots: roots + [spool.root])
+        let (manifest, _) = try validate(
+            manifestPath: manifestPath, base: base, roots: roots + [spool.root],
+            zoo: ModelZoo.configured(spool: spool.root))
         let id = id ?? manifest.id ?? Path.stem(manifestPath)
         guard Manifest.isValidID(id) else {
             throw QuernError(
@@ -287,7 +292,9 @@ public enum Commands {
             guard (declared ?? Path.stem(name)) == id, let claim = try spool.claim(name) else { continue }
             let job = try spool.activate(claim, id: id)
             try requestCancel(in: job.dir)
-            let runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots))
+            let runner = JobRunner(
+                spool: spool,
+                policy: PathPolicy(base: spool.root, roots: roots, zoo: ModelZoo.configured(spool: spool.root)))
             switch runner.run(job) {
             case .done: return "cancelled pending job \(id): done/\(id)/ lists its records in \(JobRunner.unrunName)"
             case .failed(_, let e):

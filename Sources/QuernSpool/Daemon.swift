@@ -56,7 +56,9 @@ public final class Daemon {
     public init(spool: Spool, roots: [String], time: any TimeSource = SystemTime()) {
         self.spool = spool
         self.time = time
-        runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots), time: time)
+        runner = JobRunner(
+            spool: spool,
+            policy: PathPolicy(base: spool.root, roots: roots, zoo: ModelZoo.configured(spool: spool.root)), time: time)
     }
 
     /// Whether new manifests may be claimed: not after SIGUSR1 (drain), nor while the

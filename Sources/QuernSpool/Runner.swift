@@ -159,7 +159,13 @@ public final class JobRunner {
         let startedAt = time.now()
         let manifest = try Manifest.decode(Sys.readFile(job.manifestPath))
         let inputPath = try policy.resolve(manifest.input.path, field: "input.path")
-        let modelPath = try policy.resolve(manifest.model!, field: "model")
+        let (modelPath, zoo) = try policy.model(manifest.model!)
+        if let zoo, let changed = try policy.zoo?.verify(zoo), !changed.isEmpty {
+            throw QuernError(
+                .modelMismatch,
+                "zoo model \(zoo.name)'s files are not those it was added with (\(changed.joined(separator: "; "))); `quern models verify \(zoo.name)` lists them, add the model again to trust the new files",
+                field: "model")
+        }
         guard Sys.isRegularFile(inputPath) else {
             guard let status = Sys.fileStatus(inputPath) else {
                 throw QuernError(.fileNotFound, "input.path \(inputPath) does not exist", field: "input.path")
@@ -170,7 +176,8 @@ public final class JobRunner {
                 "input.path \(inputPath) is \(kind), not a regular file: give a file or an archive (tar, zip) of the data",
                 field: "input.path")
         }
-        let inputs = TaskInputs(manifest: manifest, modelPath: modelPath, inputPath: inputPath, policy: policy)
+        let inputs = TaskInputs(
+            manifest: manifest, modelPath: modelPath, inputPath: inputPath, policy: policy, zoo: zoo)
         let loadStart = time.monotonic()
         switch try manifest.task.prepare(inputs) {
         case .wholeInput(let task):
@@ -223,6 +230,7 @@ public final class JobRunner {
             var report = Report(id: job.id, task: manifest.task.name)
             report["status"] = .string(status)
             report["model"] = Report.model(task.model)
+            inputs.annotate(&report)
             report["records"] = Report.records(succeeded: 0, failed: 0)
             let json = report.json(
                 startedAt: startedAt, finishedAt: time.now(), wallSeconds: time.monotonic() - started)
@@ -235,7 +243,9 @@ public final class JobRunner {
         try writer.finish()
         openErrors = nil
         try Sys.rename(writer.path, job.file(Self.errorsName))
-        let report = result.report.json(
+        var final = result.report
+        inputs.annotate(&final)
+        let report = final.json(
             startedAt: startedAt, finishedAt: time.now(), wallSeconds: time.monotonic() - started)
         try Sys.writeFile(job.file("report.json"), JSONWriter.pretty(report))
         log.log(.info, "job done", result.summary)
@@ -421,6 +431,7 @@ public final class JobRunner {
         let processSeconds = time.monotonic() - processStart
         var report = Report(id: job.id, task: manifest.task.name)
         report["model"] = Report.model(task.model)
+        inputs.annotate(&report)
         report["precision"] = .string(manifest.precision.rawValue)
         report["input"] = [
             "path": .string(inputPath), "bytes": .int(Int64(Sys.fileSize(path: inputPath))),

@@ -71,12 +71,29 @@ public struct TaskInputs {
     public let inputPath: String
     /// For paths the task's own blocks name (`score.queries`).
     public let policy: PathPolicy
+    /// The zoo entry the model came from, when the manifest named one.
+    public let zoo: ModelZoo.Entry?
 
-    public init(manifest: Manifest, modelPath: String, inputPath: String, policy: PathPolicy) {
+    public init(
+        manifest: Manifest, modelPath: String, inputPath: String, policy: PathPolicy, zoo: ModelZoo.Entry? = nil
+    ) {
         self.manifest = manifest
         self.modelPath = modelPath
         self.inputPath = inputPath
         self.policy = policy
+        self.zoo = zoo
+    }
+
+    /// The model's name where results name it (OpenAI batch lines): the zoo name, else
+    /// the directory's or file's.
+    public var modelName: String { zoo?.name ?? Path.basename(modelPath) }
+
+    /// The report's model section gains the zoo entry: its name and the digest of the
+    /// files the job read, as the pinning reference.
+    public func annotate(_ report: inout Report) {
+        guard let zoo, var o = report["model"]?.objectValue else { return }
+        o["zoo"] = ["name": .string(zoo.name), "digest": .string(zoo.digest), "reference": .string(zoo.pinned)]
+        report["model"] = .object(o)
     }
 
     /// The job's model through the registry, at the manifest's precision and length.

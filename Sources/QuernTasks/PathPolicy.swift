@@ -5,11 +5,26 @@ import QuernCore
 public struct PathPolicy: Sendable {
     public let base: String
     public let roots: [String]
+    /// Where `zoo:NAME` models are (nil: a manifest may not name one).
+    public let zoo: ModelZoo?
 
     /// `base` resolves relative paths; `roots` (plus `base`) bound where they may lead.
-    public init(base: String, roots: [String]) {
+    public init(base: String, roots: [String], zoo: ModelZoo? = nil) {
         self.base = (try? Sys.realpath(base)) ?? base
         self.roots = ([base] + roots).map { (try? Sys.realpath($0)) ?? Path.normalize($0) }
+        self.zoo = zoo
+    }
+
+    /// A manifest's `model`: a path (resolved and checked as `resolve` does), or a
+    /// `zoo:NAME[@sha256:…]` reference and the zoo entry it names (its pin checked).
+    public func model(_ model: String) throws -> (path: String, zoo: ModelZoo.Entry?) {
+        guard ModelZoo.Reference.isReference(model) else { return (try resolve(model, field: "model"), nil) }
+        guard let zoo else {
+            throw QuernError(
+                .invalidValue, "\(model) names a zoo model, but no model zoo is configured here", field: "model")
+        }
+        let entry = try zoo.resolve(ModelZoo.Reference(model))
+        return (entry.modelPath, entry)
     }
 
     /// Roots from `--root` flags and `QUERN_ROOTS` (colon-separated).
@@ -18,7 +33,13 @@ public struct PathPolicy: Sendable {
         return (flags + env).map { Path.absolute($0, relativeTo: Sys.getcwd()) }
     }
 
+    /// `path` made absolute, symlinks resolved, and checked to lie inside the roots; a
+    /// `zoo:` model reference is checked against the zoo and kept as written.
     public func resolve(_ path: String, field: String) throws -> String {
+        if field == "model", ModelZoo.Reference.isReference(path) {
+            _ = try model(path)
+            return path
+        }
         if path.split(separator: "/").contains("..") {
             throw QuernError(
                 .pathEscape,

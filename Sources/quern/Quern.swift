@@ -70,7 +70,7 @@ struct Quern: ParsableCommand {
             Watch.self, Run.self, Submit.self, Validate.self, Status.self, Inspect.self, Tokenize.self, Dequantize.self,
             Bench.self,
             Stage.self, RunShard.self, Merge.self, SlurmCommand.self, RunJob.self, Pause.self, Resume.self,
-            Drain.self, GC.self, Cancel.self, Retry.self, Ranges.self
+            Drain.self, GC.self, Cancel.self, Retry.self, Ranges.self, Models.self
         ])
 }
 
@@ -267,7 +267,9 @@ struct RunJob: ParsableCommand {
         spool.supervisor = getppid()
         let job = spool.supervisedJob(id, lockFD: lockFd)
         try spool.noteOwner(job)
-        let runner = JobRunner(spool: spool, policy: PathPolicy(base: spool.root, roots: roots))
+        let runner = JobRunner(
+            spool: spool,
+            policy: PathPolicy(base: spool.root, roots: roots, zoo: ModelZoo.configured(spool: spool.root)))
         switch runner.run(job) {
         case .done: return
         case .failed: throw Exit.permanent
@@ -305,7 +307,8 @@ struct Validate: ParsableCommand {
             let cwd = Sys.getcwd()
             let (_, summary) = try Commands.validate(
                 manifestPath: manifest, base: cwd,
-                roots: PathPolicy.configuredRoots(roots) + [cwd])
+                roots: PathPolicy.configuredRoots(roots) + [cwd],
+                zoo: ModelZoo.configured(spool: Sys.environment("QUERN_SPOOL") ?? "spool"))
             print(String(decoding: JSONWriter.pretty(summary), as: UTF8.self), terminator: "")
         }
     }
@@ -445,7 +448,8 @@ struct RunShard: ParsableCommand {
                     "no shard given: pass --shard INDEX/COUNT, or run as a Slurm array task or a Kubernetes Indexed Job pod"
                 )
             }
-            let policy = PathPolicy(base: spoolRoot, roots: PathPolicy.configuredRoots(roots))
+            let policy = PathPolicy(
+                base: spoolRoot, roots: PathPolicy.configuredRoots(roots), zoo: ModelZoo.configured(spool: spoolRoot))
             switch try ClusterJob.runShard(jobDir: dir, shard: s, policy: policy) {
             case .committed(let path): print(path)
             case .alreadyCommitted(let path):

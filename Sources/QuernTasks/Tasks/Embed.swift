@@ -104,7 +104,7 @@ public enum EmbedTask: JobTask {
         return .records(
             Embedder(
                 model: model, spec: spec, texts: try TextRecords(m, model: encoder),
-                openAI: m.input.format == .openaiBatch ? Path.basename(job.modelPath) : nil, settings: settings))
+                openAI: m.input.format == .openaiBatch ? job.modelName : nil, settings: settings))
     }
 }
 

@@ -54,7 +54,7 @@ public enum GenerateTask: JobTask {
         return .records(
             Generating(
                 model: lm, spec: spec, options: m.block(Generation.self).options, batchSize: m.batchSize,
-                textField: m.input.textField ?? "prompt", modelName: Path.basename(job.modelPath),
+                textField: m.input.textField ?? "prompt", modelName: job.modelName,
                 openAI: m.input.format == .openaiBatch))
     }
 
