@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compares Quern's tokenizer with Hugging Face `tokenizers`, id for id.
+"""Compares Quern's encoder tokenizer (WordPiece or Unigram, as the model's tokenizer.json
+says) with Hugging Face `tokenizers`, id for id.
 
 Usage: check-tokenizer.py QUERN MODEL_DIR [CORPUS.jsonl ...]
   QUERN       the quern binary

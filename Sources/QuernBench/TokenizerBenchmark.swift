@@ -2,7 +2,8 @@ import Foundation
 import QuernCore
 import QuernModels
 
-/// `quern bench tokenize`: texts and tokens per second of Quern's WordPiece tokenizer
+/// `quern bench tokenize`: texts and tokens per second of Quern's encoder tokenizer
+/// (WordPiece or Unigram, as the model's tokenizer.json says)
 /// against Hugging Face `tokenizers` (scripts/bench/tokenize_anchor.py) on one thread,
 /// on the same texts: corpus lines as they are, and joined eight at a time (longer
 /// texts, about 80 tokens).
@@ -41,7 +42,8 @@ public struct TokenizerBenchmark {
     }
 
     public func run() throws {
-        let tokenizer = try WordPieceTokenizer.load(directory: model)
+        let tokenizer = try ModelTokenizer.encoder(directory: model)
+        let template = tokenizer.template
         print("quern bench tokenize  (one thread; \(model))")
         print(
             "target: Quern >= 1.0x Hugging Face tokenizers single-threaded, identical ids (scripts/check-tokenizer.py)\n"
@@ -49,13 +51,13 @@ public struct TokenizerBenchmark {
         print("texts                    count   tokens   quern texts/s  tokenizers texts/s  ratio   quern tokens/s")
         for join in [1, 8] {
             let inputs = try texts(join: join)
-            let session = WordPieceTokenizer.Session(tokenizer)
+            let session = tokenizer.makeSession()
             let clock = SystemTime()
             var best = Double.infinity, tokens = 0
             for _ in 0..<repeats {
                 tokens = 0
                 let t0 = clock.monotonic()
-                for t in inputs { tokens += session.encode(t).ids.count }
+                for t in inputs { tokens += template.encode(session.tokens(t)).ids.count }
                 best = min(best, clock.monotonic() - t0)
             }
             let ours = Double(inputs.count) / best

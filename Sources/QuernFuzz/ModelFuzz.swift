@@ -8,7 +8,7 @@ import QuernModels
 
 /// What a model directory brings: config.json of every family (each paired with the
 /// project's fixture weights, so loading gets as far as it can), the safetensors header
-/// and weights, GGUF files, tokenizer.json (WordPiece here, BPE in BPEFuzz.swift) and
+/// and weights, GGUF files, tokenizer.json (WordPiece here, BPE in BPEFuzz.swift, Unigram in UnigramFuzz.swift) and
 /// vocab.txt, the texts a tokenizer is given, and the chat template of
 /// tokenizer_config.json or a GGUF.
 enum ModelFuzz {
@@ -23,7 +23,11 @@ enum ModelFuzz {
             name: "chattemplate", input: "a chat template (Jinja2); after a NUL byte, the messages as a JSON array",
             run: chatTemplate),
         FuzzTarget(name: "bpe", input: "a byte-level BPE tokenizer.json", run: bpeJSON),
-        FuzzTarget(name: "bpe-text", input: "a text (and ids) through the fixture BPE tokenizers", run: bpeText)
+        FuzzTarget(name: "bpe-text", input: "a text (and ids) through the fixture BPE tokenizers", run: bpeText),
+        FuzzTarget(name: "unigram", input: "a SentencePiece Unigram tokenizer.json", run: unigramJSON),
+        FuzzTarget(
+            name: "unigram-text", input: "a text (after a NUL, its pair) through the fixture Unigram tokenizer",
+            run: unigramText)
     ]
 
     /// Model directories the fuzzed file is dropped into, by family: the fixtures'
@@ -171,7 +175,7 @@ enum ModelFuzz {
             if let c = t.clsID { FuzzCheck.require(sequence.ids.first == c, "the sequence does not start with [CLS]") }
             if let e = t.sepID { FuzzCheck.require(sequence.ids.last == e, "the sequence does not end with [SEP]") }
             if limit == nil {
-                FuzzCheck.require(sequence.ids.count == plain.count + t.addedSingle, "specials added wrongly")
+                FuzzCheck.require(sequence.ids.count == plain.count + t.template.addedSingle, "specials added wrongly")
             }
         }
         let warmed = WordPieceTokenizer.Session(t)
@@ -180,12 +184,17 @@ enum ModelFuzz {
     }
 
     static func checkSequence(_ t: WordPieceTokenizer, _ s: TokenSequence, limit: Int?) {
+        checkSequence(t.vocabularySize, t.template, s, limit: limit)
+    }
+
+    /// Any encoder tokenizer's sequence: ids inside the vocabulary, truncation honoured.
+    static func checkSequence(_ vocabularySize: Int, _ template: EncoderTemplate, _ s: TokenSequence, limit: Int?) {
         FuzzCheck.require(s.ids.count == s.typeIDs.count, "ids and type ids differ in length")
         FuzzCheck.require(
-            s.ids.allSatisfy { $0 >= 0 && Int($0) < max(t.vocabularySize, 1) }, "an id outside the vocabulary")
+            s.ids.allSatisfy { $0 >= 0 && Int($0) < max(vocabularySize, 1) }, "an id outside the vocabulary")
         if let limit {
             FuzzCheck.require(
-                s.ids.count <= max(limit, t.addedPair), "\(s.ids.count) tokens for max_length \(limit)")
+                s.ids.count <= max(limit, template.addedPair), "\(s.ids.count) tokens for max_length \(limit)")
         }
     }
 

@@ -18,11 +18,23 @@ public enum Bert: ModelFamily {
     /// The directory holding Quern's pooled-embedding head.
     public static let headDirectory = "head"
 
-    /// Checkpoint names → Quern's: `BertForSequenceClassification` nests the encoder under
-    /// `bert.`; a bare `BertModel` (sentence-transformers) does not.
-    public static func keyMap(_ name: String) -> String { name.hasPrefix("bert.") ? String(name.dropFirst(5)) : name }
+    /// `BertForSequenceClassification` nests the encoder under `bert.` (a bare `BertModel`,
+    /// as sentence-transformers saves it, does not) and its head is `pooler.dense` then
+    /// `classifier`.
+    public static let variant = EncoderVariant(
+        family: modelType, prefix: "bert.", headDense: "pooler.dense", headOut: "classifier",
+        positionsAfterPadding: false)
+
+    /// Checkpoint names → Quern's.
+    public static func keyMap(_ name: String) -> String { variant.keyMap(name) }
 
     public static func load(_ files: ModelFiles, options: ModelOptions) throws -> any Model {
+        try loadEncoder(files, options: options, variant: variant)
+    }
+
+    /// A BERT-architecture encoder of any variant (`Bert`, `Roberta`): the encoder, the
+    /// tokenizer (WordPiece or Unigram), sentence-transformers' modules, a head, prompts.
+    static func loadEncoder(_ files: ModelFiles, options: ModelOptions, variant: EncoderVariant) throws -> any Model {
         let path = files.path
         func fail(_ what: String) -> QuernError { QuernError(.modelInvalid, "\(path): \(what)", field: "model") }
         func object(_ name: String) throws -> JSONObject? {
@@ -30,7 +42,16 @@ public enum Bert: ModelFamily {
             guard let o = v.objectValue else { throw fail("\(name) is not a JSON object") }
             return o
         }
-        let config = try BertEncoder.Config(json: files.config, source: files.configPath)
+        var config = try BertEncoder.Config(json: files.config, source: files.configPath)
+        if variant.positionsAfterPadding {
+            let pad = files.config["pad_token_id"]?.intValue ?? 1
+            guard let padding = Int32(exactly: pad), pad >= 0,
+                Int(pad) + 2 < config.maxPositions
+            else {
+                throw fail("pad_token_id must be an id below max_position_embeddings − 2 (positions start after it)")
+            }
+            config.positionPadding = padding
+        }
 
         // sentence-transformers modules: Transformer at the root, then Pooling, Normalize.
         var poolingPath = "1_Pooling", normalize = false
@@ -71,22 +92,28 @@ public enum Bert: ModelFamily {
             pooling = mode
         }
         let (file, digest) = try files.weights()
-        var weights = try StrictWeights(file, keyMap: keyMap)
+        var weights = try StrictWeights(file, keyMap: variant.keyMap)
         let encoder = try BertEncoder(
             config: config, weights: &weights, precision: options.precision, pooling: pooling, normalize: normalize)
         // An int8 model's head runs int8 too.
         let precision = encoder.precision
-        let tokenizer = try WordPieceTokenizer.load(directory: path)
+        let tokenizer = try ModelTokenizer.encoder(directory: path)
         guard tokenizer.vocabularySize <= config.vocabSize else {
             throw fail(
                 "the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocab_size is \(config.vocabSize)"
+            )
+        }
+        guard Int(tokenizer.template.maxTypeID) < config.typeVocabSize else {
+            throw fail(
+                "the tokenizer's template gives token type \(tokenizer.template.maxTypeID) but the model has \(config.typeVocabSize) (type_vocab_size)"
             )
         }
 
         // Sequence length: the manifest's, else sentence-transformers', else the tokenizer's, within the positions.
         let configured = try object("sentence_bert_config.json")?["max_seq_length"]?.intValue.map(Int.init)
         let length = min(
-            options.maxLength ?? configured ?? tokenizer.defaultMaxLength ?? config.maxPositions, config.maxPositions)
+            options.maxLength ?? configured ?? tokenizer.defaultMaxLength ?? config.usablePositions,
+            config.usablePositions)
         guard length >= 2 else { throw fail("max length \(length) leaves no room for text between [CLS] and [SEP]") }
 
         // Heads: Quern's pooled head in head/ (which replaces a checkpoint's own
@@ -107,13 +134,15 @@ public enum Bert: ModelFamily {
             head = .pooled(m)
             labels = m.labels
             weights.ignore { $0.hasPrefix("pooler.") || $0.hasPrefix("classifier.") }
-        } else if let n = weights.shape("classifier.weight")?.first {
+        } else if let n = weights.shape(variant.headOut + ".weight")?.first {
+            let dense = variant.headDense, out = variant.headOut
             head = .sequenceClassification(
                 pooler: LinearOperator.choose(
-                    try weights.float32("pooler.dense.weight", shape: [h, h]), precision: precision),
-                poolerBias: try weights.float32("pooler.dense.bias", shape: [h]).data,
-                classifier: .fp32(PackedWeights(try weights.float32("classifier.weight", shape: [n, h]))),
-                bias: try weights.float32("classifier.bias", shape: [n]).data)
+                    try weights.float32(dense + ".weight", shape: [h, h]), precision: precision),
+                poolerBias: try weights.float32(dense + ".bias", shape: [h]).data,
+                classifier: .fp32(PackedWeights(try weights.float32(out + ".weight", shape: [n, h]))),
+                bias: try weights.float32(out + ".bias", shape: [n]).data)
+            weights.ignore { $0.hasPrefix("pooler.") }
             if files.config["problem_type"]?.stringValue != "regression" {
                 let names = files.config["id2label"]?.objectValue ?? JSONObject()
                 labels = (0..<n).map { names[String($0)]?.stringValue ?? "LABEL_\($0)" }
@@ -122,12 +151,13 @@ public enum Bert: ModelFamily {
             // A bare encoder's pooler (sentence-transformers pool by 1_Pooling instead).
             weights.ignore { $0.hasPrefix("pooler.") }
         }
-        // Older transformers saved the position ids, a constant buffer.
-        weights.ignore { $0 == "embeddings.position_ids" }
+        // Older transformers saved the position ids, a constant buffer; a masked-LM
+        // checkpoint's prediction head is not part of the encoder.
+        weights.ignore { $0 == "embeddings.position_ids" || $0.hasPrefix("lm_head.") || $0.hasPrefix("cls.") }
         try weights.finish()
         let model = BertModel(
-            path: path, encoder: encoder, tokenizer: tokenizer, maxLength: length, head: head, labels: labels,
-            weights: digest)
+            path: path, variant: variant, encoder: encoder, tokenizer: tokenizer, maxLength: length, head: head,
+            labels: labels, weights: digest)
         model.poolsPrompt = poolsPrompt
         // sentence-transformers' prompts: {"prompts": {"query": "query: ", ...}, "default_prompt_name": ...}.
         if let st = try object("config_sentence_transformers.json") {
@@ -160,8 +190,9 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     }
 
     public let path: String
+    public let variant: EncoderVariant
     public let encoder: BertEncoder
-    public let tokenizer: WordPieceTokenizer
+    public let tokenizer: any EncoderTokenizer
     /// Tokens per sequence, specials included.
     public let maxLength: Int
     public let head: Head?
@@ -172,7 +203,7 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     public internal(set) var defaultPromptName: String?
     public internal(set) var poolsPrompt = true
     public var normalizes: Bool { encoder.normalize }
-    public var family: String { Bert.modelType }
+    public var family: String { variant.family }
     public var dimension: Int { encoder.config.hidden }
     public var outputs: Int {
         switch head {
@@ -183,11 +214,11 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     }
 
     init(
-        path: String, encoder: BertEncoder, tokenizer: WordPieceTokenizer, maxLength: Int, head: Head?,
-        labels: [String],
-        weights: WeightsDigest
+        path: String, variant: EncoderVariant, encoder: BertEncoder, tokenizer: any EncoderTokenizer, maxLength: Int,
+        head: Head?, labels: [String], weights: WeightsDigest
     ) {
         self.path = path
+        self.variant = variant
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.maxLength = maxLength
@@ -222,16 +253,19 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
     }
 
     public func makeTokenizer() -> any TextTokenizer {
-        Tokenizing(session: WordPieceTokenizer.Session(tokenizer), maxLength: maxLength)
+        Tokenizing(session: tokenizer.makeSession(), template: tokenizer.template, maxLength: maxLength)
     }
 
     struct Tokenizing: TextTokenizer {
-        let session: WordPieceTokenizer.Session
+        let session: any EncoderTokenizerSession
+        let template: EncoderTemplate
         let maxLength: Int
-        func encode(_ text: String) -> TokenSequence { session.encode(text, maxLength: maxLength) }
-        func encode(_ a: String, _ b: String) -> TokenSequence { session.encode(a, b, maxLength: maxLength) }
+        func encode(_ text: String) -> TokenSequence { template.encode(session.tokens(text), maxLength: maxLength) }
+        func encode(_ a: String, _ b: String) -> TokenSequence {
+            template.encode(session.tokens(a), session.tokens(b), maxLength: maxLength)
+        }
         func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence] {
-            session.chunks(text, tokens: min(tokens, maxLength), overlap: overlap)
+            template.chunks(session.tokens(text), tokens: min(tokens, maxLength), overlap: overlap)
         }
     }
 
@@ -343,5 +377,21 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
         try finish(partial)
         try? Sys.removeTree(directory)
         try Sys.rename(partial, directory)
+    }
+}
+
+/// What differs between the families that run `BertEncoder` (`Bert`, `Roberta`): the
+/// prefix a task model nests the encoder under, the classification head's tensor names
+/// (applied to the first token's state: dense, tanh, out), and where positions start.
+public struct EncoderVariant: Sendable {
+    public let family: String
+    public let prefix: String
+    public let headDense: String
+    public let headOut: String
+    public let positionsAfterPadding: Bool
+
+    /// Checkpoint names → Quern's (the encoder's names without the task model's prefix).
+    public func keyMap(_ name: String) -> String {
+        name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : name
     }
 }

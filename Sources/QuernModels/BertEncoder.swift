@@ -16,6 +16,11 @@ public final class BertEncoder: @unchecked Sendable {
         public var maxPositions = 512
         public var typeVocabSize = 2
         public var layerNormEps: Float = 1e-12
+        /// RoBERTa's positions: numbered from this padding id + 1, a padding token itself
+        /// taking the padding id's row (nil: BERT's, from 0).
+        public var positionPadding: Int32?
+        /// Positions a sequence may take (RoBERTa's first `padding id + 1` rows are not).
+        public var usablePositions: Int { maxPositions - (positionPadding.map { Int($0) + 1 } ?? 0) }
         /// An int8 model (published by a `quantize` job): config.json's `quantization`
         /// block; its weight matrices are stored as I8 (see `BertEncoder.MatrixInput`).
         public var quantization: JSONValue?
@@ -235,12 +240,20 @@ public final class BertEncoder: @unchecked Sendable {
         guard rows > 0 else { return offsets }
         ws.reserve(rows: rows, hidden: h, intermediate: config.intermediate)
         // Embeddings: word + position + type, then layer norm.
+        let padding = config.positionPadding
         positions.data.withUnsafeBufferPointer { p in
             types.data.withUnsafeBufferPointer { t in
                 for (i, e) in batch.enumerated() {
+                    var realTokens = 0
                     for (s, id) in e.ids.enumerated() {
                         let row = ws.x + (offsets[i] + s) * h
-                        let pr = p.baseAddress! + s * h
+                        // transformers' create_position_ids_from_input_ids for RoBERTa.
+                        var position = s
+                        if let padding {
+                            if id != padding { realTokens += 1 }
+                            position = Int(padding) + (id == padding ? 0 : realTokens)
+                        }
+                        let pr = p.baseAddress! + position * h
                         let tr = t.baseAddress! + Int(e.typeIDs.isEmpty ? 0 : e.typeIDs[s]) * h
                         if let (values, scales) = wordsInt8 {
                             let scale = scales[Int(id)]

@@ -44,7 +44,7 @@ extension BertModel: QuantizableEncoder {
         }
         let (bytes, json) = try ModelRegistry.config(path)
         let files = ModelFiles(path: path, configBytes: bytes, config: json)
-        var source = try StrictWeights(files.weights().0, keyMap: Bert.keyMap)
+        var source = try StrictWeights(files.weights().0, keyMap: variant.keyMap)
         let c = encoder.config
         let groups = (0..<c.layers).flatMap { l in BertEncoder.MatrixInput.allCases.map { (l, $0) } }
         func key(_ l: Int, _ g: BertEncoder.MatrixInput) -> String {
@@ -148,7 +148,7 @@ extension BertModel: QuantizableEncoder {
         tensors["embeddings.word_embeddings.weight_scale"] = ([c.vocabSize], .f32(words.scales))
         quantizedNames.insert(wordsName)
         for original in source.file.entries.keys.sorted() {
-            let name = Bert.keyMap(original)
+            let name = variant.keyMap(original)
             guard !quantizedNames.contains(name), name != "embeddings.position_ids" else { continue }
             let e = source.file.entries[original]!
             tensors[name] = (e.shape, .f32(try source.float32(name, shape: e.shape).data))

@@ -95,6 +95,7 @@ public enum ModelRegistry {
         MLP.self,
         CNN.self,
         Bert.self,
+        Roberta.self,
         Llama.self,
         GPT2.self
     ]

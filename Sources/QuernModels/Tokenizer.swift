@@ -9,7 +9,7 @@ import QuernCore
 /// It works on UTF-8 bytes: ASCII goes through a 128-entry class table, other scalars
 /// through `BertTextRules` once each (cached per `Session`), and vocabulary lookups hash
 /// byte ranges in place, so no String is built per word or per candidate piece.
-public struct WordPieceTokenizer: Sendable {
+public struct WordPieceTokenizer: EncoderTokenizer {
     public let rules: BertTextRules
     let whole: PieceTable
     let continuing: PieceTable
@@ -229,14 +229,16 @@ public struct WordPieceTokenizer: Sendable {
 
     // MARK: encoding
 
-    /// Special tokens added around one sequence (2 for BERT) and around a pair (3).
-    public var addedSingle: Int { (clsID == nil ? 0 : 1) + (sepID == nil ? 0 : 1) }
-    public var addedPair: Int { (clsID == nil ? 0 : 1) + (sepID == nil ? 0 : 2) }
+    /// `[CLS] A [SEP]` and `[CLS] A [SEP] B [SEP]` (B's part of the pair's second type).
+    public var template: EncoderTemplate { .bert(cls: clsID, sep: sepID, pairType: pairSecondTypeID) }
+
+    public func makeSession() -> any EncoderTokenizerSession { Session(self) }
 
     /// Per-thread state: the cache of non-ASCII scalars and scratch buffers. Encoding is
     /// pure; a session only makes it faster, so each worker thread keeps its own.
-    public final class Session {
+    public final class Session: EncoderTokenizerSession {
         let tokenizer: WordPieceTokenizer
+        let template: EncoderTemplate
         var scalars: [UInt32: [BertTextRules.Piece]] = [:]
         var word: [UInt8] = []
         var wordChars = 0
@@ -244,6 +246,7 @@ public struct WordPieceTokenizer: Sendable {
 
         public init(_ tokenizer: WordPieceTokenizer) {
             self.tokenizer = tokenizer
+            template = tokenizer.template
             classes = BertTextRules.asciiClasses(tokenizer.rules)
             word.reserveCapacity(256)
         }
@@ -251,62 +254,19 @@ public struct WordPieceTokenizer: Sendable {
         /// The ids of `text` with the template's special tokens, truncated to `maxLength`
         /// tokens in all (specials included) when given.
         public func encode(_ text: String, maxLength: Int? = nil) -> TokenSequence {
-            var ids = tokens(text)
-            var cut = 0
-            if let maxLength {
-                cut = max(0, ids.count - max(0, maxLength - tokenizer.addedSingle))
-                ids.removeLast(cut)
-            }
-            var out: [Int32] = []
-            out.reserveCapacity(ids.count + 2)
-            if let c = tokenizer.clsID { out.append(c) }
-            out += ids
-            if let s = tokenizer.sepID { out.append(s) }
-            var sequence = TokenSequence(ids: out, typeIDs: [Int32](repeating: 0, count: out.count))
-            sequence.truncated = cut
-            return sequence
+            template.encode(tokens(text), maxLength: maxLength)
         }
 
         /// The text's tokens in windows of `tokens` (specials included) that overlap by
         /// `overlap` text tokens; one window (perhaps empty of text) for a short text.
         public func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence] {
-            let ids = self.tokens(text)
-            let width = max(1, tokens - tokenizer.addedSingle), stride = max(1, width - overlap)
-            var out: [TokenSequence] = []
-            var start = 0
-            while true {
-                var window: [Int32] = []
-                if let c = tokenizer.clsID { window.append(c) }
-                window += ids[start..<min(ids.count, start + width)]
-                if let s = tokenizer.sepID { window.append(s) }
-                out.append(TokenSequence(ids: window, typeIDs: [Int32](repeating: 0, count: window.count)))
-                if start + width >= ids.count { return out }
-                start += stride
-            }
+            template.chunks(self.tokens(text), tokens: tokens, overlap: overlap)
         }
 
         /// A sentence pair as cross-encoders take it: `[CLS] a [SEP] b [SEP]`, type ids 0
         /// then 1, truncated longest-first as `tokenizers` does.
         public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> TokenSequence {
-            var x = tokens(a), y = tokens(b)
-            let whole = x.count + y.count
-            if let maxLength {
-                let budget = max(0, maxLength - tokenizer.addedPair)
-                let (keepA, keepB) = WordPieceTokenizer.longestFirst(x.count, y.count, budget: budget)
-                x.removeLast(x.count - keepA)
-                y.removeLast(y.count - keepB)
-            }
-            var ids: [Int32] = [], types: [Int32] = []
-            if let c = tokenizer.clsID { ids.append(c) }
-            ids += x
-            if let s = tokenizer.sepID { ids.append(s) }
-            types = [Int32](repeating: 0, count: ids.count)
-            ids += y
-            if let s = tokenizer.sepID { ids.append(s) }
-            types += [Int32](repeating: tokenizer.pairSecondTypeID, count: ids.count - types.count)
-            var sequence = TokenSequence(ids: ids, typeIDs: types)
-            sequence.truncated = whole - x.count - y.count
-            return sequence
+            template.encode(tokens(a), tokens(b), maxLength: maxLength)
         }
 
         /// The ids of `text` alone: no specials added, no truncation.
@@ -447,16 +407,6 @@ public struct WordPieceTokenizer: Sendable {
             if same { return (s.bytes.count, s.id) }
         }
         return nil
-    }
-
-    /// How many tokens of each sequence a pair keeps within `budget`, as `tokenizers`'
-    /// LongestFirst: a sequence no longer than half the budget is kept whole and the other
-    /// gets the rest; otherwise the longer gets the larger half (the second on a tie).
-    static func longestFirst(_ a: Int, _ b: Int, budget: Int) -> (Int, Int) {
-        guard a + b > budget else { return (a, b) }
-        let half = budget / 2, larger = budget - half
-        if a > b { return b <= half ? (budget - b, b) : (larger, half) }
-        return a <= half ? (a, budget - a) : (half, larger)
     }
 }
 

@@ -31,19 +31,23 @@ public enum ModelTools {
         let tokenizer = try ModelTokenizer.load(directory: model)
         let encode: (JSONObject, Int) throws -> JSONObject
         switch tokenizer {
-        case .wordPiece(let t):
-            guard !decode else { throw QuernError(.invalidValue, "\(model): WordPiece tokenizers do not decode") }
-            let session = WordPieceTokenizer.Session(t)
+        case .wordPiece, .unigram:
+            let t = tokenizer.encoder!
+            guard !decode else {
+                throw QuernError(.invalidValue, "\(model): WordPiece and Unigram tokenizers do not decode")
+            }
+            let session = t.makeSession(), template = t.template
             encode = { o, line in
                 let text = try Self.text(o, field, line)
                 var out = JSONObject()
                 if let pairField {
-                    let e = session.encode(text, try Self.text(o, pairField, line), maxLength: maxLength)
+                    let e = template.encode(
+                        session.tokens(text), session.tokens(try Self.text(o, pairField, line)), maxLength: maxLength)
                     out["ids"] = Self.json(e.ids)
                     out["type_ids"] = Self.json(e.typeIDs)
                 } else {
-                    out["ids"] = Self.json(
-                        addSpecialTokens ? session.encode(text, maxLength: maxLength).ids : session.tokens(text))
+                    let ids = session.tokens(text)
+                    out["ids"] = Self.json(addSpecialTokens ? template.encode(ids, maxLength: maxLength).ids : ids)
                 }
                 return out
             }

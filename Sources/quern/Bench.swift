@@ -96,7 +96,9 @@ func threadCounts(_ option: String?) -> [Int] {
 struct TokenizeBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
-        abstract: "Texts per second of the WordPiece tokenizer against Hugging Face tokenizers, one thread.")
+        abstract:
+            "Texts per second of an encoder tokenizer (WordPiece or Unigram) against Hugging Face tokenizers, one thread."
+    )
     @Option(help: "A model directory with tokenizer.json (scripts/fetch-minilm.sh).")
     var model: String = "models/all-MiniLM-L6-v2"
     @Option(help: "JSONL texts (a \"text\" field).")

@@ -255,6 +255,90 @@ extension EndToEnd {
         }
 
         @Test(
+            "xlm-roberta (Unigram tokenizer): embed and predict match the reference, tokenize gives tokenizers' ids, a quantize job's int8 model embeds close to fp32"
+        )
+        func xlmRoberta() async throws {
+            let scratch = try Scratch("text-xlmr")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let xlmr = E2E.repoRoot + "/fixtures/models/tiny-xlmr"
+            let cases = try JSON.lines(
+                Files.read(E2E.repoRoot + "/fixtures/text/tiny-xlmr-expected.jsonl"), what: "expected"
+            ).filter { $0["text_pair"] == nil }
+            let input = scratch.file("texts.jsonl")
+            try Files.write(
+                input,
+                cases.enumerated().map { Self.line(["id": "t\($0)", "text": $1["text"]!]) }.joined(separator: "\n")
+                    + "\n")
+            for (id, task, model, extra) in [
+                ("embed", "embed", xlmr, [String: Any]()),
+                ("predict", "predict", xlmr + "-classifier", [:]),
+                ("quantize", "quantize", xlmr, ["quantize": ["scheme": "dynamic"]])
+            ] as [(String, String, String, [String: Any])] {
+                var m: [String: Any] = [
+                    "version": 1, "id": id, "task": task, "model": model, "input": ["path": input, "id_field": "id"]
+                ]
+                for (k, v) in extra { m[k] = v }
+                try spool.drop(id + ".json", try JSON.encode(m))
+            }
+            var run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(run.status == 0 && spool.jobs("failed").isEmpty, "\(run)")
+
+            let embedded = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "embed") + "/results.jsonl.gz"), what: "embed")
+            #expect(embedded.count == cases.count)
+            var worst = 0.0
+            for (r, c) in zip(embedded, cases) {
+                for (a, b) in zip(Self.numbers(r["embedding"]), Self.numbers(c["embedding"])) {
+                    worst = max(worst, abs(a - b))
+                }
+            }
+            #expect(worst <= Self.tolerance, "worst embedding difference \(worst)")
+            let report = try Files.json(spool.job("done", "embed") + "/report.json")
+            #expect(JSON.string(report, "model.family") == "xlm-roberta")
+            let cut = cases.filter { ($0["ids"] as? [Any])?.count == 64 }.count
+            #expect(cut > 0 && JSON.int(report, "metrics.truncated_records") ?? -1 > 0, "\(report)")
+
+            let predicted = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "predict") + "/results.jsonl.gz"), what: "predict")
+            for (r, c) in zip(predicted, cases) {
+                let logits = Self.numbers(c["logits"])
+                let best = logits.indices.max { logits[$0] < logits[$1] }!
+                #expect(r["label"] as? String == ["admin", "games", "science"][best])
+            }
+
+            // `quern tokenize` on the model directory: tokenizers' ids, cut at 64.
+            let tokenized = try await scratch.quern(["tokenize", xlmr, "--input", input, "--max-length", "64"])
+            #expect(tokenized.status == 0, "\(tokenized)")
+            let ids = try JSON.lines(Data(tokenized.stdout.utf8), what: "tokenize").map {
+                ($0["ids"] as? [NSNumber])?.map(\.intValue) ?? []
+            }
+            #expect(ids == cases.map { ($0["ids"] as? [NSNumber])?.map(\.intValue) ?? [] })
+
+            // The quantize job's int8 model is an xlm-roberta model that embeds near fp32.
+            let quantized = spool.job("done", "quantize") + "/model"
+            try spool.drop(
+                "int8.json",
+                try JSON.encode([
+                    "version": 1, "id": "int8", "task": "embed", "model": quantized,
+                    "input": ["path": input, "id_field": "id"]
+                ]))
+            run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(run.status == 0, "\(run)")
+            let int8 = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "int8") + "/results.jsonl.gz"), what: "int8")
+            var lowest = 1.0
+            for (a, c) in zip(int8, cases) {
+                let x = Self.numbers(a["embedding"]), y = Self.numbers(c["embedding"])
+                lowest = min(lowest, zip(x, y).map(*).reduce(0, +))
+            }
+            #expect(lowest >= 0.99, "worst cosine of int8 to the reference \(lowest)")
+            #expect(
+                JSON.string(try Files.json(spool.job("done", "int8") + "/report.json"), "model.family") == "xlm-roberta"
+            )
+        }
+
+        @Test(
             "output.include_fields: embed (JSONL and NPY) and predict (CSV) carry input fields; a name the task writes fails"
         )
         func includeFields() async throws {

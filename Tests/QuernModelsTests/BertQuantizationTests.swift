@@ -15,8 +15,8 @@ struct BertQuantizationTests {
     static let staticMinimumCosine = 0.97
 
     func calibration(_ model: BertModel) throws -> [TokenSequence] {
-        let session = WordPieceTokenizer.Session(model.tokenizer)
-        return try TinyBertTests.cases().map { session.encode($0.text, maxLength: model.maxLength) }
+        let t = model.makeTokenizer()
+        return try TinyBertTests.cases().map { t.encode($0.text) }
     }
 
     func publish(_ plan: EncoderQuantization, to dir: TempDir) throws -> (BertModel, JSONObject) {

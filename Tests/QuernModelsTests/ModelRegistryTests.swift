@@ -20,7 +20,10 @@ struct DigitsModelTests {
         #expect(model.labels == (0..<10).map(String.init))
         #expect(model.featureNames?.count == 64)
         #expect(model.featureNames?.first == "pixel_0_0")
-        #expect(ModelRegistry.names == ["bert", "cnn", "gpt2", "llama", "mistral", "mlp", "qwen2"])
+        #expect(
+            ModelRegistry.names == [
+                "bert", "camembert", "cnn", "gpt2", "llama", "mistral", "mlp", "qwen2", "roberta", "xlm-roberta"
+            ])
         // The digest and size come from the file itself (checked against sha256sum).
         let weights = modelPath + "/model.safetensors"
         let expected = String(decoding: try run(["sha256sum", weights]), as: UTF8.self).prefix(64)

@@ -18,34 +18,13 @@ struct TinyBertTests {
     /// int8 (per-channel weights, per-row activations) against the same reference.
     static let int8MinimumCosine = 0.99
 
-    struct Case {
-        let text: String
-        let pair: String?
-        let ids: [Int32]
-        let embedding, cls, max, logits: [Float]
-    }
+    typealias Case = ReferenceRow
 
-    static func cases() throws -> [Case] {
-        try Sys.readFile(repoRoot + "/fixtures/text/tiny-bert-expected.jsonl").split(separator: 0x0A).map { line in
-            let o = try #require(try JSONParser.parse(Array(line)).objectValue)
-            func floats(_ k: String) throws -> [Float] { try #require(o[k]?.arrayValue).map { Float($0.doubleValue!) } }
-            return Case(
-                text: try #require(o["text"]?.stringValue), pair: o["text_pair"]?.stringValue,
-                ids: try #require(o["ids"]?.arrayValue).map { Int32($0.intValue!) },
-                embedding: try floats("embedding"), cls: try floats("cls"), max: try floats("max"),
-                logits: try floats("logits"))
-        }
-    }
+    static func cases() throws -> [Case] { try ReferenceRow.read(repoRoot + "/fixtures/text/tiny-bert-expected.jsonl") }
 
     func encodings(_ model: BertModel, _ cases: [Case]) -> [TokenSequence] {
-        let session = WordPieceTokenizer.Session(model.tokenizer)
-        return cases.map { c in
-            c.pair.map { session.encode(c.text, $0, maxLength: model.maxLength) }
-                ?? session.encode(c.text, maxLength: model.maxLength)
-        }
+        QuernModelsTests.encodings(model, cases.map { ($0.text, $0.pair) })
     }
-
-    func maxDifference(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
 
     @Test("the directory's settings: mean pooling, Normalize, 64 positions, no head")
     func settings() throws {
@@ -102,18 +81,8 @@ struct TinyBertTests {
     /// The worst cosine of `model`'s embeddings to the reference's, over every case.
     func worstCosine(_ model: BertModel) throws -> Double {
         let cases = try Self.cases()
-        let out = model.forward(encodings(model, cases))
-        let h = model.dimension
-        var worst = 1.0
-        for (i, c) in cases.enumerated() {
-            var dot = 0.0, na = 0.0, nb = 0.0
-            for d in 0..<h {
-                let a = Double(out.embeddings[i * h + d]), b = Double(c.embedding[d])
-                dot += a * b; na += a * a; nb += b * b
-            }
-            worst = min(worst, dot / (na * nb).squareRoot())
-        }
-        return worst
+        return QuernModelsTests.worstCosine(
+            model.forward(encodings(model, cases)).embeddings, cases.map(\.embedding), dimension: model.dimension)
     }
 
     @Test("many passes across threads give what one pass gives, in input order")

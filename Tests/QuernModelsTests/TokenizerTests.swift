@@ -70,7 +70,7 @@ struct TokenizerTests {
             (10, 4, 8, 4, 4), (2, 3, 9, 2, 3)
         ]
         for (a, b, budget, ka, kb) in table {
-            let kept = WordPieceTokenizer.longestFirst(a, b, budget: budget)
+            let kept = EncoderTemplate.longestFirst(a, b, budget: budget)
             #expect(kept.0 == ka && kept.1 == kb, "\(a), \(b) in \(budget): \(kept)")
         }
     }

@@ -1,0 +1,197 @@
+import QuernCore
+
+/// A text encoder's tokenizer, whatever its model (WordPiece, Unigram): text → ids with
+/// no specials, plus the template that adds them. The families that run encoders
+/// (`Bert`, `Roberta`) take any of them.
+public protocol EncoderTokenizer: Sendable {
+    /// Every id it can emit is below this (checked against the model's embeddings).
+    var vocabularySize: Int { get }
+    /// The truncation tokenizer.json asks for, if any (specials included).
+    var defaultMaxLength: Int? { get }
+    var template: EncoderTemplate { get }
+    /// Per-thread state (caches, scratch buffers): each worker makes its own.
+    func makeSession() -> any EncoderTokenizerSession
+}
+
+public protocol EncoderTokenizerSession: AnyObject {
+    /// The ids of `text` alone: no specials, no truncation.
+    func tokens(_ text: String) -> [Int32]
+}
+
+/// The post-processor: where the special tokens go around one sequence and around a
+/// pair, and the token type of each part, as tokenizer.json's `TemplateProcessing`
+/// (or `BertProcessing` / `RobertaProcessing`) says. Truncation keeps room for them.
+public struct EncoderTemplate: Sendable, Equatable {
+    public enum Item: Sendable, Equatable {
+        case special([Int32], type: Int32)
+        case first(type: Int32)
+        case second(type: Int32)
+    }
+
+    public let single: [Item]
+    public let pair: [Item]
+
+    public init(single: [Item], pair: [Item]) {
+        self.single = single
+        self.pair = pair
+    }
+
+    /// BERT's `[CLS] A [SEP]` and `[CLS] A [SEP] B [SEP]`, B's part of type `pairType`.
+    public static func bert(cls: Int32?, sep: Int32?, pairType: Int32 = 1) -> EncoderTemplate {
+        let c = cls.map { [Item.special([$0], type: 0)] } ?? [], s = sep.map { [Item.special([$0], type: 0)] } ?? []
+        let s2 = sep.map { [Item.special([$0], type: pairType)] } ?? []
+        return EncoderTemplate(
+            single: c + [.first(type: 0)] + s, pair: c + [.first(type: 0)] + s + [.second(type: pairType)] + s2)
+    }
+
+    static func added(_ items: [Item]) -> Int {
+        items.reduce(0) {
+            if case .special(let ids, _) = $1 { return $0 + ids.count }
+            return $0
+        }
+    }
+
+    /// Special tokens around one sequence, and around a pair.
+    public var addedSingle: Int { Self.added(single) }
+    public var addedPair: Int { Self.added(pair) }
+
+    /// The largest token type the template gives (a model needs that many type embeddings).
+    public var maxTypeID: Int32 {
+        (single + pair).map { item -> Int32 in
+            switch item {
+            case .special(_, let t), .first(let t), .second(let t): t
+            }
+        }.max() ?? 0
+    }
+
+    func build(_ items: [Item], _ a: ArraySlice<Int32>, _ b: ArraySlice<Int32>) -> TokenSequence {
+        var ids: [Int32] = [], types: [Int32] = []
+        ids.reserveCapacity(a.count + b.count + 4)
+        types.reserveCapacity(a.count + b.count + 4)
+        for item in items {
+            switch item {
+            case .special(let s, let t):
+                ids += s
+                types += [Int32](repeating: t, count: s.count)
+            case .first(let t):
+                ids += a
+                types += [Int32](repeating: t, count: a.count)
+            case .second(let t):
+                ids += b
+                types += [Int32](repeating: t, count: b.count)
+            }
+        }
+        return TokenSequence(ids: ids, typeIDs: types)
+    }
+
+    /// One text's ids with the specials, cut to `maxLength` tokens in all when given.
+    public func encode(_ ids: [Int32], maxLength: Int? = nil) -> TokenSequence {
+        var keep = ids.count
+        if let maxLength { keep = min(keep, max(0, maxLength - addedSingle)) }
+        var s = build(single, ids[0..<keep], [])
+        s.truncated = ids.count - keep
+        return s
+    }
+
+    /// A pair (cross-encoders), cut longest-first as `tokenizers` does.
+    public func encode(_ a: [Int32], _ b: [Int32], maxLength: Int? = nil) -> TokenSequence {
+        var (keepA, keepB) = (a.count, b.count)
+        if let maxLength {
+            (keepA, keepB) = Self.longestFirst(a.count, b.count, budget: max(0, maxLength - addedPair))
+        }
+        var s = build(pair, a[0..<keepA], b[0..<keepB])
+        s.truncated = a.count + b.count - keepA - keepB
+        return s
+    }
+
+    /// The ids in windows of `tokens` (specials included) that overlap by `overlap` text
+    /// tokens; one window (perhaps empty of text) for a short text.
+    public func chunks(_ ids: [Int32], tokens: Int, overlap: Int) -> [TokenSequence] {
+        let width = max(1, tokens - addedSingle), stride = max(1, width - overlap)
+        var out: [TokenSequence] = []
+        var start = 0
+        while true {
+            out.append(build(single, ids[start..<min(ids.count, start + width)], []))
+            if start + width >= ids.count { return out }
+            start += stride
+        }
+    }
+
+    /// How many tokens of each sequence a pair keeps within `budget`, as `tokenizers`'
+    /// LongestFirst: a sequence no longer than half the budget is kept whole and the other
+    /// gets the rest; otherwise the longer gets the larger half (the second on a tie).
+    static func longestFirst(_ a: Int, _ b: Int, budget: Int) -> (Int, Int) {
+        guard a + b > budget else { return (a, b) }
+        let half = budget / 2, larger = budget - half
+        if a > b { return b <= half ? (budget - b, b) : (larger, half) }
+        return a <= half ? (a, budget - a) : (half, larger)
+    }
+
+    /// tokenizer.json's `post_processor` (nil: none, so no specials). `id` turns a token
+    /// or a JSON id into the vocabulary's id; `fail` explains what is wrong.
+    static func parse(
+        _ p: JSONObject?, id: (JSONValue?, String) throws -> Int32, fail: (String) -> QuernError
+    ) throws -> EncoderTemplate {
+        guard let p else {
+            return EncoderTemplate(single: [.first(type: 0)], pair: [.first(type: 0), .second(type: 0)])
+        }
+        func pairID(_ key: String) throws -> Int32 {
+            guard let a = p[key]?.arrayValue, a.count == 2 else {
+                throw fail("post_processor \(key) must be [token, id]")
+            }
+            return try id(a[1], "post_processor \(key)")
+        }
+        switch p["type"]?.stringValue {
+        case "TemplateProcessing":
+            func items(_ key: String) throws -> [Item] {
+                try (p[key]?.arrayValue ?? []).map { item in
+                    if let s = item.objectValue?["SpecialToken"]?.objectValue {
+                        guard let name = s["id"]?.stringValue,
+                            let ids = p["special_tokens"]?.objectValue?[name]?.objectValue?["ids"]?.arrayValue,
+                            !ids.isEmpty
+                        else { throw fail("template special token \(s["id"]?.stringValue ?? "?") has no ids") }
+                        return .special(
+                            try ids.map { try id($0, "template special token \(name)") },
+                            type: Int32(clamping: s["type_id"]?.intValue ?? 0))
+                    }
+                    if let s = item.objectValue?["Sequence"]?.objectValue {
+                        let t = Int32(clamping: s["type_id"]?.intValue ?? 0)
+                        switch s["id"]?.stringValue {
+                        case "A": return .first(type: t)
+                        case "B": return .second(type: t)
+                        default: throw fail("template sequence \(s["id"]?.stringValue ?? "?") is neither A nor B")
+                        }
+                    }
+                    throw fail("post_processor template \(key) has an item that is neither SpecialToken nor Sequence")
+                }
+            }
+            let single = try items("single"), pair = try items("pair")
+            guard
+                single.filter({ $0 == .first(type: 0) || { if case .first = $0 { true } else { false } }($0) }).count
+                    == 1,
+                pair.contains(where: { if case .second = $0 { true } else { false } })
+            else { throw fail("post_processor template must place $A once in single and $B in pair") }
+            return EncoderTemplate(single: single, pair: pair)
+        case "BertProcessing":
+            return .bert(cls: try pairID("cls"), sep: try pairID("sep"))
+        case "RobertaProcessing":
+            // <s> A </s> and <s> A </s></s> B </s>; RoBERTa has no token types.
+            let cls = try pairID("cls"), sep = try pairID("sep")
+            return EncoderTemplate(
+                single: [.special([cls], type: 0), .first(type: 0), .special([sep], type: 0)],
+                pair: [
+                    .special([cls], type: 0), .first(type: 0), .special([sep, sep], type: 0), .second(type: 0),
+                    .special([sep], type: 0)
+                ])
+        case let t:
+            throw fail(
+                "post_processor \(t ?? "?") is not supported (TemplateProcessing, BertProcessing, RobertaProcessing)")
+        }
+    }
+}
+
+extension EncoderTokenizerSession {
+    func encode(_ text: String, _ template: EncoderTemplate, maxLength: Int?) -> TokenSequence {
+        template.encode(tokens(text), maxLength: maxLength)
+    }
+}

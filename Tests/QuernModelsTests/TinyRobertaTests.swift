@@ -1,0 +1,96 @@
+import QuernCore
+import QuernKernels
+import QuernTestSupport
+import Testing
+
+@testable import QuernModels
+
+/// The `xlm-roberta` family on tiny random XLM-R models made with `transformers`
+/// (scripts/make_tiny_xlmr.py: hidden 32, 2 layers, a 1,202-piece SentencePiece Unigram
+/// tokenizer converted as XLM-R's is), against the float64 numpy forward pass stored with
+/// them (itself checked against transformers' float32 run): token ids, mean-pooled
+/// normalised embeddings, `<s>` states and XLMRobertaForSequenceClassification logits,
+/// for 41 texts and 5 pairs, some cut at 64 tokens, two with a literal `<pad>` (which
+/// takes the padding position, the words after it counting on without it).
+@Suite("xlm-roberta on the tiny fixtures")
+struct TinyRobertaTests {
+    static let embedder = repoRoot + "/fixtures/models/tiny-xlmr"
+    static let classifier = repoRoot + "/fixtures/models/tiny-xlmr-classifier"
+    /// fp32 against a float64 reference: a few float32 roundings per layer.
+    static let fp32Tolerance: Float = 2e-5
+    static let int8MinimumCosine = 0.99
+
+    typealias Case = ReferenceRow
+
+    static func cases() throws -> [Case] { try ReferenceRow.read(repoRoot + "/fixtures/text/tiny-xlmr-expected.jsonl") }
+
+    func encodings(_ model: BertModel, _ cases: [Case]) -> [TokenSequence] {
+        QuernModelsTests.encodings(model, cases.map { ($0.text, $0.pair) })
+    }
+
+    @Test("the directory's settings: xlm-roberta, Unigram, mean pooling, Normalize, 64 tokens (66 positions)")
+    func settings() throws {
+        let m = try bert(Self.embedder)
+        #expect(m.family == "xlm-roberta")
+        #expect(m.tokenizer is UnigramTokenizer)
+        #expect(m.encoder.pooling == .mean && m.encoder.normalize)
+        #expect(m.maxLength == 64 && m.encoder.config.positionPadding == 1)
+        #expect(m.head == nil && m.dimension == 32)
+        let c = try bert(Self.classifier)
+        #expect(c.labels == ["admin", "games", "science"] && c.outputs == 3)
+    }
+
+    @Test("ids match tokenizers (truncation keeps </s>); fp32 embeddings and <s> states match the reference")
+    func fp32() throws {
+        let model = try bert(Self.embedder)
+        let cases = try Self.cases()
+        let enc = encodings(model, cases)
+        #expect(enc.map(\.ids) == cases.map(\.ids))
+        #expect(enc.contains { $0.truncated > 0 })
+        let out = model.forward(enc)
+        let h = model.dimension
+        var worst: Float = 0, worstCLS: Float = 0
+        let ws = BertEncoder.Workspace()
+        let offsets = model.encoder.hiddenStates(enc, workspace: ws)
+        let cls = model.encoder.pool(ws.x, offsets: offsets, mode: .cls, normalize: false)
+        for (i, c) in cases.enumerated() {
+            worst = max(worst, maxDifference(Array(out.embeddings[(i * h)..<((i + 1) * h)]), c.embedding))
+            worstCLS = max(worstCLS, maxDifference(Array(cls[(i * h)..<((i + 1) * h)]), c.cls))
+        }
+        #expect(worst <= Self.fp32Tolerance, "worst embedding difference \(worst)")
+        #expect(worstCLS <= Self.fp32Tolerance * 4, "worst <s> difference \(worstCLS)")
+    }
+
+    @Test("XLMRobertaForSequenceClassification logits match the reference, labels from id2label")
+    func classifierLogits() throws {
+        let model = try bert(Self.classifier)
+        let cases = try Self.cases()
+        let out = model.forward(encodings(model, cases))
+        #expect(maxDifference(out.scores, cases.flatMap(\.logits)) <= Self.fp32Tolerance)
+    }
+
+    @Test("int8 embeddings stay close to the fp32 reference")
+    func int8() throws {
+        let model = try bert(Self.embedder, precision: .int8)
+        let cases = try Self.cases()
+        let worst = worstCosine(
+            model.forward(encodings(model, cases)).embeddings, cases.map(\.embedding), dimension: model.dimension)
+        #expect(worst >= Self.int8MinimumCosine, "worst cosine \(worst)")
+    }
+
+    @Test("a RoBERTa directory with a byte-level BPE tokenizer is refused by name")
+    func bpeRefused() throws {
+        let dir = try TempDir()
+        for f in ["config.json", "model.safetensors"] {
+            try Sys.writeFile(dir.path + "/" + f, Sys.readFile(Self.embedder + "/" + f, limit: 1 << 24))
+        }
+        try Sys.writeFile(
+            dir.path + "/tokenizer.json",
+            Sys.readFile(repoRoot + "/fixtures/models/tiny-gpt2/tokenizer.json", limit: 1 << 24))
+        #expect {
+            _ = try ModelRegistry.load(dir.path)
+        } throws: { e in
+            (e as? QuernError)?.message.contains("is a BPE tokenizer") == true
+        }
+    }
+}
