@@ -264,8 +264,16 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
         func encode(_ a: String, _ b: String) -> TokenSequence {
             template.encode(session.tokens(a), session.tokens(b), maxLength: maxLength)
         }
-        func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence] {
-            template.chunks(session.tokens(text), tokens: min(tokens, maxLength), overlap: overlap)
+        func chunks(_ text: String, prompt: String, tokens: Int, overlap: Int) -> [TextChunk] {
+            let ids = session.tokens(text), words = session.wordSpans(text, ids)
+            let prefix = prompt.isEmpty ? [] : session.tokens(prompt)
+            return template.chunks(ids, prefix: prefix, tokens: min(tokens, maxLength), overlap: overlap).map {
+                sequence, r in
+                let characters = words.flatMap { w in
+                    r.isEmpty ? nil : w[r.lowerBound].lowerBound..<w[r.upperBound - 1].upperBound
+                }
+                return TextChunk(sequence: sequence, tokens: r, characters: characters)
+            }
         }
     }
 

@@ -99,9 +99,26 @@ public protocol TextTokenizer {
     func encode(_ text: String) -> TokenSequence
     /// A sentence pair as one sequence (cross-encoders).
     func encode(_ a: String, _ b: String) -> TokenSequence
-    /// The whole text as overlapping windows of at most `tokens` tokens (specials
-    /// included), each starting `tokens − specials − overlap` text tokens after the last.
-    func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence]
+    /// The whole text as overlapping windows of at most `tokens` tokens, each with the
+    /// specials and `prompt`'s tokens, and starting `tokens − specials − prompt − overlap`
+    /// text tokens after the last.
+    func chunks(_ text: String, prompt: String, tokens: Int, overlap: Int) -> [TextChunk]
+}
+
+/// One window of a long text.
+public struct TextChunk: Sendable {
+    public var sequence: TokenSequence
+    /// Which of the text's tokens (specials and prompt not counted) the window holds.
+    public var tokens: Range<Int>
+    /// Where they are in the text, in Unicode scalars (Python's string indices), widened
+    /// to whole space-separated words; nil when the tokenizer's pieces do not follow them.
+    public var characters: Range<Int>?
+
+    public init(sequence: TokenSequence, tokens: Range<Int>, characters: Range<Int>?) {
+        self.sequence = sequence
+        self.tokens = tokens
+        self.characters = characters
+    }
 }
 
 /// What a text encoder computes for a batch of sequences.

@@ -104,14 +104,18 @@ public struct EncoderTemplate: Sendable, Equatable {
         return s
     }
 
-    /// The ids in windows of `tokens` (specials included) that overlap by `overlap` text
-    /// tokens; one window (perhaps empty of text) for a short text.
-    public func chunks(_ ids: [Int32], tokens: Int, overlap: Int) -> [TokenSequence] {
-        let width = max(1, tokens - addedSingle), stride = max(1, width - overlap)
-        var out: [TokenSequence] = []
+    /// The ids in windows of `tokens` (specials and `prefix` included) that overlap by
+    /// `overlap` text tokens, each with the range of `ids` it holds; one window (perhaps
+    /// empty of text) for a short text.
+    public func chunks(_ ids: [Int32], prefix: [Int32] = [], tokens: Int, overlap: Int) -> [(
+        TokenSequence, Range<Int>
+    )] {
+        let width = max(1, tokens - addedSingle - prefix.count), stride = max(1, width - overlap)
+        var out: [(TokenSequence, Range<Int>)] = []
         var start = 0
         while true {
-            out.append(build(single, ids[start..<min(ids.count, start + width)], []))
+            let r = start..<min(ids.count, start + width)
+            out.append((build(single, ArraySlice(prefix + ids[r]), []), r))
             if start + width >= ids.count { return out }
             start += stride
         }
@@ -193,5 +197,28 @@ public struct EncoderTemplate: Sendable, Equatable {
 extension EncoderTokenizerSession {
     func encode(_ text: String, _ template: EncoderTemplate, maxLength: Int?) -> TokenSequence {
         template.encode(tokens(text), maxLength: maxLength)
+    }
+}
+
+extension EncoderTokenizerSession {
+    /// For each token of `text` (as `tokens` gives them, `ids`), the space-separated word
+    /// it comes from, in Unicode scalars; nil when tokenizing word by word (each with the
+    /// spaces before it, which Metaspace turns into its `▁`) does not give `ids`.
+    public func wordSpans(_ text: String, _ ids: [Int32]) -> [Range<Int>]? {
+        let scalars = Array(text.unicodeScalars)
+        var spans: [Range<Int>] = []
+        spans.reserveCapacity(ids.count)
+        var i = 0
+        while i < scalars.count {
+            let lead = i
+            while i < scalars.count && scalars[i] == " " { i += 1 }
+            let word = i
+            while i < scalars.count && scalars[i] != " " { i += 1 }
+            let t = tokens(String(String.UnicodeScalarView(scalars[lead..<i])))
+            guard spans.count + t.count <= ids.count, ids[spans.count..<(spans.count + t.count)].elementsEqual(t)
+            else { return nil }
+            spans += repeatElement(word..<i, count: t.count)
+        }
+        return spans.count == ids.count ? spans : nil
     }
 }

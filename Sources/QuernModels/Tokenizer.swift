@@ -257,12 +257,6 @@ public struct WordPieceTokenizer: EncoderTokenizer {
             template.encode(tokens(text), maxLength: maxLength)
         }
 
-        /// The text's tokens in windows of `tokens` (specials included) that overlap by
-        /// `overlap` text tokens; one window (perhaps empty of text) for a short text.
-        public func chunks(_ text: String, tokens: Int, overlap: Int) -> [TokenSequence] {
-            template.chunks(self.tokens(text), tokens: tokens, overlap: overlap)
-        }
-
         /// A sentence pair as cross-encoders take it: `[CLS] a [SEP] b [SEP]`, type ids 0
         /// then 1, truncated longest-first as `tokenizers` does.
         public func encode(_ a: String, _ b: String, maxLength: Int? = nil) -> TokenSequence {

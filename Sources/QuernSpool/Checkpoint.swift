@@ -22,6 +22,8 @@ struct Checkpoint {
     /// `output.format: npy`: where the vector data stands, and the vectors' length.
     var vectors: (GzipPosition, [UInt8])? = nil
     var vectorDimension: Int? = nil
+    /// Result lines written (more than `counts.succeeded` when a record gives several).
+    var lines: Int? = nil
 
     func save(_ path: String) throws {
         var o = JSONObject()
@@ -36,6 +38,7 @@ struct Checkpoint {
         o["errors_pending"] = .string(Data(errorsPending).base64EncodedString())
         if let h = csvHeader { o["csv_header"] = .array(h.map { .string($0) }) }
         o["task"] = taskState
+        if let lines { o["lines"] = .int(Int64(lines)) }
         if let (position, pending) = vectors {
             o["vectors"] = position.json
             o["vectors_pending"] = .string(Data(pending).base64EncodedString())
@@ -64,6 +67,7 @@ struct Checkpoint {
                     [UInt8](o["vectors_pending"]?.stringValue.flatMap { Data(base64Encoded: $0) } ?? Data())
                 )
             },
-            vectorDimension: o["vector_dimension"]?.intValue.map(Int.init))
+            vectorDimension: o["vector_dimension"]?.intValue.map(Int.init),
+            lines: o["lines"]?.intValue.map(Int.init))
     }
 }

@@ -259,7 +259,11 @@ public enum ClusterJob {
         let staging = Path.join(jobDir, ".merge.\(Sys.pid)")
         try? Sys.removeTree(staging)
         try Sys.mkdir(staging)
-        let rowsBefore = reports.map { Int($0["records"]?.objectValue?["succeeded"]?.intValue ?? 0) }
+        // Result lines per part: one per record, or more (embed's row per chunk).
+        let rowsBefore = reports.map { r in
+            let records = r["records"]?.objectValue
+            return Int(records?["result_lines"]?.intValue ?? records?["succeeded"]?.intValue ?? 0)
+        }
         switch manifest.output.format {
         case .jsonl:
             try concatenate(parts.map { Path.join($0, resultsName) }, into: Path.join(staging, resultsName))
@@ -433,6 +437,16 @@ public enum ClusterJob {
             "succeeded": .int(Int64(reports.map { int($0, "records", "succeeded") }.reduce(0, +))),
             "failed": .int(Int64(reports.map { int($0, "records", "failed") }.reduce(0, +)))
         ]
+        // Result lines, when records gave more than one each (embed's row per chunk).
+        if reports.contains(where: { $0["records"]?.objectValue?["result_lines"] != nil }) {
+            let lines = reports.map { r -> Int64 in
+                let o = r["records"]?.objectValue
+                return o?["result_lines"]?.intValue ?? o?["succeeded"]?.intValue ?? 0
+            }
+            var o = report["records"]?.objectValue ?? JSONObject()
+            o["result_lines"] = .int(lines.reduce(0, +))
+            report["records"] = .object(o)
+        }
         let iso = ISO8601DateFormatter()
         iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let starts = reports.compactMap { text($0, "timings", "started_at") },

@@ -18,6 +18,9 @@ final class RecordOutputs {
     /// `output.include_fields`: each record's `carried` values, written after the task's fields.
     let includeFields: [String]
     private(set) var succeeded: Int
+    /// Result lines written: one per succeeded record, more when a record gives several
+    /// (embed's row per chunk); an NPY row's index.
+    private(set) var lines: Int
     /// Stream items fully written (records and bad records): where a resumed run starts.
     var consumed: Int
     /// How many times the job has been resumed, this run included.
@@ -53,6 +56,7 @@ final class RecordOutputs {
         encoder = RowEncoder(format: format, header: checkpoint?.csvHeader)
         includeFields = manifest.output.includeFields
         succeeded = checkpoint?.counts.succeeded ?? 0
+        lines = checkpoint?.lines ?? succeeded
         consumed = checkpoint?.consumed ?? 0
         resumes = (checkpoint?.resumes ?? -1) + 1
     }
@@ -83,14 +87,18 @@ final class RecordOutputs {
         let encoded = RowEncoder.jsonLinesInParallel(outcomes, encoder) ?? []
         for (i, (record, outcome)) in zip(batch, outcomes).enumerated() {
             switch outcome {
-            case .success(var row):
+            case .success(let row):
                 if !encoded.isEmpty {
                     try results.append(encoded[i])
+                    lines += 1 + row.following.count
                 } else {
-                    if let vectors, case .floats(let v)? = row.fields.first?.1 {
-                        row.fields = try vectors.append(v, row: succeeded) + row.fields.dropFirst()
+                    for var line in [row] + row.following {
+                        if let vectors, case .floats(let v)? = line.fields.first?.1 {
+                            line.fields = try vectors.append(v, row: lines) + line.fields.dropFirst()
+                        }
+                        try results.append(encoder.encode(line))
+                        lines += 1
                     }
-                    try results.append(encoder.encode(row))
                 }
                 succeeded += 1
             case .failure(let e):
@@ -137,7 +145,8 @@ final class RecordOutputs {
             consumed: consumed, resumes: resumes, counts: Counts(succeeded: succeeded, failed: errors.count),
             results: results.position, resultsPending: results.pending, errors: errors.writer.position,
             errorsPending: errors.writer.pending, csvHeader: encoder.header, taskState: taskState,
-            vectors: vectors.map { ($0.data.position, $0.data.pending) }, vectorDimension: vectors?.dimension)
+            vectors: vectors.map { ($0.data.position, $0.data.pending) }, vectorDimension: vectors?.dimension,
+            lines: lines)
         try c.save(checkpointPath)
     }
 
@@ -147,7 +156,7 @@ final class RecordOutputs {
         try errors.writer.finish()
         try Sys.rename(job.file(resultsName + ".partial"), job.file(resultsName))
         try Sys.rename(job.file(JobRunner.errorsName + ".partial"), job.file(JobRunner.errorsName))
-        try vectors?.publish(rows: succeeded, to: job.file(VectorOutput.name), level: level)
+        try vectors?.publish(rows: lines, to: job.file(VectorOutput.name), level: level)
         return JobRunner.outputNames(format)
     }
 }

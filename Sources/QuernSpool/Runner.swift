@@ -438,7 +438,9 @@ public final class JobRunner {
             "format": .string(manifest.input.format.rawValue), "members": .int(Int64(stream.membersRead))
         ]
         report["records"] = Report.records(
-            succeeded: out.succeeded, failed: out.errors.count, stopped == nil ? [] : [("cancelled", unrunCount)])
+            succeeded: out.succeeded, failed: out.errors.count,
+            (stopped == nil ? [] : [("cancelled", unrunCount)])
+                + (out.lines == out.succeeded ? [] : [("result_lines", out.lines)]))
         if let stopped { report["status"] = .string(stopped) }
         report.timings["model_load_seconds"] = .double(loadSeconds)
         report.timings["process_seconds"] = .double(processSeconds)

@@ -18,6 +18,8 @@ public struct ResultRow: Sendable {
 
     public var id: String
     public var fields: [(String, Value)]
+    /// More rows the same record gives (embed's row per chunk), written after this one.
+    public var following: [ResultRow] = []
 
     public init(id: String, fields: [(String, Value)]) {
         self.id = id
@@ -95,7 +97,9 @@ public struct RowEncoder: Sendable {
         lines.withUnsafeMutableBufferPointer { out in
             pool.parallelFor((outcomes.count + chunk - 1) / chunk) { c in
                 for i in (c * chunk)..<min(outcomes.count, (c + 1) * chunk) {
-                    if case .success(let row) = outcomes[i] { out[i] = RowEncoder.jsonLine(row) }
+                    if case .success(let row) = outcomes[i] {
+                        out[i] = RowEncoder.jsonLine(row) + row.following.flatMap { RowEncoder.jsonLine($0) }
+                    }
                 }
             }
         }

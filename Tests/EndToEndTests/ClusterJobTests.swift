@@ -82,31 +82,46 @@ extension EndToEnd {
             #expect(spool.jobs("cluster").isEmpty)
         }
 
-        @Test("embed with NPY output as 3 record-range shards: the same ids, rows and vectors")
+        @Test(
+            "embed with NPY output as 3 record-range shards: the same ids, rows and vectors; with a row per chunk too"
+        )
         func embedNPY() async throws {
             let scratch = try Scratch("cluster-npy")
             defer { scratch.remove() }
             let spool = try SpoolDir(scratch.file("spool"))
             let texts =
-                (0..<23).map { #"{"id": "t\#($0)", "text": "text number \#($0) about packages"}"# } + [#"{"id": "x"}"#]
+                (0..<23).map {
+                    #"{"id": "t\#($0)", "text": "text number \#($0) about packages and all of their many dependencies"}"#
+                }
+                + [#"{"id": "x"}"#]
             try Files.write(scratch.file("texts.jsonl"), texts.joined(separator: "\n") + "\n")
-            let manifest: [String: Any] = [
-                "version": 1, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
-                "input": ["path": scratch.file("texts.jsonl"), "id_field": "id", "text_field": "text"],
-                "output": ["format": "npy", "dtype": "float32"]
-            ]
-            var whole = manifest
-            whole["id"] = "whole"
-            try spool.drop("whole.json", try JSON.encode(whole))
-            let run = try await scratch.quern([
-                "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
-            ])
-            #expect(run.status == 0, "run --once: \(run)")
-            let done = try await Self.sharded(scratch, spool, manifest, id: "npy", shards: 3)
-            for name in ["results.jsonl.gz", "results.npy.gz", "errors.jsonl.gz"] {
-                let a = try await scratch.gunzip(spool.job("done", "whole") + "/" + name),
-                    b = try await scratch.gunzip(done + "/" + name)
-                #expect(a == b, "\(name) differs")
+            // Windows of 6 text tokens: each record gives two rows, so parts' row numbers
+            // are not their record counts.
+            for (id, embed) in [
+                ("npy", [String: Any]()), ("chunks", ["chunk": ["tokens": 8, "overlap": 2, "rows": "chunk"]])
+            ] {
+                let manifest: [String: Any] = [
+                    "version": 1, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
+                    "input": ["path": scratch.file("texts.jsonl"), "id_field": "id", "text_field": "text"],
+                    "output": ["format": "npy", "dtype": "float32"], "embed": embed
+                ]
+                var whole = manifest
+                whole["id"] = "whole-" + id
+                try spool.drop("whole-\(id).json", try JSON.encode(whole))
+                let run = try await scratch.quern([
+                    "run", "--once", spool.root, "--root", E2E.repoRoot, "--root", scratch.path
+                ])
+                #expect(run.status == 0, "run --once: \(run)")
+                let done = try await Self.sharded(scratch, spool, manifest, id: id, shards: 3)
+                for name in ["results.jsonl.gz", "results.npy.gz", "errors.jsonl.gz"] {
+                    let a = try await scratch.gunzip(spool.job("done", "whole-" + id) + "/" + name),
+                        b = try await scratch.gunzip(done + "/" + name)
+                    #expect(a == b, "\(id): \(name) differs")
+                }
+                let a = try Files.json(spool.job("done", "whole-" + id) + "/report.json"),
+                    b = try Files.json(done + "/report.json")
+                #expect(JSON.int(a, "records.result_lines") == JSON.int(b, "records.result_lines"))
+                if id == "chunks" { #expect(JSON.int(b, "records.result_lines") ?? 0 > 23, "\(b)") }
             }
         }
 

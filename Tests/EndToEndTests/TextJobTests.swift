@@ -654,6 +654,104 @@ extension EndToEnd {
         }
 
         @Test(
+            "embed.chunk rows chunk: a row per window with its token and character offsets (WordPiece and Unigram), JSONL and NPY, averaging to the pooled vector"
+        )
+        func chunkRows() async throws {
+            let scratch = try Scratch("text-chunk-rows")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            // Long texts (debdesc lines joined), a short one, one with runs of spaces and a
+            // tab, and a record with no text.
+            let sample = try Files.text(E2E.repoRoot + "/fixtures/text/debdesc-sample.jsonl").split(separator: "\n")
+                .compactMap { try? JSON.object(Data($0.utf8), what: "sample")["text"] as? String }
+            let texts = [
+                sample[0..<6].joined(separator: " "), "short text", "  spaced   out\twords  and ñandú café  ",
+                sample[6..<20].joined(separator: " ")
+            ]
+            var lines = texts.enumerated().map { Self.line(["id": "t\($0)", "text": $1]) }
+            lines.append(#"{"id": "none"}"#)
+            let input = scratch.file("texts.jsonl")
+            try Files.write(input, lines.joined(separator: "\n") + "\n")
+            let models = ["bert": Self.embedder, "xlmr": E2E.repoRoot + "/fixtures/models/tiny-xlmr"]
+            for (name, model) in models {
+                for (mode, output) in [("chunk", "jsonl"), ("chunk", "npy"), ("record", "jsonl")] {
+                    try spool.drop(
+                        "\(name)-\(mode)-\(output).json",
+                        try JSON.encode([
+                            "version": 1, "id": "\(name)-\(mode)-\(output)", "task": "embed", "model": model,
+                            "input": ["path": input, "id_field": "id"], "output": ["format": output],
+                            "embed": ["chunk": ["tokens": 16, "overlap": 4, "rows": mode]]
+                        ]))
+                }
+            }
+            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(run.status == 0 && spool.jobs("failed").isEmpty, "\(run)")
+            for name in models.keys.sorted() {
+                let rows = try await JSON.lines(
+                    scratch.gunzip(spool.job("done", "\(name)-chunk-jsonl") + "/results.jsonl.gz"), what: name)
+                let pooled = try await JSON.lines(
+                    scratch.gunzip(spool.job("done", "\(name)-record-jsonl") + "/results.jsonl.gz"), what: name)
+                #expect(pooled.map { $0["id"] as? String } == texts.indices.map { "t\($0)" })
+                for (t, text) in texts.enumerated() {
+                    let mine = rows.filter { $0["id"] as? String == "t\(t)" }
+                    let n = pooled[t]["chunks"] as? Int ?? -1
+                    #expect(mine.count == n, "\(name) t\(t): \(mine.count) rows, \(n) chunks")
+                    #expect(mine.map { $0["chunk"] as? Int } == (0..<n).map { $0 })
+                    // Windows of 14 text tokens, 10 apart, the last reaching the end.
+                    let starts = mine.map { $0["token_start"] as? Int ?? -1 },
+                        ends = mine.map { $0["token_end"] as? Int ?? -1 }
+                    #expect(starts == (0..<n).map { $0 * 10 }, "\(name) t\(t): \(starts)")
+                    #expect(zip(starts, ends).allSatisfy { $1 - $0 <= 14 && $1 > $0 }, "\(name) t\(t): \(ends)")
+                    // Character offsets: whole space-separated words of the text, in order.
+                    let scalars = Array(text.unicodeScalars)
+                    for row in mine {
+                        guard let a = row["char_start"] as? Int, let b = row["char_end"] as? Int else {
+                            Issue.record("\(name) t\(t): no character offsets in \(row)")
+                            continue
+                        }
+                        #expect(a < b && b <= scalars.count)
+                        #expect(a == 0 || scalars[a - 1] == " ", "\(name) t\(t) starts inside a word at \(a)")
+                        #expect(b == scalars.count || scalars[b] == " ", "\(name) t\(t) ends inside a word at \(b)")
+                    }
+                    let firstWord = scalars.firstIndex { $0 != " " } ?? 0
+                    let lastWord = (scalars.lastIndex { $0 != " " } ?? 0) + 1
+                    #expect(
+                        mine.first?["char_start"] as? Int == firstWord && mine.last?["char_end"] as? Int == lastWord)
+                    // The pooled vector is the renormalised mean of the rows' vectors.
+                    var mean = [Double](repeating: 0, count: 32)
+                    for row in mine { for (d, v) in Self.numbers(row["embedding"]).enumerated() { mean[d] += v } }
+                    let norm = mean.map { $0 * $0 }.reduce(0, +).squareRoot()
+                    for (a, b) in zip(mean, Self.numbers(pooled[t]["embedding"])) {
+                        #expect(abs(a / norm - b) < 1e-5, "\(name) t\(t)")
+                    }
+                }
+                #expect(rows.count > texts.count + 4)
+                let report = try Files.json(spool.job("done", "\(name)-chunk-jsonl") + "/report.json")
+                #expect(JSON.int(report, "records.succeeded") == texts.count && JSON.int(report, "records.failed") == 1)
+                #expect(JSON.int(report, "records.result_lines") == rows.count)
+
+                // NPY: one vector per row, numbered in order, the same values.
+                let done = spool.job("done", "\(name)-chunk-npy")
+                let located = try await JSON.lines(scratch.gunzip(done + "/results.jsonl.gz"), what: "npy rows")
+                #expect(located.map { $0["row"] as? Int } == rows.indices.map { $0 })
+                #expect(located.map { $0["chunk"] as? Int } == rows.map { $0["chunk"] as? Int })
+                let npy = [UInt8](try await scratch.gunzip(done + "/results.npy.gz"))
+                let headerLength = Int(npy[8]) | Int(npy[9]) << 8
+                let header = String(decoding: npy[10..<(10 + headerLength)], as: UTF8.self)
+                #expect(header.contains("'shape': (\(rows.count), 32)"), "\(header)")
+                let body = Array(npy[(10 + headerLength)...])
+                for (i, row) in rows.enumerated() {
+                    for (d, v) in Self.numbers(row["embedding"]).enumerated() {
+                        let stored = body.withUnsafeBytes {
+                            $0.loadUnaligned(fromByteOffset: (i * 32 + d) * 4, as: Float.self)
+                        }
+                        #expect(abs(Double(stored) - v) < 1e-6)
+                    }
+                }
+            }
+        }
+
+        @Test(
             "calibrated int8/uint8 vectors: quern ranges of a float32 job, then output.ranges, as sentence-transformers quantizes"
         )
         func calibratedVectors() async throws {

@@ -19,8 +19,12 @@ public enum EmbedTask: JobTask {
         /// Add `truncated` (true when the text was cut to the model's length) to each line.
         public var markTruncated = false
         /// Embed long texts whole: windows of `tokens` tokens overlapping by `overlap`, their
-        /// vectors averaged into one per record (renormalised when the model normalises).
+        /// vectors averaged into one per record (renormalised when the model normalises),
+        /// or with `perChunk` one result row per window.
         public var chunk: (tokens: Int, overlap: Int)?
+        /// `chunk.rows: "chunk"`: a row per window (id, chunk index, token and character
+        /// offsets) instead of one averaged row per record (`"record"`).
+        public var perChunk = false
 
         public init() {}
 
@@ -30,6 +34,7 @@ public enum EmbedTask: JobTask {
             if var c = try b.object("chunk") {
                 let tokens = try c.int("tokens", required: true, range: 8...65536)!
                 let overlap = try c.int("overlap", range: 0...65535) ?? 0
+                perChunk = try c.choice("rows", ["record", "chunk"]) == "chunk"
                 try c.finish()
                 guard overlap <= tokens / 2 else {
                     throw QuernError(
@@ -42,7 +47,7 @@ public enum EmbedTask: JobTask {
 
         public static func == (a: Self, b: Self) -> Bool {
             a.dimensions == b.dimensions && a.markTruncated == b.markTruncated && a.chunk?.tokens == b.chunk?.tokens
-                && a.chunk?.overlap == b.chunk?.overlap
+                && a.chunk?.overlap == b.chunk?.overlap && a.perChunk == b.perChunk
         }
     }
     /// Vectors of floats compress little at any level: level 6 is 4× slower than level 1
@@ -216,23 +221,45 @@ final class Embedder: RecordTask {
         }
     }
 
-    /// Each record's text in windows, one vector per record: the mean of its windows'
-    /// vectors, renormalised when the model normalises.
+    /// Each record's text in windows (the prompt in each): one vector per record, the
+    /// mean of its windows' vectors renormalised when the model normalises; or with
+    /// `perChunk` one row per window, its vector as a plain embedding is written.
     func runChunked(_ batch: [Record], tokens: Int, overlap: Int) -> [Result<ResultRow, QuernError>] {
-        var sequences: [TokenSequence] = [], spans: [Result<Range<Int>, QuernError>] = []
+        var sequences: [TokenSequence] = [], windows: [Result<[TextChunk], QuernError>] = []
         for r in batch {
             guard let text = r.text else {
-                spans.append(.failure(QuernError(.missingValue, "record has no text", line: r.line, member: r.member)))
+                windows.append(
+                    .failure(QuernError(.missingValue, "record has no text", line: r.line, member: r.member)))
                 continue
             }
-            let windows = texts.tokenizer.chunks(texts.prompt + text, tokens: tokens, overlap: overlap)
-            spans.append(.success(sequences.count..<(sequences.count + windows.count)))
-            sequences += windows
+            let w = texts.tokenizer.chunks(text, prompt: texts.prompt, tokens: tokens, overlap: overlap)
+            windows.append(.success(w))
+            sequences += w.map(\.sequence)
         }
         let out = texts.model.run(sequences, batchSize: texts.batchSize, pool: texts.pool)
         let h = texts.model.dimension
-        return zip(batch, spans).map { r, span in
-            span.map { s in
+        var next = 0
+        return zip(batch, windows).map { r, w in
+            w.map { w in
+                let s = next..<(next + w.count)
+                next += w.count
+                guard !settings.perChunk else {
+                    let rows = zip(s, w).enumerated().map { k, item in
+                        let (row, chunk) = item
+                        var fields: [(String, ResultRow.Value)] = [
+                            ("embedding", .floats(vector(out, row, dimensions: settings.dimensions))),
+                            ("chunk", .int(k)), ("token_start", .int(chunk.tokens.lowerBound)),
+                            ("token_end", .int(chunk.tokens.upperBound))
+                        ]
+                        if let c = chunk.characters {
+                            fields += [("char_start", .int(c.lowerBound)), ("char_end", .int(c.upperBound))]
+                        }
+                        return ResultRow(id: r.id, fields: fields)
+                    }
+                    var first = rows[0]
+                    first.following = Array(rows.dropFirst())
+                    return first
+                }
                 var mean = [Double](repeating: 0, count: h)
                 for k in s { for d in 0..<h { mean[d] += Double(out.embeddings[k * h + d]) } }
                 let pooled = TextOutput(embeddings: mean.map { Float($0 / Double(s.count)) }, scores: [])
