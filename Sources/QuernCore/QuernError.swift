@@ -10,6 +10,9 @@ public struct QuernError: Error, Equatable, Sendable, CustomStringConvertible {
     public var line: Int?
     /// Archive member the error is about, for record-level errors.
     public var member: String?
+    /// A read the system failed that may well succeed if tried again (a disk or network
+    /// error: `SystemError.isTransient`); a job retries those before it fails.
+    public var transient = false
 
     public init(_ code: Code, _ message: String, field: String? = nil, line: Int? = nil, member: String? = nil) {
         self.code = code

@@ -18,6 +18,14 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
         return "\(call): \(reason)"
     }
 
+    /// Errors of the disk or the network that may pass (EIO, ETIMEDOUT, ESTALE from an NFS
+    /// server, a reset connection…), as opposed to refusals that will not (EACCES, ENOENT).
+    public static let transientErrnos: Set<Int32> = [
+        EIO, EAGAIN, ETIMEDOUT, ESTALE, ENETDOWN, ENETRESET, ENETUNREACH, ECONNRESET, ECONNABORTED, EHOSTUNREACH,
+        ENOLINK
+    ]
+    public var isTransient: Bool { Self.transientErrnos.contains(errno) }
+
     public var asQuernError: QuernError {
         QuernError(errno == ENOENT ? .fileNotFound : .io, description)
     }

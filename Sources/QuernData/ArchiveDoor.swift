@@ -91,6 +91,13 @@ public final class ArchiveReader {
         let detail = archive_error_string(handle).map { String(cString: $0) } ?? "unknown error"
         let errnoValue = archive_errno(handle)
         if errnoValue == ENOENT { return QuernError(.fileNotFound, "\(path): \(detail)") }
+        // The file could not be read (a disk or network error), as opposed to bad data.
+        if SystemError.transientErrnos.contains(errnoValue) {
+            let reason = String(cString: strerror(errnoValue))
+            var e = QuernError(.io, "cannot read \(Path.basename(path)) (\(call)): \(detail): \(reason)")
+            e.transient = true
+            return e
+        }
         return QuernError(.archiveCorrupt, "cannot read \(Path.basename(path)) (\(call)): \(detail)")
     }
 

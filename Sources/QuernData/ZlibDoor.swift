@@ -177,7 +177,16 @@ public final class GzipInflater {
     }
 
     private func refill() throws {
-        let n = try Sys.read(fd, input)
+        let n: Int
+        do {
+            n = try Sys.read(fd, input)
+        } catch let e as SystemError {
+            // The file could not be read (a disk or network error), not bad data.
+            var q = QuernError(.io, e.description)
+            q.transient = e.isTransient
+            error = q
+            throw q
+        }
         if n == 0 { inputEOF = true }
         stream.next_in = input.baseAddress!.assumingMemoryBound(to: Bytef.self)
         stream.avail_in = uInt(n)

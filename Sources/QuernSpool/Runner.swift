@@ -117,8 +117,52 @@ public final class JobRunner {
         } catch {
             return finishFailed(job, QuernError(.io, "cannot open job.log: \(error)"), log: nil)
         }
+        var retries = 0
+        while true {
+            do {
+                return try execute(job, log: log)
+            } catch  where Self.isTransient(error) && !shouldStop() {
+                let allowed = (try? Manifest.decode(Sys.readFile(job.manifestPath)))?.limits.ioRetries ?? 0
+                guard retries < allowed else {
+                    guard retries > 0 else { return outcome(of: error, job, log) }
+                    var e = (error as? QuernError) ?? QuernError(.io, "\(error)")
+                    let times = "\(retries) \(retries == 1 ? "retry" : "retries")"
+                    e.message +=
+                        "; still failing after \(times) from the last checkpoint (limits.io_retries): check the disk or the network file system, then `quern retry \(job.id)`"
+                    return outcome(of: e, job, log)
+                }
+                retries += 1
+                openErrors = nil
+                let wait = min(60, Double(1 << (retries - 1))) * ioRetryDelay
+                log.log(
+                    .warning,
+                    "transient I/O error (\(error)); resuming from the last checkpoint in \(wait) s, retry \(retries) of \(allowed)"
+                )
+                let until = time.monotonic() + wait
+                while time.monotonic() < until {
+                    if shouldStop() { return .interrupted }
+                    usleep(50_000)
+                }
+            } catch {
+                return outcome(of: error, job, log)
+            }
+        }
+    }
+
+    /// Seconds of the first wait before retrying after a transient I/O error (doubling).
+    public var ioRetryDelay = 1.0
+
+    /// A read the system failed for a reason that may pass.
+    static func isTransient(_ error: Error) -> Bool {
+        if let e = error as? QuernError { return e.transient }
+        if let e = error as? SystemError { return e.isTransient }
+        return false
+    }
+
+    /// What an error that ended `execute` makes of the job.
+    func outcome(of error: Error, _ job: ActiveJob, _ log: JobLog) -> JobOutcome {
         do {
-            return try execute(job, log: log)
+            throw error
         } catch let e as SystemError where e.errno == ENOSPC || e.errno == EDQUOT {
             // Not the job's fault, and failing it would need the space it lacks: leave it
             // at its checkpoint, to be resumed.

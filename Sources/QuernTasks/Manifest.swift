@@ -179,6 +179,10 @@ public struct Manifest: Sendable {
         /// Seconds one run of the job may take; then it is stopped (checkpointed) and fails
         /// with `time_limit`.
         public var maxSeconds = 86400
+        /// Times a job goes back to its last checkpoint after a read the system failed for
+        /// a reason that may pass (a disk or network error), waiting 1, 2, 4… seconds,
+        /// before it fails with `io_error`.
+        public var ioRetries = 3
 
         public init() {}
 
@@ -188,6 +192,7 @@ public struct Manifest: Sendable {
             maxAttempts = try l.int("max_attempts", range: 1...100) ?? maxAttempts
             maxMemoryMB = try l.int("max_memory_mb", range: 64...(1 << 24)) ?? maxMemoryMB
             maxSeconds = try l.int("max_seconds", range: 1...(366 * 86400)) ?? maxSeconds
+            ioRetries = try l.int("io_retries", range: 0...20) ?? ioRetries
             stream.maxLineBytes = try l.int("max_line_bytes", range: 1024...(1 << 30)) ?? stream.maxLineBytes
             stream.maxInputBytes = try l.int("max_input_bytes", range: 1...Int.max)
             if let r = try l.number("max_expansion_ratio") {

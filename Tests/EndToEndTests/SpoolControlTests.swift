@@ -327,6 +327,104 @@ extension EndToEnd {
             #expect(r.status != 0 && r.stderr.contains("no pending or active job"), "\(r)")
         }
 
+        /// A C shim loaded with LD_PRELOAD into quern's processes: the read() calls on one
+        /// file fail with EIO, as a disk or an NFS server does, `QUERN_TEST_EIO_FAILURES`
+        /// times in each process, after its first `QUERN_TEST_EIO_AFTER` reads of the file.
+        static func eioShim(_ scratch: Scratch) async throws -> String {
+            let source = scratch.file("eio.c"), library = scratch.file("libeio.so")
+            try Files.write(
+                source,
+                #"""
+                #define _GNU_SOURCE
+                #include <dlfcn.h>
+                #include <errno.h>
+                #include <stdio.h>
+                #include <stdlib.h>
+                #include <string.h>
+                #include <unistd.h>
+                static long seen = 0, left = -1;
+                ssize_t read(int fd, void *buf, size_t n) {
+                    static ssize_t (*real)(int, void *, size_t);
+                    if (!real) real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+                    const char *target = getenv("QUERN_TEST_EIO_PATH");
+                    char link[64], path[4096];
+                    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+                    ssize_t k = target ? readlink(link, path, sizeof path - 1) : -1;
+                    if (k > 0) {
+                        path[k] = 0;
+                        if (strcmp(path, target) == 0) {
+                            if (left < 0) left = atol(getenv("QUERN_TEST_EIO_FAILURES"));
+                            if (++seen > atol(getenv("QUERN_TEST_EIO_AFTER")) && left > 0) {
+                                left--;
+                                errno = EIO;
+                                return -1;
+                            }
+                        }
+                    }
+                    return real(fd, buf, n);
+                }
+                """#)
+            try await scratch.sh("clang -shared -fPIC -O1 -o '\(library)' '\(source)' -ldl")
+            return library
+        }
+
+        @Test(
+            "a read that fails with EIO: the job resumes from its checkpoint after a wait and ends as an unbroken run would; past limits.io_retries it fails with io_error"
+        )
+        func transientReadErrors() async throws {
+            let scratch = try Scratch("eio")
+            defer { scratch.remove() }
+            let spool = try SpoolDir(scratch.file("spool"))
+            let shim = try await Self.eioShim(scratch)
+            // About 3 MB of texts: the reader takes it in 1 MB blocks.
+            let input = scratch.file("texts.jsonl")
+            try Files.write(
+                input,
+                (0..<30_000).map {
+                    #"{"id": "r\#($0)", "text": "record \#($0) of a long input that is read in blocks, with some words"}"#
+                }
+                .joined(separator: "\n") + "\n")
+            func job(_ id: String, retries: Int? = nil) throws -> Data {
+                var m: [String: Any] = [
+                    "version": 1, "id": id, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
+                    "input": ["path": input, "id_field": "id"]
+                ]
+                if let retries { m["limits"] = ["io_retries": retries] }
+                return try JSON.encode(m)
+            }
+            try spool.drop("clean.json", try job("clean"))
+            var r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(r.status == 0, "\(r)")
+
+            // Fails once, on the third read of the input: retried, and the same results.
+            let env = [
+                "LD_PRELOAD": shim, "QUERN_TEST_EIO_PATH": input, "QUERN_TEST_EIO_AFTER": "3",
+                "QUERN_TEST_EIO_FAILURES": "1"
+            ]
+            try spool.drop("flaky.json", try job("flaky"))
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), env: env)
+            #expect(r.status == 0 && spool.jobs("done").contains("flaky"), "\(r)")
+            let clean = try await scratch.gunzip(spool.job("done", "clean") + "/results.jsonl.gz")
+            let flaky = try await scratch.gunzip(spool.job("done", "flaky") + "/results.jsonl.gz")
+            #expect(clean == flaky && !clean.isEmpty)
+            let log = try Files.text(spool.job("done", "flaky") + "/job.log")
+            #expect(log.contains("transient I/O error") && log.contains("retry 1 of 3"), "\(log)")
+            let report = try Files.json(spool.job("done", "flaky") + "/report.json")
+            #expect(JSON.int(report, "records.succeeded") == 30_000 && JSON.int(report, "records.failed") == 0)
+
+            // A disk that keeps failing: one retry allowed, then io_error.
+            var failing = env
+            failing["QUERN_TEST_EIO_FAILURES"] = "1000"
+            try spool.drop("broken.json", try job("broken", retries: 1))
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), env: failing)
+            #expect(r.status == 1, "\(r)")
+            let error = try Files.json(spool.job("failed", "broken") + "/error.json")
+            #expect(JSON.string(error, "code") == "io_error", "\(error)")
+            #expect(JSON.string(error, "message")?.contains("Input/output error") == true, "\(error)")
+            let brokenLog = try Files.text(spool.job("failed", "broken") + "/job.log")
+            #expect(brokenLog.contains("retry 1 of 1") && !brokenLog.contains("retry 2"), "\(brokenLog)")
+        }
+
         @Test("retry: a new job reads only the bad records (and a cancelled job's unrun ones) from the same input")
         func retry() async throws {
             let scratch = try Scratch("retry")
