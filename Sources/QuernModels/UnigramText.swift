@@ -3,7 +3,7 @@ import QuernCore
 
 /// tokenizer.json's `normalizer` for SentencePiece-style tokenizers, applied to each
 /// stretch of text between special tokens, as `tokenizers` applies it.
-indirect enum TextNormalizer: @unchecked Sendable {
+enum TextNormalizer: @unchecked Sendable {
     /// SentencePiece's own rules, compiled into the model (`precompiled_charsmap`).
     case precompiled(PrecompiledCharsmap)
     case nfc, nfd, nfkc, nfkd
