@@ -47,6 +47,10 @@ public struct BPETokenizer: Sendable {
     public let vocabularySize: Int
     public let bosID: Int32?
     public let eosID: Int32?
+    /// As a text encoder's tokenizer (RoBERTa): the post-processor's template for one text
+    /// and for pairs, and the truncation tokenizer.json asks for.
+    public internal(set) var template: EncoderTemplate
+    public internal(set) var defaultMaxLength: Int?
 
     /// A token added to the vocabulary, matched in the text before the model sees it.
     public struct AddedToken: Sendable, Equatable {
@@ -294,6 +298,12 @@ public struct BPETokenizer: Sendable {
         }
         self.bosID = try bosID ?? named(bos, "BOS")
         self.eosID = try eosID ?? named(eos, "EOS")
+        template = EncoderTemplate(
+            single: [.special(prefixIDs, type: 0), .first(type: 0), .special(suffixIDs, type: 0)],
+            pair: [
+                .special(prefixIDs, type: 0), .first(type: 0), .special(suffixIDs, type: 0), .second(type: 0),
+                .special(suffixIDs, type: 0)
+            ])
     }
 
     // MARK: tokens
@@ -401,4 +411,14 @@ enum ByteLevelAlphabet {
         }
         return out
     }
+}
+
+/// A byte-level BPE tokenizer also serves encoders (RoBERTa): text → ids without
+/// specials, the template adding them.
+extension BPETokenizer: EncoderTokenizer {
+    public func makeSession() -> any EncoderTokenizerSession { Session(self) }
+}
+
+extension BPETokenizer.Session: EncoderTokenizerSession {
+    public func tokens(_ text: String) -> [Int32] { encode(text, addSpecialTokens: false) }
 }

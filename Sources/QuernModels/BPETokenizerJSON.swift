@@ -61,9 +61,6 @@ extension BPETokenizer {
         }
         let type = model["type"]?.stringValue ?? (model["merges"] != nil ? "BPE" : "?")
         guard type == "BPE" else { throw fail("model type \(type) is not BPE") }
-        for key in ["truncation", "padding"] where root[key] != nil && root[key] != .null {
-            throw fail("\(key) is set, which Quern's BPE tokenizer does not support (set it to null)")
-        }
         if model["byte_fallback"]?.boolValue == true {
             throw fail("model.byte_fallback is true, which Quern does not support (byte-level BPE only)")
         }
@@ -116,13 +113,35 @@ extension BPETokenizer {
         let pipeline = try BPEPipeline.decode(
             normalizer: root["normalizer"], preTokenizer: root["pre_tokenizer"], fail: fail)
         try Self.checkDecoder(root["decoder"], fail: fail)
-        let (prefix, suffix) = try Self.template(root["post_processor"], fail: fail) ?? ([], [])
+        let (prefix, suffix) = try Self.singleTemplate(root["post_processor"], fail: fail) ?? ([], [])
 
         try self.init(
             vocabulary: tokens, merges: merges, addedTokens: added, pipeline: pipeline,
             ignoreMerges: model["ignore_merges"]?.boolValue ?? false, unknownToken: model["unk_token"]?.stringValue,
             fuseUnknown: model["fuse_unk"]?.boolValue ?? false, prefixIDs: prefix, suffixIDs: suffix,
             bos: bos, eos: eos, source: source)
+        // As an encoder's tokenizer: the pair template too, when the post-processor has
+        // one (a decoder's single-only template keeps the one built from prefix and suffix).
+        var processor = root["post_processor"]?.objectValue
+        if processor?["type"]?.stringValue == "Sequence" {
+            processor = processor?["processors"]?.arrayValue?.compactMap(\.objectValue).first {
+                $0["type"]?.stringValue != "ByteLevel"
+            }
+        }
+        if let p = processor, p["type"]?.stringValue != "ByteLevel",
+            let t = try? EncoderTemplate.parse(p, id: Self.templateID, fail: fail)
+        {
+            template = t
+        }
+        // The truncation is the encoder's default length; generation does not cut prompts.
+        defaultMaxLength = root["truncation"]?.objectValue?["max_length"]?.intValue.map(Int.init)
+    }
+
+    static func templateID(_ v: JSONValue?, _ what: String) throws -> Int32 {
+        guard let i = v?.intValue, let id = Int32(exactly: i), id >= 0 else {
+            throw QuernError(.modelInvalid, "\(what) must be an integer id", field: "model")
+        }
+        return id
     }
 
     /// The decoder must be ByteLevel (alone or in a Sequence): it is the one Quern implements.
@@ -142,15 +161,24 @@ extension BPETokenizer {
     /// The ids a post-processor adds before and after a single text: ByteLevel adds none,
     /// TemplateProcessing its special tokens around `$A`; a Sequence may hold one template.
     /// Nil when there is no template.
-    static func template(_ v: JSONValue?, fail: (String) -> QuernError) throws -> ([Int32], [Int32])? {
+    static func singleTemplate(_ v: JSONValue?, fail: (String) -> QuernError) throws -> ([Int32], [Int32])? {
         guard let v, v != .null else { return nil }
         guard let o = v.objectValue, let type = o["type"]?.stringValue else {
             throw fail("post_processor must be an object with a type, not \(v.typeName)")
         }
         switch type {
         case "ByteLevel": return nil
+        case "RobertaProcessing":
+            // ["<s>", 0]: the token and its id; <s> A </s> for one text.
+            func id(_ key: String) throws -> Int32 {
+                guard let a = o[key]?.arrayValue, a.count == 2, let i = a[1].intValue.flatMap({ Int32(exactly: $0) }),
+                    i >= 0
+                else { throw fail("post_processor \(key) must be [token, id]") }
+                return i
+            }
+            return ([try id("cls")], [try id("sep")])
         case "Sequence":
-            let templates = try (o["processors"]?.arrayValue ?? []).compactMap { try template($0, fail: fail) }
+            let templates = try (o["processors"]?.arrayValue ?? []).compactMap { try singleTemplate($0, fail: fail) }
             guard templates.count <= 1 else { throw fail("post_processor Sequence has more than one template") }
             return templates.first
         case "TemplateProcessing":
@@ -181,7 +209,9 @@ extension BPETokenizer {
             guard sequences == 1 else { throw fail("post_processor single template must hold $A once") }
             return (before, after)
         default:
-            throw fail("post_processor \(type) is not supported (TemplateProcessing, ByteLevel or a Sequence of them)")
+            throw fail(
+                "post_processor \(type) is not supported (TemplateProcessing, RobertaProcessing, ByteLevel or a Sequence of them)"
+            )
         }
     }
 }

@@ -8,12 +8,12 @@ public enum ModelTokenizer: Sendable {
     case unigram(UnigramTokenizer)
     case bpe(BPETokenizer)
 
-    /// An encoder's tokenizer (WordPiece or Unigram), or nil for BPE.
-    public var encoder: (any EncoderTokenizer)? {
+    /// As an encoder's tokenizer.
+    public var encoder: any EncoderTokenizer {
         switch self {
         case .wordPiece(let t): t
         case .unigram(let t): t
-        case .bpe: nil
+        case .bpe(let t): t
         }
     }
 
@@ -34,15 +34,8 @@ public enum ModelTokenizer: Sendable {
         }
     }
 
-    /// An encoder family's tokenizer: WordPiece or Unigram; a BPE file is refused by name.
+    /// An encoder family's tokenizer, whichever model tokenizer.json has.
     public static func encoder(directory: String) throws -> any EncoderTokenizer {
-        let t = try load(directory: directory)
-        guard let e = t.encoder else {
-            throw QuernError(
-                .modelInvalid,
-                "\(directory)/tokenizer.json is a BPE tokenizer; this encoder family reads WordPiece or Unigram ones",
-                field: "model")
-        }
-        return e
+        try load(directory: directory).encoder
     }
 }

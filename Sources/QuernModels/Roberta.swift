@@ -7,8 +7,8 @@ import QuernCore
 /// tensors nested under `roberta.` in task models, positions counted from the padding id
 /// + 1 (a padding token taking the padding id's row), a single token type, the
 /// classification head `classifier.dense` → tanh → `classifier.out_proj` on `<s>`, and a
-/// SentencePiece Unigram tokenizer (`UnigramTokenizer`). RoBERTa checkpoints with a
-/// byte-level BPE tokenizer.json are refused by name.
+/// SentencePiece Unigram tokenizer (`UnigramTokenizer`; XLM-R) or a byte-level BPE one
+/// (`BPETokenizer`; English RoBERTa).
 public enum Roberta: ModelFamily {
     public static let modelType = "xlm-roberta"
     public static let aliases = ["roberta", "camembert"]

@@ -30,9 +30,12 @@ public enum ModelTools {
     ) throws {
         let tokenizer = try ModelTokenizer.load(directory: model)
         let encode: (JSONObject, Int) throws -> JSONObject
-        switch tokenizer {
-        case .wordPiece, .unigram:
-            let t = tokenizer.encoder!
+        // A BPE tokenizer's pairs and truncation are an encoder's (RoBERTa's template).
+        var bpe: BPETokenizer?
+        if case .bpe(let t) = tokenizer, decode || (pairField == nil && maxLength == nil) { bpe = t }
+        switch bpe {
+        case nil:
+            let t = tokenizer.encoder
             guard !decode else {
                 throw QuernError(.invalidValue, "\(model): WordPiece and Unigram tokenizers do not decode")
             }
@@ -51,9 +54,9 @@ public enum ModelTools {
                 }
                 return out
             }
-        case .bpe(let t):
+        case let t?:
             guard pairField == nil, maxLength == nil else {
-                throw QuernError(.invalidValue, "\(model): a BPE tokenizer encodes single texts, untruncated")
+                throw QuernError(.invalidValue, "\(model): decoding reads ids; --pair-field and --max-length encode")
             }
             let session = BPETokenizer.Session(t)
             encode = { o, line in

@@ -255,7 +255,7 @@ extension EndToEnd {
         }
 
         @Test(
-            "xlm-roberta (Unigram tokenizer): embed and predict match the reference, tokenize gives tokenizers' ids, a quantize job's int8 model embeds close to fp32"
+            "xlm-roberta (Unigram tokenizer): embed and predict match the reference, tokenize gives tokenizers' ids, a quantize job's int8 model embeds close to fp32; roberta (BPE) embeds"
         )
         func xlmRoberta() async throws {
             let scratch = try Scratch("text-xlmr")
@@ -333,6 +333,35 @@ extension EndToEnd {
                 lowest = min(lowest, zip(x, y).map(*).reduce(0, +))
             }
             #expect(lowest >= 0.99, "worst cosine of int8 to the reference \(lowest)")
+
+            // RoBERTa with a byte-level BPE tokenizer (roberta-base's setup) embeds too.
+            let robertaCases = try JSON.lines(
+                Files.read(E2E.repoRoot + "/fixtures/text/tiny-roberta-expected.jsonl"), what: "expected"
+            ).filter { $0["text_pair"] == nil }
+            let robertaInput = scratch.file("roberta.jsonl")
+            try Files.write(
+                robertaInput,
+                robertaCases.enumerated().map { Self.line(["id": "r\($0)", "text": $1["text"]!]) }
+                    .joined(separator: "\n") + "\n")
+            try spool.drop(
+                "roberta.json",
+                try JSON.encode([
+                    "version": 1, "id": "roberta", "task": "embed",
+                    "model": E2E.repoRoot + "/fixtures/models/tiny-roberta",
+                    "input": ["path": robertaInput, "id_field": "id"]
+                ]))
+            run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            #expect(run.status == 0, "\(run)")
+            let roberta = try await JSON.lines(
+                scratch.gunzip(spool.job("done", "roberta") + "/results.jsonl.gz"), what: "roberta")
+            #expect(roberta.count == robertaCases.count)
+            var robertaWorst = 0.0
+            for (r, c) in zip(roberta, robertaCases) {
+                for (a, b) in zip(Self.numbers(r["embedding"]), Self.numbers(c["embedding"])) {
+                    robertaWorst = max(robertaWorst, abs(a - b))
+                }
+            }
+            #expect(robertaWorst <= Self.tolerance, "worst roberta embedding difference \(robertaWorst)")
             #expect(
                 JSON.string(try Files.json(spool.job("done", "int8") + "/report.json"), "model.family") == "xlm-roberta"
             )

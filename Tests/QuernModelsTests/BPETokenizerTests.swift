@@ -295,9 +295,8 @@ struct BPETokenizerTests {
             ("end with one ByteLevel", "pre_tokenizer", ["type": "Digits"]),
             ("decoder Replace", "decoder", ["type": "Replace"]),
             ("decoder null", "decoder", .null),
-            ("post_processor RobertaProcessing", "post_processor", ["type": "RobertaProcessing"]),
-            ("truncation", "truncation", ["max_length": 8]),
-            ("padding", "padding", ["strategy": "BatchLongest"]),
+            ("post_processor cls must be [token, id]", "post_processor", ["type": "RobertaProcessing"]),
+            ("post_processor BertProcessing is not supported", "post_processor", ["type": "BertProcessing"]),
             ("version \"2.0\"", "version", "2.0")
         ] as [(String, String, JSONValue)])
     func refusesByName(_ name: String, _ path: String, _ value: JSONValue) {

@@ -78,19 +78,50 @@ struct TinyRobertaTests {
         #expect(worst >= Self.int8MinimumCosine, "worst cosine \(worst)")
     }
 
-    @Test("a RoBERTa directory with a byte-level BPE tokenizer is refused by name")
-    func bpeRefused() throws {
-        let dir = try TempDir()
-        for f in ["config.json", "model.safetensors"] {
-            try Sys.writeFile(dir.path + "/" + f, Sys.readFile(Self.embedder + "/" + f, limit: 1 << 24))
+    static let roberta = repoRoot + "/fixtures/models/tiny-roberta"
+
+    @Test(
+        "roberta with a byte-level BPE tokenizer (as roberta-base): ids, embeddings and <s> states match the reference")
+    func robertaBPE() throws {
+        let model = try bert(Self.roberta)
+        #expect(model.family == "xlm-roberta" && model.tokenizer is BPETokenizer && model.maxLength == 64)
+        let cases = try ReferenceRow.read(repoRoot + "/fixtures/text/tiny-roberta-expected.jsonl")
+        let enc = encodings(model, cases)
+        #expect(enc.map(\.ids) == cases.map(\.ids))
+        #expect(enc.contains { $0.truncated > 0 })
+        let out = model.forward(enc)
+        let h = model.dimension
+        let ws = BertEncoder.Workspace()
+        let offsets = model.encoder.hiddenStates(enc, workspace: ws)
+        let cls = model.encoder.pool(ws.x, offsets: offsets, mode: .cls, normalize: false)
+        var worst: Float = 0, worstCLS: Float = 0
+        for (i, c) in cases.enumerated() {
+            worst = max(worst, maxDifference(Array(out.embeddings[(i * h)..<((i + 1) * h)]), c.embedding))
+            worstCLS = max(worstCLS, maxDifference(Array(cls[(i * h)..<((i + 1) * h)]), c.cls))
         }
-        try Sys.writeFile(
-            dir.path + "/tokenizer.json",
-            Sys.readFile(repoRoot + "/fixtures/models/tiny-gpt2/tokenizer.json", limit: 1 << 24))
-        #expect {
-            _ = try ModelRegistry.load(dir.path)
-        } throws: { e in
-            (e as? QuernError)?.message.contains("is a BPE tokenizer") == true
+        #expect(worst <= Self.fp32Tolerance, "worst embedding difference \(worst)")
+        #expect(worstCLS <= Self.fp32Tolerance * 4, "worst <s> difference \(worstCLS)")
+    }
+
+    @Test(
+        "RoBERTa's BPE as an encoder tokenizer: tokenizers' ids for hard cases, debdesc texts and <s> A </s></s> B </s> pairs"
+    )
+    func robertaGolden() throws {
+        let t = try BPETokenizer.load(directory: Self.roberta)
+        let session = t.makeSession()
+        var checked = 0, mismatches: [String] = []
+        for line in try Sys.readFile(repoRoot + "/fixtures/text/bpe-roberta-golden.jsonl").split(separator: 0x0A) {
+            let o = try #require(try JSONParser.parse(Array(line)).objectValue)
+            let text = try #require(o["text"]?.stringValue)
+            let want = try #require(o["ids"]?.arrayValue).map { Int32($0.intValue!) }
+            let got =
+                o["pair"]?.stringValue.map { t.template.encode(session.tokens(text), session.tokens($0)).ids }
+                ?? t.template.encode(session.tokens(text)).ids
+            checked += 1
+            if got != want { mismatches.append("\(text.debugDescription): \(got) != \(want)") }
         }
+        #expect(checked > 250)
+        #expect(
+            mismatches.isEmpty, "\(mismatches.count) of \(checked):\n\(mismatches.prefix(8).joined(separator: "\n"))")
     }
 }
