@@ -216,5 +216,58 @@ extension EndToEnd {
             #expect(spool.jobs("active").isEmpty && spool.jobs("failed").isEmpty)
             try await Self.checkResumed(spool.job("done", id), ref, scratch: scratch, resumes: 1)
         }
+
+        @Test("a row-per-chunk NPY embed job stopped mid-way resumes byte-identically, its rows numbered on")
+        func chunkRowsResume() async throws {
+            let scratch = try Scratch("chunk-resume")
+            defer { scratch.remove() }
+            // Texts of about 30 tokens: windows of 14 text tokens give each record 3 rows.
+            let input = scratch.file("texts.jsonl")
+            try Files.write(
+                input,
+                (0..<12_000).map {
+                    #"{"id": "r\#($0)", "text": "record \#($0) is a text long enough to be cut into a few overlapping windows of tokens by the chunker"}"#
+                }.joined(separator: "\n") + "\n")
+            func manifest(_ id: String) throws -> Data {
+                try JSON.encode([
+                    "version": 1, "id": id, "task": "embed", "model": E2E.repoRoot + "/fixtures/models/tiny-bert",
+                    "input": ["path": input, "id_field": "id"], "output": ["format": "npy"],
+                    "embed": ["chunk": ["tokens": 16, "overlap": 4, "rows": "chunk"]]
+                ])
+            }
+            let whole = try SpoolDir(scratch.file("whole"))
+            try whole.drop("job.json", try manifest("job"))
+            var r = try await scratch.quern(["run", "--once", whole.root] + rootArgs(scratch), timeout: 300)
+            #expect(r.status == 0, "\(r)")
+
+            let spool = try SpoolDir(scratch.file("spool"))
+            try spool.drop("job.json", try manifest("job"))
+            let daemon = try scratch.startQuern(
+                ["watch", spool.root] + rootArgs(scratch), env: ["QUERN_CHECKPOINT_SECONDS": "0"], label: "watch")
+            let checkpointPath = spool.job("active", "job") + "/checkpoint.json"
+            try await E2E.waitUntil("checkpoint.json past 2000 records", timeout: 120, poll: 0.02) {
+                guard daemon.isRunning else { throw E2EFailure("daemon exited early: \(daemon.stderrTail)") }
+                if !spool.jobs("done").isEmpty { throw E2EFailure("the job finished before it could be stopped") }
+                guard let data = FileManager.default.contents(atPath: checkpointPath),
+                    let o = try? JSON.object(data, what: "checkpoint"), let consumed = JSON.int(o, "consumed")
+                else { return false }
+                return consumed >= 2000
+            }
+            daemon.signal(SIGTERM)
+            let exit = try await daemon.wait(timeout: 30)
+            #expect(!exit.signaled && exit.status == 0, "\(exit)")
+            let checkpoint = try Files.json(checkpointPath)
+            #expect((JSON.int(checkpoint, "lines") ?? 0) > (JSON.int(checkpoint, "succeeded") ?? 0), "\(checkpoint)")
+            r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch), timeout: 300)
+            #expect(r.status == 0 && spool.jobs("done") == ["job"], "\(r)")
+            for name in ["results.jsonl.gz", "results.npy.gz"] {
+                let a = try await scratch.gunzip(whole.job("done", "job") + "/" + name)
+                let b = try await scratch.gunzip(spool.job("done", "job") + "/" + name)
+                #expect(a == b && !a.isEmpty, "\(name) differs after the resume")
+            }
+            let report = try Files.json(spool.job("done", "job") + "/report.json")
+            #expect(JSON.int(report, "resumed") == 1 && JSON.int(report, "records.succeeded") == 12_000)
+            #expect(JSON.int(report, "records.result_lines") ?? 0 >= 36_000, "\(report)")
+        }
     }
 }
