@@ -92,7 +92,9 @@ public final class ArchiveReader {
         let errnoValue = archive_errno(handle)
         if errnoValue == ENOENT { return QuernError(.fileNotFound, "\(path): \(detail)") }
         // The file could not be read (a disk or network error), as opposed to bad data.
-        if SystemError.transientErrnos.contains(errnoValue) {
+        // libarchive sets EIO for some bad data too ("Premature end-of-file"); its file
+        // reader's own failures say "Error reading".
+        if SystemError.transientErrnos.contains(errnoValue), detail.hasPrefix("Error reading") {
             let reason = String(cString: strerror(errnoValue))
             var e = QuernError(.io, "cannot read \(Path.basename(path)) (\(call)): \(detail): \(reason)")
             e.transient = true

@@ -103,6 +103,9 @@ public enum Bert: ModelFamily {
                 "the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocab_size is \(config.vocabSize)"
             )
         }
+        if let bad = tokenizer.template.specialIDs.first(where: { Int($0) >= config.vocabSize }) {
+            throw fail("the tokenizer's template adds id \(bad), outside the model's \(config.vocabSize) (vocab_size)")
+        }
         guard Int(tokenizer.template.maxTypeID) < config.typeVocabSize else {
             throw fail(
                 "the tokenizer's template gives token type \(tokenizer.template.maxTypeID) but the model has \(config.typeVocabSize) (type_vocab_size)"
@@ -264,9 +267,9 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
         func encode(_ a: String, _ b: String) -> TokenSequence {
             template.encode(session.tokens(a), session.tokens(b), maxLength: maxLength)
         }
-        func chunks(_ text: String, prompt: String, tokens: Int, overlap: Int) -> [TextChunk] {
-            let ids = session.tokens(text), words = session.wordSpans(text, ids)
-            let prefix = prompt.isEmpty ? [] : session.tokens(prompt)
+        func chunks(_ text: String, prompt: String, tokens: Int, overlap: Int, offsets: Bool) -> [TextChunk] {
+            let (prefix, ids) = split(prompt, text)
+            let words = offsets ? session.wordSpans(text, ids) : nil
             return template.chunks(ids, prefix: prefix, tokens: min(tokens, maxLength), overlap: overlap).map {
                 sequence, r in
                 let characters = words.flatMap { w in
@@ -274,6 +277,24 @@ public final class BertModel: TextEncoder, SequenceClassifier, @unchecked Sendab
                 }
                 return TextChunk(sequence: sequence, tokens: r, characters: characters)
             }
+        }
+
+        /// The prompt's tokens and the text's, as `prompt + text` tokenizes: tokenized
+        /// alone a prompt's trailing space can become a token of its own (Metaspace's `▁`,
+        /// ByteLevel's `Ġ`) that it is not before the text. When no prefix of the joint
+        /// tokens is the prompt's, the prompt stays with the text (first window only).
+        func split(_ prompt: String, _ text: String) -> ([Int32], [Int32]) {
+            guard !prompt.isEmpty else { return ([], session.tokens(text)) }
+            let joint = session.tokens(prompt + text)
+            var trimmed = Substring(prompt)
+            while let last = trimmed.unicodeScalars.last, last.properties.isWhitespace {
+                trimmed = Substring(trimmed.unicodeScalars.dropLast())
+            }
+            for candidate in [prompt, String(trimmed)] where !candidate.isEmpty {
+                let p = session.tokens(candidate)
+                if joint.starts(with: p) { return (p, Array(joint[p.count...])) }
+            }
+            return ([], joint)
         }
     }
 

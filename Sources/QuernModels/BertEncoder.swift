@@ -254,7 +254,10 @@ public final class BertEncoder: @unchecked Sendable {
                             position = Int(padding) + (id == padding ? 0 : realTokens)
                         }
                         let pr = p.baseAddress! + position * h
-                        let tr = t.baseAddress! + Int(e.typeIDs.isEmpty ? 0 : e.typeIDs[s]) * h
+                        // A pair's second type on a one-type model (transformers cannot run
+                        // those): the last type row, never a row outside the table.
+                        let type = e.typeIDs.isEmpty ? 0 : min(Int(e.typeIDs[s]), config.typeVocabSize - 1)
+                        let tr = t.baseAddress! + type * h
                         if let (values, scales) = wordsInt8 {
                             let scale = scales[Int(id)]
                             values.withUnsafeBufferPointer { q in

@@ -102,7 +102,8 @@ public protocol TextTokenizer {
     /// The whole text as overlapping windows of at most `tokens` tokens, each with the
     /// specials and `prompt`'s tokens, and starting `tokens − specials − prompt − overlap`
     /// text tokens after the last.
-    func chunks(_ text: String, prompt: String, tokens: Int, overlap: Int) -> [TextChunk]
+    /// `offsets`: find each window's characters (`TextChunk.characters`; nil otherwise).
+    func chunks(_ text: String, prompt: String, tokens: Int, overlap: Int, offsets: Bool) -> [TextChunk]
 }
 
 /// One window of a long text.

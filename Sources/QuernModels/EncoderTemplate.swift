@@ -55,13 +55,36 @@ public struct EncoderTemplate: Sendable, Equatable {
     public var addedSingle: Int { Self.added(single) }
     public var addedPair: Int { Self.added(pair) }
 
-    /// The largest token type the template gives (a model needs that many type embeddings).
+    /// The largest token type the single-text template gives (a model needs that many
+    /// type embeddings; a pair's second type may exceed a one-type model's, as in
+    /// `transformers`, where such a model cannot take pairs).
     public var maxTypeID: Int32 {
-        (single + pair).map { item -> Int32 in
+        single.map { item -> Int32 in
             switch item {
             case .special(_, let t), .first(let t), .second(let t): t
             }
         }.max() ?? 0
+    }
+
+    /// Every id the template adds.
+    public var specialIDs: [Int32] {
+        (single + pair).flatMap { item -> [Int32] in
+            if case .special(let ids, _) = item { return ids }
+            return []
+        }
+    }
+
+    /// Where each window of `chunks` starts and ends among `count` text tokens, for
+    /// windows of `width` text tokens overlapping by `overlap`.
+    public static func windows(count: Int, width: Int, overlap: Int) -> [Range<Int>] {
+        let stride = max(1, width - overlap)
+        var out: [Range<Int>] = []
+        var start = 0
+        while true {
+            out.append(start..<min(count, start + width))
+            if start + width >= count { return out }
+            start += stride
+        }
     }
 
     func build(_ items: [Item], _ a: ArraySlice<Int32>, _ b: ArraySlice<Int32>) -> TokenSequence {
@@ -110,14 +133,9 @@ public struct EncoderTemplate: Sendable, Equatable {
     public func chunks(_ ids: [Int32], prefix: [Int32] = [], tokens: Int, overlap: Int) -> [(
         TokenSequence, Range<Int>
     )] {
-        let width = max(1, tokens - addedSingle - prefix.count), stride = max(1, width - overlap)
-        var out: [(TokenSequence, Range<Int>)] = []
-        var start = 0
-        while true {
-            let r = start..<min(ids.count, start + width)
-            out.append((build(single, ArraySlice(prefix + ids[r]), []), r))
-            if start + width >= ids.count { return out }
-            start += stride
+        let width = max(1, tokens - addedSingle - prefix.count)
+        return Self.windows(count: ids.count, width: width, overlap: overlap).map { r in
+            (build(single, ArraySlice(prefix + ids[r]), []), r)
         }
     }
 
@@ -145,6 +163,11 @@ public struct EncoderTemplate: Sendable, Equatable {
             }
             return try id(a[1], "post_processor \(key)")
         }
+        func typeID(_ o: JSONObject) throws -> Int32 {
+            let v = o["type_id"]?.intValue ?? 0
+            guard v >= 0, v < 1 << 16 else { throw fail("post_processor template type_id \(v) is not a token type") }
+            return Int32(v)
+        }
         switch p["type"]?.stringValue {
         case "TemplateProcessing":
             func items(_ key: String) throws -> [Item] {
@@ -155,11 +178,10 @@ public struct EncoderTemplate: Sendable, Equatable {
                             !ids.isEmpty
                         else { throw fail("template special token \(s["id"]?.stringValue ?? "?") has no ids") }
                         return .special(
-                            try ids.map { try id($0, "template special token \(name)") },
-                            type: Int32(clamping: s["type_id"]?.intValue ?? 0))
+                            try ids.map { try id($0, "template special token \(name)") }, type: try typeID(s))
                     }
                     if let s = item.objectValue?["Sequence"]?.objectValue {
-                        let t = Int32(clamping: s["type_id"]?.intValue ?? 0)
+                        let t = try typeID(s)
                         switch s["id"]?.stringValue {
                         case "A": return .first(type: t)
                         case "B": return .second(type: t)
@@ -201,9 +223,10 @@ extension EncoderTokenizerSession {
 }
 
 extension EncoderTokenizerSession {
-    /// For each token of `text` (as `tokens` gives them, `ids`), the space-separated word
-    /// it comes from, in Unicode scalars; nil when tokenizing word by word (each with the
-    /// spaces before it, which Metaspace turns into its `▁`) does not give `ids`.
+    /// For each token of `text` (as `tokens` gives them, `ids`, or as they follow a prompt
+    /// that ends in a space), the space-separated word it comes from, in Unicode scalars;
+    /// nil when tokenizing word by word (each with the spaces before it, which Metaspace
+    /// turns into its `▁`) does not give `ids`.
     public func wordSpans(_ text: String, _ ids: [Int32]) -> [Range<Int>]? {
         let scalars = Array(text.unicodeScalars)
         var spans: [Range<Int>] = []
@@ -214,9 +237,15 @@ extension EncoderTokenizerSession {
             while i < scalars.count && scalars[i] == " " { i += 1 }
             let word = i
             while i < scalars.count && scalars[i] != " " { i += 1 }
-            let t = tokens(String(String.UnicodeScalarView(scalars[lead..<i])))
-            guard spans.count + t.count <= ids.count, ids[spans.count..<(spans.count + t.count)].elementsEqual(t)
-            else { return nil }
+            let piece = String(String.UnicodeScalarView(scalars[lead..<i]))
+            func fits(_ t: [Int32]) -> Bool {
+                spans.count + t.count <= ids.count && ids[spans.count..<(spans.count + t.count)].elementsEqual(t)
+            }
+            var t = tokens(piece)
+            // After a prompt ending in a space, the first word is tokenized as one that
+            // follows a space (ByteLevel's `Ġword`).
+            if !fits(t) && spans.isEmpty && lead == word { t = tokens(" " + piece) }
+            guard fits(t) else { return nil }
             spans += repeatElement(word..<i, count: t.count)
         }
         return spans.count == ids.count ? spans : nil

@@ -136,6 +136,11 @@ public struct UnigramTokenizer: EncoderTokenizer {
                         continue
                     }
                     let ids = word.withUnsafeBufferPointer { t.segment($0) }
+                    // Short words only: a text with no spaces (CJK, a URL) is one long word.
+                    guard word.count < 256 else {
+                        out += ids
+                        continue
+                    }
                     if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
                     cache[word] = ids
                     out += ids

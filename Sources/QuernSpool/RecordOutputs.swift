@@ -116,16 +116,21 @@ final class RecordOutputs {
         guard !includeFields.isEmpty else { return outcomes }
         return try zip(batch, outcomes).map { record, outcome in
             guard case .success(var row) = outcome else { return outcome }
-            for (name, value) in zip(includeFields, record.carried) {
-                if row.fields.contains(where: { $0.0 == name }) {
-                    throw QuernError(
-                        .invalidValue,
-                        "output.include_fields names \"\(name)\", which this task writes in every result line; leave it out or rename the input field",
-                        field: "output.include_fields")
+            func carry(_ row: inout ResultRow) throws {
+                for (name, value) in zip(includeFields, record.carried) {
+                    if row.fields.contains(where: { $0.0 == name }) {
+                        throw QuernError(
+                            .invalidValue,
+                            "output.include_fields names \"\(name)\", which this task writes in every result line; leave it out or rename the input field",
+                            field: "output.include_fields")
+                    }
+                    // A string stays a plain CSV cell; anything else is its compact JSON.
+                    row.fields.append((name, value.stringValue.map { .string($0) } ?? .json(value)))
                 }
-                // A string stays a plain CSV cell; anything else is its compact JSON.
-                row.fields.append((name, value.stringValue.map { .string($0) } ?? .json(value)))
             }
+            try carry(&row)
+            // Every row of the record (embed's row per chunk) carries them.
+            for i in row.following.indices { try carry(&row.following[i]) }
             return .success(row)
         }
     }

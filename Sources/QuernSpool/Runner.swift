@@ -119,9 +119,10 @@ public final class JobRunner {
         }
         var retries = 0
         while true {
+            publishing = false
             do {
                 return try execute(job, log: log)
-            } catch  where Self.isTransient(error) && !shouldStop() {
+            } catch  where Self.isTransient(error) && !publishing && !shouldStop() {
                 let allowed = (try? Manifest.decode(Sys.readFile(job.manifestPath)))?.limits.ioRetries ?? 0
                 guard retries < allowed else {
                     guard retries > 0 else { return outcome(of: error, job, log) }
@@ -151,13 +152,12 @@ public final class JobRunner {
 
     /// Seconds of the first wait before retrying after a transient I/O error (doubling).
     public var ioRetryDelay = 1.0
+    /// Set once a run starts publishing its outputs: a failure then is not retried.
+    var publishing = false
 
-    /// A read the system failed for a reason that may pass.
-    static func isTransient(_ error: Error) -> Bool {
-        if let e = error as? QuernError { return e.transient }
-        if let e = error as? SystemError { return e.isTransient }
-        return false
-    }
+    /// A read of the input the system failed for a reason that may pass (the input doors
+    /// mark those errors; writes to the spool are not retried).
+    static func isTransient(_ error: Error) -> Bool { (error as? QuernError)?.transient == true }
 
     /// What an error that ended `execute` makes of the job.
     func outcome(of error: Error, _ job: ActiveJob, _ log: JobLog) -> JobOutcome {
@@ -204,6 +204,15 @@ public final class JobRunner {
         let manifest = try Manifest.decode(Sys.readFile(job.manifestPath))
         let inputPath = try policy.resolve(manifest.input.path, field: "input.path")
         let (modelPath, zoo) = try policy.model(manifest.model!)
+        // A zoo reference is pinned to the entry the job starts with, so a resume or a
+        // retry after the entry is replaced fails with model_mismatch instead of mixing
+        // two models' results in one job.
+        if let zoo, let model = manifest.model, (try? ModelZoo.Reference(model))?.digest == nil,
+            var raw = try JSONParser.parse(Sys.readFile(job.manifestPath)).objectValue
+        {
+            raw["model"] = .string(zoo.pinned)
+            try Sys.writeFileAtomically(job.manifestPath, JSONWriter.pretty(.object(raw)))
+        }
         if let zoo, let changed = try policy.zoo?.verify(zoo), !changed.isEmpty {
             throw QuernError(
                 .modelMismatch,
@@ -284,6 +293,7 @@ public final class JobRunner {
                 try spool.complete(job, keep: ["manifest.json", "report.json", Self.errorsName, "job.log"]))
         }
         heartbeat.stop()
+        publishing = true
         try writer.finish()
         openErrors = nil
         try Sys.rename(writer.path, job.file(Self.errorsName))
@@ -465,6 +475,8 @@ public final class JobRunner {
         }
 
         // Publish: finish the files, name them, write the report, one rename to done/.
+        // From here a failure is not retried: the partial files are being renamed.
+        publishing = true
         var outputNames = try out.publish()
         if let unrun {
             try unrun.finish()

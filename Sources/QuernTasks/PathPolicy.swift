@@ -34,11 +34,11 @@ public struct PathPolicy: Sendable {
     }
 
     /// `path` made absolute, symlinks resolved, and checked to lie inside the roots; a
-    /// `zoo:` model reference is checked against the zoo and kept as written.
+    /// `zoo:` model reference is checked against the zoo and pinned to the entry's digest
+    /// (what `quern submit` and `stage` record, so every shard and resume reads one model).
     public func resolve(_ path: String, field: String) throws -> String {
         if field == "model", ModelZoo.Reference.isReference(path) {
-            _ = try model(path)
-            return path
+            return try model(path).zoo!.pinned
         }
         if path.split(separator: "/").contains("..") {
             throw QuernError(

@@ -114,6 +114,10 @@ extension EndToEnd {
             #expect(r.stdout.contains("tiny-pkg: CHANGED") && r.stdout.contains("vocab.txt: changed"), "\(r)")
             #expect(r.stdout.contains("stray.bin: not in SHA256SUMS") && r.stdout.contains("tiny-bert: ok"), "\(r)")
 
+            // A broken entry (its SHA256SUMS no longer matches entry.json) can be removed.
+            try Files.write(scratch.file("zoo") + "/tiny-pkg/SHA256SUMS", "garbage\n")
+            r = try await models(["show", "tiny-pkg"])
+            #expect(r.status == 1 && r.stdout.contains("is broken"), "\(r)")
             r = try await models(["remove", "tiny-pkg"])
             #expect(r.status == 0, "\(r)")
             r = try await models(["show", "tiny-pkg"])
@@ -156,6 +160,9 @@ extension EndToEnd {
             try spool.drop("by-path.json", try job("by-path", Self.tinyBert))
             r = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
             #expect(r.status == 0 && spool.jobs("done").sorted() == ["by-name", "by-path", "pinned"], "\(r)")
+            // A job that named the entry unpinned ran pinned: a resume reads the same model.
+            let ran = try JSON.object(Files.read(spool.job("done", "by-name") + "/manifest.json"), what: "manifest")
+            #expect(ran["model"] as? String == "zoo:tiny-bert@\(digest)")
             for id in ["by-name", "pinned"] {
                 let report = try JSON.object(Files.read(spool.job("done", id) + "/report.json"), what: id)
                 #expect(JSON.get(report, "model.zoo.name") as? String == "tiny-bert")
@@ -167,13 +174,13 @@ extension EndToEnd {
             let b = try await scratch.gunzip(spool.job("done", "by-path") + "/results.jsonl.gz")
             #expect(a == b && !a.isEmpty)
 
-            // `submit` checks the reference and keeps it as written.
+            // `submit` checks the reference and pins it to the entry's digest.
             let manifest = scratch.file("submitted.json")
             try Files.write(manifest, try job("submitted", "zoo:tiny-bert"))
             r = try await scratch.quern(["submit", manifest, spool.root] + rootArgs(scratch))
             #expect(r.status == 0, "\(r)")
             let queued = try JSON.object(Files.read(spool.root + "/incoming/submitted.json"), what: "submitted")
-            #expect(queued["model"] as? String == "zoo:tiny-bert")
+            #expect(queued["model"] as? String == "zoo:tiny-bert@\(digest)")
             try Files.write(manifest, try job("nope", "zoo:nope"))
             r = try await scratch.quern(["submit", manifest, spool.root] + rootArgs(scratch))
             #expect(r.status == 1 && r.stdout.contains("no model \\\"nope\\\" in the zoo"), "\(r)")

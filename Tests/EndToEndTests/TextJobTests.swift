@@ -697,7 +697,7 @@ extension EndToEnd {
                 sample[0..<6].joined(separator: " "), "short text", "  spaced   out\twords  and ñandú café  ",
                 sample[6..<20].joined(separator: " ")
             ]
-            var lines = texts.enumerated().map { Self.line(["id": "t\($0)", "text": $1]) }
+            var lines = texts.enumerated().map { Self.line(["id": "t\($0)", "text": $1, "src": "s\($0)"]) }
             lines.append(#"{"id": "none"}"#)
             let input = scratch.file("texts.jsonl")
             try Files.write(input, lines.joined(separator: "\n") + "\n")
@@ -708,13 +708,26 @@ extension EndToEnd {
                         "\(name)-\(mode)-\(output).json",
                         try JSON.encode([
                             "version": 1, "id": "\(name)-\(mode)-\(output)", "task": "embed", "model": model,
-                            "input": ["path": input, "id_field": "id"], "output": ["format": output],
+                            "input": ["path": input, "id_field": "id"],
+                            "output": ["format": output, "include_fields": ["src"]],
                             "embed": ["chunk": ["tokens": 16, "overlap": 4, "rows": mode]]
                         ]))
                 }
             }
-            let run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            var run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
             #expect(run.status == 0 && spool.jobs("failed").isEmpty, "\(run)")
+            // Windows with no room for text beyond the overlap are refused before the job runs.
+            try spool.drop(
+                "narrow.json",
+                try JSON.encode([
+                    "version": 1, "id": "narrow", "task": "embed", "model": Self.embedder,
+                    "input": ["path": input, "id_field": "id"], "prompt": "one two three",
+                    "embed": ["chunk": ["tokens": 8, "overlap": 4, "rows": "chunk"]]
+                ]))
+            run = try await scratch.quern(["run", "--once", spool.root] + rootArgs(scratch))
+            let narrow = try Files.json(spool.job("failed", "narrow") + "/error.json")
+            #expect(JSON.string(narrow, "field") == "embed.chunk", "\(narrow)")
+            #expect(JSON.string(narrow, "message")?.contains("shorten the prompt") == true, "\(narrow)")
             for name in models.keys.sorted() {
                 let rows = try await JSON.lines(
                     scratch.gunzip(spool.job("done", "\(name)-chunk-jsonl") + "/results.jsonl.gz"), what: name)
@@ -726,6 +739,7 @@ extension EndToEnd {
                     let n = pooled[t]["chunks"] as? Int ?? -1
                     #expect(mine.count == n, "\(name) t\(t): \(mine.count) rows, \(n) chunks")
                     #expect(mine.map { $0["chunk"] as? Int } == (0..<n).map { $0 })
+                    #expect(mine.allSatisfy { $0["src"] as? String == "s\(t)" }, "every row carries include_fields")
                     // Windows of 14 text tokens, 10 apart, the last reaching the end.
                     let starts = mine.map { $0["token_start"] as? Int ?? -1 },
                         ends = mine.map { $0["token_end"] as? Int ?? -1 }

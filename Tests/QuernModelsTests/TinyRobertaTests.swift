@@ -124,4 +124,19 @@ struct TinyRobertaTests {
         #expect(
             mismatches.isEmpty, "\(mismatches.count) of \(checked):\n\(mismatches.prefix(8).joined(separator: "\n"))")
     }
+
+    @Test(
+        "a prompt starts every window as it starts the whole text: a short text's one window is the prompted sequence",
+        arguments: ["tiny-bert", "tiny-xlmr", "tiny-roberta"])
+    func promptedWindows(_ name: String) throws {
+        let model = try bert(repoRoot + "/fixtures/models/" + name)
+        let t = model.makeTokenizer()
+        for prompt in ["query: ", "passage: ", "Represent this sentence for searching relevant passages: "] {
+            let text = "Loadable modules for extending Sylpheed features"
+            let windows = t.chunks(text, prompt: prompt, tokens: 64, overlap: 0, offsets: true)
+            #expect(windows.count == 1)
+            #expect(windows.first?.sequence.ids == t.encode(prompt + text).ids, "\(name): \(prompt)")
+            #expect(windows.first?.characters == 0..<text.unicodeScalars.count, "\(name)")
+        }
+    }
 }

@@ -101,6 +101,20 @@ public enum EmbedTask: JobTask {
             throw QuernError(
                 .invalidValue, "embed.chunk applies to texts, not OpenAI Batch requests", field: "embed.chunk")
         }
+        if let (tokens, overlap) = settings.chunk {
+            // A window holds the specials and the prompt, then text tokens: at least one
+            // more than the overlap, or the windows would not move along the text.
+            let texts = try TextRecords(m, model: encoder)
+            let fixed = texts.tokenizer.chunks("", prompt: texts.prompt, tokens: tokens, overlap: 0, offsets: false)[0]
+                .sequence.ids.count
+            let length = min(tokens, encoder.maxLength)
+            guard length - fixed > overlap else {
+                throw QuernError(
+                    .invalidValue,
+                    "embed.chunk: windows of \(length) tokens (the model takes \(encoder.maxLength)) hold \(fixed) special and prompt tokens, leaving \(max(0, length - fixed)) for text, not more than the overlap of \(overlap); raise chunk.tokens, lower chunk.overlap or shorten the prompt",
+                    field: "embed.chunk")
+            }
+        }
         if let d = settings.dimensions, d > encoder.dimension {
             throw QuernError(
                 .invalidValue, "embed.dimensions is \(d); this model's vectors have \(encoder.dimension)",
@@ -232,7 +246,8 @@ final class Embedder: RecordTask {
                     .failure(QuernError(.missingValue, "record has no text", line: r.line, member: r.member)))
                 continue
             }
-            let w = texts.tokenizer.chunks(text, prompt: texts.prompt, tokens: tokens, overlap: overlap)
+            let w = texts.tokenizer.chunks(
+                text, prompt: texts.prompt, tokens: tokens, overlap: overlap, offsets: settings.perChunk)
             windows.append(.success(w))
             sequences += w.map(\.sequence)
         }
@@ -251,9 +266,12 @@ final class Embedder: RecordTask {
                             ("chunk", .int(k)), ("token_start", .int(chunk.tokens.lowerBound)),
                             ("token_end", .int(chunk.tokens.upperBound))
                         ]
-                        if let c = chunk.characters {
-                            fields += [("char_start", .int(c.lowerBound)), ("char_end", .int(c.upperBound))]
-                        }
+                        // Null when unknown: every row has the same columns (CSV's header).
+                        let c = chunk.characters
+                        fields += [
+                            ("char_start", c.map { .int($0.lowerBound) } ?? .json(.null)),
+                            ("char_end", c.map { .int($0.upperBound) } ?? .json(.null))
+                        ]
                         return ResultRow(id: r.id, fields: fields)
                     }
                     var first = rows[0]
