@@ -277,9 +277,8 @@ public struct ModelZoo: Sendable {
         let name = (name ?? defaultName).lowercased()
         try Self.checkName(name)
         try Sys.mkdirs(root)
-        let lockFD = try Sys.open(Path.join(root, ".lock"), O_RDWR | O_CREAT)
+        let lockFD = try lock()
         defer { Sys.close(lockFD) }
-        try Sys.lock(lockFD)
         let target = Path.join(root, name)
         if Sys.exists(target), !replace {
             let old = (try? entry(name)).map { " (\($0.digest))" } ?? ""
@@ -356,12 +355,28 @@ public struct ModelZoo: Sendable {
         try Self.checkName(name)
         let dir = Path.join(root, name)
         guard Sys.isDirectory(dir) else { _ = try entry(name); return }  // names what the zoo has
-        let lockFD = try Sys.open(Path.join(root, ".lock"), O_RDWR | O_CREAT)
+        let lockFD = try lock()
         defer { Sys.close(lockFD) }
-        try Sys.lock(lockFD)
         let away = Path.join(root, ".\(name).removed-\(getpid())")
         try Sys.rename(dir, away)
         try Sys.removeTree(away)
+    }
+
+    /// The zoo's lock, held while an entry is added or removed (an `add` holds it through
+    /// its copy and load); says so when another command holds it.
+    func lock() throws -> Int32 {
+        let path = Path.join(root, ".lock")
+        let fd = try Sys.open(path, O_RDWR | O_CREAT)
+        do {
+            if try !Sys.tryLock(fd, path: path) {
+                Log.shared.info("waiting for another quern models command on \(root)")
+                while try !Sys.tryLock(fd, path: path) { usleep(100_000) }
+            }
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+        return fd
     }
 
     // MARK: sources
