@@ -160,23 +160,27 @@ def make_embedder():
     write_json(os.path.join(EMBEDDER, "config.json"), CONFIG)
     write_safetensors(os.path.join(EMBEDDER, "model.safetensors"), W)
     copy_tokenizer(EMBEDDER)
-    # As in a sentence-transformers model: Transformer -> Pooling -> Normalize.
-    # Normalize saves no files, so its directory does not exist (git could not hold it
-    # empty anyway); loaders must not require it.
-    write_json(os.path.join(EMBEDDER, "modules.json"), [
+    write_st_modules(EMBEDDER, CONFIG["hidden_size"])
+    return W
+
+
+def write_st_modules(d, dimension):
+    """As in a sentence-transformers model: Transformer -> Pooling (mean) -> Normalize.
+    Normalize saves no files, so its directory does not exist (git could not hold it
+    empty anyway); loaders must not require it."""
+    write_json(os.path.join(d, "modules.json"), [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ])
-    os.makedirs(os.path.join(EMBEDDER, "1_Pooling"))
-    write_json(os.path.join(EMBEDDER, "1_Pooling", "config.json"), {
-        "word_embedding_dimension": CONFIG["hidden_size"],
+    os.makedirs(os.path.join(d, "1_Pooling"))
+    write_json(os.path.join(d, "1_Pooling", "config.json"), {
+        "word_embedding_dimension": dimension,
         "pooling_mode_cls_token": False,
         "pooling_mode_mean_tokens": True,
         "pooling_mode_max_tokens": False,
         "pooling_mode_mean_sqrt_len_tokens": False,
     })
-    return W
 
 
 def make_classifier():

@@ -54,7 +54,7 @@ from transformers import RobertaConfig, RobertaModel
 
 from make_tiny_bert import fresh_dir
 from make_tiny_xlmr import (GOLDEN_PAIRS, HARD, MAX_LENGTH, ROOT, STRESS, encode, held_out, perturb,
-                            position_ids, read_debdesc, training_texts, write_st_files)
+                            position_ids, read_debdesc, print_sizes, training_texts, write_st_files)
 
 EMBEDDER = os.path.join(ROOT, "fixtures/models/tiny-roberta")
 TOKENIZER = os.path.join(EMBEDDER, "tokenizer.json")
@@ -319,13 +319,7 @@ def main():
     ids_list, full = tokenize_inputs(items)
     write_expected(items, ids_list, full)
 
-    total = 0
-    for dirpath, _, files in sorted(os.walk(EMBEDDER)):
-        for name in sorted(files):
-            p = os.path.join(dirpath, name)
-            total += os.path.getsize(p)
-            print(f"  {os.path.relpath(p, ROOT)} ({os.path.getsize(p)} bytes)")
-    print(f"{os.path.relpath(EMBEDDER, ROOT)}: {total} bytes, vocab {vocab_size}")
+    print_sizes(EMBEDDER, vocab_size)
 
 
 if __name__ == "__main__":

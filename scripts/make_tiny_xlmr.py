@@ -89,7 +89,7 @@ from transformers.convert_slow_tokenizer import SLOW_TO_FAST_CONVERTERS
 from transformers.utils import logging as hf_logging
 
 # The float64 building blocks and file helpers the tiny BERT's script already has.
-from make_tiny_bert import fresh_dir, gelu, layer_norm, write_json
+from make_tiny_bert import fresh_dir, gelu, layer_norm, write_json, write_st_modules
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
@@ -447,21 +447,7 @@ def save_model(model, d):
 
 
 def write_st_files(d):
-    # As in a sentence-transformers model: Transformer -> Pooling -> Normalize. Normalize
-    # saves no files, so its directory does not exist; loaders must not require it.
-    write_json(os.path.join(d, "modules.json"), [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    os.makedirs(os.path.join(d, "1_Pooling"))
-    write_json(os.path.join(d, "1_Pooling", "config.json"), {
-        "word_embedding_dimension": 32,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    })
+    write_st_modules(d, 32)
     write_json(os.path.join(d, "sentence_bert_config.json"), {"max_seq_length": MAX_LENGTH, "do_lower_case": False})
 
 
@@ -690,13 +676,18 @@ def main():
     write_expected(items, tokenize_inputs(items), tokenize_pad_texts())
 
     for d in (SPM_DIR, NFKC_DIR, EMBEDDER, CLASSIFIER):
-        total = 0
-        for dirpath, _, files in sorted(os.walk(d)):
-            for name in sorted(files):
-                p = os.path.join(dirpath, name)
-                total += os.path.getsize(p)
-                print(f"  {os.path.relpath(p, ROOT)} ({os.path.getsize(p)} bytes)")
-        print(f"{os.path.relpath(d, ROOT)}: {total} bytes, vocab {vocab_size if d != NFKC_DIR else NFKC_VOCAB}")
+        print_sizes(d, vocab_size if d != NFKC_DIR else NFKC_VOCAB)
+
+
+def print_sizes(d, vocab_size):
+    """Each file of directory `d` and the total, as the fixtures' budget is checked."""
+    total = 0
+    for dirpath, _, files in sorted(os.walk(d)):
+        for name in sorted(files):
+            p = os.path.join(dirpath, name)
+            total += os.path.getsize(p)
+            print(f"  {os.path.relpath(p, ROOT)} ({os.path.getsize(p)} bytes)")
+    print(f"{os.path.relpath(d, ROOT)}: {total} bytes, vocab {vocab_size}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ public struct UnigramTokenizer: EncoderTokenizer {
     let unknownScore: Double
     /// `<0xXX>` piece ids by byte, when `byte_fallback` (nil entries: that byte has none).
     let byteIDs: [Int32?]?
-    /// Matched verbatim in the raw text, longest first.
-    let added: [(bytes: [UInt8], id: Int32, lstrip: Bool, rstrip: Bool)]
+    /// Matched verbatim in the raw text, as the BPE tokenizer matches its own (both are
+    /// `tokenizers`' AddedVocabulary: leftmost, longest first, `lstrip`/`rstrip`).
+    let added: BPEAddedTokens
     public let template: EncoderTemplate
     public let defaultMaxLength: Int?
     public let vocabularySize: Int
@@ -81,7 +82,7 @@ public struct UnigramTokenizer: EncoderTokenizer {
             byteIDs = nil
         }
 
-        var added: [(bytes: [UInt8], id: Int32, lstrip: Bool, rstrip: Bool)] = []
+        var added: [(text: String, id: Int32, token: BPETokenizer.AddedToken)] = []
         var emitted = pieces.count
         for t in root["added_tokens"]?.arrayValue ?? [] {
             guard let o = t.objectValue, let content = o["content"]?.stringValue, !content.isEmpty else { continue }
@@ -94,10 +95,12 @@ public struct UnigramTokenizer: EncoderTokenizer {
             }
             let tokenID = byPiece[Array(content.utf8)] ?? i
             emitted = max(emitted, Int(tokenID) + 1)
-            added.append(
-                (Array(content.utf8), tokenID, o["lstrip"]?.boolValue ?? false, o["rstrip"]?.boolValue ?? false))
+            let token = BPETokenizer.AddedToken(
+                content, special: o["special"]?.boolValue ?? false, lstrip: o["lstrip"]?.boolValue ?? false,
+                rstrip: o["rstrip"]?.boolValue ?? false, normalized: false)
+            added.append((content, tokenID, token))
         }
-        self.added = added.sorted { $0.bytes.count > $1.bytes.count }
+        self.added = BPEAddedTokens(added)
         normalizer = try TextNormalizer.parse(root["normalizer"], fail: fail)
         preTokenizer = try MetaspacePreTokenizer.parse(root["pre_tokenizer"], fail: fail)
         template = try EncoderTemplate.parse(root["post_processor"]?.objectValue, id: id, fail: fail)
@@ -110,84 +113,60 @@ public struct UnigramTokenizer: EncoderTokenizer {
 
     public func makeSession() -> any EncoderTokenizerSession { Session(self) }
 
-    /// Per-thread state: a cache of words already segmented (texts repeat words).
+    /// Per-thread state: a cache of words already segmented (texts repeat words), and the
+    /// scalar tables the added tokens' `lstrip`/`rstrip` consult.
     public final class Session: EncoderTokenizerSession {
         let tokenizer: UnigramTokenizer
         /// Keyed by bytes: Swift's String equality is canonical equivalence, and a
         /// decomposed word must not share a precomposed one's pieces.
         var cache: [[UInt8]: [Int32]] = [:]
         static let cacheLimit = 1 << 16
+        let scalars = BPEScalars(nfc: false)
+        var splits: [(Int, Int, Int32)] = []
 
         public init(_ tokenizer: UnigramTokenizer) { self.tokenizer = tokenizer }
 
         public func tokens(_ text: String) -> [Int32] {
             var out: [Int32] = []
-            let t = tokenizer
-            for (segment, startsAtZero) in t.segments(text) {
-                guard case .text(let s) = segment else {
-                    if case .token(let id) = segment { out.append(id) }
-                    continue
-                }
-                let normalized = t.normalizer?.apply(s) ?? s
-                if normalized.isEmpty { continue }
-                for (word, _) in t.preTokenizer.split([(Array(normalized.utf8), startsAtZero)]) where !word.isEmpty {
-                    if let ids = cache[word] {
-                        out += ids
-                        continue
+            var text = text
+            text.withUTF8 { u in
+                guard let base = u.baseAddress else { return }
+                guard !tokenizer.added.isEmpty else { return words(base, u.count, startsAtZero: true, into: &out) }
+                tokenizer.added.split(base, u.count, scalars: scalars, into: &splits)
+                for (start, end, id) in splits {
+                    if id >= 0 {
+                        out.append(id)
+                    } else {
+                        words(base + start, end - start, startsAtZero: start == 0, into: &out)
                     }
-                    let ids = word.withUnsafeBufferPointer { t.segment($0) }
-                    // Short words only: a text with no spaces (CJK, a URL) is one long word.
-                    guard word.count < 256 else {
-                        out += ids
-                        continue
-                    }
-                    if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-                    cache[word] = ids
-                    out += ids
                 }
             }
             return out
         }
-    }
 
-    enum Segment {
-        case text(String)
-        case token(Int32)
-    }
-
-    /// The raw text cut at added tokens (longest first, leftmost), each text stretch with
-    /// whether it starts at the text's first byte.
-    func segments(_ text: String) -> [(Segment, Bool)] {
-        guard !added.isEmpty else { return [(.text(text), true)] }
-        let u = Array(text.utf8)
-        var out: [(Segment, Bool)] = []
-        var segment = 0, i = 0
-        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
-        while i < u.count {
-            var matched: (length: Int, id: Int32, lstrip: Bool, rstrip: Bool)?
-            for a in added where a.bytes.count <= u.count - i && a.bytes[0] == u[i] {
-                if u[i..<(i + a.bytes.count)].elementsEqual(a.bytes) {
-                    matched = (a.bytes.count, a.id, a.lstrip, a.rstrip)
-                    break
+        /// One stretch of raw text between added tokens: normalized, pre-tokenized, and
+        /// each word segmented.
+        func words(_ p: UnsafePointer<UInt8>, _ n: Int, startsAtZero: Bool, into out: inout [Int32]) {
+            let t = tokenizer
+            let raw = String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+            let normalized = t.normalizer?.apply(raw) ?? raw
+            if normalized.isEmpty { return }
+            for (word, _) in t.preTokenizer.split([(Array(normalized.utf8), startsAtZero)]) where !word.isEmpty {
+                if let ids = cache[word] {
+                    out += ids
+                    continue
                 }
+                let ids = word.withUnsafeBufferPointer { t.segment($0) }
+                // Short words only: a text with no spaces (CJK, a URL) is one long word.
+                guard word.count < 256 else {
+                    out += ids
+                    continue
+                }
+                if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
+                cache[word] = ids
+                out += ids
             }
-            guard let m = matched else {
-                i += 1
-                continue
-            }
-            // lstrip / rstrip: the token takes the whitespace beside it.
-            var start = i, end = i + m.length
-            if m.lstrip { while start > segment && isSpace(u[start - 1]) { start -= 1 } }
-            if m.rstrip { while end < u.count && isSpace(u[end]) { end += 1 } }
-            if start > segment {
-                out.append((.text(String(decoding: u[segment..<start], as: UTF8.self)), segment == 0))
-            }
-            out.append((.token(m.id), false))
-            i = end
-            segment = end
         }
-        if segment < u.count { out.append((.text(String(decoding: u[segment...], as: UTF8.self)), segment == 0)) }
-        return out
     }
 
     /// One word's pieces: the best-scoring segmentation (Viterbi), ties to the earlier

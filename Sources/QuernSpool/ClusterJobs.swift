@@ -259,11 +259,7 @@ public enum ClusterJob {
         let staging = Path.join(jobDir, ".merge.\(Sys.pid)")
         try? Sys.removeTree(staging)
         try Sys.mkdir(staging)
-        // Result lines per part: one per record, or more (embed's row per chunk).
-        let rowsBefore = reports.map { r in
-            let records = r["records"]?.objectValue
-            return Int(records?["result_lines"]?.intValue ?? records?["succeeded"]?.intValue ?? 0)
-        }
+        let rowsBefore = reports.map(resultLines)
         switch manifest.output.format {
         case .jsonl:
             try concatenate(parts.map { Path.join($0, resultsName) }, into: Path.join(staging, resultsName))
@@ -355,6 +351,13 @@ public enum ClusterJob {
         try out.finish()
     }
 
+    /// A part's result lines: one per record, or more (embed's row per chunk), as its
+    /// report counts them.
+    static func resultLines(_ report: JSONObject) -> Int {
+        let records = report["records"]?.objectValue
+        return Int(records?["result_lines"]?.intValue ?? records?["succeeded"]?.intValue ?? 0)
+    }
+
     /// NPY jobs' result lines name each vector's row in its part's array; in the merged
     /// array the rows of part k come after those of parts 0..<k. Only the digits of
     /// `"row":` change: the line keeps the bytes the part wrote.
@@ -439,12 +442,8 @@ public enum ClusterJob {
         ]
         // Result lines, when records gave more than one each (embed's row per chunk).
         if reports.contains(where: { $0["records"]?.objectValue?["result_lines"] != nil }) {
-            let lines = reports.map { r -> Int64 in
-                let o = r["records"]?.objectValue
-                return o?["result_lines"]?.intValue ?? o?["succeeded"]?.intValue ?? 0
-            }
             var o = report["records"]?.objectValue ?? JSONObject()
-            o["result_lines"] = .int(lines.reduce(0, +))
+            o["result_lines"] = .int(Int64(reports.map(resultLines).reduce(0, +)))
             report["records"] = .object(o)
         }
         let iso = ISO8601DateFormatter()

@@ -139,11 +139,8 @@ public final class JobRunner {
                     .warning,
                     "transient I/O error (\(error)); resuming from the last checkpoint in \(wait) s, retry \(retries) of \(allowed)"
                 )
-                let until = time.monotonic() + wait
-                while time.monotonic() < until {
-                    if shouldStop() { return .interrupted }
-                    usleep(50_000)
-                }
+                StopSignal.sleep(wait)
+                if shouldStop() { return .interrupted }
             } catch {
                 return outcome(of: error, job, log)
             }

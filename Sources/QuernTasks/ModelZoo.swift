@@ -520,17 +520,9 @@ public struct ModelZoo: Sendable {
     }
 
     static func copy(_ from: String, to: String) throws {
-        let src = try Sys.open(from, O_RDONLY)
-        defer { Sys.close(src) }
         let dst = try Sys.open(to, O_WRONLY | O_CREAT | O_TRUNC)
         defer { Sys.close(dst) }
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-        defer { buf.deallocate() }
-        while true {
-            let n = try Sys.read(src, buf)
-            if n == 0 { break }
-            try Sys.writeAll(dst, UnsafeRawBufferPointer(rebasing: buf[0..<n]), path: to)
-        }
+        try Sys.appendFile(from, to: dst, path: to)
     }
 
     static func sha256(_ bytes: [UInt8]) -> String {

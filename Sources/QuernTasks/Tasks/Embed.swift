@@ -101,10 +101,10 @@ public enum EmbedTask: JobTask {
             throw QuernError(
                 .invalidValue, "embed.chunk applies to texts, not OpenAI Batch requests", field: "embed.chunk")
         }
+        let texts = try TextRecords(m, model: encoder)
         if let (tokens, overlap) = settings.chunk {
             // A window holds the specials and the prompt, then text tokens: at least one
             // more than the overlap, or the windows would not move along the text.
-            let texts = try TextRecords(m, model: encoder)
             let fixed = texts.tokenizer.chunks("", prompt: texts.prompt, tokens: tokens, overlap: 0, offsets: false)[0]
                 .sequence.ids.count
             let length = min(tokens, encoder.maxLength)
@@ -122,7 +122,7 @@ public enum EmbedTask: JobTask {
         }
         return .records(
             Embedder(
-                model: model, spec: spec, texts: try TextRecords(m, model: encoder),
+                model: model, spec: spec, texts: texts,
                 openAI: m.input.format == .openaiBatch ? job.modelName : nil, settings: settings))
     }
 }
